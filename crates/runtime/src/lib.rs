@@ -1,0 +1,3 @@
+//! What happens in user space while a trace runs: event decoding, aggregation,
+//! symbolisation and output.
+#![forbid(unsafe_code)]
