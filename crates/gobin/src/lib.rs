@@ -8,3 +8,9 @@
 //! does I/O beyond what the caller hands in. One [`GoBinary`] is built per executable
 //! and its indexes are built lazily, on the first query that needs them.
 #![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod dwarf;
+pub mod layout;
+
+pub use addr::{FileOffset, VirtAddr};

@@ -1,0 +1,1 @@
+//! DWARF of Go executables (to be written).

@@ -1,0 +1,1 @@
+//! Go runtime struct layouts (to be written).
