@@ -1,1 +1,27 @@
-fn main() {}
+//! `gotap`: parses the command line and joins the crates together. The only crate that
+//! uses `anyhow`: every error that reaches the user is one line of text and exit code 1.
+#![forbid(unsafe_code)]
+
+mod args;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gotap: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    match args::parse(std::env::args_os().skip(1))? {
+        args::Command::Help => {
+            println!("{}", args::USAGE);
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("not implemented yet: {other:?}"),
+    }
+}
