@@ -1,3 +1,6 @@
 //! What happens in user space while a trace runs: event decoding, aggregation,
 //! symbolisation and output.
 #![forbid(unsafe_code)]
+pub mod format;
+pub mod stats;
+pub mod table;

@@ -1,0 +1,1041 @@
+//! SystemTap `printf`/`sprintf` formats, compiled once and applied per event.
+//!
+//! A format string is parsed by [`Format::parse`] into literal pieces and
+//! conversions, the way the stap translator splits it
+//! (`print_format::string_to_components` in stap's `staptree.cxx`), and then
+//! applied with [`Format::write`], which follows the runtime's formatting
+//! routines (`number`, `_stp_vsprint_char`, `_stp_vsprint_memory`,
+//! `_stp_vsprint_binary` in stap's `runtime/vsprintf.c`, as called by the
+//! translator's compiled printf). Every argument is a 64-bit integer or a
+//! byte string; there is no C integer promotion, so `%x` of `-1` is
+//! `ffffffffffffffff` and `%u` of `-1` is `18446744073709551615`.
+//!
+//! Points where stap differs from C, kept on purpose because scripts
+//! written for stap expect them:
+//! - a conversion takes at most ONE flag: `%-05d` is left-justified with
+//!   width 5 (the `0` starts the width), `%+05d` is `%+5d`, and `%0-5d` is an
+//!   error;
+//! - `%p` is `%#x` (`0x1234`, not zero-padded), as stap does since 1.3;
+//! - `%#s` does not escape anything; `%#c` escapes like C (`\n`, `\000`);
+//! - a `0` flag on `%s`, `%m`, `%M` appends a NUL byte after the field;
+//! - a negative `*` width is treated as 0 (not as left-justification);
+//! - `%.0s` prints nothing and `%.0d` of 0 prints `0`;
+//! - `%b` writes the value's raw little-endian bytes (1, 2, 4 or 8 of them);
+//! - a lone `%` at the very end is a literal `%`; one `l` before the
+//!   conversion is accepted and ignored (`%ld`), `%lld` is an error.
+//!
+//! One deviation: stap silently drops a format ending in `%l` or `%.`;
+//! this parser reports it as an incomplete conversion instead.
+//!
+//! `%m` and `%M` read memory at an address in stap. Here the kernel side
+//! reads the bytes ([`Conversion::memory_len`] says how many) and passes
+//! them as an [`Arg::Str`]; [`ArgKind::Memory`] tells the type checker the
+//! script passes an address (a long).
+
+use std::ops::Range;
+use thiserror::Error;
+
+/// Widths and precisions are clamped to this, like stap clamps them to its
+/// print buffer (`STP_BUFFER_SIZE`), so a huge `*` width cannot make us
+/// allocate without bound. `%s` also prints at most this many bytes.
+pub const MAX_FIELD: usize = 8192;
+
+/// What a script passes for one slot of a format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A 64-bit integer: numbers, `%c`, `%p`, `%b`, and `*` widths/precisions.
+    Long,
+    /// A string, for `%s`.
+    Str,
+    /// An address the kernel side dumps memory from, for `%m`/`%M`: a long
+    /// in the script, the bytes read ([`Arg::Str`]) at formatting time.
+    Memory,
+}
+
+/// One argument value at formatting time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    Long(i64),
+    /// String bytes (a NUL ends the string, as in stap) or dumped memory.
+    Str(&'a [u8]),
+}
+
+/// The flag of a conversion. Stap accepts at most one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flag {
+    #[default]
+    None,
+    /// `-`: left-justify.
+    Left,
+    /// `0`: pad numbers with zeros; append a NUL to `%s`/`%m`/`%M`.
+    ZeroPad,
+    /// `+`: a plus sign on non-negative `%d`/`%i`.
+    Plus,
+    /// ` `: a space on non-negative `%d`/`%i`.
+    Space,
+    /// `#`: `0x`/`0X`/`0` prefixes, `%#c` escapes, user memory for `%#m`.
+    Alt,
+}
+
+/// A width or precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Unspecified,
+    Static(usize),
+    /// `*`: taken from the next argument (a long).
+    Dynamic,
+}
+
+/// The conversion character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// `%d`, `%i`
+    Signed,
+    /// `%u`
+    Unsigned,
+    /// `%o`
+    Octal,
+    /// `%x`
+    Hex,
+    /// `%X`
+    HexUpper,
+    /// `%p`, the same as `%#x`
+    Pointer,
+    /// `%c`: the low byte of a long
+    Char,
+    /// `%s`
+    Str,
+    /// `%m`: raw memory bytes
+    Memory,
+    /// `%M`: memory bytes in lower-case hex
+    MemoryHex,
+    /// `%b`: the value's raw bytes
+    Binary,
+}
+
+/// One `%...` directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversion {
+    pub conv: Conv,
+    pub flag: Flag,
+    pub width: Count,
+    pub precision: Count,
+    /// Byte offset of the `%` in the format string.
+    pub at: usize,
+}
+
+impl Conversion {
+    /// The kind of the value argument (after any `*` arguments).
+    pub fn value_kind(&self) -> ArgKind {
+        match self.conv {
+            Conv::Str => ArgKind::Str,
+            Conv::Memory | Conv::MemoryHex => ArgKind::Memory,
+            _ => ArgKind::Long,
+        }
+    }
+
+    /// For `%m`/`%M`: how many bytes to dump when the precision is not `*`
+    /// (stap: the precision if positive, else 1). `None` means the count is
+    /// the dynamic precision argument, clamped like [`memory_len`]. Stap
+    /// refuses dumps larger than a page at run time.
+    pub fn memory_len(&self) -> Option<usize> {
+        match self.precision {
+            Count::Dynamic => None,
+            Count::Static(p) if p > 0 => Some(p.min(MAX_FIELD)),
+            _ => Some(1),
+        }
+    }
+}
+
+/// A format string that does not parse, with the byte offset to point at.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FormatError {
+    /// Stap: "invalid or missing conversion specifier".
+    #[error("invalid or missing conversion specifier at byte {at}")]
+    InvalidConversion { at: usize },
+    /// Stap: "trailing incomplete print format conversion"; `at` is the `%`.
+    #[error("trailing incomplete print format conversion at byte {at}")]
+    Incomplete { at: usize },
+}
+
+impl FormatError {
+    /// Byte offset into the format string.
+    pub fn at(&self) -> usize {
+        match *self {
+            FormatError::InvalidConversion { at } | FormatError::Incomplete { at } => at,
+        }
+    }
+}
+
+/// Arguments that do not fit a format: a bug in the caller or a corrupt
+/// event, since the type checker has already checked the script.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ArgError {
+    #[error("format takes {expected} arguments, got {got}")]
+    Count { expected: usize, got: usize },
+    #[error("format argument {index} should be {expected:?}")]
+    Kind { index: usize, expected: ArgKind },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(Range<usize>),
+    Conv(Conversion),
+}
+
+/// A parsed format: parse once, write per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    /// All literal text, `%%` already reduced to `%`.
+    literals: Vec<u8>,
+    pieces: Vec<Piece>,
+    kinds: Vec<ArgKind>,
+}
+
+impl Format {
+    /// Parses a format string (the bytes of the script's string literal,
+    /// escapes already decoded).
+    pub fn parse(fmt: &[u8]) -> Result<Format, FormatError> {
+        let mut f = Format {
+            literals: Vec::new(),
+            pieces: Vec::new(),
+            kinds: Vec::new(),
+        };
+        let mut lit_start = 0;
+        let mut i = 0;
+        let n = fmt.len();
+        while i < n {
+            if fmt[i] != b'%' {
+                f.literals.push(fmt[i]);
+                i += 1;
+                continue;
+            }
+            // A trailing lone '%' is a literal, like "%%".
+            if i + 1 == n || fmt[i + 1] == b'%' {
+                f.literals.push(b'%');
+                i += 2;
+                continue;
+            }
+            f.flush_literal(&mut lit_start);
+            let conv = parse_conversion(fmt, i)?;
+            i = conv.1;
+            f.push_conversion(conv.0);
+        }
+        f.flush_literal(&mut lit_start);
+        Ok(f)
+    }
+
+    /// The format `print`, `println`, `printd` and `printdln` use for
+    /// arguments of these kinds: `%d` or `%s` each, joined by `delim`
+    /// (taken literally), plus a newline if asked.
+    pub fn for_print(kinds: &[ArgKind], delim: Option<&[u8]>, newline: bool) -> Format {
+        let mut f = Format {
+            literals: Vec::new(),
+            pieces: Vec::new(),
+            kinds: Vec::new(),
+        };
+        let mut lit_start = 0;
+        for (i, kind) in kinds.iter().enumerate() {
+            if i > 0
+                && let Some(d) = delim
+            {
+                f.literals.extend_from_slice(d);
+                f.flush_literal(&mut lit_start);
+            }
+            let conv = match kind {
+                ArgKind::Str | ArgKind::Memory => Conv::Str,
+                ArgKind::Long => Conv::Signed,
+            };
+            f.push_conversion(Conversion {
+                conv,
+                flag: Flag::None,
+                width: Count::Unspecified,
+                precision: Count::Unspecified,
+                at: 0,
+            });
+        }
+        if newline {
+            f.literals.push(b'\n');
+        }
+        f.flush_literal(&mut lit_start);
+        f
+    }
+
+    fn flush_literal(&mut self, lit_start: &mut usize) {
+        if *lit_start < self.literals.len() {
+            self.pieces
+                .push(Piece::Literal(*lit_start..self.literals.len()));
+            *lit_start = self.literals.len();
+        }
+    }
+
+    fn push_conversion(&mut self, c: Conversion) {
+        if c.width == Count::Dynamic {
+            self.kinds.push(ArgKind::Long);
+        }
+        if c.precision == Count::Dynamic {
+            self.kinds.push(ArgKind::Long);
+        }
+        self.kinds.push(c.value_kind());
+        self.pieces.push(Piece::Conv(c));
+    }
+
+    /// The kinds of the arguments the format consumes, in order: for each
+    /// conversion a long for a `*` width, a long for a `*` precision, then
+    /// the value.
+    pub fn arg_kinds(&self) -> &[ArgKind] {
+        &self.kinds
+    }
+
+    /// The conversions, in order.
+    pub fn conversions(&self) -> impl Iterator<Item = &Conversion> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Conv(c) => Some(c),
+            Piece::Literal(_) => None,
+        })
+    }
+
+    /// True if the format has no conversions (plain text).
+    pub fn is_literal(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// Appends the formatted text to `out`. Allocates nothing but the
+    /// growth of `out`.
+    pub fn write(&self, out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<(), ArgError> {
+        if args.len() != self.kinds.len() {
+            return Err(ArgError::Count {
+                expected: self.kinds.len(),
+                got: args.len(),
+            });
+        }
+        let mut next = 0;
+        for piece in &self.pieces {
+            let c = match piece {
+                Piece::Literal(r) => {
+                    out.extend_from_slice(&self.literals[r.clone()]);
+                    continue;
+                }
+                Piece::Conv(c) => c,
+            };
+            let width = field(c.width, args, &mut next)?;
+            let precision = field(c.precision, args, &mut next)?;
+            let index = next;
+            next += 1;
+            match c.conv {
+                Conv::Str | Conv::Memory | Conv::MemoryHex => {
+                    let Arg::Str(bytes) = args[index] else {
+                        return Err(ArgError::Kind {
+                            index,
+                            expected: c.value_kind(),
+                        });
+                    };
+                    write_memory(out, bytes, width, precision, c.conv, c.flag);
+                }
+                _ => {
+                    let Arg::Long(v) = args[index] else {
+                        return Err(ArgError::Kind {
+                            index,
+                            expected: ArgKind::Long,
+                        });
+                    };
+                    write_long(out, v, width, precision, c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Convenience for tests and cold paths: the formatted text as a new
+    /// buffer.
+    pub fn to_vec(&self, args: &[Arg<'_>]) -> Result<Vec<u8>, ArgError> {
+        let mut out = Vec::new();
+        self.write(&mut out, args)?;
+        Ok(out)
+    }
+}
+
+/// Parses the conversion whose `%` is at `start`; returns it and the index
+/// just past it.
+fn parse_conversion(fmt: &[u8], start: usize) -> Result<(Conversion, usize), FormatError> {
+    let incomplete = FormatError::Incomplete { at: start };
+    let at = |i: usize| fmt.get(i).copied().ok_or(incomplete.clone());
+    let mut i = start + 1;
+    let flag = match at(i)? {
+        b'0' => Flag::ZeroPad,
+        b'+' => Flag::Plus,
+        b'-' => Flag::Left,
+        b' ' => Flag::Space,
+        b'#' => Flag::Alt,
+        _ => Flag::None,
+    };
+    if flag != Flag::None {
+        i += 1;
+    }
+    let (width, next) = parse_count(fmt, i);
+    i = next;
+    let mut precision = Count::Unspecified;
+    if at(i)? == b'.' {
+        let (p, next) = parse_count(fmt, i + 1);
+        if next == i + 1 && next == fmt.len() {
+            return Err(incomplete);
+        }
+        precision = p;
+        i = next;
+    }
+    if at(i)? == b'l' {
+        i += 1;
+    }
+    let conv = match at(i)? {
+        b'b' => Conv::Binary,
+        b'c' => Conv::Char,
+        b's' => Conv::Str,
+        b'm' => Conv::Memory,
+        b'M' => Conv::MemoryHex,
+        b'd' | b'i' => Conv::Signed,
+        b'u' => Conv::Unsigned,
+        b'o' => Conv::Octal,
+        b'x' => Conv::Hex,
+        b'X' => Conv::HexUpper,
+        b'p' => Conv::Pointer,
+        _ => return Err(FormatError::InvalidConversion { at: i }),
+    };
+    let c = Conversion {
+        conv,
+        flag,
+        width,
+        precision,
+        at: start,
+    };
+    Ok((c, i + 1))
+}
+
+/// Parses `*` or digits at `i`.
+fn parse_count(fmt: &[u8], mut i: usize) -> (Count, usize) {
+    match fmt.get(i) {
+        Some(b'*') => (Count::Dynamic, i + 1),
+        Some(d) if d.is_ascii_digit() => {
+            let mut n: usize = 0;
+            while let Some(d) = fmt.get(i).filter(|d| d.is_ascii_digit()) {
+                n = n.saturating_mul(10).saturating_add(usize::from(d - b'0'));
+                i += 1;
+            }
+            (Count::Static(n), i)
+        }
+        _ => (Count::Unspecified, i),
+    }
+}
+
+/// Resolves a width or precision to stap's `int` convention: -1 when
+/// unspecified, else clamped to `0..=MAX_FIELD`.
+fn field(count: Count, args: &[Arg<'_>], next: &mut usize) -> Result<isize, ArgError> {
+    Ok(match count {
+        Count::Unspecified => -1,
+        Count::Static(n) => n.min(MAX_FIELD) as isize,
+        Count::Dynamic => {
+            let index = *next;
+            *next += 1;
+            match args[index] {
+                Arg::Long(v) => v.clamp(0, MAX_FIELD as i64) as isize,
+                Arg::Str(_) => {
+                    return Err(ArgError::Kind {
+                        index,
+                        expected: ArgKind::Long,
+                    });
+                }
+            }
+        }
+    })
+}
+
+fn write_long(out: &mut Vec<u8>, v: i64, width: isize, precision: isize, c: &Conversion) {
+    let num = NumberStyle {
+        flag: c.flag,
+        signed: false,
+        upper: false,
+        alt: c.flag == Flag::Alt,
+    };
+    match c.conv {
+        Conv::Signed => number(
+            out,
+            v as u64,
+            10,
+            width,
+            precision,
+            NumberStyle {
+                signed: true,
+                ..num
+            },
+        ),
+        Conv::Unsigned => number(out, v as u64, 10, width, precision, num),
+        Conv::Octal => number(out, v as u64, 8, width, precision, num),
+        Conv::Hex => number(out, v as u64, 16, width, precision, num),
+        Conv::HexUpper => number(
+            out,
+            v as u64,
+            16,
+            width,
+            precision,
+            NumberStyle { upper: true, ..num },
+        ),
+        Conv::Pointer => number(
+            out,
+            v as u64,
+            16,
+            width,
+            precision,
+            NumberStyle { alt: true, ..num },
+        ),
+        Conv::Char => write_char(out, v as u8, width, c.flag),
+        Conv::Binary => write_binary(out, v, width, precision, c.flag),
+        Conv::Str | Conv::Memory | Conv::MemoryHex => {}
+    }
+}
+
+#[derive(Clone, Copy)]
+struct NumberStyle {
+    flag: Flag,
+    signed: bool,
+    upper: bool,
+    alt: bool,
+}
+
+fn pad(out: &mut Vec<u8>, byte: u8, n: isize) {
+    if n > 0 {
+        out.resize(out.len() + n as usize, byte);
+    }
+}
+
+/// Stap's `number()`: sign, `0x`/`0` prefix, zero or space padding to the
+/// width, at least `precision` digits.
+fn number(
+    out: &mut Vec<u8>,
+    mut num: u64,
+    base: u64,
+    width: isize,
+    precision: isize,
+    s: NumberStyle,
+) {
+    let left = s.flag == Flag::Left;
+    let zero_pad = s.flag == Flag::ZeroPad;
+    let mut size = width;
+    let mut sign = None;
+    if s.signed {
+        if (num as i64) < 0 {
+            sign = Some(b'-');
+            num = (num as i64).wrapping_neg() as u64;
+            size -= 1;
+        } else if s.flag == Flag::Plus {
+            sign = Some(b'+');
+            size -= 1;
+        } else if s.flag == Flag::Space {
+            sign = Some(b' ');
+            size -= 1;
+        }
+    }
+    let prefix: &[u8] = match (s.alt, base, s.upper) {
+        (true, 16, false) => b"0x",
+        (true, 16, true) => b"0X",
+        (true, 8, _) => b"0",
+        _ => b"",
+    };
+    size -= prefix.len() as isize;
+    let digits: &[u8; 16] = if s.upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut tmp = [0u8; 64];
+    let mut n = 0;
+    loop {
+        tmp[n] = digits[(num % base) as usize];
+        n += 1;
+        num /= base;
+        if num == 0 {
+            break;
+        }
+    }
+    let precision = precision.max(n as isize);
+    size -= precision;
+    if !zero_pad && !left {
+        pad(out, b' ', size);
+        size = 0;
+    }
+    if let Some(sign) = sign {
+        out.push(sign);
+    }
+    out.extend_from_slice(prefix);
+    if !left {
+        pad(out, b'0', size);
+        size = 0;
+    }
+    pad(out, b'0', precision - n as isize);
+    out.extend(tmp[..n].iter().rev());
+    pad(out, b' ', size);
+}
+
+/// Stap's `_stp_vsprint_char`: one byte, C-escaped under `#`.
+fn write_char(out: &mut Vec<u8>, c: u8, width: isize, flag: Flag) {
+    let escape = flag == Flag::Alt && (!(0x20..0x7f).contains(&c) || c == b'\'' || c == b'\\');
+    let short = match c {
+        0x07 => Some(b'a'),
+        0x08 => Some(b'b'),
+        0x0c => Some(b'f'),
+        b'\n' => Some(b'n'),
+        b'\r' => Some(b'r'),
+        b'\t' => Some(b't'),
+        0x0b => Some(b'v'),
+        b'\'' => Some(b'\''),
+        b'\\' => Some(b'\\'),
+        _ => None,
+    };
+    let size = match (escape, short) {
+        (false, _) => 1,
+        (true, Some(_)) => 2,
+        (true, None) => 4,
+    };
+    let left = flag == Flag::Left;
+    if !left {
+        pad(out, b' ', width - size);
+    }
+    if !escape {
+        out.push(c);
+    } else if let Some(e) = short {
+        out.extend_from_slice(&[b'\\', e]);
+    } else {
+        out.extend_from_slice(&[
+            b'\\',
+            b'0' + (c >> 6),
+            b'0' + ((c >> 3) & 7),
+            b'0' + (c & 7),
+        ]);
+    }
+    if left {
+        pad(out, b' ', width - size);
+    }
+}
+
+/// Stap's `_stp_vsprint_memory` for `%s`, `%m` and `%M`.
+fn write_memory(
+    out: &mut Vec<u8>,
+    bytes: &[u8],
+    width: isize,
+    precision: isize,
+    conv: Conv,
+    flag: Flag,
+) {
+    let shown = match conv {
+        Conv::Str => {
+            let limit = if precision < 0 {
+                MAX_FIELD
+            } else {
+                precision as usize
+            };
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            &bytes[..end.min(limit)]
+        }
+        // The kernel side read `memory_len` bytes; print what arrived.
+        _ => {
+            let len = if precision > 0 { precision as usize } else { 1 };
+            &bytes[..len.min(bytes.len())]
+        }
+    };
+    let printed = if conv == Conv::MemoryHex {
+        2 * shown.len()
+    } else {
+        shown.len()
+    } as isize;
+    let left = flag == Flag::Left;
+    if !left {
+        pad(out, b' ', width - printed);
+    }
+    if conv == Conv::MemoryHex {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in shown {
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+    } else {
+        out.extend_from_slice(shown);
+    }
+    if left {
+        pad(out, b' ', width - printed);
+    }
+    if flag == Flag::ZeroPad {
+        out.push(0);
+    }
+}
+
+/// Stap's `_stp_vsprint_binary`: the value's low 1, 2, 4 or 8 bytes, in
+/// the machine's (little-endian) order, NUL-padded to the width.
+fn write_binary(out: &mut Vec<u8>, v: i64, width: isize, precision: isize, flag: Flag) {
+    let valid = |p: isize| if matches!(p, 1 | 2 | 4 | 8) { p } else { -1 };
+    let mut precision = valid(precision);
+    let mut width = width;
+    if width == -1 {
+        if precision == -1 {
+            precision = 8;
+        }
+        width = precision;
+    } else if precision == -1 {
+        precision = valid(width);
+        if precision == -1 {
+            precision = 8;
+        }
+    }
+    let left = flag == Flag::Left;
+    if !left {
+        pad(out, 0, width - precision);
+    }
+    out.extend_from_slice(&v.to_le_bytes()[..precision as usize]);
+    if left {
+        pad(out, 0, width - precision);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(f: &str, args: &[Arg<'_>]) -> String {
+        let format = Format::parse(f.as_bytes()).expect("format parses");
+        let out = format.to_vec(args).expect("args fit");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    fn longs(f: &str, vals: &[i64]) -> String {
+        let args: Vec<Arg<'_>> = vals.iter().map(|&v| Arg::Long(v)).collect();
+        fmt(f, &args)
+    }
+
+    // Expected lines below come from SystemTap's testsuite,
+    // testsuite/systemtap.printf/int1.{stp,exp}: i=1, j=10,
+    // k=9000000000000, m=-1, n=-1024.
+    const INT1: [i64; 5] = [1, 10, 9000000000000, -1, -1024];
+
+    #[test]
+    fn signed_decimal_matches_stap_int1() {
+        let f = |s: &str| longs(&format!("{s},{s},{s},{s},{s}"), &INT1);
+        assert_eq!(f("%d"), "1,10,9000000000000,-1,-1024");
+        assert_eq!(f("%2d"), " 1,10,9000000000000,-1,-1024");
+        assert_eq!(
+            f("%16d"),
+            "               1,              10,   9000000000000,              -1,           -1024"
+        );
+        assert_eq!(
+            f("%016d"),
+            "0000000000000001,0000000000000010,0009000000000000,-000000000000001,-000000000001024"
+        );
+        assert_eq!(f("%ld"), "1,10,9000000000000,-1,-1024");
+        assert_eq!(f("%#d"), "1,10,9000000000000,-1,-1024");
+    }
+
+    #[test]
+    fn unsigned_decimal_is_twos_complement_64_bit() {
+        let f = |s: &str| longs(&format!("{s},{s},{s},{s},{s}"), &INT1);
+        assert_eq!(
+            f("%u"),
+            "1,10,9000000000000,18446744073709551615,18446744073709550592"
+        );
+        assert_eq!(
+            f("%016u"),
+            "0000000000000001,0000000000000010,0009000000000000,18446744073709551615,18446744073709550592"
+        );
+    }
+
+    #[test]
+    fn hex_matches_stap_int1() {
+        let f = |s: &str| longs(&format!("{s},{s},{s},{s},{s}"), &INT1);
+        assert_eq!(f("%x"), "1,a,82f79cd9000,ffffffffffffffff,fffffffffffffc00");
+        assert_eq!(
+            f("%2x"),
+            " 1, a,82f79cd9000,ffffffffffffffff,fffffffffffffc00"
+        );
+        assert_eq!(
+            f("%016X"),
+            "0000000000000001,000000000000000A,0000082F79CD9000,FFFFFFFFFFFFFFFF,FFFFFFFFFFFFFC00"
+        );
+        assert_eq!(
+            f("%#x"),
+            "0x1,0xa,0x82f79cd9000,0xffffffffffffffff,0xfffffffffffffc00"
+        );
+    }
+
+    #[test]
+    fn octal_matches_stap_int1() {
+        let f = |s: &str| longs(&format!("{s},{s},{s},{s},{s}"), &INT1);
+        assert_eq!(
+            f("%o"),
+            "1,12,202757163310000,1777777777777777777777,1777777777777777776000"
+        );
+        assert_eq!(
+            f("%#o"),
+            "01,012,0202757163310000,01777777777777777777777,01777777777777777776000"
+        );
+    }
+
+    // testsuite/systemtap.printf/ptr-1.3.{stp,exp}: %p is %#x since stap 1.3.
+    #[test]
+    fn pointer_is_alternate_hex() {
+        assert_eq!(longs("%p", &[0]), "0x0");
+        assert_eq!(longs("%p", &[0x12345678abcdef00]), "0x12345678abcdef00");
+        assert_eq!(longs("%20pX", &[1]), "                 0x1X");
+        assert_eq!(longs("%-20pX", &[0x12345678]), "0x12345678          X");
+        assert_eq!(longs("%.20pX", &[1]), "0x00000000000000000001X");
+        assert_eq!(longs("%20.8pX", &[1]), "          0x00000001X");
+        assert_eq!(longs("%-20.8pX", &[0x12345678]), "0x12345678          X");
+        assert_eq!(longs("%8p", &[0]), "     0x0");
+        assert_eq!(longs("%8p", &[0x12345678]), "0x12345678");
+        assert_eq!(longs("%-8pX", &[1]), "0x1     X");
+    }
+
+    // The examples of stap(1), section "printf".
+    #[test]
+    fn man_page_examples() {
+        let a = b"alice";
+        let p = 0x1234abcd;
+        let out = fmt(
+            "%c is %s; %x or %X or %p; %d or %u\n",
+            &[
+                Arg::Long(97),
+                Arg::Str(a),
+                Arg::Long(p),
+                Arg::Long(p),
+                Arg::Long(p),
+                Arg::Long(-1),
+                Arg::Long(-1),
+            ],
+        );
+        assert_eq!(
+            out,
+            "a is alice; 1234abcd or 1234ABCD or 0x1234abcd; -1 or 18446744073709551615\n"
+        );
+        assert_eq!(longs("%#o %#x %#X\n", &[1, 2, 3]), "01 0x2 0X3\n");
+        assert_eq!(longs("%#c %#c %#c\n", &[0, 9, 42]), "\\000 \\t *\n");
+    }
+
+    // testsuite/systemtap.printf/char2.{stp,exp}.
+    #[test]
+    fn alternate_char_escapes_like_c() {
+        let plain: String = "abc-ABC 123!"
+            .bytes()
+            .map(|b| longs("%#c", &[i64::from(b)]))
+            .collect();
+        assert_eq!(plain, "abc-ABC 123!");
+        let special: String = b"\x07\x08\x0c\n\r\t\x0b'\\"
+            .iter()
+            .map(|&b| longs("%#c", &[i64::from(b)]))
+            .collect();
+        assert_eq!(special, r"\a\b\f\n\r\t\v\'\\");
+        assert_eq!(
+            longs("%#c%#c%#c%#c%#c%#c", &[0, 0o33, 0o177, 0o222, 0o333, 0o377]),
+            r"\000\033\177\222\333\377"
+        );
+    }
+
+    #[test]
+    fn char_takes_the_low_byte_and_pads() {
+        assert_eq!(longs("%c", &[0x173]), "s");
+        assert_eq!(longs("[%3c]", &[b'x'.into()]), "[  x]");
+        assert_eq!(longs("[%-3c]", &[b'x'.into()]), "[x  ]");
+        assert_eq!(longs("[%5c]", &[b'\n'.into()]), "[    \n]");
+        assert_eq!(longs("[%#5c]", &[b'\n'.into()]), "[   \\n]");
+    }
+
+    #[test]
+    fn strings_pad_and_truncate() {
+        let s = |f: &str, v: &[u8]| fmt(f, &[Arg::Str(v)]);
+        assert_eq!(s("<%s>", b"Foobar!"), "<Foobar!>");
+        assert_eq!(s("<%10s>", b"abc"), "<       abc>");
+        assert_eq!(s("<%-10s>", b"abc"), "<abc       >");
+        assert_eq!(s("<%.2s>", b"abc"), "<ab>");
+        assert_eq!(s("<%5.2s>", b"abc"), "<   ab>");
+        assert_eq!(s("<%.0s>", b"abc"), "<>");
+        assert_eq!(s("<%#s>", b"a\nb"), "<a\nb>");
+        // A NUL ends a string, as C strings do in stap.
+        assert_eq!(s("<%s>", b"ab\0cd"), "<ab>");
+        // The 0 flag appends a NUL byte after the field.
+        let f = Format::parse(b"%04s").expect("parses");
+        assert_eq!(f.to_vec(&[Arg::Str(b"ab")]).expect("fits"), b"  ab\0");
+    }
+
+    #[test]
+    fn dynamic_width_and_precision_come_first() {
+        let f = Format::parse(b"[%*.*s|%*d]").expect("parses");
+        assert_eq!(
+            f.arg_kinds(),
+            [
+                ArgKind::Long,
+                ArgKind::Long,
+                ArgKind::Str,
+                ArgKind::Long,
+                ArgKind::Long
+            ]
+        );
+        let out = f
+            .to_vec(&[
+                Arg::Long(6),
+                Arg::Long(3),
+                Arg::Str(b"abcdef"),
+                Arg::Long(-4),
+                Arg::Long(7),
+            ])
+            .expect("fits");
+        // A negative `*` width is clamped to 0 by stap's compiled printf.
+        assert_eq!(out, b"[   abc|7]");
+    }
+
+    #[test]
+    fn one_flag_only_like_stap() {
+        // The second "flag" is read as part of the width or as the conversion.
+        assert_eq!(longs("[%-05d]", &[3]), "[3    ]");
+        assert_eq!(longs("[%+05d]", &[3]), "[   +3]");
+        assert_eq!(longs("[%+d|%+d]", &[3, -3]), "[+3|-3]");
+        assert_eq!(longs("[% d]", &[3]), "[ 3]");
+        assert_eq!(longs("[%+u]", &[3]), "[3]");
+        assert_eq!(
+            Format::parse(b"ab%0-5d"),
+            Err(FormatError::InvalidConversion { at: 4 })
+        );
+    }
+
+    #[test]
+    fn precision_gives_minimum_digits_and_zero_flag_still_pads() {
+        assert_eq!(longs("[%.3d]", &[7]), "[007]");
+        assert_eq!(longs("[%6.3d]", &[-7]), "[  -007]");
+        assert_eq!(longs("[%.0d]", &[0]), "[0]");
+        assert_eq!(longs("[%-6.3x]", &[255]), "[0ff   ]");
+    }
+
+    // testsuite/systemtap.printf/bin1 and bin2: %1b writes one byte.
+    #[test]
+    fn binary_writes_raw_little_endian_bytes() {
+        let bin = |f: &str, v: i64| {
+            Format::parse(f.as_bytes())
+                .expect("parses")
+                .to_vec(&[Arg::Long(v)])
+                .expect("fits")
+        };
+        assert_eq!(bin("%1b", 0x42), [0x42]);
+        assert_eq!(bin("a=%1b ", 0x12), b"a=\x12 ");
+        assert_eq!(bin("%2b", 0x0102), [2, 1]);
+        assert_eq!(bin("%4b", 0x1234abcd), [0xcd, 0xab, 0x34, 0x12]);
+        assert_eq!(
+            bin("%b", -2),
+            [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
+        assert_eq!(bin("%3b", 1).len(), 8);
+        assert_eq!(bin("%4.2b", 0x0102), [0, 0, 2, 1]);
+        assert_eq!(bin("%-4.2b", 0x0102), [2, 1, 0, 0]);
+    }
+
+    #[test]
+    fn memory_dumps_take_bytes_read_by_the_kernel_side() {
+        let f = Format::parse(b"[%.4M|%10.2M|%.2m|%M]").expect("parses");
+        assert_eq!(
+            f.arg_kinds(),
+            [
+                ArgKind::Memory,
+                ArgKind::Memory,
+                ArgKind::Memory,
+                ArgKind::Memory
+            ]
+        );
+        let lens: Vec<_> = f.conversions().map(Conversion::memory_len).collect();
+        assert_eq!(lens, [Some(4), Some(2), Some(2), Some(1)]);
+        let mem = [0xde, 0xad, 0xbe, 0xef];
+        let out = f
+            .to_vec(&[
+                Arg::Str(&mem),
+                Arg::Str(&mem[..2]),
+                Arg::Str(b"hi"),
+                Arg::Str(&mem[..1]),
+            ])
+            .expect("fits");
+        assert_eq!(out, b"[deadbeef|      dead|hi|de]");
+        let dynamic = Format::parse(b"%.*M").expect("parses");
+        assert_eq!(dynamic.arg_kinds(), [ArgKind::Long, ArgKind::Memory]);
+        assert_eq!(
+            dynamic.conversions().next().map(Conversion::memory_len),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn literals_and_percent_signs() {
+        assert_eq!(longs("100%% sure", &[]), "100% sure");
+        assert_eq!(longs("50%", &[]), "50%");
+        assert_eq!(longs("%d%%", &[5]), "5%");
+        assert!(Format::parse(b"plain").expect("parses").is_literal());
+    }
+
+    #[test]
+    fn bad_formats_say_where() {
+        assert_eq!(
+            Format::parse(b"x %q"),
+            Err(FormatError::InvalidConversion { at: 3 })
+        );
+        assert_eq!(
+            Format::parse(b"%lld"),
+            Err(FormatError::InvalidConversion { at: 2 })
+        );
+        assert_eq!(
+            Format::parse(b"ok %5"),
+            Err(FormatError::Incomplete { at: 3 })
+        );
+        assert_eq!(
+            Format::parse(b"ok %-"),
+            Err(FormatError::Incomplete { at: 3 })
+        );
+        assert_eq!(
+            Format::parse(b"ok %."),
+            Err(FormatError::Incomplete { at: 3 })
+        );
+        assert_eq!(
+            Format::parse(b"ok %l"),
+            Err(FormatError::Incomplete { at: 3 })
+        );
+        assert_eq!(Format::parse(b"%d %y").map_err(|e| e.at()), Err(4));
+    }
+
+    #[test]
+    fn wrong_arguments_are_errors_not_panics() {
+        let f = Format::parse(b"%d %s").expect("parses");
+        assert_eq!(
+            f.to_vec(&[Arg::Long(1)]),
+            Err(ArgError::Count {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(
+            f.to_vec(&[Arg::Long(1), Arg::Long(2)]),
+            Err(ArgError::Kind {
+                index: 1,
+                expected: ArgKind::Str
+            })
+        );
+    }
+
+    #[test]
+    fn huge_widths_are_clamped() {
+        let f = Format::parse(b"%*d").expect("parses");
+        let out = f
+            .to_vec(&[Arg::Long(i64::MAX), Arg::Long(1)])
+            .expect("fits");
+        assert_eq!(out.len(), MAX_FIELD);
+    }
+
+    #[test]
+    fn print_forms_synthesise_formats() {
+        let f = Format::for_print(&[ArgKind::Long, ArgKind::Str], Some(b"|%"), true);
+        let out = f.to_vec(&[Arg::Long(5), Arg::Str(b"alice")]).expect("fits");
+        assert_eq!(out, b"5|%alice\n");
+    }
+
+    #[test]
+    fn extreme_values() {
+        assert_eq!(longs("%d", &[i64::MIN]), "-9223372036854775808");
+        assert_eq!(longs("%x", &[i64::MIN]), "8000000000000000");
+        assert_eq!(longs("%o", &[-1]), "1777777777777777777777");
+    }
+}
