@@ -1,4 +1,18 @@
 //! eBPF as data: instructions as typed constructors, an assembler with labels and
 //! forward jumps, a disassembler, helper ids, and the spec of a compiled program (its
-//! maps and the layouts of the events it sends).
+//! maps and programs). Nothing here talks to the kernel; `sys` loads what this builds.
 #![forbid(unsafe_code)]
+
+pub mod asm;
+pub mod disasm;
+pub mod helper;
+pub mod insn;
+pub mod spec;
+
+pub use asm::{Asm, AsmError, Label, Program};
+pub use disasm::{disassemble, disassemble_with, insn_text};
+pub use helper::Helper;
+pub use insn::{AluOp, Cond, Decoded, Endian, Insn, Operand, Reg, Size};
+pub use spec::{
+    MapId, MapKind, MapRefKind, MapReloc, MapSpec, ObjectSpec, ProgramSpec, RelocError,
+};
