@@ -10,7 +10,474 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod buildinfo;
 pub mod dwarf;
+pub mod elf;
+pub mod error;
+pub mod funcs;
 pub mod layout;
+pub mod pclntab;
+pub mod x86;
 
 pub use addr::{FileOffset, VirtAddr};
+pub use buildinfo::{BuildInfo, GoVersion};
+pub use error::{Error, Result};
+pub use funcs::{Frame, Func, FuncFlags, glob_match};
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use elf::Elf;
+use pclntab::{PcRange, Table};
+
+/// Everything known about one Go executable. Built once by [`GoBinary::parse`] (which
+/// reads only headers), queried many times; the name index and the module data are
+/// found on first use.
+pub struct GoBinary<'data> {
+    elf: Elf<'data>,
+    build: BuildInfo<'data>,
+    pcln: Table<'data>,
+    text_start: u64,
+    moduledata: OnceLock<Option<u64>>,
+    gofunc: OnceLock<Option<u64>>,
+    by_name: OnceLock<Vec<u32>>,
+}
+
+/// Where the fields this crate needs sit in `runtime.moduledata`: after the pcHeader
+/// pointer and six slices come `findfunctab`, `minpc`, `maxpc`, then `text`.
+const MODULEDATA_TEXT: usize = 176;
+
+impl<'data> GoBinary<'data> {
+    /// Reads the ELF headers, the build info and the `.gopclntab` header of `data`.
+    pub fn parse(data: &'data [u8]) -> Result<GoBinary<'data>> {
+        let elf = Elf::parse(data)?;
+        let pcln = find_pclntab(&elf)?;
+        let build = buildinfo::read(&elf)?;
+        let mut bin = GoBinary {
+            elf,
+            build,
+            pcln,
+            text_start: 0,
+            moduledata: OnceLock::new(),
+            gofunc: OnceLock::new(),
+            by_name: OnceLock::new(),
+        };
+        bin.text_start = bin.find_text_start().ok_or(Error::Corrupt {
+            what: "no text start for pclntab",
+        })?;
+        Ok(bin)
+    }
+
+    /// The ELF view of the file.
+    pub fn elf(&self) -> &Elf<'data> {
+        &self.elf
+    }
+
+    /// The decoded `.gopclntab` header and tables.
+    pub fn pclntab(&self) -> &Table<'data> {
+        &self.pcln
+    }
+
+    /// The build info (`go version -m`).
+    pub fn build_info(&self) -> &BuildInfo<'data> {
+        &self.build
+    }
+
+    /// The Go release that built the executable.
+    pub fn go_version(&self) -> GoVersion {
+        self.build.go_version
+    }
+
+    /// True for position-independent executables.
+    pub fn is_pie(&self) -> bool {
+        self.elf.is_pie()
+    }
+
+    /// The file offset of a virtual address, through the PT_LOAD segments: what a
+    /// uprobe is attached at.
+    pub fn file_offset(&self, addr: VirtAddr) -> Option<FileOffset> {
+        self.elf.file_offset(addr)
+    }
+
+    /// A section's contents, decompressed if needed (DWARF).
+    pub fn section_data(&self, name: &str) -> Option<Cow<'data, [u8]>> {
+        self.elf.section_data(name)
+    }
+
+    /// `len` bytes of machine code at `addr`.
+    pub fn text_bytes(&self, addr: VirtAddr, len: u64) -> Option<&'data [u8]> {
+        self.elf.text_bytes(addr, len)
+    }
+
+    /// The address function entry offsets are relative to (`runtime.text`).
+    pub fn text_start(&self) -> VirtAddr {
+        VirtAddr(self.text_start)
+    }
+
+    fn find_text_start(&self) -> Option<u64> {
+        if self.pcln.header_text_start != 0 {
+            return Some(self.pcln.header_text_start);
+        }
+        if let Some(a) = self.elf.symbol_address("runtime.text") {
+            return Some(a);
+        }
+        if let Some(md) = self.moduledata() {
+            return self
+                .read_u64(md + MODULEDATA_TEXT as u64)
+                .filter(|&t| t != 0);
+        }
+        self.elf.section(".text").map(|s| s.addr)
+    }
+
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        pclntab::read_u64(self.elf.bytes_at(VirtAddr(addr), 8)?, 0)
+    }
+
+    /// The address of `runtime.firstmoduledata`: from the symbol table, the Go 1.27
+    /// `.go.module` section, or else the word in a writable segment that points at the
+    /// pclntab header and is followed by the function-name slice that lies inside it.
+    fn moduledata(&self) -> Option<u64> {
+        *self.moduledata.get_or_init(|| {
+            if let Some(a) = self.elf.symbol_address("runtime.firstmoduledata") {
+                return Some(a);
+            }
+            if let Some(s) = self.elf.section(".go.module") {
+                return Some(s.addr);
+            }
+            let want = self.pcln.addr;
+            let data = self.elf.data();
+            self.elf
+                .segments()
+                .iter()
+                .filter(|s| s.writable)
+                .find_map(|s| {
+                    let start = usize::try_from(s.offset).ok()?;
+                    let seg =
+                        data.get(start..start.checked_add(usize::try_from(s.filesz).ok()?)?)?;
+                    (0..seg.len().saturating_sub(16)).step_by(8).find_map(|i| {
+                        let p = pclntab::read_u64(seg, i)?;
+                        let names = pclntab::read_u64(seg, i + 8)?;
+                        (p == want && names > want && names - want < 1 << 32)
+                            .then(|| s.vaddr + i as u64)
+                    })
+                })
+        })
+    }
+
+    /// The address of `go:func.*`, which funcdata offsets are relative to.
+    fn gofunc(&self) -> Option<u64> {
+        *self.gofunc.get_or_init(|| {
+            for sym in ["go:func.*", "go.func.*"] {
+                if let Some(a) = self.elf.symbol_address(sym) {
+                    return Some(a);
+                }
+            }
+            let md = self.moduledata()?;
+            // The field's place moved as fields were added before it: covctrs in 1.20,
+            // typedesclen, itaboffset and itabsize in 1.27.
+            let v = self.go_version();
+            let off = if v.at_least(1, 27) {
+                344
+            } else if v.at_least(1, 20) {
+                320
+            } else {
+                304
+            };
+            self.read_u64(md + off).filter(|&a| a != 0)
+        })
+    }
+
+    /// Every function in address order. Records that do not decode are skipped.
+    pub fn functions(&self) -> impl Iterator<Item = Func<'data>> + '_ {
+        (0..self.pcln.nfunc).filter_map(move |i| self.func(i))
+    }
+
+    /// The number of entries in the function table.
+    pub fn function_count(&self) -> usize {
+        self.pcln.nfunc
+    }
+
+    /// Function number `i` of the table.
+    pub fn func(&self, i: usize) -> Option<Func<'data>> {
+        let raw = self.pcln.raw_func(i).ok()?;
+        let entry = self
+            .text_start
+            .checked_add(u64::from(self.pcln.entry_off(i)?))?;
+        let end = self
+            .text_start
+            .checked_add(u64::from(self.pcln.entry_off(i + 1)?))?;
+        Some(Func {
+            entry: VirtAddr(entry),
+            end: VirtAddr(end),
+            name: self.pcln.name(raw.name_off)?,
+            flags: FuncFlags(raw.flag),
+            func_id: raw.func_id,
+            args: raw.args,
+            start_line: raw.start_line.and_then(|l| u32::try_from(l).ok()),
+            index: i,
+        })
+    }
+
+    /// The function called exactly `name`.
+    pub fn function_by_name(&self, name: &str) -> Option<Func<'data>> {
+        let index = self.by_name.get_or_init(|| {
+            let mut idx: Vec<u32> = (0..self.pcln.nfunc as u32).collect();
+            idx.sort_by_cached_key(|&i| self.func_name(i as usize));
+            idx
+        });
+        let at = index.partition_point(|&i| self.func_name(i as usize) < Some(name));
+        let i = *index.get(at)? as usize;
+        (self.func_name(i) == Some(name))
+            .then(|| self.func(i))
+            .flatten()
+    }
+
+    fn func_name(&self, i: usize) -> Option<&'data str> {
+        self.pcln.name(self.pcln.raw_func(i).ok()?.name_off)
+    }
+
+    /// The functions whose names match `pattern` (see [`glob_match`] for the syntax),
+    /// in address order. A pattern without glob characters is an exact name.
+    pub fn functions_matching(&self, pattern: &str) -> Vec<Func<'data>> {
+        if !funcs::is_glob(pattern) {
+            return self.function_by_name(pattern).into_iter().collect();
+        }
+        self.functions()
+            .filter(|f| glob_match(pattern, f.name))
+            .collect()
+    }
+
+    /// The function holding `pc`.
+    pub fn function_at(&self, pc: VirtAddr) -> Option<Func<'data>> {
+        let off = u32::try_from(pc.0.checked_sub(self.text_start)?).ok()?;
+        self.func(self.pcln.find(off)?)
+    }
+
+    /// The source position of `pc` in `f` itself (for an inlined body, the position
+    /// inside the inlined function).
+    pub fn line_at(&self, f: &Func<'data>, pc: VirtAddr) -> Option<(&'data str, u32)> {
+        let raw = self.pcln.raw_func(f.index).ok()?;
+        let fileno = self.pcln.pcvalue(raw.pcfile, f.entry.0, pc.0)?;
+        let line = self.pcln.pcvalue(raw.pcln, f.entry.0, pc.0)?;
+        Some((
+            self.pcln.file(raw.cu_offset, fileno)?,
+            u32::try_from(line).ok()?,
+        ))
+    }
+
+    /// The SP delta at `pc`: how many bytes the function has pushed or subtracted from
+    /// SP since its entry, before the instruction at `pc` runs (0 at the entry, the
+    /// return address not counted).
+    pub fn sp_delta(&self, f: &Func<'data>, pc: VirtAddr) -> Option<i32> {
+        let raw = self.pcln.raw_func(f.index).ok()?;
+        self.pcln.pcvalue(raw.pcsp, f.entry.0, pc.0)
+    }
+
+    /// The frames at `pc`, innermost first: the inlined functions whose code `pc` is in,
+    /// each with its position, then the function that holds `pc` in the text, with
+    /// the position of the outermost inlined call. Empty if no function holds `pc`.
+    pub fn frames_at(&self, pc: VirtAddr) -> Vec<Frame<'data>> {
+        let mut frames = Vec::new();
+        let Some(f) = self.function_at(pc) else {
+            return frames;
+        };
+        let Ok(raw) = self.pcln.raw_func(f.index) else {
+            return frames;
+        };
+        let tree = raw
+            .funcdata(pclntab::FUNCDATA_INL_TREE)
+            .and_then(|off| self.gofunc()?.checked_add(u64::from(off)));
+        let inl_table = raw.pcdata(pclntab::PCDATA_INL_TREE_INDEX);
+        let mut at = pc;
+        // Each step moves to the call site in the caller; the tree is finite, but a
+        // corrupt one could loop, so bound the walk.
+        for _ in 0..1024 {
+            let (file, line) = self.line_at(&f, at).unwrap_or(("?", 0));
+            let ix = match (tree, inl_table) {
+                (Some(_), Some(t)) => self.pcln.pcvalue(t, f.entry.0, at.0).unwrap_or(-1),
+                _ => -1,
+            };
+            let call = match (tree, u64::try_from(ix)) {
+                (Some(tree), Ok(ix)) => self.inlined_call(tree, ix),
+                _ => None,
+            };
+            let Some((name, parent_pc)) = call else {
+                frames.push(Frame {
+                    function: f.name,
+                    file,
+                    line,
+                    inlined: false,
+                });
+                return frames;
+            };
+            frames.push(Frame {
+                function: name,
+                file,
+                line,
+                inlined: true,
+            });
+            at = f.entry.offset(u64::from(parent_pc));
+        }
+        frames
+    }
+
+    /// Entry `ix` of the inline tree at `tree`: the inlined function's name and the pc
+    /// offset (from the outer function's entry) of an instruction at its call site.
+    fn inlined_call(&self, tree: u64, ix: u64) -> Option<(&'data str, u32)> {
+        let size = self.pcln.layout.inlined_call_len();
+        let addr = tree.checked_add(ix.checked_mul(size)?)?;
+        let b = self.elf.bytes_at(VirtAddr(addr), size)?;
+        let (name_off, parent_pc) = match self.pcln.layout {
+            // parent int16, funcID u8, pad, file int32, line int32, func_ int32, parentPc int32
+            pclntab::Layout::Go118 => (pclntab::read_u32(b, 12)?, pclntab::read_u32(b, 16)?),
+            // funcID u8, pad [3], nameOff int32, parentPc int32, startLine int32
+            pclntab::Layout::Go120 => (pclntab::read_u32(b, 4)?, pclntab::read_u32(b, 8)?),
+        };
+        Some((self.pcln.name(name_off)?, parent_pc))
+    }
+
+    /// The runs of `f`'s code with one source position each: (first pc, file, line,
+    /// inlined), where `inlined` says the run is the body of an inlined call.
+    pub fn positions(&self, f: &Func<'data>) -> Vec<(VirtAddr, &'data str, u32, bool)> {
+        let Ok(raw) = self.pcln.raw_func(f.index) else {
+            return Vec::new();
+        };
+        let files: Vec<PcRange> = self
+            .pcln
+            .pcvalues(raw.pcfile, f.entry.0)
+            .take_while(|r| r.start < f.end.0)
+            .collect();
+        let lines: Vec<PcRange> = self
+            .pcln
+            .pcvalues(raw.pcln, f.entry.0)
+            .take_while(|r| r.start < f.end.0)
+            .collect();
+        let inl: Vec<PcRange> = match raw.pcdata(pclntab::PCDATA_INL_TREE_INDEX) {
+            Some(t) => self
+                .pcln
+                .pcvalues(t, f.entry.0)
+                .take_while(|r| r.start < f.end.0)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut starts: Vec<u64> = files
+            .iter()
+            .chain(&lines)
+            .chain(&inl)
+            .map(|r| r.start)
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let value_at = |v: &[PcRange], pc: u64| {
+            let i = v.partition_point(|r| r.end <= pc);
+            v.get(i).filter(|r| r.start <= pc).map(|r| r.value)
+        };
+        let mut out: Vec<(VirtAddr, &'data str, u32, bool)> = Vec::new();
+        for pc in starts {
+            let (Some(fileno), Some(line)) = (value_at(&files, pc), value_at(&lines, pc)) else {
+                continue;
+            };
+            let (Some(file), Ok(line)) =
+                (self.pcln.file(raw.cu_offset, fileno), u32::try_from(line))
+            else {
+                continue;
+            };
+            let inlined = value_at(&inl, pc).is_some_and(|ix| ix >= 0);
+            if out
+                .last()
+                .is_some_and(|l| l.1 == file && l.2 == line && l.3 == inlined)
+            {
+                continue;
+            }
+            out.push((VirtAddr(pc), file, line, inlined));
+        }
+        out
+    }
+
+    /// For each source line of `f`'s own body (inlined bodies excluded; the inline
+    /// mark at a call site carries the call's line), the lowest pc where a run of code
+    /// for that line starts: where a uprobe for "this line" goes.
+    pub fn line_starts(&self, f: &Func<'data>) -> BTreeMap<(&'data str, u32), VirtAddr> {
+        let mut out = BTreeMap::new();
+        for (pc, file, line, inlined) in self.positions(f) {
+            if !inlined {
+                out.entry((file, line)).or_insert(pc);
+            }
+        }
+        out
+    }
+
+    /// The (file, line) pairs of [`GoBinary::line_starts`].
+    pub fn statement_lines(&self, f: &Func<'data>) -> BTreeSet<(&'data str, u32)> {
+        self.line_starts(f).into_keys().collect()
+    }
+
+    /// Every pc of `f`'s own body where a run of code for `line` of a matching file
+    /// starts, lowest first; a statement the compiler split over several blocks (a
+    /// `for` clause) gives several. `file` matches a file name that equals it, ends in
+    /// `/file`, or, if it has glob characters, matches it as a glob whole or after a
+    /// `/`.
+    pub fn addresses_for_line(&self, f: &Func<'data>, file: &str, line: u32) -> Vec<VirtAddr> {
+        let globbed = funcs::is_glob(file);
+        let file_matches = |name: &str| {
+            name == file
+                || name.strip_suffix(file).is_some_and(|p| p.ends_with('/'))
+                || (globbed
+                    && (glob_match(file, name)
+                        || name.rsplit('/').next().is_some_and(|b| glob_match(file, b))))
+        };
+        self.positions(f)
+            .into_iter()
+            .filter(|&(_, name, l, inlined)| !inlined && l == line && file_matches(name))
+            .map(|(pc, ..)| pc)
+            .collect()
+    }
+}
+
+/// Finds `.gopclntab`: by section name (`.data.rel.ro.gopclntab` in older PIEs), by
+/// the linker's symbol, or by scanning read-only segments for a valid header.
+fn find_pclntab<'data>(elf: &Elf<'data>) -> Result<Table<'data>> {
+    let mut first_err = None;
+    let named = [".gopclntab", ".data.rel.ro.gopclntab"]
+        .iter()
+        .filter_map(|n| elf.section(n).map(|s| s.addr))
+        .chain(
+            ["runtime.pcheader", "runtime.pclntab"]
+                .iter()
+                .filter_map(|s| elf.symbol_address(s)),
+        );
+    for addr in named {
+        if let Some(bytes) = elf.bytes_from(VirtAddr(addr)) {
+            match Table::parse(bytes, addr) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let data = elf.data();
+    for s in elf.segments().iter().filter(|s| !s.executable) {
+        let Some(seg) = usize::try_from(s.offset)
+            .ok()
+            .and_then(|o| data.get(o..o.checked_add(usize::try_from(s.filesz).ok()?)?))
+        else {
+            continue;
+        };
+        for i in (0..seg.len()).step_by(8) {
+            if pclntab::looks_like_header(&seg[i..])
+                && let Ok(t) = Table::parse(&seg[i..], s.vaddr + i as u64)
+                && t.nfunc > 0
+            {
+                return Ok(t);
+            }
+        }
+    }
+    Err(Error::NotGo {
+        reason: "no .gopclntab",
+    })
+}
