@@ -1,0 +1,255 @@
+//! The argument blocks the kernel reads: `union bpf_attr` (one `repr(C)` struct per
+//! command gotap uses, laid out as in `include/uapi/linux/bpf.h`) and
+//! `struct perf_event_attr` at its full 136-byte size (`PERF_ATTR_SIZE_VER8`), with
+//! the numbers of commands, program types and attach types. Field offsets are
+//! checked in the tests at the bottom against the kernel's header layout.
+
+/// `enum bpf_cmd`.
+pub(crate) mod cmd {
+    pub const MAP_CREATE: u32 = 0;
+    pub const MAP_LOOKUP_ELEM: u32 = 1;
+    pub const MAP_UPDATE_ELEM: u32 = 2;
+    pub const MAP_DELETE_ELEM: u32 = 3;
+    pub const MAP_GET_NEXT_KEY: u32 = 4;
+    pub const PROG_LOAD: u32 = 5;
+    pub const LINK_CREATE: u32 = 28;
+
+    pub fn name(cmd: u32) -> &'static str {
+        match cmd {
+            MAP_CREATE => "bpf(BPF_MAP_CREATE)",
+            MAP_LOOKUP_ELEM => "bpf(BPF_MAP_LOOKUP_ELEM)",
+            MAP_UPDATE_ELEM => "bpf(BPF_MAP_UPDATE_ELEM)",
+            MAP_DELETE_ELEM => "bpf(BPF_MAP_DELETE_ELEM)",
+            MAP_GET_NEXT_KEY => "bpf(BPF_MAP_GET_NEXT_KEY)",
+            PROG_LOAD => "bpf(BPF_PROG_LOAD)",
+            LINK_CREATE => "bpf(BPF_LINK_CREATE)",
+            _ => "bpf",
+        }
+    }
+}
+
+/// `BPF_PROG_TYPE_KPROBE`: uprobes run programs of this type.
+pub(crate) const PROG_TYPE_KPROBE: u32 = 2;
+/// `enum bpf_attach_type`.
+pub(crate) const ATTACH_PERF_EVENT: u32 = 41;
+pub(crate) const ATTACH_TRACE_UPROBE_MULTI: u32 = 48;
+
+/// `BPF_MAP_CREATE`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct MapCreate {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub inner_map_fd: u32,
+    pub numa_node: u32,
+    pub map_name: [u8; 16],
+    pub map_ifindex: u32,
+    pub btf_fd: u32,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_value_type_id: u32,
+    pub map_extra: u64,
+}
+
+/// `BPF_MAP_*_ELEM` and `BPF_MAP_GET_NEXT_KEY` (`value` is `next_key` there).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct MapElem {
+    pub map_fd: u32,
+    pub _pad: u32,
+    pub key: u64,
+    pub value: u64,
+    pub flags: u64,
+}
+
+/// `BPF_PROG_LOAD`, up to `log_true_size` (Linux 6.4).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct ProgLoad {
+    pub prog_type: u32,
+    pub insn_cnt: u32,
+    pub insns: u64,
+    pub license: u64,
+    pub log_level: u32,
+    pub log_size: u32,
+    pub log_buf: u64,
+    pub kern_version: u32,
+    pub prog_flags: u32,
+    pub prog_name: [u8; 16],
+    pub prog_ifindex: u32,
+    pub expected_attach_type: u32,
+    pub prog_btf_fd: u32,
+    pub func_info_rec_size: u32,
+    pub func_info: u64,
+    pub func_info_cnt: u32,
+    pub line_info_rec_size: u32,
+    pub line_info: u64,
+    pub line_info_cnt: u32,
+    pub attach_btf_id: u32,
+    pub attach_prog_fd: u32,
+    pub core_relo_cnt: u32,
+    pub fd_array: u64,
+    pub core_relos: u64,
+    pub core_relo_rec_size: u32,
+    pub log_true_size: u32,
+}
+
+/// `BPF_LINK_CREATE` for `BPF_PERF_EVENT` (`a` is the cookie) and for
+/// `BPF_TRACE_UPROBE_MULTI` (all fields).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct LinkCreate {
+    pub prog_fd: u32,
+    pub target_fd: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    /// `perf_event.bpf_cookie` or `uprobe_multi.path`.
+    pub a: u64,
+    pub offsets: u64,
+    pub ref_ctr_offsets: u64,
+    pub cookies: u64,
+    pub cnt: u32,
+    pub multi_flags: u32,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+/// The part of `union bpf_attr` gotap fills, zeroed around it: the kernel refuses
+/// nonzero bytes past the fields it knows.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) union BpfAttr {
+    pub map_create: MapCreate,
+    pub map_elem: MapElem,
+    pub prog_load: ProgLoad,
+    pub link_create: LinkCreate,
+    raw: [u64; 18],
+}
+
+impl Default for BpfAttr {
+    fn default() -> BpfAttr {
+        BpfAttr { raw: [0; 18] }
+    }
+}
+
+impl BpfAttr {
+    pub fn map_create(a: MapCreate) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.map_create = a;
+        attr
+    }
+    pub fn map_elem(a: MapElem) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.map_elem = a;
+        attr
+    }
+    pub fn prog_load(a: ProgLoad) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.prog_load = a;
+        attr
+    }
+    pub fn link_create(a: LinkCreate) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.link_create = a;
+        attr
+    }
+
+    /// The `prog_load` view, for reading what the kernel wrote back.
+    pub fn as_prog_load(&self) -> ProgLoad {
+        // SAFETY: every variant is plain integers and the union is fully initialised
+        // (it is built from the zeroed `raw`), so any view is valid.
+        unsafe { self.prog_load }
+    }
+
+    #[cfg(test)]
+    pub fn as_map_create(&self) -> MapCreate {
+        // SAFETY: as in `as_prog_load`.
+        unsafe { self.map_create }
+    }
+
+    #[cfg(test)]
+    pub fn as_map_elem(&self) -> MapElem {
+        // SAFETY: as in `as_prog_load`.
+        unsafe { self.map_elem }
+    }
+
+    #[cfg(test)]
+    pub fn as_link_create(&self) -> LinkCreate {
+        // SAFETY: as in `as_prog_load`.
+        unsafe { self.link_create }
+    }
+}
+
+/// `PERF_ATTR_SIZE_VER8`: the whole structure as of Linux 6.3. A shorter `size` makes
+/// the kernel ignore the fields past it.
+pub(crate) const PERF_ATTR_SIZE: u32 = 136;
+/// `PERF_FLAG_FD_CLOEXEC`.
+pub(crate) const PERF_FLAG_FD_CLOEXEC: u64 = 1 << 3;
+/// `_IO('$', 0)`, `_IO('$', 1)` and `_IOW('$', 8, __u32)`.
+pub(crate) const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
+pub(crate) const PERF_EVENT_IOC_SET_BPF: u64 = 0x4004_2408;
+
+/// `struct perf_event_attr`, as far as a uprobe needs it.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct PerfEventAttr {
+    pub type_: u32,
+    pub size: u32,
+    pub config: u64,
+    pub sample_period: u64,
+    pub sample_type: u64,
+    pub read_format: u64,
+    /// The bit fields (`disabled`, `inherit`, …).
+    pub flags: u64,
+    pub wakeup_events: u32,
+    pub bp_type: u32,
+    /// `uprobe_path`: a pointer to the NUL-terminated path of the probed file.
+    pub config1: u64,
+    /// `probe_offset`: the file offset of the probed instruction.
+    pub config2: u64,
+    pub branch_sample_type: u64,
+    pub sample_regs_user: u64,
+    pub sample_stack_user: u32,
+    pub clockid: i32,
+    pub sample_regs_intr: u64,
+    pub aux_watermark: u32,
+    pub sample_max_stack: u16,
+    pub _reserved_2: u16,
+    pub aux_sample_size: u32,
+    pub _reserved_3: u32,
+    pub sig_data: u64,
+    pub config3: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_match_the_kernel_headers() {
+        // Offsets from `pahole` of `union bpf_attr` and `struct perf_event_attr`.
+        assert_eq!(offset_of!(MapCreate, map_name), 28);
+        assert_eq!(offset_of!(MapCreate, map_extra), 64);
+        assert_eq!(offset_of!(MapElem, key), 8);
+        assert_eq!(offset_of!(MapElem, flags), 24);
+        assert_eq!(offset_of!(ProgLoad, log_buf), 32);
+        assert_eq!(offset_of!(ProgLoad, prog_name), 48);
+        assert_eq!(offset_of!(ProgLoad, expected_attach_type), 68);
+        assert_eq!(offset_of!(ProgLoad, fd_array), 120);
+        assert_eq!(offset_of!(ProgLoad, log_true_size), 140);
+        assert_eq!(size_of::<ProgLoad>(), 144);
+        assert_eq!(offset_of!(LinkCreate, a), 16);
+        assert_eq!(offset_of!(LinkCreate, cookies), 40);
+        assert_eq!(offset_of!(LinkCreate, cnt), 48);
+        assert_eq!(offset_of!(LinkCreate, pid), 56);
+        assert_eq!(size_of::<BpfAttr>(), 144);
+        assert_eq!(offset_of!(PerfEventAttr, config1), 56);
+        assert_eq!(offset_of!(PerfEventAttr, config2), 64);
+        assert_eq!(offset_of!(PerfEventAttr, config3), 128);
+        assert_eq!(size_of::<PerfEventAttr>() as u32, PERF_ATTR_SIZE);
+    }
+}
