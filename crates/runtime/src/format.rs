@@ -40,6 +40,14 @@ use thiserror::Error;
 /// allocate without bound. `%s` also prints at most this many bytes.
 pub const MAX_FIELD: usize = 8192;
 
+/// Most bytes one `printf` prints: stap reserves at most its print buffer
+/// (`STP_BUFFER_SIZE`) per call and cuts the rest.
+pub const MAX_PRINTF_LEN: usize = 8192;
+
+/// Most bytes a `sprintf` result holds: stap's `MAXSTRINGLEN` (512) less
+/// the terminating NUL.
+pub const MAX_SPRINTF_LEN: usize = 511;
+
 /// What a script passes for one slot of a format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {
@@ -343,6 +351,21 @@ impl Format {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Like [`Format::write`], but keeps at most `max` bytes of this
+    /// call's output, as stap cuts `printf` at [`MAX_PRINTF_LEN`] and
+    /// `sprintf` at [`MAX_SPRINTF_LEN`].
+    pub fn write_max(
+        &self,
+        out: &mut Vec<u8>,
+        args: &[Arg<'_>],
+        max: usize,
+    ) -> Result<(), ArgError> {
+        let start = out.len();
+        self.write(out, args)?;
+        out.truncate(start.saturating_add(max));
         Ok(())
     }
 
@@ -1023,6 +1046,21 @@ mod tests {
             .to_vec(&[Arg::Long(i64::MAX), Arg::Long(1)])
             .expect("fits");
         assert_eq!(out.len(), MAX_FIELD);
+    }
+
+    #[test]
+    fn sprintf_results_are_cut_like_stap_strings() {
+        let f = Format::parse(b"%s%s").expect("parses");
+        let long = [b'x'; 400];
+        let mut out = b"kept".to_vec();
+        f.write_max(
+            &mut out,
+            &[Arg::Str(&long), Arg::Str(&long)],
+            MAX_SPRINTF_LEN,
+        )
+        .expect("fits");
+        assert_eq!(out.len(), 4 + MAX_SPRINTF_LEN);
+        assert!(out.starts_with(b"kept"));
     }
 
     #[test]
