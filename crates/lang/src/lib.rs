@@ -4,11 +4,19 @@
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod builtins;
+pub mod check;
 pub mod diag;
 pub mod lexer;
 pub mod parser;
+pub mod print;
+pub mod probe;
 pub mod span;
+pub mod target;
 
 pub use diag::{Diagnostic, Note, Severity};
 pub use parser::{ParseOptions, parse};
 pub use span::{FileId, SourceFile, SourceMap, Span};
+pub use check::{Type, TypeInfo, check, dump_types};
+pub use print::print_script;
+pub use target::{GoKind, GoType, Location, Target, TargetError};

@@ -208,7 +208,8 @@ impl<'a> Parser<'a> {
             }
             match self.peek() {
                 Tok::Op("{" | "(" | "[") => depth += 1,
-                Tok::Op("}" | ")" | "]") => depth -= 1,
+                // An error inside parentheses leaves us past their opening: never go below 0.
+                Tok::Op("}" | ")" | "]") => depth = (depth - 1).max(0),
                 _ => {}
             }
             self.bump();
@@ -813,7 +814,9 @@ impl<'a> Parser<'a> {
             ));
         }
         let mut e = self.primary()?;
-        while self.is_op("++") || self.is_op("--") {
+        // A `++`/`--` that starts a line is the prefix of the next statement
+        // (`x = y` / `++z`), not a postfix of this one.
+        while (self.is_op("++") || self.is_op("--")) && !self.at_line_start() {
             let inc = self.is_op("++");
             let span = e.span.to(self.bump().span);
             e = self.mk(

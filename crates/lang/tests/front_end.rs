@@ -1,0 +1,109 @@
+//! Runs the front end over the directive files: every `tests/good/*.stp` must parse and
+//! type-check against the mock target without errors and pretty-print to text that
+//! parses back to the same tree; every `tests/bad/*.stp` must produce exactly the
+//! diagnostics listed in its header (`# error: LINE:COL: message`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use lang::{Severity, print_script};
+
+fn scripts(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(dir);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "stp"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Header directives: `# args: a b`, `# error: L:C: msg`, `# warning: L:C: msg`.
+struct Directives {
+    args: Option<Vec<String>>,
+    expected: Vec<String>,
+}
+
+fn directives(src: &str) -> Directives {
+    let mut d = Directives {
+        args: None,
+        expected: Vec::new(),
+    };
+    for line in src.lines().take_while(|l| l.starts_with('#')) {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(a) = line.strip_prefix("args:") {
+            d.args = Some(a.split_whitespace().map(String::from).collect());
+        } else if line.starts_with("error:") || line.starts_with("warning:") {
+            d.expected.push(line.to_string());
+        }
+    }
+    d
+}
+
+/// Debug form of a script with spans blanked, for comparing trees across re-parses.
+fn shape(s: &lang::ast::Script) -> String {
+    let dbg = format!("{s:?}");
+    let mut out = String::new();
+    let mut rest = dbg.as_str();
+    while let Some(i) = rest.find("Span(") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail.find(')').map_or(tail.len(), |e| e + 1);
+        out.push_str("Span");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn good_scripts_check_and_round_trip() {
+    let files = scripts("good");
+    assert!(files.len() >= 10, "too few good scripts: {}", files.len());
+    for path in files {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let dir = directives(&src);
+        let (sm, script, info, diags) = common::front_end(&name, &src, dir.args.clone());
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                let (l, c) = sm.line_col(d.span);
+                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
+                format!("{sev}: {l}:{c}: {}", d.message)
+            })
+            .collect();
+        assert_eq!(got, dir.expected, "{name}:\n{}", sm.render_all(&diags));
+        assert!(info.is_some(), "{name}: not checked");
+
+        let printed = print_script(&script);
+        let (again, d2) = lang::parse(lang::FileId(0), &printed, &lang::ParseOptions::default());
+        assert!(d2.is_empty(), "{name}: printed form does not parse: {d2:?}\n{printed}");
+        assert_eq!(shape(&script), shape(&again), "{name}: round trip changed the tree\n{printed}");
+        assert_eq!(print_script(&again), printed, "{name}: printing is not stable");
+    }
+}
+
+#[test]
+fn bad_scripts_report_exactly_their_diagnostics() {
+    let files = scripts("bad");
+    assert!(files.len() >= 30, "too few bad scripts: {}", files.len());
+    for path in files {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let dir = directives(&src);
+        assert!(!dir.expected.is_empty(), "{name}: no expected diagnostic in header");
+        let (sm, _, _, diags) = common::front_end(&name, &src, dir.args.clone());
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                let (l, c) = sm.line_col(d.span);
+                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
+                format!("{sev}: {l}:{c}: {}", d.message)
+            })
+            .collect();
+        assert_eq!(got, dir.expected, "{name}:\n{}", sm.render_all(&diags));
+    }
+}
