@@ -144,6 +144,8 @@ struct Var {
     assigned: bool,
     used: bool,
     param: bool,
+    /// An error about this variable was reported; don't add "cannot infer" on top.
+    poisoned: bool,
 }
 
 impl Var {
@@ -159,6 +161,7 @@ impl Var {
             assigned: false,
             used: false,
             param: false,
+            poisoned: false,
         }
     }
 
@@ -512,6 +515,11 @@ impl<'a> Checker<'a> {
             let Item::Probe(p) = &self.script.items[self.probes[pi].item] else {
                 continue;
             };
+            // A probe none of whose points resolved is dropped (all optional) or already
+            // reported; checking its body would only add follow-on errors.
+            if self.probes[pi].points.is_empty() {
+                continue;
+            }
             self.enter(Body::Probe(pi));
             let mut seen = Vec::new();
             for rp in self.probes[pi].points.clone() {
@@ -568,6 +576,9 @@ impl<'a> Checker<'a> {
             all.extend(p.locals.iter().cloned());
         }
         for v in all {
+            if v.poisoned {
+                continue;
+            }
             if v.ty.is_none() {
                 let what = if v.param { "parameter" } else { "local" };
                 self.error(
@@ -714,6 +725,7 @@ impl<'a> Checker<'a> {
     fn use_array(&mut self, id: &Ident, keys: &[Expr]) -> Option<VarRef> {
         let r = self.resolve(id);
         if let VarRef::Local(_) = r {
+            self.var_mut(r).poisoned = true;
             self.err(
                 Diagnostic::error(
                     id.span,
@@ -1021,6 +1033,7 @@ impl<'a> Checker<'a> {
         let n = f.keys.len();
         let ok = match r {
             VarRef::Local(_) => {
+                self.var_mut(r).poisoned = true;
                 self.err(
                     Diagnostic::error(
                         f.array.span,
@@ -1086,6 +1099,7 @@ impl<'a> Checker<'a> {
             let kr = self.resolve(k);
             self.var_mut(kr).assigned = true;
             if !ok {
+                self.var_mut(kr).poisoned = true;
                 continue;
             }
             match (self.key_type(r, i), self.var(kr).ty) {
@@ -1102,7 +1116,9 @@ impl<'a> Checker<'a> {
         if let Some(v) = &f.value {
             let vr = self.resolve(v);
             self.var_mut(vr).assigned = true;
-            if ok {
+            if !ok {
+                self.var_mut(vr).poisoned = true;
+            } else {
                 match (self.var(r).ty, self.var(vr).ty) {
                     (Some(Type::Stats), _) => self.err(
                         Diagnostic::error(
@@ -1255,6 +1271,7 @@ impl<'a> Checker<'a> {
                 if let Some(p) = self.place(lhs, "aggregate into") {
                     let r = Self::place_ref(p);
                     if let VarRef::Local(_) = r {
+                        self.var_mut(r).poisoned = true;
                         let name = self.var(r).name.clone();
                         self.err(
                             Diagnostic::error(
@@ -1295,7 +1312,9 @@ impl<'a> Checker<'a> {
                 let r = self.resolve(array);
                 let key_tys: Vec<Ty> = keys.iter().map(|k| self.value(k, None)).collect();
                 match r {
-                    VarRef::Local(_) => self.err(
+                    VarRef::Local(_) => {
+                        self.var_mut(r).poisoned = true;
+                        self.err(
                         Diagnostic::error(
                             array.span,
                             format!("'{}' is not a global array", array.name),
@@ -1304,7 +1323,8 @@ impl<'a> Checker<'a> {
                             "arrays must be declared with 'global {}'",
                             array.name
                         )),
-                    ),
+                        )
+                    }
                     VarRef::Global(_) => {
                         self.index_array(r, array, keys, &key_tys);
                     }
@@ -1357,7 +1377,13 @@ impl<'a> Checker<'a> {
         };
         let r = Self::place_ref(p);
         self.var_mut(r).assigned = true;
+        let before = self.diags.len();
         let t = self.assign_type(op, r, lhs, rhs);
+        // A value that was already reported as wrong must not also make the variable
+        // "of unknown type".
+        if self.report && self.diags.len() > before && t == Ty::Unknown {
+            self.var_mut(r).poisoned = true;
+        }
         self.record(lhs, r);
         t
     }
@@ -1447,13 +1473,16 @@ impl<'a> Checker<'a> {
             let v = self.var(r);
             let vname = v.name.clone();
             match (r, v.ty) {
-                (VarRef::Local(_), _) => self.err(
+                (VarRef::Local(_), _) => {
+                    self.var_mut(r).poisoned = true;
+                    self.err(
                     Diagnostic::error(
                         arg.span,
                         format!("'{name}' needs a statistics aggregate, but '{vname}' is a local"),
                     )
                     .with_help(format!("declare it with 'global {vname}' and add values with '{vname} <<< value'")),
-                ),
+                    )
+                }
                 (_, Some(Type::Stats)) => {}
                 (_, None) => self.set_type(r, Type::Stats, arg.span),
                 (_, Some(t)) => {

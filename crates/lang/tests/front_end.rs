@@ -20,7 +20,8 @@ fn scripts(dir: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Header directives: `# args: a b`, `# error: L:C: msg`, `# warning: L:C: msg`.
+/// Header directives: `# args: a b`, `# error: L:C: msg`, `# warning: L:C: msg`, and
+/// after a diagnostic its `# help: text` if it has one.
 struct Directives {
     args: Option<Vec<String>>,
     expected: Vec<String>,
@@ -35,7 +36,7 @@ fn directives(src: &str) -> Directives {
         let line = line.trim_start_matches('#').trim();
         if let Some(a) = line.strip_prefix("args:") {
             d.args = Some(a.split_whitespace().map(String::from).collect());
-        } else if line.starts_with("error:") || line.starts_with("warning:") {
+        } else if ["error:", "warning:", "help:"].iter().any(|p| line.starts_with(p)) {
             d.expected.push(line.to_string());
         }
     }
@@ -58,6 +59,24 @@ fn shape(s: &lang::ast::Script) -> String {
     out
 }
 
+/// Each diagnostic as `error: L:C: message`, followed by `help: text` if it has help.
+fn summary(sm: &lang::SourceMap, diags: &[lang::Diagnostic]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in diags {
+        let (l, c) = sm.line_col(d.span);
+        let sev = if d.severity == Severity::Error {
+            "error"
+        } else {
+            "warning"
+        };
+        out.push(format!("{sev}: {l}:{c}: {}", d.message));
+        if let Some(h) = &d.help {
+            out.push(format!("help: {h}"));
+        }
+    }
+    out
+}
+
 #[test]
 fn good_scripts_check_and_round_trip() {
     let files = scripts("good");
@@ -67,14 +86,7 @@ fn good_scripts_check_and_round_trip() {
         let src = std::fs::read_to_string(&path).unwrap();
         let dir = directives(&src);
         let (sm, script, info, diags) = common::front_end(&name, &src, dir.args.clone());
-        let got: Vec<String> = diags
-            .iter()
-            .map(|d| {
-                let (l, c) = sm.line_col(d.span);
-                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
-                format!("{sev}: {l}:{c}: {}", d.message)
-            })
-            .collect();
+        let got = summary(&sm, &diags);
         assert_eq!(got, dir.expected, "{name}:\n{}", sm.render_all(&diags));
         assert!(info.is_some(), "{name}: not checked");
 
@@ -90,20 +102,22 @@ fn good_scripts_check_and_round_trip() {
 fn bad_scripts_report_exactly_their_diagnostics() {
     let files = scripts("bad");
     assert!(files.len() >= 30, "too few bad scripts: {}", files.len());
+    let mut failures = Vec::new();
     for path in files {
         let name = path.display().to_string();
         let src = std::fs::read_to_string(&path).unwrap();
         let dir = directives(&src);
         assert!(!dir.expected.is_empty(), "{name}: no expected diagnostic in header");
         let (sm, _, _, diags) = common::front_end(&name, &src, dir.args.clone());
-        let got: Vec<String> = diags
-            .iter()
-            .map(|d| {
-                let (l, c) = sm.line_col(d.span);
-                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
-                format!("{sev}: {l}:{c}: {}", d.message)
-            })
-            .collect();
-        assert_eq!(got, dir.expected, "{name}:\n{}", sm.render_all(&diags));
+        let got = summary(&sm, &diags);
+        if got != dir.expected {
+            failures.push(format!(
+                "{name}\n  expected: {:#?}\n  got: {:#?}\n{}",
+                dir.expected,
+                got,
+                sm.render_all(&diags)
+            ));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
