@@ -622,12 +622,7 @@ impl<'a> Checker<'a> {
                     FunctionInfo {
                         item: f.item,
                         name: def.name.name.clone(),
-                        params: f
-                            .locals
-                            .iter()
-                            .filter(|v| v.param)
-                            .map(Var::info)
-                            .collect(),
+                        params: f.locals.iter().filter(|v| v.param).map(Var::info).collect(),
                         ret: if f.returns_value { f.ret } else { None },
                         locals: f.locals.iter().map(Var::info).collect(),
                     }
@@ -663,7 +658,11 @@ impl<'a> Checker<'a> {
 
     /// Globals win; any other name is a local of the current body, created on first use.
     fn resolve(&mut self, id: &Ident) -> VarRef {
-        if let Some(i) = self.locals.iter().position(|v| v.name == id.name && v.param) {
+        if let Some(i) = self
+            .locals
+            .iter()
+            .position(|v| v.name == id.name && v.param)
+        {
             return VarRef::Local(i);
         }
         if let Some(i) = self.globals.iter().position(|v| v.name == id.name) {
@@ -693,11 +692,8 @@ impl<'a> Checker<'a> {
                 let name = v.name.clone();
                 let ty_span = v.ty_span;
                 self.err(
-                    Diagnostic::error(
-                        span,
-                        format!("'{name}' is {old}, but is used as {t} here"),
-                    )
-                    .with_note(Some(ty_span), format!("'{name}' is {old} because of this")),
+                    Diagnostic::error(span, format!("'{name}' is {old}, but is used as {t} here"))
+                        .with_note(Some(ty_span), format!("'{name}' is {old} because of this")),
                 );
             }
         }
@@ -707,12 +703,10 @@ impl<'a> Checker<'a> {
         let v = self.var(r);
         if v.array.is_some() {
             let name = v.name.clone();
-            self.err(
-                Diagnostic::error(
-                    id.span,
-                    format!("'{name}' is an array; use it with an index, as in '{name}[key]'"),
-                ),
-            );
+            self.err(Diagnostic::error(
+                id.span,
+                format!("'{name}' is an array; use it with an index, as in '{name}[key]'"),
+            ));
             return false;
         }
         if v.scalar_span.is_none() {
@@ -727,11 +721,8 @@ impl<'a> Checker<'a> {
         if let VarRef::Local(_) = r {
             self.var_mut(r).poisoned = true;
             self.err(
-                Diagnostic::error(
-                    id.span,
-                    format!("'{}' is not a global array", id.name),
-                )
-                .with_help(format!("arrays must be declared with 'global {}'", id.name)),
+                Diagnostic::error(id.span, format!("'{}' is not a global array", id.name))
+                    .with_help(format!("arrays must be declared with 'global {}'", id.name)),
             );
             for k in keys {
                 self.value(k, None);
@@ -893,9 +884,7 @@ impl<'a> Checker<'a> {
             }
             _ => {}
         }
-        if self.exprs.get(&e.id).is_none() {
-            self.exprs.insert(e.id, t);
-        }
+        self.exprs.entry(e.id).or_insert(t);
     }
 
     // ---- statements ----
@@ -1000,11 +989,8 @@ impl<'a> Checker<'a> {
             (Some(w), Ty::Known(t)) if w != t => {
                 let at = self.fns[fi].ret_span;
                 self.err(
-                    Diagnostic::error(
-                        e.span,
-                        format!("function returns {w}, but this is {t}"),
-                    )
-                    .with_note(Some(at), format!("the return type became {w} here")),
+                    Diagnostic::error(e.span, format!("function returns {w}, but this is {t}"))
+                        .with_note(Some(at), format!("the return type became {w} here")),
                 );
             }
             _ => {}
@@ -1037,7 +1023,10 @@ impl<'a> Checker<'a> {
                 self.err(
                     Diagnostic::error(
                         f.array.span,
-                        format!("'foreach' over '{}', which is not a global array", f.array.name),
+                        format!(
+                            "'foreach' over '{}', which is not a global array",
+                            f.array.name
+                        ),
                     )
                     .with_help(format!(
                         "arrays must be declared with 'global {}'",
@@ -1074,7 +1063,10 @@ impl<'a> Checker<'a> {
                                         if n == 1 { "" } else { "s" }
                                     ),
                                 )
-                                .with_note(at, format!("'{}' first used with {a} here", f.array.name)),
+                                .with_note(
+                                    at,
+                                    format!("'{}' first used with {a} here", f.array.name),
+                                ),
                             );
                             false
                         }
@@ -1195,11 +1187,9 @@ impl<'a> Checker<'a> {
         match &e.kind {
             ExprKind::Num(_) => Ty::Known(Type::Long),
             ExprKind::Str(_) => Ty::Known(Type::String),
-            ExprKind::ScriptArg { string, .. } => Ty::Known(if *string {
-                Type::String
-            } else {
-                Type::Long
-            }),
+            ExprKind::ScriptArg { string, .. } => {
+                Ty::Known(if *string { Type::String } else { Type::Long })
+            }
             ExprKind::Var(id) => {
                 let r = self.resolve(id);
                 if !self.use_scalar(r, id) {
@@ -1252,7 +1242,11 @@ impl<'a> Checker<'a> {
             ExprKind::Call { name, args } => self.call(e, name, args),
             ExprKind::Stat { op, arg, params } => self.stat(*op, arg, params),
             ExprKind::Unary { op, expr } => {
-                self.expect(expr, Type::Long, &format!("the operand of '{}'", op.as_str()));
+                self.expect(
+                    expr,
+                    Type::Long,
+                    &format!("the operand of '{}'", op.as_str()),
+                );
                 Ty::Known(Type::Long)
             }
             ExprKind::IncDec { inc, expr, .. } => {
@@ -1315,14 +1309,14 @@ impl<'a> Checker<'a> {
                     VarRef::Local(_) => {
                         self.var_mut(r).poisoned = true;
                         self.err(
-                        Diagnostic::error(
-                            array.span,
-                            format!("'{}' is not a global array", array.name),
-                        )
-                        .with_help(format!(
-                            "arrays must be declared with 'global {}'",
-                            array.name
-                        )),
+                            Diagnostic::error(
+                                array.span,
+                                format!("'{}' is not a global array", array.name),
+                            )
+                            .with_help(format!(
+                                "arrays must be declared with 'global {}'",
+                                array.name
+                            )),
                         )
                     }
                     VarRef::Global(_) => {
@@ -1424,7 +1418,11 @@ impl<'a> Checker<'a> {
                 Ty::Known(Type::String)
             }
             BinOp::Match | BinOp::NotMatch => {
-                self.expect(lhs, Type::String, &format!("the left side of '{}'", op.as_str()));
+                self.expect(
+                    lhs,
+                    Type::String,
+                    &format!("the left side of '{}'", op.as_str()),
+                );
                 if !matches!(rhs.kind, ExprKind::Str(_)) {
                     self.error(rhs.span, "a regular expression must be a string literal");
                 }
@@ -1493,7 +1491,9 @@ impl<'a> Checker<'a> {
                             format!("'{name}' needs a statistics aggregate, but '{vname}' is {t}"),
                         )
                         .with_note(Some(at), format!("'{vname}' is {t} because of this"))
-                        .with_help(format!("values are added to an aggregate with '{vname} <<< value'")),
+                        .with_help(format!(
+                            "values are added to an aggregate with '{vname} <<< value'"
+                        )),
                     )
                 }
             }
@@ -1510,7 +1510,10 @@ impl<'a> Checker<'a> {
                         nums.push(n.wrapping_neg());
                     }
                 }
-                _ => self.error(p.span, format!("the bounds of '{name}' must be number literals")),
+                _ => self.error(
+                    p.span,
+                    format!("the bounds of '{name}' must be number literals"),
+                ),
             }
             self.expr(p);
         }
@@ -1618,11 +1621,8 @@ impl<'a> Checker<'a> {
             .map(|p| describe_point(&p.kind));
         if let Some(what) = bad {
             self.err(
-                Diagnostic::error(
-                    name.span,
-                    format!("'{}' cannot be used in {what}", b.name),
-                )
-                .with_help(format!("'{}' needs {}", b.name, b.contexts.describe())),
+                Diagnostic::error(name.span, format!("'{}' cannot be used in {what}", b.name))
+                    .with_help(format!("'{}' needs {}", b.name, b.contexts.describe())),
             );
         }
     }
@@ -1934,7 +1934,11 @@ pub fn dump_types(script: &Script, info: &TypeInfo) -> String {
     for f in &info.functions {
         let params: Vec<String> = f.params.iter().map(var_line).collect();
         let ret = f.ret.map_or("void".to_string(), |t| t.to_string());
-        out.push_str(&format!("function {}({}): {ret}\n", f.name, params.join(", ")));
+        out.push_str(&format!(
+            "function {}({}): {ret}\n",
+            f.name,
+            params.join(", ")
+        ));
         for l in f.locals.iter().skip(f.params.len()) {
             out.push_str(&format!("  local {}\n", var_line(l)));
         }

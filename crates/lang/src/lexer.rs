@@ -148,7 +148,10 @@ pub fn lex(file: FileId, src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
             match src[i + 2..].find("*/") {
                 Some(e) => i = i + 2 + e + 2,
                 None => {
-                    diags.push(Diagnostic::error(span(start, start + 2), "unterminated comment"));
+                    diags.push(Diagnostic::error(
+                        span(start, start + 2),
+                        "unterminated comment",
+                    ));
                     i = b.len();
                 }
             }
@@ -218,7 +221,10 @@ pub fn lex(file: FileId, src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
                         span: span(start, i),
                     });
                 } else {
-                    diags.push(Diagnostic::error(span(start, i), "expected a name after '@'"));
+                    diags.push(Diagnostic::error(
+                        span(start, i),
+                        "expected a name after '@'",
+                    ));
                 }
                 continue;
             }
@@ -231,7 +237,11 @@ pub fn lex(file: FileId, src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
                 }
             }
             let text = src[start + 1..i].to_string();
-            let tok = if c == b'$' { Tok::Dollar(text) } else { Tok::At(text) };
+            let tok = if c == b'$' {
+                Tok::Dollar(text)
+            } else {
+                Tok::At(text)
+            };
             toks.push(Token {
                 tok,
                 span: span(start, i),
@@ -404,7 +414,13 @@ mod tests {
     fn numbers_in_three_bases_and_wrapping() {
         assert_eq!(
             toks("10 0x1F 017 0xffffffffffffffff"),
-            vec![Tok::Num(10), Tok::Num(31), Tok::Num(15), Tok::Num(-1), Tok::Eof]
+            vec![
+                Tok::Num(10),
+                Tok::Num(31),
+                Tok::Num(15),
+                Tok::Num(-1),
+                Tok::Eof
+            ]
         );
     }
 

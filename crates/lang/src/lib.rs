@@ -14,9 +14,9 @@ pub mod probe;
 pub mod span;
 pub mod target;
 
+pub use check::{Type, TypeInfo, check, dump_types};
 pub use diag::{Diagnostic, Note, Severity};
 pub use parser::{ParseOptions, parse};
-pub use span::{FileId, SourceFile, SourceMap, Span};
-pub use check::{Type, TypeInfo, check, dump_types};
 pub use print::print_script;
+pub use span::{FileId, SourceFile, SourceMap, Span};
 pub use target::{GoKind, GoType, Location, Target, TargetError};

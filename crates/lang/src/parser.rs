@@ -28,6 +28,7 @@ pub fn parse(file: FileId, src: &str, opts: &ParseOptions) -> (Script, Vec<Diagn
         diags,
         next_id: 0,
         args: opts.args.as_deref(),
+        depth: 0,
     };
     let script = p.script();
     (script, p.diags)
@@ -45,7 +46,13 @@ struct Parser<'a> {
     diags: Vec<Diagnostic>,
     next_id: u32,
     args: Option<&'a [String]>,
+    /// Current nesting of expressions and statements, bounded by [`MAX_DEPTH`].
+    depth: u32,
 }
+
+/// Deeper nesting than this is refused, so that hostile input cannot overflow the stack
+/// of the recursive parser, checker or printer.
+pub const MAX_DEPTH: u32 = 100;
 
 /// Binary operator levels from loosest to tightest, below `&&` and excluding `in`.
 const LEVELS: &[&[(&str, BinOp)]] = &[
@@ -457,7 +464,22 @@ impl<'a> Parser<'a> {
         }
     }
 
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_DEPTH {
+            let span = self.span();
+            return self.error(span, format!("nesting deeper than {MAX_DEPTH} levels"));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn stmt(&mut self) -> PResult<Stmt> {
+        self.nested(Self::stmt_inner)
+    }
+
+    fn stmt_inner(&mut self) -> PResult<Stmt> {
         let start = self.span();
         let kind = match self.peek().clone() {
             Tok::Op("{") => StmtKind::Block(self.block()?),
@@ -539,7 +561,10 @@ impl<'a> Parser<'a> {
             && !self.is_op("}")
             && !matches!(self.peek(), Tok::Eof)
             && !self.at_line_start()
-            && matches!(kind, StmtKind::Expr(_) | StmtKind::Return(_) | StmtKind::Delete(_))
+            && matches!(
+                kind,
+                StmtKind::Expr(_) | StmtKind::Return(_) | StmtKind::Delete(_)
+            )
         {
             return self.expected("';' or a new line after the statement");
         }
@@ -629,6 +654,10 @@ impl<'a> Parser<'a> {
     // ---- expressions ----
 
     pub(crate) fn expr(&mut self) -> PResult<Expr> {
+        self.nested(Self::expr_inner)
+    }
+
+    fn expr_inner(&mut self) -> PResult<Expr> {
         let lhs = self.ternary()?;
         if let Tok::Op(op) = *self.peek() {
             if op == "<<<" {
@@ -667,7 +696,8 @@ impl<'a> Parser<'a> {
         }
         let then = self.expr()?;
         self.expect_op(":")?;
-        let els = self.ternary()?;
+        // As in stap, the false branch is a full expression: `c ? a : b = 1` assigns.
+        let els = self.expr()?;
         let span = cond.span.to(els.span);
         Ok(self.mk(
             ExprKind::Ternary {
@@ -774,6 +804,10 @@ impl<'a> Parser<'a> {
     }
 
     fn unary(&mut self) -> PResult<Expr> {
+        self.nested(Self::unary_inner)
+    }
+
+    fn unary_inner(&mut self) -> PResult<Expr> {
         let start = self.span();
         let op = match self.peek() {
             Tok::Op("-") => Some(UnOp::Neg),
@@ -1148,7 +1182,10 @@ mod tests {
         let ExprKind::Assign { op: None, rhs, .. } = &body_expr(&s).kind else {
             panic!()
         };
-        let ExprKind::Binary { op: BinOp::Eq, lhs, .. } = &rhs.kind else {
+        let ExprKind::Binary {
+            op: BinOp::Eq, lhs, ..
+        } = &rhs.kind
+        else {
             panic!("{rhs:?}")
         };
         assert!(matches!(lhs.kind, ExprKind::Binary { op: BinOp::Mod, .. }));

@@ -415,11 +415,7 @@ impl<'a> Printer<'a> {
                 self.out.push(')');
             }
             ExprKind::Unary { op, expr } => self.prefix(op.as_str(), expr),
-            ExprKind::IncDec {
-                inc,
-                prefix,
-                expr,
-            } => {
+            ExprKind::IncDec { inc, prefix, expr } => {
                 let op = if *inc { "++" } else { "--" };
                 if *prefix {
                     self.prefix(op, expr);
@@ -435,13 +431,15 @@ impl<'a> Printer<'a> {
                 self.expr(rhs, p + 1);
             }
             ExprKind::Assign { op, lhs, rhs } => {
-                self.expr(lhs, 2);
+                // A ternary on the left needs parentheses: its false branch would
+                // otherwise swallow the assignment.
+                self.expr(lhs, 3);
                 let op = op.map_or(String::new(), |o| o.as_str().to_string());
                 self.out.push_str(&format!(" {op}= "));
                 self.expr(rhs, 1);
             }
             ExprKind::Aggregate { lhs, rhs } => {
-                self.expr(lhs, 2);
+                self.expr(lhs, 3);
                 self.out.push_str(" <<< ");
                 self.expr(rhs, 1);
             }
@@ -450,7 +448,7 @@ impl<'a> Printer<'a> {
                 self.out.push_str(" ? ");
                 self.expr(then, 0);
                 self.out.push_str(" : ");
-                self.expr(els, 2);
+                self.expr(els, 0);
             }
             ExprKind::In { keys, array } => {
                 self.out.push('[');

@@ -210,7 +210,10 @@ fn timer(p: &ProbePoint, unit_ns: u64) -> Result<ProbeKind, Diagnostic> {
             .ok_or_else(|| Diagnostic::error(c.span, "timer period is too large")),
         _ => Err(Diagnostic::error(
             c.span,
-            format!("'timer.{}' needs a positive number, as in 'timer.{}(100)'", c.name, c.name),
+            format!(
+                "'timer.{}' needs a positive number, as in 'timer.{}(100)'",
+                c.name, c.name
+            ),
         )),
     }
 }
@@ -272,10 +275,16 @@ fn statement(spec: &str) -> Result<Site, String> {
     } else if let Some((a, b)) = lines.split_once('-') {
         match (num(a), num(b)) {
             (Some(a), Some(b)) if a <= b => Lines::Range(a, b),
-            _ => return Err(format!("invalid line range '{lines}' in statement '{spec}'")),
+            _ => {
+                return Err(format!(
+                    "invalid line range '{lines}' in statement '{spec}'"
+                ));
+            }
         }
     } else {
-        Lines::One(num(lines).ok_or_else(|| format!("invalid line '{lines}' in statement '{spec}'"))?)
+        Lines::One(
+            num(lines).ok_or_else(|| format!("invalid line '{lines}' in statement '{spec}'"))?,
+        )
     };
     Ok(Site::Statement {
         function: function.to_string(),
@@ -300,11 +309,17 @@ mod tests {
         );
         assert!(matches!(
             statement("main.f@x.go:3-9"),
-            Ok(Site::Statement { lines: Lines::Range(3, 9), .. })
+            Ok(Site::Statement {
+                lines: Lines::Range(3, 9),
+                ..
+            })
         ));
         assert!(matches!(
             statement("main.f@x.go:*"),
-            Ok(Site::Statement { lines: Lines::Any, .. })
+            Ok(Site::Statement {
+                lines: Lines::Any,
+                ..
+            })
         ));
         assert!(statement("main.f@x.go:9-3").is_err());
         assert!(statement("main.f").is_err());

@@ -52,7 +52,10 @@ pub struct Location {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error("no function matches '{pattern}'")]
-    NoSuchFunction { pattern: String, nearest: Vec<String> },
+    NoSuchFunction {
+        pattern: String,
+        nearest: Vec<String>,
+    },
     #[error("no probe-able line {line} in function '{function}'")]
     NoSuchLine {
         function: String,
@@ -90,7 +93,8 @@ impl TargetError {
     pub fn help(&self) -> Option<String> {
         let list = |v: &[String]| quote_list(&v.iter().map(String::as_str).collect::<Vec<_>>());
         match self {
-            TargetError::NoSuchFunction { nearest, .. } | TargetError::NoSuchType { nearest, .. }
+            TargetError::NoSuchFunction { nearest, .. }
+            | TargetError::NoSuchType { nearest, .. }
                 if !nearest.is_empty() =>
             {
                 Some(format!("did you mean {}?", list(nearest)))
@@ -137,8 +141,11 @@ pub trait Target {
     fn context_var(&self, at: &Location, name: &str) -> Result<GoType, TargetError>;
 
     /// The variables `$$vars`/`$$parms`/`$$locals`/`$$return` would print at a location.
-    fn context_vars(&self, at: &Location, set: VarSet)
-    -> Result<Vec<(String, GoType)>, TargetError>;
+    fn context_vars(
+        &self,
+        at: &Location,
+        set: VarSet,
+    ) -> Result<Vec<(String, GoType)>, TargetError>;
 
     /// The type of `->field` on `ty`. Pointers to structs are followed implicitly (as
     /// `->` does in stap); strings answer `len`, slices `len`, `cap` and `array`.

@@ -177,9 +177,7 @@ fn glob(pat: &str, s: &str) -> bool {
         match p.split_first() {
             None => s.is_empty(),
             Some(('*', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
-            Some((c, rest)) => {
-                s.first().is_some_and(|x| *c == '?' || x == c) && go(rest, &s[1..])
-            }
+            Some((c, rest)) => s.first().is_some_and(|x| *c == '?' || x == c) && go(rest, &s[1..]),
         }
     }
     go(&p, &s)
@@ -257,7 +255,9 @@ impl Target for FakeTarget {
                 file,
                 lines,
             } => {
-                let f = self.func(function).ok_or_else(|| self.no_function(function))?;
+                let f = self
+                    .func(function)
+                    .ok_or_else(|| self.no_function(function))?;
                 if let Some(file) = file
                     && !f.file.ends_with(file.as_str())
                 {
@@ -375,12 +375,15 @@ impl Target for FakeTarget {
 
     fn index(&self, t: &GoType) -> Result<GoType, TargetError> {
         match self.def(t).elem {
-            Some(e) if matches!(t.kind, GoKind::Slice | GoKind::Array { .. } | GoKind::Pointer) => {
+            Some(e)
+                if matches!(
+                    t.kind,
+                    GoKind::Slice | GoKind::Array { .. } | GoKind::Pointer
+                ) =>
+            {
                 Ok(self.types[e as usize].go.clone())
             }
-            _ => Err(TargetError::NotIndexable {
-                ty: t.name.clone(),
-            }),
+            _ => Err(TargetError::NotIndexable { ty: t.name.clone() }),
         }
     }
 
@@ -403,7 +406,12 @@ pub fn front_end(
     name: &str,
     src: &str,
     args: Option<Vec<String>>,
-) -> (SourceMap, lang::ast::Script, Option<lang::TypeInfo>, Vec<lang::Diagnostic>) {
+) -> (
+    SourceMap,
+    lang::ast::Script,
+    Option<lang::TypeInfo>,
+    Vec<lang::Diagnostic>,
+) {
     let mut sm = SourceMap::new();
     let id: FileId = sm.add(name, src);
     let (script, mut diags) = lang::parse(id, src, &ParseOptions { args });
