@@ -197,5 +197,5 @@ fn truncated_and_deeply_nested_input_does_not_panic() {
     let (_, _, info, d) = common::front_end("ok.stp", &ok, None);
     assert!(d.is_empty() && info.is_some(), "{d:?}");
     let (script, _) = lang::parse(lang::FileId(0), &ok, &lang::ParseOptions::default());
-    assert!(print_script(&script).contains("- - - 1"));
+    assert!(print_script(&script).contains("- - -1"));
 }
