@@ -55,6 +55,11 @@ pub enum Scope {
 }
 
 /// One uprobe as a perf event with the program attached.
+///
+/// Closing one waits for an RCU-tasks grace period under a kernel-wide lock: about
+/// 0.1 s each on Linux 6.18, and closing from many threads does not overlap them
+/// (measured: 1000 probes, 110 s from one thread, 103 s from 100). Many probes on
+/// one file belong in a [`UprobeMulti`] link, which detaches 1000 in 25–35 ms.
 #[derive(Debug)]
 pub struct Uprobe {
     /// Dropped first: the link holds the event.

@@ -1,0 +1,450 @@
+//! Real kernel, real Go program: load small programs, attach them as uprobes to
+//! `tests/testprogs/counts.go` and check the counts it documents (`main.leaf` runs
+//! ROUNDS × 1000 times, `main.(*T).Method` ROUNDS × 10). Needs root.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bpf::{Asm, Cond, Helper, Insn, MapId, MapKind, MapSpec, ProgramSpec, Reg, Size};
+use object::{Object, ObjectSegment, ObjectSymbol};
+use sys::{
+    AttachKind, Error, LoadOptions, LoadedProgram, Map, RingBuf, Scope, UpdateFlags, Uprobe,
+    UprobeMulti,
+};
+
+/// A private copy of the counts program. Uprobes belong to a file (its inode), and
+/// a probe for all processes would also count the runs of other tests, here or in
+/// other crates, that use the shared cached build; each test's copy is its own file.
+fn counts() -> TempExe {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let built = testprogs::build("counts", &testprogs::newest(), testprogs::Variant::Default);
+    let dir = built
+        .parent()
+        .unwrap()
+        .join(format!("sys-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(format!("counts-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::copy(&built, &copy).unwrap();
+    TempExe(copy)
+}
+
+/// A copied executable, removed when the test ends.
+struct TempExe(PathBuf);
+
+impl std::ops::Deref for TempExe {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempExe {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempExe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The file offset of `symbol`'s first instruction, through the PT_LOAD segment that
+/// holds its address (done here with `object`, independently of gobin).
+fn file_offset(exe: &Path, symbol: &str) -> u64 {
+    let data = std::fs::read(exe).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let sym = file
+        .symbols()
+        .find(|s| s.name() == Ok(symbol))
+        .unwrap_or_else(|| panic!("no symbol {symbol}"));
+    let addr = sym.address();
+    for seg in file.segments() {
+        let (off, size) = seg.file_range();
+        if addr >= seg.address() && addr < seg.address() + size {
+            return addr - seg.address() + off;
+        }
+    }
+    panic!("{symbol} at {addr:#x} is in no PT_LOAD segment");
+}
+
+/// Runs `counts ROUNDS` and checks it finished as it says it does.
+fn run_counts(exe: &Path, rounds: u32) {
+    let out = Command::new(exe).arg(rounds.to_string()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with(&format!("done {}\n", rounds * 10)), "{text}");
+}
+
+fn array(name: &str, entries: u32) -> Map {
+    Map::create(&MapSpec {
+        name: name.into(),
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: entries,
+        flags: 0,
+    })
+    .unwrap()
+}
+
+fn read_u64(map: &Map, key: u32) -> u64 {
+    let v = map.get(&key.to_ne_bytes()).unwrap().unwrap();
+    u64::from_ne_bytes(v[..8].try_into().unwrap())
+}
+
+/// `counts[key]++` where key is the attach cookie (0 without one).
+fn counter_program(map: MapId) -> ProgramSpec {
+    let mut a = Asm::new();
+    let out = a.label();
+    // R1 holds the context; get_attach_cookie wants it.
+    a.call(Helper::GetAttachCookie);
+    a.emit(Insn::stx(Size::W, Reg::R10, -4, Reg::R0));
+    a.ld_map(Reg::R1, map);
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    a.emit(Insn::mov64(Reg::R1, 1));
+    a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R1).unwrap());
+    a.bind(out);
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    ProgramSpec::new("gotap_count", a.finish().unwrap())
+}
+
+#[test]
+fn perf_event_uprobe_counts_every_call_of_main_leaf() {
+    let exe = counts();
+    let maps = vec![array("counts", 2)];
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let probe = Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    assert!(probe.is_link(), "Linux 6.18 links perf events");
+    run_counts(&exe, 3);
+    assert_eq!(read_u64(&maps[0], 0), 3000);
+}
+
+#[test]
+fn perf_event_uprobe_for_one_pid_ignores_other_processes() {
+    let exe = counts();
+    let maps = vec![array("counts", 2)];
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    // A process that pauses between rounds; the probe is placed once it has said
+    // "round 1", so it sees exactly the last three rounds.
+    let mut child = Command::new(&exe)
+        .args(["4", "300"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "round 1\n");
+    let off = file_offset(&exe, "main.leaf");
+    let probe = Uprobe::attach(&prog, &exe, off, Scope::Pid(child.id()), 0).unwrap();
+    // Another run of the same file, not traced.
+    run_counts(&exe, 2);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    drop(probe);
+    assert!(rest.ends_with("done 40\n"), "{rest}");
+    assert_eq!(read_u64(&maps[0], 0), 3000);
+}
+
+#[test]
+fn multi_uprobe_link_tells_functions_apart_by_cookie() {
+    assert!(
+        sys::uprobe_multi_supported(),
+        "Linux 6.6+ has multi-uprobe links"
+    );
+    let exe = counts();
+    let maps = vec![array("counts", 2)];
+    let opts = LoadOptions {
+        attach: AttachKind::UprobeMulti,
+        verbose_log: false,
+    };
+    let prog = LoadedProgram::load(&counter_program(MapId(0)), &maps, opts).unwrap();
+    let offsets = [
+        file_offset(&exe, "main.leaf"),
+        file_offset(&exe, "main.(*T).Method"),
+    ];
+    let link = UprobeMulti::attach(&prog, &exe, &offsets, &[0, 1], Scope::All).unwrap();
+    assert_eq!(link.len(), 2);
+    run_counts(&exe, 3);
+    assert_eq!((read_u64(&maps[0], 0), read_u64(&maps[0], 1)), (3000, 30));
+}
+
+#[test]
+fn probes_vanish_when_their_descriptors_close() {
+    let exe = counts();
+    let maps = vec![array("counts", 2)];
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let probe = Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    run_counts(&exe, 1);
+    assert_eq!(read_u64(&maps[0], 0), 1000);
+    drop(probe);
+    // The target still runs right, and nothing counts it any more.
+    run_counts(&exe, 2);
+    assert_eq!(read_u64(&maps[0], 0), 1000);
+
+    let opts = LoadOptions {
+        attach: AttachKind::UprobeMulti,
+        verbose_log: false,
+    };
+    let multi = LoadedProgram::load(&counter_program(MapId(0)), &maps, opts).unwrap();
+    let link = UprobeMulti::attach(
+        &multi,
+        &exe,
+        &[file_offset(&exe, "main.leaf")],
+        &[1],
+        Scope::All,
+    )
+    .unwrap();
+    run_counts(&exe, 1);
+    drop(link);
+    run_counts(&exe, 1);
+    assert_eq!(read_u64(&maps[0], 1), 1000);
+}
+
+#[test]
+fn ring_buffer_delivers_every_record_across_wraparound() {
+    let exe = counts();
+    let ring = Map::create(&MapSpec {
+        name: "events".into(),
+        kind: MapKind::RingBuf,
+        key_size: 0,
+        value_size: 0,
+        max_entries: 64 * 1024,
+        flags: 0,
+    })
+    .unwrap();
+    // Each call of main.leaf sends (tgid << 32 | pid, sequence number from a map).
+    let maps = vec![ring, array("seq", 1)];
+    let mut a = Asm::new();
+    let out = a.label();
+    a.call(Helper::GetCurrentPidTgid);
+    a.emit(Insn::stx(Size::DW, Reg::R10, -16, Reg::R0));
+    a.emit(Insn::st(Size::W, Reg::R10, -20, 0));
+    a.ld_map(Reg::R1, MapId(1));
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -20));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    a.emit(Insn::mov64(Reg::R1, 1));
+    a.emit(Insn::atomic_fetch_add(Size::DW, Reg::R0, 0, Reg::R1).unwrap());
+    a.emit(Insn::stx(Size::DW, Reg::R10, -8, Reg::R1));
+    a.ld_map(Reg::R1, MapId(0));
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -16));
+    a.emit(Insn::mov64(Reg::R3, 16));
+    a.emit(Insn::mov64(Reg::R4, 0));
+    a.call(Helper::RingbufOutput);
+    a.bind(out);
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    let spec = ProgramSpec::new("gotap_events", a.finish().unwrap());
+    let prog = LoadedProgram::load(&spec, &maps, LoadOptions::default()).unwrap();
+    let _probe =
+        Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    let mut rb = RingBuf::new(&maps[0]).unwrap();
+
+    // 5 rounds of 1000 records of 24 bytes (header included) is 120000 bytes: the
+    // 64 KiB buffer wraps. The pauses between rounds let the reader keep up.
+    let mut child = Command::new(&exe)
+        .args(["5", "150"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut seqs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut exited = false;
+    loop {
+        rb.poll(Duration::from_millis(20), |rec| {
+            assert_eq!(rec.len(), 16);
+            let tgid = u64::from_ne_bytes(rec[..8].try_into().unwrap()) >> 32;
+            assert_eq!(tgid, u64::from(pid));
+            seqs.push(u64::from_ne_bytes(rec[8..].try_into().unwrap()));
+        })
+        .unwrap();
+        if exited && rb.pending() == 0 {
+            break;
+        }
+        exited = exited || child.try_wait().unwrap().is_some();
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {} records",
+            seqs.len()
+        );
+    }
+    assert_eq!(seqs.len(), 5000);
+    assert!(
+        seqs.iter().enumerate().all(|(i, s)| *s == i as u64),
+        "records in order, none lost"
+    );
+}
+
+#[test]
+fn the_verifier_log_explains_a_rejected_program() {
+    // Returns without setting R0.
+    let mut a = Asm::new();
+    a.exit();
+    let spec = ProgramSpec::new("bad", a.finish().unwrap());
+    let e = LoadedProgram::load(&spec, &[], LoadOptions::default()).unwrap_err();
+    let Error::Verifier(v) = e else {
+        panic!("{e:?}")
+    };
+    assert!(v.log.contains("R0 !read_ok"), "{}", v.log);
+    assert_eq!(v.name, "bad");
+
+    // Asked for, a full log comes with a program that loads.
+    let mut a = Asm::new();
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    let spec = ProgramSpec::new("good", a.finish().unwrap());
+    let p = LoadedProgram::load(
+        &spec,
+        &[],
+        LoadOptions {
+            attach: AttachKind::PerfEvent,
+            verbose_log: true,
+        },
+    )
+    .unwrap();
+    let log = p.verifier_log().unwrap();
+    assert!(log.contains("processed 2 insns"), "{log}");
+}
+
+#[test]
+fn hash_and_per_cpu_maps_store_look_up_iterate_and_delete() {
+    let spec = MapSpec {
+        name: "h".into(),
+        kind: MapKind::Hash,
+        key_size: 8,
+        value_size: 4,
+        max_entries: 16,
+        flags: 0,
+    };
+    let h = Map::create(&spec).unwrap();
+    for k in 1u64..=5 {
+        h.update(
+            &k.to_ne_bytes(),
+            &(k as u32 * 10).to_ne_bytes(),
+            UpdateFlags::Any,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        h.get(&3u64.to_ne_bytes()).unwrap(),
+        Some(30u32.to_ne_bytes().to_vec())
+    );
+    assert!(
+        h.update(&3u64.to_ne_bytes(), &[0; 4], UpdateFlags::NoExist)
+            .is_err()
+    );
+    let mut keys: Vec<u64> = h
+        .keys()
+        .unwrap()
+        .iter()
+        .map(|k| u64::from_ne_bytes(k[..].try_into().unwrap()))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec![1, 2, 3, 4, 5]);
+    assert!(h.delete(&3u64.to_ne_bytes()).unwrap());
+    assert!(!h.delete(&3u64.to_ne_bytes()).unwrap());
+    assert_eq!(h.get(&3u64.to_ne_bytes()).unwrap(), None);
+
+    let pc = Map::create(&MapSpec {
+        name: "pc".into(),
+        kind: MapKind::PerCpuArray,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+        flags: 0,
+    })
+    .unwrap();
+    let n = sys::possible_cpus().unwrap();
+    let mut buf = vec![0u8; pc.value_buf_size()];
+    assert_eq!(buf.len(), 8 * n);
+    for cpu in 0..n {
+        buf[8 * cpu..8 * cpu + 4].copy_from_slice(&(cpu as u32 + 100).to_ne_bytes());
+    }
+    pc.update(&0u32.to_ne_bytes(), &buf, UpdateFlags::Any)
+        .unwrap();
+    let vals = pc.get_per_cpu(&0u32.to_ne_bytes()).unwrap().unwrap();
+    let want: Vec<Vec<u8>> = (0..n)
+        .map(|c| (c as u32 + 100).to_ne_bytes().to_vec())
+        .collect();
+    assert_eq!(vals, want);
+}
+
+/// Attach and detach cost, printed: `cargo test -p sys --test kernel -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, prints figures"]
+fn measure_attaching_1000_probes() {
+    let exe = counts();
+    let data = std::fs::read(&*exe).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let text = file.section_by_name(".text").unwrap();
+    let (lo, hi) = (
+        object::ObjectSection::address(&text),
+        object::ObjectSection::address(&text) + object::ObjectSection::size(&text),
+    );
+    let mut offsets: Vec<u64> = Vec::new();
+    for s in file.symbols() {
+        if s.kind() == object::SymbolKind::Text && s.address() >= lo && s.address() < hi {
+            let name = s.name().unwrap_or("");
+            offsets.push(file_offset_of(&file, s.address()));
+            let _ = name;
+        }
+    }
+    offsets.sort();
+    offsets.dedup();
+    offsets.truncate(1000);
+    assert_eq!(offsets.len(), 1000);
+    let maps = vec![array("counts", 2)];
+
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let t = Instant::now();
+    let probes: Vec<Uprobe> = offsets
+        .iter()
+        .map(|o| Uprobe::attach(&prog, &exe, *o, Scope::All, 0).unwrap())
+        .collect();
+    let attach = t.elapsed();
+    let t = Instant::now();
+    drop(probes);
+    let detach = t.elapsed();
+    println!("1000 perf-event uprobes: attach {attach:?}, detach {detach:?}");
+
+    let opts = LoadOptions {
+        attach: AttachKind::UprobeMulti,
+        verbose_log: false,
+    };
+    let prog = LoadedProgram::load(&counter_program(MapId(0)), &maps, opts).unwrap();
+    let t = Instant::now();
+    let link = UprobeMulti::attach(&prog, &exe, &offsets, &[], Scope::All).unwrap();
+    let attach = t.elapsed();
+    let t = Instant::now();
+    drop(link);
+    let detach = t.elapsed();
+    println!("one multi-uprobe link of 1000: attach {attach:?}, detach {detach:?}");
+}
+
+fn file_offset_of(file: &object::File<'_>, addr: u64) -> u64 {
+    file.segments()
+        .find_map(|seg| {
+            let (off, size) = seg.file_range();
+            (addr >= seg.address() && addr < seg.address() + size)
+                .then(|| addr - seg.address() + off)
+        })
+        .unwrap()
+}
