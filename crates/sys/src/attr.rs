@@ -252,4 +252,106 @@ mod tests {
         assert_eq!(offset_of!(PerfEventAttr, config3), 128);
         assert_eq!(size_of::<PerfEventAttr>() as u32, PERF_ATTR_SIZE);
     }
+
+    /// The enumerators of the kernel's BTF (`/sys/kernel/btf/vmlinux`), by name: the
+    /// running kernel's own word on the numbers above. BTF is a header, then type
+    /// records of 12 bytes (name offset, info with kind and count, size) each
+    /// followed by kind-specific data, then the string table.
+    fn kernel_enums() -> std::collections::HashMap<String, i64> {
+        let d = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+        let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+        assert_eq!(u16::from_le_bytes([d[0], d[1]]), 0xeb9f, "BTF magic");
+        let hdr = u32_at(4) as usize;
+        let (types, types_len) = (hdr + u32_at(8) as usize, u32_at(12) as usize);
+        let strs = hdr + u32_at(16) as usize;
+        let name = |o: u32| {
+            let start = strs + o as usize;
+            let end = start + d[start..].iter().position(|b| *b == 0).unwrap();
+            String::from_utf8_lossy(&d[start..end]).into_owned()
+        };
+        let mut out = std::collections::HashMap::new();
+        let mut p = types;
+        while p < types + types_len {
+            let info = u32_at(p + 4);
+            let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+            p += 12;
+            p += match kind {
+                1 | 14 | 17 => 4,        // int, var, decl_tag
+                3 => 12,                 // array
+                4 | 5 | 15 => 12 * vlen, // struct, union, datasec
+                13 => 8 * vlen,          // func_proto
+                6 => {
+                    for i in 0..vlen {
+                        let e = p + 8 * i;
+                        out.insert(name(u32_at(e)), i64::from(u32_at(e + 4) as i32));
+                    }
+                    8 * vlen
+                }
+                19 => 12 * vlen, // enum64
+                _ => 0,
+            };
+        }
+        out
+    }
+
+    #[test]
+    fn numbers_match_the_running_kernel() {
+        let e = kernel_enums();
+        let get = |n: &str| *e.get(n).unwrap_or_else(|| panic!("{n} not in kernel BTF"));
+        assert_eq!(get("BPF_MAP_CREATE"), i64::from(cmd::MAP_CREATE));
+        assert_eq!(
+            get("BPF_MAP_GET_NEXT_KEY"),
+            i64::from(cmd::MAP_GET_NEXT_KEY)
+        );
+        assert_eq!(get("BPF_PROG_LOAD"), i64::from(cmd::PROG_LOAD));
+        assert_eq!(get("BPF_LINK_CREATE"), i64::from(cmd::LINK_CREATE));
+        assert_eq!(get("BPF_PROG_TYPE_KPROBE"), i64::from(PROG_TYPE_KPROBE));
+        assert_eq!(get("BPF_PERF_EVENT"), i64::from(ATTACH_PERF_EVENT));
+        assert_eq!(
+            get("BPF_TRACE_UPROBE_MULTI"),
+            i64::from(ATTACH_TRACE_UPROBE_MULTI)
+        );
+        for h in bpf::Helper::ALL {
+            assert_eq!(
+                get(&format!("BPF_FUNC_{}", h.name())),
+                i64::from(h.id()),
+                "{h}"
+            );
+        }
+        use bpf::MapKind::*;
+        for (k, n) in [
+            (Hash, "HASH"),
+            (Array, "ARRAY"),
+            (PerCpuHash, "PERCPU_HASH"),
+            (PerCpuArray, "PERCPU_ARRAY"),
+            (PerfEventArray, "PERF_EVENT_ARRAY"),
+            (StackTrace, "STACK_TRACE"),
+            (LruHash, "LRU_HASH"),
+            (RingBuf, "RINGBUF"),
+        ] {
+            assert_eq!(
+                get(&format!("BPF_MAP_TYPE_{n}")),
+                i64::from(k.type_id()),
+                "{k:?}"
+            );
+        }
+        assert_eq!(
+            get("BPF_RB_NO_WAKEUP"),
+            i64::from(bpf::helper::RB_NO_WAKEUP)
+        );
+        assert_eq!(
+            get("BPF_RB_FORCE_WAKEUP"),
+            i64::from(bpf::helper::RB_FORCE_WAKEUP)
+        );
+        assert_eq!(
+            get("BPF_F_USER_STACK"),
+            i64::from(bpf::helper::F_USER_STACK)
+        );
+        assert_eq!(get("BPF_RINGBUF_BUSY_BIT") as u32, crate::ringbuf::BUSY);
+        assert_eq!(
+            get("BPF_RINGBUF_DISCARD_BIT") as u32,
+            crate::ringbuf::DISCARD
+        );
+        assert_eq!(get("BPF_RINGBUF_HDR_SZ") as usize, crate::ringbuf::HEADER);
+    }
 }

@@ -21,9 +21,9 @@ use crate::error::{Error, Result};
 use crate::map::Map;
 use crate::syscall::{Call, syscall};
 
-const BUSY: u32 = 1 << 31;
-const DISCARD: u32 = 1 << 30;
-const HEADER: usize = 8;
+pub(crate) const BUSY: u32 = 1 << 31;
+pub(crate) const DISCARD: u32 = 1 << 30;
+pub(crate) const HEADER: usize = 8;
 
 /// A ring buffer's consumer.
 #[derive(Debug)]
@@ -196,5 +196,126 @@ impl Drop for RingBuf {
             addr: self.consumer,
             len: self.page,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake;
+    use bpf::MapSpec;
+
+    /// The memory the kernel would map, laid out as it is: a consumer page, then a
+    /// producer page and the data area twice.
+    struct FakeRing {
+        consumer: Vec<u64>,
+        producer: Vec<u64>,
+        page: usize,
+        size: usize,
+    }
+
+    impl FakeRing {
+        fn new(size: usize) -> FakeRing {
+            let page = page_size();
+            FakeRing {
+                consumer: vec![0; page / 8],
+                producer: vec![0; (page + 2 * size) / 8],
+                page,
+                size,
+            }
+        }
+
+        fn bytes(&mut self) -> &mut [u8] {
+            let n = self.producer.len() * 8;
+            // SAFETY (test): viewing a Vec<u64> as its bytes.
+            unsafe { std::slice::from_raw_parts_mut(self.producer.as_mut_ptr().cast::<u8>(), n) }
+        }
+
+        /// Writes a record at position `pos` with header word `len` and moves the
+        /// producer position past it; the data area's second copy mirrors the first.
+        fn put(&mut self, pos: u64, len: u32, payload: &[u8]) -> u64 {
+            let (page, size) = (self.page, self.size);
+            let mut ring: Vec<u8> = self.bytes()[page..page + size].to_vec();
+            let mut rec = len.to_ne_bytes().to_vec();
+            rec.extend_from_slice(&[0; 4]);
+            rec.extend_from_slice(payload);
+            for (i, b) in rec.iter().enumerate() {
+                ring[(pos as usize + i) % size] = *b;
+            }
+            let bytes = self.bytes();
+            bytes[page..page + size].copy_from_slice(&ring);
+            bytes[page + size..page + 2 * size].copy_from_slice(&ring);
+            let end = pos + (payload.len() as u64 + 8).next_multiple_of(8);
+            self.producer[0] = end;
+            end
+        }
+    }
+
+    #[test]
+    fn drains_records_in_place_skipping_discarded_stopping_at_busy_and_across_the_wrap() {
+        let size = 64;
+        let mut fr = FakeRing::new(size);
+        let (cons, prod) = (
+            fr.consumer.as_mut_ptr() as i64,
+            fr.producer.as_mut_ptr() as i64,
+        );
+        let _g = fake::install(move |call| match call {
+            Call::Bpf { .. } | Call::Dup { .. } => Ok(fake::dev_null()),
+            Call::Mmap {
+                offset: 0, prot, ..
+            } => {
+                assert_eq!(*prot, libc::PROT_READ | libc::PROT_WRITE);
+                Ok(cons)
+            }
+            Call::Mmap {
+                len, prot, offset, ..
+            } => {
+                assert_eq!(
+                    (*len, *prot, *offset as usize),
+                    (page_size() + 2 * size, libc::PROT_READ, page_size())
+                );
+                Ok(prod)
+            }
+            Call::Munmap { .. } | Call::Poll { .. } => Ok(0),
+            _ => panic!("unexpected {}", call.name()),
+        });
+        let spec = MapSpec {
+            name: "events".into(),
+            kind: MapKind::RingBuf,
+            key_size: 0,
+            value_size: 0,
+            max_entries: size as u32,
+            flags: 0,
+        };
+        let map = Map::create(&spec).unwrap();
+        let mut rb = RingBuf::new(&map).unwrap();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+
+        let p = fr.put(0, 5, b"hello");
+        let p = fr.put(p, 3 | DISCARD, b"bye");
+        let p = fr.put(p, 20, &[7; 20]);
+        assert_eq!(p, 64);
+        assert_eq!(
+            rb.poll(Duration::ZERO, |r| got.push(r.to_vec())).unwrap(),
+            2
+        );
+        assert_eq!(got, vec![b"hello".to_vec(), vec![7; 20]]);
+        assert_eq!(fr.consumer[0], 64);
+
+        // A record whose payload runs past the end of the data area reads whole.
+        let p = fr.put(64, 30, &[1; 30]);
+        assert_eq!(rb.drain(|_| {}).unwrap(), 1);
+        let wrapped: Vec<u8> = (0..20).collect();
+        let p = fr.put(p, 20, &wrapped);
+        let _ = fr.put(p, 8 | BUSY, &[0; 8]);
+        got.clear();
+        assert_eq!(rb.drain(|r| got.push(r.to_vec())).unwrap(), 1);
+        assert_eq!(got, vec![wrapped]);
+        assert_eq!(fr.consumer[0], p, "stops before the busy record");
+        assert!(rb.pending() > 0);
+
+        // A length no record can have is an error, not a read out of bounds.
+        fr.put(p, 100, &[]);
+        assert!(matches!(rb.drain(|_| {}), Err(Error::Invalid(_))));
     }
 }

@@ -132,6 +132,25 @@ fn perf_event_uprobe_counts_every_call_of_main_leaf() {
 }
 
 #[test]
+fn perf_event_uprobes_carry_their_cookies() {
+    let exe = counts();
+    let maps = vec![array("counts", 2)];
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let _leaf = Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    let _method = Uprobe::attach(
+        &prog,
+        &exe,
+        file_offset(&exe, "main.(*T).Method"),
+        Scope::All,
+        1,
+    )
+    .unwrap();
+    run_counts(&exe, 2);
+    assert_eq!((read_u64(&maps[0], 0), read_u64(&maps[0], 1)), (2000, 20));
+}
+
+#[test]
 fn perf_event_uprobe_for_one_pid_ignores_other_processes() {
     let exe = counts();
     let maps = vec![array("counts", 2)];
