@@ -468,3 +468,83 @@ impl BinOp {
         )
     }
 }
+
+/// Calls `f` on every expression in a statement, outer expressions before inner ones.
+pub fn walk_stmt<'a>(s: &'a Stmt, f: &mut impl FnMut(&'a Expr)) {
+    match &s.kind {
+        StmtKind::Block(b) => b.stmts.iter().for_each(|s| walk_stmt(s, f)),
+        StmtKind::Expr(e) | StmtKind::Delete(e) | StmtKind::Return(Some(e)) => walk_expr(e, f),
+        StmtKind::If { cond, then, els } => {
+            walk_expr(cond, f);
+            walk_stmt(then, f);
+            if let Some(e) = els {
+                walk_stmt(e, f);
+            }
+        }
+        StmtKind::While { cond, body } => {
+            walk_expr(cond, f);
+            walk_stmt(body, f);
+        }
+        StmtKind::For {
+            init,
+            cond,
+            step,
+            body,
+        } => {
+            for e in [init, cond, step].into_iter().flatten() {
+                walk_expr(e, f);
+            }
+            walk_stmt(body, f);
+        }
+        StmtKind::Foreach(fe) => {
+            if let Some(l) = &fe.limit {
+                walk_expr(l, f);
+            }
+            walk_stmt(&fe.body, f);
+        }
+        StmtKind::Break
+        | StmtKind::Continue
+        | StmtKind::Next
+        | StmtKind::Return(None)
+        | StmtKind::Empty => {}
+    }
+}
+
+/// Calls `f` on `e` and every expression inside it.
+pub fn walk_expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
+    f(e);
+    match &e.kind {
+        ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::ScriptArg { .. } | ExprKind::Var(_) => {}
+        ExprKind::Index { keys, .. } | ExprKind::In { keys, .. } => {
+            keys.iter().for_each(|k| walk_expr(k, f))
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| walk_expr(a, f)),
+        ExprKind::Target(t) => {
+            if let TargetBase::Cast { addr, .. } = &t.base {
+                walk_expr(addr, f);
+            }
+            for p in &t.path {
+                if let PathElem::Index(i) = p {
+                    walk_expr(i, f);
+                }
+            }
+        }
+        ExprKind::AddrOf(x) | ExprKind::Defined(x) | ExprKind::Entry(x) => walk_expr(x, f),
+        ExprKind::Unary { expr, .. } | ExprKind::IncDec { expr, .. } => walk_expr(expr, f),
+        ExprKind::Stat { arg, params, .. } => {
+            walk_expr(arg, f);
+            params.iter().for_each(|p| walk_expr(p, f));
+        }
+        ExprKind::Binary { lhs, rhs, .. }
+        | ExprKind::Assign { lhs, rhs, .. }
+        | ExprKind::Aggregate { lhs, rhs } => {
+            walk_expr(lhs, f);
+            walk_expr(rhs, f);
+        }
+        ExprKind::Ternary { cond, then, els } => {
+            walk_expr(cond, f);
+            walk_expr(then, f);
+            walk_expr(els, f);
+        }
+    }
+}

@@ -93,6 +93,9 @@ pub struct TypeInfo {
     /// For context expressions (`$x->f`, `@cast(...)->f`): the Go type at the first
     /// location of the probe. Codegen should ask the target again per location.
     pub go_types: HashMap<ExprId, GoType>,
+    /// The outcome of every `@defined(...)`: codegen keeps only the branch that applies
+    /// (the other one was checked with its errors silenced, as stap elides it).
+    pub defined: HashMap<ExprId, bool>,
     /// In declaration order.
     pub globals: Vec<VarInfo>,
     pub functions: Vec<FunctionInfo>,
@@ -236,9 +239,14 @@ struct Checker<'a> {
     probes: Vec<ProbeState>,
     exprs: HashMap<ExprId, Type>,
     go_types: HashMap<ExprId, GoType>,
+    defined: HashMap<ExprId, bool>,
+    /// For each function, the probes whose handlers can reach it through calls.
+    fn_probes: Vec<Vec<usize>>,
     diags: Vec<Diagnostic>,
     report: bool,
     suppress: u32,
+    /// Errors swallowed while `suppress` was set (how `@defined` learns its answer).
+    suppressed: u32,
     changed: bool,
     // The body being checked.
     body: Body,
@@ -294,9 +302,12 @@ impl<'a> Checker<'a> {
             probes: Vec::new(),
             exprs: HashMap::new(),
             go_types: HashMap::new(),
+            defined: HashMap::new(),
+            fn_probes: Vec::new(),
             diags: Vec::new(),
             report: true,
             suppress: 0,
+            suppressed: 0,
             changed: false,
             body: Body::Probe(0),
             locals: Vec::new(),
@@ -305,7 +316,9 @@ impl<'a> Checker<'a> {
     }
 
     fn err(&mut self, d: Diagnostic) {
-        if self.report && self.suppress == 0 {
+        if self.suppress > 0 {
+            self.suppressed += 1;
+        } else if self.report {
             self.diags.push(d);
         }
     }
@@ -410,6 +423,56 @@ impl<'a> Checker<'a> {
                 });
             }
         }
+        self.reachability();
+    }
+
+    /// Which probes reach each function, so that built-ins called inside a function are
+    /// checked against the probes it runs in.
+    fn reachability(&mut self) {
+        let script = self.script;
+        let mut calls: Vec<Vec<usize>> = Vec::new();
+        let callees = |body: &'a Block, out: &mut Vec<usize>| {
+            for s in &body.stmts {
+                walk_stmt(s, &mut |e| {
+                    if let ExprKind::Call { name, .. } = &e.kind
+                        && let Some(&fi) = self.fn_index.get(name.name.as_str())
+                        && !out.contains(&fi)
+                    {
+                        out.push(fi);
+                    }
+                });
+            }
+        };
+        for f in &self.fns {
+            let mut out = Vec::new();
+            if let Item::Function(def) = &script.items[f.item] {
+                callees(&def.body, &mut out);
+            }
+            calls.push(out);
+        }
+        let mut fn_probes = vec![Vec::new(); self.fns.len()];
+        for (pi, p) in self.probes.iter().enumerate() {
+            let mut work = Vec::new();
+            if let Item::Probe(def) = &script.items[p.item] {
+                callees(&def.body, &mut work);
+            }
+            for rp in &p.points {
+                if let Some(ai) = rp.prologue
+                    && let Item::Alias(a) = &script.items[ai]
+                {
+                    callees(&a.body, &mut work);
+                }
+            }
+            while let Some(fi) = work.pop() {
+                let reached: &mut Vec<usize> = &mut fn_probes[fi];
+                if reached.contains(&pi) {
+                    continue;
+                }
+                reached.push(pi);
+                work.extend(calls[fi].iter().copied());
+            }
+        }
+        self.fn_probes = fn_probes;
     }
 
     fn expand_point(
@@ -611,6 +674,7 @@ impl<'a> Checker<'a> {
         TypeInfo {
             exprs: self.exprs.clone(),
             go_types: self.go_types.clone(),
+            defined: self.defined.clone(),
             globals: self.globals.iter().map(Var::info).collect(),
             functions: self
                 .fns
@@ -903,9 +967,10 @@ impl<'a> Checker<'a> {
             }
             StmtKind::If { cond, then, els } => {
                 self.cond(cond);
-                self.stmt(then);
+                let live = self.defined_cond(cond);
+                self.maybe_dead(live == Some(false), |c| c.stmt(then));
                 if let Some(e) = els {
-                    self.stmt(e);
+                    self.maybe_dead(live == Some(true), |c| c.stmt(e));
                 }
             }
             StmtKind::While { cond, body } => {
@@ -952,6 +1017,30 @@ impl<'a> Checker<'a> {
             StmtKind::Delete(e) => self.delete(e),
             StmtKind::Empty => {}
         }
+    }
+
+    /// For `if (@defined($x))` and `if (!@defined($x))`: which branch survives.
+    fn defined_cond(&self, cond: &Expr) -> Option<bool> {
+        match &cond.kind {
+            ExprKind::Defined(_) => self.defined.get(&cond.id).copied(),
+            ExprKind::Unary {
+                op: UnOp::Not,
+                expr,
+            } => self.defined_cond(expr).map(|b| !b),
+            _ => None,
+        }
+    }
+
+    /// Checks a branch that `@defined` rules out with its diagnostics silenced.
+    fn maybe_dead<T>(&mut self, dead: bool, f: impl FnOnce(&mut Self) -> T) -> T {
+        if dead {
+            self.suppress += 1;
+        }
+        let r = f(self);
+        if dead {
+            self.suppress -= 1;
+        }
+        r
     }
 
     fn loop_body(&mut self, body: &Stmt) {
@@ -1216,9 +1305,12 @@ impl<'a> Checker<'a> {
             ExprKind::Defined(inner) => {
                 match &inner.kind {
                     ExprKind::Target(t) => {
+                        let before = self.suppressed;
                         self.suppress += 1;
                         self.target_expr(inner, t, true);
                         self.suppress -= 1;
+                        let ok = self.suppressed == before;
+                        self.defined.insert(e.id, ok);
                     }
                     _ => self.error(inner.span, "'@defined' needs a context variable"),
                 }
@@ -1285,8 +1377,9 @@ impl<'a> Checker<'a> {
             }
             ExprKind::Ternary { cond, then, els } => {
                 self.cond(cond);
-                let a = self.value(then, None);
-                let b = self.value(els, a.known());
+                let live = self.defined_cond(cond);
+                let a = self.maybe_dead(live == Some(false), |c| c.value(then, None));
+                let b = self.maybe_dead(live == Some(true), |c| c.value(els, a.known()));
                 match (a, b) {
                     (Ty::Known(x), Ty::Known(y)) if x != y => {
                         self.error(
@@ -1611,19 +1704,25 @@ impl<'a> Checker<'a> {
     }
 
     fn builtin_context(&mut self, b: &Builtin, name: &Ident) {
-        let Body::Probe(pi) = self.body else {
-            return;
+        let probes = match self.body {
+            Body::Probe(pi) => vec![pi],
+            Body::Function(fi) => self.fn_probes[fi].clone(),
         };
-        let bad = self.probes[pi]
-            .points
-            .iter()
-            .find(|p| !b.contexts.allows(p.kind.ctx()))
-            .map(|p| describe_point(&p.kind));
-        if let Some(what) = bad {
-            self.err(
+        let bad = probes.iter().find_map(|&pi| {
+            self.probes[pi]
+                .points
+                .iter()
+                .find(|p| !b.contexts.allows(p.kind.ctx()))
+                .map(|p| (describe_point(&p.kind), p.span))
+        });
+        if let Some((what, at)) = bad {
+            let mut d =
                 Diagnostic::error(name.span, format!("'{}' cannot be used in {what}", b.name))
-                    .with_help(format!("'{}' needs {}", b.name, b.contexts.describe())),
-            );
+                    .with_help(format!("'{}' needs {}", b.name, b.contexts.describe()));
+            if let Body::Function(_) = self.body {
+                d = d.with_note(Some(at), "the function is called from this probe");
+            }
+            self.err(d);
         }
     }
 
