@@ -1,7 +1,6 @@
 //! The DWARF reader against real Go executables: tests/testprogs/vars.go built with
 //! every installed toolchain, optimised and not, and the toolchain's own runtime.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -470,4 +469,112 @@ fn unknown_names_are_errors() {
         ));
         assert!(matches!(d.type_named("main.Nosuch"), Err(Error::NoType(_))));
     });
+}
+
+/// Damaged DWARF gives errors (or partial answers), never a panic: the sections of a
+/// real executable, cut short or with bytes overwritten, asked every kind of question.
+#[test]
+fn damaged_dwarf_is_an_error_not_a_panic() {
+    let tc = testprogs::newest();
+    let exe = testprogs::build("vars", &tc, Variant::Default);
+    let bytes = std::fs::read(&exe).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let section = |name: &str| {
+        file.section_by_name(name)
+            .and_then(|s| s.uncompressed_data().ok())
+    };
+    let intact = load(&file).unwrap();
+    let main_unit = intact.function("main.scalars").unwrap();
+    let mut errors = 0;
+    for damage in 0..24u32 {
+        let d = Dwarf::load(|name| {
+            let mut data = section(name)?.into_owned();
+            if name == ".debug_info"
+                || name == ".debug_abbrev"
+                || name == ".debug_loclists"
+                || name == ".debug_line"
+            {
+                match damage % 3 {
+                    0 => data.truncate(data.len() * (damage as usize + 1) / 26),
+                    1 => data
+                        .iter_mut()
+                        .skip(damage as usize * 7)
+                        .step_by(97)
+                        .for_each(|b| *b = b.wrapping_mul(31) ^ 0x5a),
+                    _ => data
+                        .iter_mut()
+                        .skip(damage as usize * 13)
+                        .step_by(4099)
+                        .for_each(|b| *b = 0xff),
+                }
+            }
+            Some(data.into())
+        });
+        let Ok(d) = d else {
+            errors += 1;
+            continue;
+        };
+        let answers = [
+            d.function("main.scalars").map(|_| ()),
+            d.variables_at("main.scalars", main_unit.entry).map(|_| ()),
+            d.statement_lines("main.composite").map(|_| ()),
+            d.type_named("main.Outer")
+                .and_then(|t| d.members(t))
+                .map(|_| ()),
+            d.type_named("runtime.g")
+                .and_then(|t| d.type_name(t))
+                .map(|_| ()),
+        ];
+        errors += answers.iter().filter(|a| a.is_err()).count();
+    }
+    // The damage is real: many of the questions failed, and said so.
+    assert!(errors > 20, "only {errors} errors");
+}
+
+/// What a query costs on a big executable: `$GOTAP_BIG_GO` names one, such as
+/// `cmd/go` built with DWARF (`go build -o /tmp/cmdgo cmd/go`). Run with
+/// `cargo test --release -p gobin --test dwarf lookup_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn lookup_cost() {
+    use std::time::Instant;
+    let Some(path) = std::env::var_os("GOTAP_BIG_GO") else {
+        return;
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let t = Instant::now();
+    let d = load(&file).unwrap();
+    println!("load (decompressing sections): {:?}", t.elapsed());
+    let t = Instant::now();
+    println!(
+        "{} units, headers read in {:?}",
+        d.unit_count().unwrap(),
+        t.elapsed()
+    );
+    for func in [
+        "cmd/go/internal/load.PackagesAndErrors",
+        "runtime.newstack",
+        "main.main",
+    ] {
+        let t = Instant::now();
+        let f = d.function(func).unwrap();
+        let vars = d.variables_at(func, f.entry).unwrap();
+        println!("{func}: {} variables in {:?}", vars.len(), t.elapsed());
+    }
+    let t = Instant::now();
+    let g = d.type_named("runtime.g").unwrap();
+    let members = d.members(g).unwrap();
+    println!(
+        "runtime.g by name: {} members in {:?}",
+        members.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let lines = d.statement_lines("runtime.newstack").unwrap();
+    println!(
+        "statement lines of runtime.newstack: {} in {:?}",
+        lines.len(),
+        t.elapsed()
+    );
 }

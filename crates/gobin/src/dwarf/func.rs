@@ -187,7 +187,7 @@ impl Dwarf<'_> {
             name,
             frame_base_is_cfa,
         };
-        walker.children(root, &Scope::Function, &mut f.variables)?;
+        walker.children(root, &Scope::Function, &mut f.variables, 0)?;
         // Parameters, then results, then locals; the sort is stable, so each group
         // keeps its declaration order.
         f.variables
@@ -199,6 +199,8 @@ impl Dwarf<'_> {
         Ok(f)
     }
 }
+
+const MAX_BLOCK_DEPTH: u32 = 256;
 
 struct Walker<'a, 'd> {
     dwarf: &'a Dwarf<'d>,
@@ -213,7 +215,15 @@ impl Walker<'_, '_> {
         node: gimli::EntriesTreeNode<super::R>,
         scope: &Scope,
         out: &mut Vec<FunctionVariable>,
+        depth: u32,
     ) -> Result<()> {
+        // Go nests blocks a few levels deep; corrupt DWARF must not exhaust the stack.
+        if depth > MAX_BLOCK_DEPTH {
+            return Err(Error::Corrupt(format!(
+                "lexical blocks of {} nest too deep",
+                self.name
+            )));
+        }
         let mut children = node.children();
         while let Some(child) = children.next().ctx("reading a function's DIEs")? {
             let entry = child.entry();
@@ -234,7 +244,7 @@ impl Walker<'_, '_> {
                     }
                     // A block without ranges holds variables the compiler dropped;
                     // they are in scope nowhere.
-                    self.children(child, &Scope::Block(ranges), out)?;
+                    self.children(child, &Scope::Block(ranges), out, depth + 1)?;
                 }
                 _ => {}
             }

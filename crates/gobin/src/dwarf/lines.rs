@@ -29,7 +29,7 @@ pub fn file_matches(pattern: &str, path: &str) -> bool {
         return glob(pattern.as_bytes(), path.as_bytes())
             || path
                 .match_indices('/')
-                .any(|(i, _)| glob(pattern.as_bytes(), path[i + 1..].as_bytes()));
+                .any(|(i, _)| glob(pattern.as_bytes(), &path.as_bytes()[i + 1..]));
     }
     if path == pattern
         || (path.ends_with(pattern) && path[..path.len() - pattern.len()].ends_with('/'))

@@ -16,10 +16,12 @@
 //! - per unit, when a type is looked up by name, an index of its top-level type DIEs;
 //!   units named `runtime` are indexed first, since that is where the linker puts types.
 //!
-//! Cost, measured on `cmd/go` built by Go 1.27 with DWARF (about 20 MB of
-//! `.debug_info`, see `tests/dwarf.rs::lookup_cost`): a function's variables cost
-//! the decompression of the sections (done by the loader) plus indexing the one
-//! package's units; a type by name costs indexing the `runtime` units.
+//! Cost, measured on `cmd/go` built by Go 1.27 (339 units, 5.8 MB of `.debug_info`,
+//! 3.4 MB of `.debug_loclists`; release build; `tests/dwarf.rs::lookup_cost`):
+//! decompressing the sections (the loader's part) 80 ms; unit headers 2.4 ms; the
+//! variables of `cmd/go/internal/load.PackagesAndErrors` 0.5 ms, of
+//! `runtime.newstack` 5 ms (the `runtime` units are the biggest); `runtime.g` by name
+//! 9 ms (indexing the types of the `runtime` units); newstack's statement lines 7 ms.
 //!
 //! Sections come from a loader closure, so this module does not depend on how the
 //! executable is read. Go compresses its DWARF sections (`SHF_COMPRESSED`), so the
@@ -415,6 +417,18 @@ impl<'data> Dwarf<'data> {
             return Err(Error::NoFunction(name.to_string()));
         }
         Ok(found)
+    }
+
+    /// The names of every function with code and DWARF, sorted (for listing probe
+    /// points: `gotap -L 'main.*'`). This indexes every unit.
+    pub fn function_names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for i in 0..self.slots()?.len() {
+            names.extend(self.funcs_of(i)?.keys().cloned());
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     /// Finds a type DIE by its Go name (`runtime.g`, `*runtime.m`, `[]uint8`, `string`).
