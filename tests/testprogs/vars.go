@@ -84,6 +84,15 @@ func multi(a, b int) (q int, r int, err error) {
 	return a / b, a % b, nil
 }
 
+// add is inlined where it is called directly and also kept out of line for the call
+// through a func value: its out-of-line copy names its parameters through an
+// abstract origin in optimised builds.
+func add(a, b int) int {
+	return a + b
+}
+
+var addFn = add
+
 func main() {
 	var o Outer
 	fmt.Printf("Outer.Inner %d\n", unsafe.Offsetof(o.Inner))
@@ -115,4 +124,5 @@ func main() {
 	fmt.Println(sum, label)
 	fmt.Println(p.Scale(3), o.Describe())
 	fmt.Println(multi(17, 5))
+	fmt.Println(add(1, 2), addFn(3, 4))
 }

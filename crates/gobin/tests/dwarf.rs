@@ -174,6 +174,9 @@ fn parameters_results_and_their_types() {
                 scale.iter().any(|v| v.3 && v.1 == "main.Named"),
                 "{ctx}: {scale:?}"
             );
+            // Out of line and inlined too: names come through DW_AT_abstract_origin.
+            let add = vars_of(d, "main.add");
+            assert!(has(&add, "a", "int", true, false) && has(&add, "b", "int", true, false), "{ctx}: {add:?}");
             let describe = vars_of(d, "main.Outer.Describe");
             assert!(
                 has(&describe, "o", "main.Outer", true, false),
