@@ -48,8 +48,9 @@ fn code_of<'data>(bin: &GoBinary<'data>, f: &Func<'data>) -> Result<&'data [u8]>
     })
 }
 
-/// Decodes `f` from its entry to its end. Alignment padding (`int3`) decodes as
-/// one-byte instructions; Go puts no data in amd64 text, so a linear sweep is exact.
+/// Decodes `f` from its entry to its end, leaving out the `int3` bytes that pad it to
+/// the next function's alignment. Go puts no data in amd64 text, so a linear sweep is
+/// exact.
 pub fn instructions(bin: &GoBinary<'_>, f: &Func<'_>) -> Result<Vec<Instruction>> {
     let code = code_of(bin, f)?;
     let mut decoder = Decoder::with_ip(64, code, f.entry.0, DecoderOptions::NONE);
@@ -60,6 +61,9 @@ pub fn instructions(bin: &GoBinary<'_>, f: &Func<'_>) -> Result<Vec<Instruction>
             return Err(Error::BadInstruction(VirtAddr(insn.ip())));
         }
         out.push(insn);
+    }
+    while out.last().is_some_and(|i| i.code() == Code::Int3) {
+        out.pop();
     }
     Ok(out)
 }
