@@ -176,7 +176,10 @@ fn parameters_results_and_their_types() {
             );
             // Out of line and inlined too: names come through DW_AT_abstract_origin.
             let add = vars_of(d, "main.add");
-            assert!(has(&add, "a", "int", true, false) && has(&add, "b", "int", true, false), "{ctx}: {add:?}");
+            assert!(
+                has(&add, "a", "int", true, false) && has(&add, "b", "int", true, false),
+                "{ctx}: {add:?}"
+            );
             let describe = vars_of(d, "main.Outer.Describe");
             assert!(
                 has(&describe, "o", "main.Outer", true, false),
