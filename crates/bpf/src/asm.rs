@@ -48,7 +48,7 @@ pub struct Asm {
     insns: Vec<Insn>,
     /// Where each label is bound.
     labels: Vec<Option<usize>>,
-    /// Jumps waiting for their label: (instruction index, label).
+    /// Jumps and calls waiting for their label: (instruction index, label).
     fixups: Vec<(usize, Label)>,
     relocs: Vec<MapReloc>,
     /// The first label bound twice, reported by `finish`.
@@ -133,6 +133,13 @@ impl Asm {
         self.emit(Insn::call(helper.id()))
     }
 
+    /// Calls the BPF function (subprogram) that starts at `label`: a BPF-to-BPF call.
+    /// Subprograms go after the main program's last `exit`.
+    pub fn call_fn(&mut self, label: Label) -> &mut Asm {
+        self.fixups.push((self.pos(), label));
+        self.emit(Insn::call_local(0))
+    }
+
     pub fn exit(&mut self) -> &mut Asm {
         self.emit(Insn::exit())
     }
@@ -183,12 +190,21 @@ impl Asm {
                     })?;
             // Offsets count from the instruction after the jump.
             let distance = target as i64 - at as i64 - 1;
-            let off = i16::try_from(distance).map_err(|_| AsmError::OutOfRange {
+            let out_of_range = AsmError::OutOfRange {
                 insn: at,
                 target,
                 distance,
-            })?;
-            insns[at].off = off;
+            };
+            let call = crate::insn::Decoded::Call {
+                id: 0,
+                pseudo: crate::insn::PSEUDO_CALL,
+            };
+            if insns[at].decode() == call {
+                // A BPF-to-BPF call keeps its offset in the immediate.
+                insns[at].imm = i32::try_from(distance).map_err(|_| out_of_range)?;
+            } else {
+                insns[at].off = i16::try_from(distance).map_err(|_| out_of_range)?;
+            }
         }
         Ok(Program {
             insns,
@@ -266,6 +282,20 @@ mod tests {
         assert_eq!(a.finish().unwrap().insns[0].off, i16::MAX);
 
         assert_eq!(Asm::new().finish(), Err(AsmError::Empty));
+    }
+
+    #[test]
+    fn calls_to_functions_keep_their_offset_in_the_immediate() {
+        let mut a = Asm::new();
+        let f = a.label();
+        a.call_fn(f).exit(); // 0, 1
+        a.bind(f).emit(Insn::mov64(Reg::R0, 1)).exit(); // 2, 3
+        let p = a.finish().unwrap();
+        assert_eq!(
+            (p.insns[0].imm, p.insns[0].off, p.insns[0].src_num()),
+            (1, 0, 1)
+        );
+        assert_eq!(crate::insn_text(&p.insns, 0), "call pc+1");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const PSEUDO_MAP_FD: u8 = 1;
 /// into the map's value (array maps only): the register gets a pointer to that byte.
 pub const PSEUDO_MAP_VALUE: u8 = 2;
 
+/// `src_reg` of a `call` whose immediate is the relative offset of a BPF function.
+pub const PSEUDO_CALL: u8 = 1;
+
 /// Atomic operations' `imm` field.
 pub const ATOMIC_FETCH: i32 = 0x01;
 
@@ -490,6 +493,13 @@ impl Insn {
     /// Calls helper number `id`; arguments in R1–R5, result in R0.
     pub fn call(id: i32) -> Insn {
         Insn::new(class::JMP | OP_CALL, Reg::R0, Reg::R0, 0, id)
+    }
+
+    /// Calls the BPF function starting `off` instructions after this one
+    /// (`BPF_PSEUDO_CALL`): R1–R5 are its arguments, R0 its result, R6–R9 are kept,
+    /// and it has its own 512-byte stack. Linux 4.16.
+    pub fn call_local(off: i32) -> Insn {
+        Insn::raw(class::JMP | OP_CALL, 0, PSEUDO_CALL, 0, off)
     }
 
     /// Returns R0.

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub mod asm;
+pub mod ctx;
 pub mod disasm;
 pub mod helper;
 pub mod insn;
 pub mod spec;
 
 pub use asm::{Asm, AsmError, Label, Program};
+pub use ctx::X86Reg;
 pub use disasm::{disassemble, disassemble_with, insn_text};
 pub use helper::Helper;
 pub use insn::{AluOp, Cond, Decoded, Endian, Insn, Operand, Reg, Size};

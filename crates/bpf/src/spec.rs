@@ -116,6 +116,13 @@ impl ProgramSpec {
         }
     }
 
+    /// The program as text for `-d bpf`, map references by name.
+    pub fn disassemble(&self, maps: &[MapSpec]) -> String {
+        crate::disasm::disassemble_with(&self.insns, &self.relocs, |id| {
+            maps.get(id.0 as usize).map(|m| m.name.clone())
+        })
+    }
+
     /// The instructions with each map reference replaced by the map's file
     /// descriptor, which `fd_of` gives.
     pub fn relocated(&self, fd_of: impl Fn(MapId) -> Option<i32>) -> Result<Vec<Insn>, RelocError> {

@@ -253,11 +253,15 @@ mod tests {
         assert_eq!(size_of::<PerfEventAttr>() as u32, PERF_ATTR_SIZE);
     }
 
-    /// The enumerators of the kernel's BTF (`/sys/kernel/btf/vmlinux`), by name: the
+    /// The enumerators and struct members of the kernel's BTF
+    /// (`/sys/kernel/btf/vmlinux`), by name: the
     /// running kernel's own word on the numbers above. BTF is a header, then type
     /// records of 12 bytes (name offset, info with kind and count, size) each
     /// followed by kind-specific data, then the string table.
-    fn kernel_enums() -> std::collections::HashMap<String, i64> {
+    fn kernel_btf() -> (
+        std::collections::HashMap<String, i64>,
+        std::collections::HashMap<String, Vec<(String, u32)>>,
+    ) {
         let d = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
         let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
         assert_eq!(u16::from_le_bytes([d[0], d[1]]), 0xeb9f, "BTF magic");
@@ -270,16 +274,34 @@ mod tests {
             String::from_utf8_lossy(&d[start..end]).into_owned()
         };
         let mut out = std::collections::HashMap::new();
+        let mut structs = std::collections::HashMap::new();
         let mut p = types;
         while p < types + types_len {
             let info = u32_at(p + 4);
+            let type_name = name(u32_at(p));
             let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
             p += 12;
             p += match kind {
-                1 | 14 | 17 => 4,        // int, var, decl_tag
-                3 => 12,                 // array
-                4 | 5 | 15 => 12 * vlen, // struct, union, datasec
-                13 => 8 * vlen,          // func_proto
+                1 | 14 | 17 => 4, // int, var, decl_tag
+                3 => 12,          // array
+                4 | 5 => {
+                    // Member offsets are in bits (the low 24 when kind_flag is set).
+                    let kflag = info >> 31 == 1;
+                    let members = (0..vlen)
+                        .map(|i| {
+                            let m = p + 12 * i;
+                            let bits = u32_at(m + 8);
+                            (
+                                name(u32_at(m)),
+                                if kflag { bits & 0xff_ffff } else { bits } / 8,
+                            )
+                        })
+                        .collect::<Vec<_>>();
+                    structs.entry(type_name).or_insert(members);
+                    12 * vlen
+                }
+                15 => 12 * vlen, // datasec
+                13 => 8 * vlen,  // func_proto
                 6 => {
                     for i in 0..vlen {
                         let e = p + 8 * i;
@@ -291,12 +313,24 @@ mod tests {
                 _ => 0,
             };
         }
-        out
+        (out, structs)
     }
 
     #[test]
     fn numbers_match_the_running_kernel() {
-        let e = kernel_enums();
+        let (e, structs) = kernel_btf();
+        // Linux 6.9+ wraps cs and ss in anonymous unions (for FRED); the other
+        // members are named.
+        let pt_regs = &structs["pt_regs"];
+        assert_eq!(pt_regs.len(), bpf::X86Reg::ALL.len());
+        for (r, (name, off)) in bpf::X86Reg::ALL.iter().zip(pt_regs) {
+            assert!(
+                name.is_empty() || name == r.kernel_name(),
+                "{r:?} is {name}"
+            );
+            assert_eq!(*off as i16, r.offset(), "{r:?}");
+        }
+        assert_eq!(pt_regs.len() * 8, bpf::ctx::PT_REGS_SIZE);
         let get = |n: &str| *e.get(n).unwrap_or_else(|| panic!("{n} not in kernel BTF"));
         assert_eq!(get("BPF_MAP_CREATE"), i64::from(cmd::MAP_CREATE));
         assert_eq!(

@@ -132,6 +132,68 @@ fn perf_event_uprobe_counts_every_call_of_main_leaf() {
 }
 
 #[test]
+fn bpf_to_bpf_calls_run_in_the_kernel() {
+    let exe = counts();
+    let maps = vec![array("counts", 1)];
+    // counts[0] += add2(5) at each call of main.leaf, where add2(x) = x + 2.
+    let mut a = Asm::new();
+    let out = a.label();
+    let add2 = a.label();
+    a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
+    a.ld_map(Reg::R1, MapId(0));
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    a.emit(Insn::mov64(Reg::R6, Reg::R0));
+    a.emit(Insn::mov64(Reg::R1, 5));
+    a.call_fn(add2);
+    a.emit(Insn::atomic_add(Size::DW, Reg::R6, 0, Reg::R0).unwrap());
+    a.bind(out);
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    a.bind(add2);
+    a.emit(Insn::mov64(Reg::R0, Reg::R1));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R0, 2)).exit();
+    let spec = ProgramSpec::new("gotap_calls", a.finish().unwrap());
+    let prog = LoadedProgram::load(&spec, &maps, LoadOptions::default()).unwrap();
+    let _probe =
+        Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    run_counts(&exe, 1);
+    assert_eq!(read_u64(&maps[0], 0), 7000);
+}
+
+#[test]
+fn the_context_holds_go_register_arguments() {
+    let exe = counts();
+    let maps = vec![array("sum", 1)];
+    // sum[0] += i at each call of main.leaf(i int); Go passes i in RAX.
+    let mut a = Asm::new();
+    let out = a.label();
+    a.emit(Insn::ldx(
+        Size::DW,
+        Reg::R6,
+        Reg::R1,
+        bpf::X86Reg::GO_INT_ARGS[0].offset(),
+    ));
+    a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
+    a.ld_map(Reg::R1, MapId(0));
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R6).unwrap());
+    a.bind(out);
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    let spec = ProgramSpec::new("gotap_args", a.finish().unwrap());
+    let prog = LoadedProgram::load(&spec, &maps, LoadOptions::default()).unwrap();
+    let _probe =
+        Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    run_counts(&exe, 2);
+    // Each round calls leaf(0) .. leaf(999).
+    assert_eq!(read_u64(&maps[0], 0), 2 * (0..1000).sum::<u64>());
+}
+
+#[test]
 fn perf_event_uprobes_carry_their_cookies() {
     let exe = counts();
     let maps = vec![array("counts", 2)];
