@@ -253,15 +253,17 @@ mod tests {
         assert_eq!(size_of::<PerfEventAttr>() as u32, PERF_ATTR_SIZE);
     }
 
+    /// Enumerator name to value.
+    type Enums = std::collections::HashMap<String, i64>;
+    /// Struct or union name to its members' names and byte offsets.
+    type Structs = std::collections::HashMap<String, Vec<(String, u32)>>;
+
     /// The enumerators and struct members of the kernel's BTF
     /// (`/sys/kernel/btf/vmlinux`), by name: the
     /// running kernel's own word on the numbers above. BTF is a header, then type
     /// records of 12 bytes (name offset, info with kind and count, size) each
     /// followed by kind-specific data, then the string table.
-    fn kernel_btf() -> (
-        std::collections::HashMap<String, i64>,
-        std::collections::HashMap<String, Vec<(String, u32)>>,
-    ) {
+    fn kernel_btf() -> (Enums, Structs) {
         let d = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
         let u32_at = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
         assert_eq!(u16::from_le_bytes([d[0], d[1]]), 0xeb9f, "BTF magic");
