@@ -32,6 +32,14 @@ pub enum Error {
     NotPermitted { call: &'static str },
     #[error(transparent)]
     Syscall(#[from] SyscallError),
+    /// A uprobe could not be placed (a missing file, an offset past its end, ...).
+    #[error("cannot place a uprobe at {}+{offset:#x}: {source}", path.display())]
+    Attach {
+        path: PathBuf,
+        offset: u64,
+        #[source]
+        source: SyscallError,
+    },
     #[error(transparent)]
     Verifier(#[from] VerifierError),
     #[error(transparent)]
@@ -69,11 +77,33 @@ impl Error {
         }
     }
 
+    /// The error for placing a uprobe at `path`+`offset` failing in `call`; a
+    /// refusal for lack of privilege (`EPERM`, or `EACCES` from `perf_event_open`)
+    /// stays [`Error::NotPermitted`].
+    pub(crate) fn attach(
+        call: &'static str,
+        path: &std::path::Path,
+        offset: u64,
+        source: io::Error,
+    ) -> Error {
+        let errno = source.raw_os_error();
+        if errno == Some(libc::EPERM)
+            || (errno == Some(libc::EACCES) && call.starts_with("perf_event_open"))
+        {
+            return Error::NotPermitted { call };
+        }
+        Error::Attach {
+            path: path.into(),
+            offset,
+            source: SyscallError { call, source },
+        }
+    }
+
     /// The `errno` behind this error, if it came from the kernel.
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::NotPermitted { .. } => Some(libc::EPERM),
-            Error::Syscall(e) => e.source.raw_os_error(),
+            Error::Syscall(e) | Error::Attach { source: e, .. } => e.source.raw_os_error(),
             Error::Verifier(e) => e.source.raw_os_error(),
             _ => None,
         }

@@ -169,8 +169,8 @@ fn open_uprobe_event(path: &Path, offset: u64, scope: Scope) -> Result<OwnedFd> 
         group_fd: -1,
         flags: PERF_FLAG_FD_CLOEXEC,
     };
-    let ret = syscall(call).map_err(|e| Error::syscall("perf_event_open(uprobe)", e))?;
-    owned_fd(ret).map_err(|e| Error::syscall("perf_event_open(uprobe)", e))
+    let fail = |e| Error::attach("perf_event_open(uprobe)", path, offset, e);
+    owned_fd(syscall(call).map_err(fail)?).map_err(fail)
 }
 
 /// A multi-uprobe link: one program on many offsets of one file (Linux 6.6).
@@ -214,7 +214,7 @@ impl UprobeMulti {
             u32::try_from(offsets.len()).map_err(|_| Error::Invalid("too many offsets".into()))?;
         let cpath = c_path(path)?;
         let fd = multi_link(prog.as_fd(), &cpath, offsets, cookies, cnt, scope)
-            .map_err(|e| Error::syscall("bpf(BPF_LINK_CREATE uprobe_multi)", e))?;
+            .map_err(|e| Error::attach("bpf(BPF_LINK_CREATE uprobe_multi)", path, offsets[0], e))?;
         Ok(UprobeMulti {
             link: fd,
             count: offsets.len(),
@@ -367,6 +367,19 @@ mod tests {
                 "link type=41 cookie=0".into(),
             ]
         );
+    }
+
+    #[test]
+    fn failures_name_the_probe_and_refusals_say_what_is_needed() {
+        let _g = fake::install(|_| fake::errno(libc::ENOENT));
+        let e = open_uprobe_event(Path::new("/no/such"), 0x40, Scope::All).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot place a uprobe at /no/such+0x40: perf_event_open(uprobe) failed: No such file or directory (os error 2)"
+        );
+        let _g = fake::install(|_| fake::errno(libc::EACCES));
+        let e = open_uprobe_event(Path::new("/bin/true"), 0, Scope::All).unwrap_err();
+        assert!(matches!(e, Error::NotPermitted { .. }), "{e:?}");
     }
 
     #[test]

@@ -375,6 +375,15 @@ fn ring_buffer_delivers_every_record_across_wraparound() {
 }
 
 #[test]
+fn a_probe_on_a_missing_file_says_where() {
+    let maps = vec![array("counts", 1)];
+    let prog = LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let e = Uprobe::attach(&prog, Path::new("/nonexistent/gotap-target"), 0x10, Scope::All, 0).unwrap_err();
+    assert!(matches!(e, Error::Attach { offset: 0x10, .. }), "{e:?}");
+    assert!(e.to_string().starts_with("cannot place a uprobe at /nonexistent/gotap-target+0x10"), "{e}");
+}
+
+#[test]
 fn the_verifier_log_explains_a_rejected_program() {
     // Returns without setting R0.
     let mut a = Asm::new();
