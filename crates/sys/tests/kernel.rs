@@ -377,10 +377,22 @@ fn ring_buffer_delivers_every_record_across_wraparound() {
 #[test]
 fn a_probe_on_a_missing_file_says_where() {
     let maps = vec![array("counts", 1)];
-    let prog = LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
-    let e = Uprobe::attach(&prog, Path::new("/nonexistent/gotap-target"), 0x10, Scope::All, 0).unwrap_err();
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let e = Uprobe::attach(
+        &prog,
+        Path::new("/nonexistent/gotap-target"),
+        0x10,
+        Scope::All,
+        0,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Attach { offset: 0x10, .. }), "{e:?}");
-    assert!(e.to_string().starts_with("cannot place a uprobe at /nonexistent/gotap-target+0x10"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cannot place a uprobe at /nonexistent/gotap-target+0x10"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -474,6 +486,31 @@ fn hash_and_per_cpu_maps_store_look_up_iterate_and_delete() {
         .map(|c| (c as u32 + 100).to_ne_bytes().to_vec())
         .collect();
     assert_eq!(vals, want);
+}
+
+/// What an entry probe sees on a function whose goroutine stack grows: Go's
+/// prologue calls morestack, which copies the stack and restarts the function from
+/// its first instruction, so the probe fires again. Printed, for codegen.
+#[test]
+#[ignore = "measurement, prints figures"]
+fn measure_entry_probe_on_a_growing_stack() {
+    let exe = counts();
+    let maps = vec![array("counts", 1)];
+    let prog =
+        LoadedProgram::load(&counter_program(MapId(0)), &maps, LoadOptions::default()).unwrap();
+    let _p = Uprobe::attach(
+        &prog,
+        &exe,
+        file_offset(&exe, "main.recurse"),
+        Scope::All,
+        0,
+    )
+    .unwrap();
+    run_counts(&exe, 3);
+    println!(
+        "main.recurse entry probe: {} hits for 3 × 8 × 200 = 4800 calls",
+        read_u64(&maps[0], 0)
+    );
 }
 
 /// Attach and detach cost, printed: `cargo test -p sys --test kernel -- --ignored --nocapture`.
