@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod disasm;
 pub mod helper;
 pub mod insn;
+pub mod script;
 pub mod spec;
 
 pub use asm::{Asm, AsmError, Label, Program};

@@ -2,3 +2,5 @@
 //! programs against one Go binary: probe placement, register use, built-ins, location
 //! expressions, goroutine and stack-walk code.
 #![forbid(unsafe_code)]
+
+pub mod funccount;

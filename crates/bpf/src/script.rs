@@ -1,0 +1,150 @@
+//! What a compiled script tells user space: besides its maps and programs, where each
+//! program is attached, the layout of every event record it sends through the ring
+//! buffer, and where each global lives. Codegen writes a [`ScriptSpec`]; the CLI loads
+//! and attaches it, and the runtime decodes its records and reads its globals.
+//!
+//! Every value a script handles is a `long` (8 bytes, little endian, signed) or a
+//! string of at most [`MAX_STRING`] bytes, NUL-padded when stored in a fixed slot.
+
+use crate::spec::{MapId, ObjectSpec};
+
+/// The longest string a script value holds, including its terminating NUL (strings
+/// read from the target are cut to `MAX_STRING - 1` bytes).
+pub const MAX_STRING: u32 = 128;
+
+/// Every ring buffer record starts with the event id (`u32`, an index into
+/// [`ScriptSpec::events`]) and 4 bytes of padding; fields follow at their offsets.
+pub const EVENT_HEADER: u32 = 8;
+
+/// Index of the counters in [`ScriptSpec::counters`] (a per-CPU array of `u64`).
+pub mod counter {
+    /// Records that did not fit in the ring buffer (reservation failed).
+    pub const LOST_EVENTS: u32 = 0;
+    /// Reads of target memory that faulted (the value read as 0 / "").
+    pub const READ_FAULTS: u32 = 1;
+    /// Updates of a full map that failed.
+    pub const MAP_FULL: u32 = 2;
+    /// Probe hits (all programs).
+    pub const HITS: u32 = 3;
+    pub const COUNT: u32 = 8;
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScriptSpec {
+    pub object: ObjectSpec,
+    pub attachments: Vec<AttachSpec>,
+    pub events: Vec<EventSpec>,
+    pub globals: Vec<GlobalSpec>,
+    /// The ring buffer events travel through, if any program sends one.
+    pub ringbuf: Option<MapId>,
+    /// Per-CPU `u64` counters, indexed by the constants of [`counter`].
+    pub counters: Option<MapId>,
+    /// Probes that run in user space (`begin`, `end`, `timer.*`): indexes into the
+    /// script's probe items, in the order they appear.
+    pub user_probes: Vec<UserProbe>,
+}
+
+/// One program attached at a set of addresses of one binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachSpec {
+    /// Index into `object.programs`.
+    pub program: usize,
+    /// The executable, as an absolute path.
+    pub binary: String,
+    /// The probe point as written, for messages (`process("…").function("main.*")`).
+    pub probe: String,
+    pub sites: Vec<AttachSite>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachSite {
+    /// The probe address as linked (what `-v` and `pp()` show).
+    pub addr: u64,
+    /// Where the uprobe goes: the offset in the file.
+    pub file_offset: u64,
+    /// Handed to the program through `bpf_get_attach_cookie`.
+    pub cookie: u64,
+}
+
+/// A probe body run in user space, not in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserProbe {
+    /// Index of the probe among the script's items.
+    pub item: usize,
+    pub when: UserProbeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserProbeKind {
+    Begin,
+    End,
+    Timer { period_ns: u64 },
+}
+
+/// What a record means and where its fields are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventSpec {
+    /// `printf(format, args…)` (and `print`/`println`, compiled to formats): the
+    /// format is formatted in user space.
+    Printf { format: Vec<u8>, args: Vec<Field> },
+    /// `exit()`: end the run after this record.
+    Exit,
+    /// A user stack as return addresses, `u64` count at `count`, then up to `max`
+    /// addresses from `frames`; printed by `print_ubacktrace*()`.
+    Backtrace { count: u32, frames: u32, max: u32, fileline: bool },
+    /// A probe hit an error it cannot go on from (as stap's "ERROR: division by
+    /// zero near …"): printed, and the run ends.
+    Error { message: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Byte offset from the start of the record (after the header).
+    pub offset: u32,
+    pub kind: FieldKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// 8 bytes, signed.
+    Long,
+    /// `len` bytes, NUL-terminated within them.
+    Str { len: u32 },
+}
+
+/// A script global and the map that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalSpec {
+    pub name: String,
+    pub map: MapId,
+    pub shape: GlobalShape,
+    /// Whether the script reads it anywhere (stap prints, at exit, the globals a
+    /// script writes but never reads).
+    pub read: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GlobalShape {
+    /// A scalar at `offset` in the single value of an array map (shared by all
+    /// scalars).
+    Scalar { offset: u32, value: ValueKind },
+    /// An associative array: a hash map whose key is the keys laid end to end.
+    Array { keys: Vec<FieldKind>, value: ValueKind },
+    /// A statistic (`<<<`): per-CPU slots in the layout of `runtime::stats`
+    /// (count, sum, min, max, then buckets), `keys` empty for a scalar statistic
+    /// (then the map is a per-CPU array of one entry).
+    Stats { keys: Vec<FieldKind>, hist: HistSpec },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    Long,
+    Str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistSpec {
+    None,
+    Log,
+    Linear { start: i64, stop: i64, interval: i64 },
+}
