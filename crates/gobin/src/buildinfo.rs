@@ -204,8 +204,9 @@ fn varint_string<'data>(rest: &mut &'data [u8]) -> Result<&'data [u8]> {
 }
 
 fn read_uint(b: &[u8], size: usize, big: bool) -> u64 {
+    let Some(b) = b.get(..size) else { return 0 };
     let mut v = 0u64;
-    for i in 0..size.min(b.len()) {
+    for i in 0..size {
         let byte = if big { b[i] } else { b[size - 1 - i] };
         v = (v << 8) | u64::from(byte);
     }

@@ -124,7 +124,7 @@ impl<'data> GoBinary<'data> {
         }
         if let Some(md) = self.moduledata() {
             return self
-                .read_u64(md + MODULEDATA_TEXT as u64)
+                .read_u64(md.wrapping_add(MODULEDATA_TEXT as u64))
                 .filter(|&t| t != 0);
         }
         self.elf.section(".text").map(|s| s.addr)
@@ -159,7 +159,7 @@ impl<'data> GoBinary<'data> {
                         let p = pclntab::read_u64(seg, i)?;
                         let names = pclntab::read_u64(seg, i + 8)?;
                         (p == want && names > want && names - want < 1 << 32)
-                            .then(|| s.vaddr + i as u64)
+                            .then(|| s.vaddr.wrapping_add(i as u64))
                     })
                 })
         })
@@ -184,7 +184,7 @@ impl<'data> GoBinary<'data> {
             } else {
                 304
             };
-            self.read_u64(md + off).filter(|&a| a != 0)
+            self.read_u64(md.wrapping_add(off)).filter(|&a| a != 0)
         })
     }
 
@@ -499,7 +499,7 @@ fn find_pclntab<'data>(elf: &Elf<'data>) -> Result<Table<'data>> {
         };
         for i in (0..seg.len()).step_by(8) {
             if pclntab::looks_like_header(&seg[i..])
-                && let Ok(t) = Table::parse(&seg[i..], s.vaddr + i as u64)
+                && let Ok(t) = Table::parse(&seg[i..], s.vaddr.wrapping_add(i as u64))
                 && t.nfunc > 0
             {
                 return Ok(t);

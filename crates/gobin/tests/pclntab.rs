@@ -547,3 +547,179 @@ fn functions_are_found_by_name_glob_and_address() {
         assert_eq!(bin.is_pie(), variant == Variant::Pie);
     }
 }
+
+#[test]
+fn dwarf_sections_come_back_decompressed() {
+    for (tc, variant) in testprogs::matrix() {
+        let exe = testprogs::build("counts", &tc, variant);
+        let data = std::fs::read(&exe).expect("read program");
+        let bin = GoBinary::parse(&data).expect("parse");
+        let info = bin.section_data(".debug_info");
+        if variant == Variant::Stripped {
+            assert!(info.is_none(), "go{} {variant}: -w drops DWARF", tc.minor);
+            continue;
+        }
+        let info = info.unwrap_or_else(|| panic!("go{} {variant}: .debug_info", tc.minor));
+        // The first compilation unit's header: 32-bit length, then version 4 or 5.
+        let len = u32::from_le_bytes(info[..4].try_into().expect("4 bytes")) as usize;
+        let version = u16::from_le_bytes(info[4..6].try_into().expect("2 bytes"));
+        assert!(
+            matches!(version, 4 | 5),
+            "go{} {variant}: DWARF version {version}",
+            tc.minor
+        );
+        assert!(len + 4 <= info.len(), "go{} {variant}", tc.minor);
+        let line = bin.section_data(".debug_line").expect(".debug_line");
+        assert!(line.len() > 1000);
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Asks everything of a binary, with bounded work; only panics matter.
+fn exercise(bin: &GoBinary<'_>) {
+    let _ = (
+        bin.go_version(),
+        bin.build_info().setting("GOARCH"),
+        bin.is_pie(),
+        bin.text_start(),
+    );
+    let n = bin.functions().take(5000).count();
+    let _ = bin.functions_matching("main.*");
+    let _ = bin.function_by_name("runtime.newstack");
+    let _ = bin.section_data(".debug_line").map(|d| d.len());
+    for f in bin.functions().step_by((n / 40).max(1)).take(50) {
+        let _ = bin.function_at(f.entry);
+        let _ = bin.function_by_name(f.name);
+        let _ = bin.frames_at(f.entry.offset(3));
+        let _ = bin.statement_lines(&f);
+        let _ = bin.addresses_for_line(&f, "*.go", 10);
+        let _ = bin.file_offset(f.entry);
+        let _ = bin.text_bytes(f.entry, 16);
+        let _ = gobin::x86::probe_site(bin, &f);
+        let _ = gobin::x86::returns(bin, &f);
+        let _ = gobin::x86::is_instruction_boundary(bin, &f, f.entry.offset(1));
+    }
+}
+
+#[test]
+fn damaged_binaries_give_errors_not_panics() {
+    let newest = testprogs::newest();
+    let oldest = testprogs::toolchains().remove(0);
+    let cases = [
+        (&oldest, Variant::Default),
+        (&newest, Variant::Stripped),
+        (&newest, Variant::Pie),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut parsed, mut refused) = (0, 0);
+    for (tc, variant) in cases {
+        let original =
+            std::fs::read(testprogs::build("inline", tc, variant)).expect("read program");
+        let bin = GoBinary::parse(&original).expect("parse");
+        // Where damage hurts most: the ELF and program headers, the section headers at
+        // the end, the pclntab header, function table and records, the build info.
+        let off = |addr: VirtAddr| bin.file_offset(addr).map(|o| o.0 as usize).expect("mapped");
+        let pcln = off(VirtAddr(bin.pclntab().addr));
+        let buildinfo = bin
+            .elf()
+            .section(".go.buildinfo")
+            .map(|s| off(VirtAddr(s.addr)))
+            .expect("buildinfo");
+        let regions = [
+            (0, 0x1000),
+            (original.len().saturating_sub(0x1000), original.len()),
+            (pcln, pcln + 0x60),
+            (pcln, pcln + 0x40000),
+            (buildinfo, buildinfo + 0x100),
+            (0, original.len()),
+        ];
+        drop(bin);
+        for round in 0..300 {
+            let mut data = original.clone();
+            if round % 10 == 9 {
+                data.truncate(rng.below(original.len()));
+            } else {
+                for _ in 0..1 + rng.below(8) {
+                    let (lo, hi) = regions[rng.below(regions.len())];
+                    let at = lo + rng.below(hi.min(data.len()) - lo);
+                    data[at] = if rng.next() & 1 == 0 {
+                        rng.next() as u8
+                    } else {
+                        data[at] ^ (1 << rng.below(8))
+                    };
+                }
+            }
+            match GoBinary::parse(&data) {
+                Ok(bin) => {
+                    parsed += 1;
+                    exercise(&bin);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    // Both paths ran: most damage leaves a readable file to query, some is refused.
+    assert!(
+        parsed > 300 && refused > 100,
+        "parsed {parsed}, refused {refused}"
+    );
+    // And data that is not a Go ELF at all.
+    assert_eq!(GoBinary::parse(b"").err(), Some(gobin::Error::NotElf));
+    assert_eq!(
+        GoBinary::parse(b"#!/bin/sh\n").err(),
+        Some(gobin::Error::NotElf)
+    );
+    assert!(matches!(
+        GoBinary::parse(b"\x7fELF\x02").err(),
+        Some(gobin::Error::Elf(_))
+    ));
+}
+
+#[test]
+fn non_go_elf_is_reported_as_such() {
+    // The Rust test executable itself is an ELF without Go's tables.
+    let me = std::env::current_exe().expect("test executable");
+    let data = std::fs::read(me).expect("read");
+    match GoBinary::parse(&data) {
+        Err(gobin::Error::NotGo { .. }) => {}
+        other => panic!("expected NotGo, got {:?}", other.map(|b| b.go_version())),
+    }
+}
+
+#[test]
+fn the_compile_tool_lists_its_functions() {
+    let tc = testprogs::newest();
+    let out = tc
+        .go_command()
+        .args(["tool", "-n", "compile"])
+        .output()
+        .expect("go tool -n compile");
+    let path = String::from_utf8(out.stdout).expect("utf-8");
+    let data = std::fs::read(path.trim()).expect("read compile");
+    let bin = GoBinary::parse(&data).expect("parse compile");
+    let count = bin.functions().count();
+    assert_eq!(count, bin.function_count());
+    assert!(count > 10_000, "{count}");
+    assert!(
+        bin.function_by_name("cmd/compile/internal/gc.Main")
+            .is_some()
+    );
+    assert_eq!(
+        (bin.go_version().major, bin.go_version().minor),
+        tc.minor_number()
+    );
+}
