@@ -70,7 +70,9 @@ pub struct Frame<'data> {
 /// `?` one character, `[abc]`, `[a-z]`, `[!a-z]` or `[^a-z]` one of a set, `\x` the
 /// character `x`. Every other character, including `.`, `/` and `(`, is literal, and
 /// so is a `*` that directly follows `(`, so that `main.(*T).M` names the method on
-/// the pointer type and `main.(*T).*` all of its methods.
+/// the pointer type and `main.(*T).*` all of its methods, and so is `[...]`, which is
+/// how the pclntab spells the type arguments of generic instantiations
+/// (`slices.Sort[...]`).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let pat = tokens(pattern);
     let text: Vec<char> = name.chars().collect();
@@ -108,6 +110,11 @@ fn tokens(pattern: &str) -> Vec<Tok> {
             '*' if i > 0 && chars[i - 1] == '(' => out.push(Tok::Lit('*')),
             '*' => out.push(Tok::Star),
             '?' => out.push(Tok::Any),
+            '[' if chars[i..].starts_with(&['[', '.', '.', '.', ']']) => {
+                out.extend("[...]".chars().map(Tok::Lit));
+                i += 5;
+                continue;
+            }
             '[' => {
                 if let Some((tok, next)) = class(&chars, i) {
                     out.push(tok);
@@ -208,6 +215,13 @@ mod tests {
         // An unclosed bracket is literal, as in generic names.
         assert!(glob_match("main.F[", "main.F["));
         assert!(glob_match("*", ""));
+        // Generic instantiations keep their literal `[...]`.
+        assert!(glob_match("slices.Sort[...]", "slices.Sort[...]"));
+        assert!(!glob_match("slices.Sort[...]", "slices.Sort."));
+        assert!(glob_match(
+            "sync/atomic.(*Pointer[...]).*",
+            "sync/atomic.(*Pointer[...]).Load"
+        ));
         assert!(!glob_match("main.leaf", "main.leaf2"));
     }
 
@@ -216,5 +230,6 @@ mod tests {
         assert!(!is_glob("main.(*T).Method"));
         assert!(is_glob("main.(*T).*"));
         assert!(is_glob("runtime.new*"));
+        assert!(!is_glob("slices.Sort[...]"));
     }
 }

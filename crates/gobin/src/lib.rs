@@ -7,6 +7,24 @@
 //! Everything borrows the bytes of the executable, which the caller maps; nothing here
 //! does I/O beyond what the caller hands in. One [`GoBinary`] is built per executable
 //! and its indexes are built lazily, on the first query that needs them.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), gobin::Error> {
+//! # let bytes: Vec<u8> = Vec::new();
+//! let bin = gobin::GoBinary::parse(&bytes)?;
+//! let f = bin.function_by_name("main.(*T).Method").ok_or(gobin::Error::NotGo { reason: "no such function" })?;
+//! let site = gobin::x86::probe_site(&bin, &f)?; // after the stack check
+//! let offset = bin.file_offset(site.addr); // where the uprobe goes
+//! let frames = bin.frames_at(site.addr); // innermost first, inlined frames included
+//! # let _ = (offset, frames);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules: [`elf`] (sections, symbols, segments), [`buildinfo`] (Go version and
+//! build settings), [`pclntab`] (the runtime's function and pc-value tables),
+//! [`funcs`] (what queries return, and globs), [`x86`] (probe sites, returns),
+//! [`dwarf`] and [`layout`].
 #![forbid(unsafe_code)]
 
 pub mod addr;

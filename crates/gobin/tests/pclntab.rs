@@ -710,8 +710,17 @@ fn the_compile_tool_lists_its_functions() {
         .expect("go tool -n compile");
     let path = String::from_utf8(out.stdout).expect("utf-8");
     let data = std::fs::read(path.trim()).expect("read compile");
+    let started = std::time::Instant::now();
     let bin = GoBinary::parse(&data).expect("parse compile");
-    let count = bin.functions().count();
+    let count = bin
+        .functions()
+        .map(|f| f.name.len())
+        .filter(|&n| n > 0)
+        .count();
+    eprintln!(
+        "compile: {count} functions listed in {:?} (unoptimised build)",
+        started.elapsed()
+    );
     assert_eq!(count, bin.function_count());
     assert!(count > 10_000, "{count}");
     assert!(
@@ -722,4 +731,69 @@ fn the_compile_tool_lists_its_functions() {
         (bin.go_version().major, bin.go_version().minor),
         tc.minor_number()
     );
+}
+
+/// Builds `inline` as a stripped PIE, a variant the shared matrix lacks: no symbols to
+/// find the text start or `go:func.*` by, and (before Go 1.27) a text start of zero
+/// in the pclntab header until the loader relocates it.
+fn build_stripped_pie(tc: &Toolchain) -> std::path::PathBuf {
+    let dir = testprogs::repo_root()
+        .join("target/gobin-tests")
+        .join(format!("inline-{}-stripped-pie", tc.version));
+    let exe = dir.join("inline");
+    std::fs::create_dir_all(&dir).expect("create folder");
+    let src = testprogs::source("inline");
+    let tmp = dir.join(format!(".inline.{}", std::process::id()));
+    let out = tc
+        .go_command()
+        .args(["build", "-buildmode=pie", "-ldflags=-s -w", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .current_dir(src.parent().expect("folder"))
+        .output()
+        .expect("go build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &exe).expect("move into place");
+    exe
+}
+
+#[test]
+fn stripped_pie_reads_like_pie() {
+    for tc in testprogs::toolchains() {
+        let stripped = std::fs::read(build_stripped_pie(&tc)).expect("read");
+        let pie = std::fs::read(testprogs::build("inline", &tc, Variant::Pie)).expect("read");
+        let (s, p) = (
+            GoBinary::parse(&stripped).expect("parse"),
+            GoBinary::parse(&pie).expect("parse"),
+        );
+        assert!(!s.elf().has_symbols() && s.is_pie());
+        assert_eq!(s.text_start(), p.text_start(), "go{}", tc.minor);
+        assert_eq!(s.function_count(), p.function_count(), "go{}", tc.minor);
+        let mut inlined = 0;
+        for (a, b) in s.functions().zip(p.functions()) {
+            assert_eq!(
+                (a.name, a.entry, a.end),
+                (b.name, b.entry, b.end),
+                "go{}",
+                tc.minor
+            );
+            if !a.name.starts_with("main.") {
+                continue;
+            }
+            for (pc, ..) in p.positions(&b) {
+                let frames = s.frames_at(pc);
+                inlined += usize::from(frames.len() > 1);
+                assert_eq!(frames, p.frames_at(pc), "go{} {} at {pc}", tc.minor, a.name);
+            }
+        }
+        assert!(
+            inlined > 5,
+            "go{}: inline trees found without symbols",
+            tc.minor
+        );
+    }
 }

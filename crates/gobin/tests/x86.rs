@@ -259,6 +259,11 @@ fn counts_functions_probe_where_expected() {
             assert!(!s.emulated, "{ctx}");
         }
         assert_eq!(s.sp_delta, 0, "{ctx}: nothing pushed yet");
+        if push_rbp_frames {
+            // After the push, the pcsp table counts its 8 bytes.
+            let f = bin.function_by_name("main.recurse").expect("recurse");
+            assert_eq!(bin.sp_delta(&f, s.addr.offset(1)), Some(8), "{ctx}");
+        }
 
         // leaf and Method need no stack check: optimised, they have no frame at all
         // (lea / inc); unoptimised, leaf gets a small frame, still without a check.
