@@ -528,3 +528,16 @@ fn find_pclntab<'data>(elf: &Elf<'data>) -> Result<Table<'data>> {
         reason: "no .gopclntab",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_can_be_shared_between_threads() {
+        // The runtime symbolises events from several threads against one GoBinary.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<GoBinary<'static>>();
+        shareable::<Func<'static>>();
+    }
+}

@@ -31,8 +31,8 @@ pub struct ProbeSite {
     pub sp_delta: i64,
     /// True if Linux's x86 uprobe code emulates the instruction at `addr` rather than
     /// single-stepping it: `push r64` (0x50+r, with REX.B 0x41), `call rel32`, `jmp`
-    /// rel8/rel32, `jcc` rel8/rel32 and `nop` (0x90, and the multi-byte `0f 1f` nops
-    /// that kernels since 6.x also emulate).
+    /// rel8/rel32, `jcc` rel8/rel32 and `nop` 0x90 with any prefixes. Multi-byte `0f
+    /// 1f` nops are counted as stepped: only recent kernels emulate them.
     pub emulated: bool,
 }
 
