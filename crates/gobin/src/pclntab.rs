@@ -24,6 +24,8 @@ pub const MAGIC_118: u32 = 0xffff_fff0;
 pub const MAGIC_120: u32 = 0xffff_fff1;
 /// Magic of Go 1.16–1.17 tables (recognised, not read).
 pub const MAGIC_116: u32 = 0xffff_fffa;
+/// Magic of Go 1.2–1.15 tables (recognised, not read).
+pub const MAGIC_12: u32 = 0xffff_fffb;
 
 /// `PCDATA_InlTreeIndex`: which pcdata table holds the inline-tree index.
 pub const PCDATA_INL_TREE_INDEX: usize = 2;
@@ -163,6 +165,11 @@ impl<'data> Table<'data> {
             MAGIC_116 => {
                 return Err(Error::Unsupported {
                     what: "Go 1.16/1.17 pclntab",
+                });
+            }
+            MAGIC_12 => {
+                return Err(Error::Unsupported {
+                    what: "Go 1.2–1.15 pclntab",
                 });
             }
             _ => {
@@ -422,6 +429,114 @@ mod tests {
                 (0x100a, 0x100b, 8)
             ]
         );
+    }
+
+    /// A Go 1.20 table with one function, `main.f`, 4 bytes long at text offset 0.
+    fn one_function_table() -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&MAGIC_120.to_le_bytes());
+        t.extend_from_slice(&[0, 0, 1, 8]); // pad, pad, pc quantum 1, pointer size 8
+        for word in [
+            1u64,   // nfunc
+            1,      // nfiles
+            0x1000, // textStart
+            72,     // funcnameOffset
+            79,     // cuOffset
+            83,     // filetabOffset
+            88,     // pctabOffset
+            101,    // pclnOffset
+        ] {
+            t.extend_from_slice(&word.to_le_bytes());
+        }
+        t.extend_from_slice(b"main.f\0"); // 72: funcnametab
+        t.extend_from_slice(&0u32.to_le_bytes()); // 79: cutab, CU 0 file 0 → filetab 0
+        t.extend_from_slice(b"f.go\0"); // 83: filetab
+        t.extend_from_slice(&[
+            0, // 88: pctab offset 0 means "no table"
+            22, 4, 0, // offset 1, pcln: +11 (line 10) for 4 bytes, end
+            2, 4, 0, // offset 4, pcfile: +1 (file 0) for 4 bytes, end
+            2, 1, 16, 3, 0, // offset 7, pcsp: 0 for 1 byte, +8 (8) for 3, end
+            0, // pad
+        ]);
+        // 101: functab, (entry offset, _func offset) pairs, then the end sentinel.
+        for word in [0u32, 16, 4, 0] {
+            t.extend_from_slice(&word.to_le_bytes());
+        }
+        // 117: _func: entryOff, nameOff, args, deferreturn, pcsp, pcfile, pcln,
+        // npcdata, cuOffset, startLine; funcID, flag (ASM), pad, nfuncdata.
+        for word in [0u32, 0, 8, 0, 7, 4, 1, 0, 0, 10] {
+            t.extend_from_slice(&word.to_le_bytes());
+        }
+        t.extend_from_slice(&[0, 4, 0, 0]);
+        t
+    }
+
+    #[test]
+    fn a_one_function_table_reads_back() {
+        let data = one_function_table();
+        let t = Table::parse(&data, 0x5000).expect("parse");
+        assert_eq!(
+            (t.layout, t.nfunc, t.header_text_start, t.quantum),
+            (Layout::Go120, 1, 0x1000, 1)
+        );
+        assert_eq!((t.find(0), t.find(3), t.find(4)), (Some(0), Some(0), None));
+        let f = t.raw_func(0).expect("func");
+        assert_eq!(
+            (f.args, f.start_line, f.flag, f.npcdata, f.nfuncdata),
+            (8, Some(10), 4, 0, 0)
+        );
+        assert_eq!(t.name(f.name_off), Some("main.f"));
+        assert_eq!(t.file(f.cu_offset, 0), Some("f.go"));
+        assert_eq!(t.pcvalue(f.pcln, 0x1000, 0x1003), Some(10));
+        assert_eq!(t.pcvalue(f.pcln, 0x1000, 0x1004), None);
+        assert_eq!(t.pcvalue(f.pcfile, 0x1000, 0x1000), Some(0));
+        let sp: Vec<i32> = (0x1000..0x1004)
+            .map(|pc| t.pcvalue(f.pcsp, 0x1000, pc).unwrap_or(-99))
+            .collect();
+        assert_eq!(sp, [0, 8, 8, 8]);
+        assert!(t.raw_func(1).is_err());
+    }
+
+    #[test]
+    fn bad_headers_are_named() {
+        let mut data = one_function_table();
+        data[..4].copy_from_slice(&MAGIC_116.to_le_bytes());
+        assert_eq!(
+            Table::parse(&data, 0).err(),
+            Some(Error::Unsupported {
+                what: "Go 1.16/1.17 pclntab"
+            })
+        );
+        data[..4].copy_from_slice(&MAGIC_12.to_le_bytes());
+        assert!(matches!(
+            Table::parse(&data, 0),
+            Err(Error::Unsupported { .. })
+        ));
+        data[..4].copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        assert_eq!(
+            Table::parse(&data, 0).err(),
+            Some(Error::Corrupt {
+                what: "pclntab magic"
+            })
+        );
+        let data = one_function_table();
+        assert!(matches!(
+            Table::parse(&data[..60], 0),
+            Err(Error::Truncated { .. })
+        ));
+        // A function count that the function table cannot hold.
+        let mut data = one_function_table();
+        data[8] = 200;
+        assert_eq!(
+            Table::parse(&data, 0).err(),
+            Some(Error::Truncated {
+                what: "pclntab function table"
+            })
+        );
+        // Entries out of order.
+        let mut data = one_function_table();
+        data[101..105].copy_from_slice(&9u32.to_le_bytes());
+        assert!(matches!(Table::parse(&data, 0), Err(Error::Corrupt { .. })));
     }
 
     #[test]
