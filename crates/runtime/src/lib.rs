@@ -1,6 +1,9 @@
 //! What happens in user space while a trace runs: event decoding, aggregation,
 //! symbolisation and output.
 #![forbid(unsafe_code)]
+pub mod events;
 pub mod format;
+pub mod globals;
+pub mod interp;
 pub mod stats;
 pub mod table;

@@ -1,0 +1,1664 @@
+//! The interpreter of the probes that run in user space: `begin`, `end` and
+//! `timer.*` bodies, and the script functions they call. It walks lang's AST with
+//! the checker's [`TypeInfo`], keeps locals itself and reaches globals through
+//! [`Globals`] (the kernel's maps, for the CLI), so a `begin` probe can fill an
+//! array that kernel probes then update, and an `end` probe can print what they
+//! gathered.
+//!
+//! The semantics are stap's: 64-bit wrapping arithmetic; `/` and `%` by zero stop
+//! the probe with "division by 0" (stap's `_stp_div64`), `x / -1` is `-x`;
+//! strings compare bytewise and are cut to `MAX_STRING - 1` bytes like the
+//! kernel side cuts them; reading a missing array element gives 0 or `""`;
+//! `exit()` does not stop the probe, it ends the session after it. A probe may
+//! run [`Limits::max_action_interruptible`] statements (`begin`/`end`, stap's
+//! `MAXACTION_INTERRUPTIBLE`) or [`Limits::max_action`] (timers, `MAXACTION`),
+//! and functions nest as deep as stap's recursion analysis allows
+//! (`MAXNESTING`: the deepest call chain plus one, plus ten if recursive).
+//!
+//! Errors are data ([`RuntimeError`]) with the place stap would name;
+//! [`RuntimeError::render`] words them as stap does: `division by 0 near
+//! operator '/' at x.stp:3:9 (called from identifier 'f' at x.stp:7:3) in probe
+//! begin` (the CLI prints `ERROR: ` before it).
+//!
+//! Context built-ins: stap runs `begin` and `end` probes in the context of its
+//! own user-space process (staprun), so `pid()`, `tid()` and `execname()` there
+//! name that process; here they name gotap, from the [`Context`] the CLI passes.
+//! Timer probes in stap see whatever task the timer interrupted; here they see
+//! gotap too. `target()` is the `-c`/`-x` process.
+
+use std::collections::HashMap;
+
+use bpf::script::{GlobalShape, GlobalSpec, UserProbe, UserProbeKind};
+use lang::ast::*;
+use lang::{FunctionInfo, ProbeKind, SourceMap, Span, Type, TypeInfo, VarInfo};
+
+use crate::format::{Arg, ArgKind, Format, MAX_PRINTF_LEN, MAX_SPRINTF_LEN};
+use crate::globals::{Globals, GlobalsError, Value, cut_string, hist};
+use crate::stats::{Stat, write_histogram};
+use crate::table;
+
+/// What the context built-ins answer in user space.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// `pid()`: gotap's own process id (see the module doc).
+    pub pid: i64,
+    /// `tid()`.
+    pub tid: i64,
+    /// `execname()`: gotap's name.
+    pub execname: String,
+    /// `cpu()`.
+    pub cpu: i64,
+    /// `target()`: the `-c`/`-x` process, 0 if none.
+    pub target: i64,
+    /// The wall clock in nanoseconds since the epoch, for `gettimeofday_*()`.
+    pub now_ns: fn() -> i64,
+}
+
+impl Default for Context {
+    fn default() -> Context {
+        Context {
+            pid: 0,
+            tid: 0,
+            execname: "gotap".into(),
+            cpu: 0,
+            target: 0,
+            now_ns: system_time_ns,
+        }
+    }
+}
+
+/// The system's wall clock, nanoseconds since the epoch.
+pub fn system_time_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// How much one probe run may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Statements (and loop iterations) a timer probe may run (stap's `MAXACTION`).
+    pub max_action: u64,
+    /// The same for `begin` and `end` (stap's `MAXACTION_INTERRUPTIBLE`).
+    pub max_action_interruptible: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_action: 1000,
+            max_action_interruptible: 10_000,
+        }
+    }
+}
+
+/// The place an error names: the token at `span` (an operator between two
+/// operands is found in the gap `span` covers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Near {
+    pub span: Span,
+}
+
+/// A probe that stopped with an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeError {
+    /// Stap's wording: `division by 0`, `MAXACTION exceeded`, `empty aggregate`, …
+    pub message: String,
+    pub near: Option<Near>,
+    /// The calls the error happened in, innermost first.
+    pub called_from: Vec<Near>,
+    /// The probe point, as `pp()` says it.
+    pub probe: String,
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+impl RuntimeError {
+    /// The message as stap prints it after `ERROR: `: `division by 0 near operator
+    /// '/' at x.stp:1:20 (called from identifier 'f' at x.stp:2:5) in probe begin`.
+    pub fn render(&self, sm: &SourceMap) -> String {
+        let mut s = self.message.clone();
+        if let Some(n) = self.near {
+            s.push_str(&format!(" near {}", describe(sm, n.span)));
+            for c in &self.called_from {
+                s.push_str(&format!(" (called from {})", describe(sm, c.span)));
+            }
+        }
+        if !self.probe.is_empty() {
+            s.push_str(&format!(" in probe {}", self.probe));
+        }
+        s
+    }
+}
+
+const KEYWORDS: &[&str] = &[
+    "probe", "global", "function", "if", "else", "while", "for", "foreach", "in", "limit", "break",
+    "continue", "next", "return", "delete", "try", "catch",
+];
+
+const OPERATORS: &[&str] = &[
+    "<<<", "<<=", ">>=", "!~", "=~", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "++", "--",
+    "+=", "-=", "*=", "/=", "%=", ".=", "&=", "|=", "^=", "+", "-", "*", "/", "%", "<", ">", "=",
+    "!", "~", "&", "|", "^", ".", "?", ":", "(", ")", "[", "]", "{", "}", ",", ";", "$",
+];
+
+/// Describes the token at a span's start like stap's `operator<<(token)`:
+/// `operator '/' at x.stp:1:20`, `identifier 'f' at …`, `keyword at …`.
+fn describe(sm: &SourceMap, span: Span) -> String {
+    let Some(file) = sm.file(span.file) else {
+        return format!("?:{}", span.start);
+    };
+    let text = file.text.as_bytes();
+    let mut at = (span.start as usize).min(text.len());
+    while at < text.len() && text[at].is_ascii_whitespace() {
+        at += 1;
+    }
+    let rest = &text[at..];
+    let (l, c) = file.line_col(at as u32);
+    let pos = format!("{}:{l}:{c}", file.name);
+    let word_len = rest
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'@'))
+        .unwrap_or(rest.len());
+    let word = String::from_utf8_lossy(&rest[..word_len]);
+    let what = if word_len > 0 && rest[0].is_ascii_digit() {
+        format!("number '{word}'")
+    } else if KEYWORDS.contains(&&*word) {
+        "keyword".to_string()
+    } else if word_len > 0 {
+        format!("identifier '{word}'")
+    } else if rest.first() == Some(&b'"') {
+        "string".to_string()
+    } else {
+        let op = OPERATORS
+            .iter()
+            .find(|o| rest.starts_with(o.as_bytes()))
+            .copied()
+            .unwrap_or("?");
+        format!("operator '{op}'")
+    };
+    format!("{what} at {pos}")
+}
+
+/// The result of running one probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The probe called `exit()`: end the session (after the `end` probes).
+    pub exit: bool,
+}
+
+/// The interpreter of one checked script; built once, runs probes many times.
+pub struct Interp<'s> {
+    script: &'s Script,
+    info: &'s TypeInfo,
+    globals: HashMap<&'s str, &'s GlobalSpec>,
+    functions: HashMap<&'s str, (&'s Function, &'s FunctionInfo)>,
+    formats: HashMap<ExprId, Format>,
+    ctx: Context,
+    limits: Limits,
+    max_nesting: usize,
+}
+
+/// How a statement ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Normal,
+    Break,
+    Continue,
+    Return,
+    Next,
+}
+
+struct Frame<'s> {
+    names: &'s [VarInfo],
+    locals: HashMap<&'s str, Value>,
+    ret: Option<Value>,
+}
+
+/// The state of one probe run.
+struct Run<'r, 's> {
+    globals: &'r mut dyn Globals,
+    out: &'r mut Vec<u8>,
+    frames: Vec<Frame<'s>>,
+    calls: Vec<Near>,
+    actions_left: u64,
+    exit: bool,
+    pp: String,
+}
+
+type R<T> = Result<T, RuntimeError>;
+
+/// Where an assignment goes.
+enum Place<'s> {
+    Local(&'s str, Type),
+    Global(&'s GlobalSpec, Vec<Value>, Span),
+}
+
+impl<'s> Interp<'s> {
+    /// `globals` is the script's storage layout (`ScriptSpec::globals`).
+    pub fn new(
+        script: &'s Script,
+        info: &'s TypeInfo,
+        globals: &'s [GlobalSpec],
+        ctx: Context,
+        limits: Limits,
+    ) -> Interp<'s> {
+        let mut functions = HashMap::new();
+        for fi in &info.functions {
+            if let Some(Item::Function(f)) = script.items.get(fi.item) {
+                functions.insert(f.name.name.as_str(), (f, fi));
+            }
+        }
+        let mut interp = Interp {
+            script,
+            info,
+            globals: globals.iter().map(|g| (g.name.as_str(), g)).collect(),
+            functions,
+            formats: HashMap::new(),
+            ctx,
+            limits,
+            max_nesting: 0,
+        };
+        interp.max_nesting = interp.nesting_limit();
+        interp
+    }
+
+    /// Stores the initial values of `global x = 5` declarations.
+    pub fn init_globals(&mut self, globals: &mut dyn Globals) -> R<()> {
+        for item in &self.script.items {
+            let Item::Global(d) = item else { continue };
+            let Some(init) = &d.init else { continue };
+            let g = self.global(&d.name.name, d.name.span, "")?;
+            let mut v = match init {
+                Literal::Num(n) => Value::Long(*n),
+                Literal::Str(s) => Value::Str(s.as_bytes().to_vec()),
+            };
+            if let Value::Str(s) = &mut v {
+                cut_string(s);
+            }
+            globals
+                .set(g, &[], v)
+                .map_err(|e| global_error(e, d.name.span, ""))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one user-space probe, printing to `out`.
+    pub fn run(
+        &mut self,
+        probe: &UserProbe,
+        globals: &mut dyn Globals,
+        out: &mut Vec<u8>,
+    ) -> R<Outcome> {
+        let bare = |message: String| RuntimeError {
+            message,
+            near: None,
+            called_from: Vec::new(),
+            probe: String::new(),
+        };
+        let script = self.script;
+        let Some(Item::Probe(p)) = script.items.get(probe.item) else {
+            return Err(bare(format!("item {} is not a probe", probe.item)));
+        };
+        let Some(pi) = self.info.probes.iter().find(|pi| pi.item == probe.item) else {
+            return Err(bare(format!("probe item {} was not checked", probe.item)));
+        };
+        let point = pi.points.iter().find(|rp| match (&rp.kind, probe.when) {
+            (ProbeKind::Begin, UserProbeKind::Begin) | (ProbeKind::End, UserProbeKind::End) => true,
+            (ProbeKind::Timer { period_ns: a }, UserProbeKind::Timer { period_ns: b }) => *a == b,
+            _ => false,
+        });
+        let Some(point) = point else {
+            return Err(bare(format!(
+                "probe item {} has no {:?} point",
+                probe.item, probe.when
+            )));
+        };
+        let prologue = match point.prologue.map(|i| script.items.get(i)) {
+            Some(Some(Item::Alias(a))) => Some(&a.body),
+            _ => None,
+        };
+        let max = match probe.when {
+            UserProbeKind::Timer { .. } => self.limits.max_action,
+            _ => self.limits.max_action_interruptible,
+        };
+        let mut run = Run {
+            globals,
+            out,
+            frames: vec![Frame {
+                names: &pi.locals,
+                locals: HashMap::new(),
+                ret: None,
+            }],
+            calls: Vec::new(),
+            actions_left: max,
+            exit: false,
+            pp: self.point_text(point.span),
+        };
+        for body in prologue.into_iter().chain([&p.body]) {
+            match self.block(&mut run, body)? {
+                Flow::Next => break,
+                _ => continue,
+            }
+        }
+        Ok(Outcome { exit: run.exit })
+    }
+
+    /// The probe point written at `span`, as `pp()` gives it.
+    fn point_text(&self, span: Span) -> String {
+        for item in &self.script.items {
+            let points: &[ProbePoint] = match item {
+                Item::Probe(p) => &p.points,
+                Item::Alias(a) => &a.points,
+                _ => continue,
+            };
+            if let Some(p) = points.iter().find(|p| p.span == span) {
+                return lang::print::print_probe_point(p)
+                    .trim_end_matches(['?', '!'])
+                    .to_string();
+            }
+        }
+        String::new()
+    }
+
+    /// Stap's `MAXNESTING`: the deepest chain of calls (a recursive call counted
+    /// once), plus one, plus ten if anything recurses.
+    fn nesting_limit(&self) -> usize {
+        fn calls<'a>(body: &'a Block, out: &mut Vec<&'a str>) {
+            for s in &body.stmts {
+                walk_stmt(s, &mut |e| {
+                    if let ExprKind::Call { name, .. } = &e.kind {
+                        out.push(&name.name);
+                    }
+                });
+            }
+        }
+        fn visit<'a>(
+            fs: &HashMap<&'a str, (&'a Function, &'a FunctionInfo)>,
+            body: &'a Block,
+            chain: &mut Vec<&'a str>,
+            max: &mut usize,
+            recursive: &mut bool,
+        ) {
+            let mut callees = Vec::new();
+            calls(body, &mut callees);
+            for c in callees {
+                let Some((f, _)) = fs.get(c) else { continue };
+                *max = (*max).max(chain.len() + 1);
+                if chain.contains(&c) {
+                    *recursive = true;
+                    continue;
+                }
+                chain.push(c);
+                visit(fs, &f.body, chain, max, recursive);
+                chain.pop();
+            }
+        }
+        let (mut max, mut recursive) = (0, false);
+        for item in &self.script.items {
+            let body = match item {
+                Item::Probe(p) => &p.body,
+                Item::Alias(a) => &a.body,
+                _ => continue,
+            };
+            visit(
+                &self.functions,
+                body,
+                &mut Vec::new(),
+                &mut max,
+                &mut recursive,
+            );
+        }
+        max + 1 + if recursive { 10 } else { 0 }
+    }
+
+    fn global(&self, name: &str, span: Span, pp: &str) -> R<&'s GlobalSpec> {
+        self.globals.get(name).copied().ok_or_else(|| RuntimeError {
+            message: format!("global '{name}' has no storage in the compiled script"),
+            near: Some(Near { span }),
+            called_from: Vec::new(),
+            probe: pp.to_string(),
+        })
+    }
+
+    fn error(&self, run: &Run<'_, 's>, message: impl Into<String>, span: Span) -> RuntimeError {
+        RuntimeError {
+            message: message.into(),
+            near: Some(Near { span }),
+            called_from: run.calls.iter().rev().copied().collect(),
+            probe: run.pp.clone(),
+        }
+    }
+
+    fn globals_error(&self, run: &Run<'_, 's>, e: GlobalsError, span: Span) -> RuntimeError {
+        let mut err = global_error(e, span, &run.pp);
+        err.called_from = run.calls.iter().rev().copied().collect();
+        err
+    }
+
+    fn count_action(&self, run: &mut Run<'_, 's>, span: Span) -> R<()> {
+        if run.actions_left == 0 {
+            return Err(self.error(run, "MAXACTION exceeded", span));
+        }
+        run.actions_left -= 1;
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- statements
+
+    fn block(&mut self, run: &mut Run<'_, 's>, b: &'s Block) -> R<Flow> {
+        for s in &b.stmts {
+            let flow = self.stmt(run, s)?;
+            if flow != Flow::Normal {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn stmt(&mut self, run: &mut Run<'_, 's>, s: &'s Stmt) -> R<Flow> {
+        self.count_action(run, s.span)?;
+        match &s.kind {
+            StmtKind::Block(b) => self.block(run, b),
+            StmtKind::Expr(e) => self.eval(run, e).map(|_| Flow::Normal),
+            StmtKind::If { cond, then, els } => {
+                if self.eval(run, cond)?.as_long() != 0 {
+                    self.stmt(run, then)
+                } else if let Some(e) = els {
+                    self.stmt(run, e)
+                } else {
+                    Ok(Flow::Normal)
+                }
+            }
+            StmtKind::While { cond, body } => {
+                while self.eval(run, cond)?.as_long() != 0 {
+                    self.count_action(run, s.span)?;
+                    match self.stmt(run, body)? {
+                        Flow::Break => break,
+                        Flow::Normal | Flow::Continue => {}
+                        f => return Ok(f),
+                    }
+                }
+                Ok(Flow::Normal)
+            }
+            StmtKind::For {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                if let Some(i) = init {
+                    self.eval(run, i)?;
+                }
+                loop {
+                    if let Some(c) = cond
+                        && self.eval(run, c)?.as_long() == 0
+                    {
+                        break;
+                    }
+                    self.count_action(run, s.span)?;
+                    match self.stmt(run, body)? {
+                        Flow::Break => break,
+                        Flow::Normal | Flow::Continue => {}
+                        f => return Ok(f),
+                    }
+                    if let Some(st) = step {
+                        self.eval(run, st)?;
+                    }
+                }
+                Ok(Flow::Normal)
+            }
+            StmtKind::Foreach(fe) => self.foreach(run, fe, s.span),
+            StmtKind::Break => Ok(Flow::Break),
+            StmtKind::Continue => Ok(Flow::Continue),
+            StmtKind::Next => Ok(Flow::Next),
+            StmtKind::Return(e) => {
+                let v = match e {
+                    Some(e) => Some(self.eval(run, e)?),
+                    None => None,
+                };
+                if let Some(f) = run.frames.last_mut() {
+                    f.ret = v;
+                }
+                Ok(Flow::Return)
+            }
+            StmtKind::Delete(e) => self.delete(run, e).map(|_| Flow::Normal),
+            StmtKind::Empty => Ok(Flow::Normal),
+        }
+    }
+
+    fn delete(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<()> {
+        match &e.kind {
+            ExprKind::Var(id) if !self.is_global(run, &id.name) => {
+                let zero = zero_of(self.info.expr_type(e));
+                if let Some(f) = run.frames.last_mut() {
+                    f.locals.insert(&id.name, zero);
+                }
+                Ok(())
+            }
+            ExprKind::Var(id) => {
+                let g = self.global(&id.name, id.span, &run.pp)?;
+                run.globals
+                    .delete(g, None)
+                    .map_err(|err| self.globals_error(run, err, id.span))
+            }
+            ExprKind::Index { array, keys } => {
+                let g = self.global(&array.name, array.span, &run.pp)?;
+                let keys = self.eval_all(run, keys)?;
+                run.globals
+                    .delete(g, Some(&keys))
+                    .map_err(|err| self.globals_error(run, err, array.span))
+            }
+            _ => Err(self.error(run, "cannot delete this expression", e.span)),
+        }
+    }
+
+    fn foreach(&mut self, run: &mut Run<'_, 's>, fe: &'s Foreach, span: Span) -> R<Flow> {
+        let g = self.global(&fe.array.name, fe.array.span, &run.pp)?;
+        let near = fe.array.span;
+        let mut entries: Vec<table::Entry> = match &g.shape {
+            GlobalShape::Array { .. } => run
+                .globals
+                .entries(g)
+                .map_err(|e| self.globals_error(run, e, near))?
+                .into_iter()
+                .map(|(k, v)| table::Entry {
+                    keys: k.iter().map(Value::to_key).collect(),
+                    value: match v {
+                        Value::Long(n) => table::Value::Long(n),
+                        Value::Str(s) => table::Value::Str(s),
+                    },
+                })
+                .collect(),
+            GlobalShape::Stats { .. } => run
+                .globals
+                .stat_entries(g)
+                .map_err(|e| self.globals_error(run, e, near))?
+                .into_iter()
+                .map(|(k, s)| table::Entry {
+                    keys: k.iter().map(Value::to_key).collect(),
+                    value: table::Value::Stats(s),
+                })
+                .collect(),
+            GlobalShape::Scalar { .. } => {
+                return Err(self.error(run, "foreach over a scalar", near));
+            }
+        };
+        let limit = match &fe.limit {
+            Some(l) => Some(self.eval(run, l)?.as_long().max(0) as usize),
+            None => None,
+        };
+        match fe.sort {
+            Some(sort) => {
+                let by = match sort.by {
+                    SortBy::Value => table::SortBy::Value,
+                    SortBy::Key(i) => table::SortBy::Key(i + 1),
+                };
+                let dir = if sort.descending {
+                    table::Direction::Descending
+                } else {
+                    table::Direction::Ascending
+                };
+                table::sort_entries(&mut entries, by, dir, limit);
+            }
+            None => entries.truncate(limit.unwrap_or(usize::MAX)),
+        }
+        for e in entries {
+            self.count_action(run, span)?;
+            let frame = run.frames.last_mut();
+            if let Some(f) = frame {
+                for (name, k) in fe.keys.iter().zip(e.keys) {
+                    let v = match k {
+                        table::Key::Long(n) => Value::Long(n),
+                        table::Key::Str(s) => Value::Str(s),
+                    };
+                    f.locals.insert(&name.name, v);
+                }
+                if let Some(v) = &fe.value {
+                    let val = match e.value {
+                        table::Value::Long(n) | table::Value::Pointer(n) => Value::Long(n),
+                        table::Value::Str(s) => Value::Str(s),
+                        table::Value::Stats(s) => Value::Long(s.count),
+                    };
+                    f.locals.insert(&v.name, val);
+                }
+            }
+            match self.stmt(run, &fe.body)? {
+                Flow::Break => break,
+                Flow::Normal | Flow::Continue => {}
+                f => return Ok(f),
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    fn is_global(&self, run: &Run<'_, 's>, name: &str) -> bool {
+        let local = run
+            .frames
+            .last()
+            .is_some_and(|f| f.names.iter().any(|v| v.name == name));
+        !local && self.info.global(name).is_some()
+    }
+
+    fn eval_all(&mut self, run: &mut Run<'_, 's>, es: &'s [Expr]) -> R<Vec<Value>> {
+        es.iter().map(|e| self.eval(run, e)).collect()
+    }
+
+    fn place(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Place<'s>> {
+        match &e.kind {
+            ExprKind::Var(id) if self.is_global(run, &id.name) => Ok(Place::Global(
+                self.global(&id.name, id.span, &run.pp)?,
+                Vec::new(),
+                id.span,
+            )),
+            ExprKind::Var(id) => Ok(Place::Local(
+                &id.name,
+                self.info.expr_type(e).unwrap_or(Type::Long),
+            )),
+            ExprKind::Index { array, keys } => {
+                let g = self.global(&array.name, array.span, &run.pp)?;
+                let keys = self.eval_all(run, keys)?;
+                Ok(Place::Global(g, keys, array.span))
+            }
+            _ => Err(self.error(run, "cannot assign to this expression", e.span)),
+        }
+    }
+
+    fn read(&self, run: &mut Run<'_, 's>, p: &Place<'s>) -> R<Value> {
+        match p {
+            Place::Local(name, ty) => Ok(run
+                .frames
+                .last()
+                .and_then(|f| f.locals.get(name).cloned())
+                .unwrap_or_else(|| zero_of(Some(*ty)))),
+            Place::Global(g, keys, span) => run
+                .globals
+                .get(g, keys)
+                .map_err(|e| self.globals_error(run, e, *span)),
+        }
+    }
+
+    fn write(&self, run: &mut Run<'_, 's>, p: &Place<'s>, mut v: Value) -> R<Value> {
+        if let Value::Str(s) = &mut v {
+            cut_string(s);
+        }
+        match p {
+            Place::Local(name, _) => {
+                if let Some(f) = run.frames.last_mut() {
+                    f.locals.insert(name, v.clone());
+                }
+            }
+            Place::Global(g, keys, span) => run
+                .globals
+                .set(g, keys, v.clone())
+                .map_err(|e| self.globals_error(run, e, *span))?,
+        }
+        Ok(v)
+    }
+
+    fn eval(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Value> {
+        match &e.kind {
+            ExprKind::Num(n) => Ok(Value::Long(*n)),
+            ExprKind::Str(s) => {
+                let mut v = s.as_bytes().to_vec();
+                cut_string(&mut v);
+                Ok(Value::Str(v))
+            }
+            ExprKind::ScriptArg { index, string } => Err(self.error(
+                run,
+                format!(
+                    "script argument {}{index} was not given",
+                    if *string { '@' } else { '$' }
+                ),
+                e.span,
+            )),
+            ExprKind::Var(_) | ExprKind::Index { .. } => {
+                if self.info.expr_type(e) == Some(Type::Stats) {
+                    return Err(self.error(run, "a statistic has no value of its own", e.span));
+                }
+                let p = self.place(run, e)?;
+                self.read(run, &p)
+            }
+            ExprKind::Target(_) | ExprKind::AddrOf(_) | ExprKind::Entry(_) => Err(self.error(
+                run,
+                "target variables are not available in begin, end or timer probes",
+                e.span,
+            )),
+            ExprKind::Defined(_) => Ok(Value::Long(i64::from(
+                self.info.defined.get(&e.id).copied().unwrap_or(false),
+            ))),
+            ExprKind::Call { name, args } => self.call(run, e, name, args),
+            ExprKind::Stat { op, arg, .. } => self.stat_value(run, *op, arg, e.span),
+            ExprKind::Unary { op, expr } => {
+                let v = self.eval(run, expr)?.as_long();
+                Ok(Value::Long(match op {
+                    UnOp::Neg => v.wrapping_neg(),
+                    UnOp::Plus => v,
+                    UnOp::Not => i64::from(v == 0),
+                    UnOp::BitNot => !v,
+                }))
+            }
+            ExprKind::IncDec { inc, prefix, expr } => {
+                let p = self.place(run, expr)?;
+                let delta = if *inc { 1 } else { -1 };
+                let new = match &p {
+                    Place::Global(g, keys, span) if keys.is_empty() || is_array(g) => run
+                        .globals
+                        .add(g, keys, delta)
+                        .map_err(|err| self.globals_error(run, err, *span))?,
+                    _ => {
+                        let v = self.read(run, &p)?.as_long().wrapping_add(delta);
+                        self.write(run, &p, Value::Long(v))?;
+                        v
+                    }
+                };
+                Ok(Value::Long(if *prefix {
+                    new
+                } else {
+                    new.wrapping_sub(delta)
+                }))
+            }
+            ExprKind::Binary { op, lhs, rhs } => match op {
+                BinOp::And => {
+                    let l = self.eval(run, lhs)?.as_long() != 0;
+                    Ok(Value::Long(i64::from(
+                        l && self.eval(run, rhs)?.as_long() != 0,
+                    )))
+                }
+                BinOp::Or => {
+                    let l = self.eval(run, lhs)?.as_long() != 0;
+                    Ok(Value::Long(i64::from(
+                        l || self.eval(run, rhs)?.as_long() != 0,
+                    )))
+                }
+                _ => {
+                    let l = self.eval(run, lhs)?;
+                    let r = self.eval(run, rhs)?;
+                    self.binary(run, *op, l, r, gap(lhs, rhs))
+                }
+            },
+            ExprKind::Assign { op, lhs, rhs } => {
+                let p = self.place(run, lhs)?;
+                let r = self.eval(run, rhs)?;
+                let Some(op) = op else {
+                    return self.write(run, &p, r);
+                };
+                if let (BinOp::Add | BinOp::Sub, Place::Global(g, keys, span)) = (op, &p)
+                    && is_array(g)
+                {
+                    let delta = r.as_long();
+                    let delta = if *op == BinOp::Sub {
+                        delta.wrapping_neg()
+                    } else {
+                        delta
+                    };
+                    return run
+                        .globals
+                        .add(g, keys, delta)
+                        .map(Value::Long)
+                        .map_err(|err| self.globals_error(run, err, *span));
+                }
+                let l = self.read(run, &p)?;
+                let v = self.binary(run, *op, l, r, gap(lhs, rhs))?;
+                self.write(run, &p, v)
+            }
+            ExprKind::Aggregate { lhs, rhs } => {
+                let (g, keys, span) = self.stat_target(run, lhs)?;
+                let v = self.eval(run, rhs)?.as_long();
+                run.globals
+                    .record(g, &keys, v)
+                    .map_err(|err| self.globals_error(run, err, span))?;
+                Ok(Value::Long(v))
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                if self.eval(run, cond)?.as_long() != 0 {
+                    self.eval(run, then)
+                } else {
+                    self.eval(run, els)
+                }
+            }
+            ExprKind::In { keys, array } => {
+                let g = self.global(&array.name, array.span, &run.pp)?;
+                let keys = self.eval_all(run, keys)?;
+                run.globals
+                    .contains(g, &keys)
+                    .map(|b| Value::Long(i64::from(b)))
+                    .map_err(|err| self.globals_error(run, err, array.span))
+            }
+        }
+    }
+
+    fn binary(&self, run: &Run<'_, 's>, op: BinOp, l: Value, r: Value, near: Span) -> R<Value> {
+        if let (Value::Str(a), Value::Str(b)) = (&l, &r) {
+            let ord = a.cmp(b);
+            let yes = match op {
+                BinOp::Concat => {
+                    let mut s = a.clone();
+                    s.extend_from_slice(b);
+                    cut_string(&mut s);
+                    return Ok(Value::Str(s));
+                }
+                BinOp::Eq => ord.is_eq(),
+                BinOp::Ne => ord.is_ne(),
+                BinOp::Lt => ord.is_lt(),
+                BinOp::Le => ord.is_le(),
+                BinOp::Gt => ord.is_gt(),
+                BinOp::Ge => ord.is_ge(),
+                BinOp::Match | BinOp::NotMatch => {
+                    return Err(self.error(
+                        run,
+                        "regular expressions are not supported in user-space probes",
+                        near,
+                    ));
+                }
+                _ => return Err(self.error(run, "operator needs numbers", near)),
+            };
+            return Ok(Value::Long(i64::from(yes)));
+        }
+        let (a, b) = (l.as_long(), r.as_long());
+        let v = match op {
+            BinOp::Add => a.wrapping_add(b),
+            BinOp::Sub => a.wrapping_sub(b),
+            BinOp::Mul => a.wrapping_mul(b),
+            BinOp::Div | BinOp::Mod if b == 0 => {
+                return Err(self.error(run, "division by 0", near));
+            }
+            // i64::MIN / -1 wraps to i64::MIN, as stap's `-x`.
+            BinOp::Div => a.wrapping_div(b),
+            BinOp::Mod => a.wrapping_rem(b),
+            // The shift count is taken modulo 64, as x86's shift instructions do.
+            BinOp::Shl => a.wrapping_shl(b as u32),
+            BinOp::Shr => a.wrapping_shr(b as u32),
+            BinOp::BitAnd => a & b,
+            BinOp::BitOr => a | b,
+            BinOp::BitXor => a ^ b,
+            BinOp::Eq => i64::from(a == b),
+            BinOp::Ne => i64::from(a != b),
+            BinOp::Lt => i64::from(a < b),
+            BinOp::Le => i64::from(a <= b),
+            BinOp::Gt => i64::from(a > b),
+            BinOp::Ge => i64::from(a >= b),
+            BinOp::And => i64::from(a != 0 && b != 0),
+            BinOp::Or => i64::from(a != 0 || b != 0),
+            BinOp::Concat | BinOp::Match | BinOp::NotMatch => {
+                return Err(self.error(run, "operator needs strings", near));
+            }
+        };
+        Ok(Value::Long(v))
+    }
+
+    /// The statistic `s` or `s[keys]` names.
+    fn stat_target(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+    ) -> R<(&'s GlobalSpec, Vec<Value>, Span)> {
+        match &e.kind {
+            ExprKind::Var(id) => Ok((
+                self.global(&id.name, id.span, &run.pp)?,
+                Vec::new(),
+                id.span,
+            )),
+            ExprKind::Index { array, keys } => {
+                let g = self.global(&array.name, array.span, &run.pp)?;
+                let keys = self.eval_all(run, keys)?;
+                Ok((g, keys, array.span))
+            }
+            _ => Err(self.error(run, "not a statistic", e.span)),
+        }
+    }
+
+    fn stat(&mut self, run: &mut Run<'_, 's>, arg: &'s Expr) -> R<(&'s GlobalSpec, Stat, Span)> {
+        let (g, keys, span) = self.stat_target(run, arg)?;
+        let s = run
+            .globals
+            .stat(g, &keys)
+            .map_err(|err| self.globals_error(run, err, span))?;
+        Ok((g, s, span))
+    }
+
+    fn stat_value(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        op: StatOp,
+        arg: &'s Expr,
+        at: Span,
+    ) -> R<Value> {
+        let (_, s, _) = self.stat(run, arg)?;
+        let v = match op {
+            StatOp::Count => Ok(s.count),
+            StatOp::Sum => Ok(s.sum),
+            StatOp::Min => s.min(),
+            StatOp::Max => s.max(),
+            StatOp::Avg => s.avg(),
+            StatOp::Variance => {
+                return Err(self.error(run, "@variance is not supported", at));
+            }
+            StatOp::HistLog | StatOp::HistLinear => {
+                return Err(self.error(run, "a histogram can only be printed", at));
+            }
+        };
+        v.map(Value::Long)
+            .map_err(|err| self.error(run, err.to_string(), at))
+    }
+
+    /// Prints `print(@hist_log(s))`.
+    fn print_hist(&mut self, run: &mut Run<'_, 's>, arg: &'s Expr, at: Span) -> R<()> {
+        let (g, s, span) = self.stat(run, arg)?;
+        let GlobalShape::Stats { hist: h, .. } = &g.shape else {
+            return Err(self.error(run, "not a statistic", span));
+        };
+        let h = hist(h).map_err(|err| self.error(run, err.to_string(), at))?;
+        write_histogram(run.out, &h, &s).map_err(|err| self.error(run, err.to_string(), at))
+    }
+
+    // --------------------------------------------------------------------- calls
+
+    fn call(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+        name: &'s Ident,
+        args: &'s [Expr],
+    ) -> R<Value> {
+        if let Some(&(f, fi)) = self.functions.get(name.name.as_str()) {
+            return self.call_function(run, f, fi, name, args);
+        }
+        let long = |v: i64| Ok(Value::Long(v));
+        let now = self.ctx.now_ns;
+        match name.name.as_str() {
+            "pid" => long(self.ctx.pid),
+            "tid" => long(self.ctx.tid),
+            "cpu" => long(self.ctx.cpu),
+            "target" => long(self.ctx.target),
+            "execname" => Ok(Value::Str(self.ctx.execname.as_bytes().to_vec())),
+            "pp" => Ok(Value::Str(run.pp.as_bytes().to_vec())),
+            "gettimeofday_ns" => long(now()),
+            "gettimeofday_us" => long(now() / 1_000),
+            "gettimeofday_ms" => long(now() / 1_000_000),
+            "gettimeofday_s" => long(now() / 1_000_000_000),
+            "exit" => {
+                run.exit = true;
+                long(0)
+            }
+            "printf" | "sprintf" => {
+                let mut buf = Vec::new();
+                self.printf(run, e, name, args, &mut buf)?;
+                if name.name == "printf" {
+                    buf.truncate(MAX_PRINTF_LEN);
+                    run.out.extend_from_slice(&buf);
+                    long(0)
+                } else {
+                    buf.truncate(MAX_SPRINTF_LEN);
+                    cut_string(&mut buf);
+                    Ok(Value::Str(buf))
+                }
+            }
+            "print" | "println" => {
+                for a in args {
+                    if let ExprKind::Stat { op, arg, .. } = &a.kind
+                        && op.is_hist()
+                    {
+                        self.print_hist(run, arg, a.span)?;
+                        continue;
+                    }
+                    let v = self.eval(run, a)?;
+                    write_value(run.out, &v);
+                }
+                if name.name == "println" {
+                    run.out.push(b'\n');
+                }
+                long(0)
+            }
+            "sprint" => {
+                let mut s = Vec::new();
+                for a in args {
+                    let v = self.eval(run, a)?;
+                    write_value(&mut s, &v);
+                }
+                cut_string(&mut s);
+                Ok(Value::Str(s))
+            }
+            "strlen" => {
+                let v = self.eval_all(run, args)?;
+                long(v.first().map_or(0, |s| s.as_bytes().len() as i64))
+            }
+            "substr" => {
+                let v = self.eval_all(run, args)?;
+                let (s, start, len) = match v.as_slice() {
+                    [s, a, b] => (s.as_bytes(), a.as_long(), b.as_long()),
+                    _ => return Err(self.error(run, "substr takes 3 arguments", e.span)),
+                };
+                Ok(Value::Str(substr(s, start, len).to_vec()))
+            }
+            "isinstr" => {
+                let v = self.eval_all(run, args)?;
+                let found = match v.as_slice() {
+                    [a, b] => {
+                        let (h, n) = (a.as_bytes(), b.as_bytes());
+                        n.is_empty() || h.windows(n.len()).any(|w| w == n)
+                    }
+                    _ => false,
+                };
+                long(i64::from(found))
+            }
+            other => Err(self.error(
+                run,
+                format!("'{other}' cannot be called in begin, end or timer probes"),
+                name.span,
+            )),
+        }
+    }
+
+    fn printf(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+        name: &'s Ident,
+        args: &'s [Expr],
+        buf: &mut Vec<u8>,
+    ) -> R<()> {
+        let Some((fmt, rest)) = args.split_first() else {
+            return Err(self.error(run, "printf needs a format", name.span));
+        };
+        let ExprKind::Str(text) = &fmt.kind else {
+            return Err(self.error(run, "the format must be a literal string", fmt.span));
+        };
+        if !self.formats.contains_key(&e.id) {
+            let f = Format::parse(text.as_bytes())
+                .map_err(|err| self.error(run, err.to_string(), fmt.span))?;
+            self.formats.insert(e.id, f);
+        }
+        let values = self.eval_all(run, rest)?;
+        let Some(format) = self.formats.get(&e.id) else {
+            return Ok(());
+        };
+        if format.arg_kinds().contains(&ArgKind::Memory) {
+            return Err(self.error(
+                run,
+                "%m and %M read target memory, not available in begin, end or timer probes",
+                fmt.span,
+            ));
+        }
+        let args: Vec<Arg<'_>> = values
+            .iter()
+            .map(|v| match v {
+                Value::Long(n) => Arg::Long(*n),
+                Value::Str(s) => Arg::Str(s),
+            })
+            .collect();
+        format
+            .write(buf, &args)
+            .map_err(|err| self.error(run, err.to_string(), name.span))
+    }
+
+    fn call_function(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        f: &'s Function,
+        fi: &'s FunctionInfo,
+        name: &'s Ident,
+        args: &'s [Expr],
+    ) -> R<Value> {
+        let values = self.eval_all(run, args)?;
+        if run.calls.len() >= self.max_nesting {
+            return Err(self.error(run, "MAXNESTING exceeded", name.span));
+        }
+        let mut locals = HashMap::new();
+        for (p, mut v) in f.params.iter().zip(values) {
+            if let Value::Str(s) = &mut v {
+                cut_string(s);
+            }
+            locals.insert(p.name.name.as_str(), v);
+        }
+        run.frames.push(Frame {
+            names: &fi.locals,
+            locals,
+            ret: None,
+        });
+        run.calls.push(Near { span: name.span });
+        let flow = self.block(run, &f.body);
+        run.calls.pop();
+        let frame = run.frames.pop();
+        flow?;
+        let ret = frame.and_then(|f| f.ret);
+        Ok(ret.unwrap_or_else(|| zero_of(fi.ret)))
+    }
+}
+
+fn is_array(g: &GlobalSpec) -> bool {
+    matches!(g.shape, GlobalShape::Array { .. })
+}
+
+fn zero_of(ty: Option<Type>) -> Value {
+    match ty {
+        Some(Type::String) => Value::Str(Vec::new()),
+        _ => Value::Long(0),
+    }
+}
+
+/// The gap between two operands, where their operator is.
+fn gap(lhs: &Expr, rhs: &Expr) -> Span {
+    Span {
+        file: lhs.span.file,
+        start: lhs.span.end,
+        end: rhs.span.start.max(lhs.span.end),
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Long(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Str(s) => out.extend_from_slice(s),
+    }
+}
+
+/// Stap's `substr(str, start, length)`: `start` counts from 0; out-of-range
+/// starts and negative lengths give `""`.
+fn substr(s: &[u8], start: i64, len: i64) -> &[u8] {
+    if start < 0 || len < 0 || start as u64 >= s.len() as u64 {
+        return &[];
+    }
+    let start = start as usize;
+    let end = start.saturating_add(len as usize).min(s.len());
+    &s[start..end]
+}
+
+fn global_error(e: GlobalsError, span: Span, pp: &str) -> RuntimeError {
+    RuntimeError {
+        message: e.to_string(),
+        near: Some(Near { span }),
+        called_from: Vec::new(),
+        probe: pp.to_string(),
+    }
+}
+
+/// Prints, the way stap does at the end of a run, the globals the script writes but
+/// never reads (`GlobalSpec::read == false`), in declaration order: `x=5`,
+/// `s="text"`, a statistic's `@count=…` summary, or an array's elements by value
+/// descending (see [`table::write_global_array`]).
+pub fn write_unread_globals(
+    specs: &[GlobalSpec],
+    globals: &mut dyn Globals,
+    out: &mut Vec<u8>,
+) -> Result<(), GlobalsError> {
+    for g in specs.iter().filter(|g| !g.read) {
+        match &g.shape {
+            GlobalShape::Scalar { .. } => {
+                let v = match globals.get(g, &[])? {
+                    Value::Long(n) => table::Value::Long(n),
+                    Value::Str(s) => table::Value::Str(s),
+                };
+                table::write_global(out, &g.name, &v);
+            }
+            GlobalShape::Stats { keys, .. } if keys.is_empty() => {
+                let s = globals.stat(g, &[])?;
+                table::write_global(out, &g.name, &table::Value::Stats(s));
+            }
+            GlobalShape::Array { .. } => {
+                let mut entries: Vec<table::Entry> = globals
+                    .entries(g)?
+                    .into_iter()
+                    .map(|(k, v)| table::Entry {
+                        keys: k.iter().map(Value::to_key).collect(),
+                        value: match v {
+                            Value::Long(n) => table::Value::Long(n),
+                            Value::Str(s) => table::Value::Str(s),
+                        },
+                    })
+                    .collect();
+                table::write_global_array(out, &g.name, &mut entries);
+            }
+            GlobalShape::Stats { .. } => {
+                let mut entries: Vec<table::Entry> = globals
+                    .stat_entries(g)?
+                    .into_iter()
+                    .map(|(k, s)| table::Entry {
+                        keys: k.iter().map(Value::to_key).collect(),
+                        value: table::Value::Stats(s),
+                    })
+                    .collect();
+                table::write_global_array(out, &g.name, &mut entries);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::globals::MemGlobals;
+    use bpf::script::{FieldKind, HistSpec, MAX_STRING, ValueKind};
+    use bpf::spec::MapId;
+    use lang::ast::walk_expr;
+    use lang::probe::ProcessProbe;
+    use lang::{GoType, Location, ParseOptions, Target, TargetError};
+
+    /// A MOCK target with no functions and no variables: begin, end and timer probes
+    /// never ask it anything.
+    struct NoTarget;
+
+    fn none<T>(what: &str) -> Result<T, TargetError> {
+        Err(TargetError::Other {
+            message: format!("no {what} in the mock target"),
+            help: None,
+        })
+    }
+
+    impl Target for NoTarget {
+        fn resolve_probe_point(&self, _: &ProcessProbe) -> Result<Vec<Location>, TargetError> {
+            none("functions")
+        }
+        fn context_var(&self, _: &Location, _: &str) -> Result<GoType, TargetError> {
+            none("variables")
+        }
+        fn context_vars(
+            &self,
+            _: &Location,
+            _: VarSet,
+        ) -> Result<Vec<(String, GoType)>, TargetError> {
+            none("variables")
+        }
+        fn member(&self, _: &GoType, _: &str) -> Result<GoType, TargetError> {
+            none("types")
+        }
+        fn index(&self, _: &GoType) -> Result<GoType, TargetError> {
+            none("types")
+        }
+        fn cast_type(&self, _: &str, _: Option<&str>) -> Result<GoType, TargetError> {
+            none("types")
+        }
+    }
+
+    /// A script parsed and checked, with the storage layout codegen would give it:
+    /// longs as 8 bytes, strings in `MAX_STRING` slots, statistics with the histogram
+    /// the script prints.
+    struct Checked {
+        sm: SourceMap,
+        script: Script,
+        info: TypeInfo,
+        specs: Vec<GlobalSpec>,
+        probes: Vec<UserProbe>,
+    }
+
+    fn check(src: &str, unread: &[&str]) -> Checked {
+        let mut sm = SourceMap::new();
+        let file = sm.add("t.stp", src);
+        let (script, diags) = lang::parse(file, src, &ParseOptions::default());
+        assert!(diags.is_empty(), "{}", sm.render_all(&diags));
+        let (info, diags) = lang::check(&script, &NoTarget);
+        assert!(!lang::has_errors(&diags), "{}", sm.render_all(&diags));
+        let field = |t: &Option<Type>| match t {
+            Some(Type::String) => FieldKind::Str { len: MAX_STRING },
+            _ => FieldKind::Long,
+        };
+        let value = |t: Option<Type>| match t {
+            Some(Type::String) => ValueKind::Str,
+            _ => ValueKind::Long,
+        };
+        let mut specs = Vec::new();
+        let mut offset = 0;
+        for (i, g) in info.globals.iter().enumerate() {
+            let keys: Vec<FieldKind> = g.keys.iter().flatten().map(field).collect();
+            let shape = match (g.ty, &g.keys) {
+                (Some(Type::Stats), _) => GlobalShape::Stats {
+                    keys,
+                    hist: hist_of(&script, &g.name),
+                },
+                (ty, Some(_)) => GlobalShape::Array {
+                    keys,
+                    value: value(ty),
+                },
+                (ty, None) => {
+                    offset += 128;
+                    GlobalShape::Scalar {
+                        offset: offset - 128,
+                        value: value(ty),
+                    }
+                }
+            };
+            specs.push(GlobalSpec {
+                name: g.name.clone(),
+                map: MapId(i as u32),
+                shape,
+                read: !unread.contains(&g.name.as_str()),
+            });
+        }
+        let mut probes = Vec::new();
+        for p in &info.probes {
+            for rp in &p.points {
+                let when = match rp.kind {
+                    ProbeKind::Begin => UserProbeKind::Begin,
+                    ProbeKind::End => UserProbeKind::End,
+                    ProbeKind::Timer { period_ns } => UserProbeKind::Timer { period_ns },
+                    ProbeKind::Process(_) => continue,
+                };
+                probes.push(UserProbe { item: p.item, when });
+            }
+        }
+        Checked {
+            sm,
+            script,
+            info,
+            specs,
+            probes,
+        }
+    }
+
+    /// The histogram `@hist_log(name)` or `@hist_linear(name, a, b, c)` asks for.
+    fn hist_of(script: &Script, name: &str) -> HistSpec {
+        let mut h = HistSpec::None;
+        let mut visit = |e: &Expr| {
+            let ExprKind::Stat { op, arg, params } = &e.kind else {
+                return;
+            };
+            let named = match &arg.kind {
+                ExprKind::Var(v) => v.name == name,
+                ExprKind::Index { array, .. } => array.name == name,
+                _ => false,
+            };
+            let n = |i: usize| match params.get(i).map(|p| &p.kind) {
+                Some(ExprKind::Num(n)) => *n,
+                _ => 0,
+            };
+            match op {
+                StatOp::HistLog if named => h = HistSpec::Log,
+                StatOp::HistLinear if named => {
+                    h = HistSpec::Linear {
+                        start: n(0),
+                        stop: n(1),
+                        interval: n(2),
+                    }
+                }
+                _ => {}
+            }
+        };
+        for item in &script.items {
+            let body = match item {
+                Item::Probe(p) => &p.body,
+                Item::Function(f) => &f.body,
+                Item::Alias(a) => &a.body,
+                Item::Global(_) => continue,
+            };
+            for s in &body.stmts {
+                walk_stmt(s, &mut |e| walk_expr(e, &mut visit));
+            }
+        }
+        h
+    }
+
+    /// What a stap session prints: the begin probes, then (stap runs them after
+    /// `exit()` or at the end anyway) the end probes, then the unread globals; an
+    /// error is printed as stap prints it and ends the run.
+    fn session(src: &str, unread: &[&str]) -> String {
+        let c = check(src, unread);
+        let mut out = Vec::new();
+        let mut g = MemGlobals::new();
+        let mut interp = Interp::new(
+            &c.script,
+            &c.info,
+            &c.specs,
+            Context::default(),
+            Limits::default(),
+        );
+        let mut result = interp.init_globals(&mut g);
+        for kind in [UserProbeKind::Begin, UserProbeKind::End] {
+            for p in c.probes.iter().filter(|p| p.when == kind) {
+                if result.is_ok() {
+                    result = interp.run(p, &mut g, &mut out).map(|_| ());
+                }
+            }
+        }
+        match result {
+            Ok(()) => write_unread_globals(&c.specs, &mut g, &mut out).unwrap(),
+            Err(e) => out.extend_from_slice(format!("ERROR: {}\n", e.render(&c.sm)).as_bytes()),
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Line and column of the first `pat` in `src`, as stap numbers them.
+    fn at(src: &str, pat: &str) -> String {
+        let i = src.find(pat).unwrap();
+        let line = src[..i].matches('\n').count() + 1;
+        let col = i - src[..i].rfind('\n').map_or(0, |n| n + 1) + 1;
+        format!("t.stp:{line}:{col}")
+    }
+
+    #[test]
+    fn foreach_sorts_by_value_descending() {
+        let src = "global a\nprobe begin { for (i=0;i<5;i++) a[i%2] += i; \
+                   foreach (k in a-) printf(\"%d %d\\n\", k, a[k]); exit() }";
+        assert_eq!(session(src, &[]), "0 6\n1 4\n");
+    }
+
+    #[test]
+    fn foreach_by_key_with_limit_and_value_variable() {
+        let src = r#"global a, b
+probe begin {
+  a["x",3] = 1; a["y",1] = 2; a["z",2] = 3
+  foreach ([s, n+] in a limit 2) printf("%s %d %d\n", s, n, a[s,n])
+  b[1] = 30; b[2] = 10; b[3] = 20
+  foreach (v = [k] in b+) printf("%d=%d ", k, v)
+  foreach (k in b limit 0) print("never")
+  println("")
+}"#;
+        assert_eq!(session(src, &[]), "y 1 2\nz 2 3\n2=10 3=20 1=30 \n");
+    }
+
+    #[test]
+    fn arithmetic_wraps_and_truncates_toward_zero() {
+        let src = "probe begin { x = 9223372036854775807; x++; y = x / -1
+  printf(\"%d %d %d %d %d\\n\", x, y, -7 / 2, -7 % 2, 7 % -2)
+  printf(\"%d %d %d %d\\n\", 6 & 3, 6 | 3, 6 ^ 3, ~0)
+  printf(\"%d %d %d\\n\", 1 << 4, -16 >> 2, !5) }";
+        assert_eq!(
+            session(src, &[]),
+            "-9223372036854775808 -9223372036854775808 -3 -1 1\n2 7 5 -1\n16 -4 0\n"
+        );
+    }
+
+    #[test]
+    fn division_by_zero_stops_the_probe_where_stap_says() {
+        let src =
+            "probe begin { println(\"before\"); x = 1; y = 0; println(x / y); println(\"after\") }";
+        assert_eq!(
+            session(src, &[]),
+            format!(
+                "before\nERROR: division by 0 near operator '/' at {} in probe begin\n",
+                at(src, "/ y")
+            )
+        );
+        // Inside a function, stap names the call too.
+        let src = "function f(x) { return 10 % x }\nprobe end { f(0) }";
+        assert_eq!(
+            session(src, &[]),
+            format!(
+                "ERROR: division by 0 near operator '%' at {} (called from identifier 'f' at {}) in probe end\n",
+                at(src, "% x"),
+                at(src, "f(0)")
+            )
+        );
+    }
+
+    #[test]
+    fn strings_concatenate_compare_and_are_cut() {
+        let src = r#"probe begin {
+  s = "a"; for (i = 0; i < 8; i++) s = s . s
+  printf("%d %d %d %d\n", strlen(s), "abc" < "abd", "b" == "b", "b" != "b")
+  printf("[%s] [%s] [%s]\n", substr("hello", 1, 3), substr("hello", 3, 99), substr("hi", 5, 1))
+  printf("%d %d\n", isinstr("gotap", "tap"), isinstr("gotap", "stap"))
+  t = sprintf("%5s|%-3d|%x", "ab", 7, 255); println(t)
+  println(sprint(42) . "!")
+}"#;
+        // 256 bytes of "a", cut to MAX_STRING - 1 = 127.
+        assert_eq!(
+            session(src, &[]),
+            "127 1 1 0\n[ell] [lo] []\n1 0\n   ab|7  |ff\n42!\n"
+        );
+    }
+
+    #[test]
+    fn recursion_is_limited_like_stap() {
+        let src = "function fib(n) { if (n < 2) return n; return fib(n-1) + fib(n-2) }
+probe begin { println(fib(10)) }";
+        assert_eq!(session(src, &[]), "55\n");
+        // stap: MAXNESTING = deepest chain (f calling f: 2) + 1 + 10 for recursion,
+        // so 13 calls run and the 14th fails.
+        let src = "global depth\nfunction f:long(n) { depth++; return f(n+1) }\nprobe begin { f(0) }\nprobe end { println(depth) }";
+        let out = session(src, &[]);
+        let near = format!(
+            "ERROR: MAXNESTING exceeded near identifier 'f' at {}",
+            at(src, "f(n+1)")
+        );
+        assert!(out.starts_with(&near), "{out}");
+        let c = check(src, &[]);
+        let mut g = MemGlobals::new();
+        let mut i = Interp::new(
+            &c.script,
+            &c.info,
+            &c.specs,
+            Context::default(),
+            Limits::default(),
+        );
+        assert!(i.run(&c.probes[0], &mut g, &mut Vec::new()).is_err());
+        assert_eq!(g.get(&c.specs[0], &[]).unwrap(), Value::Long(13));
+    }
+
+    #[test]
+    fn endless_loops_hit_maxaction() {
+        // Stap batches its action accounting, so only the message is compared, not
+        // the exact statement it names.
+        for src in [
+            "probe begin { while (1) x++ }",
+            "probe begin { for (;;) { } }",
+            "global a\nprobe begin { a[1] = 1; foreach (k in a) { while (1) { } } }",
+        ] {
+            let out = session(src, &[]);
+            assert!(out.starts_with("ERROR: MAXACTION exceeded near "), "{out}");
+            assert!(out.ends_with(" in probe begin\n"), "{out}");
+        }
+    }
+
+    #[test]
+    fn statistics_and_their_extractors() {
+        let src = r#"global s, t
+probe begin {
+  s <<< 1; s <<< 2; s <<< 10
+  printf("%d %d %d %d %d\n", @count(s), @sum(s), @min(s), @max(s), @avg(s))
+  t["a"] <<< 1; t["b"] <<< 1; t["b"] <<< 5
+  foreach (k in t-) printf("%s %d\n", k, @count(t[k]))
+}"#;
+        assert_eq!(session(src, &[]), "3 13 1 10 4\nb 2\na 1\n");
+        let src = "global s\nprobe begin { s <<< 1; delete s; println(@min(s)) }";
+        assert!(session(src, &[]).starts_with("ERROR: empty aggregate near"));
+    }
+
+    #[test]
+    fn histograms_print_one_at_sign_per_count_when_they_fit() {
+        let src = "global s\nprobe begin { s <<< 1; s <<< 2; s <<< 2; print(@hist_log(s)) }";
+        let out = session(src, &[]);
+        let bar = |n: usize| format!("{}{}", "@".repeat(n), " ".repeat(50 - n));
+        // stap scales bars only when the largest count exceeds the 50 columns.
+        assert!(
+            out.starts_with(&format!("value |{} count\n", "-".repeat(50))),
+            "{out}"
+        );
+        assert!(out.contains(&format!("    2 |{} 2\n", bar(2))), "{out}");
+        assert!(out.contains(&format!("    1 |{} 1\n", bar(1))), "{out}");
+        assert!(out.ends_with("\n\n"), "{out}");
+    }
+
+    #[test]
+    fn delete_and_membership() {
+        let src = r#"global a
+probe begin {
+  a[1] = 1; a[2] = 2; delete a[1]
+  printf("%d %d %d\n", 1 in a, 2 in a, a[1])
+  delete a; printf("%d\n", 2 in a)
+  x = 5; delete x; printf("%d\n", x)
+}"#;
+        assert_eq!(session(src, &[]), "0 1 0\n0\n0\n");
+    }
+
+    #[test]
+    fn exit_ends_the_session_after_the_probe() {
+        let src = "probe begin { exit(); println(\"still\") }\nprobe end { println(\"end\") }";
+        assert_eq!(session(src, &[]), "still\nend\n");
+        let c = check(src, &[]);
+        let mut i = Interp::new(
+            &c.script,
+            &c.info,
+            &c.specs,
+            Context::default(),
+            Limits::default(),
+        );
+        let o = i.run(&c.probes[0], &mut MemGlobals::new(), &mut Vec::new());
+        assert_eq!(o, Ok(Outcome { exit: true }));
+    }
+
+    #[test]
+    fn unread_globals_print_at_the_end_like_stap() {
+        let src = r#"global x, name, a, s, unused
+probe begin { x = 5; name = "go"; a["one"] = 1; a["two"] = 2; s <<< 3; unused = 1; exit() }"#;
+        assert_eq!(
+            session(src, &["x", "name", "a", "s"]),
+            "x=5\nname=\"go\"\na[\"two\"]=2\na[\"one\"]=1\ns @count=1 @min=3 @max=3 @sum=3 @avg=3\n"
+        );
+    }
+
+    #[test]
+    fn builtins_of_the_user_space_context() {
+        let src = "global g = 3, h = \"hi\"\nprobe timer.s(1) { printf(\"%s %d %s %d %d %s\\n\", pp(), pid(), execname(), target(), g, h) }";
+        let c = check(src, &[]);
+        let ctx = Context {
+            pid: 42,
+            target: 7,
+            ..Context::default()
+        };
+        let mut i = Interp::new(&c.script, &c.info, &c.specs, ctx, Limits::default());
+        let mut g = MemGlobals::new();
+        let mut out = Vec::new();
+        i.init_globals(&mut g).unwrap();
+        i.run(&c.probes[0], &mut g, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "timer.s(1) 42 gotap 7 3 hi\n"
+        );
+        let ctx = Context {
+            now_ns: || 1_700_000_123_456_789_000,
+            ..Context::default()
+        };
+        let src = "probe begin { printf(\"%d %d %d\\n\", gettimeofday_s(), gettimeofday_ms(), gettimeofday_us()) }";
+        let c = check(src, &[]);
+        let mut i = Interp::new(&c.script, &c.info, &c.specs, ctx, Limits::default());
+        let mut out = Vec::new();
+        i.run(&c.probes[0], &mut MemGlobals::new(), &mut out)
+            .unwrap();
+        assert_eq!(out, b"1700000123 1700000123456 1700000123456789\n");
+    }
+
+    #[test]
+    fn functions_take_and_return_strings() {
+        let src = r#"function greet:string(who:string) { return "hello " . who }
+function nothing() { }
+function first_big(n) { for (i = 0; ; i++) if (i * i > n) return i }
+probe begin { nothing(); println(greet("gopher")); println(first_big(50)) }"#;
+        assert_eq!(session(src, &[]), "hello gopher\n8\n");
+    }
+
+    #[test]
+    fn an_alias_prologue_runs_first_with_the_same_locals() {
+        let src =
+            "probe start = begin { x = 41 }\nprobe start { x++; printf(\"%d %s\\n\", x, pp()) }";
+        assert_eq!(session(src, &[]), "42 begin\n");
+    }
+}
