@@ -379,4 +379,20 @@ mod tests {
         ));
         assert!(bad(b"%5s|", FieldKind::Str { len: 8 }).is_none());
     }
+
+    #[test]
+    fn a_string_filling_its_slot_is_read_whole() {
+        let mut d = Decoder::new(&spec(vec![EventSpec::Printf {
+            format: b"[%s]".to_vec(),
+            args: vec![Field {
+                offset: 0,
+                kind: FieldKind::Str { len: 4 },
+            }],
+        }]))
+        .unwrap();
+        let mut out = Vec::new();
+        d.handle(&record(0, b"abcd"), &mut out).unwrap();
+        d.handle(&record(0, b"\0bcd"), &mut out).unwrap();
+        assert_eq!(out, b"[abcd][]");
+    }
 }

@@ -82,9 +82,13 @@ pub enum GlobalsError {
         expected: &'static str,
         got: &'static str,
     },
-    /// Stap's wording when an array reaches its maximum size.
-    #[error("Array overflow, check size limit ({max}) for global '{global}'")]
-    Full { global: String, max: u64 },
+    /// An array is full; stap's wording (`global a[100]` gives a size limit,
+    /// otherwise the limit is stap's `MAXMAPENTRIES`).
+    #[error("Array overflow, check {}", match max {
+        Some(n) => format!("size limit ({n})"),
+        None => "MAXMAPENTRIES".to_string(),
+    })]
+    Full { global: String, max: Option<u64> },
     #[error("global '{global}': {source}")]
     Stats { global: String, source: StatsError },
     /// A failure of the storage behind the trait (the kernel's map, for the CLI).
@@ -316,6 +320,9 @@ fn kind_error(expected: &'static str, got: &'static str) -> GlobalsError {
 /// iterates elements in insertion order, as stap's maps do.
 #[derive(Debug, Default)]
 pub struct MemGlobals {
+    /// Elements each array or array of statistics may hold, like a map's
+    /// `max_entries`; unlimited if `None`.
+    max_entries: Option<usize>,
     scalars: std::collections::HashMap<String, Value>,
     arrays: std::collections::HashMap<String, Vec<(Vec<u8>, Value)>>,
     stats: std::collections::HashMap<String, Vec<(Vec<u8>, Stat)>>,
@@ -324,6 +331,24 @@ pub struct MemGlobals {
 impl MemGlobals {
     pub fn new() -> MemGlobals {
         MemGlobals::default()
+    }
+
+    /// A fake whose arrays refuse new elements past `n`, as a full hash map does.
+    pub fn with_max_entries(n: usize) -> MemGlobals {
+        MemGlobals {
+            max_entries: Some(n),
+            ..MemGlobals::default()
+        }
+    }
+
+    fn room(&self, g: &GlobalSpec, len: usize) -> Result<(), GlobalsError> {
+        match self.max_entries {
+            Some(max) if len >= max => Err(GlobalsError::Full {
+                global: g.name.clone(),
+                max: None,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -416,10 +441,16 @@ impl Globals for MemGlobals {
         let mut k = Vec::new();
         encode_key(kinds, keys, &mut k)?;
         let value = stored(vk, value)?;
+        let len = self.arrays.get(&g.name).map_or(0, Vec::len);
         let a = self.arrays.entry(g.name.clone()).or_default();
         match a.iter_mut().find(|(key, _)| *key == k) {
             Some(slot) => slot.1 = value,
-            None => a.push((k, value)),
+            None => {
+                self.room(g, len)?;
+                if let Some(a) = self.arrays.get_mut(&g.name) {
+                    a.push((k, value));
+                }
+            }
         }
         Ok(())
     }
@@ -495,14 +526,15 @@ impl Globals for MemGlobals {
         let mut k = Vec::new();
         encode_key(kinds, keys, &mut k)?;
         let a = self.stats.entry(g.name.clone()).or_default();
-        let i = match a.iter().position(|(key, _)| *key == k) {
-            Some(i) => i,
-            None => {
-                a.push((k, Stat::new(&h)));
-                a.len() - 1
-            }
-        };
-        a[i].1.add(&h, v);
+        if let Some(i) = a.iter().position(|(key, _)| *key == k) {
+            a[i].1.add(&h, v);
+            return Ok(());
+        }
+        let len = a.len();
+        self.room(g, len)?;
+        let mut s = Stat::new(&h);
+        s.add(&h, v);
+        self.stats.entry(g.name.clone()).or_default().push((k, s));
         Ok(())
     }
 }

@@ -750,11 +750,11 @@ impl<'s> Interp<'s> {
                 let p = self.place(run, expr)?;
                 let delta = if *inc { 1 } else { -1 };
                 let new = match &p {
-                    Place::Global(g, keys, span) if keys.is_empty() || is_array(g) => run
+                    Place::Global(g, keys, span) => run
                         .globals
                         .add(g, keys, delta)
                         .map_err(|err| self.globals_error(run, err, *span))?,
-                    _ => {
+                    Place::Local(..) => {
                         let v = self.read(run, &p)?.as_long().wrapping_add(delta);
                         self.write(run, &p, Value::Long(v))?;
                         v
@@ -791,9 +791,7 @@ impl<'s> Interp<'s> {
                 let Some(op) = op else {
                     return self.write(run, &p, r);
                 };
-                if let (BinOp::Add | BinOp::Sub, Place::Global(g, keys, span)) = (op, &p)
-                    && is_array(g)
-                {
+                if let (BinOp::Add | BinOp::Sub, Place::Global(g, keys, span)) = (op, &p) {
                     let delta = r.as_long();
                     let delta = if *op == BinOp::Sub {
                         delta.wrapping_neg()
@@ -1134,10 +1132,6 @@ impl<'s> Interp<'s> {
     }
 }
 
-fn is_array(g: &GlobalSpec) -> bool {
-    matches!(g.shape, GlobalShape::Array { .. })
-}
-
 fn zero_of(ty: Option<Type>) -> Value {
     match ty {
         Some(Type::String) => Value::Str(Vec::new()),
@@ -1400,9 +1394,12 @@ mod tests {
     /// `exit()` or at the end anyway) the end probes, then the unread globals; an
     /// error is printed as stap prints it and ends the run.
     fn session(src: &str, unread: &[&str]) -> String {
+        session_in(src, unread, &mut MemGlobals::new())
+    }
+
+    fn session_in(src: &str, unread: &[&str], g: &mut MemGlobals) -> String {
         let c = check(src, unread);
         let mut out = Vec::new();
-        let mut g = MemGlobals::new();
         let mut interp = Interp::new(
             &c.script,
             &c.info,
@@ -1410,16 +1407,16 @@ mod tests {
             Context::default(),
             Limits::default(),
         );
-        let mut result = interp.init_globals(&mut g);
+        let mut result = interp.init_globals(g);
         for kind in [UserProbeKind::Begin, UserProbeKind::End] {
             for p in c.probes.iter().filter(|p| p.when == kind) {
                 if result.is_ok() {
-                    result = interp.run(p, &mut g, &mut out).map(|_| ());
+                    result = interp.run(p, g, &mut out).map(|_| ());
                 }
             }
         }
         match result {
-            Ok(()) => write_unread_globals(&c.specs, &mut g, &mut out).unwrap(),
+            Ok(()) => write_unread_globals(&c.specs, g, &mut out).unwrap(),
             Err(e) => out.extend_from_slice(format!("ERROR: {}\n", e.render(&c.sm)).as_bytes()),
         }
         String::from_utf8_lossy(&out).into_owned()
@@ -1660,5 +1657,31 @@ probe begin { nothing(); println(greet("gopher")); println(first_big(50)) }"#;
         let src =
             "probe start = begin { x = 41 }\nprobe start { x++; printf(\"%d %s\\n\", x, pp()) }";
         assert_eq!(session(src, &[]), "42 begin\n");
+    }
+
+    #[test]
+    fn a_full_array_stops_the_probe_with_stap_words() {
+        let src =
+            "global a\nprobe begin { for (i = 0; i < 10; i++) { a[i] = i; printf(\"%d \", i) } }";
+        let out = session_in(src, &[], &mut MemGlobals::with_max_entries(3));
+        assert_eq!(
+            out,
+            format!(
+                "0 1 2 ERROR: Array overflow, check MAXMAPENTRIES near identifier 'a' at {} in probe begin\n",
+                at(src, "a[i] =")
+            )
+        );
+    }
+
+    #[test]
+    fn string_arrays_and_compound_assignment() {
+        let src = r#"global names, n
+probe begin {
+  names["k"] = "go"; names["k"] .= "pher"
+  n += 5; n -= 2; n *= 7; n /= 2; n %= 4; n <<= 3; n |= 1
+  printf("%s %d %d\n", names["k"], n, names["missing"] == "")
+}"#;
+        // n: 5, 3, 21, 10, 2, 16, 17
+        assert_eq!(session(src, &[]), "gopher 17 1\n");
     }
 }
