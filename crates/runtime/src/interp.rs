@@ -156,7 +156,9 @@ fn describe(sm: &SourceMap, span: Span) -> String {
     };
     let text = file.text.as_bytes();
     let mut at = (span.start as usize).min(text.len());
-    while at < text.len() && text[at].is_ascii_whitespace() {
+    // An operator's span is the gap between its operands, which may start with the
+    // closing parenthesis of the left one.
+    while at < text.len() && (text[at].is_ascii_whitespace() || text[at] == b')') {
         at += 1;
     }
     let rest = &text[at..];
@@ -1472,6 +1474,14 @@ probe begin {
             format!(
                 "before\nERROR: division by 0 near operator '/' at {} in probe begin\n",
                 at(src, "/ y")
+            )
+        );
+        let src = "probe begin { y = 0; x = (y + 1) * 2 / (y) }";
+        assert_eq!(
+            session(src, &[]),
+            format!(
+                "ERROR: division by 0 near operator '/' at {} in probe begin\n",
+                at(src, "/ (y)")
             )
         );
         // Inside a function, stap names the call too.
