@@ -20,9 +20,10 @@
 //! operator '/' at x.stp:3:9 (called from identifier 'f' at x.stp:7:3) in probe
 //! begin` (the CLI prints `ERROR: ` before it).
 //!
-//! Context built-ins: stap runs `begin` and `end` probes in the context of its
-//! own user-space process (staprun), so `pid()`, `tid()` and `execname()` there
-//! name that process; here they name gotap, from the [`Context`] the CLI passes.
+//! Context built-ins: stap runs `begin` and `end` probes in the kernel on behalf
+//! of its own user-space daemon (stapio, whose start and exit messages trigger
+//! them), so `pid()`, `tid()` and `execname()` there name that process; here they
+//! name gotap, from the [`Context`] the CLI passes.
 //! Timer probes in stap see whatever task the timer interrupted; here they see
 //! gotap too. `target()` is the `-c`/`-x` process.
 
@@ -1693,5 +1694,41 @@ probe begin {
 }"#;
         // n: 5, 3, 21, 10, 2, 16, 17
         assert_eq!(session(src, &[]), "gopher 17 1\n");
+    }
+
+    #[test]
+    fn timers_may_do_less_than_begin_probes() {
+        // About two actions per iteration: 6000 fit stap's MAXACTION_INTERRUPTIBLE
+        // (10000) for begin, not MAXACTION (1000) for a timer.
+        let src = "global n\nprobe begin, timer.ms(10) { for (i = 0; i < 3000; i++) n++ }";
+        let c = check(src, &[]);
+        let mut i = Interp::new(
+            &c.script,
+            &c.info,
+            &c.specs,
+            Context::default(),
+            Limits::default(),
+        );
+        let mut g = MemGlobals::new();
+        let begin = c
+            .probes
+            .iter()
+            .find(|p| p.when == UserProbeKind::Begin)
+            .unwrap();
+        let timer = c
+            .probes
+            .iter()
+            .find(|p| p.when != UserProbeKind::Begin)
+            .unwrap();
+        assert_eq!(
+            i.run(begin, &mut g, &mut Vec::new()),
+            Ok(Outcome { exit: false })
+        );
+        let err = i.run(timer, &mut g, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.probe.as_str()),
+            ("MAXACTION exceeded", "timer.ms(10)")
+        );
+        assert!(g.get(&c.specs[0], &[]).unwrap().as_long() < 3000 + 1000);
     }
 }
