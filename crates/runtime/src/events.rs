@@ -395,4 +395,25 @@ mod tests {
         d.handle(&record(0, b"\0bcd"), &mut out).unwrap();
         assert_eq!(out, b"[abcd][]");
     }
+
+    #[test]
+    fn many_arguments_are_gathered_on_the_heap() {
+        let n = STACK_ARGS + 8;
+        let args = (0..n)
+            .map(|i| Field {
+                offset: 8 * i as u32,
+                kind: FieldKind::Long,
+            })
+            .collect();
+        let mut d = Decoder::new(&spec(vec![EventSpec::Printf {
+            format: b"%d ".repeat(n),
+            args,
+        }]))
+        .unwrap();
+        let body: Vec<u8> = (0..n as i64).flat_map(|i| i.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        d.handle(&record(0, &body), &mut out).unwrap();
+        let want: String = (0..n).map(|i| format!("{i} ")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
 }

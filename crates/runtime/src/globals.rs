@@ -133,7 +133,8 @@ pub trait Globals {
     /// Every element of an array of statistics, in the storage's order.
     fn stat_entries(&mut self, g: &GlobalSpec) -> Result<Vec<(Vec<Value>, Stat)>, GlobalsError>;
 
-    /// `g[keys] <<< v` from user space.
+    /// `g[keys] <<< v` from user space. A per-CPU map implementation adds to one
+    /// CPU's slot (see `Stat::add`); reading merges the CPUs anyway.
     fn record(&mut self, g: &GlobalSpec, keys: &[Value], v: i64) -> Result<(), GlobalsError>;
 }
 
