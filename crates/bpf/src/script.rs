@@ -42,6 +42,22 @@ pub struct ScriptSpec {
     /// Probes that run in user space (`begin`, `end`, `timer.*`): indexes into the
     /// script's probe items, in the order they appear.
     pub user_probes: Vec<UserProbe>,
+    /// The array map holding the scalar globals, which user space fills before
+    /// attaching (added by codegen; see [`ScalarsSpec`]).
+    pub scalars: Option<ScalarsSpec>,
+}
+
+/// The one-entry array map that holds every scalar global (their offsets are in
+/// [`GlobalShape::Scalar`]), plus one `i64` the programs add to
+/// `bpf_ktime_get_ns()` for `gettimeofday_*()`. Before attaching, user space writes
+/// `initial` (the `global x = 1` initial values, zeros elsewhere) as the value of
+/// key 0, with the `i64` at `realtime_offset` set to `CLOCK_REALTIME -
+/// CLOCK_MONOTONIC` in nanoseconds (little endian).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalarsSpec {
+    pub map: MapId,
+    pub initial: Vec<u8>,
+    pub realtime_offset: u32,
 }
 
 /// One program attached at a set of addresses of one binary.
@@ -91,7 +107,12 @@ pub enum EventSpec {
     Exit,
     /// A user stack as return addresses, `u64` count at `count`, then up to `max`
     /// addresses from `frames`; printed by `print_ubacktrace*()`.
-    Backtrace { count: u32, frames: u32, max: u32, fileline: bool },
+    Backtrace {
+        count: u32,
+        frames: u32,
+        max: u32,
+        fileline: bool,
+    },
     /// A probe hit an error it cannot go on from (as stap's "ERROR: division by
     /// zero near …"): printed, and the run ends.
     Error { message: String },
@@ -129,11 +150,17 @@ pub enum GlobalShape {
     /// scalars).
     Scalar { offset: u32, value: ValueKind },
     /// An associative array: a hash map whose key is the keys laid end to end.
-    Array { keys: Vec<FieldKind>, value: ValueKind },
+    Array {
+        keys: Vec<FieldKind>,
+        value: ValueKind,
+    },
     /// A statistic (`<<<`): per-CPU slots in the layout of `runtime::stats`
     /// (count, sum, min, max, then buckets), `keys` empty for a scalar statistic
     /// (then the map is a per-CPU array of one entry).
-    Stats { keys: Vec<FieldKind>, hist: HistSpec },
+    Stats {
+        keys: Vec<FieldKind>,
+        hist: HistSpec,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,5 +173,9 @@ pub enum ValueKind {
 pub enum HistSpec {
     None,
     Log,
-    Linear { start: i64, stop: i64, interval: i64 },
+    Linear {
+        start: i64,
+        stop: i64,
+        interval: i64,
+    },
 }

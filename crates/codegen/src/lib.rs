@@ -1,6 +1,402 @@
 //! Lowers what a user asked for (a script, or a ready tool such as `funccount`) to eBPF
 //! programs against one Go binary: probe placement, register use, built-ins, location
 //! expressions, goroutine and stack-walk code.
+//!
+//! A checked script becomes a [`bpf::script::ScriptSpec`] in an ordered pipeline:
+//!
+//! ```text
+//! ast::Script + TypeInfo ──storage──▶ maps and global layout ──lower──▶ one program per
+//!   probe body (per site when the body reads context) ──finish──▶ ScriptSpec (-d bpf:
+//!   disassemble)
+//! ```
+//!
+//! `begin`, `end` and timer probes are not compiled: they are listed in
+//! `user_probes` and run in user space against the same globals.
 #![forbid(unsafe_code)]
 
+mod access;
+mod builtins;
+mod emit;
 pub mod funccount;
+mod lower;
+pub mod storage;
+pub mod target;
+
+use bpf::script::{AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind, counter};
+use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
+use lang::ast::{Expr, ExprKind, Item, Script, walk_stmt};
+use lang::{Diagnostic, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
+
+pub use target::GoTarget;
+
+use crate::emit::{CTX, KEY_SLOT, SCRATCH, SCRATCH_LIMIT};
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct Options<'a> {
+    /// The script's sources, to name positions in runtime error messages.
+    pub sources: Option<&'a SourceMap>,
+    /// What `target()` returns: the pid of the `-c`/`-x` process.
+    pub target_pid: Option<u32>,
+    /// A loop that runs more often than this ends the probe with an error. Every
+    /// iteration is checked by the verifier, so this also bounds load time.
+    pub max_loop_iterations: u32,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            sources: None,
+            target_pid: None,
+            max_loop_iterations: 100,
+        }
+    }
+}
+
+/// What every lowering pass reads.
+pub struct Env<'a, 'd> {
+    pub script: &'a Script,
+    pub info: &'a TypeInfo,
+    pub target: &'a GoTarget<'d>,
+    pub opts: &'a Options<'a>,
+    pub storage: &'a storage::Storage,
+}
+
+impl Env<'_, '_> {
+    /// `file:line:col` of a span, for messages the probe sends.
+    pub fn position(&self, span: Span) -> String {
+        match self.opts.sources {
+            Some(sm) => sm.position(span),
+            None => format!("byte {}", span.start),
+        }
+    }
+}
+
+/// What a program knows about where it runs: its address when it has one site.
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    pub addr: Option<u64>,
+    /// `pp()`: the probe point, with the resolved function name.
+    pub pp: String,
+    /// `probefunc()`.
+    pub function: String,
+}
+
+/// A compiled script and, per program, where its instructions came from.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub spec: ScriptSpec,
+    /// For each program: (first instruction, span of the script code) in order.
+    pub spans: Vec<Vec<(usize, Span)>>,
+}
+
+impl Compiled {
+    /// The script code instruction `insn` of program `program` was emitted for.
+    pub fn span_of(&self, program: usize, insn: usize) -> Option<Span> {
+        let spans = self.spans.get(program)?;
+        let i = spans.partition_point(|(at, _)| *at <= insn);
+        spans.get(i.checked_sub(1)?).map(|(_, s)| *s)
+    }
+
+    /// A verifier refusal as a diagnostic on the script line that produced the
+    /// instruction the verifier stopped at, with its reason.
+    pub fn verifier_diagnostic(&self, program: usize, log: &str) -> Diagnostic {
+        let lines: Vec<&str> = log.lines().collect();
+        let mut last_insn = None;
+        let mut reason = None;
+        for (i, l) in lines.iter().enumerate() {
+            if let Some((num, _)) = l.split_once(": ")
+                && let Ok(n) = num.trim().parse::<usize>()
+            {
+                last_insn = Some(n);
+                reason = lines.get(i + 1).copied();
+            }
+        }
+        let reason = reason
+            .filter(|r| r.split_once(": ").is_none_or(|(n, _)| n.trim().parse::<usize>().is_err()))
+            .or_else(|| lines.iter().rev().find(|l| !l.trim().is_empty()).copied())
+            .unwrap_or("no reason given")
+            .trim()
+            .to_string();
+        let span = last_insn
+            .and_then(|n| self.span_of(program, n))
+            .unwrap_or_default();
+        let name = self
+            .spec
+            .object
+            .programs
+            .get(program)
+            .map_or("?", |p| p.name.as_str());
+        Diagnostic::error(span, format!("the kernel verifier rejected this code: {reason}"))
+            .with_note(
+                None,
+                format!(
+                    "program {name}, instruction {}",
+                    last_insn.map_or("?".into(), |n| n.to_string())
+                ),
+            )
+    }
+
+    /// `-d bpf`: every program's instructions.
+    pub fn disassemble(&self) -> String {
+        let mut out = String::new();
+        for p in &self.spec.object.programs {
+            out.push_str(&format!("{}:\n", p.name));
+            out.push_str(&p.disassemble(&self.spec.object.maps));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Compiles a checked script to programs, maps and the contract with user space.
+pub fn compile(
+    script: &Script,
+    info: &TypeInfo,
+    target: &GoTarget<'_>,
+    opts: &Options<'_>,
+) -> Result<ScriptSpec, Vec<Diagnostic>> {
+    compile_full(script, info, target, opts).map(|c| c.spec)
+}
+
+/// Whether a body needs to know its one site (context variables, `pp()`, …).
+fn needs_site(script: &Script) -> impl Fn(&lang::ast::Block) -> bool + '_ {
+    move |b| {
+        let mut needs = false;
+        let mut visit = |e: &Expr| match &e.kind {
+            ExprKind::Target(_) | ExprKind::Defined(_) => needs = true,
+            ExprKind::Call { name, .. } => {
+                if matches!(
+                    name.name.as_str(),
+                    "pp" | "probefunc" | "ppfunc" | "print_ubacktrace" | "print_ubacktrace_fileline"
+                ) {
+                    needs = true;
+                }
+            }
+            _ => {}
+        };
+        for s in &b.stmts {
+            walk_stmt(s, &mut visit);
+        }
+        // Functions the body might call may read context too (only built-ins do).
+        for item in &script.items {
+            if let Item::Function(f) = item {
+                for s in &f.body.stmts {
+                    walk_stmt(s, &mut visit);
+                }
+            }
+        }
+        needs
+    }
+}
+
+fn point_text(path: &str, kind: &ProbeKind, loc: &lang::Location) -> String {
+    match kind {
+        ProbeKind::Process(p) => match &p.site {
+            ProbeSite::Function { ret, .. } => format!(
+                "process(\"{path}\").function(\"{}\"){}",
+                loc.function,
+                if *ret { ".return" } else { "" }
+            ),
+            ProbeSite::Statement { .. } => format!(
+                "process(\"{path}\").statement(\"{}@{}:{}\")",
+                loc.function,
+                loc.file.as_deref().unwrap_or("?"),
+                loc.line.unwrap_or(0)
+            ),
+        },
+        ProbeKind::Begin => "begin".into(),
+        ProbeKind::End => "end".into(),
+        ProbeKind::Timer { .. } => "timer".into(),
+    }
+}
+
+/// [`compile`], keeping the instruction → source map for verifier errors.
+pub fn compile_full(
+    script: &Script,
+    info: &TypeInfo,
+    target: &GoTarget<'_>,
+    opts: &Options<'_>,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let storage = storage::layout(script, info, &mut diags);
+    let env = Env {
+        script,
+        info,
+        target,
+        opts,
+        storage: &storage,
+    };
+    let mut events = Vec::new();
+    let mut programs: Vec<ProgramSpec> = Vec::new();
+    let mut spans = Vec::new();
+    let mut attachments = Vec::new();
+    let mut user_probes = Vec::new();
+    let mut high = 0u32;
+    let mut cookie = 0u64;
+    let path = target.path().to_string();
+    for pinfo in &info.probes {
+        let Some(Item::Probe(probe)) = script.items.get(pinfo.item) else {
+            continue;
+        };
+        // (point index, location) of every kernel site, grouped into programs.
+        let mut groups: Vec<(Option<usize>, Vec<(usize, lang::Location)>)> = Vec::new();
+        for (pi, point) in pinfo.points.iter().enumerate() {
+            match point.kind {
+                ProbeKind::Begin => user_probes.push(UserProbe {
+                    item: pinfo.item,
+                    when: UserProbeKind::Begin,
+                }),
+                ProbeKind::End => user_probes.push(UserProbe {
+                    item: pinfo.item,
+                    when: UserProbeKind::End,
+                }),
+                ProbeKind::Timer { period_ns } => user_probes.push(UserProbe {
+                    item: pinfo.item,
+                    when: UserProbeKind::Timer { period_ns },
+                }),
+                ProbeKind::Process(_) => {
+                    let prologue_body = point.prologue.and_then(|a| match script.items.get(a) {
+                        Some(Item::Alias(al)) => Some(&al.body),
+                        _ => None,
+                    });
+                    let per_site = needs_site(script)(&probe.body)
+                        || prologue_body.is_some_and(|b| needs_site(script)(b));
+                    for loc in &point.locations {
+                        let shared = if per_site {
+                            None
+                        } else {
+                            groups.iter_mut().find(|(pro, _)| *pro == point.prologue)
+                        };
+                        match shared {
+                            Some((_, sites)) => sites.push((pi, loc.clone())),
+                            _ => groups.push((point.prologue, vec![(pi, loc.clone())])),
+                        }
+                    }
+                }
+            }
+        }
+        for (prologue, sites) in groups {
+            let Some((first_point, first_loc)) = sites.first().cloned() else {
+                continue;
+            };
+            let site = Site {
+                addr: (sites.len() == 1).then_some(first_loc.address),
+                pp: point_text(&path, &pinfo.points[first_point].kind, &first_loc),
+                function: first_loc.function.clone(),
+            };
+            let mut l = lower::Lower::new(&env, &mut events, &site);
+            prologue_code(&mut l.em);
+            l.enter_probe(&pinfo.locals);
+            if let Some(Item::Alias(a)) = prologue.and_then(|a| script.items.get(a)) {
+                l.block(&a.body);
+            }
+            l.block(&probe.body);
+            let end = l.em.end;
+            l.em.a.bind(end);
+            l.em.e(Insn::mov64(Reg::R0, 0));
+            l.em.a.exit();
+            for (span, msg) in l.em.errors.drain(..) {
+                diags.push(Diagnostic::error(span, msg));
+            }
+            if l.em.high > SCRATCH_LIMIT {
+                diags.push(Diagnostic::error(
+                    probe.span,
+                    format!(
+                        "this probe needs {} bytes of scratch space, more than {SCRATCH_LIMIT}",
+                        l.em.high
+                    ),
+                ));
+            }
+            high = high.max(l.em.high);
+            let prog_spans = std::mem::take(&mut l.em.spans);
+            let asm = std::mem::take(&mut l.em.a);
+            let program = match asm.finish() {
+                Ok(p) => p,
+                Err(e) => {
+                    diags.push(Diagnostic::error(probe.span, format!("internal error: {e}")));
+                    continue;
+                }
+            };
+            let index = programs.len();
+            programs.push(ProgramSpec::new(format!("gotap_p{index}"), program));
+            spans.push(prog_spans);
+            // One attachment per probe point, so messages name the point as written.
+            let mut by_point: Vec<(usize, Vec<AttachSite>)> = Vec::new();
+            for (pi, loc) in &sites {
+                let Some(off) = target.binary().file_offset(gobin::VirtAddr(loc.address)) else {
+                    diags.push(Diagnostic::error(
+                        pinfo.points[*pi].span,
+                        format!("address {:#x} is not in the file", loc.address),
+                    ));
+                    continue;
+                };
+                let s = AttachSite {
+                    addr: loc.address,
+                    file_offset: off.0,
+                    cookie,
+                };
+                cookie += 1;
+                match by_point.iter_mut().find(|(p, _)| p == pi) {
+                    Some((_, v)) => v.push(s),
+                    None => by_point.push((*pi, vec![s])),
+                }
+            }
+            for (pi, sites) in by_point {
+                let text = match opts.sources {
+                    Some(sm) => {
+                        let sp = pinfo.points[pi].span;
+                        sm.file(sp.file)
+                            .and_then(|f| f.text.get(sp.start as usize..sp.end as usize))
+                            .map(String::from)
+                    }
+                    None => None,
+                }
+                .unwrap_or_else(|| site.pp.clone());
+                attachments.push(AttachSpec {
+                    program: index,
+                    binary: path.clone(),
+                    probe: text,
+                    sites,
+                });
+            }
+        }
+    }
+    if lang::has_errors(&diags) {
+        return Err(diags);
+    }
+    let mut object = storage.object.clone();
+    object.programs = programs;
+    if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
+        m.value_size = (high + MAX_STRING).div_ceil(8) * 8;
+    }
+    let spec = ScriptSpec {
+        object,
+        attachments,
+        events,
+        globals: storage.globals.clone(),
+        ringbuf: Some(storage.ringbuf),
+        counters: Some(storage.counters),
+        user_probes,
+        scalars: Some(ScalarsSpec {
+            map: storage.scalars,
+            initial: storage.scalars_initial.clone(),
+            realtime_offset: storage.realtime_offset,
+        }),
+    };
+    Ok(Compiled { spec, spans })
+}
+
+/// The start of every program: keep the context, find the scratch area, count the hit.
+fn prologue_code(em: &mut emit::Emitter<'_>) {
+    let end = em.end;
+    em.e(Insn::mov64(CTX, Reg::R1));
+    em.e(Insn::st(Size::W, Reg::R10, KEY_SLOT, 0));
+    em.a.ld_map(Reg::R1, em.storage.scratch);
+    em.e(Insn::mov64(Reg::R2, Reg::R10));
+    em.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY_SLOT)));
+    em.a.call(Helper::MapLookupElem);
+    em.a.jmp(Cond::Eq, Reg::R0, 0, end);
+    em.e(Insn::mov64(SCRATCH, Reg::R0));
+    em.count(counter::HITS);
+}

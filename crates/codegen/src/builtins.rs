@@ -1,0 +1,368 @@
+//! Built-in functions in kernel probes, one lowering per entry: process and clock
+//! built-ins are helper calls, `pp()`/`probefunc()` are constants of the program's
+//! one site, output built-ins are ring buffer records (formatted in user space),
+//! `goid()` and the backtraces read the Go runtime's structs with the layout of the
+//! traced binary.
+
+use bpf::script::{EVENT_HEADER, EventSpec, MAX_STRING};
+use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
+use lang::Type;
+use lang::ast::{Expr, Ident};
+
+use crate::emit::add_event;
+use crate::lower::{Lower, Str};
+
+/// Frames a backtrace record holds.
+pub const MAX_FRAMES: u32 = 64;
+
+/// A built-in whose value is a `long` (or that has none); with `want`, R0 = value.
+pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _want: bool) {
+    let em = &mut l.em;
+    match name.name.as_str() {
+        "pid" | "tid" => {
+            em.a.call(Helper::GetCurrentPidTgid);
+            if name.name == "pid" {
+                em.e(Insn::alu64(AluOp::Rsh, Reg::R0, 32));
+            } else {
+                em.e(Insn::mov32(Reg::R0, Reg::R0));
+            }
+        }
+        "cpu" => {
+            em.a.call(Helper::GetSmpProcessorId);
+        }
+        "target" => {
+            let t = l.env.opts.target_pid.map_or(0, i64::from);
+            em.imm(Reg::R0, t);
+        }
+        "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
+            em.a.call(Helper::KtimeGetNs);
+            em.a
+                .ld_map_value(Reg::R1, em.storage.scalars, em.storage.realtime_offset);
+            em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
+            em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
+            let div = match name.name.as_str() {
+                "gettimeofday_us" => 1_000,
+                "gettimeofday_ms" => 1_000_000,
+                "gettimeofday_s" => 1_000_000_000,
+                _ => 1,
+            };
+            if div != 1 {
+                em.e(Insn::alu64(AluOp::Div, Reg::R0, div));
+            }
+        }
+        "user_long" | "user_int" | "user_short" | "user_char" => {
+            let size: i32 = match name.name.as_str() {
+                "user_long" => 8,
+                "user_int" => 4,
+                "user_short" => 2,
+                _ => 1,
+            };
+            let Some(a) = args.first() else { return };
+            l.long(a);
+            let t = l.em.alloc(8);
+            l.em.store_imm(t, Size::DW, 0);
+            l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+            l.em.read_user(t, size, Reg::R7);
+            l.em.load(Reg::R0, t);
+            sign_extend(&mut l.em, size as u32);
+        }
+        "goid" => goid(l),
+        "strlen" => {
+            let Some(a) = args.first() else { return };
+            let s = l.string(a);
+            let at = l.in_scratch(s);
+            l.strlen_reg(at);
+        }
+        "isinstr" | "substr" | "usymname" => {
+            l.em.error(
+                e.span,
+                format!("'{}' is not supported in kernel probes yet", name.name),
+            );
+            l.em.e(Insn::mov64(Reg::R0, 0));
+        }
+        "printf" => {
+            let Some((fmt, rest)) = args.split_first() else {
+                return;
+            };
+            let lang::ast::ExprKind::Str(f) = &fmt.kind else {
+                l.em.error(fmt.span, "the format of 'printf' must be a string literal");
+                return;
+            };
+            let rest: Vec<&Expr> = rest.iter().collect();
+            l.printf(f.as_bytes().to_vec(), &rest);
+        }
+        "print" | "println" => {
+            let mut format = Vec::new();
+            for a in args {
+                format.extend_from_slice(
+                    match l.env.info.expr_type(a) {
+                        Some(Type::String) => "%s",
+                        _ => "%d",
+                    }
+                    .as_bytes(),
+                );
+            }
+            if name.name == "println" {
+                format.push(b'\n');
+            }
+            let all: Vec<&Expr> = args.iter().collect();
+            l.printf(format, &all);
+        }
+        "exit" => {
+            l.em.event_only(l.events, EventSpec::Exit);
+        }
+        "print_ubacktrace" | "print_ubacktrace_fileline" => {
+            backtrace(l, args, name.name == "print_ubacktrace_fileline");
+        }
+        other => {
+            l.em.error(
+                e.span,
+                format!("'{other}' is not supported in kernel probes yet"),
+            );
+            l.em.e(Insn::mov64(Reg::R0, 0));
+        }
+    }
+}
+
+/// A built-in whose value is a string.
+pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr]) -> Str {
+    match name.name.as_str() {
+        "execname" => {
+            let at = l.em.alloc(MAX_STRING);
+            l.em.store_imm(at, Size::DW, 0);
+            l.em.store_imm(at + 8, Size::DW, 0);
+            l.em.addr(Reg::R1, at);
+            l.em.e(Insn::mov64(Reg::R2, 16));
+            l.em.a.call(Helper::GetCurrentComm);
+            Str::Scratch(at)
+        }
+        "pp" | "probefunc" | "ppfunc" => {
+            let text = if name.name == "pp" {
+                l.site.pp.clone()
+            } else {
+                l.site.function.clone()
+            };
+            let at = l.em.alloc(MAX_STRING);
+            l.em.const_str(at, text.as_bytes());
+            Str::Scratch(at)
+        }
+        "user_string" | "user_string_n" => {
+            let at = l.em.alloc(MAX_STRING);
+            let Some(a) = args.first() else {
+                return l.empty_str();
+            };
+            let n_arg = if name.name == "user_string_n" {
+                args.get(1)
+            } else {
+                None
+            };
+            let default = args.get(if n_arg.is_some() { 2 } else { 1 });
+            if let Some(n) = n_arg {
+                l.long(n);
+                let t = l.em.alloc(8);
+                l.em.store(t, Reg::R0);
+                l.long(a);
+                l.em.e(Insn::mov64(Reg::R3, Reg::R0));
+                l.em.load(Reg::R2, t);
+                // At most n bytes and the NUL: 1..=MAX_STRING.
+                let small = l.em.a.label();
+                l.em.a.jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
+                l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
+                l.em.a.bind(small);
+                let pos = l.em.a.label();
+                l.em.a.jmp(Cond::Sge, Reg::R2, 0, pos);
+                l.em.e(Insn::mov64(Reg::R2, 0));
+                l.em.a.bind(pos);
+                l.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
+            } else {
+                l.long(a);
+                l.em.e(Insn::mov64(Reg::R3, Reg::R0));
+                l.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+            }
+            l.em.addr(Reg::R1, at);
+            l.em.a.call(Helper::ProbeReadUserStr);
+            let ok = l.em.a.label();
+            l.em.a.jmp(Cond::Sgt, Reg::R0, 0, ok);
+            l.em.count(bpf::script::counter::READ_FAULTS);
+            match default {
+                Some(d) => {
+                    let s = l.string(d);
+                    l.copy_str(Str::Scratch(at), s);
+                }
+                None => l.em.store_imm(at, Size::B, 0),
+            }
+            l.em.a.bind(ok);
+            Str::Scratch(at)
+        }
+        "sprint" | "sprintf" => {
+            l.em.error(
+                e.span,
+                format!(
+                    "'{}' is not supported in kernel probes yet; print the values with printf",
+                    name.name
+                ),
+            );
+            l.empty_str()
+        }
+        other => {
+            l.em.error(
+                e.span,
+                format!("'{other}' is not supported in kernel probes yet"),
+            );
+            l.empty_str()
+        }
+    }
+}
+
+/// Sign-extends the low `size` bytes of R0.
+pub fn sign_extend(em: &mut crate::emit::Emitter<'_>, size: u32) {
+    if size < 8 {
+        let bits = (64 - 8 * size) as i32;
+        em.e(Insn::alu64(AluOp::Lsh, Reg::R0, bits));
+        em.e(Insn::alu64(AluOp::Arsh, Reg::R0, bits));
+    }
+}
+
+/// Zero-extends the low `size` bytes of R0.
+pub fn zero_extend(em: &mut crate::emit::Emitter<'_>, size: u32) {
+    if size < 8 {
+        let bits = (64 - 8 * size) as i32;
+        em.e(Insn::alu64(AluOp::Lsh, Reg::R0, bits));
+        em.e(Insn::alu64(AluOp::Rsh, Reg::R0, bits));
+    }
+}
+
+/// R7 = the current user goroutine's `g`: R14 in Go's register ABI, or, on the
+/// system stack (`g == g.m.g0`, as in `runtime.newstack`), `g.m.curg`. 0 without a
+/// runtime layout.
+fn user_g(l: &mut Lower<'_, '_>) -> bool {
+    let Some(layout) = l.env.target.layout().copied() else {
+        l.em.e(Insn::mov64(Reg::R7, 0));
+        return false;
+    };
+    let em = &mut l.em;
+    let done = em.a.label();
+    em.ctx_reg(Reg::R7, X86Reg::R14);
+    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+    em.read_user_u64(Reg::R8, Reg::R7, layout.g_m as i64); // R8 = m
+    em.a.jmp(Cond::Eq, Reg::R8, 0, done);
+    em.read_user_u64(Reg::R0, Reg::R8, layout.m_g0 as i64);
+    em.a.jmp(Cond::Ne, Reg::R0, Reg::R7, done);
+    em.read_user_u64(Reg::R7, Reg::R8, layout.m_curg as i64);
+    em.a.bind(done);
+    true
+}
+
+/// `goid()`: R0 = the current goroutine's id.
+fn goid(l: &mut Lower<'_, '_>) {
+    if !user_g(l) {
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        return;
+    }
+    let Some(layout) = l.env.target.layout().copied() else {
+        return;
+    };
+    let zero = l.em.a.label();
+    let done = l.em.a.label();
+    l.em.a.jmp(Cond::Eq, Reg::R7, 0, zero);
+    l.em.read_user_u64(Reg::R0, Reg::R7, layout.g_goid as i64);
+    l.em.a.ja(done);
+    l.em.a.bind(zero);
+    l.em.e(Insn::mov64(Reg::R0, 0));
+    l.em.a.bind(done);
+}
+
+/// `print_ubacktrace*()`: a record of return addresses from a frame-pointer walk.
+///
+/// Without arguments the walk starts at the probe: the pc, then (at a function's
+/// first instruction or a `RET`, where the frame is not set up) the return address at
+/// RSP, then the RBP chain (`[bp]` = the caller's bp, `[bp+8]` = a return address).
+/// With `(pc, sp, lr)` (the seed's `m.morebuf`) the first frame is `pc`; the frame
+/// pointer belonging to it is the one `runtime.morestack` saved in `curg.sched.bp`
+/// when `sp` is `curg.sched.sp + 8` (the caller's SP, as `morestack` records it);
+/// otherwise the walk continues from the probe's RBP.
+fn backtrace(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
+    let id = add_event(
+        l.events,
+        EventSpec::Backtrace {
+            count: 0,
+            frames: 8,
+            max: MAX_FRAMES,
+            fileline,
+        },
+    );
+    let size = EVENT_HEADER + 8 + 8 * MAX_FRAMES;
+    let rec = l.em.alloc(size);
+    let frames = rec + EVENT_HEADER + 8;
+    // R8 = frames so far; the starting bp is kept at `bp_slot`.
+    let bp_slot = l.em.alloc(8);
+    let n_slot = l.em.alloc(8);
+    if let [pc, sp, _lr] = args {
+        l.long(pc);
+        l.em.store(frames, Reg::R0);
+        l.long(sp);
+        let sp_slot = l.em.alloc(8);
+        l.em.store(sp_slot, Reg::R0);
+        l.em.ctx_reg(Reg::R0, X86Reg::Rbp);
+        l.em.store(bp_slot, Reg::R0);
+        if let Some(layout) = l.env.target.layout().copied()
+            && user_g(l)
+        {
+            let keep = l.em.a.label();
+            l.em.a.jmp(Cond::Eq, Reg::R7, 0, keep);
+            let sched = layout.g_sched as i64;
+            l.em.read_user_u64(Reg::R8, Reg::R7, sched + layout.gobuf_sp as i64);
+            l.em.e(Insn::alu64(AluOp::Add, Reg::R8, 8));
+            l.em.load(Reg::R0, sp_slot);
+            l.em.a.jmp(Cond::Ne, Reg::R0, Reg::R8, keep);
+            l.em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
+            l.em.store(bp_slot, Reg::R0);
+            l.em.a.bind(keep);
+        }
+        l.em.store_imm(n_slot, Size::DW, 1);
+    } else {
+        l.em.ctx_reg(Reg::R0, X86Reg::Rip);
+        l.em.store(frames, Reg::R0);
+        l.em.ctx_reg(Reg::R0, X86Reg::Rbp);
+        l.em.store(bp_slot, Reg::R0);
+        let unframed = l.site.addr.and_then(|a| l.env.target.sp_delta(a)) == Some(0);
+        if unframed {
+            l.em.ctx_reg(Reg::R7, X86Reg::Rsp);
+            l.em.read_user_u64(Reg::R0, Reg::R7, 0);
+            l.em.store(frames + 8, Reg::R0);
+            l.em.store_imm(n_slot, Size::DW, 2);
+        } else {
+            l.em.store_imm(n_slot, Size::DW, 1);
+        }
+    }
+    // The walk: R8 = index (the verifier follows it), R7 = bp.
+    let em = &mut l.em;
+    let top = em.a.label();
+    let done = em.a.label();
+    let pair = em.alloc(16);
+    em.load(Reg::R8, n_slot);
+    em.e(Insn::alu64(AluOp::And, Reg::R8, 3));
+    em.load(Reg::R7, bp_slot);
+    em.a.bind(top);
+    em.a.jmp(Cond::Ge, Reg::R8, MAX_FRAMES as i32, done);
+    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+    em.e(Insn::mov64(Reg::R3, Reg::R7));
+    em.addr(Reg::R1, pair);
+    em.e(Insn::mov64(Reg::R2, 16));
+    em.a.call(Helper::ProbeReadUser);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, done);
+    em.load(Reg::R0, pair + 8);
+    em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+    em.e(Insn::mov64(Reg::R1, Reg::R8));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 3));
+    em.e(Insn::alu64(AluOp::Add, Reg::R1, crate::emit::SCRATCH));
+    let fo = em.off(frames);
+    em.e(Insn::stx(Size::DW, Reg::R1, fo, Reg::R0));
+    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+    em.load(Reg::R7, pair);
+    em.a.ja(top);
+    em.a.bind(done);
+    em.store(rec + EVENT_HEADER, Reg::R8);
+    em.header(rec, id);
+    em.output(rec, size);
+}

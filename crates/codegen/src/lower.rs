@@ -1,0 +1,1385 @@
+//! Pass 2 of the lowering: a probe body (and the script functions it calls, inlined at
+//! each call) to eBPF. Expressions are lowered one node at a time: a `long` ends in R0,
+//! with operands spilled to the scratch area between the two sides; a `string` ends in
+//! a 128-byte buffer named by a [`Str`] (a scratch slot or a global's slot), copied
+//! and joined with `bpf_probe_read_kernel_str`, which stops at the NUL and says how
+//! long the result is. Loops are real loops; each keeps a hidden iteration counter on
+//! the BPF stack so the verifier can see them end, and a loop that runs past
+//! [`crate::Options::max_loop_iterations`] ends the probe with an error record.
+
+use std::collections::HashMap;
+
+use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec, MAX_STRING, counter};
+use bpf::{AluOp, Cond, Helper, Insn, Label, Reg, Size};
+use lang::ast::*;
+use lang::{Span, Type};
+
+use crate::emit::{Emitter, KEY_SLOT, SCRATCH, add_event};
+use crate::storage::{LOG_BUCKET_ZERO, STAT_HEADER_WORDS, Slot, hist_buckets, width};
+use crate::{Env, Site};
+
+/// Where a string value is: a scratch slot or a scalar global's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Str {
+    Scratch(u32),
+    Global(u32),
+}
+
+struct FnFrame {
+    name: String,
+    ret: Label,
+    slot: Option<(u32, Type)>,
+}
+
+/// Lowers the bodies of one program.
+pub struct Lower<'a, 'd> {
+    pub env: &'a Env<'a, 'd>,
+    pub em: Emitter<'a>,
+    pub events: &'a mut Vec<EventSpec>,
+    pub site: &'a Site,
+    /// Names of the body being lowered → scratch slot and type.
+    scopes: Vec<HashMap<String, (u32, Type)>>,
+    fns: Vec<FnFrame>,
+    /// (continue, break) labels of the enclosing loops.
+    loops: Vec<(Label, Label)>,
+}
+
+impl<'a, 'd> Lower<'a, 'd> {
+    pub fn new(
+        env: &'a Env<'a, 'd>,
+        events: &'a mut Vec<EventSpec>,
+        site: &'a Site,
+    ) -> Lower<'a, 'd> {
+        Lower {
+            env,
+            em: Emitter::new(env.storage),
+            events,
+            site,
+            scopes: Vec::new(),
+            fns: Vec::new(),
+            loops: Vec::new(),
+        }
+    }
+
+    /// Allocates and zeroes the locals of a probe.
+    pub fn enter_probe(&mut self, locals: &[lang::VarInfo]) {
+        let mut scope = HashMap::new();
+        for v in locals {
+            if self.env.storage.slots.contains_key(&v.name) {
+                continue;
+            }
+            let ty = v.ty.unwrap_or(Type::Long);
+            let at = self.em.alloc(width(ty));
+            self.em.store_imm(at, Size::DW, 0);
+            scope.insert(v.name.clone(), (at, ty));
+        }
+        self.scopes.push(scope);
+    }
+
+    // ---- statements ----
+
+    pub fn block(&mut self, b: &Block) {
+        for s in &b.stmts {
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) {
+        self.em.mark(s.span);
+        let mark = self.em.top;
+        match &s.kind {
+            StmtKind::Block(b) => self.block(b),
+            StmtKind::Expr(e) => self.effect(e),
+            StmtKind::If { cond, then, els } => match self.static_cond(cond) {
+                Some(true) => self.stmt(then),
+                Some(false) => {
+                    if let Some(e) = els {
+                        self.stmt(e)
+                    }
+                }
+                None => {
+                    let else_l = self.em.a.label();
+                    let done = self.em.a.label();
+                    self.cond_jump_false(cond, else_l);
+                    self.em.release(mark);
+                    self.stmt(then);
+                    if let Some(e) = els {
+                        self.em.a.ja(done);
+                        self.em.a.bind(else_l);
+                        self.stmt(e);
+                    } else {
+                        self.em.a.bind(else_l);
+                    }
+                    self.em.a.bind(done);
+                }
+            },
+            StmtKind::While { cond, body } => self.lower_loop(None, Some(cond), None, body),
+            StmtKind::For {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                if let Some(i) = init {
+                    self.effect(i);
+                    self.em.release(mark);
+                }
+                self.lower_loop(None, cond.as_ref(), step.as_ref(), body)
+            }
+            StmtKind::Foreach(f) => self.em.error(
+                f.array.span,
+                "'foreach' cannot run in a kernel probe yet; iterate in an 'end' or timer probe",
+            ),
+            StmtKind::Break => match self.loops.last() {
+                Some(&(_, brk)) => {
+                    self.em.a.ja(brk);
+                }
+                None => self.em.error(s.span, "'break' outside a loop"),
+            },
+            StmtKind::Continue => match self.loops.last() {
+                Some(&(cont, _)) => {
+                    self.em.a.ja(cont);
+                }
+                None => self.em.error(s.span, "'continue' outside a loop"),
+            },
+            StmtKind::Next => {
+                let end = self.em.end;
+                self.em.a.ja(end);
+            }
+            StmtKind::Return(v) => self.ret(s.span, v.as_ref()),
+            StmtKind::Delete(e) => self.delete(e),
+            StmtKind::Empty => {}
+        }
+        self.em.release(mark);
+    }
+
+    /// `@defined(...)` conditions are known at compile time; the branch that does not
+    /// apply is not lowered (it may name variables that do not exist here).
+    fn static_cond(&self, e: &Expr) -> Option<bool> {
+        match &e.kind {
+            ExprKind::Defined(_) => self.env.info.defined.get(&e.id).copied(),
+            ExprKind::Unary {
+                op: UnOp::Not,
+                expr,
+            } => self.static_cond(expr).map(|b| !b),
+            _ => None,
+        }
+    }
+
+    fn lower_loop(
+        &mut self,
+        _init: Option<&Expr>,
+        cond: Option<&Expr>,
+        step: Option<&Expr>,
+        body: &Stmt,
+    ) {
+        let slot = self.em.stack_slot();
+        if self.em.stack_used > 512 {
+            self.em.error(body.span, "loops nested too deep for the BPF stack");
+        }
+        self.em.e(Insn::st(Size::DW, Reg::R10, slot, 0));
+        let head = self.em.a.label();
+        let cont = self.em.a.label();
+        let brk = self.em.a.label();
+        self.em.a.bind(head);
+        // The counter the verifier follows: it is what proves the loop ends.
+        self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R10, slot));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R1, 1));
+        self.em.e(Insn::stx(Size::DW, Reg::R10, slot, Reg::R1));
+        let ok = self.em.a.label();
+        let max = self.env.opts.max_loop_iterations as i32;
+        self.em.a.jmp(Cond::Le, Reg::R1, max, ok);
+        let msg = format!(
+            "loop ran more than {} times near {}",
+            self.env.opts.max_loop_iterations,
+            self.env.position(body.span)
+        );
+        self.fail(msg);
+        self.em.a.bind(ok);
+        if let Some(c) = cond {
+            let mark = self.em.top;
+            self.cond_jump_false(c, brk);
+            self.em.release(mark);
+        }
+        self.loops.push((cont, brk));
+        self.stmt(body);
+        self.loops.pop();
+        self.em.a.bind(cont);
+        if let Some(s) = step {
+            let mark = self.em.top;
+            self.effect(s);
+            self.em.release(mark);
+        }
+        self.em.a.ja(head);
+        self.em.a.bind(brk);
+    }
+
+    /// Sends an error record and ends the probe.
+    pub fn fail(&mut self, message: String) {
+        self.em
+            .event_only(self.events, EventSpec::Error { message });
+        let end = self.em.end;
+        self.em.a.ja(end);
+    }
+
+    fn ret(&mut self, span: Span, v: Option<&Expr>) {
+        let Some(frame) = self.fns.last() else {
+            // `return` in a probe ends the probe, as `next` does.
+            let end = self.em.end;
+            self.em.a.ja(end);
+            return;
+        };
+        let (ret, slot) = (frame.ret, frame.slot);
+        if let (Some(e), Some((at, ty))) = (v, slot) {
+            match ty {
+                Type::String => {
+                    let s = self.string(e);
+                    self.copy_str(Str::Scratch(at), s);
+                }
+                _ => {
+                    self.long(e);
+                    self.em.store(at, Reg::R0);
+                }
+            }
+        } else if v.is_some() {
+            self.em.error(span, "this function returns no value");
+        }
+        self.em.a.ja(ret);
+    }
+
+    fn delete(&mut self, e: &Expr) {
+        match &e.kind {
+            ExprKind::Index { array, keys } => match self.slot(&array.name) {
+                Some(Slot::Array { map, keys: kt, .. }) | Some(Slot::Stats { map, keys: kt, .. })
+                    if !kt.is_empty() =>
+                {
+                    let key = self.key(keys, &kt);
+                    self.em.map_key_args(map, key);
+                    self.em.a.call(Helper::MapDeleteElem);
+                }
+                _ => self.em.error(e.span, "cannot delete this element"),
+            },
+            ExprKind::Var(id) => match self.slot(&id.name) {
+                Some(Slot::Scalar { offset, ty }) => {
+                    self.em.a.ld_map_value(Reg::R1, self.env.storage.scalars, offset);
+                    self.em.e(Insn::st(Size::DW, Reg::R1, 0, 0));
+                    let _ = ty;
+                }
+                Some(_) => self.em.error(
+                    e.span,
+                    "deleting a whole array or statistic in a kernel probe is not supported yet",
+                ),
+                None => match self.local(&id.name) {
+                    Some((at, _)) => self.em.store_imm(at, Size::DW, 0),
+                    None => self.em.error(e.span, "cannot delete this"),
+                },
+            },
+            _ => self.em.error(e.span, "cannot delete this"),
+        }
+    }
+
+    // ---- names ----
+
+    fn slot(&self, name: &str) -> Option<Slot> {
+        // A function's parameters shadow globals.
+        if let Some(scope) = self.scopes.last()
+            && let Some(_) = scope.get(name)
+            && !self.fns.is_empty()
+        {
+            let f = self.fns.last().map(|f| f.name.as_str()).unwrap_or("");
+            if let Some(fi) = self.env.info.function(f)
+                && fi.params.iter().any(|p| p.name == name)
+            {
+                return None;
+            }
+        }
+        self.env.storage.slots.get(name).cloned()
+    }
+
+    fn local(&self, name: &str) -> Option<(u32, Type)> {
+        self.scopes.last().and_then(|s| s.get(name)).copied()
+    }
+
+    // ---- expressions as statements ----
+
+    fn effect(&mut self, e: &Expr) {
+        self.em.mark(e.span);
+        match &e.kind {
+            ExprKind::Assign { .. } | ExprKind::IncDec { .. } => {
+                self.assign_like(e, false);
+            }
+            ExprKind::Aggregate { lhs, rhs } => self.aggregate(lhs, rhs),
+            ExprKind::Call { name, args } => {
+                self.call(e, name, args, false);
+            }
+            _ => match self.env.info.expr_type(e) {
+                Some(Type::String) => {
+                    self.string(e);
+                }
+                _ => self.long(e),
+            },
+        }
+    }
+
+    // ---- conditions ----
+
+    /// Jumps to `to` when `e` is false (0).
+    fn cond_jump_false(&mut self, e: &Expr, to: Label) {
+        match &e.kind {
+            ExprKind::Binary {
+                op: BinOp::And,
+                lhs,
+                rhs,
+            } => {
+                self.cond_jump_false(lhs, to);
+                self.cond_jump_false(rhs, to);
+            }
+            ExprKind::Unary {
+                op: UnOp::Not,
+                expr,
+            } => {
+                let t = self.em.a.label();
+                self.cond_jump_false(expr, t);
+                self.em.a.ja(to);
+                self.em.a.bind(t);
+            }
+            _ => {
+                self.long(e);
+                self.em.a.jmp(Cond::Eq, Reg::R0, 0, to);
+            }
+        }
+    }
+
+    // ---- long expressions: the value ends in R0 ----
+
+    pub fn long(&mut self, e: &Expr) {
+        self.em.mark(e.span);
+        match &e.kind {
+            ExprKind::Num(n) => self.em.imm(Reg::R0, *n),
+            ExprKind::Str(_) => self.em.e(Insn::mov64(Reg::R0, 0)),
+            ExprKind::ScriptArg { index, .. } => {
+                self.em
+                    .error(e.span, format!("script argument ${index} was not given"));
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+            ExprKind::Var(id) => self.read_var(e.span, id),
+            ExprKind::Index { array, keys } => self.read_elem(e.span, array, keys),
+            ExprKind::Target(t) => self.target_long(e, t),
+            ExprKind::AddrOf(inner) => match &inner.kind {
+                ExprKind::Target(t) => self.target_addr(inner, t),
+                _ => {
+                    self.em.error(e.span, "'&' needs a context variable");
+                    self.em.e(Insn::mov64(Reg::R0, 0));
+                }
+            },
+            ExprKind::Defined(_) => {
+                let v = self.env.info.defined.get(&e.id).copied().unwrap_or(false);
+                self.em.e(Insn::mov64(Reg::R0, i32::from(v)));
+            }
+            ExprKind::Entry(_) => {
+                self.em.error(e.span, "'@entry' is not supported yet");
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+            ExprKind::Call { name, args } => {
+                self.call(e, name, args, true);
+            }
+            ExprKind::Stat { op, .. } => {
+                self.em.error(
+                    e.span,
+                    format!(
+                        "'@{}' cannot be read in a kernel probe yet; read it in an 'end' or timer probe",
+                        op.as_str()
+                    ),
+                );
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+            ExprKind::Unary { op, expr } => {
+                self.long(expr);
+                match op {
+                    UnOp::Neg => self.em.e(Insn::neg64(Reg::R0)),
+                    UnOp::Plus => {}
+                    UnOp::BitNot => self.em.e(Insn::alu64(AluOp::Xor, Reg::R0, -1)),
+                    UnOp::Not => self.bool_of(Cond::Eq),
+                }
+            }
+            ExprKind::IncDec { .. } | ExprKind::Assign { .. } => {
+                self.assign_like(e, true);
+            }
+            ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
+            ExprKind::Aggregate { lhs, rhs } => {
+                self.aggregate(lhs, rhs);
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+            ExprKind::Ternary { cond, then, els } => match self.static_cond(cond) {
+                Some(true) => self.long(then),
+                Some(false) => self.long(els),
+                None => {
+                    let else_l = self.em.a.label();
+                    let done = self.em.a.label();
+                    self.cond_jump_false(cond, else_l);
+                    self.long(then);
+                    self.em.a.ja(done);
+                    self.em.a.bind(else_l);
+                    self.long(els);
+                    self.em.a.bind(done);
+                }
+            },
+            ExprKind::In { keys, array } => match self.slot(&array.name) {
+                Some(Slot::Array { map, keys: kt, .. }) | Some(Slot::Stats { map, keys: kt, .. }) => {
+                    let key = self.key(keys, &kt);
+                    self.em.map_key_args(map, key);
+                    self.em.a.call(Helper::MapLookupElem);
+                    self.bool_of(Cond::Ne);
+                }
+                _ => {
+                    self.em
+                        .error(e.span, format!("'{}' is not an array", array.name));
+                    self.em.e(Insn::mov64(Reg::R0, 0));
+                }
+            },
+        }
+    }
+
+    /// `R0 = (R0 cond 0) ? 1 : 0`.
+    fn bool_of(&mut self, cond: Cond) {
+        let t = self.em.a.label();
+        let done = self.em.a.label();
+        self.em.a.jmp(cond, Reg::R0, 0, t);
+        self.em.e(Insn::mov64(Reg::R0, 0));
+        self.em.a.ja(done);
+        self.em.a.bind(t);
+        self.em.e(Insn::mov64(Reg::R0, 1));
+        self.em.a.bind(done);
+    }
+
+    fn read_var(&mut self, span: Span, id: &Ident) {
+        if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+            self.em.load(Reg::R0, at);
+            return;
+        }
+        match self.slot(&id.name) {
+            Some(Slot::Scalar { offset, .. }) => {
+                self.em.a.ld_map_value(Reg::R1, self.env.storage.scalars, offset);
+                self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
+            }
+            Some(_) => {
+                self.em
+                    .error(span, format!("'{}' is an array or statistic", id.name));
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+            None => self.em.e(Insn::mov64(Reg::R0, 0)),
+        }
+    }
+
+    fn is_global(&self, name: &str) -> bool {
+        self.slot(name).is_some()
+    }
+
+    /// Builds a map key from `keys` in scratch and returns its offset. Strings are
+    /// NUL-padded to [`MAX_STRING`] so equal strings hash alike.
+    fn key(&mut self, keys: &[Expr], types: &[Type]) -> u32 {
+        if types.is_empty() {
+            let at = self.em.alloc(8);
+            self.em.store_imm(at, Size::DW, 0);
+            return at;
+        }
+        let size: u32 = types.iter().map(|t| width(*t)).sum();
+        let at = self.em.alloc(size);
+        let mut pos = at;
+        for (k, t) in keys.iter().zip(types) {
+            match t {
+                Type::String => {
+                    for i in 0..MAX_STRING / 8 {
+                        self.em.store_imm(pos + 8 * i, Size::DW, 0);
+                    }
+                    let s = self.string(k);
+                    self.copy_str(Str::Scratch(pos), s);
+                }
+                _ => {
+                    self.long(k);
+                    self.em.store(pos, Reg::R0);
+                }
+            }
+            pos += width(*t);
+        }
+        at
+    }
+
+    fn read_elem(&mut self, span: Span, array: &Ident, keys: &[Expr]) {
+        match self.slot(&array.name) {
+            Some(Slot::Array {
+                map,
+                keys: kt,
+                value: Type::Long,
+            }) => {
+                let key = self.key(keys, &kt);
+                self.em.map_key_args(map, key);
+                self.em.a.call(Helper::MapLookupElem);
+                let done = self.em.a.label();
+                self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+                self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R0, 0));
+                self.em.a.bind(done);
+            }
+            _ => {
+                self.em
+                    .error(span, format!("'{}' is not an array of numbers", array.name));
+                self.em.e(Insn::mov64(Reg::R0, 0));
+            }
+        }
+    }
+
+    fn binary(&mut self, e: &Expr, op: BinOp, lhs: &Expr, rhs: &Expr) {
+        match op {
+            BinOp::And | BinOp::Or => {
+                let short = self.em.a.label();
+                let done = self.em.a.label();
+                self.long(lhs);
+                let c = if op == BinOp::And { Cond::Eq } else { Cond::Ne };
+                self.em.a.jmp(c, Reg::R0, 0, short);
+                self.long(rhs);
+                self.bool_of(Cond::Ne);
+                self.em.a.ja(done);
+                self.em.a.bind(short);
+                self.em
+                    .e(Insn::mov64(Reg::R0, i32::from(op == BinOp::Or)));
+                self.em.a.bind(done);
+                return;
+            }
+            BinOp::Concat => {
+                // A string in a long context: its value is not a number.
+                let s = self.string(e);
+                let _ = s;
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                return;
+            }
+            BinOp::Match | BinOp::NotMatch => {
+                self.em
+                    .error(e.span, "regular expressions are not supported in kernel probes");
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                return;
+            }
+            _ => {}
+        }
+        let strings = self.env.info.expr_type(lhs) == Some(Type::String)
+            || self.env.info.expr_type(rhs) == Some(Type::String);
+        if op.is_comparison() && strings {
+            let a = self.string(lhs);
+            let a = self.in_scratch(a);
+            let b = self.string(rhs);
+            let b = self.in_scratch(b);
+            self.strcmp(a, b);
+            self.compare_r0(op);
+            return;
+        }
+        self.long(lhs);
+        let t = self.em.alloc(8);
+        self.em.store(t, Reg::R0);
+        self.long(rhs);
+        self.em.e(Insn::mov64(Reg::R1, Reg::R0));
+        self.em.load(Reg::R0, t);
+        self.em.release(t);
+        self.arith(e.span, op);
+    }
+
+    /// `R0 = R0 op R1` for a `long` operator (comparisons give 0 or 1).
+    fn arith(&mut self, span: Span, op: BinOp) {
+        let alu = |s: &mut Self, o: AluOp| s.em.e(Insn::alu64(o, Reg::R0, Reg::R1));
+        match op {
+            BinOp::Add => alu(self, AluOp::Add),
+            BinOp::Sub => alu(self, AluOp::Sub),
+            BinOp::Mul => alu(self, AluOp::Mul),
+            BinOp::BitAnd => alu(self, AluOp::And),
+            BinOp::BitOr => alu(self, AluOp::Or),
+            BinOp::BitXor => alu(self, AluOp::Xor),
+            BinOp::Shl => {
+                self.em.e(Insn::alu64(AluOp::And, Reg::R1, 63));
+                alu(self, AluOp::Lsh)
+            }
+            BinOp::Shr => {
+                self.em.e(Insn::alu64(AluOp::And, Reg::R1, 63));
+                alu(self, AluOp::Arsh)
+            }
+            BinOp::Div | BinOp::Mod => self.divide(span, op == BinOp::Mod),
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let c = match op {
+                    BinOp::Eq => Cond::Eq,
+                    BinOp::Ne => Cond::Ne,
+                    BinOp::Lt => Cond::Slt,
+                    BinOp::Le => Cond::Sle,
+                    BinOp::Gt => Cond::Sgt,
+                    _ => Cond::Sge,
+                };
+                let t = self.em.a.label();
+                let done = self.em.a.label();
+                self.em.a.jmp(c, Reg::R0, Reg::R1, t);
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                self.em.a.ja(done);
+                self.em.a.bind(t);
+                self.em.e(Insn::mov64(Reg::R0, 1));
+                self.em.a.bind(done);
+            }
+            _ => {}
+        }
+    }
+
+    /// Signed `R0 / R1` or `R0 % R1` (C semantics: truncation toward zero, the
+    /// remainder has the dividend's sign) with BPF's unsigned division; a zero
+    /// divisor ends the probe with stap's error.
+    fn divide(&mut self, span: Span, modulo: bool) {
+        let ok = self.em.a.label();
+        self.em.a.jmp(Cond::Ne, Reg::R1, 0, ok);
+        let msg = format!("division by zero near {}", self.env.position(span));
+        self.fail(msg);
+        self.em.a.bind(ok);
+        // R2 = sign of the result (dividend's for %, xor of both for /).
+        self.em.e(Insn::mov64(Reg::R2, Reg::R0));
+        if !modulo {
+            self.em.e(Insn::alu64(AluOp::Xor, Reg::R2, Reg::R1));
+        }
+        for r in [Reg::R0, Reg::R1] {
+            let pos = self.em.a.label();
+            self.em.a.jmp(Cond::Sge, r, 0, pos);
+            self.em.e(Insn::neg64(r));
+            self.em.a.bind(pos);
+        }
+        let op = if modulo { AluOp::Mod } else { AluOp::Div };
+        self.em.e(Insn::alu64(op, Reg::R0, Reg::R1));
+        let pos = self.em.a.label();
+        self.em.a.jmp(Cond::Sge, Reg::R2, 0, pos);
+        self.em.e(Insn::neg64(Reg::R0));
+        self.em.a.bind(pos);
+    }
+
+    /// `R0 = (R0 op 0)` after a string comparison left `a - b`'s sign in R0.
+    fn compare_r0(&mut self, op: BinOp) {
+        self.em.e(Insn::mov64(Reg::R1, 0));
+        self.arith(Span::default(), op);
+    }
+
+    // ---- assignments ----
+
+    /// Lowers `=`, `op=`, `++` and `--`; with `want`, the expression's value is left
+    /// in R0 (for a string assignment, R0 is 0).
+    fn assign_like(&mut self, e: &Expr, want: bool) {
+        let (op, lhs, rhs, post): (Option<BinOp>, &Expr, Option<&Expr>, bool) = match &e.kind {
+            ExprKind::Assign { op, lhs, rhs } => (*op, lhs, Some(rhs), false),
+            ExprKind::IncDec { inc, prefix, expr } => (
+                Some(if *inc { BinOp::Add } else { BinOp::Sub }),
+                expr,
+                None,
+                !*prefix,
+            ),
+            _ => return,
+        };
+        let ty = self.env.info.expr_type(lhs).unwrap_or(Type::Long);
+        if ty == Type::String {
+            let Some(rhs) = rhs else { return };
+            let target = self.str_place(lhs);
+            let Some(target) = target else { return };
+            match target {
+                StrPlace::Slot(dst) => {
+                    let v = if op == Some(BinOp::Concat) {
+                        self.concat_exprs(lhs, rhs)
+                    } else {
+                        self.string(rhs)
+                    };
+                    self.copy_str(dst, v);
+                }
+                StrPlace::Elem { array, keys } => {
+                    let v = if op == Some(BinOp::Concat) {
+                        self.concat_exprs(lhs, rhs)
+                    } else {
+                        self.string(rhs)
+                    };
+                    let v = self.in_scratch(v);
+                    self.store_elem(&array, keys, Some(v), None);
+                }
+            }
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            return;
+        }
+        // The new value: `rhs`, `old op rhs`, or `old ± 1`.
+        let rhs_val = |s: &mut Self| match rhs {
+            Some(r) => s.long(r),
+            None => s.em.e(Insn::mov64(Reg::R0, 1)),
+        };
+        match &lhs.kind {
+            ExprKind::Var(id) => {
+                let scalar = match self.slot(&id.name) {
+                    Some(Slot::Scalar { offset, .. }) => Some(offset),
+                    _ => None,
+                };
+                let local = self.local(&id.name);
+                // Atomic add on a shared global: `x++`, `x += v`, `x -= v`.
+                if let (Some(offset), Some(o @ (BinOp::Add | BinOp::Sub))) = (scalar, op) {
+                    rhs_val(self);
+                    if o == BinOp::Sub {
+                        self.em.e(Insn::neg64(Reg::R0));
+                    }
+                    self.em.e(Insn::mov64(Reg::R2, Reg::R0));
+                    self.em
+                        .a
+                        .ld_map_value(Reg::R1, self.env.storage.scalars, offset);
+                    self.em.e(Insn::mov64(Reg::R0, Reg::R2));
+                    if let Some(i) = Insn::atomic_fetch_add(Size::DW, Reg::R1, 0, Reg::R0) {
+                        self.em.e(i);
+                    }
+                    // R0 = old value; the new one is old + delta.
+                    if !post {
+                        self.em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R2));
+                    }
+                    return;
+                }
+                let (load, store): (Box<dyn Fn(&mut Self, Reg)>, Box<dyn Fn(&mut Self, Reg)>) =
+                    match (scalar, local) {
+                        (Some(offset), _) => {
+                            let m = self.env.storage.scalars;
+                            (
+                                Box::new(move |s: &mut Self, r: Reg| {
+                                    s.em.a.ld_map_value(Reg::R5, m, offset);
+                                    s.em.e(Insn::ldx(Size::DW, r, Reg::R5, 0));
+                                }),
+                                Box::new(move |s: &mut Self, r: Reg| {
+                                    s.em.a.ld_map_value(Reg::R5, m, offset);
+                                    s.em.e(Insn::stx(Size::DW, Reg::R5, 0, r));
+                                }),
+                            )
+                        }
+                        (None, Some((at, _))) => (
+                            Box::new(move |s: &mut Self, r: Reg| s.em.load(r, at)),
+                            Box::new(move |s: &mut Self, r: Reg| s.em.store(at, r)),
+                        ),
+                        _ => {
+                            self.em.error(lhs.span, "cannot assign to this");
+                            return;
+                        }
+                    };
+                rhs_val(self);
+                match op {
+                    None => store(self, Reg::R0),
+                    Some(o) => {
+                        self.em.e(Insn::mov64(Reg::R1, Reg::R0));
+                        load(self, Reg::R0);
+                        let old = self.em.alloc(8);
+                        self.em.store(old, Reg::R0);
+                        self.arith(e.span, o);
+                        store(self, Reg::R0);
+                        if post {
+                            self.em.load(Reg::R0, old);
+                        }
+                    }
+                }
+                let _ = want;
+            }
+            ExprKind::Index { array, keys } => {
+                rhs_val(self);
+                let v = self.em.alloc(8);
+                self.em.store(v, Reg::R0);
+                match op {
+                    None => self.store_elem(array, keys, None, Some(v)),
+                    Some(o) => self.update_elem(e.span, array, keys, o, v, post),
+                }
+                if op.is_none() {
+                    self.em.load(Reg::R0, v);
+                }
+            }
+            ExprKind::Target(_) => self
+                .em
+                .error(lhs.span, "context variables cannot be assigned"),
+            _ => self.em.error(lhs.span, "cannot assign to this"),
+        }
+    }
+
+    /// `a[k] = v`: the value is the string `sv` or the long at `scratch[lv]`.
+    fn store_elem(&mut self, array: &Ident, keys: &[Expr], sv: Option<u32>, lv: Option<u32>) {
+        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(&array.name) else {
+            self.em
+                .error(array.span, format!("'{}' is not an array", array.name));
+            return;
+        };
+        let key = self.key(keys, &kt);
+        self.em.map_key_args(map, key);
+        let val = sv.or(lv).unwrap_or(key);
+        self.em.addr(Reg::R3, val);
+        self.em.e(Insn::mov64(Reg::R4, bpf::helper::ANY));
+        self.em.a.call(Helper::MapUpdateElem);
+        let ok = self.em.a.label();
+        self.em.a.jmp(Cond::Eq, Reg::R0, 0, ok);
+        self.em.count(counter::MAP_FULL);
+        self.em.a.bind(ok);
+    }
+
+    /// `a[k] op= v`, `a[k]++`: in place when the element exists (atomically for
+    /// `+`/`-`), else created from 0.
+    fn update_elem(
+        &mut self,
+        span: Span,
+        array: &Ident,
+        keys: &[Expr],
+        op: BinOp,
+        v: u32,
+        post: bool,
+    ) {
+        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(&array.name) else {
+            self.em
+                .error(array.span, format!("'{}' is not an array", array.name));
+            return;
+        };
+        let key = self.key(keys, &kt);
+        let result = self.em.alloc(8);
+        let retry = self.em.a.label();
+        let found = self.em.a.label();
+        let done = self.em.a.label();
+        self.em.a.bind(retry);
+        self.em.map_key_args(map, key);
+        self.em.a.call(Helper::MapLookupElem);
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        // Missing: create it as 0 (another CPU may win the race; then update theirs).
+        let zero = self.em.alloc(8);
+        self.em.store_imm(zero, Size::DW, 0);
+        self.em.map_key_args(map, key);
+        self.em.addr(Reg::R3, zero);
+        self.em.e(Insn::mov64(Reg::R4, bpf::helper::NOEXIST));
+        self.em.a.call(Helper::MapUpdateElem);
+        self.em.map_key_args(map, key);
+        self.em.a.call(Helper::MapLookupElem);
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        self.em.count(counter::MAP_FULL);
+        self.em.store_imm(result, Size::DW, 0);
+        self.em.a.ja(done);
+        self.em.a.bind(found);
+        let _ = retry;
+        self.em.e(Insn::mov64(Reg::R7, Reg::R0));
+        if matches!(op, BinOp::Add | BinOp::Sub) {
+            self.em.load(Reg::R1, v);
+            if op == BinOp::Sub {
+                self.em.e(Insn::neg64(Reg::R1));
+            }
+            self.em.e(Insn::mov64(Reg::R2, Reg::R1));
+            if let Some(i) = Insn::atomic_fetch_add(Size::DW, Reg::R7, 0, Reg::R1) {
+                self.em.e(i);
+            }
+            if !post {
+                self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R2));
+            }
+            self.em.store(result, Reg::R1);
+        } else {
+            self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R7, 0));
+            self.em.load(Reg::R1, v);
+            self.arith(span, op);
+            self.em.e(Insn::stx(Size::DW, Reg::R7, 0, Reg::R0));
+            self.em.store(result, Reg::R0);
+        }
+        self.em.a.bind(done);
+        self.em.load(Reg::R0, result);
+    }
+
+    // ---- statistics ----
+
+    fn aggregate(&mut self, lhs: &Expr, rhs: &Expr) {
+        let (name, keys): (&Ident, &[Expr]) = match &lhs.kind {
+            ExprKind::Var(id) => (id, &[]),
+            ExprKind::Index { array, keys } => (array, keys),
+            _ => {
+                self.em.error(lhs.span, "'<<<' needs a statistic");
+                return;
+            }
+        };
+        let Some(Slot::Stats { map, keys: kt, hist }) = self.slot(&name.name) else {
+            self.em
+                .error(lhs.span, format!("'{}' is not a statistic", name.name));
+            return;
+        };
+        self.long(rhs);
+        let v = self.em.alloc(8);
+        self.em.store(v, Reg::R0);
+        let key = if kt.is_empty() {
+            let k = self.em.alloc(8);
+            self.em.store_imm(k, Size::DW, 0);
+            k
+        } else {
+            self.key(keys, &kt)
+        };
+        let found = self.em.a.label();
+        let skip = self.em.a.label();
+        self.em.map_key_args(map, key);
+        self.em.a.call(Helper::MapLookupElem);
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        // A new key: insert an empty slot (the scratch area's first bytes stay 0).
+        self.em.map_key_args(map, key);
+        self.em.addr(Reg::R3, 0);
+        self.em.e(Insn::mov64(Reg::R4, bpf::helper::NOEXIST));
+        self.em.a.call(Helper::MapUpdateElem);
+        self.em.map_key_args(map, key);
+        self.em.a.call(Helper::MapLookupElem);
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        self.em.count(counter::MAP_FULL);
+        self.em.a.ja(skip);
+        self.em.a.bind(found);
+        // R7 = slot, R1 = v, R2 = count. Per-CPU: no other writer, no atomics.
+        self.em.e(Insn::mov64(Reg::R7, Reg::R0));
+        self.em.load(Reg::R1, v);
+        self.em.e(Insn::ldx(Size::DW, Reg::R2, Reg::R7, 0));
+        let first = self.em.a.label();
+        let counted = self.em.a.label();
+        self.em.a.jmp(Cond::Eq, Reg::R2, 0, first);
+        let no_min = self.em.a.label();
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 16));
+        self.em.a.jmp(Cond::Sge, Reg::R1, Reg::R3, no_min);
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 16, Reg::R1));
+        self.em.a.bind(no_min);
+        let no_max = self.em.a.label();
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 24));
+        self.em.a.jmp(Cond::Sle, Reg::R1, Reg::R3, no_max);
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 24, Reg::R1));
+        self.em.a.bind(no_max);
+        self.em.a.ja(counted);
+        self.em.a.bind(first);
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 16, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 24, Reg::R1));
+        self.em.a.bind(counted);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 0, Reg::R2));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 8));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, 8, Reg::R3));
+        if hist != HistSpec::None {
+            // R1 = v; R0 = the bucket.
+            self.em.e(Insn::mov64(Reg::R0, Reg::R1));
+            bucket(&mut self.em, hist);
+            let last = hist_buckets(hist) as i32 - 1;
+            let in_range = self.em.a.label();
+            self.em.a.jmp(Cond::Le, Reg::R0, last, in_range);
+            self.em.e(Insn::mov64(Reg::R0, last));
+            self.em.a.bind(in_range);
+            self.em.e(Insn::alu64(AluOp::Lsh, Reg::R0, 3));
+            self.em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R7));
+            let o = (STAT_HEADER_WORDS * 8) as i16;
+            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, o));
+            self.em.e(Insn::alu64(AluOp::Add, Reg::R1, 1));
+            self.em.e(Insn::stx(Size::DW, Reg::R0, o, Reg::R1));
+        }
+        self.em.a.bind(skip);
+    }
+
+    // ---- strings ----
+
+    /// A string expression's value; literals and computed strings go to a fresh
+    /// scratch slot, variables are used in place.
+    pub fn string(&mut self, e: &Expr) -> Str {
+        self.em.mark(e.span);
+        match &e.kind {
+            ExprKind::Str(s) => {
+                let at = self.em.alloc(MAX_STRING);
+                self.em.const_str(at, s.as_bytes());
+                Str::Scratch(at)
+            }
+            ExprKind::Var(id) => {
+                if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+                    return Str::Scratch(at);
+                }
+                match self.slot(&id.name) {
+                    Some(Slot::Scalar { offset, .. }) => Str::Global(offset),
+                    _ => self.empty_str(),
+                }
+            }
+            ExprKind::Index { array, keys } => {
+                let Some(Slot::Array {
+                    map,
+                    keys: kt,
+                    value: Type::String,
+                }) = self.slot(&array.name)
+                else {
+                    self.em
+                        .error(e.span, format!("'{}' is not an array of strings", array.name));
+                    return self.empty_str();
+                };
+                let out = self.em.alloc(MAX_STRING);
+                self.em.store_imm(out, Size::DW, 0);
+                let key = self.key(keys, &kt);
+                self.em.map_key_args(map, key);
+                self.em.a.call(Helper::MapLookupElem);
+                let done = self.em.a.label();
+                self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+                self.em.e(Insn::mov64(Reg::R3, Reg::R0));
+                self.em.addr(Reg::R1, out);
+                self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+                self.em.a.bind(done);
+                Str::Scratch(out)
+            }
+            ExprKind::Binary {
+                op: BinOp::Concat,
+                lhs,
+                rhs,
+            } => self.concat_exprs(lhs, rhs),
+            ExprKind::Target(t) => self.target_string(e, t),
+            ExprKind::Call { name, args } => self.call_string(e, name, args),
+            ExprKind::Ternary { cond, then, els } => match self.static_cond(cond) {
+                Some(true) => self.string(then),
+                Some(false) => self.string(els),
+                None => {
+                    let out = self.em.alloc(MAX_STRING);
+                    let else_l = self.em.a.label();
+                    let done = self.em.a.label();
+                    self.cond_jump_false(cond, else_l);
+                    let a = self.string(then);
+                    self.copy_str(Str::Scratch(out), a);
+                    self.em.a.ja(done);
+                    self.em.a.bind(else_l);
+                    let b = self.string(els);
+                    self.copy_str(Str::Scratch(out), b);
+                    self.em.a.bind(done);
+                    Str::Scratch(out)
+                }
+            },
+            ExprKind::Assign { rhs, .. } => {
+                self.assign_like(e, false);
+                self.string(rhs)
+            }
+            ExprKind::ScriptArg { index, .. } => {
+                self.em
+                    .error(e.span, format!("script argument @{index} was not given"));
+                self.empty_str()
+            }
+            _ => {
+                self.em.error(e.span, "this is not a string");
+                self.empty_str()
+            }
+        }
+    }
+
+    pub fn empty_str(&mut self) -> Str {
+        let at = self.em.alloc(MAX_STRING);
+        self.em.store_imm(at, Size::DW, 0);
+        Str::Scratch(at)
+    }
+
+    /// `reg = &string`.
+    pub fn str_ptr(&mut self, reg: Reg, s: Str) {
+        match s {
+            Str::Scratch(at) => self.em.addr(reg, at),
+            Str::Global(off) => {
+                self.em.a.ld_map_value(reg, self.env.storage.scalars, off);
+            }
+        }
+    }
+
+    /// Copies a string; R0 = its length with the NUL. Clobbers R0–R5.
+    pub fn copy_str(&mut self, dst: Str, src: Str) {
+        if dst == src {
+            return;
+        }
+        self.str_ptr(Reg::R3, src);
+        self.str_ptr(Reg::R1, dst);
+        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+    }
+
+    /// The string in a scratch slot (copied there if it is a global).
+    pub fn in_scratch(&mut self, s: Str) -> u32 {
+        match s {
+            Str::Scratch(at) => at,
+            Str::Global(_) => {
+                let at = self.em.alloc(MAX_STRING);
+                self.copy_str(Str::Scratch(at), s);
+                at
+            }
+        }
+    }
+
+    fn concat_exprs(&mut self, lhs: &Expr, rhs: &Expr) -> Str {
+        let out = self.em.alloc(MAX_STRING);
+        let a = self.string(lhs);
+        self.copy_str(Str::Scratch(out), a);
+        let b = self.string(rhs);
+        self.append(out, b);
+        Str::Scratch(out)
+    }
+
+    /// Appends `src` to the string at `scratch[dst]`, cutting at `MAX_STRING - 1`.
+    pub fn append(&mut self, dst: u32, src: Str) {
+        self.strlen_reg(dst);
+        // R0 = length (0..=127). Copy to dst + len, at most 128 - len bytes.
+        self.em.e(Insn::mov64(Reg::R7, Reg::R0));
+        self.str_ptr(Reg::R3, src);
+        self.em.addr(Reg::R1, dst);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R7));
+        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R7));
+        self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+    }
+
+    /// R0 = the length of the string at `scratch[at]` (0..=127), found by copying it
+    /// to a throwaway slot. Clobbers R0–R5.
+    pub fn strlen_reg(&mut self, at: u32) {
+        let tmp = self.em.alloc(MAX_STRING);
+        self.em.addr(Reg::R3, at);
+        self.em.addr(Reg::R1, tmp);
+        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+        self.em.release(tmp);
+        let pos = self.em.a.label();
+        self.em.a.jmp(Cond::Sgt, Reg::R0, 0, pos);
+        self.em.e(Insn::mov64(Reg::R0, 1));
+        self.em.a.bind(pos);
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R0, 1));
+        // Bounds the verifier can see: 0..=127.
+        self.em.e(Insn::alu64(AluOp::And, Reg::R0, (MAX_STRING - 1) as i32));
+    }
+
+    /// R0 = the sign of `a - b` comparing bytes as unsigned (`strcmp`).
+    fn strcmp(&mut self, a: u32, b: u32) {
+        // R8 = index (a register the verifier tracks), R0 = result.
+        let top = self.em.a.label();
+        let done = self.em.a.label();
+        let differ = self.em.a.label();
+        self.em.e(Insn::mov64(Reg::R8, 0));
+        self.em.a.bind(top);
+        self.em.e(Insn::mov64(Reg::R1, SCRATCH));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R8));
+        let (oa, ob) = (self.em.off(a), self.em.off(b));
+        self.em.e(Insn::ldx(Size::B, Reg::R2, Reg::R1, oa));
+        self.em.e(Insn::ldx(Size::B, Reg::R3, Reg::R1, ob));
+        self.em.a.jmp(Cond::Ne, Reg::R2, Reg::R3, differ);
+        self.em.e(Insn::mov64(Reg::R0, 0));
+        self.em.a.jmp(Cond::Eq, Reg::R2, 0, done);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        self.em.a.jmp(Cond::Lt, Reg::R8, MAX_STRING as i32, top);
+        self.em.a.ja(done);
+        self.em.a.bind(differ);
+        self.em.e(Insn::mov64(Reg::R0, Reg::R2));
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R0, Reg::R3));
+        self.em.a.bind(done);
+    }
+
+    /// Where a string assignment stores.
+    fn str_place<'e>(&mut self, lhs: &'e Expr) -> Option<StrPlace<'e>> {
+        match &lhs.kind {
+            ExprKind::Var(id) => {
+                if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+                    return Some(StrPlace::Slot(Str::Scratch(at)));
+                }
+                match self.slot(&id.name) {
+                    Some(Slot::Scalar { offset, .. }) => Some(StrPlace::Slot(Str::Global(offset))),
+                    _ => {
+                        self.em.error(lhs.span, "cannot assign to this");
+                        None
+                    }
+                }
+            }
+            ExprKind::Index { array, keys } => Some(StrPlace::Elem {
+                array: array.clone(),
+                keys,
+            }),
+            _ => {
+                self.em.error(lhs.span, "cannot assign to this");
+                None
+            }
+        }
+    }
+
+    // ---- calls ----
+
+    /// A call in a `long` (or no-value) context; with `want`, R0 holds the value.
+    fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr], want: bool) {
+        if self.env.info.function(&name.name).is_some() {
+            if let Some((at, ty)) = self.inline(e, name, args) {
+                if ty == Type::Long {
+                    self.em.load(Reg::R0, at);
+                }
+            }
+            return;
+        }
+        if self.env.info.expr_type(e) == Some(Type::String) {
+            self.call_string(e, name, args);
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            return;
+        }
+        crate::builtins::long_call(self, e, name, args, want);
+    }
+
+    fn call_string(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Str {
+        if self.env.info.function(&name.name).is_some() {
+            return match self.inline(e, name, args) {
+                Some((at, Type::String)) => Str::Scratch(at),
+                _ => self.empty_str(),
+            };
+        }
+        crate::builtins::string_call(self, e, name, args)
+    }
+
+    /// Inlines a script function at its call; returns the result's slot.
+    fn inline(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Option<(u32, Type)> {
+        let fi = self.env.info.function(&name.name)?.clone();
+        if self.fns.iter().any(|f| f.name == name.name) || self.fns.len() > 16 {
+            self.em.error(
+                e.span,
+                format!("'{}' calls itself; recursion is not supported in kernel probes", name.name),
+            );
+            return None;
+        }
+        let Some(Item::Function(func)) = self.env.script.items.get(fi.item) else {
+            return None;
+        };
+        // Arguments are evaluated in the caller's scope, into the callee's slots.
+        let mut scope = HashMap::new();
+        let mut slots = Vec::new();
+        for v in &fi.locals {
+            let ty = v.ty.unwrap_or(Type::Long);
+            let at = self.em.alloc(width(ty));
+            slots.push((at, ty));
+            scope.insert(v.name.clone(), (at, ty));
+        }
+        for (i, (at, ty)) in slots.iter().enumerate() {
+            match args.get(i).filter(|_| i < fi.params.len()) {
+                Some(a) if *ty == Type::String => {
+                    let s = self.string(a);
+                    self.copy_str(Str::Scratch(*at), s);
+                }
+                Some(a) => {
+                    self.long(a);
+                    self.em.store(*at, Reg::R0);
+                }
+                None => self.em.store_imm(*at, Size::DW, 0),
+            }
+        }
+        let ret_slot = fi.ret.map(|t| {
+            let at = self.em.alloc(width(t));
+            self.em.store_imm(at, Size::DW, 0);
+            (at, t)
+        });
+        let ret = self.em.a.label();
+        self.scopes.push(scope);
+        self.fns.push(FnFrame {
+            name: name.name.clone(),
+            ret,
+            slot: ret_slot,
+        });
+        let loops = std::mem::take(&mut self.loops);
+        self.block(&func.body);
+        self.loops = loops;
+        self.fns.pop();
+        self.scopes.pop();
+        self.em.a.bind(ret);
+        ret_slot
+    }
+
+    // ---- records ----
+
+    /// Sends a printf record: `format` and its arguments.
+    pub fn printf(&mut self, format: Vec<u8>, args: &[&Expr]) {
+        let mut fields = Vec::new();
+        let mut size = 0u32;
+        let types: Vec<Type> = args
+            .iter()
+            .map(|a| self.env.info.expr_type(a).unwrap_or(Type::Long))
+            .collect();
+        for t in &types {
+            fields.push(Field {
+                offset: size,
+                kind: match t {
+                    Type::String => FieldKind::Str { len: MAX_STRING },
+                    _ => FieldKind::Long,
+                },
+            });
+            size += width(*t);
+        }
+        let id = add_event(
+            self.events,
+            EventSpec::Printf {
+                format,
+                args: fields.clone(),
+            },
+        );
+        let rec = self.em.alloc(EVENT_HEADER + size);
+        for ((a, t), f) in args.iter().zip(&types).zip(&fields) {
+            let at = rec + EVENT_HEADER + f.offset;
+            match t {
+                Type::String => {
+                    let s = self.string(a);
+                    self.copy_str(Str::Scratch(at), s);
+                }
+                _ => {
+                    self.long(a);
+                    self.em.store(at, Reg::R0);
+                }
+            }
+        }
+        self.em.header(rec, id);
+        self.em.output(rec, EVENT_HEADER + size);
+    }
+}
+
+enum StrPlace<'e> {
+    Slot(Str),
+    Elem { array: Ident, keys: &'e [Expr] },
+}
+
+/// R0 = the histogram bucket of the value in R0 (the bucket math of
+/// `runtime::stats`). Clobbers R1–R3.
+pub fn bucket(em: &mut Emitter<'_>, hist: HistSpec) {
+    match hist {
+        HistSpec::None => {}
+        HistSpec::Log => {
+            // 0 → 64; else 64 ± (bits of |v|).
+            let nonzero = em.a.label();
+            let done = em.a.label();
+            em.a.jmp(Cond::Ne, Reg::R0, 0, nonzero);
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.a.ja(done);
+            em.a.bind(nonzero);
+            em.e(Insn::mov64(Reg::R3, Reg::R0)); // sign
+            let pos = em.a.label();
+            em.a.jmp(Cond::Sge, Reg::R0, 0, pos);
+            em.e(Insn::neg64(Reg::R0));
+            em.a.bind(pos);
+            // R1 = floor(log2 |v|) by halving search; |i64::MIN| stays 1 << 63.
+            em.e(Insn::mov64(Reg::R1, 0));
+            for shift in [32, 16, 8, 4, 2, 1] {
+                let small = em.a.label();
+                em.e(Insn::mov64(Reg::R2, Reg::R0));
+                em.e(Insn::alu64(AluOp::Rsh, Reg::R2, shift));
+                em.a.jmp(Cond::Eq, Reg::R2, 0, small);
+                em.e(Insn::mov64(Reg::R0, Reg::R2));
+                em.e(Insn::alu64(AluOp::Add, Reg::R1, shift));
+                em.a.bind(small);
+            }
+            em.e(Insn::alu64(AluOp::Add, Reg::R1, 1)); // bits
+            let neg = em.a.label();
+            em.a.jmp(Cond::Slt, Reg::R3, 0, neg);
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
+            em.a.ja(done);
+            em.a.bind(neg);
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.e(Insn::alu64(AluOp::Sub, Reg::R0, Reg::R1));
+            em.a.bind(done);
+        }
+        HistSpec::Linear {
+            start,
+            stop: _,
+            interval,
+        } => {
+            let last = i64::from(hist_buckets(hist)) - 1;
+            let under = em.a.label();
+            let done = em.a.label();
+            em.imm(Reg::R1, start);
+            em.e(Insn::alu64(AluOp::Sub, Reg::R0, Reg::R1));
+            em.a.jmp(Cond::Slt, Reg::R0, 0, under);
+            em.imm(Reg::R1, interval.max(1));
+            em.e(Insn::alu64(AluOp::Div, Reg::R0, Reg::R1));
+            em.e(Insn::alu64(AluOp::Add, Reg::R0, 1));
+            em.imm(Reg::R1, last);
+            em.a.jmp(Cond::Lt, Reg::R0, Reg::R1, done);
+            em.e(Insn::mov64(Reg::R0, Reg::R1));
+            em.a.ja(done);
+            em.a.bind(under);
+            em.e(Insn::mov64(Reg::R0, 0));
+            em.a.bind(done);
+        }
+    }
+}
+
+/// Key of the stack slot used by helpers (exported for the other passes).
+pub const _KEY: i16 = KEY_SLOT;

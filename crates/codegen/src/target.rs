@@ -1,0 +1,781 @@
+//! [`GoTarget`]: the traced executable as the type checker and the code generator see
+//! it. It answers `lang`'s [`Target`] questions (where does a probe point go, what is
+//! `$x`, what is `->f`) from one [`GoBinary`], its DWARF when it has some (loaded on
+//! first use), and the Go runtime's struct layouts, read from DWARF or, for a stripped
+//! executable, taken from gobin's per-release tables. With those tables `runtime.g`,
+//! `runtime.m`, `runtime.gobuf` and `runtime.stack` exist as a small synthetic type
+//! model, so `@cast(x, "runtime.g")->m->curg->stack->hi` works without DWARF.
+//!
+//! Probe placement follows the Go runtime's habits: a function probe goes after the
+//! stack-bound check ([`x86::probe_site`]), because `morestack` restarts a function
+//! at its entry and an entry probe would fire twice; a return probe is one probe per
+//! `RET` instruction, because Go copies goroutine stacks and a uretprobe's patched
+//! return address would be copied to a stale place.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use bpf::X86Reg;
+use gobin::dwarf::{self, BaseEncoding, Dwarf, TypeKind, TypeRef};
+use gobin::layout::RuntimeLayout;
+use gobin::{Func, GoBinary, VirtAddr, x86};
+use lang::ast::VarSet;
+use lang::{GoKind, GoType, Lines, Location, ProcessProbe, Site, Target, TargetError};
+
+/// Handles with this bit set name a synthetic type (see [`Synth`]); the others are
+/// DWARF type offsets.
+const SYNTH: u64 = 1 << 63;
+
+/// The synthetic runtime types used when the executable has no DWARF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Synth {
+    G = 1,
+    M,
+    Gobuf,
+    Stack,
+    PtrG,
+    PtrM,
+    Uintptr,
+    Int64,
+    Uint32,
+}
+
+impl Synth {
+    const ALL: [Synth; 9] = [
+        Synth::G,
+        Synth::M,
+        Synth::Gobuf,
+        Synth::Stack,
+        Synth::PtrG,
+        Synth::PtrM,
+        Synth::Uintptr,
+        Synth::Int64,
+        Synth::Uint32,
+    ];
+
+    fn from_handle(h: u64) -> Option<Synth> {
+        if h & SYNTH == 0 {
+            return None;
+        }
+        Synth::ALL.iter().copied().find(|s| *s as u64 == h & !SYNTH)
+    }
+
+    fn go_type(self) -> GoType {
+        let (name, kind, size) = match self {
+            Synth::G => ("runtime.g", GoKind::Struct, 0),
+            Synth::M => ("runtime.m", GoKind::Struct, 0),
+            Synth::Gobuf => ("runtime.gobuf", GoKind::Struct, 0),
+            Synth::Stack => ("runtime.stack", GoKind::Struct, 16),
+            Synth::PtrG => ("*runtime.g", GoKind::Pointer, 8),
+            Synth::PtrM => ("*runtime.m", GoKind::Pointer, 8),
+            Synth::Uintptr => ("uintptr", GoKind::Uintptr, 8),
+            Synth::Int64 => ("int64", GoKind::Int { signed: true }, 8),
+            Synth::Uint32 => ("uint32", GoKind::Int { signed: false }, 4),
+        };
+        GoType {
+            name: name.into(),
+            kind,
+            size,
+            handle: SYNTH | self as u64,
+        }
+    }
+
+    /// The fields of a synthetic struct: name, offset, type.
+    fn fields(self, l: &RuntimeLayout) -> Vec<(&'static str, u64, Synth)> {
+        use Synth::*;
+        match self {
+            G => vec![
+                ("stack", l.g_stack_lo, Stack),
+                ("stackguard0", l.g_stackguard0, Uintptr),
+                ("_panic", l.g_panic, Uintptr),
+                ("_defer", l.g_defer, Uintptr),
+                ("m", l.g_m, PtrM),
+                ("sched", l.g_sched, Gobuf),
+                ("syscallsp", l.g_syscallsp, Uintptr),
+                ("syscallpc", l.g_syscallpc, Uintptr),
+                ("atomicstatus", l.g_atomicstatus, Uint32),
+                ("goid", l.g_goid, Int64),
+                ("gopc", l.g_gopc, Uintptr),
+                ("startpc", l.g_startpc, Uintptr),
+            ],
+            M => vec![
+                ("g0", l.m_g0, PtrG),
+                ("morebuf", l.m_morebuf, Gobuf),
+                ("procid", l.m_procid, Int64),
+                ("gsignal", l.m_gsignal, PtrG),
+                ("curg", l.m_curg, PtrG),
+                ("id", l.m_id, Int64),
+            ],
+            Gobuf => {
+                let mut v = vec![
+                    ("sp", l.gobuf_sp, Uintptr),
+                    ("pc", l.gobuf_pc, Uintptr),
+                    ("g", l.gobuf_g, PtrG),
+                    ("ctxt", l.gobuf_ctxt, Uintptr),
+                    ("lr", l.gobuf_lr, Uintptr),
+                    ("bp", l.gobuf_bp, Uintptr),
+                ];
+                if let Some(r) = l.gobuf_ret {
+                    v.push(("ret", r, Uintptr));
+                }
+                v
+            }
+            Stack => vec![
+                ("lo", l.g_stack_lo - l.g_stack_lo, Uintptr),
+                ("hi", l.g_stack_hi - l.g_stack_lo, Uintptr),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn pointee(self) -> Option<Synth> {
+        match self {
+            Synth::PtrG => Some(Synth::G),
+            Synth::PtrM => Some(Synth::M),
+            _ => None,
+        }
+    }
+}
+
+/// How a member access reaches its field: the offset from the struct's start, and
+/// whether a pointer must be loaded first (`->` through a pointer to a struct).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAccess {
+    pub deref: bool,
+    pub offset: u64,
+    pub ty: GoType,
+}
+
+/// How `x[i]` reaches its element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexAccess {
+    /// `x` is a pointer: the element is at `ptr + i * size`.
+    Pointer { elem: GoType },
+    /// `x` is a slice: its first word is the array pointer.
+    Slice { elem: GoType },
+    /// `x` is an array held in place.
+    Array { elem: GoType, len: u64 },
+}
+
+/// Where a context variable's value is at a probe address.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VarPlace {
+    /// A DWARF location expression; `cfa_from_sp` is what to add to RSP to get the
+    /// canonical frame address at this pc.
+    Dwarf {
+        expr: dwarf::Expr,
+        cfa_from_sp: i64,
+    },
+    /// Registers of the Go register ABI, in order, for a result DWARF does not place.
+    Registers(Vec<X86Reg>),
+}
+
+/// One variable of a probe context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContextVar {
+    pub name: String,
+    pub ty: GoType,
+    pub place: VarPlace,
+    pub is_param: bool,
+    pub is_return: bool,
+}
+
+/// The traced executable, for the checker and the code generator.
+pub struct GoTarget<'data> {
+    bin: GoBinary<'data>,
+    path: String,
+    dwarf: OnceLock<Option<Dwarf<'data>>>,
+    layout: OnceLock<Option<RuntimeLayout>>,
+}
+
+impl<'data> GoTarget<'data> {
+    /// A target over `bin`, the executable at `path` (absolute, as attachments name it).
+    pub fn new(bin: GoBinary<'data>, path: impl Into<String>) -> GoTarget<'data> {
+        GoTarget {
+            bin,
+            path: path.into(),
+            dwarf: OnceLock::new(),
+            layout: OnceLock::new(),
+        }
+    }
+
+    pub fn binary(&self) -> &GoBinary<'data> {
+        &self.bin
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The DWARF, if the executable has some that reads.
+    pub fn dwarf(&self) -> Option<&Dwarf<'data>> {
+        self.dwarf
+            .get_or_init(|| Dwarf::load(|name| self.bin.section_data(name)).ok())
+            .as_ref()
+    }
+
+    /// The runtime's struct layout: from DWARF, else the table of the binary's release.
+    pub fn layout(&self) -> Option<&RuntimeLayout> {
+        self.layout
+            .get_or_init(|| {
+                self.dwarf()
+                    .and_then(|d| RuntimeLayout::from_dwarf(d).ok())
+                    .or_else(|| {
+                        let v = self.bin.go_version();
+                        RuntimeLayout::builtin(v.major, v.minor)
+                    })
+            })
+            .as_ref()
+    }
+
+    fn function_at(&self, addr: u64) -> Result<Func<'data>, TargetError> {
+        self.bin
+            .function_at(VirtAddr(addr))
+            .ok_or_else(|| other(format!("no function holds address {addr:#x}")))
+    }
+
+    fn location(&self, f: &Func<'data>, addr: VirtAddr) -> Location {
+        let pos = self.bin.line_at(f, addr);
+        Location {
+            function: f.name.to_string(),
+            file: pos.map(|(file, _)| file.to_string()),
+            line: pos.map(|(_, l)| l),
+            address: addr.0,
+        }
+    }
+
+    fn no_function(&self, pattern: &str) -> TargetError {
+        let names: Vec<&str> = self.bin.functions().map(|f| f.name).collect();
+        TargetError::NoSuchFunction {
+            pattern: pattern.to_string(),
+            nearest: lang::diag::nearest(pattern, names)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
+
+    fn checked(&self, f: &Func<'data>, addr: VirtAddr) -> Result<Location, TargetError> {
+        if !x86::is_instruction_boundary(&self.bin, f, addr) {
+            return Err(other(format!(
+                "address {addr} in {} is not the start of an instruction",
+                f.name
+            )));
+        }
+        Ok(self.location(f, addr))
+    }
+
+    /// Statement lines of `f`: (file, line) → addresses, from DWARF when present.
+    fn statement_lines(&self, f: &Func<'data>) -> BTreeMap<(String, u32), Vec<VirtAddr>> {
+        if let Some(d) = self.dwarf()
+            && let Ok(lines) = d.statement_lines(f.name)
+        {
+            let mut out: BTreeMap<(String, u32), Vec<VirtAddr>> = BTreeMap::new();
+            for ((file, line), addrs) in lines {
+                let line = u32::try_from(line).unwrap_or(u32::MAX);
+                out.entry((file, line))
+                    .or_default()
+                    .extend(addrs.into_iter().filter(|a| f.contains(*a)));
+            }
+            out.retain(|_, v| !v.is_empty());
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        let mut out: BTreeMap<(String, u32), Vec<VirtAddr>> = BTreeMap::new();
+        for (pc, file, line, inlined) in self.bin.positions(f) {
+            if !inlined {
+                out.entry((file.to_string(), line)).or_default().push(pc);
+            }
+        }
+        out
+    }
+
+    fn resolve_statement(
+        &self,
+        function: &str,
+        file: Option<&str>,
+        lines: Lines,
+    ) -> Result<Vec<Location>, TargetError> {
+        let funcs = self.bin.functions_matching(function);
+        if funcs.is_empty() {
+            return Err(self.no_function(function));
+        }
+        let mut out = Vec::new();
+        let mut valid = Vec::new();
+        for f in &funcs {
+            let table = self.statement_lines(f);
+            let mut first_of_line: BTreeMap<u32, bool> = BTreeMap::new();
+            for ((path, line), addrs) in &table {
+                if file.is_some_and(|p| !dwarf::file_matches(p, path)) {
+                    continue;
+                }
+                valid.push(*line);
+                let wanted = match lines {
+                    Lines::Any => true,
+                    Lines::One(n) => *line == n,
+                    Lines::Range(a, b) => (a..=b).contains(line),
+                };
+                if !wanted {
+                    continue;
+                }
+                // With `*` every line gets one probe (its first address); a named
+                // line gets every block that starts it (a `for` clause has several).
+                let take = match lines {
+                    Lines::Any => {
+                        if first_of_line.insert(*line, true).is_some() {
+                            0
+                        } else {
+                            1
+                        }
+                    }
+                    _ => addrs.len(),
+                };
+                for a in addrs.iter().take(take) {
+                    out.push(self.checked(f, *a)?);
+                }
+            }
+        }
+        if out.is_empty() {
+            valid.sort_unstable();
+            valid.dedup();
+            return Err(TargetError::NoSuchLine {
+                function: function.to_string(),
+                line: lines.to_string(),
+                valid: line_ranges(&valid),
+            });
+        }
+        out.sort_by_key(|l| l.address);
+        out.dedup_by_key(|l| l.address);
+        Ok(out)
+    }
+
+    /// The DWARF type `t` as the checker sees it.
+    fn dwarf_type(&self, d: &Dwarf<'data>, t: TypeRef) -> Result<GoType, TargetError> {
+        let name = d.type_name(t).map_err(dw)?;
+        let r = d.resolve_typedefs(t).map_err(dw)?;
+        let info = d.type_info(r).map_err(dw)?;
+        let (kind, size) = match &info.kind {
+            TypeKind::Base(enc) => (
+                match enc {
+                    BaseEncoding::Signed => GoKind::Int { signed: true },
+                    BaseEncoding::Unsigned if name == "uintptr" => GoKind::Uintptr,
+                    BaseEncoding::Unsigned | BaseEncoding::Other(_) => {
+                        GoKind::Int { signed: false }
+                    }
+                    BaseEncoding::Bool => GoKind::Bool,
+                    BaseEncoding::Float => GoKind::Float,
+                    BaseEncoding::Complex => GoKind::Complex,
+                },
+                info.size.unwrap_or(8),
+            ),
+            TypeKind::Pointer { target: None } => (GoKind::UnsafePointer, 8),
+            TypeKind::Pointer { .. } => (GoKind::Pointer, 8),
+            TypeKind::Struct | TypeKind::Other | TypeKind::Typedef { .. } => {
+                (GoKind::Struct, info.size.unwrap_or(0))
+            }
+            TypeKind::String => (GoKind::String, 16),
+            TypeKind::Slice { .. } => (GoKind::Slice, 24),
+            TypeKind::Interface { .. } => (GoKind::Interface, 16),
+            TypeKind::Map { .. } => (GoKind::Map, 8),
+            TypeKind::Chan { .. } => (GoKind::Chan, 8),
+            TypeKind::Array { count, .. } => (
+                GoKind::Array {
+                    len: count.unwrap_or(0),
+                },
+                info.size.unwrap_or(0),
+            ),
+            TypeKind::Func => (GoKind::Func, 8),
+        };
+        Ok(GoType {
+            name,
+            kind,
+            size,
+            handle: r.0,
+        })
+    }
+
+    /// How `->field` of `ty` is reached (see [`MemberAccess`]).
+    pub fn member_access(&self, ty: &GoType, field: &str) -> Result<MemberAccess, TargetError> {
+        if let Some(s) = Synth::from_handle(ty.handle) {
+            let (deref, strukt) = match s.pointee() {
+                Some(p) => (true, p),
+                None => (false, s),
+            };
+            let layout = self
+                .layout()
+                .ok_or_else(|| other("no runtime layout for this Go release".to_string()))?;
+            let fields = strukt.fields(layout);
+            if fields.is_empty() {
+                return Err(TargetError::NotAStruct {
+                    ty: ty.name.clone(),
+                    field: field.to_string(),
+                });
+            }
+            return match fields.iter().find(|(n, ..)| *n == field) {
+                Some((_, off, t)) => Ok(MemberAccess {
+                    deref,
+                    offset: *off,
+                    ty: t.go_type(),
+                }),
+                None => Err(TargetError::NoSuchField {
+                    ty: strukt.go_type().name,
+                    field: field.to_string(),
+                    fields: fields.iter().map(|(n, ..)| n.to_string()).collect(),
+                }),
+            };
+        }
+        let d = self.dwarf().ok_or_else(no_dwarf)?;
+        let mut deref = false;
+        let mut t = TypeRef(ty.handle);
+        let mut info = d.type_info(t).map_err(dw)?;
+        if let TypeKind::Pointer { target: Some(p) } = info.kind {
+            deref = true;
+            t = d.resolve_typedefs(p).map_err(dw)?;
+            info = d.type_info(t).map_err(dw)?;
+        }
+        let structish = matches!(
+            info.kind,
+            TypeKind::Struct | TypeKind::String | TypeKind::Slice { .. } | TypeKind::Interface { .. }
+        );
+        if !structish {
+            return Err(TargetError::NotAStruct {
+                ty: ty.name.clone(),
+                field: field.to_string(),
+            });
+        }
+        if let Some(m) = info.members.iter().find(|m| m.name == field) {
+            return Ok(MemberAccess {
+                deref,
+                offset: m.offset,
+                ty: self.dwarf_type(d, m.type_id)?,
+            });
+        }
+        // A field promoted from an embedded struct (one level).
+        for m in info.members.iter().filter(|m| m.embedded) {
+            if let Ok(Some((off, ft))) = d.member(m.type_id, field) {
+                return Ok(MemberAccess {
+                    deref,
+                    offset: m.offset + off,
+                    ty: self.dwarf_type(d, ft)?,
+                });
+            }
+        }
+        Err(TargetError::NoSuchField {
+            ty: info.name.clone(),
+            field: field.to_string(),
+            fields: info.members.iter().map(|m| m.name.clone()).collect(),
+        })
+    }
+
+    /// How `x[i]` of `ty` is reached.
+    pub fn index_access(&self, ty: &GoType) -> Result<IndexAccess, TargetError> {
+        let not = || TargetError::NotIndexable {
+            ty: ty.name.clone(),
+        };
+        if Synth::from_handle(ty.handle).is_some() {
+            return Err(not());
+        }
+        let d = self.dwarf().ok_or_else(no_dwarf)?;
+        let info = d.type_info(TypeRef(ty.handle)).map_err(dw)?;
+        match info.kind {
+            TypeKind::Pointer { target: Some(e) } => Ok(IndexAccess::Pointer {
+                elem: self.dwarf_type(d, e)?,
+            }),
+            TypeKind::Slice { elem } => {
+                let e = match elem {
+                    Some(e) => e,
+                    // Older DWARF: the element type is the pointee of `array`.
+                    None => match info.members.first().map(|m| d.type_info(m.type_id)) {
+                        Some(Ok(dwarf::Type {
+                            kind: TypeKind::Pointer { target: Some(e) },
+                            ..
+                        })) => e,
+                        _ => return Err(not()),
+                    },
+                };
+                Ok(IndexAccess::Slice {
+                    elem: self.dwarf_type(d, e)?,
+                })
+            }
+            TypeKind::Array {
+                elem: Some(e),
+                count,
+            } => Ok(IndexAccess::Array {
+                elem: self.dwarf_type(d, e)?,
+                len: count.unwrap_or(0),
+            }),
+            _ => Err(not()),
+        }
+    }
+
+    /// The variables in scope at `addr`, with where each one is there.
+    pub fn variables(&self, addr: u64) -> Result<Vec<ContextVar>, TargetError> {
+        let f = self.function_at(addr)?;
+        let sp_delta = self.bin.sp_delta(&f, VirtAddr(addr)).unwrap_or(0);
+        let cfa_from_sp = i64::from(sp_delta) + 8;
+        let is_ret = x86::returns(&self.bin, &f)
+            .map(|r| r.contains(&VirtAddr(addr)))
+            .unwrap_or(false);
+        let Some(d) = self.dwarf() else {
+            return Ok(if is_ret { register_results() } else { Vec::new() });
+        };
+        let vars = match d.variables_at(f.name, VirtAddr(addr)) {
+            Ok(v) => v,
+            Err(dwarf::Error::NoFunction(_)) => Vec::new(),
+            Err(e) => return Err(dw(e)),
+        };
+        let mut out = Vec::new();
+        let mut reg_next = 0usize;
+        for v in vars {
+            let ty = self.dwarf_type(d, v.type_id)?;
+            let name = v.name.trim_start_matches('~').to_string();
+            let words = abi_words(&ty);
+            let place = match v.location {
+                Some(expr) => Some(VarPlace::Dwarf { expr, cfa_from_sp }),
+                // At a RET, results are in the ABI's registers even where DWARF's
+                // location list stops short of the RET.
+                None if v.is_return && is_ret => words.and_then(|n| {
+                    let regs = X86Reg::GO_INT_ARGS.get(reg_next..reg_next + n)?;
+                    Some(VarPlace::Registers(regs.to_vec()))
+                }),
+                None => None,
+            };
+            if v.is_return {
+                reg_next += words.unwrap_or(usize::MAX / 2);
+            }
+            if let Some(place) = place {
+                out.push(ContextVar {
+                    name,
+                    ty,
+                    place,
+                    is_param: v.is_param,
+                    is_return: v.is_return,
+                });
+            }
+        }
+        if is_ret && !out.iter().any(|v| v.is_return) && reg_next == 0 {
+            return Ok(register_results());
+        }
+        Ok(out)
+    }
+
+    /// The variable `$name` at `addr`; `$return` is the first result.
+    pub fn variable(&self, addr: u64, name: &str) -> Result<ContextVar, TargetError> {
+        let vars = self.variables(addr)?;
+        let found = if name == "return" {
+            vars.iter().find(|v| v.is_return)
+        } else {
+            vars.iter().find(|v| v.name == name)
+        };
+        match found {
+            Some(v) => Ok(v.clone()),
+            None => Err(TargetError::NoSuchVariable {
+                name: name.to_string(),
+                location: self.describe(addr),
+                available: vars.iter().map(|v| v.name.clone()).collect(),
+            }),
+        }
+    }
+
+    fn describe(&self, addr: u64) -> String {
+        match self.bin.function_at(VirtAddr(addr)) {
+            Some(f) => match self.bin.line_at(&f, VirtAddr(addr)) {
+                Some((file, line)) => format!("{} ({file}:{line})", f.name),
+                None => f.name.to_string(),
+            },
+            None => format!("{addr:#x}"),
+        }
+    }
+
+    /// The type `@cast` names.
+    pub fn named_type(&self, name: &str) -> Result<GoType, TargetError> {
+        if let Some(d) = self.dwarf()
+            && let Ok(Some(t)) = d.type_by_name(name)
+        {
+            return self.dwarf_type(d, t);
+        }
+        let synth = [
+            ("runtime.g", Synth::G),
+            ("runtime.m", Synth::M),
+            ("runtime.gobuf", Synth::Gobuf),
+            ("runtime.stack", Synth::Stack),
+        ];
+        if let Some((_, s)) = synth.iter().find(|(n, _)| *n == name)
+            && self.layout().is_some()
+        {
+            return Ok(s.go_type());
+        }
+        Err(TargetError::NoSuchType {
+            name: name.to_string(),
+            nearest: lang::diag::nearest(name, synth.iter().map(|(n, _)| *n))
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        })
+    }
+
+    /// The SP delta (bytes below the entry SP, return address not counted) at `addr`.
+    pub fn sp_delta(&self, addr: u64) -> Option<i64> {
+        let f = self.bin.function_at(VirtAddr(addr))?;
+        self.bin.sp_delta(&f, VirtAddr(addr)).map(i64::from)
+    }
+}
+
+/// The results of a function without DWARF: one integer in RAX.
+fn register_results() -> Vec<ContextVar> {
+    vec![ContextVar {
+        name: "r0".into(),
+        ty: Synth::Int64.go_type(),
+        place: VarPlace::Registers(vec![X86Reg::Rax]),
+        is_param: false,
+        is_return: true,
+    }]
+}
+
+/// How many integer registers the Go ABI gives a value of this type, if it is one
+/// gotap can read from registers.
+fn abi_words(ty: &GoType) -> Option<usize> {
+    match ty.kind {
+        GoKind::Bool
+        | GoKind::Int { .. }
+        | GoKind::Uintptr
+        | GoKind::Pointer
+        | GoKind::UnsafePointer
+        | GoKind::Map
+        | GoKind::Chan
+        | GoKind::Func => Some(1),
+        GoKind::String | GoKind::Interface => Some(2),
+        GoKind::Slice => Some(3),
+        _ => None,
+    }
+}
+
+fn other(message: String) -> TargetError {
+    TargetError::Other {
+        message,
+        help: None,
+    }
+}
+
+fn no_dwarf() -> TargetError {
+    TargetError::Other {
+        message: "the executable has no DWARF, so its variables and types are unknown".into(),
+        help: Some("rebuild without -ldflags=-w, or use @cast(addr, \"runtime.g\")".into()),
+    }
+}
+
+fn dw(e: dwarf::Error) -> TargetError {
+    other(format!("reading DWARF: {e}"))
+}
+
+/// `[930, 931, 932, 940]` → `["930-932", "940"]`.
+fn line_ranges(lines: &[u32]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let start = lines[i];
+        let mut end = start;
+        while i + 1 < lines.len() && lines[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out
+}
+
+impl Target for GoTarget<'_> {
+    fn resolve_probe_point(&self, probe: &ProcessProbe) -> Result<Vec<Location>, TargetError> {
+        match &probe.site {
+            Site::Function { pattern, ret } => {
+                let funcs = self.bin.functions_matching(pattern);
+                if funcs.is_empty() {
+                    return Err(self.no_function(pattern));
+                }
+                let mut out = Vec::new();
+                for f in &funcs {
+                    if *ret {
+                        let rets = x86::returns(&self.bin, f)
+                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))?;
+                        for r in rets {
+                            out.push(self.checked(f, r)?);
+                        }
+                    } else {
+                        let site = x86::probe_site(&self.bin, f)
+                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))?;
+                        out.push(self.checked(f, site.addr)?);
+                    }
+                }
+                Ok(out)
+            }
+            Site::Statement {
+                function,
+                file,
+                lines,
+            } => self.resolve_statement(function, file.as_deref(), *lines),
+        }
+    }
+
+    fn context_var(&self, at: &Location, name: &str) -> Result<GoType, TargetError> {
+        if self.dwarf().is_none() && !(name == "return" || name == "r0") {
+            return Err(no_dwarf());
+        }
+        Ok(self.variable(at.address, name)?.ty)
+    }
+
+    fn context_vars(
+        &self,
+        at: &Location,
+        set: VarSet,
+    ) -> Result<Vec<(String, GoType)>, TargetError> {
+        Ok(self
+            .variables(at.address)?
+            .into_iter()
+            .filter(|v| in_set(v, set))
+            .map(|v| (v.name, v.ty))
+            .collect())
+    }
+
+    fn member(&self, ty: &GoType, field: &str) -> Result<GoType, TargetError> {
+        self.member_access(ty, field).map(|m| m.ty)
+    }
+
+    fn index(&self, ty: &GoType) -> Result<GoType, TargetError> {
+        Ok(match self.index_access(ty)? {
+            IndexAccess::Pointer { elem }
+            | IndexAccess::Slice { elem }
+            | IndexAccess::Array { elem, .. } => elem,
+        })
+    }
+
+    fn cast_type(&self, name: &str, _module: Option<&str>) -> Result<GoType, TargetError> {
+        self.named_type(name)
+    }
+}
+
+/// Whether `v` belongs in `$$vars`, `$$parms`, `$$locals` or `$$return`.
+pub fn in_set(v: &ContextVar, set: VarSet) -> bool {
+    match set {
+        VarSet::Vars => !v.is_return,
+        VarSet::Parms => v.is_param && !v.is_return,
+        VarSet::Locals => !v.is_param && !v.is_return,
+        VarSet::Return => v.is_return,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ranges_join_neighbours() {
+        assert_eq!(line_ranges(&[930, 931, 932, 940]), vec!["930-932", "940"]);
+        assert_eq!(line_ranges(&[]), Vec::<String>::new());
+    }
+}
