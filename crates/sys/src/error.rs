@@ -57,6 +57,13 @@ pub enum Error {
     /// path with a NUL byte, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The command of `-c` could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
     /// A feature the running kernel lacks.
     #[error("{feature} is not supported by this kernel (needs Linux {needs})")]
     Unsupported {
