@@ -260,11 +260,17 @@ impl Lower<'_, '_> {
                             return None;
                         }
                     };
+                    // R7 is live only for places in memory or in a register.
+                    let live = !matches!(at, At::Kern(_));
                     let saved = self.em.alloc(8);
-                    self.em.store(saved, Reg::R7);
+                    if live {
+                        self.em.store(saved, Reg::R7);
+                    }
                     self.long(i);
                     self.em.e(Insn::mov64(Reg::R8, Reg::R0));
-                    self.em.load(Reg::R7, saved);
+                    if live {
+                        self.em.load(Reg::R7, saved);
+                    }
                     let elem = match acc {
                         IndexAccess::Pointer { elem } => {
                             self.word(at, 0);

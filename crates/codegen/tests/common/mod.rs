@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use bpf::script::{EVENT_HEADER, EventSpec, FieldKind, GlobalShape, ScriptSpec};
@@ -78,7 +77,8 @@ pub struct Run {
     pub records: Vec<Record>,
     pub obj: sys::LoadedObject,
     pub spec: ScriptSpec,
-    pub stdout: String,
+    /// The traced process.
+    pub pid: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +165,10 @@ fn decode(spec: &ScriptSpec, rec: &[u8]) -> Record {
 /// Loads `c`, attaches every site to `bin` with perf-event uprobes, runs `bin args`,
 /// and collects the records.
 pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
+    // One traced process at a time: a child held before exec must not inherit the
+    // gate of another one (each would keep the other's pipe open).
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let obj = load(c, sys::AttachKind::PerfEvent);
     let spec = c.spec.clone();
     if let Some(s) = &spec.scalars {
@@ -181,6 +185,11 @@ pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
             .update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)
             .unwrap();
     }
+    let rb_map = obj.map(spec.ringbuf.unwrap()).unwrap();
+    let mut rb = sys::RingBuf::new(rb_map).expect("ring buffer");
+    let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
+    let mut child = sys::spawn_held(bin.as_os_str(), &args).expect("start the program");
+    let scope = sys::Scope::Pid(child.pid());
     let mut probes = Vec::new();
     for a in &spec.attachments {
         for s in &a.sites {
@@ -189,20 +198,14 @@ pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
                     &obj.programs[a.program],
                     Path::new(&a.binary),
                     s.file_offset,
-                    sys::Scope::All,
+                    scope,
                     s.cookie,
                 )
                 .expect("attach"),
             );
         }
     }
-    let rb_map = obj.map(spec.ringbuf.unwrap()).unwrap();
-    let mut rb = sys::RingBuf::new(rb_map).expect("ring buffer");
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the program");
+    child.release().expect("release the program");
     let mut raw: Vec<Vec<u8>> = Vec::new();
     loop {
         rb.poll(Duration::from_millis(20), |r| raw.push(r.to_vec()))
@@ -212,14 +215,14 @@ pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
         }
     }
     rb.drain(|r| raw.push(r.to_vec())).expect("drain");
-    let out = child.wait_with_output().expect("output");
+    let pid = child.pid();
     drop(probes);
     let records = raw.iter().map(|r| decode(&spec, r)).collect();
     Run {
         records,
         obj,
         spec,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        pid,
     }
 }
 
