@@ -361,11 +361,7 @@ impl Lower<'_, '_> {
     /// `MAX_STRING - 1`) read from the target, NUL-terminated.
     pub fn target_string(&mut self, e: &Expr, t: &TargetExpr) -> Str {
         if t.pretty != Pretty::None || matches!(t.base, TargetBase::Set(_)) {
-            self.em.error(
-                e.span,
-                "pretty-printing ('$x$', '$$vars') is not supported in kernel probes yet",
-            );
-            return self.empty_str();
+            return self.pretty(e, t);
         }
         let out = self.em.alloc(MAX_STRING);
         self.em.store_imm(out, Size::DW, 0);

@@ -194,16 +194,20 @@ pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr])
             l.em.a.bind(ok);
             Str::Scratch(at)
         }
-        "sprint" | "sprintf" => {
-            l.em.error(
-                e.span,
-                format!(
-                    "'{}' is not supported in kernel probes yet; print the values with printf",
-                    name.name
-                ),
-            );
-            l.empty_str()
+        "sprintf" => {
+            let Some((fmt, rest)) = args.split_first() else {
+                return l.empty_str();
+            };
+            let lang::ast::ExprKind::Str(f) = &fmt.kind else {
+                l.em.error(fmt.span, "the format of 'sprintf' must be a string literal");
+                return l.empty_str();
+            };
+            l.sprintf(e, f, rest)
         }
+        "sprint" => match args.first() {
+            Some(a) => l.sprint(a),
+            None => l.empty_str(),
+        },
         other => {
             l.em.error(
                 e.span,

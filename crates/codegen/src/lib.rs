@@ -17,6 +17,7 @@
 mod access;
 mod builtins;
 mod emit;
+mod format;
 pub mod funccount;
 mod lower;
 pub mod storage;

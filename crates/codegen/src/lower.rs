@@ -1099,10 +1099,16 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     /// Appends `src` to the string at `scratch[dst]`, cutting at `MAX_STRING - 1`.
     pub fn append(&mut self, dst: u32, src: Str) {
+        self.str_ptr(Reg::R8, src);
+        self.append_r8(dst);
+    }
+
+    /// Appends the string R8 points to (kernel memory) to `scratch[dst]`.
+    pub fn append_r8(&mut self, dst: u32) {
         self.strlen_reg(dst);
         // R0 = length (0..=127). Copy to dst + len, at most 128 - len bytes.
         self.em.e(Insn::mov64(Reg::R7, Reg::R0));
-        self.str_ptr(Reg::R3, src);
+        self.em.e(Insn::mov64(Reg::R3, Reg::R8));
         self.em.addr(Reg::R1, dst);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R7));
         self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));

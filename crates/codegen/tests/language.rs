@@ -297,3 +297,33 @@ fn builtins() {
     assert_eq!(texts[2], "2  3 4\n");
     assert!(r.records.iter().any(|r| r.event == EventSpec::Exit));
 }
+
+#[test]
+fn sprintf_sprint_and_pretty_printing() {
+    let out = lines(
+        r#"probe process("BIN").function("main.move") {
+  s = sprintf("p=%d/%x/%X/%o/%s/%c%%", $dx, 255, 255, 8, $p->Name, 65)
+  t = sprint($dx) . sprint("!")
+  printf("%s %s|%s|%s\n", s, t, $$parms, $p$)
+}
+probe process("BIN").function("main.greet") {
+  printf("%s|%s\n", $$parms, sprintf("%d%s", -9223372036854775807 - 1, "x"))
+}"#,
+    );
+    // p's address is not known in advance: check the rest around it.
+    assert_eq!(out.len(), 5, "{out:?}");
+    for (line, dx, x) in [(&out[3], 5i64, 1i64), (&out[4], -3, 6)] {
+        let (head, rest) = line.split_once("|p=0x").unwrap();
+        assert_eq!(head, format!("p={dx}/ff/FF/10/pt/A% {dx}!"));
+        let (addr, rest) = rest.split_once(' ').unwrap();
+        assert!(u64::from_str_radix(addr, 16).unwrap() > 0);
+        assert_eq!(
+            rest,
+            format!("dx={:#x}|{{.X={x}, .Y=2, .Name=\"pt\"}}\n", dx as u64)
+        );
+    }
+    for (line, name) in out[..3].iter().zip(["ada", "bob", "cy"]) {
+        let n = (-(name.len() as i64)) as u64;
+        assert_eq!(*line, format!("name=\"{name}\" n={n:#x}|{}x\n", i64::MIN));
+    }
+}

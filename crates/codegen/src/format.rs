@@ -1,0 +1,388 @@
+//! Strings built in the kernel: `sprintf`/`sprint`, and the pretty-printed context
+//! values `$x$`, `$$vars`, `$$parms`, `$$locals`, `$$return`. Most output is
+//! formatted in user space (`printf` sends the values), but these are string values
+//! a script may store, compare or join, so they are made here: the format is split
+//! at compile time into literal pieces and conversions, and numbers are turned into
+//! digits by a bounded loop. In-kernel conversions are `%d %i %u %x %X %o %s %c %p
+//! %%` without flags or widths (`sprintf` with flags is refused with a hint to use
+//! `printf`, which formats in user space).
+
+use bpf::script::MAX_STRING;
+use bpf::{AluOp, Cond, Insn, Reg, Size};
+use lang::ast::{Expr, ExprKind, Pretty, TargetBase, TargetExpr, VarSet};
+use lang::{GoKind, Type};
+
+use crate::emit::SCRATCH;
+use crate::lower::{Lower, Str};
+use crate::target::{ContextVar, in_set};
+
+/// A conversion of a number to digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Radix {
+    pub base: i32,
+    pub signed: bool,
+    pub upper: bool,
+    pub prefix: bool,
+}
+
+pub const DEC: Radix = Radix {
+    base: 10,
+    signed: true,
+    upper: false,
+    prefix: false,
+};
+pub const HEX: Radix = Radix {
+    base: 16,
+    signed: false,
+    upper: false,
+    prefix: true,
+};
+
+enum Piece {
+    Text(String),
+    Num(Radix),
+    Str,
+    Char,
+}
+
+fn pieces(fmt: &str) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        let Some(conv) = chars.next() else {
+            return Err("format ends in the middle of a '%' directive".into());
+        };
+        if conv == '%' {
+            text.push('%');
+            continue;
+        }
+        if !text.is_empty() {
+            out.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        out.push(match conv {
+            'd' | 'i' => Piece::Num(DEC),
+            'u' => Piece::Num(Radix {
+                signed: false,
+                ..DEC
+            }),
+            'x' => Piece::Num(Radix {
+                prefix: false,
+                ..HEX
+            }),
+            'X' => Piece::Num(Radix {
+                prefix: false,
+                upper: true,
+                ..HEX
+            }),
+            'p' => Piece::Num(HEX),
+            'o' => Piece::Num(Radix {
+                base: 8,
+                signed: false,
+                upper: false,
+                prefix: false,
+            }),
+            's' => Piece::Str,
+            'c' => Piece::Char,
+            other => {
+                return Err(format!(
+                    "'%{other}' (or a flag, width or precision) cannot be formatted in a kernel probe; use printf, which formats in user space"
+                ));
+            }
+        });
+    }
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
+    }
+    Ok(out)
+}
+
+impl Lower<'_, '_> {
+    /// A fresh empty string slot.
+    fn builder(&mut self) -> u32 {
+        let at = self.em.alloc(MAX_STRING);
+        self.em.store_imm(at, Size::DW, 0);
+        at
+    }
+
+    fn append_text(&mut self, dst: u32, text: &str) {
+        let t = self.em.alloc(MAX_STRING);
+        self.em.const_str(t, text.as_bytes());
+        self.append(dst, Str::Scratch(t));
+        self.em.release(t);
+    }
+
+    /// Appends the number in R0 to the string at `scratch[dst]`.
+    pub fn append_num(&mut self, dst: u32, radix: Radix) {
+        let buf = self.em.alloc(32);
+        // R1 = magnitude, R5 = 1 if negative; R8 = write index (from the end).
+        self.em.e(Insn::mov64(Reg::R1, Reg::R0));
+        self.em.e(Insn::mov64(Reg::R5, 0));
+        if radix.signed {
+            let pos = self.em.a.label();
+            self.em.a.jmp(Cond::Sge, Reg::R1, 0, pos);
+            self.em.e(Insn::neg64(Reg::R1));
+            self.em.e(Insn::mov64(Reg::R5, 1));
+            self.em.a.bind(pos);
+        }
+        self.em.store_imm(buf + 24, Size::DW, 0);
+        self.em.e(Insn::mov64(Reg::R8, 31));
+        let top = self.em.a.label();
+        let done = self.em.a.label();
+        let letter = self.em.a.label();
+        let put = self.em.a.label();
+        self.em.a.bind(top);
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
+        self.em.e(Insn::mov64(Reg::R2, Reg::R1));
+        self.em.e(Insn::alu64(AluOp::Mod, Reg::R2, radix.base));
+        self.em.e(Insn::alu64(AluOp::Div, Reg::R1, radix.base));
+        self.em.a.jmp(Cond::Ge, Reg::R2, 10, letter);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(b'0')));
+        self.em.a.ja(put);
+        self.em.a.bind(letter);
+        let a = if radix.upper { b'A' } else { b'a' };
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(a) - 10));
+        self.em.a.bind(put);
+        self.em.e(Insn::mov64(Reg::R3, SCRATCH));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
+        let o = self.em.off(buf);
+        self.em.e(Insn::stx(Size::B, Reg::R3, o, Reg::R2));
+        self.em.a.jmp(Cond::Eq, Reg::R1, 0, done);
+        // 64 bits in octal are 22 digits: the loop ends by index as well.
+        self.em.a.jmp(Cond::Gt, Reg::R8, 6, top);
+        self.em.a.bind(done);
+        let mut marks: Vec<u8> = Vec::new();
+        if radix.prefix {
+            marks.extend(b"x0");
+        }
+        for m in marks {
+            self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
+            self.em.e(Insn::mov64(Reg::R3, SCRATCH));
+            self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
+            self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(m)));
+        }
+        if radix.signed {
+            let pos = self.em.a.label();
+            self.em.a.jmp(Cond::Eq, Reg::R5, 0, pos);
+            self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
+            self.em.e(Insn::mov64(Reg::R3, SCRATCH));
+            self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
+            self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(b'-')));
+            self.em.a.bind(pos);
+        }
+        // R8 = &buf[index]
+        self.em.e(Insn::alu64(AluOp::And, Reg::R8, 31));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, SCRATCH));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, i32::from(o)));
+        self.append_r8(dst);
+    }
+
+    /// `sprintf(fmt, args…)` and `sprint(x)` as a string.
+    pub fn sprintf(&mut self, e: &Expr, fmt: &str, args: &[Expr]) -> Str {
+        let out = self.builder();
+        let ps = match pieces(fmt) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.em.error(e.span, msg);
+                return Str::Scratch(out);
+            }
+        };
+        let mut args = args.iter();
+        for p in ps {
+            match p {
+                Piece::Text(t) => self.append_text(out, &t),
+                Piece::Num(r) => {
+                    if let Some(a) = args.next() {
+                        self.long(a);
+                        self.append_num(out, r);
+                    }
+                }
+                Piece::Char => {
+                    if let Some(a) = args.next() {
+                        self.long(a);
+                        let t = self.em.alloc(8);
+                        self.em.store_imm(t, Size::DW, 0);
+                        let o = self.em.off(t);
+                        self.em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
+                        self.append(out, Str::Scratch(t));
+                    }
+                }
+                Piece::Str => {
+                    if let Some(a) = args.next() {
+                        let s = self.string(a);
+                        self.append(out, s);
+                    }
+                }
+            }
+        }
+        Str::Scratch(out)
+    }
+
+    /// `sprint(x)`: a number in decimal, a string as is.
+    pub fn sprint(&mut self, x: &Expr) -> Str {
+        match self.env.info.expr_type(x) {
+            Some(Type::String) => self.string(x),
+            _ => {
+                let out = self.builder();
+                self.long(x);
+                self.append_num(out, DEC);
+                Str::Scratch(out)
+            }
+        }
+    }
+
+    /// `$x$`, `$x$$`, `$$vars` and friends as a string.
+    pub fn pretty(&mut self, e: &Expr, t: &TargetExpr) -> Str {
+        let out = self.builder();
+        let Some(addr) = self.site.addr else {
+            self.em.error(e.span, "context variables need a process probe");
+            return Str::Scratch(out);
+        };
+        match &t.base {
+            TargetBase::Set(set) => {
+                let vars: Vec<ContextVar> = match self.env.target.variables(addr) {
+                    Ok(v) => v.into_iter().filter(|v| in_set(v, *set)).collect(),
+                    Err(err) => {
+                        self.em.error(e.span, err.to_string());
+                        return Str::Scratch(out);
+                    }
+                };
+                let deep = t.pretty != Pretty::None;
+                for (i, v) in vars.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { " " };
+                    self.append_text(out, &format!("{sep}{}=", v.name));
+                    let one = single(e, &v.name, *set);
+                    self.pretty_value(&one, &v.ty, out, deep, true);
+                }
+            }
+            _ => {
+                let ty = match self.env.info.go_types.get(&e.id) {
+                    Some(ty) => ty.clone(),
+                    None => {
+                        self.em.error(e.span, "unknown type");
+                        return Str::Scratch(out);
+                    }
+                };
+                let plain = Expr {
+                    kind: ExprKind::Target(Box::new(TargetExpr {
+                        base: t.base.clone(),
+                        path: t.path.clone(),
+                        pretty: Pretty::None,
+                    })),
+                    ..e.clone()
+                };
+                self.pretty_value(&plain, &ty, out, t.pretty == Pretty::Deep, false);
+            }
+        }
+        Str::Scratch(out)
+    }
+
+    /// Appends one value: numbers (in hex when `hex`, as stap's `$$vars`), strings
+    /// quoted, structs as `{.f=v, …}` one level deep (nested with `deep`).
+    fn pretty_value(&mut self, x: &Expr, ty: &lang::GoType, out: u32, deep: bool, hex: bool) {
+        match ty.kind {
+            GoKind::String => {
+                self.append_text(out, "\"");
+                let s = self.string_of_target(x);
+                self.append(out, s);
+                self.append_text(out, "\"");
+            }
+            GoKind::Pointer if !hex && self.pointee_fields(ty).is_some() => {
+                let fields = self.pointee_fields(ty).unwrap_or_default();
+                self.fields(x, ty, &fields, out, deep, hex);
+            }
+            GoKind::Struct | GoKind::Slice | GoKind::Interface | GoKind::Array { .. } => {
+                let fields = match self.env.target.dwarf() {
+                    Some(d) => d
+                        .members(gobin::dwarf::TypeRef(ty.handle))
+                        .map(|m| m.into_iter().map(|m| m.name).collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                if fields.is_empty() || matches!(ty.kind, GoKind::Array { .. }) {
+                    self.append_text(out, "{...}");
+                    return;
+                }
+                self.fields(x, ty, &fields, out, deep, hex);
+            }
+            GoKind::Float | GoKind::Complex => self.append_text(out, "?"),
+            _ => {
+                self.long(x);
+                self.append_num(out, if hex { HEX } else { DEC });
+            }
+        }
+    }
+
+    /// The field names of the struct a pointer points to, if it does.
+    fn pointee_fields(&self, ty: &lang::GoType) -> Option<Vec<String>> {
+        let d = self.env.target.dwarf()?;
+        let info = d.type_info(gobin::dwarf::TypeRef(ty.handle)).ok()?;
+        let gobin::dwarf::TypeKind::Pointer { target: Some(t) } = info.kind else {
+            return None;
+        };
+        let members = d.members(t).ok()?;
+        (!members.is_empty()).then(|| members.into_iter().map(|m| m.name).collect())
+    }
+
+    /// Appends `{.f=v, …}` for the fields of `x`.
+    fn fields(&mut self, x: &Expr, ty: &lang::GoType, fields: &[String], out: u32, deep: bool, hex: bool) {
+        self.append_text(out, "{");
+        for (i, f) in fields.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            self.append_text(out, &format!("{sep}.{f}="));
+            let Ok(m) = self.env.target.member_access(ty, f) else {
+                self.append_text(out, "?");
+                continue;
+            };
+            let inner = member_expr(x, f);
+            match m.ty.kind {
+                GoKind::Struct | GoKind::Slice | GoKind::Interface | GoKind::Array { .. }
+                    if !deep =>
+                {
+                    self.append_text(out, "{...}")
+                }
+                GoKind::Float | GoKind::Complex => self.append_text(out, "?"),
+                _ => self.pretty_value(&inner, &m.ty, out, deep, hex),
+            }
+        }
+        self.append_text(out, "}");
+    }
+
+    fn string_of_target(&mut self, x: &Expr) -> Str {
+        match &x.kind {
+            ExprKind::Target(t) => self.target_string(x, t),
+            _ => self.empty_str(),
+        }
+    }
+}
+
+/// `$name` (or `$return`) as an expression, for one variable of a set.
+fn single(e: &Expr, name: &str, _set: VarSet) -> Expr {
+    Expr {
+        kind: ExprKind::Target(Box::new(TargetExpr {
+            base: TargetBase::Var(lang::ast::Ident {
+                name: name.to_string(),
+                span: e.span,
+            }),
+            path: Vec::new(),
+            pretty: Pretty::None,
+        })),
+        ..e.clone()
+    }
+}
+
+/// `x->field`.
+fn member_expr(x: &Expr, field: &str) -> Expr {
+    let mut out = x.clone();
+    if let ExprKind::Target(t) = &mut out.kind {
+        t.path.push(lang::ast::PathElem::Field(lang::ast::Ident {
+            name: field.to_string(),
+            span: x.span,
+        }));
+    }
+    out
+}
