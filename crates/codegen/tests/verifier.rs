@@ -1,0 +1,53 @@
+//! What a user sees when the kernel's verifier refuses a compiled probe: the script
+//! line that produced the refused instruction and the verifier's reason.
+
+mod common;
+
+use testprogs::Variant;
+
+#[test]
+fn a_refusal_points_at_the_script_code_that_caused_it() {
+    let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
+    // Nested loops allowed a million turns each are more than the verifier will
+    // follow (it checks every turn of a loop).
+    let src = format!(
+        r#"probe process("{}").function("main.add") {{
+  x = 0
+  for (i = 0; i < $a; i++) {{
+    for (j = 0; j < $b; j++) x += j
+  }}
+  printf("%d\n", x)
+}}"#,
+        bin.display()
+    );
+    let opts = codegen::Options {
+        max_loop_iterations: 1_000_000,
+        ..Default::default()
+    };
+    let c = common::compile_with(&src, &bin, &opts).unwrap();
+    let maps: Vec<sys::Map> = c
+        .spec
+        .object
+        .maps
+        .iter()
+        .map(|m| sys::Map::create(m).unwrap())
+        .collect();
+    let err = sys::LoadedProgram::load(&c.spec.object.programs[0], &maps, Default::default())
+        .expect_err("the verifier refuses a million times a million turns");
+    let sys::Error::Verifier(v) = err else {
+        panic!("not a verifier error: {err}")
+    };
+    let d = c.verifier_diagnostic(0, &v.log);
+    assert!(d.message.starts_with("the kernel verifier rejected this code: "), "{}", d.message);
+    // The instruction it stopped at belongs to the loops (lines 3-5), not to the
+    // probe's first or last line.
+    let start = src.find("for (i").unwrap();
+    let end = src.find("printf").unwrap();
+    assert!(
+        (start..end).contains(&(d.span.start as usize)),
+        "{:?} is outside the loops: {}\n{}",
+        d.span,
+        &src[d.span.start as usize..],
+        v.log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+}
