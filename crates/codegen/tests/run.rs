@@ -29,3 +29,67 @@ probe process("BIN").function("main.recurse") { r += 1 }"#,
     // counts.go: ROUNDS × 8 goroutines × 200 calls, each once despite stack growth.
     assert_eq!(run.global_long("r"), 8 * 200);
 }
+
+#[test]
+fn one_program_serves_every_site_of_a_wildcard() {
+    let bin = counts();
+    let src = script(
+        r#"global calls
+probe process("BIN").function("main.[lr]e*") { calls++ }"#,
+        &bin,
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    // main.leaf and main.recurse: one program, two sites with distinct cookies.
+    assert_eq!(c.spec.object.programs.len(), 1);
+    let sites: Vec<u64> = c.spec.attachments.iter().flat_map(|a| a.sites.iter().map(|s| s.cookie)).collect();
+    assert_eq!(sites.len(), 2);
+    assert_ne!(sites[0], sites[1]);
+    let run = common::run(&c, &bin, &["2"]);
+    // counts.go: 2 rounds of 1000 leaf calls and 8 × 200 recurse calls.
+    assert_eq!(run.global_long("calls"), 2 * (1000 + 8 * 200));
+}
+
+#[test]
+fn defined_keeps_only_the_branch_that_applies() {
+    let bin = counts();
+    let src = script(
+        r#"probe process("BIN").function("main.leaf") {
+  if (@defined($nosuch)) printf("%d\n", $nosuch)
+  else if (@defined($i) && $i == 999) printf("i=%d %d\n", $i, @defined($i))
+}"#,
+        &bin,
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    let run = common::run(&c, &bin, &["1"]);
+    assert_eq!(run.texts(), vec!["i=999 1\n".to_string()]);
+}
+
+#[test]
+fn goroutine_ids_differ_between_goroutines() {
+    let bin = counts();
+    let src = script(
+        r#"global ids
+probe process("BIN").function("main.recurse") { ids[goid()]++ }
+probe process("BIN").function("main.leaf") { ids[goid()] += 1000000 }"#,
+        &bin,
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    let run = common::run(&c, &bin, &["1"]);
+    let mut counts: Vec<i64> = run
+        .array("ids")
+        .iter()
+        .map(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()))
+        .collect();
+    counts.sort();
+    // The main goroutine calls leaf 1000 times; 8 other goroutines recurse 200 times.
+    let mut expect = vec![200; 8];
+    expect.push(1000 * 1000000);
+    assert_eq!(counts, expect);
+    let main_key = run
+        .array("ids")
+        .into_iter()
+        .find(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()) == 1000 * 1000000)
+        .unwrap()
+        .0;
+    assert_eq!(i64::from_le_bytes(main_key[..8].try_into().unwrap()), 1, "main is goroutine 1");
+}
