@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod binary;
+mod funccount;
+mod session;
 
 use std::process::ExitCode;
 
@@ -22,6 +25,13 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", args::USAGE);
             Ok(ExitCode::SUCCESS)
         }
+        args::Command::Funccount(a) => Ok(exit(funccount::run(&a)?)),
         other => anyhow::bail!("not implemented yet: {other:?}"),
     }
+}
+
+/// The exit code gotap passes on (a `-c` command's), clamped to what a process can
+/// return.
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -12,7 +12,12 @@ pub(crate) mod cmd {
     pub const MAP_DELETE_ELEM: u32 = 3;
     pub const MAP_GET_NEXT_KEY: u32 = 4;
     pub const PROG_LOAD: u32 = 5;
+    pub const PROG_GET_NEXT_ID: u32 = 11;
+    pub const PROG_GET_FD_BY_ID: u32 = 13;
+    pub const OBJ_GET_INFO_BY_FD: u32 = 15;
     pub const LINK_CREATE: u32 = 28;
+    pub const LINK_GET_FD_BY_ID: u32 = 30;
+    pub const LINK_GET_NEXT_ID: u32 = 31;
 
     pub fn name(cmd: u32) -> &'static str {
         match cmd {
@@ -117,6 +122,25 @@ pub(crate) struct LinkCreate {
     pub _pad: u32,
 }
 
+/// `BPF_*_GET_NEXT_ID` (`start_id` in, `next_id` out) and `BPF_*_GET_FD_BY_ID` (the
+/// id in `start_id`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct GetId {
+    pub start_id: u32,
+    pub next_id: u32,
+    pub open_flags: u32,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`: the kernel writes up to `info_len` bytes at `info`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct ObjInfo {
+    pub bpf_fd: u32,
+    pub info_len: u32,
+    pub info: u64,
+}
+
 /// The part of `union bpf_attr` gotap fills, zeroed around it: the kernel refuses
 /// nonzero bytes past the fields it knows.
 #[repr(C)]
@@ -126,6 +150,8 @@ pub(crate) union BpfAttr {
     pub map_elem: MapElem,
     pub prog_load: ProgLoad,
     pub link_create: LinkCreate,
+    pub get_id: GetId,
+    pub obj_info: ObjInfo,
     raw: [u64; 18],
 }
 
@@ -155,6 +181,23 @@ impl BpfAttr {
         let mut attr = BpfAttr::default();
         attr.link_create = a;
         attr
+    }
+
+    pub fn get_id(a: GetId) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.get_id = a;
+        attr
+    }
+    pub fn obj_info(a: ObjInfo) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.obj_info = a;
+        attr
+    }
+
+    /// The `get_id` view, for the id the kernel wrote back.
+    pub fn as_get_id(&self) -> GetId {
+        // SAFETY: as in `as_prog_load`.
+        unsafe { self.get_id }
     }
 
     /// The `prog_load` view, for reading what the kernel wrote back.

@@ -9,6 +9,7 @@ mod attr;
 pub mod cpu;
 mod error;
 mod file;
+pub mod inventory;
 mod map;
 pub mod process;
 mod prog;

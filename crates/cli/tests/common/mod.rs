@@ -1,0 +1,142 @@
+//! What the end-to-end tests share: running `gotap` as a user would, with a deadline,
+//! and private copies of test programs (a uprobe belongs to the file, so a probe on a
+//! shared build would also count other tests' runs of it).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use testprogs::{Toolchain, Variant};
+
+pub fn gotap() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gotap"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Waits for `child` at most `limit`, then kills it; the output so far either way.
+/// Its pipes are read meanwhile, so a child with much to say does not block on them.
+pub fn wait_output(mut child: Child, limit: Duration) -> (Output, bool) {
+    use std::io::Read;
+    fn drain(p: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let mut killed = false;
+    let status = loop {
+        match child.try_wait().expect("try_wait") {
+            Some(s) => break s,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => {
+                let _ = child.kill();
+                killed = true;
+                break child.wait().expect("reap");
+            }
+        }
+    };
+    let output = Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() };
+    (output, killed)
+}
+
+/// Runs `cmd` to its end (at most two minutes) and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
+    let (out, killed) = wait_output(child, Duration::from_secs(120));
+    assert!(!killed, "timed out: {cmd:?}\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    out
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A copy of a built test program that only this test runs.
+pub struct Private {
+    pub path: PathBuf,
+}
+
+impl Private {
+    pub fn copy(src: &Path, tag: &str) -> Private {
+        let dir = std::env::temp_dir().join(format!("gotap-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("private dir");
+        let path = dir.join(src.file_name().expect("file name"));
+        std::fs::copy(src, &path).expect("copy test program");
+        Private { path }
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        if let Some(d) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The `FUNC COUNT` rows of a funccount table.
+pub fn counts(stdout: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut in_table = false;
+    for line in stdout.lines() {
+        if line.starts_with("FUNC ") {
+            in_table = true;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        let mut parts = line.rsplitn(2, ' ');
+        if let (Some(n), Some(name)) = (parts.next(), parts.next()) {
+            if let Ok(n) = n.parse() {
+                m.insert(name.trim().to_string(), n);
+            }
+        }
+    }
+    m
+}
+
+/// The BPF program and link ids a process holds, from its `/proc/PID/fdinfo`.
+pub fn bpf_ids_of(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let (mut progs, mut links) = (Vec::new(), Vec::new());
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (progs, links) };
+    for e in dir.flatten() {
+        let Ok(info) = std::fs::read_to_string(e.path()) else { continue };
+        for line in info.lines() {
+            if let Some(v) = line.strip_prefix("prog_id:") {
+                progs.extend(v.trim().parse::<u32>().ok());
+            } else if let Some(v) = line.strip_prefix("link_id:") {
+                links.extend(v.trim().parse::<u32>().ok());
+            }
+        }
+    }
+    progs.sort_unstable();
+    progs.dedup();
+    links.sort_unstable();
+    links.dedup();
+    (progs, links)
+}
+
+/// Waits (up to 10 s) until none of `progs` and `links` is in the kernel's lists.
+pub fn assert_gone(progs: &[u32], links: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = sys::inventory::programs().expect("list programs");
+        let l = sys::inventory::links().expect("list links");
+        let left_p: Vec<u32> = progs.iter().copied().filter(|id| p.iter().any(|x| x.id == *id)).collect();
+        let left_l: Vec<u32> = links.iter().copied().filter(|id| l.iter().any(|x| x.id == *id)).collect();
+        if left_p.is_empty() && left_l.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still in the kernel: programs {left_p:?}, links {left_l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
