@@ -5,6 +5,9 @@
 mod args;
 mod binary;
 mod funccount;
+mod list;
+mod maps;
+mod script;
 mod session;
 
 use std::process::ExitCode;
@@ -25,8 +28,9 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", args::USAGE);
             Ok(ExitCode::SUCCESS)
         }
+        args::Command::List { probe, verbose } => Ok(exit(list::run(&probe, verbose)?)),
         args::Command::Funccount(a) => Ok(exit(funccount::run(&a)?)),
-        other => anyhow::bail!("not implemented yet: {other:?}"),
+        args::Command::Script(a) => Ok(exit(script::run(&a)?)),
     }
 }
 

@@ -6,4 +6,5 @@ pub mod format;
 pub mod globals;
 pub mod interp;
 pub mod stats;
+pub mod symbolize;
 pub mod table;

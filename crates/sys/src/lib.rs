@@ -6,6 +6,7 @@
 //! it needs; gotap targets 5.15 and newer, multi-uprobe links 6.6.
 
 mod attr;
+pub mod clock;
 pub mod cpu;
 mod error;
 mod file;

@@ -1,0 +1,397 @@
+//! `gotap SCRIPT.stp` and `gotap -e 'SCRIPT'`: the whole life of a script. Parse and
+//! check it against the traced binary, compile its process probes to eBPF, load and
+//! attach them, run `begin` probes, release the `-c` command, format the events the
+//! probes send, run timer probes, and at the end (`exit()`, the command's end, or a
+//! signal) detach, drain, run `end` probes and print the globals the script wrote but
+//! never read, as stap does.
+
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bpf::script::{ScriptSpec, UserProbe, UserProbeKind, counter};
+use lang::ProbeKind;
+
+use crate::args::{ScriptArgs, ScriptSource};
+use crate::binary::Binary;
+use crate::maps::KernelGlobals;
+use crate::session::{self, Armed, End, Handler, Placement, Traced};
+
+pub fn run(a: &ScriptArgs) -> Result<i32> {
+    let signals = sys::Signals::new()?;
+    let (name, text) = match &a.source {
+        Some(ScriptSource::File(p)) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?),
+        Some(ScriptSource::Inline(s)) => ("<input>".to_string(), s.clone()),
+        None => bail!("no script given"),
+    };
+    let dumps: Vec<&str> = a.dump.iter().map(String::as_str).collect();
+    for d in &dumps {
+        if !matches!(*d, "ast" | "types" | "ir" | "bpf" | "verifier") {
+            bail!("-d {d}: the stages are ast, types, ir, bpf, verifier");
+        }
+    }
+    let mut sm = lang::SourceMap::new();
+    let file = sm.add(&name, &text);
+    let (script, diags) = lang::parse(file, &text, &lang::ParseOptions { args: Some(a.args.clone()) });
+    if lang::has_errors(&diags) {
+        bail!("{}", sm.render_all(&diags).trim_end());
+    }
+    if dumps.contains(&"ast") {
+        eprint!("{}", lang::print_script(&script));
+    }
+
+    let path = script_binary(&script, &a.target)?;
+    let bin = Binary::open(&path)?;
+    let target = codegen::GoTarget::new(bin.go()?, bin.path.display().to_string());
+    let (info, diags) = lang::check(&script, &target);
+    let warnings = sm.render_all(&diags);
+    if lang::has_errors(&diags) {
+        bail!("{}", warnings.trim_end());
+    }
+    if !warnings.is_empty() {
+        eprint!("{warnings}");
+    }
+    if dumps.contains(&"types") {
+        eprint!("{}", lang::dump_types(&script, &info));
+    }
+
+    let mut traced = Traced::start(&a.target)?;
+    let opts = codegen::Options { sources: Some(&sm), target_pid: traced.pid(), ..codegen::Options::default() };
+    let compiled = codegen::compile_full(&script, &info, &target, &opts).map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    if dumps.contains(&"bpf") || dumps.contains(&"ir") {
+        eprint!("{}", compiled.disassemble());
+    }
+    let spec = &compiled.spec;
+    let mut armed = match Armed::load(&spec.object, dumps.contains(&"verifier")) {
+        Ok(a) => a,
+        Err(e) => return Err(load_error(e, &compiled, &sm)),
+    };
+    if dumps.contains(&"verifier") {
+        for p in &armed.programs {
+            eprintln!("{}:\n{}", p.name(), p.verifier_log().unwrap_or(""));
+        }
+    }
+    init_scalars(spec, &armed)?;
+    let t0 = Instant::now();
+    for at in &spec.attachments {
+        let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
+        let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
+        armed
+            .attach(&Placement { program: at.program, binary: at.binary.as_ref(), offsets: &offsets, cookies: &cookies }, traced.scope())
+            .with_context(|| at.probe.clone())?;
+    }
+    if a.verbose > 0 {
+        eprintln!("gotap: {} probes attached in {:.1} ms", armed.probe_count(), t0.elapsed().as_secs_f64() * 1e3);
+    }
+
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?),
+        None => Box::new(std::io::stdout()),
+    };
+    let ctx = runtime::interp::Context {
+        pid: i64::from(std::process::id()),
+        tid: i64::from(std::process::id()),
+        target: traced.pid().map_or(0, i64::from),
+        ..runtime::interp::Context::default()
+    };
+    let mut interp = runtime::interp::Interp::new(&script, &info, &spec.globals, ctx, runtime::interp::Limits::default());
+    let go = bin.go()?;
+    let mut run = Run {
+        spec,
+        decoder: runtime::events::Decoder::new(spec)?,
+        sym: runtime::symbolize::Symbolizer::new(&go, bin.path.display().to_string(), 0),
+        buf: Vec::with_capacity(4096),
+        failed: None,
+        timers: Vec::new(),
+        user: Vec::new(),
+        write_error: None,
+    };
+    let mut exit_requested = false;
+    let mut failed = false;
+    {
+        let mut globals = KernelGlobals { maps: &armed.maps };
+        for p in spec.user_probes.iter().filter(|p| p.when == UserProbeKind::Begin) {
+            match interp.run(p, &mut globals, &mut run.user) {
+                Ok(o) => exit_requested |= o.exit,
+                Err(e) => {
+                    eprintln!("ERROR: {}", e.render(&sm));
+                    failed = true;
+                    exit_requested = true;
+                }
+            }
+        }
+    }
+    out.write_all(&run.user)?;
+    out.flush()?;
+    run.user.clear();
+    let now = Instant::now();
+    run.timers = spec
+        .user_probes
+        .iter()
+        .filter_map(|p| match p.when {
+            UserProbeKind::Timer { period_ns } => Some((*p, Duration::from_nanos(period_ns.max(1_000_000)), now)),
+            _ => None,
+        })
+        .collect();
+
+    if let Traced::Child(c) = &mut traced {
+        if exit_requested {
+            c.kill();
+        } else {
+            c.release()?;
+        }
+    }
+    let mut ring = match spec.ringbuf {
+        Some(id) => Some(sys::RingBuf::new(armed.maps.get(id.0 as usize).context("ring buffer map")?)?),
+        None => None,
+    };
+    let end = if exit_requested {
+        End::Requested
+    } else {
+        let mut loop_h = Loop { run: &mut run, out: &mut out, interp: &mut interp, maps: &armed.maps, sm: &sm, bias_pid: traced.pid(), bias_done: false, path: bin.path.display().to_string(), go: &go };
+        session::run(&signals, ring.as_mut(), &mut traced, &mut loop_h)?
+    };
+    armed.detach();
+    if let Some(r) = ring.as_mut() {
+        r.drain(|rec| {
+            run.record(rec);
+        })?;
+        out.write_all(&run.buf)?;
+        run.buf.clear();
+    }
+    if let Some(msg) = run.failed.take() {
+        eprintln!("ERROR: {msg}");
+        failed = true;
+    }
+    {
+        let mut globals = KernelGlobals { maps: &armed.maps };
+        for p in spec.user_probes.iter().filter(|p| p.when == UserProbeKind::End) {
+            if let Err(e) = interp.run(p, &mut globals, &mut run.user) {
+                eprintln!("ERROR: {}", e.render(&sm));
+                failed = true;
+                break;
+            }
+        }
+        if let Err(e) = runtime::interp::write_unread_globals(&spec.globals, &mut globals, &mut run.user) {
+            eprintln!("ERROR: {e}");
+            failed = true;
+        }
+    }
+    out.write_all(&run.user)?;
+    out.flush()?;
+    report_counters(spec, &armed)?;
+    if let Some(e) = run.write_error {
+        return Err(e.into());
+    }
+    if failed {
+        return Ok(1);
+    }
+    Ok(match end {
+        End::ChildExited(_) | End::Signal | End::ProcessGone | End::Requested => 0,
+    })
+}
+
+/// The one executable the script's process probes name (relative paths from the
+/// current directory), or the `-c`/`-x` target's.
+fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Result<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut bare = false;
+    for item in &script.items {
+        let points = match item {
+            lang::ast::Item::Probe(p) => &p.points,
+            lang::ast::Item::Alias(a) => &a.points,
+            _ => continue,
+        };
+        for pt in points {
+            if let Ok(ProbeKind::Process(pp)) = lang::probe::probe_kind(pt) {
+                match pp.path {
+                    Some(p) => {
+                        let p = std::fs::canonicalize(&p).with_context(|| format!("process(\"{p}\")"))?;
+                        if !paths.contains(&p) {
+                            paths.push(p);
+                        }
+                    }
+                    None => bare = true,
+                }
+            }
+        }
+    }
+    if let Some(t) = session::target_binary(target)? {
+        let t = std::fs::canonicalize(&t).with_context(|| format!("{}", t.display()))?;
+        if bare && !paths.contains(&t) {
+            paths.push(t.clone());
+        }
+        if paths.is_empty() {
+            paths.push(t);
+        }
+    } else if bare {
+        bail!("process probes without a path need -c CMD or -x PID");
+    }
+    match paths.len() {
+        0 => bail!("the script probes no Go binary: name one with process(\"BIN\"), -c CMD or -x PID"),
+        1 => Ok(paths.remove(0)),
+        _ => bail!("the script probes several binaries ({}); gotap traces one binary per run", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+fn load_error(e: anyhow::Error, compiled: &codegen::Compiled, sm: &lang::SourceMap) -> anyhow::Error {
+    if let Some(sys::Error::Verifier(v)) = e.downcast_ref::<sys::Error>() {
+        if let Some(i) = compiled.spec.object.programs.iter().position(|p| p.name == v.name) {
+            let d = compiled.verifier_diagnostic(i, &v.log);
+            return anyhow::anyhow!("{}", sm.render(&d).trim_end());
+        }
+    }
+    e
+}
+
+/// The scalar globals' initial values, and the wall-clock offset probes add to the
+/// kernel's monotonic clock.
+fn init_scalars(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
+    let Some(s) = &spec.scalars else { return Ok(()) };
+    let mut init = s.initial.clone();
+    let o = s.realtime_offset as usize;
+    if let Some(slot) = init.get_mut(o..o + 8) {
+        slot.copy_from_slice(&sys::clock::realtime_offset_ns().to_le_bytes());
+    }
+    let map = armed.maps.get(s.map.0 as usize).context("scalars map")?;
+    map.update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)?;
+    Ok(())
+}
+
+/// Lost events and failed reads are said, never silently dropped.
+fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
+    let Some(id) = spec.counters else { return Ok(()) };
+    let Some(map) = armed.maps.get(id.0 as usize) else { return Ok(()) };
+    let read = |i: u32| -> Result<u64> {
+        let per_cpu = map.get_per_cpu(&i.to_le_bytes())?.unwrap_or_default();
+        Ok(per_cpu.iter().filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes)).sum())
+    };
+    let lost = read(counter::LOST_EVENTS)?;
+    let faults = read(counter::READ_FAULTS)?;
+    let full = read(counter::MAP_FULL)?;
+    if lost > 0 {
+        eprintln!("WARNING: {lost} events lost: the ring buffer was full");
+    }
+    if faults > 0 {
+        eprintln!("WARNING: {faults} reads of the target's memory failed (the values read as 0 or \"\")");
+    }
+    if full > 0 {
+        eprintln!("WARNING: {full} updates of a full array were dropped");
+    }
+    Ok(())
+}
+
+/// What the loop keeps between records.
+struct Run<'s, 'a, 'd> {
+    spec: &'s ScriptSpec,
+    decoder: runtime::events::Decoder,
+    sym: runtime::symbolize::Symbolizer<'a, 'd>,
+    buf: Vec<u8>,
+    /// An error a probe reported; the run ends with it.
+    failed: Option<String>,
+    timers: Vec<(UserProbe, Duration, Instant)>,
+    /// Output of user-space probes.
+    user: Vec<u8>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Run<'_, '_, '_> {
+    /// Formats one record into `buf`; true if the run must end.
+    fn record(&mut self, rec: &[u8]) -> bool {
+        let _ = self.spec;
+        match self.decoder.handle(rec, &mut self.buf) {
+            Ok(runtime::events::Action::Continue) => false,
+            Ok(runtime::events::Action::Exit) => true,
+            Ok(runtime::events::Action::Error(msg)) => {
+                self.failed = Some(msg.to_string());
+                true
+            }
+            Ok(runtime::events::Action::Backtrace { frames, fileline }) => {
+                for pc in frames {
+                    self.sym.write(&mut self.buf, *pc, false, fileline);
+                }
+                false
+            }
+            Err(e) => {
+                self.failed = Some(format!("bad event record: {e}"));
+                true
+            }
+        }
+    }
+}
+
+struct Loop<'r, 's, 'a, 'd, 'i> {
+    run: &'r mut Run<'s, 'a, 'd>,
+    out: &'r mut Box<dyn Write>,
+    interp: &'r mut runtime::interp::Interp<'i>,
+    maps: &'r [sys::Map],
+    sm: &'r lang::SourceMap,
+    bias_pid: Option<u32>,
+    bias_done: bool,
+    path: String,
+    go: &'r gobin::GoBinary<'d>,
+}
+
+impl Loop<'_, '_, '_, '_, '_> {
+    /// A PIE's addresses at run time are shifted by where it was loaded; learn that
+    /// once from the traced process's maps.
+    fn learn_bias(&mut self) {
+        if self.bias_done || !self.go.is_pie() {
+            return;
+        }
+        if let Some(pid) = self.bias_pid
+            && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            && let Some(b) = runtime::symbolize::bias_from_maps(&maps, &self.path, 0)
+        {
+            self.run.sym.set_bias(b);
+            self.bias_done = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.run.buf.is_empty() {
+            if let Err(e) = self.out.write_all(&self.run.buf).and_then(|_| self.out.flush()) {
+                self.run.write_error.get_or_insert(e);
+            }
+            self.run.buf.clear();
+        }
+    }
+}
+
+impl Handler for Loop<'_, '_, '_, '_, '_> {
+    fn record(&mut self, rec: &[u8]) -> bool {
+        self.learn_bias();
+        let stop = self.run.record(rec);
+        if self.run.buf.len() > 1 << 16 {
+            self.flush();
+        }
+        stop || self.run.write_error.is_some()
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<bool> {
+        self.flush();
+        let mut stop = false;
+        let mut globals = KernelGlobals { maps: self.maps };
+        for i in 0..self.run.timers.len() {
+            let (probe, every, next) = self.run.timers[i];
+            if now < next + every {
+                continue;
+            }
+            self.run.timers[i].2 = next + every;
+            match self.interp.run(&probe, &mut globals, &mut self.run.user) {
+                Ok(o) => stop |= o.exit,
+                Err(e) => {
+                    self.run.failed = Some(e.render(self.sm));
+                    stop = true;
+                }
+            }
+        }
+        if !self.run.user.is_empty() {
+            self.out.write_all(&self.run.user)?;
+            self.out.flush()?;
+            self.run.user.clear();
+        }
+        Ok(stop)
+    }
+}
