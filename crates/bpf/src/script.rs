@@ -52,12 +52,14 @@ pub struct ScriptSpec {
 /// `bpf_ktime_get_ns()` for `gettimeofday_*()`. Before attaching, user space writes
 /// `initial` (the `global x = 1` initial values, zeros elsewhere) as the value of
 /// key 0, with the `i64` at `realtime_offset` set to `CLOCK_REALTIME -
-/// CLOCK_MONOTONIC` in nanoseconds (little endian).
+/// CLOCK_MONOTONIC` in nanoseconds and the `i64` at `target_offset` to the pid of
+/// the `-c`/`-x` process, what `target()` returns (both little endian).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScalarsSpec {
     pub map: MapId,
     pub initial: Vec<u8>,
     pub realtime_offset: u32,
+    pub target_offset: u32,
 }
 
 /// One program attached at a set of addresses of one binary.

@@ -31,8 +31,9 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
             em.a.call(Helper::GetSmpProcessorId);
         }
         "target" => {
-            let t = l.env.opts.target_pid.map_or(0, i64::from);
-            em.imm(Reg::R0, t);
+            em.a
+                .ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
+            em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
         }
         "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
             em.a.call(Helper::KtimeGetNs);

@@ -37,7 +37,8 @@ use crate::emit::{CTX, KEY_SLOT, SCRATCH, SCRATCH_LIMIT};
 pub struct Options<'a> {
     /// The script's sources, to name positions in runtime error messages.
     pub sources: Option<&'a SourceMap>,
-    /// What `target()` returns: the pid of the `-c`/`-x` process.
+    /// What `target()` returns: the pid of the `-c`/`-x` process, when known at
+    /// compile time (else user space writes it; see `bpf::script::ScalarsSpec`).
     pub target_pid: Option<u32>,
     /// A loop that runs more often than this ends the probe with an error. Every
     /// iteration is checked by the verifier, so this also bounds load time.
@@ -381,8 +382,15 @@ pub fn compile_full(
         user_probes,
         scalars: Some(ScalarsSpec {
             map: storage.scalars,
-            initial: storage.scalars_initial.clone(),
+            initial: {
+                let mut init = storage.scalars_initial.clone();
+                let o = storage.target_offset as usize;
+                let pid = i64::from(opts.target_pid.unwrap_or(0));
+                init[o..o + 8].copy_from_slice(&pid.to_le_bytes());
+                init
+            },
             realtime_offset: storage.realtime_offset,
+            target_offset: storage.target_offset,
         }),
     };
     Ok(Compiled { spec, spans })

@@ -45,6 +45,8 @@ pub struct Storage {
     pub scalars_initial: Vec<u8>,
     /// Offset of the `i64` that user space sets to `CLOCK_REALTIME - CLOCK_MONOTONIC`.
     pub realtime_offset: u32,
+    /// Offset of the `i64` that user space sets to the `-c`/`-x` process's pid.
+    pub target_offset: u32,
     pub ringbuf: MapId,
     pub counters: MapId,
     pub scratch: MapId,
@@ -326,7 +328,8 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
         });
     }
     let realtime_offset = offset;
-    offset += 8;
+    let target_offset = offset + 8;
+    offset += 16;
     initial.resize(offset as usize, 0);
     object.maps[scalars.0 as usize].value_size = offset;
     let ringbuf = object.add_map(MapSpec {
@@ -369,6 +372,7 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
         scalars,
         scalars_initial: initial,
         realtime_offset,
+        target_offset,
         ringbuf,
         counters,
         scratch,

@@ -171,6 +171,11 @@ pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let obj = load(c, sys::AttachKind::PerfEvent);
     let spec = c.spec.clone();
+    let rb_map = obj.map(spec.ringbuf.unwrap()).unwrap();
+    let mut rb = sys::RingBuf::new(rb_map).expect("ring buffer");
+    let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
+    let mut child = sys::spawn_held(bin.as_os_str(), &args).expect("start the program");
+    let scope = sys::Scope::Pid(child.pid());
     if let Some(s) = &spec.scalars {
         let mut init = s.initial.clone();
         let rt = std::time::SystemTime::now()
@@ -180,16 +185,13 @@ pub fn run(c: &Compiled, bin: &Path, args: &[&str]) -> Run {
         let mono = monotonic_ns();
         let o = s.realtime_offset as usize;
         init[o..o + 8].copy_from_slice(&(rt - mono).to_le_bytes());
+        let o = s.target_offset as usize;
+        init[o..o + 8].copy_from_slice(&i64::from(child.pid()).to_le_bytes());
         obj.map(s.map)
             .unwrap()
             .update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)
             .unwrap();
     }
-    let rb_map = obj.map(spec.ringbuf.unwrap()).unwrap();
-    let mut rb = sys::RingBuf::new(rb_map).expect("ring buffer");
-    let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.into()).collect();
-    let mut child = sys::spawn_held(bin.as_os_str(), &args).expect("start the program");
-    let scope = sys::Scope::Pid(child.pid());
     let mut probes = Vec::new();
     for a in &spec.attachments {
         for s in &a.sites {
