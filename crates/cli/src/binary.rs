@@ -25,10 +25,6 @@ impl Binary {
     pub fn go(&self) -> Result<gobin::GoBinary<'_>> {
         gobin::GoBinary::parse(&self.map).with_context(|| format!("{}", self.path.display()))
     }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
-    }
 }
 
 /// Splits a `-c` command line into words as a shell would for simple commands:
