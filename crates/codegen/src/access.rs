@@ -107,8 +107,10 @@ impl Lower<'_, '_> {
                 Some((at, v.ty))
             }
             TargetBase::Set(_) => {
-                self.em
-                    .error(e.span, "'$$vars' and friends are not supported in kernel probes yet");
+                self.em.error(
+                    e.span,
+                    "'$$vars' and friends are not supported in kernel probes yet",
+                );
                 None
             }
         }
@@ -171,7 +173,8 @@ impl Lower<'_, '_> {
                 // A composite in pieces: assemble it in scratch.
                 let total: u64 = expr.pieces.iter().map(|p| p.size.unwrap_or(8)).sum();
                 if total > 256 {
-                    self.em.error(e.span, "the variable is too large to assemble");
+                    self.em
+                        .error(e.span, "the variable is too large to assemble");
                     return None;
                 }
                 let at = self.em.alloc(total as u32);
@@ -305,8 +308,10 @@ impl Lower<'_, '_> {
     /// R0 = the value of a `long` context expression.
     pub fn target_long(&mut self, e: &Expr, t: &TargetExpr) {
         if t.pretty != Pretty::None {
-            self.em
-                .error(e.span, "pretty-printing '$x$' is not supported in kernel probes yet");
+            self.em.error(
+                e.span,
+                "pretty-printing '$x$' is not supported in kernel probes yet",
+            );
             self.em.e(Insn::mov64(Reg::R0, 0));
             return;
         }

@@ -31,14 +31,12 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
             em.a.call(Helper::GetSmpProcessorId);
         }
         "target" => {
-            em.a
-                .ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
+            em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
             em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
         }
         "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
             em.a.call(Helper::KtimeGetNs);
-            em.a
-                .ld_map_value(Reg::R1, em.storage.scalars, em.storage.realtime_offset);
+            em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.realtime_offset);
             em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
             em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
             let div = match name.name.as_str() {
@@ -167,7 +165,8 @@ pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr])
                 l.em.load(Reg::R2, t);
                 // At most n bytes and the NUL: 1..=MAX_STRING.
                 let small = l.em.a.label();
-                l.em.a.jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
+                l.em.a
+                    .jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
                 l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
                 l.em.a.bind(small);
                 let pos = l.em.a.label();

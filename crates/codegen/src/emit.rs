@@ -216,7 +216,7 @@ impl<'s> Emitter<'s> {
         let n = s.len().min(MAX_STRING as usize - 1);
         let mut bytes = s[..n].to_vec();
         bytes.push(0);
-        while bytes.len() % 8 != 0 {
+        while !bytes.len().is_multiple_of(8) {
             bytes.push(0);
         }
         for (i, chunk) in bytes.chunks(8).enumerate() {

@@ -145,7 +145,8 @@ impl Lower<'_, '_> {
         self.em.a.ja(put);
         self.em.a.bind(letter);
         let a = if radix.upper { b'A' } else { b'a' };
-        self.em.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(a) - 10));
+        self.em
+            .e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(a) - 10));
         self.em.a.bind(put);
         self.em.e(Insn::mov64(Reg::R3, SCRATCH));
         self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
@@ -239,7 +240,8 @@ impl Lower<'_, '_> {
     pub fn pretty(&mut self, e: &Expr, t: &TargetExpr) -> Str {
         let out = self.builder();
         let Some(addr) = self.site.addr else {
-            self.em.error(e.span, "context variables need a process probe");
+            self.em
+                .error(e.span, "context variables need a process probe");
             return Str::Scratch(out);
         };
         match &t.base {
@@ -329,7 +331,15 @@ impl Lower<'_, '_> {
     }
 
     /// Appends `{.f=v, …}` for the fields of `x`.
-    fn fields(&mut self, x: &Expr, ty: &lang::GoType, fields: &[String], out: u32, deep: bool, hex: bool) {
+    fn fields(
+        &mut self,
+        x: &Expr,
+        ty: &lang::GoType,
+        fields: &[String],
+        out: u32,
+        deep: bool,
+        hex: bool,
+    ) {
         self.append_text(out, "{");
         for (i, f) in fields.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };

@@ -3,7 +3,9 @@
 //! in the tool's list). A hit costs one cookie read, one map lookup and one add on the
 //! CPU's own slot: no atomics, no events to user space.
 
-use bpf::{AluOp, Asm, AsmError, Cond, Helper, Insn, MapKind, MapSpec, ObjectSpec, ProgramSpec, Reg, Size};
+use bpf::{
+    AluOp, Asm, AsmError, Cond, Helper, Insn, MapKind, MapSpec, ObjectSpec, ProgramSpec, Reg, Size,
+};
 
 /// A compiled funccount: the object to load and where its counters are.
 #[derive(Debug)]
@@ -47,6 +49,8 @@ pub fn funccount(functions: u32, tgid: Option<u32>) -> Result<Funccount, AsmErro
     a.emit(Insn::stx(Size::DW, Reg::R0, 0, Reg::R1));
     a.bind(out);
     a.emit(Insn::mov64(Reg::R0, 0)).exit();
-    object.programs.push(ProgramSpec::new("gotap_fcount", a.finish()?));
+    object
+        .programs
+        .push(ProgramSpec::new("gotap_fcount", a.finish()?));
     Ok(Funccount { object, counts })
 }

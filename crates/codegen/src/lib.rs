@@ -23,7 +23,9 @@ mod lower;
 pub mod storage;
 pub mod target;
 
-use bpf::script::{AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind, counter};
+use bpf::script::{
+    AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind, counter,
+};
 use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
 use lang::ast::{Expr, ExprKind, Item, Script, walk_stmt};
 use lang::{Diagnostic, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
@@ -115,7 +117,10 @@ impl Compiled {
             }
         }
         let reason = reason
-            .filter(|r| r.split_once(": ").is_none_or(|(n, _)| n.trim().parse::<usize>().is_err()))
+            .filter(|r| {
+                r.split_once(": ")
+                    .is_none_or(|(n, _)| n.trim().parse::<usize>().is_err())
+            })
             .or_else(|| lines.iter().rev().find(|l| !l.trim().is_empty()).copied())
             .unwrap_or("no reason given")
             .trim()
@@ -129,14 +134,17 @@ impl Compiled {
             .programs
             .get(program)
             .map_or("?", |p| p.name.as_str());
-        Diagnostic::error(span, format!("the kernel verifier rejected this code: {reason}"))
-            .with_note(
-                None,
-                format!(
-                    "program {name}, instruction {}",
-                    last_insn.map_or("?".into(), |n| n.to_string())
-                ),
-            )
+        Diagnostic::error(
+            span,
+            format!("the kernel verifier rejected this code: {reason}"),
+        )
+        .with_note(
+            None,
+            format!(
+                "program {name}, instruction {}",
+                last_insn.map_or("?".into(), |n| n.to_string())
+            ),
+        )
     }
 
     /// `-d bpf`: every program's instructions.
@@ -170,7 +178,10 @@ fn needs_site(script: &Script) -> impl Fn(&lang::ast::Block) -> bool + '_ {
             ExprKind::Call { name, .. } => {
                 if matches!(
                     name.name.as_str(),
-                    "pp" | "probefunc" | "ppfunc" | "print_ubacktrace" | "print_ubacktrace_fileline"
+                    "pp" | "probefunc"
+                        | "ppfunc"
+                        | "print_ubacktrace"
+                        | "print_ubacktrace_fileline"
                 ) {
                     needs = true;
                 }
@@ -213,6 +224,9 @@ fn point_text(path: &str, kind: &ProbeKind, loc: &lang::Location) -> String {
     }
 }
 
+/// The sites one program serves: its alias prologue, and (point index, location).
+type Group = (Option<usize>, Vec<(usize, lang::Location)>);
+
 /// [`compile`], keeping the instruction → source map for verifier errors.
 pub fn compile_full(
     script: &Script,
@@ -242,7 +256,7 @@ pub fn compile_full(
             continue;
         };
         // (point index, location) of every kernel site, grouped into programs.
-        let mut groups: Vec<(Option<usize>, Vec<(usize, lang::Location)>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for (pi, point) in pinfo.points.iter().enumerate() {
             match point.kind {
                 ProbeKind::Begin => user_probes.push(UserProbe {
@@ -316,7 +330,10 @@ pub fn compile_full(
             let program = match asm.finish() {
                 Ok(p) => p,
                 Err(e) => {
-                    diags.push(Diagnostic::error(probe.span, format!("internal error: {e}")));
+                    diags.push(Diagnostic::error(
+                        probe.span,
+                        format!("internal error: {e}"),
+                    ));
                     continue;
                 }
             };

@@ -175,7 +175,8 @@ impl<'a, 'd> Lower<'a, 'd> {
     ) {
         let slot = self.em.stack_slot();
         if self.em.stack_used > 512 {
-            self.em.error(body.span, "loops nested too deep for the BPF stack");
+            self.em
+                .error(body.span, "loops nested too deep for the BPF stack");
         }
         self.em.e(Insn::st(Size::DW, Reg::R10, slot, 0));
         let head = self.em.a.label();
@@ -250,7 +251,8 @@ impl<'a, 'd> Lower<'a, 'd> {
     fn delete(&mut self, e: &Expr) {
         match &e.kind {
             ExprKind::Index { array, keys } => match self.slot(&array.name) {
-                Some(Slot::Array { map, keys: kt, .. }) | Some(Slot::Stats { map, keys: kt, .. })
+                Some(Slot::Array { map, keys: kt, .. })
+                | Some(Slot::Stats { map, keys: kt, .. })
                     if !kt.is_empty() =>
                 {
                     let key = self.key(keys, &kt);
@@ -261,7 +263,9 @@ impl<'a, 'd> Lower<'a, 'd> {
             },
             ExprKind::Var(id) => match self.slot(&id.name) {
                 Some(Slot::Scalar { offset, ty }) => {
-                    self.em.a.ld_map_value(Reg::R1, self.env.storage.scalars, offset);
+                    self.em
+                        .a
+                        .ld_map_value(Reg::R1, self.env.storage.scalars, offset);
                     self.em.e(Insn::st(Size::DW, Reg::R1, 0, 0));
                     let _ = ty;
                 }
@@ -425,7 +429,8 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
             },
             ExprKind::In { keys, array } => match self.slot(&array.name) {
-                Some(Slot::Array { map, keys: kt, .. }) | Some(Slot::Stats { map, keys: kt, .. }) => {
+                Some(Slot::Array { map, keys: kt, .. })
+                | Some(Slot::Stats { map, keys: kt, .. }) => {
                     let key = self.key(keys, &kt);
                     self.em.map_key_args(map, key);
                     self.em.a.call(Helper::MapLookupElem);
@@ -459,7 +464,9 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         match self.slot(&id.name) {
             Some(Slot::Scalar { offset, .. }) => {
-                self.em.a.ld_map_value(Reg::R1, self.env.storage.scalars, offset);
+                self.em
+                    .a
+                    .ld_map_value(Reg::R1, self.env.storage.scalars, offset);
                 self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
             }
             Some(_) => {
@@ -540,8 +547,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.bool_of(Cond::Ne);
                 self.em.a.ja(done);
                 self.em.a.bind(short);
-                self.em
-                    .e(Insn::mov64(Reg::R0, i32::from(op == BinOp::Or)));
+                self.em.e(Insn::mov64(Reg::R0, i32::from(op == BinOp::Or)));
                 self.em.a.bind(done);
                 return;
             }
@@ -553,8 +559,10 @@ impl<'a, 'd> Lower<'a, 'd> {
                 return;
             }
             BinOp::Match | BinOp::NotMatch => {
-                self.em
-                    .error(e.span, "regular expressions are not supported in kernel probes");
+                self.em.error(
+                    e.span,
+                    "regular expressions are not supported in kernel probes",
+                );
                 self.em.e(Insn::mov64(Reg::R0, 0));
                 return;
             }
@@ -730,40 +738,24 @@ impl<'a, 'd> Lower<'a, 'd> {
                     }
                     return;
                 }
-                let (load, store): (Box<dyn Fn(&mut Self, Reg)>, Box<dyn Fn(&mut Self, Reg)>) =
-                    match (scalar, local) {
-                        (Some(offset), _) => {
-                            let m = self.env.storage.scalars;
-                            (
-                                Box::new(move |s: &mut Self, r: Reg| {
-                                    s.em.a.ld_map_value(Reg::R5, m, offset);
-                                    s.em.e(Insn::ldx(Size::DW, r, Reg::R5, 0));
-                                }),
-                                Box::new(move |s: &mut Self, r: Reg| {
-                                    s.em.a.ld_map_value(Reg::R5, m, offset);
-                                    s.em.e(Insn::stx(Size::DW, Reg::R5, 0, r));
-                                }),
-                            )
-                        }
-                        (None, Some((at, _))) => (
-                            Box::new(move |s: &mut Self, r: Reg| s.em.load(r, at)),
-                            Box::new(move |s: &mut Self, r: Reg| s.em.store(at, r)),
-                        ),
-                        _ => {
-                            self.em.error(lhs.span, "cannot assign to this");
-                            return;
-                        }
-                    };
+                let cell = match (scalar, local) {
+                    (Some(offset), _) => Cell::Global(offset),
+                    (None, Some((at, _))) => Cell::Local(at),
+                    _ => {
+                        self.em.error(lhs.span, "cannot assign to this");
+                        return;
+                    }
+                };
                 rhs_val(self);
                 match op {
-                    None => store(self, Reg::R0),
+                    None => self.cell(cell, Reg::R0, false),
                     Some(o) => {
                         self.em.e(Insn::mov64(Reg::R1, Reg::R0));
-                        load(self, Reg::R0);
+                        self.cell(cell, Reg::R0, true);
                         let old = self.em.alloc(8);
                         self.em.store(old, Reg::R0);
                         self.arith(e.span, o);
-                        store(self, Reg::R0);
+                        self.cell(cell, Reg::R0, false);
                         if post {
                             self.em.load(Reg::R0, old);
                         }
@@ -787,6 +779,24 @@ impl<'a, 'd> Lower<'a, 'd> {
                 .em
                 .error(lhs.span, "context variables cannot be assigned"),
             _ => self.em.error(lhs.span, "cannot assign to this"),
+        }
+    }
+
+    /// Loads (`load`) or stores the long variable `c` from or to `r` (clobbers R5).
+    fn cell(&mut self, c: Cell, r: Reg, load: bool) {
+        match c {
+            Cell::Global(offset) => {
+                self.em
+                    .a
+                    .ld_map_value(Reg::R5, self.env.storage.scalars, offset);
+                if load {
+                    self.em.e(Insn::ldx(Size::DW, r, Reg::R5, 0));
+                } else {
+                    self.em.e(Insn::stx(Size::DW, Reg::R5, 0, r));
+                }
+            }
+            Cell::Local(at) if load => self.em.load(r, at),
+            Cell::Local(at) => self.em.store(at, r),
         }
     }
 
@@ -885,7 +895,12 @@ impl<'a, 'd> Lower<'a, 'd> {
                 return;
             }
         };
-        let Some(Slot::Stats { map, keys: kt, hist }) = self.slot(&name.name) else {
+        let Some(Slot::Stats {
+            map,
+            keys: kt,
+            hist,
+        }) = self.slot(&name.name)
+        else {
             self.em
                 .error(lhs.span, format!("'{}' is not a statistic", name.name));
             return;
@@ -990,8 +1005,10 @@ impl<'a, 'd> Lower<'a, 'd> {
                     value: Type::String,
                 }) = self.slot(&array.name)
                 else {
-                    self.em
-                        .error(e.span, format!("'{}' is not an array of strings", array.name));
+                    self.em.error(
+                        e.span,
+                        format!("'{}' is not an array of strings", array.name),
+                    );
                     return self.empty_str();
                 };
                 let out = self.em.alloc(MAX_STRING);
@@ -1131,7 +1148,8 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.a.bind(pos);
         self.em.e(Insn::alu64(AluOp::Sub, Reg::R0, 1));
         // Bounds the verifier can see: 0..=127.
-        self.em.e(Insn::alu64(AluOp::And, Reg::R0, (MAX_STRING - 1) as i32));
+        self.em
+            .e(Insn::alu64(AluOp::And, Reg::R0, (MAX_STRING - 1) as i32));
     }
 
     /// R0 = the sign of `a - b` comparing bytes as unsigned (`strcmp`).
@@ -1190,10 +1208,8 @@ impl<'a, 'd> Lower<'a, 'd> {
     /// A call in a `long` (or no-value) context; with `want`, R0 holds the value.
     fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr], want: bool) {
         if self.env.info.function(&name.name).is_some() {
-            if let Some((at, ty)) = self.inline(e, name, args) {
-                if ty == Type::Long {
-                    self.em.load(Reg::R0, at);
-                }
+            if let Some((at, Type::Long)) = self.inline(e, name, args) {
+                self.em.load(Reg::R0, at);
             }
             return;
         }
@@ -1221,7 +1237,10 @@ impl<'a, 'd> Lower<'a, 'd> {
         if self.fns.iter().any(|f| f.name == name.name) || self.fns.len() > 16 {
             self.em.error(
                 e.span,
-                format!("'{}' calls itself; recursion is not supported in kernel probes", name.name),
+                format!(
+                    "'{}' calls itself; recursion is not supported in kernel probes",
+                    name.name
+                ),
             );
             return None;
         }
@@ -1315,6 +1334,13 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.header(rec, id);
         self.em.output(rec, EVENT_HEADER + size);
     }
+}
+
+/// A scalar `long` variable: a global's offset in the scalars map, or a local's slot.
+#[derive(Clone, Copy)]
+enum Cell {
+    Global(u32),
+    Local(u32),
 }
 
 enum StrPlace<'e> {

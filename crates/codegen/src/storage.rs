@@ -28,9 +28,20 @@ pub const STAT_HEADER_WORDS: u32 = 4;
 /// Where one global lives, for the code generator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Slot {
-    Scalar { offset: u32, ty: Type },
-    Array { map: MapId, keys: Vec<Type>, value: Type },
-    Stats { map: MapId, keys: Vec<Type>, hist: HistSpec },
+    Scalar {
+        offset: u32,
+        ty: Type,
+    },
+    Array {
+        map: MapId,
+        keys: Vec<Type>,
+        value: Type,
+    },
+    Stats {
+        map: MapId,
+        keys: Vec<Type>,
+        hist: HistSpec,
+    },
 }
 
 /// The storage of a whole script.
@@ -127,7 +138,9 @@ fn histograms(script: &Script, diags: &mut Vec<Diagnostic>) -> HashMap<String, H
         match out.get(name) {
             Some(old) if *old != h => diags.push(Diagnostic::error(
                 e.span,
-                format!("'{name}' is already read with another histogram; gotap keeps one per statistic"),
+                format!(
+                    "'{name}' is already read with another histogram; gotap keeps one per statistic"
+                ),
             )),
             _ => {
                 out.insert(name.clone(), h);
@@ -168,18 +181,16 @@ fn reads(script: &Script) -> std::collections::HashSet<String> {
         ExprKind::Var(id) | ExprKind::Index { array: id, .. } => Some(id.name.clone()),
         _ => None,
     };
-    let mut visit = |e: &Expr| {
-        match &e.kind {
-            ExprKind::Var(id) | ExprKind::Index { array: id, .. } | ExprKind::In { array: id, .. } => {
-                *mentions.entry(id.name.clone()).or_default() += 1;
-            }
-            ExprKind::Assign { op: None, lhs, .. } | ExprKind::Aggregate { lhs, .. } => {
-                if let Some(n) = name_of(lhs) {
-                    *writes.entry(n).or_default() += 1;
-                }
-            }
-            _ => {}
+    let mut visit = |e: &Expr| match &e.kind {
+        ExprKind::Var(id) | ExprKind::Index { array: id, .. } | ExprKind::In { array: id, .. } => {
+            *mentions.entry(id.name.clone()).or_default() += 1;
         }
+        ExprKind::Assign { op: None, lhs, .. } | ExprKind::Aggregate { lhs, .. } => {
+            if let Some(n) = name_of(lhs) {
+                *writes.entry(n).or_default() += 1;
+            }
+        }
+        _ => {}
     };
     for item in &script.items {
         let body = match item {

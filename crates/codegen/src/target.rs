@@ -121,7 +121,8 @@ impl Synth {
                 v
             }
             Stack => vec![
-                ("lo", l.g_stack_lo - l.g_stack_lo, Uintptr),
+                // `g.stack` starts with `lo`: the struct is placed at `g_stack_lo`.
+                ("lo", 0, Uintptr),
                 ("hi", l.g_stack_hi - l.g_stack_lo, Uintptr),
             ],
             _ => Vec::new(),
@@ -162,10 +163,7 @@ pub enum IndexAccess {
 pub enum VarPlace {
     /// A DWARF location expression; `cfa_from_sp` is what to add to RSP to get the
     /// canonical frame address at this pc.
-    Dwarf {
-        expr: dwarf::Expr,
-        cfa_from_sp: i64,
-    },
+    Dwarf { expr: dwarf::Expr, cfa_from_sp: i64 },
     /// Registers of the Go register ABI, in order, for a result DWARF does not place.
     Registers(Vec<X86Reg>),
 }
@@ -436,7 +434,10 @@ impl<'data> GoTarget<'data> {
         }
         let structish = matches!(
             info.kind,
-            TypeKind::Struct | TypeKind::String | TypeKind::Slice { .. } | TypeKind::Interface { .. }
+            TypeKind::Struct
+                | TypeKind::String
+                | TypeKind::Slice { .. }
+                | TypeKind::Interface { .. }
         );
         if !structish {
             return Err(TargetError::NotAStruct {
@@ -518,7 +519,11 @@ impl<'data> GoTarget<'data> {
             .map(|r| r.contains(&VirtAddr(addr)))
             .unwrap_or(false);
         let Some(d) = self.dwarf() else {
-            return Ok(if is_ret { register_results() } else { Vec::new() });
+            return Ok(if is_ret {
+                register_results()
+            } else {
+                Vec::new()
+            });
         };
         let vars = match d.variables_at(f.name, VirtAddr(addr)) {
             Ok(v) => v,

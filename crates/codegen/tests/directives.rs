@@ -42,7 +42,11 @@ fn matches(re: &str, s: &str) -> bool {
 fn kernel_only_directive_files_print_what_they_expect() {
     let dir = testprogs::repo_root().join("crates/cli/tests/scripts");
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.extension().is_none_or(|e| e != "stp") {
@@ -55,7 +59,9 @@ fn kernel_only_directive_files_print_what_they_expect() {
                 .map(String::from)
                 .collect()
         };
-        let user_space = ["probe begin", "probe end", "probe timer"].iter().any(|p| text.contains(p))
+        let user_space = ["probe begin", "probe end", "probe timer"]
+            .iter()
+            .any(|p| text.contains(p))
             || text.contains("%5d");
         if user_space {
             continue;
@@ -67,8 +73,7 @@ fn kernel_only_directive_files_print_what_they_expect() {
             .unwrap_or_default();
         let expects = header("expect");
         let bin = testprogs::build(&prog, &testprogs::newest(), Variant::Default);
-        let c = common::compile(&text, &bin)
-            .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let c = common::compile(&text, &bin).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = common::run(&c, &bin, &args);
         let mut out = String::new();
@@ -82,7 +87,11 @@ fn kernel_only_directive_files_print_what_they_expect() {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), expects.len(), "{}: {lines:?}", path.display());
         for (l, e) in lines.iter().zip(&expects) {
-            assert!(matches(e, l), "{}: {l:?} does not match {e}", path.display());
+            assert!(
+                matches(e, l),
+                "{}: {l:?} does not match {e}",
+                path.display()
+            );
         }
         checked += 1;
     }

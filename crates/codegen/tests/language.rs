@@ -66,13 +66,11 @@ fn division_and_modulo_truncate_toward_zero() {
 
 #[test]
 fn division_by_zero_ends_the_probe_with_an_error() {
-    let r = run(
-        r#"probe process("BIN").function("main.add") {
+    let r = run(r#"probe process("BIN").function("main.add") {
   printf("before %d\n", $a)
   y = 10 / ($a - 3)
   printf("after %d\n", y)
-}"#,
-    );
+}"#);
     let errors: Vec<&EventSpec> = r
         .records
         .iter()
@@ -80,16 +78,28 @@ fn division_by_zero_ends_the_probe_with_an_error() {
         .filter(|e| matches!(e, EventSpec::Error { .. }))
         .collect();
     assert_eq!(errors.len(), 1);
-    let EventSpec::Error { message } = errors[0] else { unreachable!() };
-    assert!(message.starts_with("division by zero near test.stp:3:"), "{message}");
+    let EventSpec::Error { message } = errors[0] else {
+        unreachable!()
+    };
+    assert!(
+        message.starts_with("division by zero near test.stp:3:"),
+        "{message}"
+    );
     // Every hit prints "before"; the one with $a == 3 stops at the division.
-    let afters: Vec<String> = r.texts().into_iter().filter(|t| t.starts_with("after")).collect();
+    let afters: Vec<String> = r
+        .texts()
+        .into_iter()
+        .filter(|t| t.starts_with("after"))
+        .collect();
     let expect: Vec<String> = (0..10i64)
         .filter(|a| *a != 3)
         .map(|a| format!("after {}\n", 10 / (a - 3)))
         .collect();
     assert_eq!(afters, expect);
-    assert_eq!(r.texts().iter().filter(|t| t.starts_with("before")).count(), 10);
+    assert_eq!(
+        r.texts().iter().filter(|t| t.starts_with("before")).count(),
+        10
+    );
 }
 
 #[test]
@@ -165,7 +175,13 @@ fn control_flow() {
         while n * n < a {
             n += 1;
         }
-        let c = if a > 4 && a < 8 { 1 } else if a == 0 || 10 / a > 3 { 2 } else { 3 };
+        let c = if a > 4 && a < 8 {
+            1
+        } else if a == 0 || 10 / a > 3 {
+            2
+        } else {
+            3
+        };
         expect.push(format!("{a} {x} {n} {c}\n"));
     }
     assert_eq!(out, expect);
@@ -200,8 +216,7 @@ probe process("BIN").function("main.greet") {
 
 #[test]
 fn globals_arrays_and_statistics() {
-    let r = run(
-        r#"global total = 100, last, names, pairs, s, h, lin
+    let r = run(r#"global total = 100, last, names, pairs, s, h, lin
 probe process("BIN").function("main.add") {
   total += $a
   last = $a
@@ -214,8 +229,7 @@ probe process("BIN").function("main.greet") {
   names[$name] = $n
   if ($name in names) total++
 }
-probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#,
-    );
+probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#);
     assert_eq!(r.global_long("total"), 100 + 45 + 3);
     assert_eq!(r.global_long("last"), 9);
     let names = r.array("names");
@@ -230,7 +244,10 @@ probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#,
         })
         .collect();
     got.sort();
-    assert_eq!(got, vec![("ada".into(), -3), ("bob".into(), -3), ("cy".into(), -2)]);
+    assert_eq!(
+        got,
+        vec![("ada".into(), -3), ("bob".into(), -3), ("cy".into(), -2)]
+    );
     let mut pairs: Vec<(i64, i64)> = r
         .array("pairs")
         .iter()
@@ -254,7 +271,13 @@ probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#,
     for a in 0..10i64 {
         let v = a - 4;
         let bits = 64 - v.unsigned_abs().leading_zeros() as i64;
-        let b = if v == 0 { 64 } else if v > 0 { 64 + bits } else { 64 - bits };
+        let b = if v == 0 {
+            64
+        } else if v > 0 {
+            64 + bits
+        } else {
+            64 - bits
+        };
         expect[b as usize] += 1;
     }
     assert_eq!(buckets, expect);
@@ -269,17 +292,21 @@ probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#,
 
 #[test]
 fn builtins() {
-    let r = run(
-        r#"probe process("BIN").function("main.sum") {
+    let r = run(r#"probe process("BIN").function("main.sum") {
   printf("%d %d %s %s %s %d\n", pid() == tid(), goid(), execname(), pp(), probefunc(), cpu() >= 0)
   printf("%d %d\n", gettimeofday_s(), gettimeofday_ms() / 1000)
   printf("%d %s %d %d\n", user_long(&$xs[1]), user_string_n($xs->array, 0), user_int(&$xs[2]), user_char(&$xs[3]))
   exit()
-}"#,
-    );
+}"#);
     let texts = r.texts();
     let bin = prog();
-    let comm: String = bin.file_name().unwrap().to_string_lossy().chars().take(15).collect();
+    let comm: String = bin
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .take(15)
+        .collect();
     assert_eq!(
         texts[0],
         format!(
@@ -291,7 +318,10 @@ fn builtins() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let secs: Vec<i64> = texts[1].split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let secs: Vec<i64> = texts[1]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
     assert!((secs[0] - now).abs() < 30, "{} vs {now}", secs[0]);
     assert!((secs[1] - secs[0]).abs() <= 1);
     assert_eq!(texts[2], "2  3 4\n");

@@ -41,7 +41,12 @@ probe process("BIN").function("main.[lr]e*") { calls++ }"#,
     let c = common::compile(&src, &bin).unwrap();
     // main.leaf and main.recurse: one program, two sites with distinct cookies.
     assert_eq!(c.spec.object.programs.len(), 1);
-    let sites: Vec<u64> = c.spec.attachments.iter().flat_map(|a| a.sites.iter().map(|s| s.cookie)).collect();
+    let sites: Vec<u64> = c
+        .spec
+        .attachments
+        .iter()
+        .flat_map(|a| a.sites.iter().map(|s| s.cookie))
+        .collect();
     assert_eq!(sites.len(), 2);
     assert_ne!(sites[0], sites[1]);
     let run = common::run(&c, &bin, &["2"]);
@@ -91,5 +96,9 @@ probe process("BIN").function("main.leaf") { ids[goid()] += 1000000 }"#,
         .find(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()) == 1000 * 1000000)
         .unwrap()
         .0;
-    assert_eq!(i64::from_le_bytes(main_key[..8].try_into().unwrap()), 1, "main is goroutine 1");
+    assert_eq!(
+        i64::from_le_bytes(main_key[..8].try_into().unwrap()),
+        1,
+        "main is goroutine 1"
+    );
 }

@@ -53,7 +53,12 @@ fn seed_scripts_load_on_every_toolchain() {
             let c = common::compile(&src, &bin)
                 .unwrap_or_else(|e| panic!("{} {name}:\n{e}", tc.version));
             assert!(!c.spec.attachments.is_empty());
-            assert!(c.spec.events.iter().any(|e| matches!(e, EventSpec::Backtrace { .. })));
+            assert!(
+                c.spec
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, EventSpec::Backtrace { .. }))
+            );
             common::load(&c, sys::AttachKind::PerfEvent);
         }
     }
@@ -105,7 +110,10 @@ fn newstack_prints_doubling_sizes_and_a_backtrace_to_goexit() {
         .map(|r| {
             r.frames
                 .iter()
-                .map(|pc| gb.function_at(VirtAddr(*pc)).map_or("?".into(), |f| f.name.to_string()))
+                .map(|pc| {
+                    gb.function_at(VirtAddr(*pc))
+                        .map_or("?".into(), |f| f.name.to_string())
+                })
                 .collect()
         })
         .collect();
@@ -115,7 +123,11 @@ fn newstack_prints_doubling_sizes_and_a_backtrace_to_goexit() {
     // with), through functions only (no address outside the text).
     for t in &traces {
         assert!(t.len() >= 2, "{t:?}");
-        assert_eq!(t.last().map(String::as_str), Some("runtime.goexit"), "{t:?}");
+        assert_eq!(
+            t.last().map(String::as_str),
+            Some("runtime.goexit"),
+            "{t:?}"
+        );
         assert!(!t.iter().any(|f| f == "?"), "{t:?}");
     }
 }

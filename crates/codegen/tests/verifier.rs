@@ -38,7 +38,12 @@ fn a_refusal_points_at_the_script_code_that_caused_it() {
         panic!("not a verifier error: {err}")
     };
     let d = c.verifier_diagnostic(0, &v.log);
-    assert!(d.message.starts_with("the kernel verifier rejected this code: "), "{}", d.message);
+    assert!(
+        d.message
+            .starts_with("the kernel verifier rejected this code: "),
+        "{}",
+        d.message
+    );
     // The instruction it stopped at belongs to the loops (lines 3-5), not to the
     // probe's first or last line.
     let start = src.find("for (i").unwrap();

@@ -67,7 +67,13 @@ fn locals(src: &str, n: usize) -> Vec<i64> {
 
 #[test]
 fn operators_match_i64_arithmetic() {
-    for (a, b) in [(7i64, -2i64), (-7, 2), (i64::MIN + 1, 3), (123456789, 1000), (0, 5)] {
+    for (a, b) in [
+        (7i64, -2i64),
+        (-7, 2),
+        (i64::MIN + 1, 3),
+        (123456789, 1000),
+        (0, 5),
+    ] {
         let src = format!(
             r#"probe process("BIN").function("main.add") {{
   a = {a}; b = {b}

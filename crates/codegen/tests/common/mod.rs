@@ -146,8 +146,14 @@ fn decode(spec: &ScriptSpec, rec: &[u8]) -> Record {
                 }
             }
         }
-        EventSpec::Backtrace { count, frames: f, .. } => {
-            let n = u64::from_le_bytes(body[*count as usize..*count as usize + 8].try_into().unwrap());
+        EventSpec::Backtrace {
+            count, frames: f, ..
+        } => {
+            let n = u64::from_le_bytes(
+                body[*count as usize..*count as usize + 8]
+                    .try_into()
+                    .unwrap(),
+            );
             for i in 0..n as usize {
                 let o = *f as usize + 8 * i;
                 frames.push(u64::from_le_bytes(body[o..o + 8].try_into().unwrap()));
@@ -235,7 +241,10 @@ fn monotonic_ns() -> i64 {
     // present, else assume the caller does not check wall clock precisely.
     let text = std::fs::read_to_string("/proc/timer_list").unwrap_or_default();
     text.lines()
-        .find_map(|l| l.strip_prefix("now at ").and_then(|r| r.split_whitespace().next()))
+        .find_map(|l| {
+            l.strip_prefix("now at ")
+                .and_then(|r| r.split_whitespace().next())
+        })
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
@@ -251,17 +260,33 @@ impl Run {
 
     /// The value of scalar global `name` (a long).
     pub fn global_long(&self, name: &str) -> i64 {
-        let g = self.spec.globals.iter().find(|g| g.name == name).expect("global");
+        let g = self
+            .spec
+            .globals
+            .iter()
+            .find(|g| g.name == name)
+            .expect("global");
         let GlobalShape::Scalar { offset, .. } = g.shape else {
             panic!("{name} is not a scalar")
         };
-        let v = self.obj.map(g.map).unwrap().get(&0u32.to_le_bytes()).unwrap().unwrap();
+        let v = self
+            .obj
+            .map(g.map)
+            .unwrap()
+            .get(&0u32.to_le_bytes())
+            .unwrap()
+            .unwrap();
         i64::from_le_bytes(v[offset as usize..offset as usize + 8].try_into().unwrap())
     }
 
     /// Every (key bytes, value bytes) of array global `name`.
     pub fn array(&self, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let g = self.spec.globals.iter().find(|g| g.name == name).expect("global");
+        let g = self
+            .spec
+            .globals
+            .iter()
+            .find(|g| g.name == name)
+            .expect("global");
         let m = self.obj.map(g.map).unwrap();
         m.keys()
             .unwrap()
@@ -275,11 +300,18 @@ impl Run {
 
     /// Per-CPU slots of statistic `name` at `key`, merged: (count, sum, min, max, buckets).
     pub fn stat(&self, name: &str, key: &[u8]) -> (i64, i64, i64, i64, Vec<i64>) {
-        let g = self.spec.globals.iter().find(|g| g.name == name).expect("global");
+        let g = self
+            .spec
+            .globals
+            .iter()
+            .find(|g| g.name == name)
+            .expect("global");
         let m = self.obj.map(g.map).unwrap();
         let cpus = m.get_per_cpu(key).unwrap().unwrap();
         let words = |b: &[u8]| -> Vec<i64> {
-            b.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+            b.chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
         };
         let (mut count, mut sum, mut min, mut max) = (0, 0, i64::MAX, i64::MIN);
         let mut buckets: Vec<i64> = Vec::new();
