@@ -45,6 +45,10 @@ pub struct Options<'a> {
     /// A loop that runs more often than this ends the probe with an error. Every
     /// iteration is checked by the verifier, so this also bounds load time.
     pub max_loop_iterations: u32,
+    /// The number of possible CPUs (`sys::possible_cpus()`): reading `@count(s)` and
+    /// friends in a kernel probe merges this many per-CPU slots. The verifier
+    /// follows each turn of that loop, so it should not be much larger than true.
+    pub possible_cpus: u32,
 }
 
 impl Default for Options<'_> {
@@ -53,6 +57,7 @@ impl Default for Options<'_> {
             sources: None,
             target_pid: None,
             max_loop_iterations: 100,
+            possible_cpus: 128,
         }
     }
 }

@@ -18,6 +18,9 @@ use crate::emit::{Emitter, KEY_SLOT, SCRATCH, add_event};
 use crate::storage::{LOG_BUCKET_ZERO, STAT_HEADER_WORDS, Slot, hist_buckets, width};
 use crate::{Env, Site};
 
+/// `bpf_map_lookup_percpu_elem` (Linux 5.19), which `bpf::Helper` does not list.
+const MAP_LOOKUP_PERCPU_ELEM: i32 = 195;
+
 /// Where a string value is: a scratch slot or a scalar global's slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Str {
@@ -387,16 +390,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             ExprKind::Call { name, args } => {
                 self.call(e, name, args, true);
             }
-            ExprKind::Stat { op, .. } => {
-                self.em.error(
-                    e.span,
-                    format!(
-                        "'@{}' cannot be read in a kernel probe yet; read it in an 'end' or timer probe",
-                        op.as_str()
-                    ),
-                );
-                self.em.e(Insn::mov64(Reg::R0, 0));
-            }
+            ExprKind::Stat { op, arg, .. } => self.stat_read(e, *op, arg),
             ExprKind::Unary { op, expr } => {
                 self.long(expr);
                 match op {
@@ -975,6 +969,117 @@ impl<'a, 'd> Lower<'a, 'd> {
             self.em.e(Insn::stx(Size::DW, Reg::R0, o, Reg::R1));
         }
         self.em.a.bind(skip);
+    }
+
+    /// `@count(s)`, `@sum`, `@min`, `@max`, `@avg`: R0 = the value over every
+    /// CPU's slot, read with `bpf_map_lookup_percpu_elem` (Linux 5.19) for each of
+    /// [`crate::Options::possible_cpus`]. An empty aggregate reads as 0.
+    fn stat_read(&mut self, e: &Expr, op: StatOp, arg: &Expr) {
+        let (name, keys): (&Ident, &[Expr]) = match &arg.kind {
+            ExprKind::Var(id) => (id, &[]),
+            ExprKind::Index { array, keys } => (array, keys),
+            _ => {
+                self.em.error(arg.span, "a statistic is needed here");
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                return;
+            }
+        };
+        if !matches!(
+            op,
+            StatOp::Count | StatOp::Sum | StatOp::Min | StatOp::Max | StatOp::Avg
+        ) {
+            self.em.error(
+                e.span,
+                format!(
+                    "'@{}' cannot be read in a kernel probe; read it in an 'end' or timer probe",
+                    op.as_str()
+                ),
+            );
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            return;
+        }
+        let Some(Slot::Stats { map, keys: kt, .. }) = self.slot(&name.name) else {
+            self.em
+                .error(arg.span, format!("'{}' is not a statistic", name.name));
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            return;
+        };
+        let key = if kt.is_empty() {
+            let k = self.em.alloc(8);
+            self.em.store_imm(k, Size::DW, 0);
+            k
+        } else {
+            self.key(keys, &kt)
+        };
+        // acc: count, sum, min, max.
+        let acc = self.em.alloc(32);
+        for i in 0..4 {
+            self.em.store_imm(acc + 8 * i, Size::DW, 0);
+        }
+        let top = self.em.a.label();
+        let next = self.em.a.label();
+        let done = self.em.a.label();
+        self.em.e(Insn::mov64(Reg::R8, 0));
+        self.em.a.bind(top);
+        let cpus = self.env.opts.possible_cpus.clamp(1, 4096) as i32;
+        self.em.a.jmp(Cond::Ge, Reg::R8, cpus, done);
+        self.em.map_key_args(map, key);
+        self.em.e(Insn::mov64(Reg::R3, Reg::R8));
+        self.em.e(Insn::call(MAP_LOOKUP_PERCPU_ELEM));
+        self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+        self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
+        self.em.a.jmp(Cond::Eq, Reg::R1, 0, next);
+        self.em.load(Reg::R2, acc);
+        let first = self.em.a.label();
+        let merged = self.em.a.label();
+        self.em.a.jmp(Cond::Eq, Reg::R2, 0, first);
+        let keep_min = self.em.a.label();
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 16));
+        self.em.load(Reg::R4, acc + 16);
+        self.em.a.jmp(Cond::Sge, Reg::R3, Reg::R4, keep_min);
+        self.em.store(acc + 16, Reg::R3);
+        self.em.a.bind(keep_min);
+        let keep_max = self.em.a.label();
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 24));
+        self.em.load(Reg::R4, acc + 24);
+        self.em.a.jmp(Cond::Sle, Reg::R3, Reg::R4, keep_max);
+        self.em.store(acc + 24, Reg::R3);
+        self.em.a.bind(keep_max);
+        self.em.a.ja(merged);
+        self.em.a.bind(first);
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 16));
+        self.em.store(acc + 16, Reg::R3);
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 24));
+        self.em.store(acc + 24, Reg::R3);
+        self.em.a.bind(merged);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R2, Reg::R1));
+        self.em.store(acc, Reg::R2);
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 8));
+        self.em.load(Reg::R4, acc + 8);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R4, Reg::R3));
+        self.em.store(acc + 8, Reg::R4);
+        self.em.a.bind(next);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        self.em.a.ja(top);
+        self.em.a.bind(done);
+        match op {
+            StatOp::Count => self.em.load(Reg::R0, acc),
+            StatOp::Sum => self.em.load(Reg::R0, acc + 8),
+            StatOp::Min => self.em.load(Reg::R0, acc + 16),
+            StatOp::Max => self.em.load(Reg::R0, acc + 24),
+            _ => {
+                let empty = self.em.a.label();
+                let out = self.em.a.label();
+                self.em.load(Reg::R1, acc);
+                self.em.a.jmp(Cond::Eq, Reg::R1, 0, empty);
+                self.em.load(Reg::R0, acc + 8);
+                self.divide(e.span, false);
+                self.em.a.ja(out);
+                self.em.a.bind(empty);
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                self.em.a.bind(out);
+            }
+        }
     }
 
     // ---- strings ----

@@ -357,3 +357,29 @@ probe process("BIN").function("main.greet") {
         assert_eq!(*line, format!("name=\"{name}\" n={n:#x}|{}x\n", i64::MIN));
     }
 }
+
+#[test]
+fn statistics_read_in_the_kernel_merge_every_cpu() {
+    let out = lines(
+        r#"global s, k
+probe process("BIN").function("main.add") {
+  s <<< $a - 3
+  k[$a % 2] <<< $b
+  printf("%d %d %d %d %d %d\n", @count(s), @sum(s), @min(s), @max(s), @avg(s), @count(k[1]))
+}"#,
+    );
+    let expect: Vec<String> = (0..10i64)
+        .map(|a| {
+            let vals: Vec<i64> = (0..=a).map(|x| x - 3).collect();
+            let (n, sum) = (vals.len() as i64, vals.iter().sum::<i64>());
+            let odd = (0..=a).filter(|x| x % 2 == 1).count();
+            format!(
+                "{n} {sum} {} {} {} {odd}\n",
+                vals.iter().min().unwrap(),
+                vals.iter().max().unwrap(),
+                sum / n
+            )
+        })
+        .collect();
+    assert_eq!(out, expect);
+}

@@ -31,6 +31,7 @@ pub fn compile_with(src: &str, bin: &Path, opts: &Options<'_>) -> Result<Compile
     }
     let opts = Options {
         sources: Some(&sm),
+        possible_cpus: sys::possible_cpus().expect("possible CPUs") as u32,
         ..opts.clone()
     };
     codegen::compile_full(&script, &info, &target, &opts).map_err(|d| sm.render_all(&d))
