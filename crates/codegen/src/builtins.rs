@@ -239,7 +239,7 @@ pub fn zero_extend(em: &mut crate::emit::Emitter<'_>, size: u32) {
 /// R7 = the current user goroutine's `g`: R14 in Go's register ABI, or, on the
 /// system stack (`g == g.m.g0`, as in `runtime.newstack`), `g.m.curg`. 0 without a
 /// runtime layout.
-fn user_g(l: &mut Lower<'_, '_>) -> bool {
+pub(crate) fn user_g(l: &mut Lower<'_, '_>) -> bool {
     let Some(layout) = l.env.target.layout().copied() else {
         l.em.e(Insn::mov64(Reg::R7, 0));
         return false;

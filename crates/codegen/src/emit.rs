@@ -36,8 +36,10 @@ pub struct Emitter<'s> {
     /// The next free scratch byte, and the most ever used.
     pub top: u32,
     pub high: u32,
-    /// Labels of the program's end (`next`, errors).
+    /// The program's end (`next`, errors), where cleanup runs.
     pub end: Label,
+    /// The very last instructions (`return 0`), for when the scratch area is missing.
+    pub abort: Label,
     /// Errors found while lowering (the program is still finished, for `-d bpf`).
     pub errors: Vec<(Span, String)>,
     /// Bytes of BPF stack used for loop counters, below [`KEY_SLOT`].
@@ -48,6 +50,7 @@ impl<'s> Emitter<'s> {
     pub fn new(storage: &'s Storage) -> Emitter<'s> {
         let mut a = Asm::new();
         let end = a.label();
+        let abort = a.label();
         let start = storage.zero_bytes.div_ceil(8) * 8;
         Emitter {
             a,
@@ -56,6 +59,7 @@ impl<'s> Emitter<'s> {
             top: start,
             high: start,
             end,
+            abort,
             errors: Vec::new(),
             stack_used: 16,
         }

@@ -17,6 +17,7 @@
 mod access;
 mod builtins;
 mod emit;
+mod entry;
 mod format;
 pub mod funccount;
 mod lower;
@@ -255,6 +256,8 @@ pub fn compile_full(
     let mut user_probes = Vec::new();
     let mut high = 0u32;
     let mut cookie = 0u64;
+    // Maps added while lowering (the `@entry` stores), after the storage's.
+    let mut object_maps: Vec<bpf::MapSpec> = Vec::new();
     let path = target.path().to_string();
     for pinfo in &info.probes {
         let Some(Item::Probe(probe)) = script.items.get(pinfo.item) else {
@@ -297,6 +300,38 @@ pub fn compile_full(
                 }
             }
         }
+        // `@entry(x)`: the values, saved by a program at the entry of each function.
+        let first_map = storage.object.maps.len() as u32;
+        let entry = entry::saved_values(info, probe, first_map, &mut object_maps);
+        if let Some(e) = &entry {
+            let mut done = std::collections::HashSet::new();
+            for (_, loc) in groups.iter().flat_map(|(_, s)| s.iter()) {
+                let Some(f) = target.binary().function_at(gobin::VirtAddr(loc.address)) else {
+                    continue;
+                };
+                let Ok(site) = gobin::x86::probe_site(target.binary(), &f) else {
+                    continue;
+                };
+                if !done.insert(site.addr.0) {
+                    continue;
+                }
+                let at = entry::EntrySite {
+                    addr: site.addr.0,
+                    function: f.name.to_string(),
+                    pp: format!("process(\"{path}\").function(\"{}\")", f.name),
+                };
+                let out = entry::Out {
+                    events: &mut events,
+                    programs: &mut programs,
+                    spans: &mut spans,
+                    attachments: &mut attachments,
+                    cookie: &mut cookie,
+                    diags: &mut diags,
+                    high: &mut high,
+                };
+                entry::entry_program(&env, e, pinfo, &at, out);
+            }
+        }
         for (prologue, sites) in groups {
             let Some((first_point, first_loc)) = sites.first().cloned() else {
                 continue;
@@ -307,6 +342,7 @@ pub fn compile_full(
                 function: first_loc.function.clone(),
             };
             let mut l = lower::Lower::new(&env, &mut events, &site);
+            l.entry = entry.clone();
             prologue_code(&mut l.em);
             l.enter_probe(&pinfo.locals);
             if let Some(Item::Alias(a)) = prologue.and_then(|a| script.items.get(a)) {
@@ -315,6 +351,9 @@ pub fn compile_full(
             l.block(&probe.body);
             let end = l.em.end;
             l.em.a.bind(end);
+            l.forget_entry();
+            let abort = l.em.abort;
+            l.em.a.bind(abort);
             l.em.e(Insn::mov64(Reg::R0, 0));
             l.em.a.exit();
             for (span, msg) in l.em.errors.drain(..) {
@@ -390,6 +429,7 @@ pub fn compile_full(
         return Err(diags);
     }
     let mut object = storage.object.clone();
+    object.maps.extend(object_maps);
     object.programs = programs;
     if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
         m.value_size = (high + MAX_STRING).div_ceil(8) * 8;
@@ -419,8 +459,8 @@ pub fn compile_full(
 }
 
 /// The start of every program: keep the context, find the scratch area, count the hit.
-fn prologue_code(em: &mut emit::Emitter<'_>) {
-    let end = em.end;
+pub(crate) fn prologue_code(em: &mut emit::Emitter<'_>) {
+    let end = em.abort;
     em.e(Insn::mov64(CTX, Reg::R1));
     em.e(Insn::st(Size::W, Reg::R10, KEY_SLOT, 0));
     em.a.ld_map(Reg::R1, em.storage.scratch);

@@ -45,6 +45,8 @@ pub struct Lower<'a, 'd> {
     fns: Vec<FnFrame>,
     /// (continue, break) labels of the enclosing loops.
     loops: Vec<(Label, Label)>,
+    /// In a return probe that uses `@entry`: where the entry values are.
+    pub entry: Option<crate::entry::Saved>,
 }
 
 impl<'a, 'd> Lower<'a, 'd> {
@@ -61,6 +63,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             scopes: Vec::new(),
             fns: Vec::new(),
             loops: Vec::new(),
+            entry: None,
         }
     }
 
@@ -384,8 +387,18 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.em.e(Insn::mov64(Reg::R0, i32::from(v)));
             }
             ExprKind::Entry(_) => {
-                self.em.error(e.span, "'@entry' is not supported yet");
-                self.em.e(Insn::mov64(Reg::R0, 0));
+                if let Some(off) = self.entry_value(e) {
+                    let t = self.em.alloc(8);
+                    self.em.store_imm(t, Size::DW, 0);
+                    let done = self.em.a.label();
+                    self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+                    self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, off as i16));
+                    self.em.store(t, Reg::R1);
+                    self.em.a.bind(done);
+                    self.em.load(Reg::R0, t);
+                } else {
+                    self.em.e(Insn::mov64(Reg::R0, 0));
+                }
             }
             ExprKind::Call { name, args } => {
                 self.call(e, name, args, true);
@@ -1163,6 +1176,21 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.em
                     .error(e.span, format!("script argument @{index} was not given"));
                 self.empty_str()
+            }
+            ExprKind::Entry(_) => {
+                let out = self.em.alloc(MAX_STRING);
+                self.em.store_imm(out, Size::DW, 0);
+                if let Some(off) = self.entry_value(e) {
+                    let done = self.em.a.label();
+                    self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+                    self.em.e(Insn::mov64(Reg::R3, Reg::R0));
+                    self.em.e(Insn::alu64(AluOp::Add, Reg::R3, off as i32));
+                    self.em.addr(Reg::R1, out);
+                    self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                    self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+                    self.em.a.bind(done);
+                }
+                Str::Scratch(out)
             }
             _ => {
                 self.em.error(e.span, "this is not a string");

@@ -620,6 +620,17 @@ impl<'data> GoTarget<'data> {
         })
     }
 
+    /// The probe site at the entry of the function holding `addr`, when `addr` is
+    /// one of its `RET`s.
+    pub fn entry_site(&self, addr: u64) -> Option<u64> {
+        let f = self.bin.function_at(VirtAddr(addr))?;
+        let rets = x86::returns(&self.bin, &f).ok()?;
+        if !rets.contains(&VirtAddr(addr)) {
+            return None;
+        }
+        x86::probe_site(&self.bin, &f).ok().map(|s| s.addr.0)
+    }
+
     /// The SP delta (bytes below the entry SP, return address not counted) at `addr`.
     pub fn sp_delta(&self, addr: u64) -> Option<i64> {
         let f = self.bin.function_at(VirtAddr(addr))?;
@@ -731,7 +742,17 @@ impl Target for GoTarget<'_> {
         if self.dwarf().is_none() && !(name == "return" || name == "r0") {
             return Err(no_dwarf());
         }
-        Ok(self.variable(at.address, name)?.ty)
+        match self.variable(at.address, name) {
+            Ok(v) => Ok(v.ty),
+            // At a RET the parameters are usually gone; the checker asks about them
+            // for `@entry($x)`, which is evaluated at the function's entry. A direct
+            // read at the RET is refused by the code generator.
+            Err(e) => self
+                .entry_site(at.address)
+                .and_then(|entry| self.variable(entry, name).ok())
+                .map(|v| v.ty)
+                .ok_or(e),
+        }
     }
 
     fn context_vars(

@@ -383,3 +383,17 @@ probe process("BIN").function("main.add") {
         .collect();
     assert_eq!(out, expect);
 }
+
+#[test]
+fn entry_values_in_return_probes() {
+    let out = lines(
+        r#"probe process("BIN").function("main.move").return {
+  printf("%d %d %d %s\n", @entry($p->X), @cast(@entry($p), "main.Point")->X, @entry($dx), @entry($p->Name))
+}"#,
+    );
+    // move(p, 5) on X=1, then move(p, -3).
+    assert_eq!(
+        out,
+        vec!["1 6 5 pt\n".to_string(), "6 3 -3 pt\n".to_string()]
+    );
+}

@@ -102,3 +102,39 @@ probe process("BIN").function("main.leaf") { ids[goid()] += 1000000 }"#,
         "main is goroutine 1"
     );
 }
+
+#[test]
+fn entry_values_survive_recursion_and_stack_growth() {
+    let bin = counts();
+    let src = script(
+        r#"global seen
+probe process("BIN").function("main.recurse").return { seen[@entry($n)]++ }"#,
+        &bin,
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    let run = common::run(&c, &bin, &["1"]);
+    // counts.go: 8 goroutines each call recurse(199) down to recurse(0), growing
+    // their stacks on the way; every return must find its own call's n.
+    let mut seen: Vec<(i64, i64)> = run
+        .array("seen")
+        .iter()
+        .map(|(k, v)| {
+            (
+                i64::from_le_bytes(k[..8].try_into().unwrap()),
+                i64::from_le_bytes(v[..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expect: Vec<(i64, i64)> = (0..200).map(|n| (n, 8)).collect();
+    assert_eq!(seen, expect);
+    // Every saved call was forgotten at its return.
+    let pending = c
+        .spec
+        .object
+        .maps
+        .iter()
+        .position(|m| m.name.starts_with("gotap_entry"))
+        .unwrap();
+    assert_eq!(run.obj.maps[pending].keys().unwrap().len(), 0);
+}
