@@ -153,6 +153,40 @@ impl Compiled {
         )
     }
 
+    /// `-d bpf` with the script's lines: before the instructions of each statement,
+    /// a `; file:line: text` comment.
+    pub fn disassemble_with_source(&self, sources: &SourceMap) -> String {
+        let mut out = String::new();
+        for (i, p) in self.spec.object.programs.iter().enumerate() {
+            out.push_str(&format!("{}:\n", p.name));
+            let text = p.disassemble(&self.spec.object.maps);
+            let spans = self.spans.get(i).map(Vec::as_slice).unwrap_or(&[]);
+            let mut last_line = None;
+            for line in text.lines() {
+                let insn = line
+                    .split_once(':')
+                    .and_then(|(n, _)| n.trim().parse::<usize>().ok());
+                if let Some(n) = insn
+                    && let Some((_, span)) = spans.iter().find(|(at, _)| *at == n)
+                {
+                    let (l, _) = sources.line_col(*span);
+                    if last_line != Some((span.file, l)) {
+                        last_line = Some((span.file, l));
+                        let src = sources
+                            .file(span.file)
+                            .map(|f| f.line_text(l).trim().to_string())
+                            .unwrap_or_default();
+                        out.push_str(&format!("; {}: {src}\n", sources.position(*span)));
+                    }
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     /// `-d bpf`: every program's instructions.
     pub fn disassemble(&self) -> String {
         let mut out = String::new();

@@ -397,3 +397,19 @@ fn entry_values_in_return_probes() {
         vec!["1 6 5 pt\n".to_string(), "6 3 -3 pt\n".to_string()]
     );
 }
+
+#[test]
+fn return_set_and_unnamed_results() {
+    let out = lines(
+        r#"probe process("BIN").function("main.sum").return { println($$return) }
+probe process("BIN").function("main.flag").return { println($$return, " ", $r0) }"#,
+    );
+    assert_eq!(
+        out,
+        vec![
+            "total=0xa\n".to_string(),
+            format!("r0={:#x} 65535\n", 65535),
+            format!("r0={:#x} -7\n", -7i64 as u64),
+        ]
+    );
+}

@@ -56,3 +56,35 @@ fn a_refusal_points_at_the_script_code_that_caused_it() {
         v.log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
     );
 }
+
+#[test]
+fn the_disassembly_names_the_script_lines() {
+    let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
+    let src = format!(
+        "probe process(\"{}\").function(\"main.add\") {{\n  x = $a * 3\n  printf(\"%d\\n\", x)\n}}\n",
+        bin.display()
+    );
+    let data = std::fs::read(&bin).unwrap();
+    let target = codegen::GoTarget::new(
+        gobin::GoBinary::parse(&data).unwrap(),
+        bin.to_string_lossy(),
+    );
+    let mut sm = lang::SourceMap::new();
+    let file = sm.add("t.stp", src.as_str());
+    let (script, _) = lang::parse(file, &src, &Default::default());
+    let (info, diags) = lang::check(&script, &target);
+    assert!(!lang::has_errors(&diags));
+    let c = codegen::compile_full(&script, &info, &target, &Default::default()).unwrap();
+    let text = c.disassemble_with_source(&sm);
+    let x = text
+        .find("; t.stp:2:3: x = $a * 3")
+        .unwrap_or_else(|| panic!("{text}"));
+    let p = text.find("; t.stp:3:3: printf").expect("line 3 named");
+    assert!(x < p);
+    // Between them, the multiplication by 3.
+    assert!(
+        text[x..p].contains("*= 3") || text[x..p].contains("*= r1"),
+        "{}",
+        &text[x..p]
+    );
+}

@@ -1,0 +1,137 @@
+//! `GoTarget` answering the checker's questions about real executables, on every
+//! installed toolchain: where probes go, what the errors offer the user, and the
+//! runtime types a stripped executable still has.
+
+use gobin::{GoBinary, VirtAddr, x86};
+use lang::{GoKind, Lines, ProcessProbe, Site, Target, TargetError};
+use testprogs::Variant;
+
+fn function(pattern: &str, ret: bool) -> ProcessProbe {
+    ProcessProbe {
+        path: None,
+        site: Site::Function {
+            pattern: pattern.into(),
+            ret,
+        },
+    }
+}
+
+fn statement(f: &str, file: &str, lines: Lines) -> ProcessProbe {
+    ProcessProbe {
+        path: None,
+        site: Site::Statement {
+            function: f.into(),
+            file: Some(file.into()),
+            lines,
+        },
+    }
+}
+
+#[test]
+fn probes_go_after_the_stack_check_and_at_every_ret() {
+    for tc in testprogs::toolchains() {
+        let bin = testprogs::build("counts", &tc, Variant::Default);
+        let data = std::fs::read(&bin).unwrap();
+        let gb = GoBinary::parse(&data).unwrap();
+        let t = codegen::GoTarget::new(GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+        let f = gb.function_by_name("main.recurse").unwrap();
+        let locs = t
+            .resolve_probe_point(&function("main.recurse", false))
+            .unwrap();
+        assert_eq!(locs.len(), 1);
+        // recurse has a frame, so a stack check: the probe is past it, not at the entry
+        // that morestack restarts.
+        assert!(locs[0].address > f.entry.0, "{}", tc.version);
+        assert_eq!(locs[0].function, "main.recurse");
+        let rets = t
+            .resolve_probe_point(&function("main.recurse", true))
+            .unwrap();
+        let expect = x86::returns(&gb, &f).unwrap();
+        assert!(!expect.is_empty());
+        assert_eq!(
+            rets.iter().map(|l| VirtAddr(l.address)).collect::<Vec<_>>(),
+            expect
+        );
+        for l in locs.iter().chain(&rets) {
+            assert!(x86::is_instruction_boundary(&gb, &f, VirtAddr(l.address)));
+        }
+    }
+}
+
+#[test]
+fn errors_offer_what_the_user_needs() {
+    let bin = testprogs::build("counts", &testprogs::newest(), Variant::Default);
+    let data = std::fs::read(&bin).unwrap();
+    let t = codegen::GoTarget::new(GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+    match t.resolve_probe_point(&function("main.lef", false)) {
+        Err(TargetError::NoSuchFunction { nearest, .. }) => {
+            assert!(nearest.contains(&"main.leaf".to_string()), "{nearest:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // leaf is a one-line function: its line is the only one with code.
+    let src = std::fs::read_to_string(testprogs::source("counts")).unwrap();
+    let leaf_line = src
+        .lines()
+        .position(|l| l.starts_with("func leaf"))
+        .unwrap() as u32
+        + 1;
+    match t.resolve_probe_point(&statement(
+        "main.leaf",
+        "counts.go",
+        Lines::One(leaf_line + 5),
+    )) {
+        Err(TargetError::NoSuchLine { valid, .. }) => {
+            assert_eq!(valid, vec![leaf_line.to_string()])
+        }
+        other => panic!("{other:?}"),
+    }
+    let ok = t
+        .resolve_probe_point(&statement("main.leaf", "counts.go", Lines::Any))
+        .unwrap();
+    assert!(ok.iter().all(|l| l.line == Some(leaf_line)));
+    let g = t.cast_type("runtime.g", None).unwrap();
+    match t.member(&g, "stak") {
+        Err(TargetError::NoSuchField { fields, .. }) => {
+            assert!(fields.contains(&"stack".to_string()))
+        }
+        other => panic!("{other:?}"),
+    }
+    match t.cast_type("runtime.gg", None) {
+        Err(TargetError::NoSuchType { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stripped_binaries_keep_the_runtime_types() {
+    for tc in testprogs::toolchains() {
+        let bin = testprogs::build("counts", &tc, Variant::Stripped);
+        let data = std::fs::read(&bin).unwrap();
+        let t = codegen::GoTarget::new(GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+        assert!(t.dwarf().is_none());
+        let g = t.cast_type("runtime.g", None).unwrap();
+        let m = t.member(&g, "m").unwrap();
+        assert_eq!(m.kind, GoKind::Pointer);
+        let curg = t.member(&m, "curg").unwrap();
+        let stack = t.member(&curg, "stack").unwrap();
+        let hi = t.member(&stack, "hi").unwrap();
+        assert_eq!(hi.kind, GoKind::Uintptr);
+        // The offsets are gobin's tables for this release, which its own tests
+        // check against DWARF.
+        let (major, minor) = tc.minor_number();
+        let layout = gobin::layout::RuntimeLayout::builtin(major, minor).unwrap();
+        let acc = t.member_access(&curg, "stack").unwrap();
+        assert_eq!((acc.deref, acc.offset), (true, layout.g_stack_lo));
+        let acc = t.member_access(&stack, "hi").unwrap();
+        assert_eq!(acc.offset, layout.g_stack_hi - layout.g_stack_lo);
+        // Without DWARF there are no variables, and the error says why.
+        let loc = t
+            .resolve_probe_point(&function("main.leaf", false))
+            .unwrap();
+        assert!(matches!(
+            t.context_var(&loc[0], "i"),
+            Err(TargetError::Other { .. })
+        ));
+    }
+}
