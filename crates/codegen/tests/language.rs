@@ -413,3 +413,77 @@ probe process("BIN").function("main.flag").return { println($$return, " ", $r0) 
         ]
     );
 }
+
+#[test]
+fn context_values_on_every_toolchain_and_build() {
+    let src = r#"probe process("BIN").function("main.greet") { printf("%s %d %d\n", $name, $name->len, $n) }
+probe process("BIN").function("main.move") { printf("%d %s %d\n", $p->X, $p->Name, $dx) }
+probe process("BIN").function("main.sum") { printf("%d %d\n", $xs->len, $xs[3]) }
+probe process("BIN").function("main.flag") { printf("%d %d %d\n", $b, $u, $i32) }
+probe process("BIN").function("main.add").return { if ($return == 27) printf("add %d\n", $return) }
+probe process("BIN").function("main.sum").return { printf("sum %d\n", $total) }"#;
+    let expect: Vec<String> = [
+        "ada 3 -3",
+        "bob 3 -3",
+        "cy 2 -2",
+        "add 27",
+        "sum 10",
+        "4 4",
+        "1 pt 5",
+        "6 pt -3",
+        "1 65535 -7",
+        "0 1 -7",
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let mut expect_sorted = expect.clone();
+    expect_sorted.sort();
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::NoOpt, Variant::Pie] {
+            let bin = testprogs::build("script", &tc, v);
+            let c = common::compile(&src.replace("BIN", &bin.to_string_lossy()), &bin)
+                .unwrap_or_else(|e| panic!("{} {v}: {e}", tc.version));
+            let mut got = common::run(&c, &bin, &[]).texts();
+            got.sort();
+            assert_eq!(got, expect_sorted, "{} {v}", tc.version);
+        }
+    }
+}
+
+#[test]
+fn backtraces_from_entry_statement_and_return_probes() {
+    let bin = prog();
+    let data = std::fs::read(&bin).unwrap();
+    let gb = gobin::GoBinary::parse(&data).unwrap();
+    let r = run(
+        r#"probe process("BIN").function("main.add") { if ($a == 1) print_ubacktrace() }
+probe process("BIN").function("main.sum").return { print_ubacktrace_fileline() }
+probe process("BIN").statement("main.sum@script.go:36") { if ($xs[0] == 1) print_ubacktrace() }"#,
+    );
+    let traces: Vec<Vec<String>> = r
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, EventSpec::Backtrace { .. }))
+        .map(|r| {
+            r.frames
+                .iter()
+                .map(|pc| {
+                    gb.function_at(gobin::VirtAddr(*pc))
+                        .map_or(format!("{pc:#x}"), |f| f.name.to_string())
+                })
+                .collect()
+        })
+        .collect();
+    // main.main calls add and sum directly; runtime.main calls main.main.
+    let expect_add = ["main.add", "main.main", "runtime.main", "runtime.goexit"];
+    let expect_sum = ["main.sum", "main.main", "runtime.main", "runtime.goexit"];
+    assert_eq!(traces[0], expect_add);
+    // The statement fires once per element; the first backtrace is from it.
+    assert_eq!(traces[1..5].len(), 4);
+    for t in &traces[1..5] {
+        assert_eq!(t, &expect_sum);
+    }
+    assert_eq!(traces[5], expect_sum);
+    assert_eq!(traces.len(), 6);
+}
