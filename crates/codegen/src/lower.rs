@@ -119,7 +119,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.a.bind(done);
                 }
             },
-            StmtKind::While { cond, body } => self.lower_loop(None, Some(cond), None, body),
+            StmtKind::While { cond, body } => self.lower_loop(Some(cond), None, body),
             StmtKind::For {
                 init,
                 cond,
@@ -130,7 +130,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.effect(i);
                     self.em.release(mark);
                 }
-                self.lower_loop(None, cond.as_ref(), step.as_ref(), body)
+                self.lower_loop(cond.as_ref(), step.as_ref(), body)
             }
             StmtKind::Foreach(f) => self.em.error(
                 f.array.span,
@@ -172,13 +172,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
     }
 
-    fn lower_loop(
-        &mut self,
-        _init: Option<&Expr>,
-        cond: Option<&Expr>,
-        step: Option<&Expr>,
-        body: &Stmt,
-    ) {
+    fn lower_loop(&mut self, cond: Option<&Expr>, step: Option<&Expr>, body: &Stmt) {
         let slot = self.em.stack_slot();
         if self.em.stack_used > 512 {
             self.em
@@ -290,18 +284,17 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     // ---- names ----
 
+    /// The global `name` names here, unless a parameter of the function being
+    /// inlined shadows it (SystemTap's rule; other locals never shadow globals).
     fn slot(&self, name: &str) -> Option<Slot> {
-        // A function's parameters shadow globals.
-        if let Some(scope) = self.scopes.last()
-            && let Some(_) = scope.get(name)
-            && !self.fns.is_empty()
-        {
-            let f = self.fns.last().map(|f| f.name.as_str()).unwrap_or("");
-            if let Some(fi) = self.env.info.function(f)
-                && fi.params.iter().any(|p| p.name == name)
-            {
-                return None;
-            }
+        let shadowed = self.fns.last().is_some_and(|f| {
+            self.env
+                .info
+                .function(&f.name)
+                .is_some_and(|fi| fi.params.iter().any(|p| p.name == name))
+        });
+        if shadowed {
+            return None;
         }
         self.env.storage.slots.get(name).cloned()
     }

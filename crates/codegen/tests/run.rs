@@ -138,3 +138,36 @@ probe process("BIN").function("main.recurse").return { seen[@entry($n)]++ }"#,
         .unwrap();
     assert_eq!(run.obj.maps[pending].keys().unwrap().len(), 0);
 }
+
+#[test]
+fn stripped_binaries_count_and_know_their_goroutines_on_every_toolchain() {
+    for tc in testprogs::toolchains() {
+        let bin = testprogs::build("counts", &tc, Variant::Stripped);
+        let src = script(
+            r#"global ids
+probe process("BIN").function("main.recurse") { ids[goid()]++ }
+probe process("BIN").function("main.leaf") { ids[goid()] += 1000000 }"#,
+            &bin,
+        );
+        let c = common::compile(&src, &bin).unwrap_or_else(|e| panic!("{}: {e}", tc.version));
+        let run = common::run(&c, &bin, &["1"]);
+        let mut got: Vec<(i64, i64)> = run
+            .array("ids")
+            .iter()
+            .map(|(k, v)| {
+                (
+                    i64::from_le_bytes(k[..8].try_into().unwrap()),
+                    i64::from_le_bytes(v[..8].try_into().unwrap()),
+                )
+            })
+            .collect();
+        got.sort_by_key(|(_, n)| *n);
+        assert_eq!(got.len(), 9, "{}: {got:?}", tc.version);
+        assert!(
+            got[..8].iter().all(|(id, n)| *n == 200 && *id > 1),
+            "{}: {got:?}",
+            tc.version
+        );
+        assert_eq!(got[8], (1, 1000 * 1000000), "{}", tc.version);
+    }
+}
