@@ -88,3 +88,23 @@ fn the_disassembly_names_the_script_lines() {
         &text[x..p]
     );
 }
+
+#[test]
+fn statistics_reads_with_the_default_cpu_bound_load() {
+    // Options::default() assumes 128 possible CPUs; the verifier follows every turn
+    // of each read's CPU loop, so eight reads must still be accepted.
+    let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
+    let src = format!(
+        "global s\nprobe process(\"{}\").function(\"main.add\") {{\n  s <<< $a\n  printf(\"%d %d %d %d %d %d %d %d\\n\", @count(s), @sum(s), @min(s), @max(s), @avg(s), @count(s), @sum(s), @avg(s))\n}}\n",
+        bin.display()
+    );
+    let data = std::fs::read(&bin).unwrap();
+    let target = codegen::GoTarget::new(gobin::GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+    let mut sm = lang::SourceMap::new();
+    let file = sm.add("t.stp", src.as_str());
+    let (script, _) = lang::parse(file, &src, &Default::default());
+    let (info, diags) = lang::check(&script, &target);
+    assert!(!lang::has_errors(&diags), "{}", sm.render_all(&diags));
+    let c = codegen::compile_full(&script, &info, &target, &Default::default()).unwrap();
+    common::load(&c, sys::AttachKind::PerfEvent);
+}
