@@ -72,7 +72,7 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
             let at = l.in_scratch(s);
             l.strlen_reg(at);
         }
-        "isinstr" | "substr" | "usymname" => {
+        "isinstr" | "usymname" => {
             l.em.error(
                 e.span,
                 format!("'{}' is not supported in kernel probes yet", name.name),
@@ -193,6 +193,12 @@ pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr])
             }
             l.em.a.bind(ok);
             Str::Scratch(at)
+        }
+        "substr" => {
+            let [s, start, len] = args else {
+                return l.empty_str();
+            };
+            substr(l, s, start, len)
         }
         "sprintf" => {
             let Some((fmt, rest)) = args.split_first() else {
@@ -369,4 +375,41 @@ fn backtrace(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
     em.store(rec + EVENT_HEADER, Reg::R8);
     em.header(rec, id);
     em.output(rec, size);
+}
+
+/// `substr(s, start, length)`: at most `length` bytes of `s` from byte `start` (0
+/// based); empty when `start` is past the end, as in stap.
+fn substr(l: &mut Lower<'_, '_>, s: &Expr, start: &Expr, len: &Expr) -> Str {
+    let out = l.em.alloc(MAX_STRING);
+    l.em.store_imm(out, Size::DW, 0);
+    let src = l.string(s);
+    let src = l.in_scratch(src);
+    let vals = l.em.alloc(16);
+    l.long(start);
+    l.em.store(vals, Reg::R0);
+    l.long(len);
+    l.em.store(vals + 8, Reg::R0);
+    // R7 = start, if it is within the string.
+    l.strlen_reg(src);
+    l.em.load(Reg::R7, vals);
+    let done = l.em.a.label();
+    l.em.a.jmp(Cond::Slt, Reg::R7, 0, done);
+    l.em.a.jmp(Cond::Ge, Reg::R7, Reg::R0, done);
+    l.em.e(Insn::alu64(AluOp::And, Reg::R7, (MAX_STRING - 1) as i32));
+    // R2 = min(length, 127) + 1, the bytes to copy with the NUL.
+    l.em.load(Reg::R2, vals + 8);
+    l.em.a.jmp(Cond::Sle, Reg::R2, 0, done);
+    let small = l.em.a.label();
+    l.em.a
+        .jmp(Cond::Le, Reg::R2, (MAX_STRING - 1) as i32, small);
+    l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
+    l.em.a.bind(small);
+    l.em.e(Insn::alu64(AluOp::And, Reg::R2, (MAX_STRING - 1) as i32));
+    l.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
+    l.em.addr(Reg::R3, src);
+    l.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R7));
+    l.em.addr(Reg::R1, out);
+    l.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+    l.em.a.bind(done);
+    Str::Scratch(out)
 }

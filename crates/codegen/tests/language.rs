@@ -487,3 +487,28 @@ probe process("BIN").statement("main.sum@script.go:36") { if ($xs[0] == 1) print
     assert_eq!(traces[5], expect_sum);
     assert_eq!(traces.len(), 6);
 }
+
+#[test]
+fn substr_cuts_like_stap() {
+    let out = lines(
+        r#"probe process("BIN").function("main.greet") {
+  s = $name . "-xyz"
+  printf("[%s][%s][%s][%s]\n", substr(s, 1, 3), substr(s, 0, 100), substr(s, 10, 2), substr(s, 2, 0))
+}"#,
+    );
+    let expect: Vec<String> = ["ada", "bob", "cy"]
+        .iter()
+        .map(|n| {
+            let s = format!("{n}-xyz");
+            let sub = |a: usize, l: usize| s.get(a..(a + l).min(s.len())).unwrap_or("").to_string();
+            format!(
+                "[{}][{}][{}][{}]\n",
+                sub(1, 3),
+                sub(0, 100),
+                sub(10, 2),
+                sub(2, 0)
+            )
+        })
+        .collect();
+    assert_eq!(out, expect);
+}

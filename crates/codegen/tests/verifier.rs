@@ -99,7 +99,10 @@ fn statistics_reads_with_the_default_cpu_bound_load() {
         bin.display()
     );
     let data = std::fs::read(&bin).unwrap();
-    let target = codegen::GoTarget::new(gobin::GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+    let target = codegen::GoTarget::new(
+        gobin::GoBinary::parse(&data).unwrap(),
+        bin.to_string_lossy(),
+    );
     let mut sm = lang::SourceMap::new();
     let file = sm.add("t.stp", src.as_str());
     let (script, _) = lang::parse(file, &src, &Default::default());
