@@ -2,16 +2,43 @@
 //! programs against one Go binary: probe placement, register use, built-ins, location
 //! expressions, goroutine and stack-walk code.
 //!
-//! A checked script becomes a [`bpf::script::ScriptSpec`] in an ordered pipeline:
+//! A checked script becomes a [`bpf::script::ScriptSpec`] in an ordered pipeline, one
+//! pass per file:
 //!
 //! ```text
-//! ast::Script + TypeInfo ──storage──▶ maps and global layout ──lower──▶ one program per
-//!   probe body (per site when the body reads context) ──finish──▶ ScriptSpec (-d bpf:
-//!   disassemble)
+//! ast::Script + TypeInfo ──storage.rs──▶ maps, global layout
+//!   ──lower.rs (+ access.rs, builtins.rs, format.rs, entry.rs)──▶ one program per probe
+//!   body ──compile_full──▶ Compiled { ScriptSpec, insn → span } (-d bpf: disassemble)
 //! ```
 //!
 //! `begin`, `end` and timer probes are not compiled: they are listed in
 //! `user_probes` and run in user space against the same globals.
+//!
+//! How the kernel side works, and its limits:
+//! - Programs are `BPF_PROG_TYPE_KPROBE`, for perf-event or multi uprobes alike. A
+//!   body that reads context (`$x`, `pp()`, backtraces, `@defined`, `@entry`) gets
+//!   one program per site, since where `$x` lives differs per address; any other
+//!   body is one program attached at all its sites. Every site has its own cookie.
+//! - Locals, strings and records live in a per-CPU scratch map (R9), not on the
+//!   512-byte stack; a uprobe program is not re-entered on one CPU, but a preempted
+//!   one could share its scratch with another program on that CPU.
+//! - Records go out with `bpf_ringbuf_output(…, BPF_RB_NO_WAKEUP)`: built in
+//!   scratch, then copied. A reservation held while arguments are evaluated would
+//!   have to be released on every error path; a failed output is counted in
+//!   `counters[LOST_EVENTS]`.
+//! - `printf`/`print`/`println` send the values, formatted in user space.
+//!   `sprintf`/`sprint`, `$x$` and `$$vars` are built in the kernel (conversions
+//!   `%d %i %u %x %X %o %p %s %c %%`, no flags or widths).
+//! - Loops are real loops with a hidden counter on the BPF stack, which is how the
+//!   verifier sees them end; past [`Options::max_loop_iterations`] the probe stops
+//!   with an error record. The verifier walks every turn, so the bound is kept low.
+//! - Division by zero sends stap's error record and ends the probe.
+//! - `@count`/`@sum`/`@min`/`@max`/`@avg` in the kernel merge every CPU's slot with
+//!   `bpf_map_lookup_percpu_elem` (Linux 5.19); histograms are read in user space.
+//! - `@entry(x)`: see the `entry` module (an entry program, keyed by goroutine and
+//!   the frame's distance from the top of its stack).
+//! - Not in kernel probes: `foreach`, deleting a whole array, `=~`, `isinstr`,
+//!   `usymname`, `ubacktrace()`-as-string, script recursion (functions are inlined).
 #![forbid(unsafe_code)]
 
 mod access;
