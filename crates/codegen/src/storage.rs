@@ -172,8 +172,8 @@ fn number(e: &Expr) -> Option<i64> {
     }
 }
 
-/// The globals the script reads somewhere: mentioned other than as the target of a
-/// plain `=` or of `<<<` (stap prints, at exit, the globals only written).
+/// The globals the script reads somewhere: mentioned other than as the target of an
+/// assignment, `++`/`--` or `<<<` (stap prints, at exit, the globals only written).
 fn reads(script: &Script) -> std::collections::HashSet<String> {
     let mut mentions: HashMap<String, usize> = HashMap::new();
     let mut writes: HashMap<String, usize> = HashMap::new();
@@ -185,7 +185,11 @@ fn reads(script: &Script) -> std::collections::HashSet<String> {
         ExprKind::Var(id) | ExprKind::Index { array: id, .. } | ExprKind::In { array: id, .. } => {
             *mentions.entry(id.name.clone()).or_default() += 1;
         }
-        ExprKind::Assign { op: None, lhs, .. } | ExprKind::Aggregate { lhs, .. } => {
+        // Updates (`x++`, `x += 1`, `s <<< v`) are not reads: stap prints a global
+        // that is only counted this way at the end.
+        ExprKind::Assign { lhs, .. }
+        | ExprKind::Aggregate { lhs, .. }
+        | ExprKind::IncDec { expr: lhs, .. } => {
             if let Some(n) = name_of(lhs) {
                 *writes.entry(n).or_default() += 1;
             }
@@ -388,5 +392,39 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
         counters,
         scratch,
         zero_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(src: &str) -> Script {
+        let (s, d) = lang::parse(lang::FileId(0), src, &lang::ParseOptions::default());
+        assert!(d.is_empty(), "{d:?}");
+        s
+    }
+
+    #[test]
+    fn updates_are_not_reads() {
+        let s = script(
+            "global a, b, c, d, e\nprobe begin { a++; b[1] += 2; c <<< 3; d = 4; e = 5; printf(\"%d\\n\", e + @count(c)) }",
+        );
+        let mut r: Vec<String> = reads(&s).into_iter().collect();
+        r.sort();
+        assert_eq!(r, vec!["c", "e"]);
+    }
+
+    #[test]
+    fn log_buckets_match_the_runtime_rule() {
+        assert_eq!(hist_buckets(HistSpec::Log), 128);
+        // stap: (stop - start) / interval regular buckets, plus under- and overflow.
+        let lin = HistSpec::Linear {
+            start: 0,
+            stop: 10,
+            interval: 2,
+        };
+        assert_eq!(hist_buckets(lin), 8);
+        assert_eq!(stat_slot_bytes(lin), 8 * (4 + 8));
     }
 }
