@@ -213,6 +213,8 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         self.em.a.ja(head);
         self.em.a.bind(brk);
+        // The counter is dead after the loop: the next loop may reuse its slot.
+        self.em.stack_used -= 8;
     }
 
     /// Sends an error record and ends the probe.

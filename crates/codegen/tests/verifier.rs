@@ -111,3 +111,20 @@ fn statistics_reads_with_the_default_cpu_bound_load() {
     let c = codegen::compile_full(&script, &info, &target, &Default::default()).unwrap();
     common::load(&c, sys::AttachKind::PerfEvent);
 }
+
+#[test]
+fn many_loops_in_a_row_fit_the_stack() {
+    // Each loop keeps its counter on the BPF stack only while it runs.
+    let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
+    let mut body = String::new();
+    for _ in 0..80 {
+        body.push_str("  for (i = 0; i < 2; i++) x++\n");
+    }
+    let src = format!(
+        "probe process(\"{}\").function(\"main.sum\") {{\n  x = 0\n{body}  printf(\"%d\\n\", x)\n}}\n",
+        bin.display()
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    let run = common::run(&c, &bin, &[]);
+    assert_eq!(run.texts(), vec!["160\n".to_string()]);
+}
