@@ -44,14 +44,18 @@ fn seed(name: &str, bin: &Path, stack_go: &Path, line: u32) -> String {
 }
 
 #[test]
-fn seed_scripts_load_on_every_toolchain() {
-    for tc in testprogs::toolchains() {
-        let bin = testprogs::build("example", &tc, Variant::Default);
+fn seed_scripts_load_on_every_toolchain_and_build() {
+    // Every build that keeps DWARF (the seed reads $thisg); stripped builds are below.
+    for (tc, v) in testprogs::matrix() {
+        if v == Variant::Stripped {
+            continue;
+        }
+        let bin = testprogs::build("example", &tc, v);
         let (stack_go, line) = newstack_line(&tc, &bin);
         for name in ["newstack.stp", "printstackgrow.stp"] {
             let src = seed(name, &bin, &stack_go, line);
             let c = common::compile(&src, &bin)
-                .unwrap_or_else(|e| panic!("{} {name}:\n{e}", tc.version));
+                .unwrap_or_else(|e| panic!("{} {v} {name}:\n{e}", tc.version));
             assert!(!c.spec.attachments.is_empty());
             assert!(
                 c.spec
