@@ -136,14 +136,17 @@ pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr])
             Str::Scratch(at)
         }
         "pp" | "probefunc" | "ppfunc" => {
-            let text = if name.name == "pp" {
-                l.site.pp.clone()
-            } else {
-                l.site.function.clone()
-            };
-            let at = l.em.alloc(MAX_STRING);
-            l.em.const_str(at, text.as_bytes());
-            Str::Scratch(at)
+            let pp = name.name == "pp";
+            let pick = |s: &(String, String)| if pp { s.0.clone() } else { s.1.clone() };
+            let mut texts: Vec<String> = l.site.each.iter().map(pick).collect();
+            if texts.is_empty() {
+                texts.push(if pp {
+                    l.site.pp.clone()
+                } else {
+                    l.site.function.clone()
+                });
+            }
+            site_string(l, &texts)
         }
         "user_string" | "user_string_n" => {
             let at = l.em.alloc(MAX_STRING);
@@ -412,4 +415,45 @@ fn substr(l: &mut Lower<'_, '_>, s: &Expr, start: &Expr, len: &Expr) -> Str {
     l.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
     l.em.a.bind(done);
     Str::Scratch(out)
+}
+
+/// A string chosen by the site that fired: a search on the attach cookie among the
+/// program's sites, each leaf writing its constant (one string needs no search).
+fn site_string(l: &mut Lower<'_, '_>, texts: &[String]) -> Str {
+    let at = l.em.alloc(MAX_STRING);
+    if texts.iter().all(|t| *t == texts[0]) {
+        l.em.const_str(at, texts[0].as_bytes());
+        return Str::Scratch(at);
+    }
+    l.em.e(Insn::mov64(Reg::R1, crate::emit::CTX));
+    l.em.a.call(Helper::GetAttachCookie);
+    l.em.imm(Reg::R1, l.site.first_cookie as i64);
+    l.em.e(Insn::alu64(AluOp::Sub, Reg::R0, Reg::R1));
+    l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+    let join = l.em.a.label();
+    search(l, texts, 0, texts.len(), at, join);
+    l.em.a.bind(join);
+    Str::Scratch(at)
+}
+
+/// Binary search of R7 in `lo..hi`, writing `texts[i]` for `R7 == i`.
+fn search(
+    l: &mut Lower<'_, '_>,
+    texts: &[String],
+    lo: usize,
+    hi: usize,
+    at: u32,
+    join: bpf::Label,
+) {
+    if hi - lo <= 1 {
+        l.em.const_str(at, texts[lo].as_bytes());
+        l.em.a.ja(join);
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    let right = l.em.a.label();
+    l.em.a.jmp(Cond::Ge, Reg::R7, mid as i32, right);
+    search(l, texts, lo, mid, at, join);
+    l.em.a.bind(right);
+    search(l, texts, mid, hi, at, join);
 }

@@ -156,6 +156,8 @@ pub fn entry_program(
         addr: Some(at.addr),
         pp: at.pp.clone(),
         function: at.function.clone(),
+        each: Vec::new(),
+        first_cookie: 0,
     };
     let mut l = Lower::new(env, out.events, &site);
     crate::prologue_code(&mut l.em);

@@ -16,9 +16,10 @@
 //!
 //! How the kernel side works, and its limits:
 //! - Programs are `BPF_PROG_TYPE_KPROBE`, for perf-event or multi uprobes alike. A
-//!   body that reads context (`$x`, `pp()`, backtraces, `@defined`, `@entry`) gets
-//!   one program per site, since where `$x` lives differs per address; any other
-//!   body is one program attached at all its sites. Every site has its own cookie.
+//!   body that reads context (`$x`, backtraces, `@defined`, `@entry`) gets one
+//!   program per site, since where `$x` lives differs per address; any other body is
+//!   one program attached at all its sites, each with its own cookie (consecutive
+//!   per program), from which `pp()` and `probefunc()` pick their site's string.
 //! - Locals, strings and records live in a per-CPU scratch map (R9), not on the
 //!   512-byte stack; a uprobe program is not re-entered on one CPU, but a preempted
 //!   one could share its scratch with another program on that CPU.
@@ -117,6 +118,10 @@ pub struct Site {
     pub pp: String,
     /// `probefunc()`.
     pub function: String,
+    /// For a program with several sites: (`pp()`, `probefunc()`) of each, indexed by
+    /// the attach cookie minus `first_cookie`.
+    pub each: Vec<(String, String)>,
+    pub first_cookie: u64,
 }
 
 /// A compiled script and, per program, where its instructions came from.
@@ -245,10 +250,7 @@ fn needs_site(script: &Script) -> impl Fn(&lang::ast::Block) -> bool + '_ {
             ExprKind::Call { name, .. } => {
                 if matches!(
                     name.name.as_str(),
-                    "pp" | "probefunc"
-                        | "ppfunc"
-                        | "print_ubacktrace"
-                        | "print_ubacktrace_fileline"
+                    "print_ubacktrace" | "print_ubacktrace_fileline"
                 ) {
                     needs = true;
                 }
@@ -401,6 +403,16 @@ pub fn compile_full(
                 addr: (sites.len() == 1).then_some(first_loc.address),
                 pp: point_text(&path, &pinfo.points[first_point].kind, &first_loc),
                 function: first_loc.function.clone(),
+                each: sites
+                    .iter()
+                    .map(|(pi, loc)| {
+                        (
+                            point_text(&path, &pinfo.points[*pi].kind, loc),
+                            loc.function.clone(),
+                        )
+                    })
+                    .collect(),
+                first_cookie: cookie,
             };
             let mut l = lower::Lower::new(&env, &mut events, &site);
             l.entry = entry.clone();
@@ -447,7 +459,9 @@ pub fn compile_full(
             spans.push(prog_spans);
             // One attachment per probe point, so messages name the point as written.
             let mut by_point: Vec<(usize, Vec<AttachSite>)> = Vec::new();
-            for (pi, loc) in &sites {
+            // Cookies are consecutive per program, in the order of `site.each`.
+            for (i, (pi, loc)) in sites.iter().enumerate() {
+                let cookie = site.first_cookie + i as u64;
                 let Some(off) = target.binary().file_offset(gobin::VirtAddr(loc.address)) else {
                     diags.push(Diagnostic::error(
                         pinfo.points[*pi].span,
@@ -460,12 +474,12 @@ pub fn compile_full(
                     file_offset: off.0,
                     cookie,
                 };
-                cookie += 1;
                 match by_point.iter_mut().find(|(p, _)| p == pi) {
                     Some((_, v)) => v.push(s),
                     None => by_point.push((*pi, vec![s])),
                 }
             }
+            cookie += sites.len() as u64;
             for (pi, sites) in by_point {
                 let text = match opts.sources {
                     Some(sm) => {

@@ -171,3 +171,43 @@ probe process("BIN").function("main.leaf") { ids[goid()] += 1000000 }"#,
         assert_eq!(got[8], (1, 1000 * 1000000), "{}", tc.version);
     }
 }
+
+#[test]
+fn probefunc_names_each_site_of_one_program() {
+    let bin = counts();
+    let src = script(
+        r#"global calls
+probe process("BIN").function("main.*") { calls[probefunc(), pp()]++ }"#,
+        &bin,
+    );
+    let c = common::compile(&src, &bin).unwrap();
+    assert_eq!(c.spec.object.programs.len(), 1);
+    let run = common::run(&c, &bin, &["1"]);
+    let mut got: Vec<(String, String, i64)> = run
+        .array("calls")
+        .iter()
+        .map(|(k, v)| {
+            let s = |b: &[u8]| {
+                let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                String::from_utf8_lossy(&b[..n]).into_owned()
+            };
+            (
+                s(&k[..128]),
+                s(&k[128..]),
+                i64::from_le_bytes(v[..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    got.sort();
+    // counts.go's documented calls, each under its own name and probe point.
+    for (f, n) in [
+        ("main.leaf", 1000),
+        ("main.recurse", 1600),
+        ("main.(*T).Method", 10),
+        ("main.once", 1),
+        ("main.main", 1),
+    ] {
+        let pp = format!("process(\"{}\").function(\"{f}\")", bin.display());
+        assert!(got.contains(&(f.to_string(), pp, n)), "{f}: {got:?}");
+    }
+}
