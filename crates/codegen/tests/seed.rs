@@ -87,14 +87,19 @@ fn seed_with_cast_loads_on_stripped_binaries() {
 
 #[test]
 fn newstack_prints_doubling_sizes_and_a_backtrace_to_goexit() {
-    let tc = testprogs::newest();
-    let bin = testprogs::build("example", &tc, Variant::Default);
-    let (stack_go, line) = newstack_line(&tc, &bin);
+    for tc in testprogs::toolchains() {
+        newstack_run(&tc);
+    }
+}
+
+fn newstack_run(tc: &Toolchain) {
+    let bin = testprogs::build("example", tc, Variant::Default);
+    let (stack_go, line) = newstack_line(tc, &bin);
     let src = seed("newstack.stp", &bin, &stack_go, line);
     let c = common::compile(&src, &bin).unwrap();
     let run = common::run(&c, &bin, &[]);
     let texts = run.texts();
-    assert!(!texts.is_empty(), "no stack growth seen");
+    assert!(!texts.is_empty(), "{}: no stack growth seen", tc.version);
     for t in &texts {
         let nums: Vec<i64> = t
             .trim_start_matches("runtime: newstack: ")
