@@ -57,7 +57,12 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
 
     let mut traced = Traced::start(&a.target)?;
-    let opts = codegen::Options { sources: Some(&sm), target_pid: traced.pid(), ..codegen::Options::default() };
+    let opts = codegen::Options {
+        sources: Some(&sm),
+        target_pid: traced.pid(),
+        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
+        ..codegen::Options::default()
+    };
     let compiled = codegen::compile_full(&script, &info, &target, &opts).map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
     if dumps.contains(&"bpf") || dumps.contains(&"ir") {
         eprint!("{}", compiled.disassemble());
@@ -98,7 +103,6 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     let mut interp = runtime::interp::Interp::new(&script, &info, &spec.globals, ctx, runtime::interp::Limits::default());
     let go = bin.go()?;
     let mut run = Run {
-        spec,
         decoder: runtime::events::Decoder::new(spec)?,
         sym: runtime::symbolize::Symbolizer::new(&go, bin.path.display().to_string(), 0),
         buf: Vec::with_capacity(4096),
@@ -283,8 +287,7 @@ fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
 }
 
 /// What the loop keeps between records.
-struct Run<'s, 'a, 'd> {
-    spec: &'s ScriptSpec,
+struct Run<'a, 'd> {
     decoder: runtime::events::Decoder,
     sym: runtime::symbolize::Symbolizer<'a, 'd>,
     buf: Vec<u8>,
@@ -296,10 +299,13 @@ struct Run<'s, 'a, 'd> {
     write_error: Option<std::io::Error>,
 }
 
-impl Run<'_, '_, '_> {
+impl Run<'_, '_> {
     /// Formats one record into `buf`; true if the run must end.
     fn record(&mut self, rec: &[u8]) -> bool {
-        let _ = self.spec;
+        // After an error, as stap, nothing more is printed: the run is ending.
+        if self.failed.is_some() {
+            return true;
+        }
         match self.decoder.handle(rec, &mut self.buf) {
             Ok(runtime::events::Action::Continue) => false,
             Ok(runtime::events::Action::Exit) => true,
@@ -321,8 +327,8 @@ impl Run<'_, '_, '_> {
     }
 }
 
-struct Loop<'r, 's, 'a, 'd, 'i> {
-    run: &'r mut Run<'s, 'a, 'd>,
+struct Loop<'r, 'a, 'd, 'i> {
+    run: &'r mut Run<'a, 'd>,
     out: &'r mut Box<dyn Write>,
     interp: &'r mut runtime::interp::Interp<'i>,
     maps: &'r [sys::Map],
@@ -333,7 +339,7 @@ struct Loop<'r, 's, 'a, 'd, 'i> {
     go: &'r gobin::GoBinary<'d>,
 }
 
-impl Loop<'_, '_, '_, '_, '_> {
+impl Loop<'_, '_, '_, '_> {
     /// A PIE's addresses at run time are shifted by where it was loaded; learn that
     /// once from the traced process's maps.
     fn learn_bias(&mut self) {
@@ -359,7 +365,7 @@ impl Loop<'_, '_, '_, '_, '_> {
     }
 }
 
-impl Handler for Loop<'_, '_, '_, '_, '_> {
+impl Handler for Loop<'_, '_, '_, '_> {
     fn record(&mut self, rec: &[u8]) -> bool {
         self.learn_bias();
         let stop = self.run.record(rec);
