@@ -7,7 +7,8 @@
 //! goroutine stack that grows is moved, so addresses in it change): it is the
 //! goroutine id and the distance from the top of the goroutine's stack
 //! (`g.stack.hi`) to the frame's CFA, which copying keeps. Recursive calls have
-//! different distances; calls on different goroutines different ids.
+//! different distances; calls on different goroutines different ids; the process id
+//! tells apart processes running the same binary.
 
 use bpf::script::{AttachSite, AttachSpec, EventSpec, counter};
 use bpf::{Cond, Helper, Insn, MapId, MapKind, MapSpec, ProgramSpec, Reg, Size, X86Reg};
@@ -18,7 +19,8 @@ use crate::lower::{Lower, Str};
 use crate::storage::width;
 use crate::{Env, Site};
 
-/// Saved calls a return probe may have pending at once.
+/// Saved calls a return probe may have pending at once (beyond that, the values of
+/// the least recently entered calls, most often ones that will never return, go).
 const MAX_PENDING: u32 = 10240;
 
 /// The `@entry` values of one return probe.
@@ -61,7 +63,10 @@ pub fn saved_values(
     let map = MapId(first_map + maps.len() as u32);
     maps.push(MapSpec {
         name: format!("gotap_entry{}", maps.len()),
-        kind: MapKind::Hash,
+        // Calls that never return (a panic unwinding through them, runtime.Goexit)
+        // leave their values behind; an LRU map lets them make room for new calls
+        // instead of filling the map for the rest of the run.
+        kind: MapKind::LruHash,
         key_size: 16,
         value_size: size,
         max_entries: MAX_PENDING,
@@ -97,6 +102,13 @@ impl Lower<'_, '_> {
             .e(Insn::alu64(bpf::AluOp::Add, Reg::R1, (sp_delta + 8) as i32));
         self.em.e(Insn::alu64(bpf::AluOp::Sub, Reg::R8, Reg::R1));
         self.em.store(key + 8, Reg::R8);
+        // Goroutine ids and stack depths repeat in every process that runs the binary:
+        // the process id takes the distance's upper half (a goroutine stack is at
+        // most 1 GB), so two processes tracing at once never share a key.
+        self.em.a.call(Helper::GetCurrentPidTgid);
+        self.em.e(Insn::alu64(bpf::AluOp::Rsh, Reg::R0, 32));
+        let o = self.em.off(key + 12);
+        self.em.e(Insn::stx(Size::W, crate::emit::SCRATCH, o, Reg::R0));
         self.em.a.bind(none);
         key
     }
