@@ -243,9 +243,14 @@ pub fn interrupt_when(cmd: &mut Command, marker: &str, limit: Duration) -> Resul
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                for l in rx.try_iter() {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+                let said: Vec<&str> = text.lines().filter(|l| !is_bpftrace_noise(l)).collect();
                 return Err(Error::Failed {
                     command,
-                    detail: format!("no `{marker}`: {}", text.trim_end()),
+                    detail: format!("no `{marker}`: {}", said.join(" / ")),
                 });
             }
         }

@@ -179,12 +179,16 @@ fn header(env: &Env, cfg: &Config, secs: f64) -> String {
     ]));
     let bpftrace = setup::version_of(Command::new("bpftrace").arg("--version"));
     format!(
-        "Run of {} on {}: {}. gotap at {rev}, {bpftrace}, workloads built with {}. {} repetition(s) per case, interleaved{}; the run took {:.0} s. Cells: median (min–max); per-hit figures are traced minus untraced of the same repetition.",
+        "Run of {} on {}: {}. gotap at {rev}{}, {bpftrace}, workloads built with {}. {} repetition(s) per case, interleaved{}; the run took {:.0} s. Cells: median (min–max); per-hit figures are traced minus untraced of the same repetition.",
         setup::now(),
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
             .trim(),
         setup::machine(),
+        env.stale_gotap
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default(),
         env.tc.version,
         cfg.reps,
         if cfg.quick {

@@ -105,8 +105,23 @@ fn cell(c: &Cell) -> String {
     match c {
         Cell::Value(s) if s.n > 1 => format!("{} ({}–{})", num(s.median), num(s.min), num(s.max)),
         Cell::Value(s) => num(s.median),
-        Cell::Failed(e) => format!("failed: {}", e.replace('|', "/")),
+        Cell::Failed(e) => format!("failed: {}", short(e)),
         Cell::None => "—".into(),
+    }
+}
+
+/// A failure message fit for one table cell: one line, no table bars, at most 240
+/// characters.
+fn short(e: &str) -> String {
+    let one: String = e
+        .replace('|', "/")
+        .split('\n')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" / ");
+    match one.char_indices().nth(240) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Env {
     pub compile_125: Option<PathBuf>,
     /// `go tool nm`, run directly (not through the `go` command's dispatch).
     pub nm: PathBuf,
+    /// Set when gotap could not be built from the working tree and an earlier build
+    /// is measured instead: says which, for the report's header.
+    pub stale_gotap: Option<String>,
 }
 
 impl Env {
@@ -44,10 +47,27 @@ impl Env {
                 command: "cargo build -p gotap".into(),
                 source,
             })?;
-        if !status.success() {
-            return Err(Error::Setup("cargo build --release -p gotap failed".into()));
-        }
         let gotap = target.join("release/gotap");
+        // Other work in the tree may not build at this moment; an earlier build of
+        // gotap is still worth measuring, and the report says so.
+        let stale_gotap = if status.success() {
+            None
+        } else if gotap.exists() {
+            let when = std::fs::metadata(&gotap).and_then(|m| m.modified()).ok();
+            let age = when
+                .and_then(|t| t.elapsed().ok())
+                .map(|d| d.as_secs() / 60)
+                .unwrap_or(0);
+            eprintln!(
+                "bench: cargo build -p gotap failed; measuring the existing {} ({age} min old)",
+                gotap.display()
+            );
+            Some(format!(
+                "the working tree did not build, so this is the gotap built {age} min before the run"
+            ))
+        } else {
+            return Err(Error::Setup("cargo build --release -p gotap failed".into()));
+        };
         if Command::new("bpftrace").arg("--version").output().is_err() {
             return Err(Error::Setup(
                 "bpftrace is not installed: run scripts/bench (it installs it)".into(),
@@ -72,6 +92,7 @@ impl Env {
             compile,
             compile_125,
             nm,
+            stale_gotap,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::overhead::seed_script;
 use crate::report::{Goal, Row};
 use crate::setup::Env;
 use crate::stats::{Case, Cell, Sample, interleave, paired_difference};
-use crate::tools::{bpftrace, cmdline, gotap_funccount, gotap_script};
+use crate::tools::{bpftrace, bpftrace_bare, cmdline, gotap_funccount, gotap_script};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -133,8 +133,8 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         // One perf-event uprobe takes about 0.1 s to detach: 5,000 take about ten
         // minutes, so bpftrace runs once in a full run.
         Case::new("bpftrace wildcard", || {
-            let mut c = Command::new("bpftrace");
-            c.env("BPFTRACE_MAX_PROBES", "100000").args(["-e", &bt]);
+            let mut c = bpftrace_bare();
+            c.args(["-e", &bt]);
             many(&mut c, "armed")
         })
         .at_most(1),

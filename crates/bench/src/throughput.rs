@@ -21,14 +21,25 @@ fn events(cmd: &mut Command, out: &Path, calls: f64) -> Result<Sample> {
         path: out.to_path_buf(),
         source,
     })?;
-    let lines = text
-        .lines()
-        .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
-        .count() as f64;
+    // Count distinct call numbers: a probe on a function's entry fires twice for one
+    // call when the goroutine's stack must grow first (morestack restarts the
+    // function), and those repeats are no delivered events.
+    let mut seen = std::collections::HashSet::new();
+    let mut printed = 0usize;
+    for l in text.lines() {
+        if let Ok(i) = l.trim().parse::<u64>() {
+            printed += 1;
+            if (i as f64) < calls {
+                seen.insert(i);
+            }
+        }
+    }
+    let lines = seen.len() as f64;
     let lost = exec::lost_events(&format!("{}\n{text}", f.stderr));
     let persec = f.number_after("persec").unwrap_or(f64::NAN);
     let mut s = Sample::new();
     s.insert("lines", lines);
+    s.insert("repeats", printed as f64 - lines);
     s.insert("lost", lost);
     s.insert("calls_per_s", persec);
     s.insert("delivered_per_s", lines / (calls / persec));
@@ -85,7 +96,8 @@ pub fn throughput(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         let r = interleave(&format!("5 rate {label}"), cfg.reps, &mut cases);
         drop(cases);
         for (i, slot) in first_loss.iter_mut().enumerate() {
-            let missing = r[i].values("lines").iter().any(|l| *l < c);
+            let missing = r[i].values("lines").iter().any(|l| *l < c)
+                || r[i].values("lost").iter().any(|l| *l > 0.0);
             if slot.is_none() && missing {
                 *slot = Some(label.clone());
             }
@@ -98,13 +110,15 @@ pub fn throughput(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         };
         rows.push(
             Row::new(g, format!("calls at {label}: events delivered per second"), "events/s", r[0].stat("delivered_per_s"), r[1].stat("delivered_per_s")).note(format!(
-                "{calls} calls; gotap: calls ran at {}/s, received {}, reported lost {}; bpftrace: calls ran at {}/s, received {}, reported lost {}",
+                "{calls} calls; gotap: calls ran at {}/s, received {} distinct, reported lost {}, repeated {}; bpftrace: calls ran at {}/s, received {} distinct, reported lost {}, repeated {} (medians)",
                 m(0, "calls_per_s"),
                 m(0, "lines"),
                 m(0, "lost"),
+                m(0, "repeats"),
                 m(1, "calls_per_s"),
                 m(1, "lines"),
-                m(1, "lost")
+                m(1, "lost"),
+                m(1, "repeats")
             )),
         );
         rows.push(

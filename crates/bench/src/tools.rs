@@ -23,11 +23,9 @@ pub fn gotap_funccount(env: &Env, pattern: &str, cmd: &str) -> Command {
     c
 }
 
-/// `bpftrace [-o OUT] -e SCRIPT -c CMD`, allowed as many probes as a wildcard finds
-/// (its default limit is 512).
+/// `bpftrace [-o OUT] -e SCRIPT -c CMD`.
 pub fn bpftrace(script: &str, cmd: &str, out: Option<&Path>) -> Command {
-    let mut c = Command::new("bpftrace");
-    c.env("BPFTRACE_MAX_PROBES", "100000");
+    let mut c = bpftrace_bare();
     if let Some(o) = out {
         c.arg("-o").arg(o);
     }
@@ -43,4 +41,13 @@ pub fn cmdline(exe: &Path, args: &[&str]) -> String {
         s.push_str(a);
     }
     s
+}
+
+/// `bpftrace`, allowed as many probes and programs as a wildcard finds (its default
+/// limits are 512 of each).
+pub fn bpftrace_bare() -> Command {
+    let mut c = Command::new("bpftrace");
+    c.env("BPFTRACE_MAX_PROBES", "100000")
+        .env("BPFTRACE_MAX_BPF_PROGS", "100000");
+    c
 }
