@@ -16,6 +16,28 @@ pub const MAX_STRING: u32 = 128;
 /// [`ScriptSpec::events`]) and 4 bytes of padding; fields follow at their offsets.
 pub const EVENT_HEADER: u32 = 8;
 
+/// The most frames a user backtrace holds (a record, or an entry of the stack map).
+pub const MAX_FRAMES: u32 = 128;
+
+/// What `ubacktrace()` is as a script value: this prefix and the stack's id as 16
+/// lower-case hex digits (`ustack:00c0ffee…`), a string that fits any array key. The
+/// frames are in [`ScriptSpec::stacks`] under that id; user space turns the string
+/// back into a stack (`print_usyms()`, `--folded`, `--svg`).
+pub const STACK_KEY_PREFIX: &str = "ustack:";
+
+/// What `print_usyms(s)` prints and `sprint_ubacktrace()` returns: this prefix then
+/// a `ubacktrace()` string; user space expands it to the symbolised frames.
+pub const SYMS_PREFIX: &str = "usyms:";
+
+/// In a stack's count word (frames in the low 32 bits): the first frame is a
+/// return address (the `(pc, sp, lr)` form), not the probe's own pc.
+pub const FIRST_IS_RETURN: u64 = 1 << 32;
+
+/// On a frame: a return address read at the goroutine's saved SP after a switch
+/// from the system stack, right only when the function at the frame before it has
+/// an SP delta of 0 there (checked in user space with the pclntab).
+pub const TENTATIVE: u64 = 1 << 63;
+
 /// Index of the counters in [`ScriptSpec::counters`] (a per-CPU array of `u64`).
 pub mod counter {
     /// Records that did not fit in the ring buffer (reservation failed).
@@ -45,6 +67,10 @@ pub struct ScriptSpec {
     /// The array map holding the scalar globals, which user space fills before
     /// attaching (added by codegen; see [`ScalarsSpec`]).
     pub scalars: Option<ScalarsSpec>,
+    /// The stacks `ubacktrace()` has named: a hash map from the id (`u64`) to a `u64`
+    /// frame count and [`MAX_FRAMES`] return addresses (innermost first; the first
+    /// is the probe's own pc).
+    pub stacks: Option<MapId>,
 }
 
 /// The one-entry array map that holds every scalar global (their offsets are in

@@ -4,16 +4,12 @@
 //! `goid()` and the backtraces read the Go runtime's structs with the layout of the
 //! traced binary.
 
-use bpf::script::{EVENT_HEADER, EventSpec, MAX_STRING};
+use bpf::script::{EventSpec, MAX_STRING};
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use lang::Type;
 use lang::ast::{Expr, Ident};
 
-use crate::emit::add_event;
 use crate::lower::{Lower, Str};
-
-/// Frames a backtrace record holds.
-pub const MAX_FRAMES: u32 = 64;
 
 /// A built-in whose value is a `long` (or that has none); with `want`, R0 = value.
 pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _want: bool) {
@@ -111,7 +107,12 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
             l.em.event_only(l.events, EventSpec::Exit);
         }
         "print_ubacktrace" | "print_ubacktrace_fileline" => {
-            backtrace(l, args, name.name == "print_ubacktrace_fileline");
+            crate::backtrace::print(l, args, name.name == "print_ubacktrace_fileline");
+        }
+        "print_usyms" => {
+            if let Some(a) = args.first() {
+                crate::backtrace::print_usyms(l, a);
+            }
         }
         other => {
             l.em.error(
@@ -213,6 +214,9 @@ pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr])
             };
             l.sprintf(e, f, rest)
         }
+        "ubacktrace" | "sprint_ubacktrace" => {
+            crate::backtrace::stack_string(l, e, name.name == "sprint_ubacktrace")
+        }
         "sprint" => match args.first() {
             Some(a) => l.sprint(a),
             None => l.empty_str(),
@@ -283,101 +287,6 @@ fn goid(l: &mut Lower<'_, '_>) {
     l.em.a.bind(zero);
     l.em.e(Insn::mov64(Reg::R0, 0));
     l.em.a.bind(done);
-}
-
-/// `print_ubacktrace*()`: a record of return addresses from a frame-pointer walk.
-///
-/// Without arguments the walk starts at the probe: the pc, then (at a function's
-/// first instruction or a `RET`, where the frame is not set up) the return address at
-/// RSP, then the RBP chain (`[bp]` = the caller's bp, `[bp+8]` = a return address).
-/// With `(pc, sp, lr)` (the seed's `m.morebuf`) the first frame is `pc`; the frame
-/// pointer belonging to it is the one `runtime.morestack` saved in `curg.sched.bp`
-/// when `sp` is `curg.sched.sp + 8` (the caller's SP, as `morestack` records it);
-/// otherwise the walk continues from the probe's RBP.
-fn backtrace(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
-    let id = add_event(
-        l.events,
-        EventSpec::Backtrace {
-            count: 0,
-            frames: 8,
-            max: MAX_FRAMES,
-            fileline,
-        },
-    );
-    let size = EVENT_HEADER + 8 + 8 * MAX_FRAMES;
-    let rec = l.em.alloc(size);
-    let frames = rec + EVENT_HEADER + 8;
-    // R8 = frames so far; the starting bp is kept at `bp_slot`.
-    let bp_slot = l.em.alloc(8);
-    let n_slot = l.em.alloc(8);
-    if let [pc, sp, _lr] = args {
-        l.long(pc);
-        l.em.store(frames, Reg::R0);
-        l.long(sp);
-        let sp_slot = l.em.alloc(8);
-        l.em.store(sp_slot, Reg::R0);
-        l.em.ctx_reg(Reg::R0, X86Reg::Rbp);
-        l.em.store(bp_slot, Reg::R0);
-        if let Some(layout) = l.env.target.layout().copied()
-            && user_g(l)
-        {
-            let keep = l.em.a.label();
-            l.em.a.jmp(Cond::Eq, Reg::R7, 0, keep);
-            let sched = layout.g_sched as i64;
-            l.em.read_user_u64(Reg::R8, Reg::R7, sched + layout.gobuf_sp as i64);
-            l.em.e(Insn::alu64(AluOp::Add, Reg::R8, 8));
-            l.em.load(Reg::R0, sp_slot);
-            l.em.a.jmp(Cond::Ne, Reg::R0, Reg::R8, keep);
-            l.em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
-            l.em.store(bp_slot, Reg::R0);
-            l.em.a.bind(keep);
-        }
-        l.em.store_imm(n_slot, Size::DW, 1);
-    } else {
-        l.em.ctx_reg(Reg::R0, X86Reg::Rip);
-        l.em.store(frames, Reg::R0);
-        l.em.ctx_reg(Reg::R0, X86Reg::Rbp);
-        l.em.store(bp_slot, Reg::R0);
-        let unframed = l.site.addr.and_then(|a| l.env.target.sp_delta(a)) == Some(0);
-        if unframed {
-            l.em.ctx_reg(Reg::R7, X86Reg::Rsp);
-            l.em.read_user_u64(Reg::R0, Reg::R7, 0);
-            l.em.store(frames + 8, Reg::R0);
-            l.em.store_imm(n_slot, Size::DW, 2);
-        } else {
-            l.em.store_imm(n_slot, Size::DW, 1);
-        }
-    }
-    // The walk: R8 = index (the verifier follows it), R7 = bp.
-    let em = &mut l.em;
-    let top = em.a.label();
-    let done = em.a.label();
-    let pair = em.alloc(16);
-    em.load(Reg::R8, n_slot);
-    em.e(Insn::alu64(AluOp::And, Reg::R8, 3));
-    em.load(Reg::R7, bp_slot);
-    em.a.bind(top);
-    em.a.jmp(Cond::Ge, Reg::R8, MAX_FRAMES as i32, done);
-    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
-    em.e(Insn::mov64(Reg::R3, Reg::R7));
-    em.addr(Reg::R1, pair);
-    em.e(Insn::mov64(Reg::R2, 16));
-    em.a.call(Helper::ProbeReadUser);
-    em.a.jmp(Cond::Ne, Reg::R0, 0, done);
-    em.load(Reg::R0, pair + 8);
-    em.a.jmp(Cond::Eq, Reg::R0, 0, done);
-    em.e(Insn::mov64(Reg::R1, Reg::R8));
-    em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 3));
-    em.e(Insn::alu64(AluOp::Add, Reg::R1, crate::emit::SCRATCH));
-    let fo = em.off(frames);
-    em.e(Insn::stx(Size::DW, Reg::R1, fo, Reg::R0));
-    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
-    em.load(Reg::R7, pair);
-    em.a.ja(top);
-    em.a.bind(done);
-    em.store(rec + EVENT_HEADER, Reg::R8);
-    em.header(rec, id);
-    em.output(rec, size);
 }
 
 /// `substr(s, start, length)`: at most `length` bytes of `s` from byte `start` (0

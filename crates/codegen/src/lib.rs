@@ -39,10 +39,13 @@
 //! - `@entry(x)`: see the `entry` module (an entry program, keyed by goroutine and
 //!   the frame's distance from the top of its stack).
 //! - Not in kernel probes: `foreach`, deleting a whole array, `=~`, `isinstr`,
-//!   `usymname`, `ubacktrace()`-as-string, script recursion (functions are inlined).
+//!   `usymname`, script recursion (functions are inlined).
+//! - Backtraces: see the `backtrace` module (a goroutine-aware frame-pointer walk;
+//!   `ubacktrace()` is an id into a stack map the probes fill).
 #![forbid(unsafe_code)]
 
 mod access;
+mod backtrace;
 mod builtins;
 mod emit;
 mod entry;
@@ -250,7 +253,10 @@ fn needs_site(script: &Script) -> impl Fn(&lang::ast::Block) -> bool + '_ {
             ExprKind::Call { name, .. } => {
                 if matches!(
                     name.name.as_str(),
-                    "print_ubacktrace" | "print_ubacktrace_fileline"
+                    "print_ubacktrace"
+                        | "print_ubacktrace_fileline"
+                        | "ubacktrace"
+                        | "sprint_ubacktrace"
                 ) {
                     needs = true;
                 }
@@ -322,6 +328,7 @@ pub fn compile_full(
     // Maps added while lowering (the `@entry` stores), after the storage's.
     let mut object_maps: Vec<bpf::MapSpec> = Vec::new();
     let path = target.path().to_string();
+    let stacks = backtrace::stack_map(script, storage.object.maps.len(), &mut object_maps);
     for pinfo in &info.probes {
         let Some(Item::Probe(probe)) = script.items.get(pinfo.item) else {
             continue;
@@ -416,6 +423,7 @@ pub fn compile_full(
             };
             let mut l = lower::Lower::new(&env, &mut events, &site);
             l.entry = entry.clone();
+            l.stacks = stacks;
             prologue_code(&mut l.em);
             l.enter_probe(&pinfo.locals);
             if let Some(Item::Alias(a)) = prologue.and_then(|a| script.items.get(a)) {
@@ -529,6 +537,7 @@ pub fn compile_full(
             realtime_offset: storage.realtime_offset,
             target_offset: storage.target_offset,
         }),
+        stacks,
     };
     Ok(Compiled { spec, spans })
 }

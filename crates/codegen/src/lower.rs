@@ -47,6 +47,8 @@ pub struct Lower<'a, 'd> {
     loops: Vec<(Label, Label)>,
     /// In a return probe that uses `@entry`: where the entry values are.
     pub entry: Option<crate::entry::Saved>,
+    /// The stack map `ubacktrace()` stores its stacks in, when the script uses it.
+    pub stacks: Option<bpf::MapId>,
 }
 
 impl<'a, 'd> Lower<'a, 'd> {
@@ -64,6 +66,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             fns: Vec::new(),
             loops: Vec::new(),
             entry: None,
+            stacks: None,
         }
     }
 

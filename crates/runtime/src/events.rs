@@ -25,10 +25,13 @@ pub enum Action<'a> {
     /// The probe hit an error it cannot go on from; the message as stap words it
     /// (the CLI prints `ERROR: ` and the message, then ends the run).
     Error(&'a str),
-    /// Print these return addresses, symbolised (with file:line if asked).
+    /// Print these frames, symbolised (with file:line if asked): the probe's pc
+    /// (or, with `first_is_return`, a return address), then return addresses, some
+    /// maybe marked `bpf::script::TENTATIVE` (see `symbolize::Symbolizer::logical`).
     Backtrace {
         frames: &'a [u64],
         fileline: bool,
+        first_is_return: bool,
     },
 }
 
@@ -182,7 +185,8 @@ impl Decoder {
                 if body.len() < count + 8 {
                     return Err(short(count + 8));
                 }
-                let n = usize::try_from(long_at(body, count) as u64)
+                let word = long_at(body, count) as u64;
+                let n = usize::try_from(word & 0xffff_ffff)
                     .unwrap_or(usize::MAX)
                     .min(max);
                 let need = frames + 8 * n;
@@ -195,6 +199,7 @@ impl Decoder {
                 Ok(Action::Backtrace {
                     frames: &self.frames,
                     fileline,
+                    first_is_return: word & bpf::script::FIRST_IS_RETURN != 0,
                 })
             }
         }
@@ -346,7 +351,8 @@ mod tests {
             d.handle(&record(3, &body), &mut out).unwrap(),
             Action::Backtrace {
                 frames: &[0x401000, 0x402000, 0x403000],
-                fileline: true
+                fileline: true,
+                first_is_return: false,
             }
         );
         assert!(d.handle(&record(3, &body[..20]), &mut out).is_err());

@@ -1040,6 +1040,15 @@ impl<'s> Interp<'s> {
                 };
                 Ok(Value::Str(substr(s, start, len).to_vec()))
             }
+            "print_usyms" => {
+                // The stack's frames are in the kernel: the CLI expands this on output.
+                let v = self.eval_all(run, args)?;
+                run.out
+                    .extend_from_slice(bpf::script::SYMS_PREFIX.as_bytes());
+                run.out
+                    .extend_from_slice(v.first().map_or(&[][..], Value::as_bytes));
+                long(0)
+            }
             "isinstr" => {
                 let v = self.eval_all(run, args)?;
                 let found = match v.as_slice() {

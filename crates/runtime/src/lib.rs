@@ -2,6 +2,7 @@
 //! symbolisation and output.
 #![forbid(unsafe_code)]
 pub mod events;
+pub mod flame;
 pub mod format;
 pub mod globals;
 pub mod interp;

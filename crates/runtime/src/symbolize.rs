@@ -4,10 +4,17 @@
 //! the address prints first, as its own line marked `(inlined)`, followed by the
 //! function it was inlined into. Lookups are cached per address: a stack trace repeats
 //! its frames from one event to the next.
+//!
+//! Stacks arrive raw from the kernel walk (see codegen's `backtrace` module): the
+//! first frame is the probe's own pc, and a frame read at a goroutine's saved SP
+//! after a switch from the system stack is marked `TENTATIVE`, kept only when the
+//! pclntab says it is a return address. `ubacktrace()` values are `ustack:<id>`
+//! strings ([`find_token`]); the CLI expands them in the output.
 
 use std::collections::HashMap;
 use std::io::Write;
 
+use bpf::script::{STACK_KEY_PREFIX, SYMS_PREFIX, TENTATIVE};
 use gobin::{GoBinary, VirtAddr};
 
 /// One symbolised frame: an inlined call or the physical function.
@@ -28,11 +35,19 @@ pub struct Symbolizer<'a, 'data> {
     /// Subtracted from a runtime address to get the address as linked (PIE).
     bias: u64,
     cache: HashMap<u64, Vec<FrameText>>,
+    /// The frames of the stack being printed, reused.
+    logical: Vec<(u64, bool)>,
 }
 
 impl<'a, 'data> Symbolizer<'a, 'data> {
     pub fn new(bin: &'a GoBinary<'data>, path: impl Into<String>, bias: u64) -> Symbolizer<'a, 'data> {
-        Symbolizer { bin, path: path.into(), bias, cache: HashMap::new() }
+        Symbolizer {
+            bin,
+            path: path.into(),
+            bias,
+            cache: HashMap::new(),
+            logical: Vec::new(),
+        }
     }
 
     /// Sets the load bias (learnt once the process has mapped the binary).
@@ -47,49 +62,159 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
     /// is for a pc that is not a return address (the probe's own), whose line is the
     /// line of `pc` itself rather than of the call before it.
     pub fn frames(&mut self, pc: u64, exact: bool) -> &[FrameText] {
-        let key = pc ^ u64::from(exact) << 63;
-        let (bin, bias) = (self.bin, self.bias);
-        self.cache.entry(key).or_insert_with(|| {
-            let linked = pc.wrapping_sub(bias);
-            let at = if exact { linked } else { linked.saturating_sub(1) };
-            let Some(f) = bin.function_at(VirtAddr(at)) else { return Vec::new() };
-            let frames = bin.frames_at(VirtAddr(at));
-            let size = f.end.0 - f.entry.0;
-            frames
-                .iter()
-                .map(|fr| FrameText {
-                    function: fr.function.to_string(),
-                    file: fr.file.to_string(),
-                    line: fr.line,
-                    inlined: fr.inlined,
-                    offset: linked - f.entry.0,
-                    size,
-                })
-                .collect()
-        })
+        lookup(&mut self.cache, self.bin, self.bias, pc, exact)
+    }
+
+    /// The frames of a stack the probes sent (`frames[0]` the probe's pc unless
+    /// `first_is_return`), as (pc, exact) pairs: a frame marked
+    /// [`TENTATIVE`] is kept, unmarked, only when the function before it has an SP
+    /// delta of 0 at that frame's pc (it was stopped before building its frame, so
+    /// the word at its SP is its return address).
+    pub fn logical(&mut self, frames: &[u64], first_is_return: bool) -> &[(u64, bool)] {
+        self.logical.clear();
+        for (i, &raw) in frames.iter().enumerate() {
+            let exact = i == 0 && !first_is_return;
+            if raw & TENTATIVE == 0 {
+                self.logical.push((raw, exact));
+                continue;
+            }
+            let keep = self.logical.last().is_some_and(|&(prev, prev_exact)| {
+                let linked = prev.wrapping_sub(self.bias);
+                let at = if prev_exact { linked } else { linked.saturating_sub(1) };
+                self.bin
+                    .function_at(VirtAddr(at))
+                    .and_then(|f| self.bin.sp_delta(&f, VirtAddr(at)))
+                    == Some(0)
+            });
+            if keep {
+                self.logical.push((raw & !TENTATIVE, false));
+            }
+        }
+        &self.logical
     }
 
     /// Writes one frame line per function at `pc` in SystemTap's form.
     pub fn write(&mut self, out: &mut Vec<u8>, pc: u64, exact: bool, fileline: bool) {
-        let path = self.path.clone();
-        let frames = self.frames(pc, exact);
-        if frames.is_empty() {
-            let _ = writeln!(out, " 0x{pc:x} : 0x{pc:x} [{path}]");
-            return;
-        }
-        for fr in frames {
-            let _ = write!(out, " 0x{pc:x} : ");
-            if fr.inlined {
-                let _ = write!(out, "{} (inlined)", fr.function);
-            } else {
-                let _ = write!(out, "{}+0x{:x}/0x{:x}", fr.function, fr.offset, fr.size);
-            }
-            if fileline {
-                let _ = write!(out, " at {}:{}", fr.file, fr.line);
-            }
-            let _ = writeln!(out, " [{path}]");
+        let frames = lookup(&mut self.cache, self.bin, self.bias, pc, exact);
+        write_frames(out, &self.path, pc, frames, fileline);
+    }
+
+    /// Writes a whole stack the probes sent, a line per frame (inlined calls too).
+    pub fn write_stack(&mut self, out: &mut Vec<u8>, frames: &[u64], first_is_return: bool, fileline: bool) {
+        self.logical(frames, first_is_return);
+        for &(pc, exact) in &self.logical {
+            let texts = lookup(&mut self.cache, self.bin, self.bias, pc, exact);
+            write_frames(out, &self.path, pc, texts, fileline);
         }
     }
+
+    /// A stack as stap prints `ubacktrace()`: the addresses in hex, space separated.
+    pub fn write_hex(&mut self, out: &mut Vec<u8>, frames: &[u64], first_is_return: bool) {
+        self.logical(frames, first_is_return);
+        for (i, (pc, _)) in self.logical.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            let _ = write!(out, "{sep}0x{pc:x}");
+        }
+    }
+
+    /// A stack as one collapsed-stack line: function names root first, `;` between,
+    /// inlined calls as their own frames (an address with no function as its hex).
+    pub fn folded(&mut self, out: &mut String, frames: &[u64], first_is_return: bool) {
+        use std::fmt::Write as _;
+        self.logical(frames, first_is_return);
+        let start = out.len();
+        for &(pc, exact) in self.logical.iter().rev() {
+            let texts = lookup(&mut self.cache, self.bin, self.bias, pc, exact);
+            if texts.is_empty() {
+                let _ = write!(out, "0x{pc:x};");
+            }
+            for fr in texts.iter().rev() {
+                out.push_str(&fr.function);
+                out.push(';');
+            }
+        }
+        if out.len() > start {
+            out.pop();
+        }
+    }
+}
+
+/// The cached frames at `pc`.
+fn lookup<'c>(cache: &'c mut HashMap<u64, Vec<FrameText>>, bin: &GoBinary<'_>, bias: u64, pc: u64, exact: bool) -> &'c [FrameText] {
+    let key = pc ^ (u64::from(exact) << 63);
+    cache.entry(key).or_insert_with(|| {
+        let linked = pc.wrapping_sub(bias);
+        let at = if exact { linked } else { linked.saturating_sub(1) };
+        let Some(f) = bin.function_at(VirtAddr(at)) else { return Vec::new() };
+        let size = f.end.0 - f.entry.0;
+        bin.frames_at(VirtAddr(at))
+            .iter()
+            .map(|fr| FrameText {
+                function: fr.function.to_string(),
+                file: fr.file.to_string(),
+                line: fr.line,
+                inlined: fr.inlined,
+                offset: linked - f.entry.0,
+                size,
+            })
+            .collect()
+    })
+}
+
+fn write_frames(out: &mut Vec<u8>, path: &str, pc: u64, frames: &[FrameText], fileline: bool) {
+    if frames.is_empty() {
+        let _ = writeln!(out, " 0x{pc:x} : 0x{pc:x} [{path}]");
+        return;
+    }
+    for fr in frames {
+        let _ = write!(out, " 0x{pc:x} : ");
+        if fr.inlined {
+            let _ = write!(out, "{} (inlined)", fr.function);
+        } else {
+            let _ = write!(out, "{}+0x{:x}/0x{:x}", fr.function, fr.offset, fr.size);
+        }
+        if fileline {
+            let _ = write!(out, " at {}:{}", fr.file, fr.line);
+        }
+        let _ = writeln!(out, " [{path}]");
+    }
+}
+
+/// A stack named in script output: `ubacktrace()`'s `ustack:` and 16 hex digits,
+/// and whether `usyms:` came before it (symbolised frames wanted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackToken {
+    /// The bytes the token takes, prefixes included.
+    pub start: usize,
+    pub end: usize,
+    pub id: u64,
+    pub syms: bool,
+}
+
+/// The first stack token in `text` at or after `from`.
+pub fn find_token(text: &[u8], from: usize) -> Option<StackToken> {
+    let pre = STACK_KEY_PREFIX.as_bytes();
+    let mut at = from;
+    while let Some(i) = text.get(at..)?.windows(pre.len()).position(|w| w == pre) {
+        let start = at + i;
+        let digits = text.get(start + pre.len()..start + pre.len() + 16);
+        let id = digits
+            .filter(|d| d.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u64::from_str_radix(d, 16).ok());
+        if let Some(id) = id {
+            let syms_pre = SYMS_PREFIX.as_bytes();
+            let syms = start >= syms_pre.len() && &text[start - syms_pre.len()..start] == syms_pre;
+            return Some(StackToken {
+                start: if syms { start - syms_pre.len() } else { start },
+                end: start + pre.len() + 16,
+                id,
+                syms,
+            });
+        }
+        at = start + 1;
+    }
+    None
 }
 
 /// The load bias of `path` in process `pid`: where its first mapping starts, minus the
@@ -126,5 +251,17 @@ mod tests {
         // A fixed-address executable mapped where it was linked has no bias.
         let fixed = "00400000-00401000 r--p 00000000 08:01 42 /usr/bin/prog\n";
         assert_eq!(bias_from_maps(fixed, "/usr/bin/prog", 0x400000), Some(0));
+    }
+
+    #[test]
+    fn stack_tokens_are_found_with_their_prefixes() {
+        let text = b"a ustack:00000000000000ff b usyms:ustack:0123456789abcdef\n ustack:12 x";
+        let t = find_token(text, 0).unwrap();
+        assert_eq!((t.start, t.end, t.id, t.syms), (2, 25, 0xff, false));
+        let u = find_token(text, t.end).unwrap();
+        assert_eq!(&text[u.start..u.end], b"usyms:ustack:0123456789abcdef");
+        assert_eq!((u.id, u.syms), (0x0123_4567_89ab_cdef, true));
+        // Too few digits: not a stack.
+        assert_eq!(find_token(text, u.end), None);
     }
 }

@@ -1,0 +1,412 @@
+//! User backtraces in kernel probes: a bounded frame-pointer walk that knows about
+//! goroutines, and the built-ins made of it (`print_ubacktrace*()`, `ubacktrace()`,
+//! `sprint_ubacktrace()`, `print_usyms()`).
+//!
+//! The walk fills a stack buffer in scratch: a count word (frames in the low 32 bits,
+//! `FIRST_IS_RETURN` above) then up to `MAX_FRAMES` addresses, innermost first.
+//!
+//! - The first frame is the probe's pc. Its caller comes from the pclntab SP delta
+//!   at the probe address (known per site at compile time): the return address is
+//!   at `[rsp + delta]`. When RBP already points at this frame's saved BP
+//!   (`rbp == rsp + delta - 8`) the walk goes on from `[rbp]`, else RBP is still the
+//!   caller's (a function's entry, a `RET`, a frameless or assembly function) and
+//!   the walk goes on from RBP itself, so no caller is skipped or seen twice.
+//! - Then the RBP chain: `[bp]` is the caller's BP, `[bp + 8]` a return address,
+//!   until BP is 0, a read faults, BP stops growing, or the buffer is full.
+//! - On the system stack (`g == g.m.g0`, where g is R14 in Go's register ABI, as in
+//!   `runtime.newstack`, `systemstack` callees, `mcall` callees) the chain is only
+//!   followed within g0's stack bounds; the walk then goes on with the user
+//!   goroutine `m.curg` from where it was switched out, as the Go runtime's own
+//!   traceback does: `curg.sched.pc`, then `[curg.sched.sp]`, then the chain from
+//!   `curg.sched.bp`. `[sched.sp]` is the return address of a function stopped at
+//!   its entry (`morestack` is called before the frame is built, `systemstack`
+//!   is frameless), but not after `mcall`, whose caller has a frame: the frame is
+//!   sent marked `TENTATIVE` and user space keeps it only when the pclntab says
+//!   the SP delta at `sched.pc` is 0.
+//! - In ABI0 assembly R14 need not hold g. The runtime keeps g in a TLS slot
+//!   (`-8(FS)` on linux/amd64 with internal linking, `runtime.tlsg`), but reading
+//!   it needs the task's `thread.fsbase`, which needs BTF offsets of `task_struct`:
+//!   not done, so a probe in such code whose R14 is not g gets the plain walk.
+//!
+//! `ubacktrace()` is an id, not the addresses: the walk is hashed (64-bit FNV-1a
+//! over the count word and frames) and stored in the script's stack map under that
+//! id, and the value is the string `ustack:` and 16 hex digits
+//! (`bpf::script::STACK_KEY_PREFIX`), which fits any array key whatever the depth.
+//! User space expands such strings in the output: `ustack:…` to the addresses in
+//! hex as stap prints `ubacktrace()`, `usyms:ustack:…` (what `print_usyms()` and
+//! `sprint_ubacktrace()` produce) to symbolised frames.
+
+use bpf::script::{
+    EVENT_HEADER, EventSpec, FIRST_IS_RETURN, MAX_FRAMES, STACK_KEY_PREFIX, SYMS_PREFIX, TENTATIVE,
+};
+use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
+use lang::ast::Expr;
+
+use crate::emit::{SCRATCH, add_event};
+use crate::lower::{Lower, Str};
+
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Bytes of a stack buffer: the count word and the frames.
+pub const STACK_BYTES: u32 = 8 + 8 * MAX_FRAMES;
+
+/// `print_ubacktrace()`, `print_ubacktrace_fileline()` and
+/// `print_ubacktrace_fileline(pc, sp, lr)`: a record of the walk, as long as its
+/// frames.
+pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
+    let id = add_event(
+        l.events,
+        EventSpec::Backtrace {
+            count: 0,
+            frames: 8,
+            max: MAX_FRAMES,
+            fileline,
+        },
+    );
+    let rec = l.em.alloc(EVENT_HEADER + STACK_BYTES);
+    walk(l, args, rec + EVENT_HEADER);
+    let em = &mut l.em;
+    em.header(rec, id);
+    // R3 = header + count word + 8 * frames, which the verifier sees bounded.
+    em.load(Reg::R3, rec + EVENT_HEADER);
+    em.e(Insn::alu64(AluOp::And, Reg::R3, 0xff));
+    let small = em.a.label();
+    em.a.jmp(Cond::Le, Reg::R3, MAX_FRAMES as i32, small);
+    em.e(Insn::mov64(Reg::R3, MAX_FRAMES as i32));
+    em.a.bind(small);
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R3, 3));
+    em.e(Insn::alu64(AluOp::Add, Reg::R3, (EVENT_HEADER + 8) as i32));
+    em.a.ld_map(Reg::R1, em.storage.ringbuf);
+    em.addr(Reg::R2, rec);
+    em.e(Insn::mov64(Reg::R4, 1)); // BPF_RB_NO_WAKEUP
+    em.a.call(Helper::RingbufOutput);
+    let ok = em.a.label();
+    em.a.jmp(Cond::Eq, Reg::R0, 0, ok);
+    em.count(bpf::script::counter::LOST_EVENTS);
+    em.a.bind(ok);
+    em.release(rec);
+}
+
+/// `ubacktrace()` (`syms` false) or `sprint_ubacktrace()`: the walk, stored in the
+/// stack map, named by a string.
+pub fn stack_string(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) -> Str {
+    let out = l.em.alloc(bpf::script::MAX_STRING);
+    let Some(stacks) = l.stacks else {
+        l.em.error(e.span, "internal error: no stack map for ubacktrace()");
+        return Str::Scratch(out);
+    };
+    let buf = l.em.alloc(STACK_BYTES);
+    walk(l, &[], buf);
+    let em = &mut l.em;
+    // R7 = FNV-1a of the count word and the frames.
+    let key = em.alloc(8);
+    em.imm(Reg::R7, FNV_OFFSET as i64);
+    em.imm(Reg::R5, FNV_PRIME as i64);
+    em.load(Reg::R0, buf);
+    em.e(Insn::alu64(AluOp::Xor, Reg::R7, Reg::R0));
+    em.e(Insn::alu64(AluOp::Mul, Reg::R7, Reg::R5));
+    em.e(Insn::mov64(Reg::R8, 0));
+    let top = em.a.label();
+    let done = em.a.label();
+    em.a.bind(top);
+    em.a.jmp(Cond::Ge, Reg::R8, MAX_FRAMES as i32, done);
+    em.load(Reg::R0, buf);
+    em.e(Insn::alu64(AluOp::And, Reg::R0, 0xff));
+    em.a.jmp(Cond::Ge, Reg::R8, Reg::R0, done);
+    em.e(Insn::mov64(Reg::R1, Reg::R8));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 3));
+    em.e(Insn::alu64(AluOp::Add, Reg::R1, SCRATCH));
+    let fo = em.off(buf + 8);
+    em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, fo));
+    em.e(Insn::alu64(AluOp::Xor, Reg::R7, Reg::R0));
+    em.e(Insn::alu64(AluOp::Mul, Reg::R7, Reg::R5));
+    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+    em.a.ja(top);
+    em.a.bind(done);
+    em.store(key, Reg::R7);
+    // The stack under its id; one already there is the same stack.
+    em.map_key_args(stacks, key);
+    em.addr(Reg::R3, buf);
+    em.e(Insn::mov64(Reg::R4, 1)); // BPF_NOEXIST
+    em.a.call(Helper::MapUpdateElem);
+    // The name: prefixes, then 16 hex digits of R7.
+    let prefix = if syms {
+        format!("{SYMS_PREFIX}{STACK_KEY_PREFIX}")
+    } else {
+        STACK_KEY_PREFIX.to_string()
+    };
+    em.const_str(out, prefix.as_bytes());
+    em.load(Reg::R7, key);
+    let digits = out + prefix.len() as u32;
+    for i in 0..16u32 {
+        em.e(Insn::mov64(Reg::R0, Reg::R7));
+        em.e(Insn::alu64(AluOp::Rsh, Reg::R0, (60 - 4 * i) as i32));
+        em.e(Insn::alu64(AluOp::And, Reg::R0, 0xf));
+        let letter = em.a.label();
+        let put = em.a.label();
+        em.a.jmp(Cond::Ge, Reg::R0, 10, letter);
+        em.e(Insn::alu64(AluOp::Add, Reg::R0, i32::from(b'0')));
+        em.a.ja(put);
+        em.a.bind(letter);
+        em.e(Insn::alu64(AluOp::Add, Reg::R0, i32::from(b'a') - 10));
+        em.a.bind(put);
+        let o = em.off(digits + i);
+        em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
+    }
+    em.store_imm(digits + 16, Size::B, 0);
+    em.release(buf);
+    Str::Scratch(out)
+}
+
+/// `print_usyms(s)`: `s` after [`SYMS_PREFIX`], which user space expands.
+pub fn print_usyms(l: &mut Lower<'_, '_>, arg: &Expr) {
+    l.printf(format!("{SYMS_PREFIX}%s").into_bytes(), &[arg]);
+}
+
+/// Fills the stack buffer at `scratch[buf]` (count word, then frames). With
+/// `(pc, sp, lr)` (the seed's `m.morebuf`) the first frame is `pc`; the frame
+/// pointer belonging to it is the one `runtime.morestack` saved in `curg.sched.bp`
+/// when `sp` is `curg.sched.sp + 8` (the caller's SP, as `morestack` records it);
+/// otherwise the walk continues from the probe's RBP.
+fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
+    let frames = buf + 8;
+    let bp_slot = l.em.alloc(8);
+    // The bounds of the stack the first chain may follow: g0's on the system stack.
+    let bounds = l.em.alloc(16);
+    // The user goroutine to go on with after the first chain, or 0.
+    let curg = l.em.alloc(8);
+    l.em.store_imm(bounds, Size::DW, 0);
+    l.em.imm(Reg::R0, -1);
+    l.em.store(bounds + 8, Reg::R0);
+    l.em.store_imm(curg, Size::DW, 0);
+    let mut flags = 0u64;
+    if let [pc, sp, _lr] = args {
+        flags = FIRST_IS_RETURN;
+        l.long(pc);
+        l.em.store(frames, Reg::R0);
+        l.long(sp);
+        let sp_slot = l.em.alloc(8);
+        l.em.store(sp_slot, Reg::R0);
+        l.em.ctx_reg(Reg::R0, X86Reg::Rbp);
+        l.em.store(bp_slot, Reg::R0);
+        if let Some(layout) = l.env.target.layout().copied()
+            && crate::builtins::user_g(l)
+        {
+            let keep = l.em.a.label();
+            l.em.a.jmp(Cond::Eq, Reg::R7, 0, keep);
+            let sched = layout.g_sched as i64;
+            l.em.read_user_u64(Reg::R8, Reg::R7, sched + layout.gobuf_sp as i64);
+            l.em.e(Insn::alu64(AluOp::Add, Reg::R8, 8));
+            l.em.load(Reg::R0, sp_slot);
+            l.em.a.jmp(Cond::Ne, Reg::R0, Reg::R8, keep);
+            l.em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
+            l.em.store(bp_slot, Reg::R0);
+            l.em.a.bind(keep);
+        }
+        l.em.store_imm(buf, Size::DW, 1);
+    } else {
+        system_stack(l, bounds, curg);
+        let em = &mut l.em;
+        em.ctx_reg(Reg::R0, X86Reg::Rip);
+        em.store(frames, Reg::R0);
+        em.ctx_reg(Reg::R0, X86Reg::Rbp);
+        em.store(bp_slot, Reg::R0);
+        em.store_imm(buf, Size::DW, 1);
+        let delta = l.site.addr.and_then(|a| l.env.target.sp_delta(a));
+        if let Some(d) = delta.and_then(|d| i32::try_from(d).ok()) {
+            // R7 = where the return address is; R8 = the probe's RBP.
+            em.ctx_reg(Reg::R7, X86Reg::Rsp);
+            em.e(Insn::alu64(AluOp::Add, Reg::R7, d));
+            em.ctx_reg(Reg::R8, X86Reg::Rbp);
+            em.read_user_u64(Reg::R0, Reg::R7, 0);
+            em.store(frames + 8, Reg::R0);
+            let n2 = em.a.label();
+            em.a.jmp(Cond::Eq, Reg::R0, 0, n2);
+            em.store_imm(buf, Size::DW, 2);
+            em.a.bind(n2);
+            // The frame is built when RBP points just below the return address.
+            em.e(Insn::alu64(AluOp::Sub, Reg::R7, 8));
+            let not_built = em.a.label();
+            em.a.jmp(Cond::Ne, Reg::R8, Reg::R7, not_built);
+            em.read_user_u64(Reg::R0, Reg::R8, 0);
+            em.store(bp_slot, Reg::R0);
+            em.a.bind(not_built);
+        }
+    }
+    chain(l, buf, bp_slot, bounds);
+    if let Some(layout) = l.env.target.layout().copied() {
+        // On g0: the user goroutine from where it was switched out.
+        let em = &mut l.em;
+        let done = em.a.label();
+        em.load(Reg::R7, curg);
+        em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+        em.load(Reg::R8, buf);
+        em.e(Insn::alu64(AluOp::And, Reg::R8, 0xff));
+        em.a.jmp(Cond::Ge, Reg::R8, (MAX_FRAMES - 2) as i32, done);
+        let sched = layout.g_sched as i64;
+        em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_pc as i64);
+        em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+        put_frame(em, frames, Reg::R8, Reg::R0);
+        em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        em.read_user_u64(Reg::R1, Reg::R7, sched + layout.gobuf_sp as i64);
+        em.read_user_u64(Reg::R0, Reg::R1, 0);
+        let none = em.a.label();
+        em.a.jmp(Cond::Eq, Reg::R0, 0, none);
+        em.a.ld_imm64(Reg::R1, TENTATIVE);
+        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+        put_frame(em, frames, Reg::R8, Reg::R0);
+        em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        em.a.bind(none);
+        em.store(buf, Reg::R8);
+        em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
+        em.store(bp_slot, Reg::R0);
+        em.store_imm(bounds, Size::DW, 0);
+        em.imm(Reg::R0, -1);
+        em.store(bounds + 8, Reg::R0);
+        chain(l, buf, bp_slot, bounds);
+        l.em.a.bind(done);
+    }
+    if flags != 0 {
+        let em = &mut l.em;
+        em.load(Reg::R0, buf);
+        em.imm(Reg::R1, flags as i64);
+        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+        em.store(buf, Reg::R0);
+    }
+    l.em.release(bp_slot);
+}
+
+/// `frames[R_idx] = R_val` (`idx` below `MAX_FRAMES`, checked by the caller).
+fn put_frame(em: &mut crate::emit::Emitter<'_>, frames: u32, idx: Reg, val: Reg) {
+    em.e(Insn::mov64(Reg::R1, idx));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 3));
+    em.e(Insn::alu64(AluOp::Add, Reg::R1, SCRATCH));
+    let fo = em.off(frames);
+    em.e(Insn::stx(Size::DW, Reg::R1, fo, val));
+}
+
+/// On the system stack: g0's bounds at `scratch[bounds]` and the user goroutine
+/// at `scratch[curg]`; both left alone otherwise.
+fn system_stack(l: &mut Lower<'_, '_>, bounds: u32, curg: u32) {
+    let Some(layout) = l.env.target.layout().copied() else {
+        return;
+    };
+    let em = &mut l.em;
+    let done = em.a.label();
+    let t = em.alloc(8);
+    em.ctx_reg(Reg::R7, X86Reg::R14);
+    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+    // R14 may not be g (assembly, other threads): these reads may fail quietly.
+    read_quiet(em, t, Reg::R7, layout.g_m, done);
+    em.load(Reg::R8, t);
+    em.a.jmp(Cond::Eq, Reg::R8, 0, done);
+    read_quiet(em, t, Reg::R8, layout.m_g0, done);
+    em.load(Reg::R0, t);
+    em.a.jmp(Cond::Ne, Reg::R0, Reg::R7, done);
+    read_quiet(em, t, Reg::R8, layout.m_curg, done);
+    em.load(Reg::R0, t);
+    em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+    em.a.jmp(Cond::Eq, Reg::R0, Reg::R7, done);
+    em.store(curg, Reg::R0);
+    read_quiet(em, t, Reg::R7, layout.g_stack_lo, done);
+    em.load(Reg::R0, t);
+    em.store(bounds, Reg::R0);
+    read_quiet(em, t, Reg::R7, layout.g_stack_hi, done);
+    em.load(Reg::R0, t);
+    em.store(bounds + 8, Reg::R0);
+    em.a.bind(done);
+    em.release(t);
+}
+
+/// `scratch[dst] = *(u64 *)(addr + off)`, or a jump to `fail` (not counted).
+fn read_quiet(em: &mut crate::emit::Emitter<'_>, dst: u32, addr: Reg, off: u64, fail: bpf::Label) {
+    em.e(Insn::mov64(Reg::R3, addr));
+    em.imm(Reg::R4, off as i64);
+    em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R4));
+    em.addr(Reg::R1, dst);
+    em.e(Insn::mov64(Reg::R2, 8));
+    em.a.call(Helper::ProbeReadUser);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, fail);
+}
+
+/// Follows the RBP chain from `scratch[bp_slot]`, appending return addresses to the
+/// buffer while BP stays within `scratch[bounds]` and grows.
+fn chain(l: &mut Lower<'_, '_>, buf: u32, bp_slot: u32, bounds: u32) {
+    let em = &mut l.em;
+    let frames = buf + 8;
+    let top = em.a.label();
+    let done = em.a.label();
+    let pair = em.alloc(16);
+    em.load(Reg::R8, buf);
+    em.e(Insn::alu64(AluOp::And, Reg::R8, 0xff));
+    em.load(Reg::R7, bp_slot);
+    em.a.bind(top);
+    em.a.jmp(Cond::Ge, Reg::R8, MAX_FRAMES as i32, done);
+    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+    em.load(Reg::R0, bounds);
+    em.a.jmp(Cond::Lt, Reg::R7, Reg::R0, done);
+    em.load(Reg::R0, bounds + 8);
+    em.a.jmp(Cond::Ge, Reg::R7, Reg::R0, done);
+    em.e(Insn::mov64(Reg::R3, Reg::R7));
+    em.addr(Reg::R1, pair);
+    em.e(Insn::mov64(Reg::R2, 16));
+    em.a.call(Helper::ProbeReadUser);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, done);
+    em.load(Reg::R0, pair + 8);
+    em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+    put_frame(em, frames, Reg::R8, Reg::R0);
+    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+    // Callers' frames are above: a BP that does not grow ends the walk.
+    em.load(Reg::R0, pair);
+    em.a.jmp(Cond::Le, Reg::R0, Reg::R7, done);
+    em.e(Insn::mov64(Reg::R7, Reg::R0));
+    em.a.ja(top);
+    em.a.bind(done);
+    em.store(buf, Reg::R8);
+    em.release(pair);
+}
+
+/// Stacks the map holds; past this, new stacks are not stored (their names still
+/// are, and print as unknown stacks).
+const MAX_STACKS: u32 = 16 * 1024;
+
+/// Adds the stack map to `maps` (numbered from `first_map`) when a probe of the
+/// script calls `ubacktrace()` or `sprint_ubacktrace()`.
+pub fn stack_map(
+    script: &lang::ast::Script,
+    first_map: usize,
+    maps: &mut Vec<bpf::MapSpec>,
+) -> Option<bpf::MapId> {
+    let mut used = false;
+    let mut visit = |e: &Expr| {
+        if let lang::ast::ExprKind::Call { name, .. } = &e.kind {
+            used |= matches!(name.name.as_str(), "ubacktrace" | "sprint_ubacktrace");
+        }
+    };
+    for item in &script.items {
+        let body = match item {
+            lang::ast::Item::Probe(p) => &p.body,
+            lang::ast::Item::Alias(a) => &a.body,
+            lang::ast::Item::Function(f) => &f.body,
+            _ => continue,
+        };
+        for s in &body.stmts {
+            lang::ast::walk_stmt(s, &mut visit);
+        }
+    }
+    if !used {
+        return None;
+    }
+    let id = bpf::MapId((first_map + maps.len()) as u32);
+    maps.push(bpf::MapSpec {
+        name: "gotap_stacks".into(),
+        kind: bpf::MapKind::Hash,
+        key_size: 8,
+        value_size: STACK_BYTES,
+        max_entries: MAX_STACKS,
+        flags: 0,
+    });
+    Some(id)
+}
