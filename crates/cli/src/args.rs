@@ -17,6 +17,9 @@ options:
   -c CMD       start CMD, trace it, and exit when it exits (sets target())
   -x PID       trace process PID only (sets target())
   -o FILE      write the output to FILE
+  --folded FILE  at the end, write the stacks counted by ubacktrace() keys as
+               collapsed stacks (root;...;leaf count)
+  --svg FILE   at the end, write them as a flame graph
   -v           say more about what is done
   -d STAGE     print a stage of the compilation: ast, types, ir, bpf, verifier
   -l PROBE     list the probe points that match PROBE
@@ -46,6 +49,10 @@ pub struct ScriptArgs {
     pub output: Option<PathBuf>,
     pub verbose: u8,
     pub dump: Vec<String>,
+    /// `--folded FILE`: collapsed stacks of `ubacktrace()`-keyed globals at the end.
+    pub folded: Option<PathBuf>,
+    /// `--svg FILE`: the same as a flame graph.
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -84,6 +91,8 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Short('c') => set_target(&mut s.target, Target::Command(p.value()?.string()?))?,
             Short('x') => set_target(&mut s.target, Target::Pid(parse_pid(p.value()?)?))?,
             Short('o') => s.output = Some(p.value()?.into()),
+            Long("folded") => s.folded = Some(p.value()?.into()),
+            Long("svg") => s.svg = Some(p.value()?.into()),
             Short('v') => s.verbose += 1,
             Short('d') => s.dump.push(p.value()?.string()?),
             Value(v) => {

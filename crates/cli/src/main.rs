@@ -9,6 +9,7 @@ mod list;
 mod maps;
 mod script;
 mod session;
+mod stacks;
 
 use std::process::ExitCode;
 

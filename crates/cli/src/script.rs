@@ -110,6 +110,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         timers: Vec::new(),
         user: Vec::new(),
         write_error: None,
+        stacks: crate::stacks::Stacks::new(spec),
     };
     let mut exit_requested = false;
     let mut failed = false;
@@ -159,7 +160,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     armed.detach();
     if let Some(r) = ring.as_mut() {
         r.drain(|rec| {
-            run.record(rec);
+            run.record(rec, &armed.maps);
         })?;
         out.write_all(&run.buf)?;
         run.buf.clear();
@@ -182,7 +183,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
             failed = true;
         }
     }
+    run.expand_user(&armed.maps);
     out.write_all(&run.user)?;
+    flame_graphs(a, spec, &mut run, &armed.maps)?;
     out.flush()?;
     report_counters(spec, &armed)?;
     if let Some(e) = run.write_error {
@@ -263,6 +266,28 @@ fn init_scalars(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
     Ok(())
 }
 
+/// `--folded FILE` and `--svg FILE`: every array or statistic keyed by
+/// `ubacktrace()`, as collapsed stacks and as a flame graph.
+fn flame_graphs(a: &ScriptArgs, spec: &ScriptSpec, run: &mut Run<'_, '_>, maps: &[sys::Map]) -> Result<()> {
+    if a.folded.is_none() && a.svg.is_none() {
+        return Ok(());
+    }
+    let folded = run.stacks.folded(&mut run.sym, maps, spec)?;
+    if folded.is_empty() {
+        eprintln!("WARNING: no array or statistic keyed by ubacktrace() has elements: the flame graph is empty");
+    }
+    if let Some(p) = &a.folded {
+        let mut f = std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
+        folded.write_folded(&mut f).with_context(|| format!("--folded {}", p.display()))?;
+    }
+    if let Some(p) = &a.svg {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?);
+        folded.write_svg("gotap", "samples", &mut f).with_context(|| format!("--svg {}", p.display()))?;
+        f.flush()?;
+    }
+    Ok(())
+}
+
 /// Lost events and failed reads are said, never silently dropped.
 fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
     let Some(id) = spec.counters else { return Ok(()) };
@@ -297,15 +322,29 @@ struct Run<'a, 'd> {
     /// Output of user-space probes.
     user: Vec<u8>,
     write_error: Option<std::io::Error>,
+    /// The stacks `ubacktrace()` names.
+    stacks: crate::stacks::Stacks,
 }
 
 impl Run<'_, '_> {
     /// Formats one record into `buf`; true if the run must end.
-    fn record(&mut self, rec: &[u8]) -> bool {
+    fn record(&mut self, rec: &[u8], maps: &[sys::Map]) -> bool {
         // After an error, as stap, nothing more is printed: the run is ending.
         if self.failed.is_some() {
             return true;
         }
+        let from = self.buf.len();
+        let stop = self.decode(rec);
+        self.stacks.expand(&mut self.sym, maps, &mut self.buf, from);
+        stop
+    }
+
+    /// Stacks named in the user-space probes' output, expanded.
+    fn expand_user(&mut self, maps: &[sys::Map]) {
+        self.stacks.expand(&mut self.sym, maps, &mut self.user, 0);
+    }
+
+    fn decode(&mut self, rec: &[u8]) -> bool {
         match self.decoder.handle(rec, &mut self.buf) {
             Ok(runtime::events::Action::Continue) => false,
             Ok(runtime::events::Action::Exit) => true,
@@ -313,10 +352,8 @@ impl Run<'_, '_> {
                 self.failed = Some(msg.to_string());
                 true
             }
-            Ok(runtime::events::Action::Backtrace { frames, fileline }) => {
-                for pc in frames {
-                    self.sym.write(&mut self.buf, *pc, false, fileline);
-                }
+            Ok(runtime::events::Action::Backtrace { frames, fileline, first_is_return }) => {
+                self.sym.write_stack(&mut self.buf, frames, first_is_return, fileline);
                 false
             }
             Err(e) => {
@@ -368,7 +405,7 @@ impl Loop<'_, '_, '_, '_> {
 impl Handler for Loop<'_, '_, '_, '_> {
     fn record(&mut self, rec: &[u8]) -> bool {
         self.learn_bias();
-        let stop = self.run.record(rec);
+        let stop = self.run.record(rec, self.maps);
         if self.run.buf.len() > 1 << 16 {
             self.flush();
         }
@@ -394,6 +431,7 @@ impl Handler for Loop<'_, '_, '_, '_> {
             }
         }
         if !self.run.user.is_empty() {
+            self.run.expand_user(self.maps);
             self.out.write_all(&self.run.user)?;
             self.out.flush()?;
             self.run.user.clear();
