@@ -205,3 +205,22 @@ fn send_signal(pid: u32, sig: i32) {
     let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill");
     assert!(status.success());
 }
+
+#[test]
+fn without_privileges_one_sentence_says_what_is_needed() {
+    let tc = testprogs::newest();
+    let dir = tempdir("noperm");
+    let gotap_copy = dir.join("gotap");
+    let prog = dir.join("counts");
+    std::fs::copy(env!("CARGO_BIN_EXE_gotap"), &gotap_copy).expect("copy gotap");
+    std::fs::copy(testprogs::build("counts", &tc, Variant::Default), &prog).expect("copy counts");
+    for p in [&dir, &gotap_copy, &prog] {
+        let _ = std::process::Command::new("chmod").arg("755").arg(p).status();
+    }
+    let out = run(std::process::Command::new("runuser").args(["-u", "nobody", "--"]).arg(&gotap_copy).arg("funccount").arg(&prog).arg("main.*"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("gotap needs root, or CAP_BPF and CAP_PERFMON"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
