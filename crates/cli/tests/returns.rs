@@ -1,0 +1,302 @@
+//! Go-safe return probes under stress: `.function("F").return` with `$return` and
+//! `@entry($n)` on tests/testprogs/ret_stress.go, whose goroutines recurse deep enough
+//! for the runtime to copy their stacks mid-recursion, and leave the recursion
+//! normally, through `defer`, through `panic`/`recover` and through `runtime.Goexit`.
+//!
+//! The script checks in the kernel that every return's `$return` is what the function
+//! computes from its `@entry($n)`, and counts entries and returns per process; the
+//! program counts, per run, the calls it made and the calls that really returned. A
+//! traced run must print exactly what an untraced run prints. Needs root.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Counts, per traced process, the entries of main.rec, its returns, and the returns
+/// whose `$return` is not tri(@entry($n)), which every way out of rec that returns
+/// gives (see ret_stress.go).
+fn script(bin: &Path) -> String {
+    let p = bin.display();
+    format!(
+        r#"global entries, returns, bad
+probe process("{p}").function("main.rec") {{ entries[pid()]++ }}
+probe process("{p}").function("main.rec").return {{
+  returns[pid()]++
+  n = @entry($n)
+  if ($return != n * (n + 1) / 2) bad[pid()]++
+}}
+probe begin {{ printf("ready\n") }}
+probe end {{
+  foreach ([p] in entries)
+    printf("pid %d entries %d returns %d bad %d\n", p, entries[p], returns[p], bad[p])
+}}
+"#
+    )
+}
+
+/// What the script counted for one process.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Seen {
+    entries: u64,
+    returns: u64,
+    bad: u64,
+}
+
+fn seen_per_pid(stdout: &str) -> BTreeMap<u32, Seen> {
+    let mut m = BTreeMap::new();
+    for line in stdout.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if let ["pid", pid, "entries", e, "returns", r, "bad", b] = w[..] {
+            let n = |s: &str| s.parse::<u64>().expect("a count");
+            m.insert(
+                pid.parse().expect("a pid"),
+                Seen {
+                    entries: n(e),
+                    returns: n(r),
+                    bad: n(b),
+                },
+            );
+        }
+    }
+    m
+}
+
+/// `calls C returns R checksum X`, as ret_stress.go prints it: (C, R).
+fn program_counts(stdout: &str) -> (u64, u64) {
+    let w: Vec<&str> = stdout.split_whitespace().collect();
+    match w[..] {
+        ["calls", c, "returns", r, "checksum", _] => {
+            (c.parse().expect("calls"), r.parse().expect("returns"))
+        }
+        _ => panic!("unexpected program output: {stdout:?}"),
+    }
+}
+
+/// A gotap running `script` on a private binary, with every probe attached.
+struct Tracer {
+    child: Child,
+    stdout: std::thread::JoinHandle<String>,
+}
+
+impl Tracer {
+    fn start(script_file: &Path) -> Tracer {
+        let mut child = gotap()
+            .arg(script_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gotap");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+        // `begin` runs once every probe is attached.
+        let mut first = String::new();
+        lines.read_line(&mut first).expect("read gotap's output");
+        if first.trim() != "ready" {
+            let (out, _) = wait_output(child, Duration::from_secs(10));
+            panic!(
+                "gotap did not start: {first:?}\nstderr:\n{}",
+                text(&out.stderr)
+            );
+        }
+        let stdout = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
+            rest
+        });
+        Tracer { child, stdout }
+    }
+
+    /// Ends the run as a user would (SIGINT) and returns (stdout, stderr).
+    fn stop(self) -> (String, String) {
+        let status = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (out, killed) = wait_output(self.child, Duration::from_secs(30));
+        assert!(!killed, "gotap did not end on SIGINT");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "gotap failed: {}",
+            text(&out.stderr)
+        );
+        (self.stdout.join().unwrap_or_default(), text(&out.stderr))
+    }
+}
+
+/// Runs `bin ARGS` `runs` times under one gotap, each run compared with an untraced
+/// run, and checks what the probes saw of each against what the run says it did.
+fn stress(tc: &Toolchain, variant: Variant, runs: usize, args: &[&str]) {
+    let what = format!("go{} {variant}", tc.minor);
+    let prog = Private::copy(
+        &testprogs::build("ret_stress", tc, variant),
+        &format!("ret-{}-{variant}", tc.minor),
+    );
+    let untraced = run(Command::new(&prog.path).args(args));
+    assert!(untraced.status.success(), "{what}: untraced run failed");
+    let (calls, returns) = program_counts(&text(&untraced.stdout));
+    assert!(
+        returns < calls,
+        "{what}: the panic and Goexit paths should leave calls unreturned"
+    );
+
+    let script_file = prog.path.with_file_name("returns.stp");
+    std::fs::write(&script_file, script(&prog.path)).expect("write script");
+    let tracer = Tracer::start(&script_file);
+    let mut pids = Vec::with_capacity(runs);
+    let t0 = Instant::now();
+    for i in 0..runs {
+        let child = Command::new(&prog.path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run program");
+        pids.push(child.id());
+        let (out, killed): (Output, bool) = wait_output(child, Duration::from_secs(60));
+        assert!(!killed, "{what}: traced run {i} hung");
+        assert_eq!(
+            out.status.code(),
+            untraced.status.code(),
+            "{what}: traced run {i}: exit status"
+        );
+        assert_eq!(
+            text(&out.stdout),
+            text(&untraced.stdout),
+            "{what}: traced run {i}: output"
+        );
+        assert_eq!(
+            text(&out.stderr),
+            text(&untraced.stderr),
+            "{what}: traced run {i}: stderr"
+        );
+    }
+    let elapsed = t0.elapsed();
+    let (stdout, stderr) = tracer.stop();
+    assert!(
+        !stderr.contains("WARNING"),
+        "{what}: events or values were lost:\n{stderr}"
+    );
+    let seen = seen_per_pid(&stdout);
+    assert_eq!(seen.len(), runs, "{what}: processes seen\n{stdout}");
+    let expected = Seen {
+        entries: calls,
+        returns,
+        bad: 0,
+    };
+    for pid in pids {
+        assert_eq!(
+            seen.get(&pid),
+            Some(&expected),
+            "{what}: pid {pid} (calls, real returns, bad $return)"
+        );
+    }
+    eprintln!(
+        "{what}: {runs} traced runs of {calls} calls and {returns} returns in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+}
+
+#[test]
+fn entries_and_returns_are_exact_over_500_runs() {
+    stress(&testprogs::newest(), Variant::Default, 500, &["8", "300"]);
+}
+
+#[test]
+fn entries_and_returns_are_exact_on_every_toolchain_and_build() {
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Pie, Variant::NoOpt] {
+            stress(&tc, v, 10, &["8", "300"]);
+        }
+    }
+}
+
+/// Processes running one binary at once have the same goroutine ids at the same
+/// stack depths; the `@entry` values of one must never be read by another. Each
+/// process recurses to a different depth, so a value read from another process's
+/// call at the same place would be another `n`.
+#[test]
+fn concurrent_processes_keep_their_own_entry_values() {
+    let tc = testprogs::newest();
+    let prog = Private::copy(
+        &testprogs::build("ret_stress", &tc, Variant::Default),
+        "ret-concurrent",
+    );
+    let script_file = prog.path.with_file_name("returns.stp");
+    std::fs::write(&script_file, script(&prog.path)).expect("write script");
+    let tracer = Tracer::start(&script_file);
+    let mut expected = BTreeMap::new();
+    for round in 0..3 {
+        let children: Vec<Child> = (0..6)
+            .map(|k| {
+                Command::new(&prog.path)
+                    .args(["8", &(200 + 5 * k + round).to_string()])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run program")
+            })
+            .collect();
+        for c in children {
+            let pid = c.id();
+            let (out, killed) = wait_output(c, Duration::from_secs(60));
+            assert!(!killed && out.status.success(), "run {pid} failed");
+            let (calls, returns) = program_counts(&text(&out.stdout));
+            expected.insert(
+                pid,
+                Seen {
+                    entries: calls,
+                    returns,
+                    bad: 0,
+                },
+            );
+        }
+    }
+    let (stdout, stderr) = tracer.stop();
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert_eq!(seen_per_pid(&stdout), expected, "\n{stdout}");
+}
+
+/// Calls that never return leave their `@entry` values behind: far more of them than
+/// the map holds must not push out the values of calls that do return.
+#[test]
+fn calls_that_never_return_do_not_crowd_out_the_rest() {
+    let tc = testprogs::newest();
+    let prog = Private::copy(
+        &testprogs::build("ret_stress", &tc, Variant::Default),
+        "ret-crowd",
+    );
+    // 100 goroutines end with Goexit and 100 panic, leaving about 30,000 calls that
+    // never return, three times what the map holds.
+    let untraced = run(Command::new(&prog.path).args(["400", "100"]));
+    let (calls, returns) = program_counts(&text(&untraced.stdout));
+    let script_file = prog.path.with_file_name("returns.stp");
+    std::fs::write(&script_file, script(&prog.path)).expect("write script");
+    let out = run(gotap()
+        .arg(&script_file)
+        .arg("-c")
+        .arg(format!("{} 400 100", prog.path.display())));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&text(&untraced.stdout)),
+        "the program's output changed:\n{stdout}"
+    );
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    let seen: Vec<Seen> = seen_per_pid(&stdout).into_values().collect();
+    assert_eq!(
+        seen,
+        vec![Seen {
+            entries: calls,
+            returns,
+            bad: 0
+        }],
+        "\n{stdout}"
+    );
+}
