@@ -11,6 +11,10 @@ usage: gotap [OPTIONS] SCRIPT.stp [ARGS...]
        gotap [OPTIONS] -e 'SCRIPT' [ARGS...]
        gotap -l|-L 'process(\"BIN\").function(\"PATTERN\")'
        gotap funccount [-x PID | -c CMD | BIN] [-i SECS] PATTERN...
+       gotap stackgrow [-x PID | -c CMD | BIN] [--every N] [--top K] [--folded F] [--svg F] [--json]
+       gotap gcstat [-x PID | -c CMD | BIN] [--json]
+       gotap goroutines [-x PID | -c CMD | BIN] [-i SECS] [--top K] [--json]
+       gotap --tapset
 
 options:
   -e SCRIPT    run SCRIPT given on the command line
@@ -27,7 +31,11 @@ options:
   -h, --help   this text
 
 tools:
-  funccount    count calls of Go functions, in the kernel";
+  funccount    count calls of Go functions, in the kernel
+  stackgrow    goroutine stack growths: sizes, who grows, time spent (the go.stack.grow probe)
+  gcstat       each GC cycle with its duration and pauses, and a summary
+  goroutines   live goroutines over time, and where the live ones were created
+  --tapset     print the Go runtime tapset (go.stack.grow, go.gc.*, go.goroutine.*, …)";
 
 /// Where the events come from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,6 +84,8 @@ pub enum Command {
     List { probe: String, verbose: bool },
     Script(ScriptArgs),
     Funccount(FunccountArgs),
+    Tapset,
+    Tool(crate::tools::ToolArgs),
 }
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
@@ -85,8 +95,19 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
         let Some(arg) = p.next()? else { break };
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
-            Short('l') => return Ok(Command::List { probe: p.value()?.string()?, verbose: false }),
-            Short('L') => return Ok(Command::List { probe: p.value()?.string()?, verbose: true }),
+            Long("tapset") => return Ok(Command::Tapset),
+            Short('l') => {
+                return Ok(Command::List {
+                    probe: p.value()?.string()?,
+                    verbose: false,
+                });
+            }
+            Short('L') => {
+                return Ok(Command::List {
+                    probe: p.value()?.string()?,
+                    verbose: true,
+                });
+            }
             Short('e') => s.source = Some(ScriptSource::Inline(p.value()?.string()?)),
             Short('c') => set_target(&mut s.target, Target::Command(p.value()?.string()?))?,
             Short('x') => set_target(&mut s.target, Target::Pid(parse_pid(p.value()?)?))?,
@@ -99,6 +120,12 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 let v = v.string()?;
                 if s.source.is_none() && s.args.is_empty() && v == "funccount" {
                     return parse_funccount(&mut p, s.verbose);
+                }
+                if s.source.is_none()
+                    && s.args.is_empty()
+                    && crate::tools::NAMES.contains(&v.as_str())
+                {
+                    return Ok(Command::Tool(crate::tools::parse(&v, &mut p, s.verbose)?));
                 }
                 if s.source.is_none() {
                     s.source = Some(ScriptSource::File(v.into()));
@@ -116,14 +143,23 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
 }
 
 fn parse_funccount(p: &mut lexopt::Parser, verbose: u8) -> Result<Command> {
-    let mut a = FunccountArgs { target: Target::Any, binary: None, interval: None, patterns: Vec::new(), verbose };
+    let mut a = FunccountArgs {
+        target: Target::Any,
+        binary: None,
+        interval: None,
+        patterns: Vec::new(),
+        verbose,
+    };
     while let Some(arg) = p.next()? {
         match arg {
             Short('x') => set_target(&mut a.target, Target::Pid(parse_pid(p.value()?)?))?,
             Short('c') => set_target(&mut a.target, Target::Command(p.value()?.string()?))?,
             Short('i') => {
                 let v = p.value()?.string()?;
-                let secs: u64 = v.parse().ok().filter(|s| *s > 0).with_context(|| format!("-i takes a whole number of seconds, not {v:?}"))?;
+                let secs: u64 =
+                    v.parse().ok().filter(|s| *s > 0).with_context(|| {
+                        format!("-i takes a whole number of seconds, not {v:?}")
+                    })?;
                 a.interval = Some(secs);
             }
             Short('v') => a.verbose += 1,
@@ -140,7 +176,9 @@ fn parse_funccount(p: &mut lexopt::Parser, verbose: u8) -> Result<Command> {
         }
     }
     if a.patterns.is_empty() {
-        bail!("funccount: no function pattern given\nusage: gotap funccount [-x PID | -c CMD | BIN] [-i SECS] PATTERN...");
+        bail!(
+            "funccount: no function pattern given\nusage: gotap funccount [-x PID | -c CMD | BIN] [-i SECS] PATTERN..."
+        );
     }
     Ok(Command::Funccount(a))
 }
@@ -155,7 +193,10 @@ fn set_target(slot: &mut Target, t: Target) -> Result<()> {
 
 fn parse_pid(v: OsString) -> Result<u32> {
     let s = v.string()?;
-    s.parse().ok().filter(|p| *p > 0).with_context(|| format!("-x takes a process id, not {s:?}"))
+    s.parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("-x takes a process id, not {s:?}"))
 }
 
 #[cfg(test)]
@@ -169,10 +210,14 @@ mod tests {
     #[test]
     fn script_file_keeps_its_own_arguments() {
         // As with stap (GNU getopt), options may follow the script; `--` ends them.
-        let Command::Script(s) = parse_str(&["-v", "newstack.stp", "-c", "./example", "1000", "--", "-x"]).unwrap() else {
+        let Command::Script(s) =
+            parse_str(&["-v", "newstack.stp", "-c", "./example", "1000", "--", "-x"]).unwrap()
+        else {
             panic!("not a script")
         };
-        assert!(matches!(s.source, Some(ScriptSource::File(ref p)) if p.as_os_str() == "newstack.stp"));
+        assert!(
+            matches!(s.source, Some(ScriptSource::File(ref p)) if p.as_os_str() == "newstack.stp")
+        );
         assert_eq!(s.args, ["1000", "-x"]);
         assert_eq!(s.target, Target::Command("./example".into()));
         assert_eq!(s.verbose, 1);
@@ -180,7 +225,15 @@ mod tests {
 
     #[test]
     fn funccount_takes_a_binary_then_patterns() {
-        let Command::Funccount(f) = parse_str(&["funccount", "-i", "2", "./counts", "main.*", "runtime.mallocgc"]).unwrap() else {
+        let Command::Funccount(f) = parse_str(&[
+            "funccount",
+            "-i",
+            "2",
+            "./counts",
+            "main.*",
+            "runtime.mallocgc",
+        ])
+        .unwrap() else {
             panic!("not funccount")
         };
         assert_eq!(f.binary.as_deref(), Some(std::path::Path::new("./counts")));
@@ -190,7 +243,9 @@ mod tests {
 
     #[test]
     fn funccount_with_pid_has_no_binary() {
-        let Command::Funccount(f) = parse_str(&["funccount", "-x", "42", "main.*"]).unwrap() else { panic!() };
+        let Command::Funccount(f) = parse_str(&["funccount", "-x", "42", "main.*"]).unwrap() else {
+            panic!()
+        };
         assert_eq!(f.target, Target::Pid(42));
         assert_eq!(f.binary, None);
         assert_eq!(f.patterns, ["main.*"]);

@@ -10,6 +10,8 @@ mod maps;
 mod script;
 mod session;
 mod stacks;
+mod tapset;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,11 @@ fn run() -> anyhow::Result<ExitCode> {
         args::Command::List { probe, verbose } => Ok(exit(list::run(&probe, verbose)?)),
         args::Command::Funccount(a) => Ok(exit(funccount::run(&a)?)),
         args::Command::Script(a) => Ok(exit(script::run(&a)?)),
+        args::Command::Tapset => {
+            print!("{}", tapset::GO);
+            Ok(ExitCode::SUCCESS)
+        }
+        args::Command::Tool(t) => Ok(exit(tools::run(&t)?)),
     }
 }
 

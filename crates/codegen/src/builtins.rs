@@ -62,6 +62,7 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
             sign_extend(&mut l.em, size as u32);
         }
         "goid" => goid(l),
+        "register" => register(l, e, args),
         "strlen" => {
             let Some(a) = args.first() else { return };
             let s = l.string(a);
@@ -287,6 +288,25 @@ fn goid(l: &mut Lower<'_, '_>) {
     l.em.a.bind(zero);
     l.em.e(Insn::mov64(Reg::R0, 0));
     l.em.a.bind(done);
+}
+
+/// `register("rax")`: R0 = that register of the probed thread (stap's
+/// `register()`/`u_register()`). The tapset reads Go's register-ABI arguments with
+/// it where there is no DWARF to name them.
+fn register(l: &mut Lower<'_, '_>, e: &Expr, args: &[Expr]) {
+    let name = match args.first().map(|a| &a.kind) {
+        Some(lang::ast::ExprKind::Str(s)) => s.as_str(),
+        _ => "",
+    };
+    let Some(reg) = X86Reg::ALL.iter().copied().find(|r| {
+        let k = r.kernel_name();
+        name == k || name.strip_prefix('r') == Some(k) || name.strip_prefix('e') == Some(k)
+    }) else {
+        l.em.error(e.span, format!("register() takes a register name as a string literal (\"rax\", \"r14\"…), not {name:?}"));
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        return;
+    };
+    l.em.ctx_reg(Reg::R0, reg);
 }
 
 /// `substr(s, start, length)`: at most `length` bytes of `s` from byte `start` (0

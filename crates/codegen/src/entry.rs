@@ -38,10 +38,12 @@ impl Saved {
     }
 }
 
-/// The `@entry` operands of `probe`, laid out in one map value, if it has any.
+/// The `@entry` operands of `probe` and of the alias prologues it runs (`prologues`),
+/// laid out in one map value, if it has any.
 pub fn saved_values(
     info: &lang::TypeInfo,
     probe: &Probe,
+    prologues: &[&lang::ast::Block],
     first_map: u32,
     maps: &mut Vec<MapSpec>,
 ) -> Option<Saved> {
@@ -54,7 +56,7 @@ pub fn saved_values(
             size += width(ty);
         }
     };
-    for s in &probe.body.stmts {
+    for s in prologues.iter().flat_map(|b| &b.stmts).chain(&probe.body.stmts) {
         walk_stmt(s, &mut visit);
     }
     if values.is_empty() {
@@ -95,8 +97,12 @@ impl Lower<'_, '_> {
         self.em
             .read_user_u64(Reg::R0, Reg::R7, layout.g_goid as i64);
         self.em.store(key, Reg::R0);
+        // The distance is taken on the stack the frame is on: the running g's (R14),
+        // which is g0's on the system stack (runtime.copystack, which moves the
+        // user goroutine's stack between its entry and its return).
+        self.em.ctx_reg(Reg::R8, X86Reg::R14);
         self.em
-            .read_user_u64(Reg::R8, Reg::R7, layout.g_stack_hi as i64);
+            .read_user_u64(Reg::R8, Reg::R8, layout.g_stack_hi as i64);
         self.em.ctx_reg(Reg::R1, X86Reg::Rsp);
         self.em
             .e(Insn::alu64(bpf::AluOp::Add, Reg::R1, (sp_delta + 8) as i32));

@@ -372,7 +372,15 @@ pub fn compile_full(
         }
         // `@entry(x)`: the values, saved by a program at the entry of each function.
         let first_map = storage.object.maps.len() as u32;
-        let entry = entry::saved_values(info, probe, first_map, &mut object_maps);
+        let mut prologues: Vec<&lang::ast::Block> = Vec::new();
+        for (prologue, _) in &groups {
+            if let Some(Item::Alias(a)) = prologue.and_then(|ai| script.items.get(ai))
+                && !prologues.iter().any(|b| std::ptr::eq(*b, &a.body))
+            {
+                prologues.push(&a.body);
+            }
+        }
+        let entry = entry::saved_values(info, probe, &prologues, first_map, &mut object_maps);
         if let Some(e) = &entry {
             let mut done = std::collections::HashSet::new();
             for (_, loc) in groups.iter().flat_map(|(_, s)| s.iter()) {

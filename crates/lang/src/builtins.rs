@@ -240,6 +240,13 @@ pub const BUILTINS: &[Builtin] = &[
         "id of the current goroutine",
     ),
     b(
+        "register",
+        Params::Fixed(&[&[S]]),
+        Some(L),
+        Ctx::ANY_USER,
+        "a register at the probe (\"rax\", \"rbx\", …, \"r15\", \"rsp\", \"rip\"): Go's register ABI passes arguments in rax, rbx, rcx, rdi, rsi, r8-r11",
+    ),
+    b(
         "strlen",
         Params::Fixed(&[&[S]]),
         Some(L),

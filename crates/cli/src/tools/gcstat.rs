@@ -1,0 +1,247 @@
+//! `gotap gcstat`: each GC cycle of the traced program, with its duration (from
+//! `go.gc.start` to the restart of the world after `go.gc.done`) and its
+//! stop-the-world pauses (`go.gc.stop_world` to `go.gc.start_world`), then a summary.
+//! A cycle is counted at `go.gc.done` (runtime.gcMarkTermination), where
+//! `GODEBUG=gctrace=1` prints its line, so the counts agree.
+
+use anyhow::Result;
+use std::fmt::Write as _;
+
+use super::{Consumer, Symbols, ToolArgs, histogram, num};
+
+const SCRIPT: &str = "\
+probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
+probe go.gc.done { printf(\"done %d %d\\n\", cycle, gettimeofday_ns()) }
+probe go.gc.stop_world { printf(\"stop %d\\n\", gettimeofday_ns()) }
+probe go.gc.start_world { printf(\"world %d\\n\", gettimeofday_ns()) }
+";
+
+pub fn run(a: &ToolArgs) -> Result<i32> {
+    let mut g = GcStat {
+        json: a.json,
+        ..GcStat::default()
+    };
+    super::trace(a, "gcstat", SCRIPT, &mut g)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+enum Phase {
+    /// No cycle under way.
+    #[default]
+    Idle,
+    /// Between go.gc.start and go.gc.done.
+    Marking,
+    /// After go.gc.done, until the world starts again.
+    Terminating,
+}
+
+#[derive(Default)]
+struct Cycle {
+    start_ns: i64,
+    done_ns: i64,
+    pauses: Vec<i64>,
+}
+
+#[derive(Default)]
+struct GcStat {
+    json: bool,
+    phase: Phase,
+    cur: Cycle,
+    /// When the world was stopped, if it is.
+    stopped_at: Option<i64>,
+    cycles: Vec<Cycle>,
+    /// Cycles whose go.gc.done came without their go.gc.start (tracing began mid-cycle).
+    partial: u64,
+    other_pauses: Vec<i64>,
+    first_ns: Option<i64>,
+    last_ns: i64,
+}
+
+impl GcStat {
+    fn close(&mut self, out: &mut Vec<u8>) {
+        let c = std::mem::take(&mut self.cur);
+        let n = self.cycles.len() + 1;
+        let total: i64 = c.pauses.iter().sum();
+        let dur = if c.start_ns > 0 {
+            c.done_ns - c.start_ns
+        } else {
+            0
+        };
+        let pauses: Vec<String> = c.pauses.iter().map(|p| us(*p)).collect();
+        let at = self.first_ns.map_or(0, |f| c.done_ns - f);
+        let line = if self.json {
+            format!(
+                "{{\"cycle\":{n},\"at_ms\":{:.3},\"duration_us\":{:.1},\"pauses_us\":[{}],\"pause_total_us\":{:.1}}}\n",
+                at as f64 / 1e6,
+                dur as f64 / 1e3,
+                c.pauses
+                    .iter()
+                    .map(|p| format!("{:.1}", *p as f64 / 1e3))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                total as f64 / 1e3
+            )
+        } else {
+            format!(
+                "gc {n:<4} @{:.3}s  {}  pauses {} (total {})\n",
+                at as f64 / 1e9,
+                if dur > 0 { us(dur) } else { "?".into() },
+                pauses.join(" + "),
+                us(total)
+            )
+        };
+        out.extend_from_slice(line.as_bytes());
+        self.cycles.push(c);
+        self.phase = Phase::Idle;
+    }
+}
+
+/// Nanoseconds as microseconds, for people.
+fn us(ns: i64) -> String {
+    if ns >= 10_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.1}µs", ns as f64 / 1e3)
+    }
+}
+
+impl Consumer for GcStat {
+    fn line(&mut self, f: &[&str], _sym: &mut Symbols, out: &mut Vec<u8>) {
+        let Some(kind) = f.first() else { return };
+        let t = num(
+            f,
+            if matches!(*kind, "start" | "done") {
+                2
+            } else {
+                1
+            },
+        );
+        self.first_ns.get_or_insert(t);
+        self.last_ns = t;
+        match *kind {
+            "start" => {
+                if self.phase != Phase::Idle {
+                    // A cycle whose end was not seen (the world restart was lost).
+                    self.close(out);
+                }
+                self.cur = Cycle {
+                    start_ns: t,
+                    done_ns: 0,
+                    pauses: Vec::new(),
+                };
+                self.phase = Phase::Marking;
+            }
+            "done" => {
+                if self.phase == Phase::Idle {
+                    self.partial += 1;
+                    self.cur = Cycle {
+                        start_ns: 0,
+                        done_ns: t,
+                        pauses: Vec::new(),
+                    };
+                }
+                self.cur.done_ns = t;
+                self.phase = Phase::Terminating;
+            }
+            "stop" => {
+                // The sweep-termination stop comes before go.gc.start, which runs
+                // inside it: the pause is the cycle's when the world starts again.
+                self.stopped_at = Some(t);
+            }
+            "world" => {
+                let Some(s) = self.stopped_at.take() else {
+                    return;
+                };
+                let pause = t - s;
+                match self.phase {
+                    Phase::Idle => self.other_pauses.push(pause),
+                    Phase::Marking => self.cur.pauses.push(pause),
+                    Phase::Terminating => {
+                        self.cur.pauses.push(pause);
+                        self.close(out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
+        if self.phase == Phase::Terminating {
+            self.close(out);
+        }
+        let n = self.cycles.len();
+        let durations: Vec<i64> = self
+            .cycles
+            .iter()
+            .filter(|c| c.start_ns > 0)
+            .map(|c| c.done_ns - c.start_ns)
+            .collect();
+        let pauses: Vec<i64> = self
+            .cycles
+            .iter()
+            .flat_map(|c| c.pauses.iter().copied())
+            .collect();
+        let pause_total: i64 = pauses.iter().sum();
+        let span = (self.last_ns - self.first_ns.unwrap_or(self.last_ns)).max(1);
+        if self.json {
+            out.extend_from_slice(
+                format!(
+                    "{{\"cycles\":{n},\"pause_total_us\":{:.1},\"pause_max_us\":{:.1},\"other_pauses\":{}}}\n",
+                    pause_total as f64 / 1e3,
+                    pauses.iter().max().copied().unwrap_or(0) as f64 / 1e3,
+                    self.other_pauses.len()
+                )
+                .as_bytes(),
+            );
+            return Ok(());
+        }
+        let mut s = String::new();
+        let _ = writeln!(s, "\n{n} GC cycles");
+        if n > 0 {
+            let avg = |v: &[i64]| {
+                if v.is_empty() {
+                    0
+                } else {
+                    v.iter().sum::<i64>() / v.len() as i64
+                }
+            };
+            let _ = writeln!(
+                s,
+                "  cycle duration: avg {}  max {}",
+                us(avg(&durations)),
+                us(durations.iter().max().copied().unwrap_or(0))
+            );
+            let _ = writeln!(
+                s,
+                "  stop-the-world pauses: {} in all, total {}, avg {}, max {} ({:.3}% of the traced time)",
+                pauses.len(),
+                us(pause_total),
+                us(avg(&pauses)),
+                us(pauses.iter().max().copied().unwrap_or(0)),
+                pause_total as f64 * 100.0 / span as f64
+            );
+        }
+        if self.partial > 0 {
+            let _ = writeln!(
+                s,
+                "  {} cycle(s) were under way when tracing began",
+                self.partial
+            );
+        }
+        if !self.other_pauses.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {} stop(s) of the world outside GC cycles, total {}",
+                self.other_pauses.len(),
+                us(self.other_pauses.iter().sum())
+            );
+        }
+        out.extend_from_slice(s.as_bytes());
+        if !pauses.is_empty() {
+            out.extend_from_slice(b"\nGC pauses (ns):\n");
+            histogram(&pauses, out);
+        }
+        Ok(())
+    }
+}

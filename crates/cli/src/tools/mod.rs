@@ -1,0 +1,473 @@
+//! The ready tools built on the Go runtime tapset: `stackgrow`, `gcstat` and
+//! `goroutines`. Each one is a script in the probe language (the tapset's aliases plus
+//! probes that `printf` one line of fields per event and, for some, a backtrace),
+//! compiled and attached as any script, and a consumer in Rust that reads those lines
+//! and frames, keeps the tool's tables, and prints them live and at the end. The
+//! scripts are printed by `-v`, so what a tool does can be copied into a script.
+
+mod gcstat;
+mod goroutines;
+mod stackgrow;
+
+use anyhow::{Context, Result, bail};
+use lexopt::prelude::*;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::args::Target;
+use crate::binary::Binary;
+use crate::session::{self, Armed, Handler, Placement, Traced};
+
+/// The subcommands this module runs.
+pub const NAMES: &[&str] = &["stackgrow", "gcstat", "goroutines"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    StackGrow,
+    GcStat,
+    Goroutines,
+}
+
+/// A tool's command line.
+#[derive(Debug)]
+pub struct ToolArgs {
+    pub tool: Tool,
+    pub target: Target,
+    pub binary: Option<PathBuf>,
+    /// `--every N`: print (and take the backtrace of) every Nth event.
+    pub every: u64,
+    /// `--top K`: rows of each table at the end.
+    pub top: usize,
+    pub folded: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub json: bool,
+    /// `-i SECS`: how often `goroutines` prints the count.
+    pub interval: u64,
+    /// `--no-time`: `stackgrow` does not time the copies (one probe per growth, not
+    /// three).
+    pub no_time: bool,
+    pub verbose: u8,
+}
+
+/// Parses the arguments after the tool's name.
+pub fn parse(name: &str, p: &mut lexopt::Parser, verbose: u8) -> Result<ToolArgs> {
+    let tool = match name {
+        "stackgrow" => Tool::StackGrow,
+        "gcstat" => Tool::GcStat,
+        _ => Tool::Goroutines,
+    };
+    let mut a = ToolArgs {
+        tool,
+        target: Target::Any,
+        binary: None,
+        every: 1,
+        top: 10,
+        folded: None,
+        svg: None,
+        json: false,
+        interval: 1,
+        no_time: false,
+        verbose,
+    };
+    let number = |p: &mut lexopt::Parser, what: &str| -> Result<u64> {
+        let v = p.value()?.string()?;
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{what} takes a positive whole number, not {v:?}"))
+    };
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('x') => {
+                let v = p.value()?.string()?;
+                let pid: u32 = v
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .with_context(|| format!("-x takes a process id, not {v:?}"))?;
+                set_target(&mut a.target, Target::Pid(pid))?;
+            }
+            Short('c') => set_target(&mut a.target, Target::Command(p.value()?.string()?))?,
+            Long("every") if tool == Tool::StackGrow => a.every = number(p, "--every")?,
+            Long("top") => a.top = number(p, "--top")? as usize,
+            Long("folded") if tool == Tool::StackGrow => a.folded = Some(p.value()?.into()),
+            Long("svg") if tool == Tool::StackGrow => a.svg = Some(p.value()?.into()),
+            Long("no-time") if tool == Tool::StackGrow => a.no_time = true,
+            Long("json") => a.json = true,
+            Short('i') if tool == Tool::Goroutines => a.interval = number(p, "-i")?,
+            Short('v') => a.verbose += 1,
+            Value(v) if a.binary.is_none() && a.target == Target::Any => a.binary = Some(v.into()),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if a.binary.is_none() && a.target == Target::Any {
+        bail!("{name}: name a binary, -x PID or -c CMD");
+    }
+    Ok(a)
+}
+
+fn set_target(slot: &mut Target, t: Target) -> Result<()> {
+    if *slot != Target::Any {
+        bail!("-c and -x name the target once, and not both");
+    }
+    *slot = t;
+    Ok(())
+}
+
+pub fn run(a: &ToolArgs) -> Result<i32> {
+    match a.tool {
+        Tool::StackGrow => stackgrow::run(a),
+        Tool::GcStat => gcstat::run(a),
+        Tool::Goroutines => goroutines::run(a),
+    }
+}
+
+/// Return addresses to names, with the PIE load bias learnt from the traced process.
+pub struct Symbols<'a, 'd> {
+    pub sym: runtime::symbolize::Symbolizer<'a, 'd>,
+    go: &'a gobin::GoBinary<'d>,
+    path: String,
+    pid: Option<u32>,
+    bias_done: bool,
+}
+
+impl Symbols<'_, '_> {
+    fn learn_bias(&mut self) {
+        if self.bias_done || !self.go.is_pie() {
+            return;
+        }
+        if let Some(pid) = self.pid
+            && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            && let Some(b) = runtime::symbolize::bias_from_maps(&maps, &self.path, 0)
+        {
+            self.sym.set_bias(b);
+            self.bias_done = true;
+        }
+    }
+
+    /// The name of the function holding return address `pc` (its innermost inlined
+    /// call), or the address.
+    pub fn function(&mut self, pc: u64, exact: bool) -> String {
+        self.learn_bias();
+        match self.sym.frames(pc, exact).first() {
+            Some(f) => f.function.clone(),
+            None => format!("0x{pc:x}"),
+        }
+    }
+
+    /// `function (file:line)` at `pc`, innermost inlined call first.
+    pub fn place(&mut self, pc: u64, exact: bool) -> String {
+        self.learn_bias();
+        match self.sym.frames(pc, exact).first() {
+            Some(f) => format!("{} ({}:{})", f.function, f.file, f.line),
+            None => format!("0x{pc:x}"),
+        }
+    }
+
+    /// Every function at `pc`, outermost last (inlined calls first).
+    pub fn functions(&mut self, pc: u64, exact: bool) -> Vec<String> {
+        self.learn_bias();
+        let fr = self.sym.frames(pc, exact);
+        if fr.is_empty() {
+            return vec![format!("0x{pc:x}")];
+        }
+        fr.iter().map(|f| f.function.clone()).collect()
+    }
+
+    /// SystemTap's frame lines for `pc`.
+    pub fn write(&mut self, out: &mut Vec<u8>, pc: u64, exact: bool) {
+        self.learn_bias();
+        self.sym.write(out, pc, exact, true);
+    }
+}
+
+/// What a tool does with the events of its script.
+pub trait Consumer {
+    /// One line its probes printed, split at spaces.
+    fn line(&mut self, fields: &[&str], sym: &mut Symbols, out: &mut Vec<u8>);
+    /// The frames of a backtrace its probes took.
+    fn backtrace(&mut self, _frames: &[u64], _sym: &mut Symbols, _out: &mut Vec<u8>) {}
+    /// Called between waits.
+    fn tick(&mut self, _now: Instant, _out: &mut Vec<u8>) {}
+    fn tick_every(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+    /// The report at the end of the trace.
+    fn finish(&mut self, sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()>;
+}
+
+/// Compiles `script` (which names the tapset's probes) against the tool's binary,
+/// traces until the command ends, the process goes or a signal comes, feeding
+/// `consumer`, and returns the command's exit status.
+pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer) -> Result<i32> {
+    let signals = sys::Signals::new()?;
+    let path = match (&a.binary, session::target_binary(&a.target)?) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => bail!("{name}: name a binary, -x PID or -c CMD"),
+    };
+    let path = std::fs::canonicalize(&path).with_context(|| format!("{}", path.display()))?;
+    let bin = Binary::open(&path)?;
+    let go = bin.go()?;
+    let bound = (a.target == Target::Any).then(|| path.display().to_string());
+    let mut sm = lang::SourceMap::new();
+    let file = sm.add(format!("<{name}>"), script.to_string());
+    let (mut parsed, diags) = lang::parse(file, script, &lang::ParseOptions::default());
+    if lang::has_errors(&diags) {
+        bail!("{}", sm.render_all(&diags).trim_end());
+    }
+    let tapset = crate::tapset::add_if_used(&mut sm, &mut parsed, bound.as_deref())?;
+    if a.verbose > 0 {
+        eprintln!(
+            "{name}: the script ({} and the Go tapset, `gotap --tapset`):\n{script}",
+            path.display()
+        );
+    }
+    let target = codegen::GoTarget::new(bin.go()?, path.display().to_string());
+    let (info, mut diags) = lang::check(&parsed, &target);
+    crate::tapset::keep_user_warnings(&mut diags, tapset);
+    if lang::has_errors(&diags) {
+        bail!(
+            "{name} cannot trace {}:\n{}",
+            path.display(),
+            sm.render_all(&diags).trim_end()
+        );
+    }
+    let mut traced = Traced::start(&a.target)?;
+    let opts = codegen::Options {
+        sources: Some(&sm),
+        target_pid: traced.pid(),
+        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
+        ..codegen::Options::default()
+    };
+    let compiled = codegen::compile_full(&parsed, &info, &target, &opts)
+        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    let spec = &compiled.spec;
+    let mut armed = Armed::load(&spec.object, false)?;
+    init_scalars(spec, &armed)?;
+    let t0 = Instant::now();
+    for at in &spec.attachments {
+        let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
+        let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
+        armed
+            .attach(
+                &Placement {
+                    program: at.program,
+                    binary: at.binary.as_ref(),
+                    offsets: &offsets,
+                    cookies: &cookies,
+                },
+                traced.scope(),
+            )
+            .with_context(|| at.probe.clone())?;
+    }
+    if a.verbose > 0 {
+        eprintln!(
+            "{name}: {} probes attached in {:.1} ms",
+            armed.probe_count(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    if let Traced::Child(c) = &mut traced {
+        c.release()?;
+    }
+    let mut ring = match spec.ringbuf {
+        Some(id) => Some(sys::RingBuf::new(
+            armed.maps.get(id.0 as usize).context("ring buffer map")?,
+        )?),
+        None => None,
+    };
+    let mut feed = Feed {
+        decoder: runtime::events::Decoder::new(spec)?,
+        buf: Vec::with_capacity(4096),
+        out: Vec::new(),
+        sym: Symbols {
+            sym: runtime::symbolize::Symbolizer::new(&go, path.display().to_string(), 0),
+            go: &go,
+            path: path.display().to_string(),
+            pid: traced.pid(),
+            bias_done: false,
+        },
+        consumer,
+        error: None,
+    };
+    let end = session::run(&signals, ring.as_mut(), &mut traced, &mut feed)?;
+    armed.detach();
+    if let Some(r) = ring.as_mut() {
+        r.drain(|rec| {
+            feed.record(rec);
+        })?;
+    }
+    feed.flush();
+    if let Some(e) = feed.error.take() {
+        eprintln!("ERROR: {e}");
+    }
+    let mut out = Vec::new();
+    feed.consumer.finish(&mut feed.sym, &mut out)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    report_lost(spec, &armed);
+    Ok(match end {
+        session::End::ChildExited(code) => code,
+        _ => 0,
+    })
+}
+
+/// The wall-clock offset probes add to the kernel's monotonic clock, and the
+/// globals' first values.
+fn init_scalars(spec: &bpf::script::ScriptSpec, armed: &Armed) -> Result<()> {
+    let Some(s) = &spec.scalars else {
+        return Ok(());
+    };
+    let mut init = s.initial.clone();
+    let o = s.realtime_offset as usize;
+    if let Some(slot) = init.get_mut(o..o + 8) {
+        slot.copy_from_slice(&sys::clock::realtime_offset_ns().to_le_bytes());
+    }
+    let map = armed.maps.get(s.map.0 as usize).context("scalars map")?;
+    map.update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)?;
+    Ok(())
+}
+
+/// Events the ring buffer had no room for make the tool's counts short: say so.
+fn report_lost(spec: &bpf::script::ScriptSpec, armed: &Armed) {
+    let Some(id) = spec.counters else { return };
+    let Some(map) = armed.maps.get(id.0 as usize) else {
+        return;
+    };
+    let read = |i: u32| -> u64 {
+        let per_cpu = map
+            .get_per_cpu(&i.to_le_bytes())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes))
+            .sum()
+    };
+    let lost = read(bpf::script::counter::LOST_EVENTS);
+    if lost > 0 {
+        eprintln!(
+            "WARNING: {lost} events lost: the ring buffer was full; the counts above are short"
+        );
+    }
+    let faults = read(bpf::script::counter::READ_FAULTS);
+    if faults > 0 {
+        eprintln!("WARNING: {faults} reads of the target's memory failed");
+    }
+}
+
+/// The session's handler: records to lines and frames for the consumer.
+struct Feed<'c, 'a, 'd> {
+    decoder: runtime::events::Decoder,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    sym: Symbols<'a, 'd>,
+    consumer: &'c mut dyn Consumer,
+    error: Option<String>,
+}
+
+impl Feed<'_, '_, '_> {
+    fn record(&mut self, rec: &[u8]) -> bool {
+        match self.decoder.handle(rec, &mut self.buf) {
+            Ok(runtime::events::Action::Continue) => {
+                self.lines();
+                false
+            }
+            Ok(runtime::events::Action::Backtrace { frames, .. }) => {
+                self.consumer
+                    .backtrace(frames, &mut self.sym, &mut self.out);
+                false
+            }
+            Ok(runtime::events::Action::Exit) => true,
+            Ok(runtime::events::Action::Error(msg)) => {
+                self.error.get_or_insert_with(|| msg.to_string());
+                false
+            }
+            Err(e) => {
+                self.error
+                    .get_or_insert_with(|| format!("bad event record: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Hands the complete lines in `buf` to the consumer.
+    fn lines(&mut self) {
+        let Some(end) = self.buf.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            self.consumer.line(&fields, &mut self.sym, &mut self.out);
+        }
+        self.buf.drain(..=end);
+    }
+
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&self.out);
+            let _ = stdout.flush();
+            self.out.clear();
+        }
+    }
+}
+
+impl Handler for Feed<'_, '_, '_> {
+    fn record(&mut self, rec: &[u8]) -> bool {
+        let stop = self.record(rec);
+        if self.out.len() > 1 << 16 {
+            self.flush();
+        }
+        stop
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<bool> {
+        self.consumer.tick(now, &mut self.out);
+        self.flush();
+        Ok(false)
+    }
+
+    fn tick_every(&self) -> Duration {
+        self.consumer.tick_every()
+    }
+}
+
+/// A field of a tool's line as a number (the tool's own scripts print them).
+pub fn num(fields: &[&str], i: usize) -> i64 {
+    fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// A log2 histogram of `values` in the form `@hist_log` prints.
+pub fn histogram(values: &[i64], out: &mut Vec<u8>) {
+    let hist = runtime::stats::Hist::Log;
+    let mut stat = runtime::stats::Stat::new(&hist);
+    for v in values {
+        stat.add(&hist, *v);
+    }
+    if runtime::stats::write_histogram(out, &hist, &stat).is_err() {
+        out.extend_from_slice(b"(no values)\n");
+    }
+}
+
+/// Text as a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
