@@ -29,9 +29,19 @@ pub const STACK_KEY_PREFIX: &str = "ustack:";
 /// a `ubacktrace()` string; user space expands it to the symbolised frames.
 pub const SYMS_PREFIX: &str = "usyms:";
 
-/// In a stack's count word (frames in the low 32 bits): the first frame is a
-/// return address (the `(pc, sp, lr)` form), not the probe's own pc.
-pub const FIRST_IS_RETURN: u64 = 1 << 32;
+/// In a stack's count word: the first frame is a return address (the `(pc, sp,
+/// lr)` form), not the probe's own pc. The word holds the number of frames in its
+/// low 8 bits ([`STACK_COUNT_MASK`]), this flag, and the load bias of the binary in
+/// the process the stack is from (page aligned, [`STACK_BIAS_MASK`]: the probe's pc
+/// at run time minus its address as linked), so a PIE symbolises without
+/// `/proc/PID/maps`, even after the process is gone.
+pub const FIRST_IS_RETURN: u64 = 1 << 8;
+
+/// The frame count in a stack's count word.
+pub const STACK_COUNT_MASK: u64 = 0xff;
+
+/// The load bias in a stack's count word.
+pub const STACK_BIAS_MASK: u64 = !0xfff;
 
 /// On a frame: a return address read at the goroutine's saved SP after a switch
 /// from the system stack, right only when the function at the frame before it has

@@ -352,7 +352,8 @@ impl Run<'_, '_> {
                 self.failed = Some(msg.to_string());
                 true
             }
-            Ok(runtime::events::Action::Backtrace { frames, fileline, first_is_return }) => {
+            Ok(runtime::events::Action::Backtrace { frames, fileline, first_is_return, bias }) => {
+                self.sym.set_bias(bias);
                 self.sym.write_stack(&mut self.buf, frames, first_is_return, fileline);
                 false
             }

@@ -24,7 +24,10 @@ pub struct Stacks {
 
 impl Stacks {
     pub fn new(spec: &ScriptSpec) -> Stacks {
-        Stacks { map: spec.stacks.map(|m| m.0 as usize), cache: HashMap::new() }
+        Stacks {
+            map: spec.stacks.map(|m| m.0 as usize),
+            cache: HashMap::new(),
+        }
     }
 
     /// The count word and frames of stack `id`.
@@ -38,8 +41,11 @@ impl Stacks {
                 if !map.lookup(&id.to_le_bytes(), &mut buf).ok()? {
                     return None;
                 }
-                let words: Vec<u64> = buf.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-                let n = (words.first()? & 0xffff_ffff) as usize;
+                let words: Vec<u64> = buf
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .collect();
+                let n = (words.first()? & bpf::script::STACK_COUNT_MASK) as usize;
                 let word = *words.first()?;
                 let mut v = vec![word];
                 v.extend(words.iter().skip(1).take(n));
@@ -49,8 +55,16 @@ impl Stacks {
     }
 
     /// Replaces the stack names in `text[from..]` with their stacks.
-    pub fn expand(&mut self, sym: &mut Symbolizer<'_, '_>, maps: &[sys::Map], text: &mut Vec<u8>, from: usize) {
-        let Some(first) = find_token(text, from) else { return };
+    pub fn expand(
+        &mut self,
+        sym: &mut Symbolizer<'_, '_>,
+        maps: &[sys::Map],
+        text: &mut Vec<u8>,
+        from: usize,
+    ) {
+        let Some(first) = find_token(text, from) else {
+            return;
+        };
         let mut out = text[..first.start].to_vec();
         let mut at = first.start;
         let mut next = Some(first);
@@ -59,6 +73,7 @@ impl Stacks {
             match self.get(maps, t.id) {
                 Some(stack) => {
                     let (word, frames) = (stack[0], &stack[1..]);
+                    sym.set_bias(word & bpf::script::STACK_BIAS_MASK);
                     let first_is_return = word & bpf::script::FIRST_IS_RETURN != 0;
                     if t.syms {
                         sym.write_stack(&mut out, frames, first_is_return, false);
@@ -77,13 +92,26 @@ impl Stacks {
 
     /// Every array or statistic element keyed by a stack, as collapsed stacks
     /// weighted by the element's value (an array) or count (a statistic).
-    pub fn folded(&mut self, sym: &mut Symbolizer<'_, '_>, maps: &[sys::Map], spec: &ScriptSpec) -> Result<Folded> {
+    pub fn folded(
+        &mut self,
+        sym: &mut Symbolizer<'_, '_>,
+        maps: &[sys::Map],
+        spec: &ScriptSpec,
+    ) -> Result<Folded> {
         let mut folded = Folded::default();
         let mut globals = KernelGlobals { maps };
         for g in &spec.globals {
             let entries: Vec<(Vec<Value>, i64)> = match &g.shape {
-                GlobalShape::Array { .. } => globals.entries(g)?.into_iter().map(|(k, v)| (k, v.as_long())).collect(),
-                GlobalShape::Stats { keys, .. } if !keys.is_empty() => globals.stat_entries(g)?.into_iter().map(|(k, s)| (k, s.count)).collect(),
+                GlobalShape::Array { .. } => globals
+                    .entries(g)?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_long()))
+                    .collect(),
+                GlobalShape::Stats { keys, .. } if !keys.is_empty() => globals
+                    .stat_entries(g)?
+                    .into_iter()
+                    .map(|(k, s)| (k, s.count))
+                    .collect(),
                 _ => continue,
             };
             for (keys, weight) in entries {
@@ -93,8 +121,11 @@ impl Stacks {
                 }) else {
                     continue;
                 };
-                let Some(stack) = self.get(maps, t.id) else { continue };
+                let Some(stack) = self.get(maps, t.id) else {
+                    continue;
+                };
                 let (word, frames) = (stack[0], stack[1..].to_vec());
+                sym.set_bias(word & bpf::script::STACK_BIAS_MASK);
                 let mut line = String::new();
                 sym.folded(&mut line, &frames, word & bpf::script::FIRST_IS_RETURN != 0);
                 folded.add(line, u64::try_from(weight).unwrap_or(0));

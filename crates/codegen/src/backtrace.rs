@@ -2,8 +2,9 @@
 //! goroutines, and the built-ins made of it (`print_ubacktrace*()`, `ubacktrace()`,
 //! `sprint_ubacktrace()`, `print_usyms()`).
 //!
-//! The walk fills a stack buffer in scratch: a count word (frames in the low 32 bits,
-//! `FIRST_IS_RETURN` above) then up to `MAX_FRAMES` addresses, innermost first.
+//! The walk fills a stack buffer in scratch: a count word (frames in the low 8 bits,
+//! `FIRST_IS_RETURN`, and the load bias of the binary: see `bpf::script`) then up
+//! to `MAX_FRAMES` addresses, innermost first.
 //!
 //! - The first frame is the probe's pc. Its caller comes from the pclntab SP delta
 //!   at the probe address (known per site at compile time): the return address is
@@ -268,13 +269,21 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
         chain(l, buf, bp_slot, bounds);
         l.em.a.bind(done);
     }
+    let em = &mut l.em;
+    em.load(Reg::R0, buf);
     if flags != 0 {
-        let em = &mut l.em;
-        em.load(Reg::R0, buf);
         em.imm(Reg::R1, flags as i64);
         em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
-        em.store(buf, Reg::R0);
     }
+    if let Some(addr) = l.site.addr {
+        // The load bias: the pc now minus the probe's address as linked.
+        em.ctx_reg(Reg::R1, X86Reg::Rip);
+        em.imm(Reg::R2, addr as i64);
+        em.e(Insn::alu64(AluOp::Sub, Reg::R1, Reg::R2));
+        em.e(Insn::alu64(AluOp::And, Reg::R1, -4096));
+        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+    }
+    em.store(buf, Reg::R0);
     l.em.release(bp_slot);
 }
 

@@ -32,6 +32,8 @@ pub enum Action<'a> {
         frames: &'a [u64],
         fileline: bool,
         first_is_return: bool,
+        /// The load bias of the binary in the process the stack is from.
+        bias: u64,
     },
 }
 
@@ -186,7 +188,7 @@ impl Decoder {
                     return Err(short(count + 8));
                 }
                 let word = long_at(body, count) as u64;
-                let n = usize::try_from(word & 0xffff_ffff)
+                let n = usize::try_from(word & bpf::script::STACK_COUNT_MASK)
                     .unwrap_or(usize::MAX)
                     .min(max);
                 let need = frames + 8 * n;
@@ -200,6 +202,7 @@ impl Decoder {
                     frames: &self.frames,
                     fileline,
                     first_is_return: word & bpf::script::FIRST_IS_RETURN != 0,
+                    bias: word & bpf::script::STACK_BIAS_MASK,
                 })
             }
         }
@@ -353,6 +356,7 @@ mod tests {
                 frames: &[0x401000, 0x402000, 0x403000],
                 fileline: true,
                 first_is_return: false,
+                bias: 0,
             }
         );
         assert!(d.handle(&record(3, &body[..20]), &mut out).is_err());

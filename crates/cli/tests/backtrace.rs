@@ -1,0 +1,147 @@
+//! Backtraces against the program's own view of its stack: tests/testprogs/bt_stack.go
+//! prints `runtime.Callers` at the points these scripts probe (lines `STACK tag
+//! function:line …`), and gotap's frames (function and line, inlined calls
+//! included) must be the same, at a function's entry, at a statement, in a return
+//! probe, and from `runtime.newstack` on the system stack for a goroutine that
+//! grows its stack; then a flame graph of where stacks grow. Every installed Go
+//! toolchain, default, stripped and PIE builds. Needs root.
+
+mod common;
+
+use common::*;
+use regex::Regex;
+
+/// (function, line) of each frame.
+type Frames = Vec<(String, u32)>;
+
+/// The program's stacks: tag → frames, innermost first.
+fn program_stacks(stdout: &str) -> Vec<(String, Frames)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("STACK ")?.split_whitespace();
+            let tag = w.next()?.to_string();
+            let frames = w
+                .map(|f| {
+                    let (func, line) = f.rsplit_once(':').expect("function:line");
+                    (func.to_string(), line.parse().expect("line"))
+                })
+                .collect();
+            Some((tag, frames))
+        })
+        .collect()
+}
+
+/// gotap's backtraces, each after a `BT tag` line: (tag, frames).
+fn gotap_stacks(stdout: &str) -> Vec<(String, Frames)> {
+    let frame = Regex::new(r"^ 0x[0-9a-f]+ : (\S+?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+| \(inlined\)) at (.+):(\d+) \[.+\]$").expect("regex");
+    let mut out: Vec<(String, Frames)> = Vec::new();
+    for l in stdout.lines() {
+        if let Some(tag) = l.strip_prefix("BT ") {
+            out.push((tag.to_string(), Vec::new()));
+        } else if let Some(c) = frame.captures(l) {
+            let last = out.last_mut().unwrap_or_else(|| panic!("a frame before any BT line: {l}"));
+            last.1.push((c[1].to_string(), c[3].parse().expect("line")));
+        }
+    }
+    out
+}
+
+fn show(f: &Frames) -> String {
+    f.iter().map(|(n, l)| format!("{n}:{l}")).collect::<Vec<_>>().join(" ")
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Default, Variant::Stripped, Variant::Pie];
+
+#[test]
+fn frames_at_entry_statement_and_return_are_the_programs_own() {
+    let src = std::fs::read_to_string(testprogs::source("bt_stack")).expect("read bt_stack.go");
+    // The line of `return n + 1` in main.leaf: the statement probe's line.
+    let ret_line = src.lines().position(|l| l.trim() == "return n + 1").expect("return n + 1") as u32 + 1;
+    for tc in testprogs::toolchains() {
+        for v in VARIANTS {
+            let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-{}-{}", tc.minor, v.name()));
+            let script = format!(
+                r#"probe process.function("main.leaf") {{ printf("BT entry\n"); print_ubacktrace_fileline() }}
+probe process.statement("main.leaf@bt_stack.go:{ret_line}") {{ printf("BT statement\n"); print_ubacktrace_fileline() }}
+probe process.function("main.leaf").return {{ printf("BT return\n"); print_ubacktrace_fileline() }}"#
+            );
+            let out = run(gotap().arg("-e").arg(&script).arg("-c").arg(&bin.path));
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let ctx = format!("go{} {}:\n{stdout}\n{stderr}", tc.minor, v.name());
+            assert!(out.status.success(), "{ctx}");
+            let own = program_stacks(&stdout);
+            let (_, leaf) = own.iter().find(|(t, _)| t == "leaf").unwrap_or_else(|| panic!("no STACK leaf line: {ctx}"));
+            let stacks = gotap_stacks(&stdout);
+            for tag in ["entry", "statement", "return"] {
+                let (_, got) = stacks.iter().find(|(t, _)| t == tag).unwrap_or_else(|| panic!("no {tag} backtrace: {ctx}"));
+                assert_eq!(got.first().map(|f| f.0.as_str()), Some("main.leaf"), "{tag}: {}\n{ctx}", show(got));
+                // From the caller down to goexit, the frames are the program's.
+                assert_eq!(show(&got[1..].to_vec()), show(&leaf[1..].to_vec()), "{tag}\n{ctx}");
+                if tag == "statement" {
+                    assert_eq!(got[0].1, ret_line, "{ctx}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn from_newstack_the_goroutine_is_walked_to_goexit() {
+    for tc in testprogs::toolchains() {
+        for v in VARIANTS {
+            let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-ns-{}-{}", tc.minor, v.name()));
+            let script = r#"probe process.function("runtime.newstack") { printf("BT newstack\n"); print_ubacktrace_fileline() }"#;
+            let out = run(gotap().arg("-e").arg(script).arg("-c").arg(&bin.path));
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let ctx = format!("go{} {}:\n{stdout}\n{stderr}", tc.minor, v.name());
+            assert!(out.status.success(), "{ctx}");
+            let own = program_stacks(&stdout);
+            let (_, deepest) = own.iter().find(|(t, _)| t == "grow").unwrap_or_else(|| panic!("no STACK grow line: {ctx}"));
+            let mut seen = 0;
+            for (_, got) in gotap_stacks(&stdout) {
+                assert_eq!(got.first().map(|f| f.0.as_str()), Some("runtime.newstack"), "{}\n{ctx}", show(&got));
+                let Some(m) = got.iter().position(|f| f.0 == "runtime.morestack") else {
+                    panic!("no runtime.morestack on the system stack: {}\n{ctx}", show(&got))
+                };
+                let user = &got[m + 1..];
+                assert_eq!(user.last().map(|f| f.0.as_str()), Some("runtime.goexit"), "{}\n{ctx}", show(&got));
+                if user.first().map(|f| f.0.as_str()) != Some("main.grow") {
+                    continue;
+                }
+                // The function that needed more stack, then its callers: the
+                // bottom of what the deepest call of grow printed.
+                seen += 1;
+                let callers = &user[1..];
+                assert!(callers.len() < deepest.len(), "{}\n{ctx}", show(&got));
+                assert_eq!(show(&callers.to_vec()), show(&deepest[deepest.len() - callers.len()..].to_vec()), "{ctx}");
+            }
+            assert!(seen > 0, "no stack growth of main.grow: {ctx}");
+        }
+    }
+}
+
+#[test]
+fn flame_graph_of_stack_growth_names_the_growing_functions() {
+    let tc = testprogs::newest();
+    for v in VARIANTS {
+        let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-fg-{}", v.name()));
+        let dir = bin.path.parent().expect("dir").to_path_buf();
+        let (folded, svg) = (dir.join("grow.folded"), dir.join("grow.svg"));
+        let script = r#"global grows
+probe process.function("runtime.newstack") { grows[ubacktrace()] <<< 1 }"#;
+        let out = run(gotap().arg("-e").arg(script).arg("-c").arg(&bin.path).arg("--folded").arg(&folded).arg("--svg").arg(&svg));
+        let ctx = format!("{}:\n{}\n{}", v.name(), text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{ctx}");
+        let lines = std::fs::read_to_string(&folded).expect("folded file");
+        // Root first, the growth last, a count after a space.
+        let line = Regex::new(r"^runtime\.goexit;(.*;)?main\.growing;(main\.grow;)+runtime\.morestack;runtime\.newstack \d+$").expect("regex");
+        assert!(lines.lines().any(|l| line.is_match(l)), "{lines}\n{ctx}");
+        let svg = std::fs::read_to_string(&svg).expect("svg file");
+        assert!(svg.starts_with("<?xml"), "{ctx}");
+        let titles: Vec<String> = Regex::new(r"<title>([^<]*?) \(").expect("regex").captures_iter(&svg).map(|c| c[1].to_string()).collect();
+        for f in ["runtime.newstack", "runtime.morestack", "main.grow", "main.growing", "runtime.goexit"] {
+            assert!(titles.iter().any(|t| t == f), "{f} not in the flame graph: {titles:?}");
+        }
+    }
+}
