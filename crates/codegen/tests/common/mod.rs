@@ -150,11 +150,12 @@ fn decode(spec: &ScriptSpec, rec: &[u8]) -> Record {
         EventSpec::Backtrace {
             count, frames: f, ..
         } => {
+            // The count word also holds flags and the load bias (bpf::script).
             let n = u64::from_le_bytes(
                 body[*count as usize..*count as usize + 8]
                     .try_into()
                     .unwrap(),
-            );
+            ) & bpf::script::STACK_COUNT_MASK;
             for i in 0..n as usize {
                 let o = *f as usize + 8 * i;
                 frames.push(u64::from_le_bytes(body[o..o + 8].try_into().unwrap()));
