@@ -1,0 +1,332 @@
+//! The seed article's two scripts (examples/newstack.stp, examples/printstackgrow.stp)
+//! run as their author wrote them, with only the binary path and the line of
+//! runtime/stack.go changed as scripts/seed changes them, on every installed Go
+//! toolchain: on the article's example.go, and on tests/testprogs/ret_growth.go,
+//! whose goroutines know their own ids and how much stack they used. The sizes the
+//! scripts print must be the ones the runtime had. Needs root.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The seed's probe point, as written in both scripts.
+const SEED_POINT: &str = "/usr/lib/golang/src/runtime/stack.go:936";
+
+/// The first line of `runtime.newstack` with code at or after `gp := thisg.m.curg`
+/// in `tc`'s runtime/stack.go, as `gotap -l` lists the lines (scripts/seed's rule).
+fn newstack_line(tc: &Toolchain, bin: &Path) -> (String, u32) {
+    let stack = tc.goroot().join("src/runtime/stack.go");
+    let src = std::fs::read_to_string(&stack).expect("read runtime/stack.go");
+    let gp = src
+        .lines()
+        .position(|l| l.trim() == "gp := thisg.m.curg")
+        .expect("`gp := thisg.m.curg` in stack.go") as u32
+        + 1;
+    let out = run(gotap().arg("-l").arg(format!(
+        "process(\"{}\").statement(\"runtime.newstack@runtime/stack.go:*\")",
+        bin.display()
+    )));
+    assert!(out.status.success(), "gotap -l: {}", text(&out.stderr));
+    let mut lines: Vec<u32> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix("\")")?.rsplit(':').next()?.parse().ok())
+        .collect();
+    lines.sort_unstable();
+    let line = lines
+        .into_iter()
+        .find(|l| *l >= gp)
+        .unwrap_or_else(|| panic!("go{}: no line with code after {gp}", tc.minor));
+    (stack.display().to_string(), line)
+}
+
+/// `examples/NAME` with the seed's binary and probe line replaced, written beside `bin`.
+fn seed_script(
+    name: &str,
+    bin: &Path,
+    stack: &str,
+    line: u32,
+    with_goid: bool,
+) -> std::path::PathBuf {
+    let src = std::fs::read_to_string(testprogs::repo_root().join("examples").join(name))
+        .expect("read the seed script");
+    assert!(
+        src.contains("process(\"./example\")") && src.contains(SEED_POINT),
+        "{name} is not the seed's script"
+    );
+    let mut s = src
+        .replace(
+            "process(\"./example\")",
+            &format!("process(\"{}\")", bin.display()),
+        )
+        .replace(SEED_POINT, &format!("{stack}:{line}"));
+    if with_goid {
+        let print = r#"printf("runtime: newstack: %d -> %d\n", oldSize, newSize)"#;
+        assert!(s.contains(print), "{name}: the seed's printf changed");
+        s = s.replace(print, r#"printf("runtime: newstack: %d -> %d goid=%d\n", oldSize, newSize, $thisg->m->curg->goid)"#);
+    }
+    let path = bin.with_file_name(if with_goid {
+        format!("goid-{name}")
+    } else {
+        name.to_string()
+    });
+    std::fs::write(&path, s).expect("write script");
+    path
+}
+
+/// One `runtime: newstack: OLD -> NEW[ goid=ID]` line.
+#[derive(Debug, Clone, Copy)]
+struct Growth {
+    old: u64,
+    new: u64,
+    goid: Option<u64>,
+}
+
+fn growths(stdout: &str) -> Vec<Growth> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("runtime: newstack: ")?;
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            let (old, new) = (w.first()?.parse().ok()?, w.get(2)?.parse().ok()?);
+            let goid = w.get(3).and_then(|g| g.strip_prefix("goid=")?.parse().ok());
+            Some(Growth { old, new, goid })
+        })
+        .collect()
+}
+
+/// What a goroutine of ret_growth.go says of itself: `g GOID depth D use BYTES`.
+#[derive(Debug)]
+struct Goroutine {
+    goid: u64,
+    depth: u64,
+    used: u64,
+}
+
+fn goroutines(stdout: &str) -> Vec<Goroutine> {
+    stdout
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["g", id, "depth", d, "use", u] => Some(Goroutine {
+                goid: id.parse().ok()?,
+                depth: d.parse().ok()?,
+                used: u.parse().ok()?,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The runtime's starting goroutine stack on linux/amd64 (`fixedStack`, 2 KiB) on
+/// every supported release; adaptive starting sizes (Go 1.19+) only change it after
+/// a GC, which the runs here switch off.
+const START: u64 = 2048;
+
+/// How much further than a goroutine's measured use the runtime may look before it
+/// grows: the stack guard (928 bytes), the frame that is being entered (about 1 KiB
+/// in main.deep), and the frames above the goroutine's first local.
+const SLACK: u64 = 3072;
+
+/// Each printed size is a power of two, at least the starting size, and the new size
+/// the script computes is twice it.
+fn check_sizes(what: &str, g: &[Growth]) {
+    for x in g {
+        assert!(
+            x.old >= START && x.old.is_power_of_two() && x.new == 2 * x.old,
+            "{what}: {x:?}"
+        );
+    }
+}
+
+/// Runs `gotap SCRIPT -o FILE -c "PROG ARGS"` with `env`, and returns the program's
+/// output and the script's, apart (in one pipe, the two would interleave mid-line).
+fn traced(
+    what: &str,
+    script: &Path,
+    prog: &Path,
+    args: &str,
+    env: &[(&str, &str)],
+) -> (String, String) {
+    let out_file = script.with_extension("out");
+    let mut cmd = gotap();
+    cmd.arg(script)
+        .arg("-o")
+        .arg(&out_file)
+        .arg("-c")
+        .arg(format!("{} {args}", prog.display()));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{what}: {stderr}");
+    assert!(!stderr.contains("WARNING"), "{what}: {stderr}");
+    let printed = std::fs::read_to_string(&out_file).expect("read gotap -o output");
+    (text(&out.stdout), printed)
+}
+
+#[test]
+fn the_seed_scripts_print_the_runtime_sizes_on_example_go() {
+    for tc in testprogs::toolchains() {
+        let what = format!("go{} example.go", tc.minor);
+        let prog = Private::copy(
+            &testprogs::build("example", &tc, Variant::Default),
+            &format!("seed-example-{}", tc.minor),
+        );
+        let (stack, line) = newstack_line(&tc, &prog.path);
+        let script = seed_script("newstack.stp", &prog.path, &stack, line, false);
+        let (program, printed) = traced(&what, &script, &prog.path, "", &[]);
+        // main returns after its fifth "hello"; the other goroutine may be one behind.
+        let said = |w: &str| program.lines().filter(|l| *l == w).count();
+        assert!(
+            said("hello") == 5 && (4..=5).contains(&said("world")),
+            "{what}: the program's output\n{program}"
+        );
+        let g = growths(&printed);
+        assert!(!g.is_empty(), "{what}: no growth printed\n{printed}");
+        check_sizes(&what, &g);
+        // Each growth comes with the backtrace of the code that needed it (which code
+        // that is depends on the toolchain: runtime initialisation, or fmt.Println
+        // in main.say as in the article).
+        assert_backtraces(&what, &printed);
+
+        // printstackgrow.stp prints the first growth of every thousand; example.go
+        // grows far fewer times, so it prints exactly one.
+        let script = seed_script("printstackgrow.stp", &prog.path, &stack, line, false);
+        let (_, printed) = traced(&what, &script, &prog.path, "", &[]);
+        let p = growths(&printed);
+        assert_eq!(p.len(), 1, "{what}: printstackgrow\n{printed}");
+        check_sizes(&what, &p);
+        assert_backtraces(&what, &printed);
+    }
+}
+
+#[test]
+fn the_seed_scripts_print_the_runtime_sizes_of_each_goroutine() {
+    for tc in testprogs::toolchains() {
+        let what = format!("go{} ret_growth", tc.minor);
+        let prog = Private::copy(
+            &testprogs::build("ret_growth", &tc, Variant::Default),
+            &format!("seed-growth-{}", tc.minor),
+        );
+        let (stack, line) = newstack_line(&tc, &prog.path);
+        // The seed's probe point is before newstack's preemption check, so a
+        // preemption request (a GC's stack scan, sysmon's 10 ms limit) prints as a
+        // growth of the size the stack already had. The runs switch the GC off and
+        // keep each goroutine short, so every line printed is a growth.
+        let gc_off = [("GOGC", "off")];
+
+        // With the goroutine id added to the seed's printf: each goroutine's sizes
+        // double from the starting size, one growth at a time, up to the first size
+        // that holds the deepest stack the goroutine measured, and no further.
+        let script = seed_script("newstack.stp", &prog.path, &stack, line, true);
+        let (program, printed) = traced(&what, &script, &prog.path, "8 20", &gc_off);
+        let gs = goroutines(&program);
+        assert_eq!(gs.len(), 8, "{what}: the program's report\n{program}");
+        let all = growths(&printed);
+        check_sizes(&what, &all);
+        assert_backtraces(&what, &printed);
+        let mut per_goid: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for x in &all {
+            per_goid
+                .entry(x.goid.expect("goid printed"))
+                .or_default()
+                .push(x.old);
+        }
+        for g in &gs {
+            // Each frame of main.deep holds a 960-byte array.
+            assert!(
+                g.used >= g.depth * 960,
+                "{what}: goroutine {g:?} measured less than its frames"
+            );
+            let sizes = per_goid.get(&g.goid).cloned().unwrap_or_default();
+            let doublings: Vec<u64> = (0..sizes.len() as u32).map(|k| START << k).collect();
+            assert_eq!(sizes, doublings, "{what}: goroutine {g:?}");
+            let last = *sizes
+                .last()
+                .unwrap_or_else(|| panic!("{what}: goroutine {g:?} never grew"));
+            assert!(
+                2 * last >= g.used,
+                "{what}: goroutine {g:?} ended with {} bytes",
+                2 * last
+            );
+            assert!(
+                last < g.used + SLACK,
+                "{what}: goroutine {g:?} grew past {last} bytes, which held it"
+            );
+        }
+
+        // As written, on a run of 300 goroutines: the same sizes, as many growths as
+        // the goroutines needed, and printstackgrow prints the first of every
+        // thousand of them.
+        let script = seed_script("newstack.stp", &prog.path, &stack, line, false);
+        let (program, printed) = traced(&what, &script, &prog.path, "300 8", &gc_off);
+        let gs = goroutines(&program);
+        assert_eq!(gs.len(), 300, "{what}: the program's report");
+        let written = growths(&printed);
+        check_sizes(&what, &written);
+        // One growth per doubling from the starting size to the first size that
+        // holds a goroutine's use; the runtime's own goroutines add a handful.
+        let least: usize = gs.iter().map(|g| doublings_needed(g.used)).sum();
+        let most: usize = gs
+            .iter()
+            .map(|g| doublings_needed(g.used + SLACK))
+            .sum::<usize>()
+            + 8;
+        assert!(
+            (least..=most).contains(&written.len()),
+            "{what}: {} growths printed, {least}..={most} expected",
+            written.len()
+        );
+
+        let script = seed_script("printstackgrow.stp", &prog.path, &stack, line, false);
+        let (_, printed) = traced(&what, &script, &prog.path, "300 8", &gc_off);
+        let p = growths(&printed);
+        check_sizes(&what, &p);
+        assert_backtraces(&what, &printed);
+        assert_eq!(
+            p.len(),
+            (written.len() - 1) / 1000 + 1,
+            "{what}: printstackgrow after {} growths\n{printed}",
+            written.len()
+        );
+    }
+}
+
+/// Every growth line is followed by at least one frame of a backtrace, as stap prints
+/// them: ` 0xPC : FUNC+OFF/SIZE at FILE:LINE [BIN]`.
+fn assert_backtraces(what: &str, printed: &str) {
+    let lines: Vec<&str> = printed.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.starts_with("runtime: newstack: ") {
+            continue;
+        }
+        let frames: Vec<&&str> = lines[i + 1..]
+            .iter()
+            .take_while(|f| f.starts_with(" 0x"))
+            .collect();
+        assert!(
+            !frames.is_empty(),
+            "{what}: no backtrace after line {}\n{printed}",
+            i + 1
+        );
+        for f in frames {
+            assert!(
+                f.contains(" : ") && f.contains(" at ") && f.ends_with(']'),
+                "{what}: frame {f:?}"
+            );
+        }
+    }
+}
+
+/// Growths from the starting size until the stack holds `bytes`.
+fn doublings_needed(bytes: u64) -> usize {
+    let mut size = START;
+    let mut n = 0;
+    while size < bytes {
+        size *= 2;
+        n += 1;
+    }
+    n
+}
