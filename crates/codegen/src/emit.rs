@@ -5,7 +5,13 @@
 //! per-CPU scratch area; R0–R5 are clobbered by every helper call, R7 and R8 are
 //! scratch registers of single lowering steps.
 
-use bpf::helper::RB_NO_WAKEUP;
+use bpf::helper::{RB_FORCE_WAKEUP, RB_NO_WAKEUP};
+
+/// `BPF_RB_AVAIL_DATA`: `bpf_ringbuf_query` answers the bytes not yet consumed.
+const RB_AVAIL_DATA: i32 = 0;
+
+/// Unread bytes past which a record wakes user space (a quarter of the buffer).
+pub const WAKEUP_WATERMARK: u32 = crate::storage::RINGBUF_BYTES / 4;
 use bpf::script::{EVENT_HEADER, EventSpec, MAX_STRING, counter};
 use bpf::{AluOp, Asm, Cond, Helper, Insn, Label, MapId, Reg, Size, X86Reg};
 use lang::Span;
@@ -182,11 +188,22 @@ impl<'s> Emitter<'s> {
 
     /// Sends `size` bytes at `scratch[at]` as a record; a full ring buffer is
     /// counted. Clobbers R0–R5.
+    ///
+    /// A wakeup costs about 3 µs a record, so records go out without one and user
+    /// space polls on a short timer; only past [`WAKEUP_WATERMARK`] of unread data is
+    /// user space woken at once, before the buffer can fill.
     pub fn output(&mut self, at: u32, size: u32) {
+        self.a.ld_map(Reg::R1, self.storage.ringbuf);
+        self.e(Insn::mov64(Reg::R2, RB_AVAIL_DATA));
+        self.a.call(Helper::RingbufQuery);
+        self.e(Insn::mov64(Reg::R4, RB_NO_WAKEUP));
+        let quiet = self.a.label();
+        self.a.jmp(Cond::Lt, Reg::R0, WAKEUP_WATERMARK as i32, quiet);
+        self.e(Insn::mov64(Reg::R4, RB_FORCE_WAKEUP));
+        self.a.bind(quiet);
         self.a.ld_map(Reg::R1, self.storage.ringbuf);
         self.addr(Reg::R2, at);
         self.e(Insn::mov64(Reg::R3, size as i32));
-        self.e(Insn::mov64(Reg::R4, RB_NO_WAKEUP));
         self.a.call(Helper::RingbufOutput);
         let ok = self.a.label();
         self.a.jmp(Cond::Eq, Reg::R0, 0, ok);
