@@ -58,6 +58,9 @@ pub mod counter {
     pub const MAP_FULL: u32 = 2;
     /// Probe hits (all programs).
     pub const HITS: u32 = 3;
+    /// Return probes that found no `@entry` values for their call: it began before
+    /// the probes were attached, or more calls were pending than the map keeps.
+    pub const ENTRY_MISSED: u32 = 4;
     pub const COUNT: u32 = 8;
 }
 

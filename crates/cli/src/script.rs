@@ -299,6 +299,12 @@ fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
     let lost = read(counter::LOST_EVENTS)?;
     let faults = read(counter::READ_FAULTS)?;
     let full = read(counter::MAP_FULL)?;
+    let missed = read(counter::ENTRY_MISSED)?;
+    if missed > 0 {
+        eprintln!(
+            "WARNING: {missed} returns found no @entry values (read as 0): their calls began before tracing, or more calls were pending than gotap keeps"
+        );
+    }
     if lost > 0 {
         eprintln!("WARNING: {lost} events lost: the ring buffer was full");
     }

@@ -21,7 +21,7 @@ use crate::{Env, Site};
 
 /// Saved calls a return probe may have pending at once (beyond that, the values of
 /// the least recently entered calls, most often ones that will never return, go).
-const MAX_PENDING: u32 = 10240;
+const MAX_PENDING: u32 = 65536;
 
 /// The `@entry` values of one return probe.
 #[derive(Clone, Debug)]
@@ -141,6 +141,12 @@ impl Lower<'_, '_> {
         let key = self.entry_key();
         self.em.map_key_args(saved.map, key);
         self.em.a.call(Helper::MapDeleteElem);
+        // Nothing to delete: the `@entry` values this return read were zeros, which
+        // the user is told.
+        let found = self.em.a.label();
+        self.em.a.jmp(Cond::Eq, Reg::R0, 0, found);
+        self.em.count(counter::ENTRY_MISSED);
+        self.em.a.bind(found);
     }
 }
 
