@@ -1,8 +1,9 @@
 //! `gotap gcstat`: each GC cycle of the traced program, with its duration (from
-//! `go.gc.start` to the restart of the world after `go.gc.done`) and its
-//! stop-the-world pauses (`go.gc.stop_world` to `go.gc.start_world`), then a summary.
-//! A cycle is counted at `go.gc.done` (runtime.gcMarkTermination), where
-//! `GODEBUG=gctrace=1` prints its line, so the counts agree.
+//! `go.gc.start` to `go.gc.done`) and its stop-the-world pauses (`go.gc.stop_world`
+//! to `go.gc.start_world`: the sweep termination and the mark termination), then a
+//! summary. A cycle is counted at `go.gc.done` (the return of
+//! runtime.gcMarkTermination), after `GODEBUG=gctrace=1` has printed its line, so
+//! the counts agree even when the program's exit cuts a cycle short.
 
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -31,8 +32,6 @@ enum Phase {
     Idle,
     /// Between go.gc.start and go.gc.done.
     Marking,
-    /// After go.gc.done, until the world starts again.
-    Terminating,
 }
 
 #[derive(Default)]
@@ -141,7 +140,7 @@ impl Consumer for GcStat {
                     };
                 }
                 self.cur.done_ns = t;
-                self.phase = Phase::Terminating;
+                self.close(out);
             }
             "stop" => {
                 // The sweep-termination stop comes before go.gc.start, which runs
@@ -156,10 +155,6 @@ impl Consumer for GcStat {
                 match self.phase {
                     Phase::Idle => self.other_pauses.push(pause),
                     Phase::Marking => self.cur.pauses.push(pause),
-                    Phase::Terminating => {
-                        self.cur.pauses.push(pause);
-                        self.close(out);
-                    }
                 }
             }
             _ => {}
@@ -167,9 +162,6 @@ impl Consumer for GcStat {
     }
 
     fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
-        if self.phase == Phase::Terminating {
-            self.close(out);
-        }
         let n = self.cycles.len();
         let durations: Vec<i64> = self
             .cycles

@@ -133,13 +133,17 @@ pub struct Symbols<'a, 'd> {
 }
 
 impl Symbols<'_, '_> {
+    /// Learnt as early as can be: a short-lived command may be gone (its maps empty)
+    /// by the time its records are read.
     fn learn_bias(&mut self) {
         if self.bias_done || !self.go.is_pie() {
             return;
         }
+        // The mapping at file offset 0 holds the first segment, linked at its vaddr.
+        let first_vaddr = self.go.elf().segments().iter().find(|s| s.offset == 0).map_or(0, |s| s.vaddr);
         if let Some(pid) = self.pid
             && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            && let Some(b) = runtime::symbolize::bias_from_maps(&maps, &self.path, 0)
+            && let Some(b) = runtime::symbolize::bias_from_maps(&private_maps(&maps), &self.path, first_vaddr)
         {
             self.sym.set_bias(b);
             self.bias_done = true;
@@ -180,6 +184,13 @@ impl Symbols<'_, '_> {
         self.learn_bias();
         self.sym.write(out, pc, exact, true);
     }
+}
+
+/// The private mappings of a maps file: a `-c` command still held before its exec
+/// shares gotap's own (shared, read-only) mapping of the binary, which is not where
+/// the program is loaded.
+fn private_maps(maps: &str) -> String {
+    maps.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.ends_with('p'))).map(|l| format!("{l}\n")).collect()
 }
 
 /// What a tool does with the events of its script.
@@ -292,6 +303,14 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         consumer,
         error: None,
     };
+    // A held command execs once released: wait (briefly) for its mapping.
+    for _ in 0..200 {
+        feed.sym.learn_bias();
+        if feed.sym.bias_done || !go.is_pie() || feed.sym.pid.is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let end = session::run(&signals, ring.as_mut(), &mut traced, &mut feed)?;
     armed.detach();
     if let Some(r) = ring.as_mut() {
@@ -420,6 +439,7 @@ impl Feed<'_, '_, '_> {
 
 impl Handler for Feed<'_, '_, '_> {
     fn record(&mut self, rec: &[u8]) -> bool {
+        self.sym.learn_bias();
         let stop = self.record(rec);
         if self.out.len() > 1 << 16 {
             self.flush();
