@@ -145,3 +145,51 @@ probe process.function("runtime.newstack") { grows[ubacktrace()] <<< 1 }"#;
         }
     }
 }
+
+/// Symbolisation speed with a warm cache, for BENCHMARKS.md (no assertion on time):
+/// `cargo test --release -p gotap --test backtrace -- --ignored --nocapture symbolisation`.
+/// 20-frame stacks of return addresses in every function of a real binary, printed
+/// as `print_ubacktrace_fileline()` prints them, and folded for a flame graph.
+#[test]
+#[ignore]
+fn symbolisation_throughput() {
+    use std::time::Instant;
+    let tc = testprogs::newest();
+    let path = testprogs::build("bt_stack", &tc, Variant::Default);
+    let data = std::fs::read(&path).expect("read the binary");
+    let bin = gobin::GoBinary::parse(&data).expect("a Go binary");
+    let pcs: Vec<u64> = bin.functions().map(|f| f.entry.0 + (f.end.0 - f.entry.0) / 2 + 1).collect();
+    let stacks: Vec<&[u64]> = pcs.chunks_exact(20).collect();
+    let mut sym = runtime::symbolize::Symbolizer::new(&bin, path.display().to_string(), 0);
+    let mut out = Vec::with_capacity(1 << 20);
+    for s in &stacks {
+        sym.write_stack(&mut out, s, true, true);
+    }
+    assert!(out.len() > 20 * stacks.len() * 20, "every frame printed a line");
+    let rounds = 50;
+    let t = Instant::now();
+    let mut frames = 0usize;
+    for _ in 0..rounds {
+        for s in &stacks {
+            out.clear();
+            sym.write_stack(&mut out, s, true, true);
+            frames += s.len();
+        }
+    }
+    let lines = t.elapsed();
+    let mut folded = String::new();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for s in &stacks {
+            folded.clear();
+            sym.folded(&mut folded, s, true);
+        }
+    }
+    let fold = t.elapsed();
+    println!(
+        "{} functions, {frames} frames: stap lines {:.2} M frames/s, folded {:.2} M frames/s (one core, cached)",
+        pcs.len(),
+        frames as f64 / lines.as_secs_f64() / 1e6,
+        frames as f64 / fold.as_secs_f64() / 1e6
+    );
+}

@@ -70,6 +70,17 @@ pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
     walk(l, args, rec + EVENT_HEADER);
     let em = &mut l.em;
     em.header(rec, id);
+    // As `Emitter::output`, but as long as the frames: wake user space only past
+    // the watermark of unread data.
+    let wake = em.alloc(8);
+    em.a.ld_map(Reg::R1, em.storage.ringbuf);
+    em.e(Insn::mov64(Reg::R2, 0)); // BPF_RB_AVAIL_DATA
+    em.a.call(Helper::RingbufQuery);
+    em.store_imm(wake, Size::DW, bpf::helper::RB_NO_WAKEUP);
+    let quiet = em.a.label();
+    em.a.jmp(Cond::Lt, Reg::R0, crate::emit::WAKEUP_WATERMARK as i32, quiet);
+    em.store_imm(wake, Size::DW, bpf::helper::RB_FORCE_WAKEUP);
+    em.a.bind(quiet);
     // R3 = header + count word + 8 * frames, which the verifier sees bounded.
     em.load(Reg::R3, rec + EVENT_HEADER);
     em.e(Insn::alu64(AluOp::And, Reg::R3, 0xff));
@@ -81,7 +92,7 @@ pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
     em.e(Insn::alu64(AluOp::Add, Reg::R3, (EVENT_HEADER + 8) as i32));
     em.a.ld_map(Reg::R1, em.storage.ringbuf);
     em.addr(Reg::R2, rec);
-    em.e(Insn::mov64(Reg::R4, 1)); // BPF_RB_NO_WAKEUP
+    em.load(Reg::R4, wake);
     em.a.call(Helper::RingbufOutput);
     let ok = em.a.label();
     em.a.jmp(Cond::Eq, Reg::R0, 0, ok);
