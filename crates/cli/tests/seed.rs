@@ -64,7 +64,13 @@ fn seed_script(
     if with_goid {
         let print = r#"printf("runtime: newstack: %d -> %d\n", oldSize, newSize)"#;
         assert!(s.contains(print), "{name}: the seed's printf changed");
-        s = s.replace(print, r#"printf("runtime: newstack: %d -> %d goid=%d\n", oldSize, newSize, $thisg->m->curg->goid)"#);
+        // The goroutine, and its stack guard: a preemption request (the guard set to
+        // the runtime's stackPreempt) enters newstack too, and the seed's probe
+        // point is before newstack tells the two apart.
+        s = s.replace(
+            print,
+            r#"printf("runtime: newstack: %d -> %d goid=%d guard=%d\n", oldSize, newSize, $thisg->m->curg->goid, $thisg->m->curg->stackguard0)"#,
+        );
     }
     let path = bin.with_file_name(if with_goid {
         format!("goid-{name}")
@@ -75,12 +81,21 @@ fn seed_script(
     path
 }
 
-/// One `runtime: newstack: OLD -> NEW[ goid=ID]` line.
-#[derive(Debug, Clone, Copy)]
+/// One `runtime: newstack: OLD -> NEW[ goid=ID guard=G]` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Growth {
     old: u64,
     new: u64,
     goid: Option<u64>,
+    guard: Option<i64>,
+}
+
+impl Growth {
+    /// A preemption request rather than a growth: the guard is the runtime's
+    /// `stackPreempt` (`uintptrMask & -1314`, runtime/stack.go), printed signed.
+    fn is_preemption(&self) -> bool {
+        self.guard == Some(-1314)
+    }
 }
 
 fn growths(stdout: &str) -> Vec<Growth> {
@@ -91,7 +106,15 @@ fn growths(stdout: &str) -> Vec<Growth> {
             let w: Vec<&str> = rest.split_whitespace().collect();
             let (old, new) = (w.first()?.parse().ok()?, w.get(2)?.parse().ok()?);
             let goid = w.get(3).and_then(|g| g.strip_prefix("goid=")?.parse().ok());
-            Some(Growth { old, new, goid })
+            let guard = w
+                .get(4)
+                .and_then(|g| g.strip_prefix("guard=")?.parse().ok());
+            Some(Growth {
+                old,
+                new,
+                goid,
+                guard,
+            })
         })
         .collect()
 }
@@ -117,6 +140,12 @@ fn goroutines(stdout: &str) -> Vec<Goroutine> {
         })
         .collect()
 }
+
+/// Go code on one thread at a time. gotap sends a probe's printf and its backtrace
+/// as two records, and records from two CPUs can come between them (stap keeps one
+/// probe hit's output together; gotap does not yet), so with newstack running on two
+/// threads at once a backtrace can print under another growth's line.
+const ONE_THREAD: (&str, &str) = ("GOMAXPROCS", "1");
 
 /// The runtime's starting goroutine stack on linux/amd64 (`fixedStack`, 2 KiB) on
 /// every supported release; adaptive starting sizes (Go 1.19+) only change it after
@@ -211,86 +240,160 @@ fn the_seed_scripts_print_the_runtime_sizes_of_each_goroutine() {
             &format!("seed-growth-{}", tc.minor),
         );
         let (stack, line) = newstack_line(&tc, &prog.path);
-        // The seed's probe point is before newstack's preemption check, so a
-        // preemption request (a GC's stack scan, sysmon's 10 ms limit) prints as a
-        // growth of the size the stack already had. The runs switch the GC off and
-        // keep each goroutine short, so every line printed is a growth.
-        let gc_off = [("GOGC", "off")];
-
-        // With the goroutine id added to the seed's printf: each goroutine's sizes
-        // double from the starting size, one growth at a time, up to the first size
-        // that holds the deepest stack the goroutine measured, and no further.
-        let script = seed_script("newstack.stp", &prog.path, &stack, line, true);
-        let (program, printed) = traced(&what, &script, &prog.path, "8 20", &gc_off);
-        let gs = goroutines(&program);
-        assert_eq!(gs.len(), 8, "{what}: the program's report\n{program}");
-        let all = growths(&printed);
-        check_sizes(&what, &all);
-        assert_backtraces(&what, &printed);
-        let mut per_goid: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for x in &all {
-            per_goid
-                .entry(x.goid.expect("goid printed"))
-                .or_default()
-                .push(x.old);
+        for args in ["8 20", "300 8"] {
+            check_one_run(&format!("{what} {args}"), &prog.path, &stack, line, args);
         }
-        for g in &gs {
-            // Each frame of main.deep holds a 960-byte array.
-            assert!(
-                g.used >= g.depth * 960,
-                "{what}: goroutine {g:?} measured less than its frames"
-            );
-            let sizes = per_goid.get(&g.goid).cloned().unwrap_or_default();
-            let doublings: Vec<u64> = (0..sizes.len() as u32).map(|k| START << k).collect();
-            assert_eq!(sizes, doublings, "{what}: goroutine {g:?}");
-            let last = *sizes
-                .last()
-                .unwrap_or_else(|| panic!("{what}: goroutine {g:?} never grew"));
-            assert!(
-                2 * last >= g.used,
-                "{what}: goroutine {g:?} ended with {} bytes",
-                2 * last
-            );
-            assert!(
-                last < g.used + SLACK,
-                "{what}: goroutine {g:?} grew past {last} bytes, which held it"
-            );
-        }
+    }
+}
 
-        // As written, on a run of 300 goroutines: the same sizes, as many growths as
-        // the goroutines needed, and printstackgrow prints the first of every
-        // thousand of them.
-        let script = seed_script("newstack.stp", &prog.path, &stack, line, false);
-        let (program, printed) = traced(&what, &script, &prog.path, "300 8", &gc_off);
-        let gs = goroutines(&program);
-        assert_eq!(gs.len(), 300, "{what}: the program's report");
-        let written = growths(&printed);
-        check_sizes(&what, &written);
-        // One growth per doubling from the starting size to the first size that
-        // holds a goroutine's use; the runtime's own goroutines add a handful.
-        let least: usize = gs.iter().map(|g| doublings_needed(g.used)).sum();
-        let most: usize = gs
-            .iter()
-            .map(|g| doublings_needed(g.used + SLACK))
-            .sum::<usize>()
-            + 8;
+/// One run of ret_growth ARGS traced by three gotaps at once: the seed's two
+/// scripts as written, and newstack.stp with the goroutine and its stack guard
+/// added to its printf. The variant's growths are checked against what each
+/// goroutine says of itself; the scripts as written must print exactly the same
+/// sizes (they see the same calls of newstack).
+fn check_one_run(what: &str, prog: &Path, stack: &str, line: u32, args: &str) {
+    let as_written = seed_script("newstack.stp", prog, stack, line, false);
+    let every_1000th = seed_script("printstackgrow.stp", prog, stack, line, false);
+    let variant = seed_script("newstack.stp", prog, stack, line, true);
+    // The scripts as written trace every process of the binary until SIGINT.
+    let start = |script: &Path| {
+        let child = gotap()
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gotap");
+        wait_attached(&child);
+        child
+    };
+    let written_tracer = start(&as_written);
+    let sampled_tracer = start(&every_1000th);
+    // The GC is off, so its stack scans do not add preemption requests; the
+    // scheduler's (a goroutine that ran 10 ms) the guard tells apart.
+    let (program, printed) = traced(what, &variant, prog, args, &[ONE_THREAD, ("GOGC", "off")]);
+    let stop = |child: std::process::Child| {
+        let status = std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let (out, killed) = wait_output(child, std::time::Duration::from_secs(30));
         assert!(
-            (least..=most).contains(&written.len()),
-            "{what}: {} growths printed, {least}..={most} expected",
-            written.len()
+            !killed && out.status.success(),
+            "{what}: {}",
+            text(&out.stderr)
         );
+        assert!(
+            !text(&out.stderr).contains("WARNING"),
+            "{what}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let written_out = stop(written_tracer);
+    let sampled_out = stop(sampled_tracer);
 
-        let script = seed_script("printstackgrow.stp", &prog.path, &stack, line, false);
-        let (_, printed) = traced(&what, &script, &prog.path, "300 8", &gc_off);
-        let p = growths(&printed);
-        check_sizes(&what, &p);
-        assert_backtraces(&what, &printed);
-        assert_eq!(
-            p.len(),
-            (written.len() - 1) / 1000 + 1,
-            "{what}: printstackgrow after {} growths\n{printed}",
-            written.len()
+    let gs = goroutines(&program);
+    let n: usize = args
+        .split(' ')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .expect("G");
+    assert_eq!(gs.len(), n, "{what}: the program's report\n{program}");
+    let all = growths(&printed);
+    check_sizes(what, &all);
+    assert_backtraces(what, &printed);
+    assert!(
+        all.iter().all(|x| x.goid.is_some() && x.guard.is_some()),
+        "{what}: {printed}"
+    );
+
+    // Each goroutine's sizes double from the starting size, one growth at a time,
+    // up to the first size that holds the deepest stack the goroutine measured, and
+    // no further. A preemption request shows the size the stack had then.
+    let mut per_goid: BTreeMap<u64, Vec<Growth>> = BTreeMap::new();
+    for x in &all {
+        per_goid.entry(x.goid.unwrap_or(0)).or_default().push(*x);
+    }
+    let mut grown = 0;
+    for g in &gs {
+        // Each frame of main.deep holds a 960-byte array.
+        assert!(
+            g.used >= g.depth * 960,
+            "{what}: goroutine {g:?} measured less than its frames"
         );
+        let lines = per_goid.get(&g.goid).cloned().unwrap_or_default();
+        let mut size = START;
+        let mut sizes = Vec::new();
+        for (i, x) in lines.iter().enumerate() {
+            assert_eq!(x.old, size, "{what}: goroutine {g:?}: {lines:?}");
+            // A call of newstack that did not grow the stack is followed by one at
+            // the same size. The guard says so too, unless the request came after
+            // the probe read it (a thread descheduled for 10 ms on a busy machine
+            // is what makes the scheduler ask), so the next line decides.
+            let grew = match lines.get(i + 1) {
+                Some(next) => next.old != x.old,
+                None => !x.is_preemption(),
+            };
+            if grew {
+                sizes.push(x.old);
+                size *= 2;
+            }
+        }
+        grown += sizes.len();
+        let doublings: Vec<u64> = (0..sizes.len() as u32).map(|k| START << k).collect();
+        assert_eq!(sizes, doublings, "{what}: goroutine {g:?}");
+        let last = *sizes
+            .last()
+            .unwrap_or_else(|| panic!("{what}: goroutine {g:?} never grew"));
+        assert!(
+            2 * last >= g.used,
+            "{what}: goroutine {g:?} ended with {} bytes",
+            2 * last
+        );
+        assert!(
+            last < g.used + SLACK,
+            "{what}: goroutine {g:?} grew past {last} bytes, which held it"
+        );
+    }
+
+    // The scripts as written printed the same calls of newstack.
+    let key = |g: &[Growth]| {
+        let mut v: Vec<(u64, u64)> = g.iter().map(|x| (x.old, x.new)).collect();
+        v.sort_unstable();
+        v
+    };
+    let written = growths(&written_out);
+    assert_backtraces(what, &written_out);
+    assert_eq!(key(&written), key(&all), "{what}: newstack.stp as written");
+    // printstackgrow.stp prints the first of every thousand.
+    let sampled = growths(&sampled_out);
+    assert_backtraces(what, &sampled_out);
+    assert_eq!(
+        sampled.len(),
+        (written.len() - 1) / 1000 + 1,
+        "{what}: printstackgrow after {} calls of newstack\n{sampled_out}",
+        written.len()
+    );
+    let seen = key(&written);
+    assert!(
+        sampled.iter().all(|x| seen.contains(&(x.old, x.new))),
+        "{what}: {sampled:?}"
+    );
+    eprintln!(
+        "{what}: {grown} growths of {} goroutines checked; {} calls of newstack in all",
+        gs.len(),
+        all.len()
+    );
+}
+
+/// Waits (up to 20 s) until `tracer` holds a BPF link: its probes are attached.
+fn wait_attached(tracer: &std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bpf_ids_of(tracer.id()).1.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "gotap did not attach");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -318,15 +421,4 @@ fn assert_backtraces(what: &str, printed: &str) {
             );
         }
     }
-}
-
-/// Growths from the starting size until the stack holds `bytes`.
-fn doublings_needed(bytes: u64) -> usize {
-    let mut size = START;
-    let mut n = 0;
-    while size < bytes {
-        size *= 2;
-        n += 1;
-    }
-    n
 }
