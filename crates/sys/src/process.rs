@@ -189,8 +189,11 @@ impl HeldChild {
 
     /// Waits for the child to end; one never released is killed first.
     pub fn wait(&mut self) -> Result<ExitStatus> {
-        if self.gate.take().is_some() {
+        // Killed before the gate closes: a child that saw the gate close first would
+        // exit 127 instead, and the status would depend on which came first.
+        if self.gate.is_some() {
             self.signal(libc::SIGKILL);
+            self.gate = None;
         }
         self.reap(0)?
             .ok_or_else(|| Error::Invalid("waitpid returned no status".into()))
