@@ -34,21 +34,29 @@ fn program_stacks(stdout: &str) -> Vec<(String, Frames)> {
 
 /// gotap's backtraces, each after a `BT tag` line: (tag, frames).
 fn gotap_stacks(stdout: &str) -> Vec<(String, Frames)> {
-    let frame = Regex::new(r"^ 0x[0-9a-f]+ : (\S+?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+| \(inlined\)) at (.+):(\d+) \[.+\]$").expect("regex");
+    let frame = Regex::new(
+        r"^ 0x[0-9a-f]+ : (\S+?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+| \(inlined\)) at (.+):(\d+) \[.+\]$",
+    )
+    .expect("regex");
     let mut out: Vec<(String, Frames)> = Vec::new();
     for l in stdout.lines() {
         if let Some(tag) = l.strip_prefix("BT ") {
             out.push((tag.to_string(), Vec::new()));
         } else if let Some(c) = frame.captures(l) {
-            let last = out.last_mut().unwrap_or_else(|| panic!("a frame before any BT line: {l}"));
+            let last = out
+                .last_mut()
+                .unwrap_or_else(|| panic!("a frame before any BT line: {l}"));
             last.1.push((c[1].to_string(), c[3].parse().expect("line")));
         }
     }
     out
 }
 
-fn show(f: &Frames) -> String {
-    f.iter().map(|(n, l)| format!("{n}:{l}")).collect::<Vec<_>>().join(" ")
+fn show(f: &[(String, u32)]) -> String {
+    f.iter()
+        .map(|(n, l)| format!("{n}:{l}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const VARIANTS: [Variant; 3] = [Variant::Default, Variant::Stripped, Variant::Pie];
@@ -57,10 +65,17 @@ const VARIANTS: [Variant; 3] = [Variant::Default, Variant::Stripped, Variant::Pi
 fn frames_at_entry_statement_and_return_are_the_programs_own() {
     let src = std::fs::read_to_string(testprogs::source("bt_stack")).expect("read bt_stack.go");
     // The line of `return n + 1` in main.leaf: the statement probe's line.
-    let ret_line = src.lines().position(|l| l.trim() == "return n + 1").expect("return n + 1") as u32 + 1;
+    let ret_line = src
+        .lines()
+        .position(|l| l.trim() == "return n + 1")
+        .expect("return n + 1") as u32
+        + 1;
     for tc in testprogs::toolchains() {
         for v in VARIANTS {
-            let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-{}-{}", tc.minor, v.name()));
+            let bin = Private::copy(
+                &testprogs::build("bt_stack", &tc, v),
+                &format!("bt-{}-{}", tc.minor, v.name()),
+            );
             let script = format!(
                 r#"probe process.function("main.leaf") {{ printf("BT entry\n"); print_ubacktrace_fileline() }}
 probe process.statement("main.leaf@bt_stack.go:{ret_line}") {{ printf("BT statement\n"); print_ubacktrace_fileline() }}
@@ -71,13 +86,24 @@ probe process.function("main.leaf").return {{ printf("BT return\n"); print_uback
             let ctx = format!("go{} {}:\n{stdout}\n{stderr}", tc.minor, v.name());
             assert!(out.status.success(), "{ctx}");
             let own = program_stacks(&stdout);
-            let (_, leaf) = own.iter().find(|(t, _)| t == "leaf").unwrap_or_else(|| panic!("no STACK leaf line: {ctx}"));
+            let (_, leaf) = own
+                .iter()
+                .find(|(t, _)| t == "leaf")
+                .unwrap_or_else(|| panic!("no STACK leaf line: {ctx}"));
             let stacks = gotap_stacks(&stdout);
             for tag in ["entry", "statement", "return"] {
-                let (_, got) = stacks.iter().find(|(t, _)| t == tag).unwrap_or_else(|| panic!("no {tag} backtrace: {ctx}"));
-                assert_eq!(got.first().map(|f| f.0.as_str()), Some("main.leaf"), "{tag}: {}\n{ctx}", show(got));
+                let (_, got) = stacks
+                    .iter()
+                    .find(|(t, _)| t == tag)
+                    .unwrap_or_else(|| panic!("no {tag} backtrace: {ctx}"));
+                assert_eq!(
+                    got.first().map(|f| f.0.as_str()),
+                    Some("main.leaf"),
+                    "{tag}: {}\n{ctx}",
+                    show(got)
+                );
                 // From the caller down to goexit, the frames are the program's.
-                assert_eq!(show(&got[1..].to_vec()), show(&leaf[1..].to_vec()), "{tag}\n{ctx}");
+                assert_eq!(show(&got[1..]), show(&leaf[1..]), "{tag}\n{ctx}");
                 if tag == "statement" {
                     assert_eq!(got[0].1, ret_line, "{ctx}");
                 }
@@ -90,22 +116,41 @@ probe process.function("main.leaf").return {{ printf("BT return\n"); print_uback
 fn from_newstack_the_goroutine_is_walked_to_goexit() {
     for tc in testprogs::toolchains() {
         for v in VARIANTS {
-            let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-ns-{}-{}", tc.minor, v.name()));
+            let bin = Private::copy(
+                &testprogs::build("bt_stack", &tc, v),
+                &format!("bt-ns-{}-{}", tc.minor, v.name()),
+            );
             let script = r#"probe process.function("runtime.newstack") { printf("BT newstack\n"); print_ubacktrace_fileline() }"#;
             let out = run(gotap().arg("-e").arg(script).arg("-c").arg(&bin.path));
             let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
             let ctx = format!("go{} {}:\n{stdout}\n{stderr}", tc.minor, v.name());
             assert!(out.status.success(), "{ctx}");
             let own = program_stacks(&stdout);
-            let (_, deepest) = own.iter().find(|(t, _)| t == "grow").unwrap_or_else(|| panic!("no STACK grow line: {ctx}"));
+            let (_, deepest) = own
+                .iter()
+                .find(|(t, _)| t == "grow")
+                .unwrap_or_else(|| panic!("no STACK grow line: {ctx}"));
             let mut seen = 0;
             for (_, got) in gotap_stacks(&stdout) {
-                assert_eq!(got.first().map(|f| f.0.as_str()), Some("runtime.newstack"), "{}\n{ctx}", show(&got));
+                assert_eq!(
+                    got.first().map(|f| f.0.as_str()),
+                    Some("runtime.newstack"),
+                    "{}\n{ctx}",
+                    show(&got)
+                );
                 let Some(m) = got.iter().position(|f| f.0 == "runtime.morestack") else {
-                    panic!("no runtime.morestack on the system stack: {}\n{ctx}", show(&got))
+                    panic!(
+                        "no runtime.morestack on the system stack: {}\n{ctx}",
+                        show(&got)
+                    )
                 };
                 let user = &got[m + 1..];
-                assert_eq!(user.last().map(|f| f.0.as_str()), Some("runtime.goexit"), "{}\n{ctx}", show(&got));
+                assert_eq!(
+                    user.last().map(|f| f.0.as_str()),
+                    Some("runtime.goexit"),
+                    "{}\n{ctx}",
+                    show(&got)
+                );
                 if user.first().map(|f| f.0.as_str()) != Some("main.grow") {
                     continue;
                 }
@@ -114,7 +159,11 @@ fn from_newstack_the_goroutine_is_walked_to_goexit() {
                 seen += 1;
                 let callers = &user[1..];
                 assert!(callers.len() < deepest.len(), "{}\n{ctx}", show(&got));
-                assert_eq!(show(&callers.to_vec()), show(&deepest[deepest.len() - callers.len()..].to_vec()), "{ctx}");
+                assert_eq!(
+                    show(callers),
+                    show(&deepest[deepest.len() - callers.len()..]),
+                    "{ctx}"
+                );
             }
             assert!(seen > 0, "no stack growth of main.grow: {ctx}");
         }
@@ -124,24 +173,53 @@ fn from_newstack_the_goroutine_is_walked_to_goexit() {
 #[test]
 fn flame_graph_of_stack_growth_names_the_growing_functions() {
     let tc = testprogs::newest();
+    // Root first, the growth last, a count after a space.
+    let line = Regex::new(r"^runtime\.goexit;(.*;)?main\.growing;(main\.grow;)+runtime\.morestack;runtime\.newstack \d+$").expect("regex");
+    let title = Regex::new(r"<title>([^<]*?) \(").expect("regex");
     for v in VARIANTS {
-        let bin = Private::copy(&testprogs::build("bt_stack", &tc, v), &format!("bt-fg-{}", v.name()));
+        let bin = Private::copy(
+            &testprogs::build("bt_stack", &tc, v),
+            &format!("bt-fg-{}", v.name()),
+        );
         let dir = bin.path.parent().expect("dir").to_path_buf();
         let (folded, svg) = (dir.join("grow.folded"), dir.join("grow.svg"));
         let script = r#"global grows
 probe process.function("runtime.newstack") { grows[ubacktrace()] <<< 1 }"#;
-        let out = run(gotap().arg("-e").arg(script).arg("-c").arg(&bin.path).arg("--folded").arg(&folded).arg("--svg").arg(&svg));
-        let ctx = format!("{}:\n{}\n{}", v.name(), text(&out.stdout), text(&out.stderr));
+        let out = run(gotap()
+            .arg("-e")
+            .arg(script)
+            .arg("-c")
+            .arg(&bin.path)
+            .arg("--folded")
+            .arg(&folded)
+            .arg("--svg")
+            .arg(&svg));
+        let ctx = format!(
+            "{}:\n{}\n{}",
+            v.name(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         assert!(out.status.success(), "{ctx}");
         let lines = std::fs::read_to_string(&folded).expect("folded file");
-        // Root first, the growth last, a count after a space.
-        let line = Regex::new(r"^runtime\.goexit;(.*;)?main\.growing;(main\.grow;)+runtime\.morestack;runtime\.newstack \d+$").expect("regex");
         assert!(lines.lines().any(|l| line.is_match(l)), "{lines}\n{ctx}");
         let svg = std::fs::read_to_string(&svg).expect("svg file");
         assert!(svg.starts_with("<?xml"), "{ctx}");
-        let titles: Vec<String> = Regex::new(r"<title>([^<]*?) \(").expect("regex").captures_iter(&svg).map(|c| c[1].to_string()).collect();
-        for f in ["runtime.newstack", "runtime.morestack", "main.grow", "main.growing", "runtime.goexit"] {
-            assert!(titles.iter().any(|t| t == f), "{f} not in the flame graph: {titles:?}");
+        let titles: Vec<String> = title
+            .captures_iter(&svg)
+            .map(|c| c[1].to_string())
+            .collect();
+        for f in [
+            "runtime.newstack",
+            "runtime.morestack",
+            "main.grow",
+            "main.growing",
+            "runtime.goexit",
+        ] {
+            assert!(
+                titles.iter().any(|t| t == f),
+                "{f} not in the flame graph: {titles:?}"
+            );
         }
     }
 }
@@ -158,14 +236,20 @@ fn symbolisation_throughput() {
     let path = testprogs::build("bt_stack", &tc, Variant::Default);
     let data = std::fs::read(&path).expect("read the binary");
     let bin = gobin::GoBinary::parse(&data).expect("a Go binary");
-    let pcs: Vec<u64> = bin.functions().map(|f| f.entry.0 + (f.end.0 - f.entry.0) / 2 + 1).collect();
+    let pcs: Vec<u64> = bin
+        .functions()
+        .map(|f| f.entry.0 + (f.end.0 - f.entry.0) / 2 + 1)
+        .collect();
     let stacks: Vec<&[u64]> = pcs.chunks_exact(20).collect();
     let mut sym = runtime::symbolize::Symbolizer::new(&bin, path.display().to_string(), 0);
     let mut out = Vec::with_capacity(1 << 20);
     for s in &stacks {
         sym.write_stack(&mut out, s, true, true);
     }
-    assert!(out.len() > 20 * stacks.len() * 20, "every frame printed a line");
+    assert!(
+        out.len() > 20 * stacks.len() * 20,
+        "every frame printed a line"
+    );
     let rounds = 50;
     let t = Instant::now();
     let mut frames = 0usize;

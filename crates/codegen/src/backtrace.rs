@@ -46,7 +46,6 @@ use lang::ast::Expr;
 use crate::emit::{SCRATCH, add_event};
 use crate::lower::{Lower, Str};
 
-
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -78,7 +77,12 @@ pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
     em.a.call(Helper::RingbufQuery);
     em.store_imm(wake, Size::DW, bpf::helper::RB_NO_WAKEUP);
     let quiet = em.a.label();
-    em.a.jmp(Cond::Lt, Reg::R0, crate::emit::WAKEUP_WATERMARK as i32, quiet);
+    em.a.jmp(
+        Cond::Lt,
+        Reg::R0,
+        crate::emit::WAKEUP_WATERMARK as i32,
+        quiet,
+    );
     em.store_imm(wake, Size::DW, bpf::helper::RB_FORCE_WAKEUP);
     em.a.bind(quiet);
     // R3 = header + count word + 8 * frames, which the verifier sees bounded.

@@ -44,7 +44,12 @@ impl Folded {
 
     /// Writes a flame graph titled `title`, widths in `count_name` (what the
     /// weights count, such as "hits").
-    pub fn write_svg(&self, title: &str, count_name: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    pub fn write_svg(
+        &self,
+        title: &str,
+        count_name: &str,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let lines: Vec<String> = self.lines().collect();
         let mut opts = inferno::flamegraph::Options::default();
         opts.title = title.to_string();
@@ -66,7 +71,10 @@ mod tests {
         f.add(String::new(), 7);
         let mut text = Vec::new();
         f.write_folded(&mut text).unwrap();
-        assert_eq!(String::from_utf8(text).unwrap(), "main.main;main.a;main.leaf 5\nmain.main;main.b 1\n");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "main.main;main.a;main.leaf 5\nmain.main;main.b 1\n"
+        );
         let mut svg = Vec::new();
         f.write_svg("t", "hits", &mut svg).unwrap();
         let svg = String::from_utf8(svg).unwrap();

@@ -40,7 +40,11 @@ pub struct Symbolizer<'a, 'data> {
 }
 
 impl<'a, 'data> Symbolizer<'a, 'data> {
-    pub fn new(bin: &'a GoBinary<'data>, path: impl Into<String>, bias: u64) -> Symbolizer<'a, 'data> {
+    pub fn new(
+        bin: &'a GoBinary<'data>,
+        path: impl Into<String>,
+        bias: u64,
+    ) -> Symbolizer<'a, 'data> {
         Symbolizer {
             bin,
             path: path.into(),
@@ -80,7 +84,11 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
             }
             let keep = self.logical.last().is_some_and(|&(prev, prev_exact)| {
                 let linked = prev.wrapping_sub(self.bias);
-                let at = if prev_exact { linked } else { linked.saturating_sub(1) };
+                let at = if prev_exact {
+                    linked
+                } else {
+                    linked.saturating_sub(1)
+                };
                 self.bin
                     .function_at(VirtAddr(at))
                     .and_then(|f| self.bin.sp_delta(&f, VirtAddr(at)))
@@ -100,7 +108,13 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
     }
 
     /// Writes a whole stack the probes sent, a line per frame (inlined calls too).
-    pub fn write_stack(&mut self, out: &mut Vec<u8>, frames: &[u64], first_is_return: bool, fileline: bool) {
+    pub fn write_stack(
+        &mut self,
+        out: &mut Vec<u8>,
+        frames: &[u64],
+        first_is_return: bool,
+        fileline: bool,
+    ) {
         self.logical(frames, first_is_return);
         for &(pc, exact) in &self.logical {
             let texts = lookup(&mut self.cache, self.bin, self.bias, pc, exact);
@@ -140,12 +154,24 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
 }
 
 /// The cached frames at `pc`.
-fn lookup<'c>(cache: &'c mut HashMap<u64, Vec<FrameText>>, bin: &GoBinary<'_>, bias: u64, pc: u64, exact: bool) -> &'c [FrameText] {
+fn lookup<'c>(
+    cache: &'c mut HashMap<u64, Vec<FrameText>>,
+    bin: &GoBinary<'_>,
+    bias: u64,
+    pc: u64,
+    exact: bool,
+) -> &'c [FrameText] {
     let key = pc ^ (u64::from(exact) << 63);
     cache.entry(key).or_insert_with(|| {
         let linked = pc.wrapping_sub(bias);
-        let at = if exact { linked } else { linked.saturating_sub(1) };
-        let Some(f) = bin.function_at(VirtAddr(at)) else { return Vec::new() };
+        let at = if exact {
+            linked
+        } else {
+            linked.saturating_sub(1)
+        };
+        let Some(f) = bin.function_at(VirtAddr(at)) else {
+            return Vec::new();
+        };
         let size = f.end.0 - f.entry.0;
         bin.frames_at(VirtAddr(at))
             .iter()
@@ -246,7 +272,10 @@ mod tests {
 555555556000-555555560000 r-xp 00002000 08:01 42 /usr/bin/prog
 7ffff7dd3000-7ffff7dfc000 r-xp 00000000 08:01 7 /lib/ld.so
 ";
-        assert_eq!(bias_from_maps(maps, "/usr/bin/prog", 0), Some(0x5555_5555_4000));
+        assert_eq!(
+            bias_from_maps(maps, "/usr/bin/prog", 0),
+            Some(0x5555_5555_4000)
+        );
         assert_eq!(bias_from_maps(maps, "/usr/bin/other", 0), None);
         // A fixed-address executable mapped where it was linked has no bias.
         let fixed = "00400000-00401000 r--p 00000000 08:01 42 /usr/bin/prog\n";
