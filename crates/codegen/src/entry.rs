@@ -56,7 +56,11 @@ pub fn saved_values(
             size += width(ty);
         }
     };
-    for s in prologues.iter().flat_map(|b| &b.stmts).chain(&probe.body.stmts) {
+    for s in prologues
+        .iter()
+        .flat_map(|b| &b.stmts)
+        .chain(&probe.body.stmts)
+    {
         walk_stmt(s, &mut visit);
     }
     if values.is_empty() {
@@ -114,7 +118,8 @@ impl Lower<'_, '_> {
         self.em.a.call(Helper::GetCurrentPidTgid);
         self.em.e(Insn::alu64(bpf::AluOp::Rsh, Reg::R0, 32));
         let o = self.em.off(key + 12);
-        self.em.e(Insn::stx(Size::W, crate::emit::SCRATCH, o, Reg::R0));
+        self.em
+            .e(Insn::stx(Size::W, crate::emit::SCRATCH, o, Reg::R0));
         self.em.a.bind(none);
         key
     }
