@@ -140,10 +140,17 @@ impl Symbols<'_, '_> {
             return;
         }
         // The mapping at file offset 0 holds the first segment, linked at its vaddr.
-        let first_vaddr = self.go.elf().segments().iter().find(|s| s.offset == 0).map_or(0, |s| s.vaddr);
+        let first_vaddr = self
+            .go
+            .elf()
+            .segments()
+            .iter()
+            .find(|s| s.offset == 0)
+            .map_or(0, |s| s.vaddr);
         if let Some(pid) = self.pid
             && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            && let Some(b) = runtime::symbolize::bias_from_maps(&private_maps(&maps), &self.path, first_vaddr)
+            && let Some(b) =
+                runtime::symbolize::bias_from_maps(&private_maps(&maps), &self.path, first_vaddr)
         {
             self.sym.set_bias(b);
             self.bias_done = true;
@@ -190,7 +197,14 @@ impl Symbols<'_, '_> {
 /// shares gotap's own (shared, read-only) mapping of the binary, which is not where
 /// the program is loaded.
 fn private_maps(maps: &str) -> String {
-    maps.lines().filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.ends_with('p'))).map(|l| format!("{l}\n")).collect()
+    maps.lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.ends_with('p'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// What a tool does with the events of its script.
@@ -322,6 +336,35 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     if let Some(e) = feed.error.take() {
         eprintln!("ERROR: {e}");
     }
+    // The script's `end` probes read what the kernel aggregated, in user space, and
+    // print it as lines for the consumer.
+    let ctx = runtime::interp::Context {
+        pid: i64::from(std::process::id()),
+        ..runtime::interp::Context::default()
+    };
+    let mut interp = runtime::interp::Interp::new(
+        &parsed,
+        &info,
+        &spec.globals,
+        ctx,
+        runtime::interp::Limits::default(),
+    );
+    let mut text = Vec::new();
+    {
+        let mut globals = crate::maps::KernelGlobals { maps: &armed.maps };
+        for p in spec
+            .user_probes
+            .iter()
+            .filter(|p| p.when == bpf::script::UserProbeKind::End)
+        {
+            if let Err(e) = interp.run(p, &mut globals, &mut text) {
+                eprintln!("ERROR: {}", e.render(&sm));
+            }
+        }
+    }
+    feed.buf = text;
+    feed.buf.push(b'\n');
+    feed.lines();
     let mut out = Vec::new();
     feed.consumer.finish(&mut feed.sym, &mut out)?;
     let mut stdout = std::io::stdout().lock();

@@ -8,10 +8,10 @@
 //! spent copying.
 
 use anyhow::{Context, Result, bail};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::{Consumer, Symbols, ToolArgs, histogram, json_str, num};
+use super::{Consumer, Symbols, ToolArgs, json_str, num};
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let script = script(a.every, !a.no_time);
@@ -37,21 +37,39 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// The tool's script: the tapset's probes, one line per event.
+/// The tool's script: growths are counted in the kernel per (function, old size, new
+/// size) and the copies' times go to a kernel histogram, so a growth costs one probe
+/// and no record; only every `every`th growth sends a line and its backtrace. The `end`
+/// probe prints the tables as lines for the consumer.
 pub fn script(every: u64, timed: bool) -> String {
     let mut s = format!(
-        "global __sg_n\n\
+        "global __sg_n, __sg_by[16384], __sg_copy\n\
          probe go.stack.grow {{\n\
          \x20   __sg_n++\n\
-         \x20   bt = __sg_n % {every} == 0\n\
-         \x20   printf(\"grow %d %d %d %d %d %d\\n\", old_size, new_size, goid, func_pc, caller_pc, bt)\n\
-         \x20   if (bt)\n\
-         \x20       print_ubacktrace_fileline(caller_pc, caller_sp, 0)\n\
+         \x20   __sg_by[func_pc, old_size, new_size]++\n\
+         \x20   if (__sg_n % {every} == 0) {{\n\
+         \x20       printf(\"grow %d %d %d %d\\n\", old_size, new_size, goid(), func_pc)\n\
+         \x20       print_ubacktrace()\n\
+         \x20   }}\n\
          }}\n"
     );
     if timed {
-        s.push_str("probe go.stack.copy {\n    if (new_size > old_size)\n        printf(\"copy %d %d\\n\", goid, duration_ns)\n}\n");
+        s.push_str("probe go.stack.copy {\n    if (new_size > old_size)\n        __sg_copy <<< duration_ns\n}\n");
     }
+    s.push_str(
+        "probe end {\n\
+         \x20   foreach ([pc, o, n] in __sg_by)\n\
+         \x20       printf(\"agg %d %d %d %d\\n\", pc, o, n, __sg_by[pc, o, n])\n",
+    );
+    if timed {
+        s.push_str(
+            "    if (@count(__sg_copy)) {\n\
+             \x20       printf(\"copies %d %d %d\\n\", @count(__sg_copy), @avg(__sg_copy), @max(__sg_copy))\n\
+             \x20       print(@hist_log(__sg_copy))\n\
+             \x20   }\n",
+        );
+    }
+    s.push_str("}\n");
     s
 }
 
@@ -61,14 +79,15 @@ struct StackGrow {
     top: usize,
     quiet: bool,
     growths: u64,
-    goroutines: HashSet<i64>,
     by_func: HashMap<String, u64>,
     /// Call paths, outermost function first, counted `every` per sampled growth.
     by_path: HashMap<Vec<String>, u64>,
     sizes: HashMap<(i64, i64), u64>,
-    copy_ns: Vec<i64>,
-    /// Sampled growths waiting for their backtrace: (caller pc, func pc, text).
-    pending: Vec<(u64, u64, String)>,
+    /// Copies timed: count, average and longest (ns), and the histogram's text.
+    copies: Option<(i64, i64, i64)>,
+    hist: String,
+    /// Sampled growths waiting for their backtrace: (func pc, text).
+    pending: Vec<(u64, String)>,
 }
 
 impl Consumer for StackGrow {
@@ -76,47 +95,52 @@ impl Consumer for StackGrow {
         match f.first() {
             Some(&"grow") => {
                 let (old, new, goid) = (num(f, 1), num(f, 2), num(f, 3));
-                let (func_pc, caller_pc) = (num(f, 4) as u64, num(f, 5) as u64);
-                self.growths += 1;
-                self.goroutines.insert(goid);
-                *self
-                    .by_func
-                    .entry(sym.function(func_pc, false))
-                    .or_default() += 1;
-                *self.sizes.entry((old, new)).or_default() += 1;
-                if num(f, 6) != 0 {
-                    self.pending.push((
-                        caller_pc,
-                        func_pc,
-                        format!("runtime: newstack: {old} -> {new} goid={goid}\n"),
-                    ));
-                    if self.pending.len() > 1024 {
-                        self.pending.remove(0);
-                    }
+                let func_pc = num(f, 4) as u64;
+                self.pending.push((
+                    func_pc,
+                    format!("runtime: newstack: {old} -> {new} goid={goid}\n"),
+                ));
+                if self.pending.len() > 1024 {
+                    self.pending.remove(0);
                 }
             }
-            Some(&"copy") => self.copy_ns.push(num(f, 2)),
+            Some(&"agg") => {
+                let (pc, old, new, n) = (num(f, 1) as u64, num(f, 2), num(f, 3), num(f, 4) as u64);
+                self.growths += n;
+                *self.by_func.entry(sym.function(pc, false)).or_default() += n;
+                *self.sizes.entry((old, new)).or_default() += n;
+            }
+            Some(&"copies") => self.copies = Some((num(f, 1), num(f, 2), num(f, 3))),
+            _ if self.copies.is_some() => {
+                self.hist.push_str(&f.join(" "));
+                self.hist.push('\n');
+            }
             _ => {}
         }
     }
 
     fn backtrace(&mut self, frames: &[u64], sym: &mut Symbols, out: &mut Vec<u8>) {
-        // Records of two CPUs may interleave: the backtrace's first frame is the
-        // caller pc its growth's line carried.
-        let first = frames.first().copied().unwrap_or(0);
-        let Some(i) = self.pending.iter().position(|p| p.0 == first) else {
+        // The walk starts on the system stack (copystack, newstack, morestack) and
+        // goes on in the goroutine from where it stopped, its growth's `func_pc`.
+        // Records of two CPUs may interleave: that pc also pairs the two.
+        let Some((i, at)) = self
+            .pending
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| frames.iter().position(|f| *f == p.0).map(|at| (i, at)))
+        else {
             return;
         };
-        let (_, func_pc, text) = self.pending.remove(i);
+        let (_, text) = self.pending.remove(i);
+        let user = &frames[at..];
         if !self.quiet {
             out.extend_from_slice(text.as_bytes());
-            sym.write(out, func_pc, false);
-            for pc in frames {
+            for pc in user {
                 sym.write(out, *pc, false);
             }
         }
-        let mut path: Vec<String> = Vec::with_capacity(frames.len() + 1);
-        for pc in std::iter::once(&func_pc).chain(frames) {
+        let mut path: Vec<String> = Vec::with_capacity(user.len());
+        for pc in user {
             path.extend(sym.functions(*pc, false));
         }
         path.reverse();
@@ -128,12 +152,7 @@ impl Consumer for StackGrow {
             return Ok(());
         }
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "\n{} stack growths in {} goroutines",
-            self.growths,
-            self.goroutines.len()
-        );
+        let _ = writeln!(s, "\n{} stack growths", self.growths);
         let _ = writeln!(s, "\n{:>10}  FUNCTION (whose frame did not fit)", "GROWTHS");
         for (name, n) in top(&self.by_func, self.top) {
             let _ = writeln!(s, "{n:>10}  {name}");
@@ -149,14 +168,12 @@ impl Consumer for StackGrow {
                 "\n{:>10}  CALL PATH (innermost first{sampled})",
                 "GROWTHS"
             );
-            for (path, n) in top(&self.by_path, self.top) {
-                let inner: Vec<&str> = path
-                    .iter()
-                    .rev()
-                    .map(String::as_str)
-                    .filter(|f| *f != "runtime.goexit")
-                    .collect();
-                let _ = writeln!(s, "{n:>10}  {}", inner.join(" <- "));
+            let mut collapsed: HashMap<String, u64> = HashMap::new();
+            for (path, n) in &self.by_path {
+                *collapsed.entry(collapse(path)).or_default() += n;
+            }
+            for (path, n) in top(&collapsed, self.top) {
+                let _ = writeln!(s, "{n:>10}  {path}");
             }
         }
         let _ = writeln!(s, "\n{:>10}  SIZE TRANSITION (bytes)", "GROWTHS");
@@ -165,13 +182,40 @@ impl Consumer for StackGrow {
         for ((old, new), n) in sizes {
             let _ = writeln!(s, "{n:>10}  {old} -> {new}");
         }
-        out.extend_from_slice(s.as_bytes());
-        if !self.copy_ns.is_empty() {
-            out.extend_from_slice(b"\ntime spent copying a growing stack (ns):\n");
-            histogram(&self.copy_ns, out);
+        if let Some((count, avg, max)) = self.copies {
+            let _ = writeln!(
+                s,
+                "\ntime spent copying a growing stack (ns): {count} copies, avg {avg}, max {max}"
+            );
+            s.push_str(&self.hist);
         }
+        out.extend_from_slice(s.as_bytes());
         Ok(())
     }
+}
+
+/// A call path innermost first, a recursion's repeated frames shown once with their
+/// count: `main.deep (x33) <- main.main.func1`.
+fn collapse(path: &[String]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut inner = path
+        .iter()
+        .rev()
+        .filter(|f| *f != "runtime.goexit")
+        .peekable();
+    while let Some(f) = inner.next() {
+        let mut n = 1;
+        while inner.peek() == Some(&f) {
+            inner.next();
+            n += 1;
+        }
+        parts.push(if n > 1 {
+            format!("{f} (x{n})")
+        } else {
+            f.clone()
+        });
+    }
+    parts.join(" <- ")
 }
 
 impl StackGrow {
@@ -204,15 +248,13 @@ impl StackGrow {
             .iter()
             .map(|((o, n), c)| format!("{{\"old\":{o},\"new\":{n},\"growths\":{c}}}"))
             .collect();
-        let total: i64 = self.copy_ns.iter().sum();
+        let (count, avg, max) = self.copies.unwrap_or((0, 0, 0));
         format!(
-            "{{\"growths\":{},\"goroutines\":{},\"functions\":[{}],\"paths\":[{}],\"sizes\":[{}],\"copies_timed\":{},\"copy_ns_total\":{total}}}\n",
+            "{{\"growths\":{},\"functions\":[{}],\"paths\":[{}],\"sizes\":[{}],\"copies_timed\":{count},\"copy_ns_avg\":{avg},\"copy_ns_max\":{max}}}\n",
             self.growths,
-            self.goroutines.len(),
             funcs.join(","),
             paths.join(","),
             sizes.join(","),
-            self.copy_ns.len()
         )
     }
 }
