@@ -35,6 +35,11 @@ fn output(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     0
 }
 
+/// `bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA)`: an empty buffer here.
+fn query(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
 /// Runs the first program of `src` and returns its locals, in declaration order.
 fn locals(src: &str, n: usize) -> Vec<i64> {
     let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
@@ -54,6 +59,7 @@ fn locals(src: &str, n: usize) -> Vec<i64> {
     let mut vm = rbpf::EbpfVmRaw::new(Some(&bytes)).unwrap();
     vm.register_helper(1, lookup).unwrap();
     vm.register_helper(130, output).unwrap();
+    vm.register_helper(134, query).unwrap();
     let mut mem = vec![0u8; 64 * 1024];
     MEM.store(mem.as_ptr() as u64, Ordering::SeqCst);
     vm.execute_program(&mut mem).unwrap();
