@@ -179,7 +179,7 @@ fn header(env: &Env, cfg: &Config, secs: f64) -> String {
     ]));
     let bpftrace = setup::version_of(Command::new("bpftrace").arg("--version"));
     format!(
-        "Run of {} on {}: {}. gotap at {rev}{}, {bpftrace}, workloads built with {}. {} repetition(s) per case, interleaved{}; the run took {:.0} s. Cells: median (min–max); per-hit figures are traced minus untraced of the same repetition.",
+        "Run of {} on {}: {}. gotap at {rev}{}, {bpftrace}, workloads built with {}. {} repetition(s) per case, interleaved{}; the run took {:.0} s; load average (1 min) {} at the start, {} at the end (the machine is shared). Cells: median (min–max); per-hit figures are traced minus untraced of the same repetition.",
         setup::now(),
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
@@ -196,6 +196,8 @@ fn header(env: &Env, cfg: &Config, secs: f64) -> String {
         } else {
             ""
         },
-        secs
+        secs,
+        env.load_at_start,
+        setup::load_average()
     )
 }

@@ -26,6 +26,8 @@ pub struct Env {
     /// Set when gotap could not be built from the working tree and an earlier build
     /// is measured instead: says which, for the report's header.
     pub stale_gotap: Option<String>,
+    /// The 1-minute load average when the run began.
+    pub load_at_start: String,
 }
 
 impl Env {
@@ -93,6 +95,7 @@ impl Env {
             compile_125,
             nm,
             stale_gotap,
+            load_at_start: load_average(),
         })
     }
 
@@ -298,4 +301,12 @@ pub fn version_of(cmd: &mut Command) -> String {
     cmd.output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }

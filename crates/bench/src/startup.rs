@@ -16,6 +16,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// Two wildcards on `compile` that together match about a thousand functions (767 +
+/// 294 in Go 1.27's).
+const THOUSAND: [&str; 2] = [
+    "cmd/compile/internal/ssa.rewriteValueARM*",
+    "cmd/compile/internal/ssa.rewriteValuePPC64*",
+];
+
 const LIMIT: Duration = Duration::from_secs(1500);
 
 fn timed(cmd: &mut Command, first_line: &str) -> Result<(Finished, Sample)> {
@@ -138,6 +145,12 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             many(&mut c, "armed")
         })
         .at_most(1),
+        // About a thousand probes, the size issue #4 names for SIGINT → exit.
+        Case::new("gotap funccount ~1,000", || {
+            let mut c = Command::new(&env.gotap);
+            c.args(["funccount", "-v"]).arg(compile).args(THOUSAND);
+            many(&mut c, "Tracing")
+        }),
     ];
     let r = interleave("3b compile probes", cfg.reps, &mut cases);
     drop(cases);
@@ -200,6 +213,30 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         r[0].stat("self_detach_ms"),
         Cell::None,
     ));
+    rows.push(
+        Row::new(
+            g,
+            "3b ~1,000 probes: SIGINT → exit, gotap alone",
+            "ms",
+            r[2].stat("detach_ms"),
+            Cell::None,
+        )
+        .goal(Goal::AtMost(50.0), "#4")
+        .note(format!(
+            "`{}` and `{}`: {} probes; gotap's own count (-v): attach {} ms, detach {} ms",
+            THOUSAND[0],
+            THOUSAND[1],
+            probes(2),
+            r[2].stat("self_attach_ms")
+                .median()
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "?".into()),
+            r[2].stat("self_detach_ms")
+                .median()
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "?".into())
+        )),
+    );
 
     // 3c: a DWARF-rich cmd/go, a script reading a parameter.
     let gocmd = env.gocmd()?;
