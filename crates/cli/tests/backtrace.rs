@@ -170,6 +170,58 @@ fn from_newstack_the_goroutine_is_walked_to_goexit() {
     }
 }
 
+/// After `mcall` (a goroutine parking on a channel), the goroutine's saved SP does
+/// not hold a return address: the walk must go from `gopark` to its caller once.
+#[test]
+fn after_mcall_the_parked_goroutine_is_walked_without_a_stray_frame() {
+    let src = std::fs::read_to_string(testprogs::source("bt_stack")).expect("read bt_stack.go");
+    let recv = src
+        .lines()
+        .position(|l| l.trim() == "fmt.Println(<-done)")
+        .expect("fmt.Println(<-done)") as u32
+        + 1;
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Pie] {
+            let bin = Private::copy(
+                &testprogs::build("bt_stack", &tc, v),
+                &format!("bt-park-{}-{}", tc.minor, v.name()),
+            );
+            let script = r#"probe process.function("runtime.park_m") { if (goid() == 1) { printf("BT park\n"); print_ubacktrace_fileline() } }"#;
+            let out = run(gotap().arg("-e").arg(script).arg("-c").arg(&bin.path));
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let ctx = format!("go{} {}:\n{stdout}\n{stderr}", tc.minor, v.name());
+            assert!(out.status.success(), "{ctx}");
+            let stacks = gotap_stacks(&stdout);
+            let main_recv = stacks
+                .iter()
+                .find(|(_, f)| f.iter().any(|(n, l)| n == "main.main" && *l == recv));
+            let (_, got) =
+                main_recv.unwrap_or_else(|| panic!("no park of main.main at line {recv}: {ctx}"));
+            let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+            let from = names
+                .iter()
+                .position(|n| *n == "runtime.gopark")
+                .unwrap_or_else(|| panic!("no gopark: {}\n{ctx}", show(got)));
+            let to = names
+                .iter()
+                .position(|n| *n == "main.main")
+                .expect("main.main");
+            assert_eq!(names[0], "runtime.park_m", "{ctx}");
+            assert_eq!(
+                &names[from..=to],
+                [
+                    "runtime.gopark",
+                    "runtime.chanrecv",
+                    "runtime.chanrecv1",
+                    "main.main"
+                ],
+                "{ctx}"
+            );
+            assert_eq!(names.last(), Some(&"runtime.goexit"), "{ctx}");
+        }
+    }
+}
+
 #[test]
 fn flame_graph_of_stack_growth_names_the_growing_functions() {
     let tc = testprogs::newest();
