@@ -67,3 +67,54 @@ pub fn source(binary: Option<&str>) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tapset_parses_and_binds_every_point_to_a_binary() {
+        for bin in [None, Some("/tmp/a \"b\"")] {
+            let text = source(bin);
+            let mut sm = lang::SourceMap::new();
+            let file = sm.add(GO_NAME, text.clone());
+            let (script, diags) = lang::parse(file, &text, &lang::ParseOptions::default());
+            assert!(!lang::has_errors(&diags), "{}", sm.render_all(&diags));
+            let aliases: Vec<&lang::ast::ProbeAlias> = script
+                .items
+                .iter()
+                .filter_map(|i| match i {
+                    lang::ast::Item::Alias(a) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            assert!(aliases.len() >= 12);
+            for a in aliases {
+                for pt in &a.points {
+                    let path = match lang::probe::probe_kind(pt) {
+                        Ok(lang::ProbeKind::Process(p)) => p.path,
+                        other => panic!("{}: {other:?}", a.name.shape()),
+                    };
+                    assert_eq!(path.as_deref(), bin, "{}", a.name.shape());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_scripts_naming_go_probes_get_the_tapset() {
+        let mut sm = lang::SourceMap::new();
+        for (src, wanted) in [
+            ("probe go.stack.grow { }", true),
+            ("probe process(\"x\").function(\"go.y\") { }", false),
+            ("probe begin { }", false),
+        ] {
+            let f = sm.add("t.stp", src);
+            let (mut s, _) = lang::parse(f, src, &lang::ParseOptions::default());
+            let before = s.items.len();
+            let file = add_if_used(&mut sm, &mut s, None).unwrap();
+            assert_eq!(file.is_some(), wanted, "{src}");
+            assert_eq!(s.items.len() > before, wanted, "{src}");
+        }
+    }
+}

@@ -19,8 +19,15 @@ const STACK_GUARD: u64 = 928;
 fn frame_size(bin: &std::path::Path, func: &str) -> u64 {
     let data = std::fs::read(bin).expect("read test program");
     let go = gobin::GoBinary::parse(&data).expect("a Go binary");
-    let f = go.function_by_name(func).expect("the function is in the binary");
-    let max = gobin::x86::instructions(&go, &f).expect("decode").iter().filter_map(|i| go.sp_delta(&f, gobin::VirtAddr(i.ip()))).max().unwrap_or(0);
+    let f = go
+        .function_by_name(func)
+        .expect("the function is in the binary");
+    let max = gobin::x86::instructions(&go, &f)
+        .expect("decode")
+        .iter()
+        .filter_map(|i| go.sp_delta(&f, gobin::VirtAddr(i.ip())))
+        .max()
+        .unwrap_or(0);
     max as u64 + 8
 }
 
@@ -35,7 +42,9 @@ fn table<'a>(stdout: &'a str, heading: &str) -> Vec<(u64, &'a str)> {
         }
         if inside {
             let t = line.trim_start();
-            let Some((n, rest)) = t.split_once("  ") else { break };
+            let Some((n, rest)) = t.split_once("  ") else {
+                break;
+            };
             let Ok(n) = n.parse::<u64>() else { break };
             rows.push((n, rest.trim()));
         }
@@ -54,13 +63,17 @@ fn depth_for(frame: u64, target: u64) -> (u64, u32) {
         k += 1;
     }
     // The margins both ways are far larger than the goroutine's other frames.
-    assert!((STACK_MIN << k) - need > 2048 && need - (STACK_MIN << (k - 1)) > 2048, "depth {depth}: too close to a boundary");
+    assert!(
+        (STACK_MIN << k) - need > 2048 && need - (STACK_MIN << (k - 1)) > 2048,
+        "depth {depth}: too close to a boundary"
+    );
     (depth, k)
 }
 
 #[test]
 fn stackgrow_counts_each_growth_of_a_known_recursion_on_every_toolchain_and_variant() {
     let g = 6u64;
+    let live = Regex::new(r"^runtime: newstack: (\d+) -> (\d+) goid=(\d+)$").unwrap();
     for tc in testprogs::toolchains() {
         for v in [Variant::Default, Variant::Stripped, Variant::Pie] {
             let bin = testprogs::build("rt_grow", &tc, v);
@@ -73,33 +86,61 @@ fn stackgrow_counts_each_growth_of_a_known_recursion_on_every_toolchain_and_vari
                 .args(["stackgrow", "--top", "50", "-c"])
                 .arg(format!("{} {g} {depth}", bin.display())));
             let stdout = text(&out.stdout);
-            let ctx = format!("{what}: depth {depth}, {k} growths each\nstdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+            let ctx = format!(
+                "{what}: depth {depth}, {k} growths each\nstdout:\n{stdout}\nstderr:\n{}",
+                text(&out.stderr)
+            );
             assert!(out.status.success(), "{ctx}");
-            assert!(stdout.contains(&format!("goroutines {g} depth {depth}")), "the program's own output: {ctx}");
+            assert!(
+                stdout.contains(&format!("goroutines {g} depth {depth}")),
+                "the program's own output: {ctx}"
+            );
             let funcs = table(&stdout, "FUNCTION (whose frame did not fit)");
-            let recurse = funcs.iter().find(|(_, f)| *f == "main.recurse").map(|r| r.0);
-            assert_eq!(recurse, Some(g * u64::from(k)), "growths in main.recurse: {ctx}");
+            let recurse = funcs
+                .iter()
+                .find(|(_, f)| *f == "main.recurse")
+                .map(|r| r.0);
+            assert_eq!(
+                recurse,
+                Some(g * u64::from(k)),
+                "growths in main.recurse: {ctx}"
+            );
             // Every goroutine doubled its stack from the minimum, one step at a time.
-            let sizes: HashMap<String, u64> = table(&stdout, "SIZE TRANSITION").into_iter().map(|(n, s)| (s.to_string(), n)).collect();
+            let sizes: HashMap<String, u64> = table(&stdout, "SIZE TRANSITION")
+                .into_iter()
+                .map(|(n, s)| (s.to_string(), n))
+                .collect();
             for step in 0..k {
                 let t = format!("{} -> {}", STACK_MIN << step, STACK_MIN << (step + 1));
-                assert!(sizes.get(&t).copied().unwrap_or(0) >= g, "transition {t}: {ctx}");
+                assert!(
+                    sizes.get(&t).copied().unwrap_or(0) >= g,
+                    "transition {t}: {ctx}"
+                );
             }
             // The live lines, each with the growing goroutine's backtrace.
-            let live = Regex::new(r"^runtime: newstack: (\d+) -> (\d+) goid=(\d+)$").unwrap();
             let lines: Vec<&str> = stdout.lines().collect();
             let mut with_recurse = 0;
             for (i, l) in lines.iter().enumerate() {
                 if let Some(c) = live.captures(l) {
                     let (old, new): (u64, u64) = (c[1].parse().unwrap(), c[2].parse().unwrap());
                     assert!(new >= 2 * old, "{l}: {ctx}");
-                    if lines.get(i + 1).is_some_and(|n| n.contains(": main.recurse+0x")) {
+                    if lines
+                        .get(i + 1)
+                        .is_some_and(|n| n.contains(": main.recurse+0x"))
+                    {
                         with_recurse += 1;
                     }
                 }
             }
-            assert_eq!(with_recurse, g * u64::from(k), "live lines whose backtrace starts in main.recurse: {ctx}");
-            assert!(stdout.contains("time spent copying a growing stack (ns):"), "{ctx}");
+            assert_eq!(
+                with_recurse,
+                g * u64::from(k),
+                "live lines whose backtrace starts in main.recurse: {ctx}"
+            );
+            assert!(
+                stdout.contains("time spent copying a growing stack (ns):"),
+                "{ctx}"
+            );
         }
     }
 }
@@ -121,55 +162,109 @@ fn stackgrow_every_n_prints_every_nth_and_still_counts_all() {
         .arg(format!("{} {g} {depth}", bin.display())));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let total: u64 = Regex::new(r"(?m)^(\d+) stack growths").unwrap().captures(&stdout).expect("a total")[1].parse().unwrap();
-    let live = stdout.lines().filter(|l| l.starts_with("runtime: newstack: ")).count() as u64;
+    let total: u64 = Regex::new(r"(?m)^(\d+) stack growths")
+        .unwrap()
+        .captures(&stdout)
+        .expect("a total")[1]
+        .parse()
+        .unwrap();
+    let live = stdout
+        .lines()
+        .filter(|l| l.starts_with("runtime: newstack: "))
+        .count() as u64;
     assert_eq!(live, total / 4, "{stdout}");
     let funcs = table(&stdout, "FUNCTION (whose frame did not fit)");
-    assert_eq!(funcs.iter().find(|(_, f)| *f == "main.recurse").map(|r| r.0), Some(g * u64::from(k)), "{stdout}");
-    assert!(!stdout.contains("time spent copying"), "--no-time: {stdout}");
+    assert_eq!(
+        funcs
+            .iter()
+            .find(|(_, f)| *f == "main.recurse")
+            .map(|r| r.0),
+        Some(g * u64::from(k)),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("time spent copying"),
+        "--no-time: {stdout}"
+    );
     // Folded stacks, outermost first, for flame graph tools.
     let f = std::fs::read_to_string(&folded).expect("the folded file");
-    assert!(f.lines().any(|l| l.starts_with("runtime.goexit;main.main.") && l.contains(";main.recurse;main.recurse;")), "{f}");
+    assert!(
+        f.lines().any(|l| l.starts_with("runtime.goexit;main.main.")
+            && l.contains(";main.recurse;main.recurse;")),
+        "{f}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn gcstat_counts_the_cycles_gctrace_prints() {
+    let trace_line = Regex::new(r"^gc \d+ @").unwrap();
+    let summary_re = Regex::new(r"(?m)^(\d+) GC cycles$").unwrap();
     for tc in testprogs::toolchains() {
         for v in [Variant::Default, Variant::Stripped] {
             let bin = testprogs::build("rt_gc", &tc, v);
             let what = format!("go{} {v}", tc.minor);
-            let out = run(gotap().env("GODEBUG", "gctrace=1").args(["gcstat", "-c"]).arg(format!("{} 256 4", bin.display())));
+            let out = run(gotap()
+                .env("GODEBUG", "gctrace=1")
+                .args(["gcstat", "-c"])
+                .arg(format!("{} 256 4", bin.display())));
             let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
             assert!(out.status.success(), "{what}: {stderr}");
-            let gctrace = stderr.lines().filter(|l| Regex::new(r"^gc \d+ @").unwrap().is_match(l)).count();
+            let gctrace = stderr.lines().filter(|l| trace_line.is_match(l)).count();
             let ours = stdout.lines().filter(|l| l.starts_with("gc ")).count();
-            let summary: usize = Regex::new(r"(?m)^(\d+) GC cycles$").unwrap().captures(&stdout).expect("a summary")[1].parse().unwrap();
-            assert!(gctrace > 2, "{what}: the program should run a few GC cycles\n{stderr}");
-            assert_eq!(summary, gctrace, "{what}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            let summary: usize = summary_re.captures(&stdout).expect("a summary")[1]
+                .parse()
+                .unwrap();
+            assert!(
+                gctrace > 2,
+                "{what}: the program should run a few GC cycles\n{stderr}"
+            );
+            assert_eq!(
+                summary, gctrace,
+                "{what}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
             assert_eq!(ours, gctrace, "{what}: one line per cycle\n{stdout}");
             // Two stops of the world per cycle, each with a duration.
-            assert!(stdout.contains(&format!("stop-the-world pauses: {} in all", 2 * gctrace)), "{what}\n{stdout}");
+            assert!(
+                stdout.contains(&format!("stop-the-world pauses: {} in all", 2 * gctrace)),
+                "{what}\n{stdout}"
+            );
         }
     }
 }
 
 #[test]
 fn goroutines_names_where_the_live_ones_were_created() {
+    let summary_re =
+        Regex::new(r"(?m)^(\d+) goroutines created, (\d+) exited, (\d+) alive at the end").unwrap();
     for tc in [testprogs::newest(), testprogs::toolchains()[0].clone()] {
         let bin = testprogs::build("rt_gc", &tc, Variant::Stripped);
-        let out = run(gotap().args(["goroutines", "-c"]).arg(format!("{} 16 7", bin.display())));
+        let out = run(gotap()
+            .args(["goroutines", "-c"])
+            .arg(format!("{} 16 7", bin.display())));
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let c = Regex::new(r"(?m)^(\d+) goroutines created, (\d+) exited, (\d+) alive at the end").unwrap().captures(&stdout).expect("a summary");
-        let (created, exited, alive): (u64, u64, u64) = (c[1].parse().unwrap(), c[2].parse().unwrap(), c[3].parse().unwrap());
+        let c = summary_re.captures(&stdout).expect("a summary");
+        let (created, exited, alive): (u64, u64, u64) = (
+            c[1].parse().unwrap(),
+            c[2].parse().unwrap(),
+            c[3].parse().unwrap(),
+        );
         // The 7 parked goroutines were created and have exited; the program's
         // main goroutine and the runtime's helpers are alive when it exits.
         assert!(created >= 7 + alive && exited >= 7, "{stdout}");
         let rows = table(&stdout, "CREATED AT (live goroutines)");
         assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), alive, "{stdout}");
-        assert!(rows.iter().any(|(_, r)| r.contains("runtime.forcegchelper")), "{stdout}");
-        assert!(rows.iter().all(|(_, r)| r.contains(".go:") || r.contains("<autogenerated>")), "symbolised with file:line: {stdout}");
+        assert!(
+            rows.iter()
+                .any(|(_, r)| r.contains("runtime.forcegchelper")),
+            "{stdout}"
+        );
+        assert!(
+            rows.iter()
+                .all(|(_, r)| r.contains(".go:") || r.contains("<autogenerated>")),
+            "symbolised with file:line: {stdout}"
+        );
     }
 }
 
@@ -179,7 +274,13 @@ fn stripped_gofmt(tc: &Toolchain) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join("gofmt");
     if !bin.exists() {
-        let st = tc.go_command().args(["build", "-ldflags=-s -w", "-o"]).arg(&bin).arg("cmd/gofmt").status().expect("go build");
+        let st = tc
+            .go_command()
+            .args(["build", "-ldflags=-s -w", "-o"])
+            .arg(&bin)
+            .arg("cmd/gofmt")
+            .status()
+            .expect("go build");
         assert!(st.success(), "building cmd/gofmt");
     }
     (bin, tc.goroot().join("src/runtime/proc.go"))
@@ -189,16 +290,35 @@ fn stripped_gofmt(tc: &Toolchain) -> (std::path::PathBuf, std::path::PathBuf) {
 fn stackgrow_and_goroutines_on_gofmt_give_symbolised_results() {
     let tc = testprogs::newest();
     let (gofmt, proc_go) = stripped_gofmt(&tc);
-    let out = run(gotap().args(["stackgrow", "-c"]).arg(format!("{} -l {}", gofmt.display(), proc_go.display())));
+    let out = run(gotap().args(["stackgrow", "-c"]).arg(format!(
+        "{} -l {}",
+        gofmt.display(),
+        proc_go.display()
+    )));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let funcs = table(&stdout, "FUNCTION (whose frame did not fit)");
     assert!(!funcs.is_empty(), "{stdout}");
-    assert!(funcs.iter().all(|(_, f)| !f.starts_with("0x")), "every function named: {stdout}");
-    assert!(funcs.iter().any(|(_, f)| f.starts_with("go/")), "gofmt's parser or printer grows stacks: {stdout}");
-    assert!(stdout.lines().any(|l| l.contains(" : go/") && l.contains(".go:")), "symbolised backtraces: {stdout}");
+    assert!(
+        funcs.iter().all(|(_, f)| !f.starts_with("0x")),
+        "every function named: {stdout}"
+    );
+    assert!(
+        funcs.iter().any(|(_, f)| f.starts_with("go/")),
+        "gofmt's parser or printer grows stacks: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" : go/") && l.contains(".go:")),
+        "symbolised backtraces: {stdout}"
+    );
 
-    let out = run(gotap().args(["goroutines", "-c"]).arg(format!("{} -l {}", gofmt.display(), proc_go.display())));
+    let out = run(gotap().args(["goroutines", "-c"]).arg(format!(
+        "{} -l {}",
+        gofmt.display(),
+        proc_go.display()
+    )));
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows = table(&stdout, "CREATED AT (live goroutines)");
@@ -210,12 +330,38 @@ fn stackgrow_and_goroutines_on_gofmt_give_symbolised_results() {
 fn the_tapset_is_printed_and_tools_refuse_bad_arguments() {
     let out = run(gotap().arg("--tapset"));
     let t = text(&out.stdout);
-    for alias in ["go.stack.grow", "go.stack.copy", "go.gc.start", "go.gc.done", "go.goroutine.create", "go.goroutine.exit", "go.sched.park", "go.sched.ready", "go.malloc"] {
-        assert!(t.contains(&format!("probe {alias} =")), "{alias} in --tapset");
+    for alias in [
+        "go.stack.grow",
+        "go.stack.copy",
+        "go.gc.start",
+        "go.gc.done",
+        "go.goroutine.create",
+        "go.goroutine.exit",
+        "go.sched.park",
+        "go.sched.ready",
+        "go.malloc",
+    ] {
+        assert!(
+            t.contains(&format!("probe {alias} =")),
+            "{alias} in --tapset"
+        );
     }
-    for args in [vec!["stackgrow"], vec!["stackgrow", "--every", "0", "./x"], vec!["gcstat", "-c", "a", "-x", "1"], vec!["goroutines", "--bogus", "./x"]] {
+    for args in [
+        vec!["stackgrow"],
+        vec!["stackgrow", "--every", "0", "./x"],
+        vec!["gcstat", "-c", "a", "-x", "1"],
+        vec!["goroutines", "--bogus", "./x"],
+    ] {
         let out = run(gotap().args(&args));
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert_eq!(text(&out.stderr).lines().next().map(|l| l.starts_with("gotap: ")), Some(true), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr)
+                .lines()
+                .next()
+                .map(|l| l.starts_with("gotap: ")),
+            Some(true),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }

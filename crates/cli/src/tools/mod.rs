@@ -439,9 +439,22 @@ impl Feed<'_, '_, '_> {
                 self.lines();
                 false
             }
-            Ok(runtime::events::Action::Backtrace { frames, .. }) => {
-                self.consumer
-                    .backtrace(frames, &mut self.sym, &mut self.out);
+            Ok(runtime::events::Action::Backtrace {
+                frames,
+                first_is_return,
+                ..
+            }) => {
+                // Frames after the switch from the system stack that are only maybe
+                // return addresses are kept or dropped as the pclntab says.
+                self.sym.learn_bias();
+                let pcs: Vec<u64> = self
+                    .sym
+                    .sym
+                    .logical(frames, first_is_return)
+                    .iter()
+                    .map(|p| p.0)
+                    .collect();
+                self.consumer.backtrace(&pcs, &mut self.sym, &mut self.out);
                 false
             }
             Ok(runtime::events::Action::Exit) => true,

@@ -7,7 +7,7 @@
 //! per function and per call path, the size transitions and a histogram of the time
 //! spent copying.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -23,11 +23,19 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     };
     let code = super::trace(a, "stackgrow", &script, &mut s)?;
     let mut out = Vec::new();
+    let flame = s.flame();
     if let Some(p) = &a.folded {
-        std::fs::write(p, s.folded()).with_context(|| format!("--folded {}", p.display()))?;
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
+        flame
+            .write_folded(&mut f)
+            .with_context(|| format!("--folded {}", p.display()))?;
     }
     if let Some(p) = &a.svg {
-        write_svg(p, &s.folded())?;
+        let mut f = std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?;
+        flame
+            .write_svg("goroutine stack growths", "growths", &mut f)
+            .with_context(|| format!("--svg {}", p.display()))?;
     }
     if a.json {
         out.extend_from_slice(s.json(a.top).as_bytes());
@@ -220,14 +228,12 @@ fn collapse(path: &[String]) -> String {
 
 impl StackGrow {
     /// The call paths as folded stacks (`outer;…;inner count`), for flame graphs.
-    fn folded(&self) -> String {
-        let mut rows: Vec<(String, u64)> = self
-            .by_path
-            .iter()
-            .map(|(p, n)| (p.join(";"), *n))
-            .collect();
-        rows.sort();
-        rows.iter().map(|(p, n)| format!("{p} {n}\n")).collect()
+    fn flame(&self) -> runtime::flame::Folded {
+        let mut f = runtime::flame::Folded::default();
+        for (p, n) in &self.by_path {
+            f.add(p.join(";"), *n);
+        }
+        f
     }
 
     fn json(&self, k: usize) -> String {
@@ -265,11 +271,4 @@ fn top<K: Ord + Clone>(m: &HashMap<K, u64>, k: usize) -> Vec<(K, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(k);
     v
-}
-
-fn write_svg(path: &std::path::Path, _folded: &str) -> Result<()> {
-    bail!(
-        "--svg {}: flame graphs are not built in yet; use --folded and a flame graph tool",
-        path.display()
-    )
 }
