@@ -33,10 +33,11 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     let mut sm = lang::SourceMap::new();
     let file = sm.add(&name, &text);
-    let (script, diags) = lang::parse(file, &text, &lang::ParseOptions { args: Some(a.args.clone()) });
+    let (mut script, diags) = lang::parse(file, &text, &lang::ParseOptions { args: Some(a.args.clone()) });
     if lang::has_errors(&diags) {
         bail!("{}", sm.render_all(&diags).trim_end());
     }
+    let tapset = crate::tapset::add_if_used(&mut sm, &mut script, None)?;
     if dumps.contains(&"ast") {
         eprint!("{}", lang::print_script(&script));
     }
@@ -44,7 +45,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     let path = script_binary(&script, &a.target)?;
     let bin = Binary::open(&path)?;
     let target = codegen::GoTarget::new(bin.go()?, bin.path.display().to_string());
-    let (info, diags) = lang::check(&script, &target);
+    let (info, mut diags) = lang::check(&script, &target);
+    crate::tapset::keep_user_warnings(&mut diags, tapset);
     let warnings = sm.render_all(&diags);
     if lang::has_errors(&diags) {
         bail!("{}", warnings.trim_end());
