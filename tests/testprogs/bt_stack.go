@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // report prints the stack of its caller: function:line, innermost first.
@@ -67,7 +68,10 @@ func main() {
 	done := make(chan int)
 	// A closure of our own rather than `go growing(done)`, whose wrapper the
 	// runtime hides from runtime.Callers (a tracer sees it).
+	// The goroutine waits first, so that main parks on the channel (a test probes
+	// runtime.park_m there).
 	go func() {
+		time.Sleep(20 * time.Millisecond)
 		growing(done)
 	}()
 	fmt.Println(<-done)

@@ -23,7 +23,13 @@
 //!   its entry (`morestack` is called before the frame is built, `systemstack`
 //!   is frameless), but not after `mcall`, whose caller has a frame: the frame is
 //!   sent marked `TENTATIVE` and user space keeps it only when the pclntab says
-//!   the SP delta at `sched.pc` is 0.
+//!   the SP delta at `sched.pc` is 0. Only functions of `runtime.*` and
+//!   `internal/*` run on g0, so only probes in them carry this check.
+//! - Deeper frames follow the frame-pointer chain, which is right for Go code
+//!   (frames are built before any call) except for a function stopped at its
+//!   prologue's call of `morestack`: a probe in `runtime.morestack` itself misses
+//!   that function's caller (probe `runtime.newstack` instead, which is walked
+//!   from `g.sched`).
 //! - In ABI0 assembly R14 need not hold g. The runtime keeps g in a TLS slot
 //!   (`-8(FS)` on linux/amd64 with internal linking, `runtime.tlsg`), but reading
 //!   it needs the task's `thread.fsbase`, which needs BTF offsets of `task_struct`:
@@ -223,7 +229,12 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
         }
         l.em.store_imm(buf, Size::DW, 1);
     } else {
-        system_stack(l, bounds, curg);
+        // Only the runtime runs on the system stack: elsewhere the check (two reads
+        // of target memory a hit) is left out.
+        let f = l.site.function.as_str();
+        if f.starts_with("runtime.") || f.starts_with("internal/") || f.is_empty() {
+            system_stack(l, bounds, curg);
+        }
         let em = &mut l.em;
         em.ctx_reg(Reg::R0, X86Reg::Rip);
         em.store(frames, Reg::R0);
