@@ -198,7 +198,9 @@ fn stackgrow_every_n_prints_every_nth_and_still_counts_all() {
 
 #[test]
 fn gcstat_counts_the_cycles_gctrace_prints() {
-    let trace_line = Regex::new(r"^gc \d+ @").unwrap();
+    // A line the program's exit cut short ("gc 13 @0.180s 3%: ") is a cycle the
+    // runtime did not finish reporting; gcstat does not count it either.
+    let trace_line = Regex::new(r"^gc \d+ @.* P$").unwrap();
     let summary_re = Regex::new(r"(?m)^(\d+) GC cycles$").unwrap();
     for tc in testprogs::toolchains() {
         for v in [Variant::Default, Variant::Stripped] {
@@ -250,11 +252,20 @@ fn goroutines_names_where_the_live_ones_were_created() {
             c[2].parse().unwrap(),
             c[3].parse().unwrap(),
         );
-        // The 7 parked goroutines were created and have exited; the program's
-        // main goroutine and the runtime's helpers are alive when it exits.
-        assert!(created >= 7 + alive && exited >= 7, "{stdout}");
+        // The 7 parked goroutines were created by main.main; each has exited or,
+        // when main returned before it reached goexit, is alive with main.main as
+        // its creation site. The main goroutine and the runtime's helpers are alive.
         let rows = table(&stdout, "CREATED AT (live goroutines)");
         assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), alive, "{stdout}");
+        let from_main: u64 = rows
+            .iter()
+            .filter(|(_, r)| r.starts_with("main.main ("))
+            .map(|r| r.0)
+            .sum();
+        assert!(
+            created >= 7 + alive - from_main && exited + from_main >= 7 && from_main <= 7,
+            "{stdout}"
+        );
         assert!(
             rows.iter()
                 .any(|(_, r)| r.contains("runtime.forcegchelper")),

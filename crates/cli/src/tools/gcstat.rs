@@ -25,15 +25,6 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     super::trace(a, "gcstat", SCRIPT, &mut g)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-enum Phase {
-    /// No cycle under way.
-    #[default]
-    Idle,
-    /// Between go.gc.start and go.gc.done.
-    Marking,
-}
-
 #[derive(Default)]
 struct Cycle {
     start_ns: i64,
@@ -44,7 +35,8 @@ struct Cycle {
 #[derive(Default)]
 struct GcStat {
     json: bool,
-    phase: Phase,
+    /// Cycles started and not yet done, by number.
+    open: std::collections::BTreeMap<i64, Cycle>,
     cur: Cycle,
     /// When the world was stopped, if it is.
     stopped_at: Option<i64>,
@@ -52,6 +44,10 @@ struct GcStat {
     /// Cycles whose go.gc.done came without their go.gc.start (tracing began mid-cycle).
     partial: u64,
     other_pauses: Vec<i64>,
+    /// Lines whose fields cannot be right.
+    damaged: u64,
+    /// The highest cycle number a go.gc.done line carried.
+    last_cycle: i64,
     first_ns: Option<i64>,
     last_ns: i64,
 }
@@ -61,7 +57,7 @@ impl GcStat {
         let c = std::mem::take(&mut self.cur);
         let n = self.cycles.len() + 1;
         let total: i64 = c.pauses.iter().sum();
-        let dur = if c.start_ns > 0 {
+        let dur = if c.start_ns > 0 && c.done_ns > c.start_ns {
             c.done_ns - c.start_ns
         } else {
             0
@@ -91,7 +87,6 @@ impl GcStat {
         };
         out.extend_from_slice(line.as_bytes());
         self.cycles.push(c);
-        self.phase = Phase::Idle;
     }
 }
 
@@ -115,30 +110,42 @@ impl Consumer for GcStat {
                 1
             },
         );
+        // Every line carries a wall-clock time of the last minutes and the start and
+        // done lines a cycle number; a record that does not cannot be right: it is
+        // left out and counted, not trusted.
+        let cycle_ok = !matches!(*kind, "start" | "done") || (1..1 << 40).contains(&num(f, 1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        if (t - now).abs() > 600_000_000_000 || !cycle_ok {
+            self.damaged += 1;
+            return;
+        }
         self.first_ns.get_or_insert(t);
         self.last_ns = t;
+        // Cycles are matched by number: the next cycle may start (on another
+        // thread) before the last one's gcMarkTermination has returned.
+        let cycle = num(f, 1);
         match *kind {
             "start" => {
-                if self.phase != Phase::Idle {
-                    // A cycle whose end was not seen (the world restart was lost).
-                    self.close(out);
-                }
-                self.cur = Cycle {
-                    start_ns: t,
-                    done_ns: 0,
-                    pauses: Vec::new(),
-                };
-                self.phase = Phase::Marking;
+                self.open.insert(
+                    cycle,
+                    Cycle {
+                        start_ns: t,
+                        done_ns: 0,
+                        pauses: Vec::new(),
+                    },
+                );
             }
             "done" => {
-                if self.phase == Phase::Idle {
-                    self.partial += 1;
-                    self.cur = Cycle {
-                        start_ns: 0,
-                        done_ns: t,
-                        pauses: Vec::new(),
-                    };
-                }
+                self.last_cycle = self.last_cycle.max(cycle);
+                self.cur = match self.open.remove(&cycle) {
+                    Some(c) => c,
+                    None => {
+                        self.partial += 1;
+                        Cycle::default()
+                    }
+                };
                 self.cur.done_ns = t;
                 self.close(out);
             }
@@ -152,9 +159,10 @@ impl Consumer for GcStat {
                     return;
                 };
                 let pause = t - s;
-                match self.phase {
-                    Phase::Idle => self.other_pauses.push(pause),
-                    Phase::Marking => self.cur.pauses.push(pause),
+                // The pause is the latest started cycle's.
+                match self.open.values_mut().next_back() {
+                    Some(c) => c.pauses.push(pause),
+                    None => self.other_pauses.push(pause),
                 }
             }
             _ => {}
@@ -162,11 +170,13 @@ impl Consumer for GcStat {
     }
 
     fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
-        let n = self.cycles.len();
+        // The kernel numbers the cycles it sees end, so the count holds even when a
+        // cycle's own line was damaged.
+        let n = self.cycles.len().max(self.last_cycle as usize);
         let durations: Vec<i64> = self
             .cycles
             .iter()
-            .filter(|c| c.start_ns > 0)
+            .filter(|c| c.start_ns > 0 && c.done_ns > c.start_ns)
             .map(|c| c.done_ns - c.start_ns)
             .collect();
         let pauses: Vec<i64> = self
@@ -212,6 +222,12 @@ impl Consumer for GcStat {
                 us(avg(&pauses)),
                 us(pauses.iter().max().copied().unwrap_or(0)),
                 pause_total as f64 * 100.0 / span as f64
+            );
+        }
+        if self.damaged > 0 {
+            eprintln!(
+                "WARNING: {} damaged event records were left out",
+                self.damaged
             );
         }
         if self.partial > 0 {

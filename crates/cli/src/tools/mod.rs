@@ -318,7 +318,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         error: None,
     };
     // A held command execs once released: wait (briefly) for its mapping.
-    for _ in 0..200 {
+    for _ in 0..2000 {
         feed.sym.learn_bias();
         if feed.sym.bias_done || !go.is_pie() || feed.sym.pid.is_none() {
             break;
@@ -442,11 +442,17 @@ impl Feed<'_, '_, '_> {
             Ok(runtime::events::Action::Backtrace {
                 frames,
                 first_is_return,
+                bias,
                 ..
             }) => {
+                // A backtrace carries the load bias the kernel saw, which holds even
+                // when the process is gone before its maps were read.
+                if self.sym.go.is_pie() {
+                    self.sym.sym.set_bias(bias);
+                    self.sym.bias_done = true;
+                }
                 // Frames after the switch from the system stack that are only maybe
                 // return addresses are kept or dropped as the pclntab says.
-                self.sym.learn_bias();
                 let pcs: Vec<u64> = self
                     .sym
                     .sym
@@ -504,6 +510,7 @@ impl Handler for Feed<'_, '_, '_> {
     }
 
     fn tick(&mut self, now: Instant) -> Result<bool> {
+        self.sym.learn_bias();
         self.consumer.tick(now, &mut self.out);
         self.flush();
         Ok(false)
