@@ -21,7 +21,10 @@ use crate::session::{self, Armed, End, Handler, Placement, Traced};
 pub fn run(a: &ScriptArgs) -> Result<i32> {
     let signals = sys::Signals::new()?;
     let (name, text) = match &a.source {
-        Some(ScriptSource::File(p)) => (p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?),
+        Some(ScriptSource::File(p)) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?,
+        ),
         Some(ScriptSource::Inline(s)) => ("<input>".to_string(), s.clone()),
         None => bail!("no script given"),
     };
@@ -33,7 +36,13 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     let mut sm = lang::SourceMap::new();
     let file = sm.add(&name, &text);
-    let (mut script, diags) = lang::parse(file, &text, &lang::ParseOptions { args: Some(a.args.clone()) });
+    let (mut script, diags) = lang::parse(
+        file,
+        &text,
+        &lang::ParseOptions {
+            args: Some(a.args.clone()),
+        },
+    );
     if lang::has_errors(&diags) {
         bail!("{}", sm.render_all(&diags).trim_end());
     }
@@ -65,7 +74,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
         ..codegen::Options::default()
     };
-    let compiled = codegen::compile_full(&script, &info, &target, &opts).map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    let compiled = codegen::compile_full(&script, &info, &target, &opts)
+        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
     if dumps.contains(&"bpf") || dumps.contains(&"ir") {
         eprint!("{}", compiled.disassemble());
     }
@@ -85,15 +95,29 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
         let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
         armed
-            .attach(&Placement { program: at.program, binary: at.binary.as_ref(), offsets: &offsets, cookies: &cookies }, traced.scope())
+            .attach(
+                &Placement {
+                    program: at.program,
+                    binary: at.binary.as_ref(),
+                    offsets: &offsets,
+                    cookies: &cookies,
+                },
+                traced.scope(),
+            )
             .with_context(|| at.probe.clone())?;
     }
     if a.verbose > 0 {
-        eprintln!("gotap: {} probes attached in {:.1} ms", armed.probe_count(), t0.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "gotap: {} probes attached in {:.1} ms",
+            armed.probe_count(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
     }
 
     let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout()),
     };
     let ctx = runtime::interp::Context {
@@ -102,7 +126,13 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         target: traced.pid().map_or(0, i64::from),
         ..runtime::interp::Context::default()
     };
-    let mut interp = runtime::interp::Interp::new(&script, &info, &spec.globals, ctx, runtime::interp::Limits::default());
+    let mut interp = runtime::interp::Interp::new(
+        &script,
+        &info,
+        &spec.globals,
+        ctx,
+        runtime::interp::Limits::default(),
+    );
     let go = bin.go()?;
     let mut run = Run {
         decoder: runtime::events::Decoder::new(spec)?,
@@ -118,7 +148,11 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     let mut failed = false;
     {
         let mut globals = KernelGlobals { maps: &armed.maps };
-        for p in spec.user_probes.iter().filter(|p| p.when == UserProbeKind::Begin) {
+        for p in spec
+            .user_probes
+            .iter()
+            .filter(|p| p.when == UserProbeKind::Begin)
+        {
             match interp.run(p, &mut globals, &mut run.user) {
                 Ok(o) => exit_requested |= o.exit,
                 Err(e) => {
@@ -137,7 +171,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         .user_probes
         .iter()
         .filter_map(|p| match p.when {
-            UserProbeKind::Timer { period_ns } => Some((*p, Duration::from_nanos(period_ns.max(1_000_000)), now)),
+            UserProbeKind::Timer { period_ns } => {
+                Some((*p, Duration::from_nanos(period_ns.max(1_000_000)), now))
+            }
             _ => None,
         })
         .collect();
@@ -150,13 +186,25 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         }
     }
     let mut ring = match spec.ringbuf {
-        Some(id) => Some(sys::RingBuf::new(armed.maps.get(id.0 as usize).context("ring buffer map")?)?),
+        Some(id) => Some(sys::RingBuf::new(
+            armed.maps.get(id.0 as usize).context("ring buffer map")?,
+        )?),
         None => None,
     };
     let end = if exit_requested {
         End::Requested
     } else {
-        let mut loop_h = Loop { run: &mut run, out: &mut out, interp: &mut interp, maps: &armed.maps, sm: &sm, bias_pid: traced.pid(), bias_done: false, path: bin.path.display().to_string(), go: &go };
+        let mut loop_h = Loop {
+            run: &mut run,
+            out: &mut out,
+            interp: &mut interp,
+            maps: &armed.maps,
+            sm: &sm,
+            bias_pid: traced.pid(),
+            bias_done: false,
+            path: bin.path.display().to_string(),
+            go: &go,
+        };
         session::run(&signals, ring.as_mut(), &mut traced, &mut loop_h)?
     };
     armed.detach();
@@ -173,14 +221,20 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     {
         let mut globals = KernelGlobals { maps: &armed.maps };
-        for p in spec.user_probes.iter().filter(|p| p.when == UserProbeKind::End) {
+        for p in spec
+            .user_probes
+            .iter()
+            .filter(|p| p.when == UserProbeKind::End)
+        {
             if let Err(e) = interp.run(p, &mut globals, &mut run.user) {
                 eprintln!("ERROR: {}", e.render(&sm));
                 failed = true;
                 break;
             }
         }
-        if let Err(e) = runtime::interp::write_unread_globals(&spec.globals, &mut globals, &mut run.user) {
+        if let Err(e) =
+            runtime::interp::write_unread_globals(&spec.globals, &mut globals, &mut run.user)
+        {
             eprintln!("ERROR: {e}");
             failed = true;
         }
@@ -216,7 +270,8 @@ fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Re
             if let Ok(ProbeKind::Process(pp)) = lang::probe::probe_kind(pt) {
                 match pp.path {
                     Some(p) => {
-                        let p = std::fs::canonicalize(&p).with_context(|| format!("process(\"{p}\")"))?;
+                        let p = std::fs::canonicalize(&p)
+                            .with_context(|| format!("process(\"{p}\")"))?;
                         if !paths.contains(&p) {
                             paths.push(p);
                         }
@@ -238,18 +293,31 @@ fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Re
         bail!("process probes without a path need -c CMD or -x PID");
     }
     match paths.len() {
-        0 => bail!("the script probes no Go binary: name one with process(\"BIN\"), -c CMD or -x PID"),
+        0 => bail!(
+            "the script probes no Go binary: name one with process(\"BIN\"), -c CMD or -x PID"
+        ),
         1 => Ok(paths.remove(0)),
-        _ => bail!("the script probes several binaries ({}); gotap traces one binary per run", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+        _ => bail!(
+            "the script probes several binaries ({}); gotap traces one binary per run",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
-fn load_error(e: anyhow::Error, compiled: &codegen::Compiled, sm: &lang::SourceMap) -> anyhow::Error {
-    if let Some(sys::Error::Verifier(v)) = e.downcast_ref::<sys::Error>() {
-        if let Some(i) = compiled.spec.object.programs.iter().position(|p| p.name == v.name) {
-            let d = compiled.verifier_diagnostic(i, &v.log);
-            return anyhow::anyhow!("{}", sm.render(&d).trim_end());
-        }
+fn load_error(
+    e: anyhow::Error,
+    compiled: &codegen::Compiled,
+    sm: &lang::SourceMap,
+) -> anyhow::Error {
+    if let Some(sys::Error::Verifier(v)) = e.downcast_ref::<sys::Error>()
+        && let Some(i) = compiled.spec.object.programs.iter().position(|p| p.name == v.name)
+    {
+        let d = compiled.verifier_diagnostic(i, &v.log);
+        return anyhow::anyhow!("{}", sm.render(&d).trim_end());
     }
     e
 }
@@ -257,7 +325,9 @@ fn load_error(e: anyhow::Error, compiled: &codegen::Compiled, sm: &lang::SourceM
 /// The scalar globals' initial values, and the wall-clock offset probes add to the
 /// kernel's monotonic clock.
 fn init_scalars(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
-    let Some(s) = &spec.scalars else { return Ok(()) };
+    let Some(s) = &spec.scalars else {
+        return Ok(());
+    };
     let mut init = s.initial.clone();
     let o = s.realtime_offset as usize;
     if let Some(slot) = init.get_mut(o..o + 8) {
@@ -270,21 +340,35 @@ fn init_scalars(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
 
 /// `--folded FILE` and `--svg FILE`: every array or statistic keyed by
 /// `ubacktrace()`, as collapsed stacks and as a flame graph.
-fn flame_graphs(a: &ScriptArgs, spec: &ScriptSpec, run: &mut Run<'_, '_>, maps: &[sys::Map]) -> Result<()> {
+fn flame_graphs(
+    a: &ScriptArgs,
+    spec: &ScriptSpec,
+    run: &mut Run<'_, '_>,
+    maps: &[sys::Map],
+) -> Result<()> {
     if a.folded.is_none() && a.svg.is_none() {
         return Ok(());
     }
     let folded = run.stacks.folded(&mut run.sym, maps, spec)?;
     if folded.is_empty() {
-        eprintln!("WARNING: no array or statistic keyed by ubacktrace() has elements: the flame graph is empty");
+        eprintln!(
+            "WARNING: no array or statistic keyed by ubacktrace() has elements: the flame graph is empty"
+        );
     }
     if let Some(p) = &a.folded {
-        let mut f = std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
-        folded.write_folded(&mut f).with_context(|| format!("--folded {}", p.display()))?;
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
+        folded
+            .write_folded(&mut f)
+            .with_context(|| format!("--folded {}", p.display()))?;
     }
     if let Some(p) = &a.svg {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?);
-        folded.write_svg("gotap", "samples", &mut f).with_context(|| format!("--svg {}", p.display()))?;
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?,
+        );
+        folded
+            .write_svg("gotap", "samples", &mut f)
+            .with_context(|| format!("--svg {}", p.display()))?;
         f.flush()?;
     }
     Ok(())
@@ -292,11 +376,18 @@ fn flame_graphs(a: &ScriptArgs, spec: &ScriptSpec, run: &mut Run<'_, '_>, maps: 
 
 /// Lost events and failed reads are said, never silently dropped.
 fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
-    let Some(id) = spec.counters else { return Ok(()) };
-    let Some(map) = armed.maps.get(id.0 as usize) else { return Ok(()) };
+    let Some(id) = spec.counters else {
+        return Ok(());
+    };
+    let Some(map) = armed.maps.get(id.0 as usize) else {
+        return Ok(());
+    };
     let read = |i: u32| -> Result<u64> {
         let per_cpu = map.get_per_cpu(&i.to_le_bytes())?.unwrap_or_default();
-        Ok(per_cpu.iter().filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes)).sum())
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes))
+            .sum())
     };
     let lost = read(counter::LOST_EVENTS)?;
     let faults = read(counter::READ_FAULTS)?;
@@ -311,7 +402,9 @@ fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
         eprintln!("WARNING: {lost} events lost: the ring buffer was full");
     }
     if faults > 0 {
-        eprintln!("WARNING: {faults} reads of the target's memory failed (the values read as 0 or \"\")");
+        eprintln!(
+            "WARNING: {faults} reads of the target's memory failed (the values read as 0 or \"\")"
+        );
     }
     if full > 0 {
         eprintln!("WARNING: {full} updates of a full array were dropped");
@@ -360,9 +453,15 @@ impl Run<'_, '_> {
                 self.failed = Some(msg.to_string());
                 true
             }
-            Ok(runtime::events::Action::Backtrace { frames, fileline, first_is_return, bias }) => {
+            Ok(runtime::events::Action::Backtrace {
+                frames,
+                fileline,
+                first_is_return,
+                bias,
+            }) => {
                 self.sym.set_bias(bias);
-                self.sym.write_stack(&mut self.buf, frames, first_is_return, fileline);
+                self.sym
+                    .write_stack(&mut self.buf, frames, first_is_return, fileline);
                 false
             }
             Err(e) => {
@@ -403,7 +502,11 @@ impl Loop<'_, '_, '_, '_> {
 
     fn flush(&mut self) {
         if !self.run.buf.is_empty() {
-            if let Err(e) = self.out.write_all(&self.run.buf).and_then(|_| self.out.flush()) {
+            if let Err(e) = self
+                .out
+                .write_all(&self.run.buf)
+                .and_then(|_| self.out.flush())
+            {
                 self.run.write_error.get_or_insert(e);
             }
             self.run.buf.clear();

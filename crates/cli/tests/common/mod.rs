@@ -1,7 +1,7 @@
 //! What the end-to-end tests share: running `gotap` as a user would, with a deadline,
 //! and private copies of test programs (a uprobe belongs to the file, so a probe on a
 //! shared build would also count other tests' runs of it).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,15 +43,28 @@ pub fn wait_output(mut child: Child, limit: Duration) -> (Output, bool) {
             }
         }
     };
-    let output = Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
     (output, killed)
 }
 
 /// Runs `cmd` to its end (at most two minutes) and returns its output.
 pub fn run(cmd: &mut Command) -> Output {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
     let (out, killed) = wait_output(child, Duration::from_secs(120));
-    assert!(!killed, "timed out: {cmd:?}\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !killed,
+        "timed out: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     out
 }
 
@@ -95,10 +108,10 @@ pub fn counts(stdout: &str) -> std::collections::BTreeMap<String, u64> {
             continue;
         }
         let mut parts = line.rsplitn(2, ' ');
-        if let (Some(n), Some(name)) = (parts.next(), parts.next()) {
-            if let Ok(n) = n.parse() {
-                m.insert(name.trim().to_string(), n);
-            }
+        if let (Some(n), Some(name)) = (parts.next(), parts.next())
+            && let Ok(n) = n.parse()
+        {
+            m.insert(name.trim().to_string(), n);
         }
     }
     m
@@ -107,9 +120,13 @@ pub fn counts(stdout: &str) -> std::collections::BTreeMap<String, u64> {
 /// The BPF program and link ids a process holds, from its `/proc/PID/fdinfo`.
 pub fn bpf_ids_of(pid: u32) -> (Vec<u32>, Vec<u32>) {
     let (mut progs, mut links) = (Vec::new(), Vec::new());
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (progs, links) };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (progs, links);
+    };
     for e in dir.flatten() {
-        let Ok(info) = std::fs::read_to_string(e.path()) else { continue };
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
         for line in info.lines() {
             if let Some(v) = line.strip_prefix("prog_id:") {
                 progs.extend(v.trim().parse::<u32>().ok());
@@ -131,12 +148,23 @@ pub fn assert_gone(progs: &[u32], links: &[u32]) {
     loop {
         let p = sys::inventory::programs().expect("list programs");
         let l = sys::inventory::links().expect("list links");
-        let left_p: Vec<u32> = progs.iter().copied().filter(|id| p.iter().any(|x| x.id == *id)).collect();
-        let left_l: Vec<u32> = links.iter().copied().filter(|id| l.iter().any(|x| x.id == *id)).collect();
+        let left_p: Vec<u32> = progs
+            .iter()
+            .copied()
+            .filter(|id| p.iter().any(|x| x.id == *id))
+            .collect();
+        let left_l: Vec<u32> = links
+            .iter()
+            .copied()
+            .filter(|id| l.iter().any(|x| x.id == *id))
+            .collect();
         if left_p.is_empty() && left_l.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "still in the kernel: programs {left_p:?}, links {left_l:?}");
+        assert!(
+            Instant::now() < deadline,
+            "still in the kernel: programs {left_p:?}, links {left_l:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
