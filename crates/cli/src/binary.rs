@@ -106,7 +106,8 @@ pub fn command_path(word: &str) -> Result<PathBuf> {
 /// The executable of a running process.
 pub fn pid_path(pid: u32) -> Result<PathBuf> {
     let link = format!("/proc/{pid}/exe");
-    std::fs::read_link(&link).with_context(|| format!("-x {pid}: no such process (or not readable: {link})"))
+    std::fs::read_link(&link)
+        .with_context(|| format!("-x {pid}: no such process (or not readable: {link})"))
 }
 
 #[cfg(test)]
@@ -115,8 +116,14 @@ mod tests {
 
     #[test]
     fn commands_split_like_a_shell() {
-        assert_eq!(split_command("./counts 3  20").unwrap(), ["./counts", "3", "20"]);
-        assert_eq!(split_command(r#"prog 'a b' "c \"d\"" e\ f"#).unwrap(), ["prog", "a b", "c \"d\"", "e f"]);
+        assert_eq!(
+            split_command("./counts 3  20").unwrap(),
+            ["./counts", "3", "20"]
+        );
+        assert_eq!(
+            split_command(r#"prog 'a b' "c \"d\"" e\ f"#).unwrap(),
+            ["prog", "a b", "c \"d\"", "e f"]
+        );
         assert_eq!(split_command("prog ''").unwrap(), ["prog", ""]);
         assert!(split_command("prog 'open").is_err());
         assert!(split_command("   ").is_err());
@@ -124,7 +131,9 @@ mod tests {
 
     #[test]
     fn a_missing_binary_names_its_path() {
-        let e = Binary::open(Path::new("/nonexistent/gotap-bin")).err().expect("an error");
+        let e = Binary::open(Path::new("/nonexistent/gotap-bin"))
+            .err()
+            .expect("an error");
         assert!(format!("{e:#}").contains("/nonexistent/gotap-bin"), "{e:#}");
     }
 
@@ -135,6 +144,9 @@ mod tests {
         let e = Binary::open(&p).err().expect("an error");
         let _ = std::fs::remove_file(&p);
         let msg = format!("{e:#}");
-        assert!(msg.contains(&p.display().to_string()) && msg.contains("not an ELF"), "{msg}");
+        assert!(
+            msg.contains(&p.display().to_string()) && msg.contains("not an ELF"),
+            "{msg}"
+        );
     }
 }

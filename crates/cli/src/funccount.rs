@@ -36,16 +36,37 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     let offsets: Vec<u64> = funcs.iter().map(|f| f.offset).collect();
     let cookies: Vec<u64> = (0..funcs.len() as u64).collect();
     let t0 = Instant::now();
-    armed.attach(&Placement { program: 0, binary: &bin.path, offsets: &offsets, cookies: &cookies }, traced.scope())?;
+    armed.attach(
+        &Placement {
+            program: 0,
+            binary: &bin.path,
+            offsets: &offsets,
+            cookies: &cookies,
+        },
+        traced.scope(),
+    )?;
     if a.verbose > 0 {
-        eprintln!("attached {} probes in {:.1} ms", armed.probe_count(), t0.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "attached {} probes in {:.1} ms",
+            armed.probe_count(),
+            t0.elapsed().as_secs_f64() * 1e3
+        );
     }
-    eprintln!("Tracing {} functions for {}... Hit Ctrl-C to end.", funcs.len(), quoted(&a.patterns));
+    eprintln!(
+        "Tracing {} functions for {}... Hit Ctrl-C to end.",
+        funcs.len(),
+        quoted(&a.patterns)
+    );
     if let Traced::Child(c) = &mut traced {
         c.release()?;
     }
     let map_index = counter.counts.0 as usize;
-    let mut h = Interval { every: a.interval.map(Duration::from_secs), next: None, map: &armed.maps[map_index], funcs: &funcs };
+    let mut h = Interval {
+        every: a.interval.map(Duration::from_secs),
+        next: None,
+        map: &armed.maps[map_index],
+        funcs: &funcs,
+    };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
     let t1 = Instant::now();
     armed.detach();
@@ -82,10 +103,18 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
                     continue;
                 }
             };
-            let off = go
-                .file_offset(site.addr)
-                .with_context(|| format!("{}: {} at {} is not in a loaded segment", bin.path.display(), f.name, site.addr))?;
-            out.push(Probed { name: f.name.to_string(), offset: off.0 });
+            let off = go.file_offset(site.addr).with_context(|| {
+                format!(
+                    "{}: {} at {} is not in a loaded segment",
+                    bin.path.display(),
+                    f.name,
+                    site.addr
+                )
+            })?;
+            out.push(Probed {
+                name: f.name.to_string(),
+                offset: off.0,
+            });
         }
     }
     if out.is_empty() {
@@ -95,7 +124,11 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
 }
 
 fn quoted(patterns: &[String]) -> String {
-    patterns.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+    patterns
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads, sums over CPUs, prints and optionally clears the counters.
@@ -105,7 +138,13 @@ fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool) -> Result<()> {
     for (i, f) in funcs.iter().enumerate() {
         let key = (i as u32).to_le_bytes();
         let per_cpu = map.get_per_cpu(&key)?.unwrap_or_default();
-        let n: u64 = per_cpu.iter().map(|v| v.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))).sum();
+        let n: u64 = per_cpu
+            .iter()
+            .map(|v| {
+                v.get(..8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            })
+            .sum();
         counts.push((&f.name, n));
         if clear && n > 0 {
             map.update(&key, &zero, sys::UpdateFlags::Any)?;
@@ -128,7 +167,9 @@ struct Interval<'a> {
 
 impl Handler for Interval<'_> {
     fn tick(&mut self, now: Instant) -> Result<bool> {
-        let Some(every) = self.every else { return Ok(false) };
+        let Some(every) = self.every else {
+            return Ok(false);
+        };
         let next = *self.next.get_or_insert(now + every);
         if now >= next {
             println!("\n{}", chrono_free_time());
@@ -145,6 +186,13 @@ impl Handler for Interval<'_> {
 
 /// The wall-clock time as HH:MM:SS (UTC), for interval headers.
 fn chrono_free_time() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{:02}:{:02}:{:02}", secs / 3600 % 24, secs / 60 % 60, secs % 60)
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }

@@ -22,10 +22,12 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
     let bin = Binary::open(path.as_ref())?;
     let abs = bin.path.display().to_string();
     let target = codegen::target::GoTarget::new(bin.go()?, abs.clone());
-    let locations = target.resolve_probe_point(&pp).map_err(|e| match e.help() {
-        Some(h) => anyhow::anyhow!("{probe}: {e}\n  help: {h}"),
-        None => anyhow::anyhow!("{probe}: {e}"),
-    })?;
+    let locations = target
+        .resolve_probe_point(&pp)
+        .map_err(|e| match e.help() {
+            Some(h) => anyhow::anyhow!("{probe}: {e}\n  help: {h}"),
+            None => anyhow::anyhow!("{probe}: {e}"),
+        })?;
     let go = bin.go()?;
     let mut lines = BTreeSet::new();
     let mut no_vars = false;
@@ -41,19 +43,27 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
                     })
                     .unwrap_or_default();
                 let suffix = if *ret { ".return" } else { "" };
-                format!("process(\"{abs}\").function(\"{}@{file}:{l}\"){suffix}", loc.function)
+                format!(
+                    "process(\"{abs}\").function(\"{}@{file}:{l}\"){suffix}",
+                    loc.function
+                )
             }
             Site::Statement { .. } => {
                 // A line listed once, however many blocks start it (the set dedupes).
                 let (file, l) = (loc.file.as_deref().unwrap_or("?"), loc.line.unwrap_or(0));
-                format!("process(\"{abs}\").statement(\"{}@{file}:{l}\")", loc.function)
+                format!(
+                    "process(\"{abs}\").statement(\"{}@{file}:{l}\")",
+                    loc.function
+                )
             }
         };
         if verbose {
             if target.dwarf().is_none() {
                 no_vars = true;
             }
-            let vars = target.variables(loc.address).map_err(|e| anyhow::anyhow!("{}: {e}", loc.function))?;
+            let vars = target
+                .variables(loc.address)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", loc.function))?;
             for v in vars {
                 line.push_str(&format!(" ${}:{}", v.name, v.ty.name));
             }
@@ -66,7 +76,9 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
     }
     out.flush()?;
     if no_vars {
-        eprintln!("gotap: {abs} has no DWARF (built with -ldflags=-s -w?): variables need DWARF; @cast(addr, \"runtime.g\") still works from gotap's built-in runtime layouts");
+        eprintln!(
+            "gotap: {abs} has no DWARF (built with -ldflags=-s -w?): variables need DWARF; @cast(addr, \"runtime.g\") still works from gotap's built-in runtime layouts"
+        );
     }
     Ok(0)
 }
@@ -89,5 +101,6 @@ fn parse_point(probe: &str) -> Result<ProbeKind> {
             _ => None,
         })
         .context("no probe point given")?;
-    lang::probe::probe_kind(point).map_err(|d| anyhow::anyhow!("bad probe point {probe:?}\n{}", sm.render(&d)))
+    lang::probe::probe_kind(point)
+        .map_err(|d| anyhow::anyhow!("bad probe point {probe:?}\n{}", sm.render(&d)))
 }

@@ -31,7 +31,8 @@ impl Traced {
             Target::Command(cmd) => {
                 let words = binary::split_command(cmd)?;
                 let args: Vec<std::ffi::OsString> = words[1..].iter().map(Into::into).collect();
-                let child = sys::spawn_held(words[0].as_ref(), &args).with_context(|| format!("-c {cmd:?}"))?;
+                let child = sys::spawn_held(words[0].as_ref(), &args)
+                    .with_context(|| format!("-c {cmd:?}"))?;
                 Ok(Traced::Child(child))
             }
         }
@@ -91,28 +92,52 @@ impl Armed {
     /// when the kernel has them.
     pub fn load(object: &bpf::ObjectSpec, verbose_log: bool) -> Result<Armed> {
         let multi = sys::uprobe_multi_supported();
-        let attach = if multi { sys::AttachKind::UprobeMulti } else { sys::AttachKind::PerfEvent };
+        let attach = if multi {
+            sys::AttachKind::UprobeMulti
+        } else {
+            sys::AttachKind::PerfEvent
+        };
         let mut maps = Vec::with_capacity(object.maps.len());
         for m in &object.maps {
             maps.push(sys::Map::create(m).with_context(|| format!("creating map {}", m.name))?);
         }
         let mut programs = Vec::with_capacity(object.programs.len());
         for p in &object.programs {
-            let opts = sys::LoadOptions { attach, verbose_log };
-            programs.push(sys::LoadedProgram::load(p, &maps, opts).with_context(|| format!("loading program {}", p.name))?);
+            let opts = sys::LoadOptions {
+                attach,
+                verbose_log,
+            };
+            programs.push(
+                sys::LoadedProgram::load(p, &maps, opts)
+                    .with_context(|| format!("loading program {}", p.name))?,
+            );
         }
-        Ok(Armed { maps, programs, links: Vec::new(), multi })
+        Ok(Armed {
+            maps,
+            programs,
+            links: Vec::new(),
+            multi,
+        })
     }
 
     /// Places the probes of one program.
     pub fn attach(&mut self, p: &Placement<'_>, scope: sys::Scope) -> Result<()> {
-        let prog = self.programs.get(p.program).context("placement names a program that was not loaded")?;
+        let prog = self
+            .programs
+            .get(p.program)
+            .context("placement names a program that was not loaded")?;
         if p.offsets.is_empty() {
             return Ok(());
         }
         if self.multi {
             let link = sys::UprobeMulti::attach(prog, p.binary, p.offsets, p.cookies, scope)
-                .with_context(|| format!("attaching {} probes to {}", p.offsets.len(), p.binary.display()))?;
+                .with_context(|| {
+                    format!(
+                        "attaching {} probes to {}",
+                        p.offsets.len(),
+                        p.binary.display()
+                    )
+                })?;
             self.links.push(Link::Multi(link));
         } else {
             for (i, off) in p.offsets.iter().enumerate() {
@@ -126,10 +151,13 @@ impl Armed {
 
     /// How many probes are placed.
     pub fn probe_count(&self) -> usize {
-        self.links.iter().map(|l| match l {
-            Link::Multi(m) => m.len(),
-            Link::Single(_) => 1,
-        }).sum()
+        self.links
+            .iter()
+            .map(|l| match l {
+                Link::Multi(m) => m.len(),
+                Link::Single(_) => 1,
+            })
+            .sum()
     }
 
     /// Removes every probe now (the maps stay readable).
@@ -170,7 +198,12 @@ pub trait Handler {
 
 /// Waits until the trace ends, handing records and ticks to `h`. The signals must
 /// have been blocked (`sys::Signals::new`) before any thread or child was started.
-pub fn run(signals: &sys::Signals, ring: Option<&mut sys::RingBuf>, traced: &mut Traced, h: &mut dyn Handler) -> Result<End> {
+pub fn run(
+    signals: &sys::Signals,
+    ring: Option<&mut sys::RingBuf>,
+    traced: &mut Traced,
+    h: &mut dyn Handler,
+) -> Result<End> {
     let mut ring = ring;
     let mut ready = [false; 2];
     loop {

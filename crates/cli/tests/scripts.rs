@@ -24,10 +24,18 @@ struct Directives {
 
 fn directives(path: &Path) -> Directives {
     let text = std::fs::read_to_string(path).expect("read script test");
-    let mut d = Directives { prog: Some("counts".into()), variants: vec![Variant::Default], ..Directives::default() };
+    let mut d = Directives {
+        prog: Some("counts".into()),
+        variants: vec![Variant::Default],
+        ..Directives::default()
+    };
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# ") else { continue };
-        let Some((key, value)) = rest.split_once(':') else { continue };
+        let Some(rest) = line.strip_prefix("# ") else {
+            continue;
+        };
+        let Some((key, value)) = rest.split_once(':') else {
+            continue;
+        };
         let value = value.strip_prefix(' ').unwrap_or(value);
         match key {
             "prog" => d.prog = (value != "none").then(|| value.to_string()),
@@ -69,7 +77,11 @@ fn check(d: &Directives, bin: Option<&Path>, out: &std::process::Output) -> Resu
     let lines: Vec<&str> = stdout.lines().collect();
     let bin_text = bin.map(|b| b.display().to_string()).unwrap_or_default();
     if out.status.code() != Some(d.exit) {
-        return Err(format!("exit status {:?}, expected {}", out.status.code(), d.exit));
+        return Err(format!(
+            "exit status {:?}, expected {}",
+            out.status.code(),
+            d.exit
+        ));
     }
     let mut at = 0;
     for want in &d.stdout {
@@ -109,12 +121,19 @@ fn script_tests() {
     let mut failures = Vec::new();
     let mut runs = 0;
     for f in &files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if filter.as_deref().is_some_and(|p| !name.contains(p)) {
             continue;
         }
         let d = directives(f);
-        let toolchains = if d.all_go { testprogs::toolchains() } else { vec![testprogs::newest()] };
+        let toolchains = if d.all_go {
+            testprogs::toolchains()
+        } else {
+            vec![testprogs::newest()]
+        };
         for tc in &toolchains {
             for v in &d.variants {
                 let bin = d.prog.as_ref().map(|p| testprogs::build(p, tc, *v));
@@ -142,5 +161,10 @@ fn script_tests() {
         }
     }
     eprintln!("{runs} script runs, {} failed", failures.len());
-    assert!(failures.is_empty(), "{} of {runs} script runs failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} script runs failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
