@@ -11,7 +11,7 @@ usage: gotap [OPTIONS] SCRIPT.stp [ARGS...]
        gotap [OPTIONS] -e 'SCRIPT' [ARGS...]
        gotap -l|-L 'process(\"BIN\").function(\"PATTERN\")'
        gotap funccount [-x PID | -c CMD | BIN] [-i SECS] PATTERN...
-       gotap stackgrow [-x PID | -c CMD | BIN] [--every N] [--top K] [--folded F] [--svg F] [--json]
+       gotap stackgrow [-x PID | -c CMD | BIN] [--every N] [--top K] [--folded F] [--svg F] [--json] [--time]
        gotap gcstat [-x PID | -c CMD | BIN] [--json]
        gotap goroutines [-x PID | -c CMD | BIN] [-i SECS] [--top K] [--json]
        gotap --tapset

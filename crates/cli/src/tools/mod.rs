@@ -44,9 +44,10 @@ pub struct ToolArgs {
     pub json: bool,
     /// `-i SECS`: how often `goroutines` prints the count.
     pub interval: u64,
-    /// `--no-time`: `stackgrow` does not time the copies (one probe per growth, not
-    /// three).
-    pub no_time: bool,
+    /// `--time`: `stackgrow` also times the copies, through the return of
+    /// `copystack` (a single-stepped probe: several times the cost of the growth
+    /// probe, so it is asked for).
+    pub time: bool,
     pub verbose: u8,
 }
 
@@ -67,7 +68,7 @@ pub fn parse(name: &str, p: &mut lexopt::Parser, verbose: u8) -> Result<ToolArgs
         svg: None,
         json: false,
         interval: 1,
-        no_time: false,
+        time: false,
         verbose,
     };
     let number = |p: &mut lexopt::Parser, what: &str| -> Result<u64> {
@@ -93,7 +94,7 @@ pub fn parse(name: &str, p: &mut lexopt::Parser, verbose: u8) -> Result<ToolArgs
             Long("top") => a.top = number(p, "--top")? as usize,
             Long("folded") if tool == Tool::StackGrow => a.folded = Some(p.value()?.into()),
             Long("svg") if tool == Tool::StackGrow => a.svg = Some(p.value()?.into()),
-            Long("no-time") if tool == Tool::StackGrow => a.no_time = true,
+            Long("time") if tool == Tool::StackGrow => a.time = true,
             Long("json") => a.json = true,
             Short('i') if tool == Tool::Goroutines => a.interval = number(p, "-i")?,
             Short('v') => a.verbose += 1,

@@ -2,10 +2,11 @@
 //! a goroutine stack (the tapset's `go.stack.grow`, one emulated probe at
 //! `runtime.copystack`) is counted with its sizes and the function whose frame did not
 //! fit; every Nth one is printed live with the goroutine's backtrace, as the seed's
-//! script did, and its call path counted. The copies are timed through
-//! `go.stack.copy` (the return of `copystack`) unless `--no-time`. At the end: growths
-//! per function and per call path, the size transitions and a histogram of the time
-//! spent copying.
+//! script did, and its call path counted. With `--time` the copies are timed through
+//! `go.stack.copy` (the return of `copystack`, a `RET` the kernel single-steps, which
+//! costs several times the growth probe). At the end: growths per function and per
+//! call path, the size transitions and (`--time`) a histogram of the time spent
+//! copying.
 
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::fmt::Write as _;
 use super::{Consumer, Symbols, ToolArgs, json_str, num};
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
-    let script = script(a.every, !a.no_time);
+    let script = script(a.every, a.time);
     let mut s = StackGrow {
         every: a.every,
         top: a.top,
