@@ -13,7 +13,9 @@ use crate::spec::{MapId, ObjectSpec};
 pub const MAX_STRING: u32 = 128;
 
 /// Every ring buffer record starts with the event id (`u32`, an index into
-/// [`ScriptSpec::events`]) and 4 bytes of padding; fields follow at their offsets.
+/// [`ScriptSpec::events`]) and the probe hit's tag (`u32`: `(cpu + 1) << 24` and 24
+/// bits of the clock, 0 if unknown); fields follow at their offsets. Records with the
+/// same tag come from one hit and are printed together.
 pub const EVENT_HEADER: u32 = 8;
 
 /// The most frames a user backtrace holds (a record, or an entry of the stack map).

@@ -143,6 +143,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         user: Vec::new(),
         write_error: None,
         stacks: crate::stacks::Stacks::new(spec),
+        held: runtime::regroup::Regroup::new(),
     };
     let mut exit_requested = false;
     let mut failed = false;
@@ -209,12 +210,11 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     };
     armed.detach();
     if let Some(r) = ring.as_mut() {
-        r.drain(|rec| {
-            run.record(rec, &armed.maps);
-        })?;
-        out.write_all(&run.buf)?;
-        run.buf.clear();
+        r.drain(|rec| run.held.push(rec))?;
     }
+    run.flush_held(&armed.maps);
+    out.write_all(&run.buf)?;
+    run.buf.clear();
     if let Some(msg) = run.failed.take() {
         eprintln!("ERROR: {msg}");
         failed = true;
@@ -314,7 +314,12 @@ fn load_error(
     sm: &lang::SourceMap,
 ) -> anyhow::Error {
     if let Some(sys::Error::Verifier(v)) = e.downcast_ref::<sys::Error>()
-        && let Some(i) = compiled.spec.object.programs.iter().position(|p| p.name == v.name)
+        && let Some(i) = compiled
+            .spec
+            .object
+            .programs
+            .iter()
+            .position(|p| p.name == v.name)
     {
         let d = compiled.verifier_diagnostic(i, &v.log);
         return anyhow::anyhow!("{}", sm.render(&d).trim_end());
@@ -425,6 +430,8 @@ struct Run<'a, 'd> {
     write_error: Option<std::io::Error>,
     /// The stacks `ubacktrace()` names.
     stacks: crate::stacks::Stacks,
+    /// Records of the last drain, held to be printed hit by hit.
+    held: runtime::regroup::Regroup,
 }
 
 impl Run<'_, '_> {
@@ -437,6 +444,15 @@ impl Run<'_, '_> {
         let from = self.buf.len();
         let stop = self.decode(rec);
         self.stacks.expand(&mut self.sym, maps, &mut self.buf, from);
+        stop
+    }
+
+    /// Formats the records held, each probe hit's together; true if the run must end.
+    fn flush_held(&mut self, maps: &[sys::Map]) -> bool {
+        let mut held = std::mem::take(&mut self.held);
+        let mut stop = false;
+        held.drain(|rec| stop |= self.record(rec, maps));
+        self.held = held;
         stop
     }
 
@@ -516,17 +532,18 @@ impl Loop<'_, '_, '_, '_> {
 
 impl Handler for Loop<'_, '_, '_, '_> {
     fn record(&mut self, rec: &[u8]) -> bool {
-        self.learn_bias();
-        let stop = self.run.record(rec, self.maps);
-        if self.run.buf.len() > 1 << 16 {
-            self.flush();
-        }
-        stop || self.run.write_error.is_some()
+        self.run.held.push(rec);
+        false
     }
 
     fn tick(&mut self, now: Instant) -> Result<bool> {
-        self.flush();
         let mut stop = false;
+        if !self.run.held.is_empty() {
+            self.learn_bias();
+            stop |= self.run.flush_held(self.maps);
+        }
+        self.flush();
+        stop |= self.run.write_error.is_some();
         let mut globals = KernelGlobals { maps: self.maps };
         for i in 0..self.run.timers.len() {
             let (probe, every, next) = self.run.timers[i];

@@ -32,6 +32,9 @@ pub const SCRATCH_LIMIT: u32 = 30 * 1024;
 
 /// Stack bytes at the top of the BPF stack used for map keys of one helper call.
 pub const KEY_SLOT: i16 = -8;
+/// The stack slot that holds the probe hit's tag for record headers (see
+/// [`Emitter::tag_hit`]); loop counters start below it.
+pub const HIT_SLOT: i16 = -16;
 
 /// One program under construction.
 pub struct Emitter<'s> {
@@ -212,9 +215,28 @@ impl<'s> Emitter<'s> {
     }
 
     /// Writes the header of a record of event `id` at `scratch[at]`.
+    /// The second word is the probe hit's tag (see [`HIT_SLOT`]). Clobbers R0.
     pub fn header(&mut self, at: u32, id: usize) {
         self.store_imm(at, Size::W, id as i32);
-        self.store_imm(at + 4, Size::W, 0);
+        self.e(Insn::ldx(Size::W, Reg::R0, Reg::R10, HIT_SLOT));
+        let o = self.off(at + 4);
+        self.e(Insn::stx(Size::W, SCRATCH, o, Reg::R0));
+    }
+
+    /// Tags this probe hit for its records' headers: `(cpu + 1) << 24` with the low
+    /// 24 bits of the clock. Records of one hit come from one CPU in order, but other
+    /// CPUs' records may fall between them in the ring buffer; user space puts a
+    /// hit's records back together by this tag (as stap prints a hit's output at once).
+    pub fn tag_hit(&mut self) {
+        self.a.call(Helper::GetSmpProcessorId);
+        self.e(Insn::alu64(AluOp::Add, Reg::R0, 1));
+        self.e(Insn::alu64(AluOp::Lsh, Reg::R0, 24));
+        self.e(Insn::stx(Size::W, Reg::R10, HIT_SLOT, Reg::R0));
+        self.a.call(Helper::KtimeGetNs);
+        self.e(Insn::alu64(AluOp::And, Reg::R0, 0x00ff_ffff));
+        self.e(Insn::ldx(Size::W, Reg::R1, Reg::R10, HIT_SLOT));
+        self.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+        self.e(Insn::stx(Size::W, Reg::R10, HIT_SLOT, Reg::R0));
     }
 
     /// Sends a record with only a header.

@@ -562,4 +562,5 @@ pub(crate) fn prologue_code(em: &mut emit::Emitter<'_>) {
     em.a.jmp(Cond::Eq, Reg::R0, 0, end);
     em.e(Insn::mov64(SCRATCH, Reg::R0));
     em.count(counter::HITS);
+    em.tag_hit();
 }

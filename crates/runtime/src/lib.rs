@@ -6,6 +6,7 @@ pub mod flame;
 pub mod format;
 pub mod globals;
 pub mod interp;
+pub mod regroup;
 pub mod stats;
 pub mod symbolize;
 pub mod table;
