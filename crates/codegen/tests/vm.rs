@@ -40,6 +40,11 @@ fn query(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     0
 }
 
+/// `bpf_get_smp_processor_id()` and `bpf_ktime_get_ns()`, which tag a probe hit.
+fn zero(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
 /// Runs the first program of `src` and returns its locals, in declaration order.
 fn locals(src: &str, n: usize) -> Vec<i64> {
     let bin = testprogs::build("script", &testprogs::newest(), Variant::Default);
@@ -60,6 +65,8 @@ fn locals(src: &str, n: usize) -> Vec<i64> {
     vm.register_helper(1, lookup).unwrap();
     vm.register_helper(130, output).unwrap();
     vm.register_helper(134, query).unwrap();
+    vm.register_helper(8, zero).unwrap();
+    vm.register_helper(5, zero).unwrap();
     let mut mem = vec![0u8; 64 * 1024];
     MEM.store(mem.as_ptr() as u64, Ordering::SeqCst);
     vm.execute_program(&mut mem).unwrap();
