@@ -206,10 +206,11 @@ fn the_seed_scripts_print_the_runtime_sizes_on_example_go() {
         let (stack, line) = newstack_line(&tc, &prog.path);
         let script = seed_script("newstack.stp", &prog.path, &stack, line, false);
         let (program, printed) = traced(&what, &script, &prog.path, "", &[]);
-        // main returns after its fifth "hello"; the other goroutine may be one behind.
+        // main returns after its fifth "hello"; the other goroutine may be behind (by
+        // more than one on a loaded machine, traced or not), never ahead.
         let said = |w: &str| program.lines().filter(|l| *l == w).count();
         assert!(
-            said("hello") == 5 && (4..=5).contains(&said("world")),
+            said("hello") == 5 && said("world") <= 5 && program.lines().count() == said("hello") + said("world"),
             "{what}: the program's output\n{program}"
         );
         let g = growths(&printed);
