@@ -136,7 +136,9 @@ fn stress(tc: &Toolchain, variant: Variant, runs: usize, args: &[&str]) {
     let what = format!("go{} {variant}", tc.minor);
     let prog = Private::copy(
         &testprogs::build("ret_stress", tc, variant),
-        &format!("ret-{}-{variant}", tc.minor),
+        // Each test its own copy: a probe on the file sees every process running it,
+        // and tests run in parallel.
+        &format!("ret-{}-{variant}-{runs}", tc.minor),
     );
     let untraced = run(Command::new(&prog.path).args(args));
     assert!(untraced.status.success(), "{what}: untraced run failed");

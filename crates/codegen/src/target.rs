@@ -714,21 +714,33 @@ impl Target for GoTarget<'_> {
                 if funcs.is_empty() {
                     return Err(self.no_function(pattern));
                 }
+                // A wildcard passes over what cannot be probed (markers such as
+                // `go:textfipsstart`, code that does not decode); a name does not.
+                let wildcard = gobin::funcs::is_glob(pattern);
                 let mut out = Vec::new();
+                let mut first_error = None;
                 for f in &funcs {
-                    if *ret {
-                        let rets = x86::returns(&self.bin, f)
-                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))?;
-                        for r in rets {
-                            out.push(self.checked(f, r)?);
-                        }
+                    let sites = if *ret {
+                        x86::returns(&self.bin, f)
+                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))
+                            .and_then(|rets| rets.into_iter().map(|r| self.checked(f, r)).collect())
                     } else {
-                        let site = x86::probe_site(&self.bin, f)
-                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))?;
-                        out.push(self.checked(f, site.addr)?);
+                        x86::probe_site(&self.bin, f)
+                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))
+                            .and_then(|site| self.checked(f, site.addr).map(|l| vec![l]))
+                    };
+                    match sites {
+                        Ok(l) => out.extend(l),
+                        Err(e) if wildcard => {
+                            first_error.get_or_insert(e);
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
-                Ok(out)
+                match first_error {
+                    Some(e) if out.is_empty() => Err(e),
+                    _ => Ok(out),
+                }
             }
             Site::Statement {
                 function,
