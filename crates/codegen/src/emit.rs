@@ -201,7 +201,8 @@ impl<'s> Emitter<'s> {
         self.a.call(Helper::RingbufQuery);
         self.e(Insn::mov64(Reg::R4, RB_NO_WAKEUP));
         let quiet = self.a.label();
-        self.a.jmp(Cond::Lt, Reg::R0, WAKEUP_WATERMARK as i32, quiet);
+        self.a
+            .jmp(Cond::Lt, Reg::R0, WAKEUP_WATERMARK as i32, quiet);
         self.e(Insn::mov64(Reg::R4, RB_FORCE_WAKEUP));
         self.a.bind(quiet);
         self.a.ld_map(Reg::R1, self.storage.ringbuf);
