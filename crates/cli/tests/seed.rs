@@ -210,7 +210,9 @@ fn the_seed_scripts_print_the_runtime_sizes_on_example_go() {
         // more than one on a loaded machine, traced or not), never ahead.
         let said = |w: &str| program.lines().filter(|l| *l == w).count();
         assert!(
-            said("hello") == 5 && said("world") <= 5 && program.lines().count() == said("hello") + said("world"),
+            said("hello") == 5
+                && said("world") <= 5
+                && program.lines().count() == said("hello") + said("world"),
             "{what}: the program's output\n{program}"
         );
         let g = growths(&printed);

@@ -25,7 +25,9 @@ impl Regroup {
 
     /// Holds a copy of `rec`.
     pub fn push(&mut self, rec: &[u8]) {
-        let tag = rec.get(4..8).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let tag = rec
+            .get(4..8)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         let start = self.bytes.len();
         self.bytes.extend_from_slice(rec);
         self.records.push((tag, start, rec.len()));
@@ -41,7 +43,11 @@ impl Regroup {
         self.first.clear();
         self.order.clear();
         for (i, (tag, _, _)) in self.records.iter().enumerate() {
-            let group = if *tag == 0 { i } else { *self.first.entry(*tag).or_insert(i) };
+            let group = if *tag == 0 {
+                i
+            } else {
+                *self.first.entry(*tag).or_insert(i)
+            };
             self.order.push((group, i));
         }
         // Stable within a group: records keep the order their CPU wrote them in.
@@ -76,7 +82,13 @@ mod tests {
     fn a_hits_records_print_together_in_the_order_hits_began() {
         let mut g = Regroup::new();
         // CPU 1's hit (printf 1, backtrace 3) interleaved with CPU 2's (printf 2, backtrace 4).
-        for (tag, n) in [(0x0100_0001, 1), (0x0200_0007, 2), (0x0100_0001, 3), (0x0200_0007, 4), (0x0100_0002, 5)] {
+        for (tag, n) in [
+            (0x0100_0001, 1),
+            (0x0200_0007, 2),
+            (0x0100_0001, 3),
+            (0x0200_0007, 4),
+            (0x0100_0002, 5),
+        ] {
             g.push(&rec(tag, n));
         }
         assert_eq!(drained(&mut g), [1, 3, 2, 4, 5]);

@@ -4,10 +4,15 @@
 
 /// `clock_gettime(id)` in nanoseconds.
 fn now_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into a live local.
     unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec.saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec)
+    ts.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec)
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: what `bpf_ktime_get_ns` returns.
@@ -27,8 +32,14 @@ pub fn realtime_offset_ns() -> i64 {
 mod tests {
     #[test]
     fn the_offset_gives_the_wall_clock() {
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos() as i64;
         let derived = super::monotonic_ns() + super::realtime_offset_ns();
-        assert!((derived - wall).abs() < 50_000_000, "derived {derived} vs wall {wall}");
+        assert!(
+            (derived - wall).abs() < 50_000_000,
+            "derived {derived} vs wall {wall}"
+        );
     }
 }

@@ -25,7 +25,12 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [Variant::Default, Variant::Stripped, Variant::Pie, Variant::NoOpt];
+    pub const ALL: [Variant; 4] = [
+        Variant::Default,
+        Variant::Stripped,
+        Variant::Pie,
+        Variant::NoOpt,
+    ];
 
     fn flags(self) -> &'static [&'static str] {
         match self {
@@ -72,7 +77,11 @@ impl Toolchain {
 
     /// The toolchain's GOROOT, where `src/runtime/stack.go` lives.
     pub fn goroot(&self) -> PathBuf {
-        let out = self.go_command().args(["env", "GOROOT"]).output().expect("run go env GOROOT");
+        let out = self
+            .go_command()
+            .args(["env", "GOROOT"])
+            .output()
+            .expect("run go env GOROOT");
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
@@ -95,16 +104,23 @@ impl Toolchain {
 
 /// The repository's top folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The folder that holds one folder per toolchain.
 pub fn go_root() -> PathBuf {
-    std::env::var_os("GOTAP_GO_ROOT").map(PathBuf::from).unwrap_or_else(|| repo_root().join("tools/go"))
+    std::env::var_os("GOTAP_GO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tools/go"))
 }
 
 /// Every installed toolchain, oldest first. Panics, with the command that installs
@@ -119,7 +135,11 @@ pub fn toolchains() -> Vec<Toolchain> {
                 continue;
             }
             let minor = entry.file_name().to_string_lossy().into_owned();
-            let mut tc = Toolchain { minor, version: String::new(), go };
+            let mut tc = Toolchain {
+                minor,
+                version: String::new(),
+                go,
+            };
             if let Ok(out) = tc.go_command().arg("version").output() {
                 let text = String::from_utf8_lossy(&out.stdout);
                 if let Some(v) = text.split_whitespace().nth(2) {
@@ -145,7 +165,9 @@ pub fn newest() -> Toolchain {
 
 /// The source of a test program: `tests/testprogs/NAME.go`.
 pub fn source(name: &str) -> PathBuf {
-    repo_root().join("tests/testprogs").join(format!("{name}.go"))
+    repo_root()
+        .join("tests/testprogs")
+        .join(format!("{name}.go"))
 }
 
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
@@ -161,7 +183,9 @@ pub fn build(name: &str, tc: &Toolchain, variant: Variant) -> PathBuf {
     for f in variant.flags() {
         h.write(f.as_bytes());
     }
-    let dir = target_dir().join("testprogs").join(format!("{name}-{}-{}-{:016x}", tc.minor, variant, h.0));
+    let dir = target_dir()
+        .join("testprogs")
+        .join(format!("{name}-{}-{}-{:016x}", tc.minor, variant, h.0));
     let exe = dir.join(name);
     if exe.exists() {
         return exe;
