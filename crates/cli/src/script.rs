@@ -16,7 +16,7 @@ use lang::ProbeKind;
 use crate::args::{ScriptArgs, ScriptSource};
 use crate::binary::Binary;
 use crate::maps::KernelGlobals;
-use crate::session::{self, Armed, End, Handler, Placement, Traced};
+use crate::session::{self, Armed, End, Handler, Traced};
 
 pub fn run(a: &ScriptArgs) -> Result<i32> {
     let signals = sys::Signals::new()?;
@@ -91,21 +91,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     init_scalars(spec, &armed)?;
     let t0 = Instant::now();
-    for at in &spec.attachments {
-        let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
-        let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
-        armed
-            .attach(
-                &Placement {
-                    program: at.program,
-                    binary: at.binary.as_ref(),
-                    offsets: &offsets,
-                    cookies: &cookies,
-                },
-                traced.scope(),
-            )
-            .with_context(|| at.probe.clone())?;
-    }
+    armed.attach_all(&spec.attachments, traced.scope())?;
     if a.verbose > 0 {
         eprintln!(
             "gotap: {} probes attached in {:.1} ms",

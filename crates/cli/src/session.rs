@@ -149,6 +149,27 @@ impl Armed {
         Ok(())
     }
 
+    /// Places every attachment of a compiled script.
+    pub fn attach_all(
+        &mut self,
+        attachments: &[bpf::script::AttachSpec],
+        scope: sys::Scope,
+    ) -> Result<()> {
+        for at in attachments {
+            let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
+            let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
+            let placement = Placement {
+                program: at.program,
+                binary: at.binary.as_ref(),
+                offsets: &offsets,
+                cookies: &cookies,
+            };
+            self.attach(&placement, scope)
+                .with_context(|| at.probe.clone())?;
+        }
+        Ok(())
+    }
+
     /// How many probes are placed.
     pub fn probe_count(&self) -> usize {
         self.links

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Target;
 use crate::binary::Binary;
-use crate::session::{self, Armed, Handler, Placement, Traced};
+use crate::session::{self, Armed, Handler, Traced};
 
 /// The subcommands this module runs.
 pub const NAMES: &[&str] = &["stackgrow", "gcstat", "goroutines"];
@@ -273,21 +273,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     let mut armed = Armed::load(&spec.object, false)?;
     init_scalars(spec, &armed)?;
     let t0 = Instant::now();
-    for at in &spec.attachments {
-        let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
-        let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
-        armed
-            .attach(
-                &Placement {
-                    program: at.program,
-                    binary: at.binary.as_ref(),
-                    offsets: &offsets,
-                    cookies: &cookies,
-                },
-                traced.scope(),
-            )
-            .with_context(|| at.probe.clone())?;
-    }
+    armed.attach_all(&spec.attachments, traced.scope())?;
     if a.verbose > 0 {
         eprintln!(
             "{name}: {} probes attached in {:.1} ms",
