@@ -79,8 +79,18 @@ fn program_counts(stdout: &str) -> (u64, u64) {
 
 /// A gotap running `script` on a private binary, with every probe attached.
 struct Tracer {
-    child: Child,
-    stdout: std::thread::JoinHandle<String>,
+    /// Taken by `stop`; a tracer dropped without it (a failed assertion) is killed.
+    child: Option<Child>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Tracer {
@@ -107,18 +117,22 @@ impl Tracer {
             let _ = std::io::Read::read_to_string(&mut lines, &mut rest);
             rest
         });
-        Tracer { child, stdout }
+        Tracer {
+            child: Some(child),
+            stdout: Some(stdout),
+        }
     }
 
     /// Ends the run as a user would (SIGINT) and returns (stdout, stderr).
-    fn stop(self) -> (String, String) {
+    fn stop(mut self) -> (String, String) {
+        let child = self.child.take().expect("a running tracer");
         let status = Command::new("kill")
             .arg("-INT")
-            .arg(self.child.id().to_string())
+            .arg(child.id().to_string())
             .status()
             .expect("kill");
         assert!(status.success());
-        let (out, killed) = wait_output(self.child, Duration::from_secs(30));
+        let (out, killed) = wait_output(child, Duration::from_secs(30));
         assert!(!killed, "gotap did not end on SIGINT");
         assert_eq!(
             out.status.code(),
@@ -126,7 +140,8 @@ impl Tracer {
             "gotap failed: {}",
             text(&out.stderr)
         );
-        (self.stdout.join().unwrap_or_default(), text(&out.stderr))
+        let stdout = self.stdout.take().map(|h| h.join().unwrap_or_default());
+        (stdout.unwrap_or_default(), text(&out.stderr))
     }
 }
 
