@@ -173,3 +173,19 @@ fn a_wrong_probe_point_says_what_would_be_right() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_wildcard_listing_names_what_the_compiler_would_probe() {
+    // `-l` of a wildcard reads .gopclntab alone; `-L` goes through the compiler's
+    // resolution. Without their variables, the two list the same lines.
+    let tc = testprogs::newest();
+    let bin = testprogs::build("counts", &tc, Variant::Stripped);
+    let point = format!("process(\"{}\").function(\"*\")", bin.display());
+    let fast = listed(&run(gotap().arg("-l").arg(&point)));
+    let general: Vec<String> = listed(&run(gotap().arg("-L").arg(&point)))
+        .iter()
+        .map(|l| l.split(" $").next().unwrap_or_default().to_string())
+        .collect();
+    assert!(fast.len() > 1000, "only {} functions", fast.len());
+    assert_eq!(fast, general);
+}
