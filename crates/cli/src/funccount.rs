@@ -137,14 +137,7 @@ fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool) -> Result<()> {
     let zero = vec![0u8; map.value_buf_size()];
     for (i, f) in funcs.iter().enumerate() {
         let key = (i as u32).to_le_bytes();
-        let per_cpu = map.get_per_cpu(&key)?.unwrap_or_default();
-        let n: u64 = per_cpu
-            .iter()
-            .map(|v| {
-                v.get(..8)
-                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            })
-            .sum();
+        let n = session::per_cpu_sum(map, i as u32)?;
         counts.push((&f.name, n));
         if clear && n > 0 {
             map.update(&key, &zero, sys::UpdateFlags::Any)?;

@@ -89,7 +89,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
             eprintln!("{}:\n{}", p.name(), p.verifier_log().unwrap_or(""));
         }
     }
-    init_scalars(spec, &armed)?;
+    armed.init_scalars(spec)?;
     let t0 = Instant::now();
     armed.attach_all(&spec.attachments, traced.scope())?;
     if a.verbose > 0 {
@@ -313,22 +313,6 @@ fn load_error(
     e
 }
 
-/// The scalar globals' initial values, and the wall-clock offset probes add to the
-/// kernel's monotonic clock.
-fn init_scalars(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
-    let Some(s) = &spec.scalars else {
-        return Ok(());
-    };
-    let mut init = s.initial.clone();
-    let o = s.realtime_offset as usize;
-    if let Some(slot) = init.get_mut(o..o + 8) {
-        slot.copy_from_slice(&sys::clock::realtime_offset_ns().to_le_bytes());
-    }
-    let map = armed.maps.get(s.map.0 as usize).context("scalars map")?;
-    map.update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)?;
-    Ok(())
-}
-
 /// `--folded FILE` and `--svg FILE`: every array or statistic keyed by
 /// `ubacktrace()`, as collapsed stacks and as a flame graph.
 fn flame_graphs(
@@ -373,13 +357,7 @@ fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
     let Some(map) = armed.maps.get(id.0 as usize) else {
         return Ok(());
     };
-    let read = |i: u32| -> Result<u64> {
-        let per_cpu = map.get_per_cpu(&i.to_le_bytes())?.unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes))
-            .sum())
-    };
+    let read = |i: u32| session::per_cpu_sum(map, i);
     let lost = read(counter::LOST_EVENTS)?;
     let faults = read(counter::READ_FAULTS)?;
     let full = read(counter::MAP_FULL)?;

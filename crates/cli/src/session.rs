@@ -170,6 +170,22 @@ impl Armed {
         Ok(())
     }
 
+    /// Writes the scalar globals' first values, with the wall-clock offset probes add
+    /// to the kernel's monotonic clock.
+    pub fn init_scalars(&self, spec: &bpf::script::ScriptSpec) -> Result<()> {
+        let Some(s) = &spec.scalars else {
+            return Ok(());
+        };
+        let mut init = s.initial.clone();
+        let o = s.realtime_offset as usize;
+        if let Some(slot) = init.get_mut(o..o + 8) {
+            slot.copy_from_slice(&sys::clock::realtime_offset_ns().to_le_bytes());
+        }
+        let map = self.maps.get(s.map.0 as usize).context("scalars map")?;
+        map.update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)?;
+        Ok(())
+    }
+
     /// How many probes are placed.
     pub fn probe_count(&self) -> usize {
         self.links
@@ -271,4 +287,13 @@ pub fn run(
             return Ok(End::Requested);
         }
     }
+}
+
+/// The sum over CPUs of the `u64` at `key` of a per-CPU array (counters, funccount).
+pub fn per_cpu_sum(map: &sys::Map, key: u32) -> Result<u64> {
+    let per_cpu = map.get_per_cpu(&key.to_le_bytes())?.unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes))
+        .sum())
 }

@@ -271,7 +271,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
     let spec = &compiled.spec;
     let mut armed = Armed::load(&spec.object, false)?;
-    init_scalars(spec, &armed)?;
+    armed.init_scalars(spec)?;
     let t0 = Instant::now();
     armed.attach_all(&spec.attachments, traced.scope())?;
     if a.verbose > 0 {
@@ -364,39 +364,13 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     })
 }
 
-/// The wall-clock offset probes add to the kernel's monotonic clock, and the
-/// globals' first values.
-fn init_scalars(spec: &bpf::script::ScriptSpec, armed: &Armed) -> Result<()> {
-    let Some(s) = &spec.scalars else {
-        return Ok(());
-    };
-    let mut init = s.initial.clone();
-    let o = s.realtime_offset as usize;
-    if let Some(slot) = init.get_mut(o..o + 8) {
-        slot.copy_from_slice(&sys::clock::realtime_offset_ns().to_le_bytes());
-    }
-    let map = armed.maps.get(s.map.0 as usize).context("scalars map")?;
-    map.update(&0u32.to_le_bytes(), &init, sys::UpdateFlags::Any)?;
-    Ok(())
-}
-
 /// Events the ring buffer had no room for make the tool's counts short: say so.
 fn report_lost(spec: &bpf::script::ScriptSpec, armed: &Armed) {
     let Some(id) = spec.counters else { return };
     let Some(map) = armed.maps.get(id.0 as usize) else {
         return;
     };
-    let read = |i: u32| -> u64 {
-        let per_cpu = map
-            .get_per_cpu(&i.to_le_bytes())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        per_cpu
-            .iter()
-            .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_le_bytes))
-            .sum()
-    };
+    let read = |i: u32| session::per_cpu_sum(map, i).unwrap_or(0);
     let lost = read(bpf::script::counter::LOST_EVENTS);
     if lost > 0 {
         eprintln!(
