@@ -5,8 +5,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
+	"time"
 )
 
 var keep [][]byte
@@ -19,6 +21,7 @@ func main() {
 	if len(os.Args) > 2 {
 		parked, _ = strconv.Atoi(os.Args[2])
 	}
+	base := runtime.NumGoroutine()
 	release := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < parked; i++ {
@@ -37,4 +40,9 @@ func main() {
 	fmt.Println("allocated", mb, "MB")
 	close(release)
 	wg.Wait()
+	// wg.Done runs before a goroutine has finished exiting: wait until the runtime
+	// has taken them all back, so a tracer of goroutine exits sees every one.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }
