@@ -208,7 +208,7 @@ impl<'data> GoTarget<'data> {
     /// The DWARF, if the executable has some that reads.
     pub fn dwarf(&self) -> Option<&Dwarf<'data>> {
         self.dwarf
-            .get_or_init(|| Dwarf::load(|name| self.bin.section_data(name)).ok())
+            .get_or_init(|| Dwarf::load_sections(|name| self.bin.dwarf_section(name)).ok())
             .as_ref()
     }
 

@@ -200,6 +200,29 @@ impl<'data> Elf<'data> {
         s.uncompressed_data().ok()
     }
 
+    /// A DWARF section as stored: plain bytes, or a zlib stream with its inflated size
+    /// (SHF_COMPRESSED or `.zdebug_`), left for the reader to inflate when it is read.
+    /// Another compression (zstd) is inflated here, whole.
+    pub fn dwarf_section(&self, name: &str) -> Option<crate::dwarf::Section<'data>> {
+        use crate::dwarf::Section;
+        let s = self.file.section_by_name(name).or_else(|| {
+            let z = name.strip_prefix(".debug_")?;
+            self.file.section_by_name(&format!(".zdebug_{z}"))
+        })?;
+        if s.kind() == SectionKind::UninitializedData {
+            return None;
+        }
+        let c = s.compressed_data().ok()?;
+        match c.format {
+            object::CompressionFormat::None => Some(Section::Bytes(Cow::Borrowed(c.data))),
+            object::CompressionFormat::Zlib => Some(Section::Zlib {
+                stream: c.data,
+                size: usize::try_from(c.uncompressed_size).ok()?,
+            }),
+            _ => s.uncompressed_data().ok().map(Section::Bytes),
+        }
+    }
+
     /// The address of the symbol called `name`, if the symbol table has it.
     pub fn symbol_address(&self, name: &str) -> Option<u64> {
         self.file

@@ -123,6 +123,12 @@ impl<'data> GoBinary<'data> {
         self.elf.section_data(name)
     }
 
+    /// A DWARF section as stored, for [`dwarf::Dwarf::load_sections`]: compressed
+    /// sections are inflated when first read, not here.
+    pub fn dwarf_section(&self, name: &str) -> Option<dwarf::Section<'data>> {
+        self.elf.dwarf_section(name)
+    }
+
     /// `len` bytes of machine code at `addr`.
     pub fn text_bytes(&self, addr: VirtAddr, len: u64) -> Option<&'data [u8]> {
         self.elf.text_bytes(addr, len)

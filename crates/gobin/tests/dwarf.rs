@@ -9,19 +9,23 @@ use gobin::dwarf::{BaseEncoding, Dwarf, Error, TypeKind};
 use object::{Object, ObjectSection};
 use testprogs::{Toolchain, Variant};
 
-/// A loader over the executable's sections, as `GoBinary` will hand in: Go's DWARF
-/// sections are zlib-compressed (`SHF_COMPRESSED`), so they arrive owned.
-fn load<'a>(file: &'a object::File<'a>) -> Result<Dwarf<'a>, Error> {
-    Dwarf::load(|name| {
-        let section = file.section_by_name(name)?;
-        section.uncompressed_data().ok()
-    })
+/// A loader over the executable's sections, as the tracer reads them: Go's DWARF
+/// sections are zlib-compressed (`SHF_COMPRESSED`) and are inflated when first read.
+fn load<'a>(bytes: &'a [u8]) -> Result<Dwarf<'a>, Error> {
+    let file = object::File::parse(bytes).expect("parse ELF");
+    let bin = gobin::GoBinary::parse(bytes).expect("a Go executable");
+    let dwarf = Dwarf::load_sections(|name| bin.dwarf_section(name));
+    // The same queries through sections inflated up front give the same answers.
+    let eager = Dwarf::load(|name| file.section_by_name(name)?.uncompressed_data().ok());
+    if let (Ok(lazy), Ok(eager)) = (&dwarf, &eager) {
+        assert_eq!(lazy.unit_count().ok(), eager.unit_count().ok());
+    }
+    dwarf
 }
 
 fn with_dwarf<T>(path: &Path, f: impl FnOnce(&Dwarf<'_>) -> T) -> T {
     let bytes = std::fs::read(path).expect("read test program");
-    let file = object::File::parse(&*bytes).expect("parse ELF");
-    let dwarf = load(&file).expect("load DWARF");
+    let dwarf = load(&bytes).expect("load DWARF");
     f(&dwarf)
 }
 
@@ -457,8 +461,7 @@ fn stripped_binaries_say_no_dwarf() {
     for tc in testprogs::toolchains() {
         let exe = testprogs::build("vars", &tc, Variant::Stripped);
         let bytes = std::fs::read(&exe).unwrap();
-        let file = object::File::parse(&*bytes).unwrap();
-        let err = load(&file).err().expect("a stripped binary has no DWARF");
+        let err = load(&bytes).err().expect("a stripped binary has no DWARF");
         assert!(matches!(err, Error::NoDwarf), "go{}: {err}", tc.minor);
         assert!(err.to_string().contains("no DWARF"));
     }
@@ -489,7 +492,7 @@ fn damaged_dwarf_is_an_error_not_a_panic() {
         file.section_by_name(name)
             .and_then(|s| s.uncompressed_data().ok())
     };
-    let intact = load(&file).unwrap();
+    let intact = load(&bytes).unwrap();
     let main_unit = intact.function("main.scalars").unwrap();
     let mut errors = 0;
     for damage in 0..24u32 {
@@ -548,10 +551,13 @@ fn lookup_cost() {
         return;
     };
     let bytes = std::fs::read(&path).unwrap();
-    let file = object::File::parse(&*bytes).unwrap();
+    let bin = gobin::GoBinary::parse(&bytes).unwrap();
     let t = Instant::now();
-    let d = load(&file).unwrap();
-    println!("load (decompressing sections): {:?}", t.elapsed());
+    let d = Dwarf::load_sections(|name| bin.dwarf_section(name)).unwrap();
+    println!(
+        "load (sections are inflated when first read): {:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     println!(
         "{} units, headers read in {:?}",

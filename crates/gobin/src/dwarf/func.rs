@@ -105,7 +105,7 @@ impl Function {
     }
 }
 
-impl Dwarf<'_> {
+impl<'data> Dwarf<'data> {
     /// The function `name` with all its variables. When the linker made a wrapper of
     /// the same name (an ABI wrapper), the larger function, the real one, is returned.
     pub fn function(&self, name: &str) -> Result<Function> {
@@ -204,15 +204,15 @@ const MAX_BLOCK_DEPTH: u32 = 256;
 
 struct Walker<'a, 'd> {
     dwarf: &'a Dwarf<'d>,
-    unit: &'a Unit,
+    unit: &'a Unit<'d>,
     name: &'a str,
     frame_base_is_cfa: bool,
 }
 
-impl Walker<'_, '_> {
+impl<'d> Walker<'_, 'd> {
     fn children(
         &self,
-        node: gimli::EntriesTreeNode<super::R>,
+        node: gimli::EntriesTreeNode<super::R<'d>>,
         scope: &Scope,
         out: &mut Vec<FunctionVariable>,
         depth: u32,
@@ -254,7 +254,7 @@ impl Walker<'_, '_> {
 
     fn variable(
         &self,
-        entry: &gimli::DebuggingInformationEntry<super::R>,
+        entry: &gimli::DebuggingInformationEntry<super::R<'d>>,
         scope: &Scope,
     ) -> Result<FunctionVariable> {
         let is_param = entry.tag() == gimli::DW_TAG_formal_parameter;
@@ -306,7 +306,7 @@ impl Walker<'_, '_> {
 
     fn location(
         &self,
-        entry: &gimli::DebuggingInformationEntry<super::R>,
+        entry: &gimli::DebuggingInformationEntry<super::R<'d>>,
         var: &str,
     ) -> Result<Location> {
         let encoding = self.unit.encoding();
@@ -355,10 +355,10 @@ struct OwnAttrs {
 }
 
 impl OwnAttrs {
-    fn read(
-        dwarf: &Dwarf<'_>,
-        unit: &Unit,
-        entry: &gimli::DebuggingInformationEntry<super::R>,
+    fn read<'data>(
+        dwarf: &Dwarf<'data>,
+        unit: &Unit<'data>,
+        entry: &gimli::DebuggingInformationEntry<super::R<'data>>,
     ) -> Result<OwnAttrs> {
         let name = dwarf.name_of(unit, entry)?;
         let type_id = match entry

@@ -70,7 +70,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-impl Dwarf<'_> {
+impl<'data> Dwarf<'data> {
     /// The statement lines of function `func`: for each (source path, line), the
     /// addresses of the `is_stmt` rows of the line table inside the function's code,
     /// in increasing order. Lines of functions inlined into `func` are included (their
@@ -88,7 +88,7 @@ impl Dwarf<'_> {
             while let Some(r) = iter.next().ctx("reading a function's ranges")? {
                 ranges.push(r);
             }
-            let Some(program) = unit.line_program.clone() else {
+            let Some(program) = self.line_program(index)? else {
                 return Err(Error::Corrupt(format!(
                     "the unit of {func} has no line table"
                 )));
@@ -140,8 +140,8 @@ impl Dwarf<'_> {
 
     fn file_path(
         &self,
-        unit: &super::Unit,
-        header: &gimli::LineProgramHeader<super::R>,
+        unit: &super::Unit<'data>,
+        header: &gimli::LineProgramHeader<super::R<'data>>,
         index: u64,
     ) -> Result<String> {
         let file = header.file(index).ok_or_else(|| {

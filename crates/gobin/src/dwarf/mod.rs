@@ -16,17 +16,20 @@
 //! - per unit, when a type is looked up by name, an index of its top-level type DIEs;
 //!   units named `runtime` are indexed first, since that is where the linker puts types.
 //!
-//! Cost, measured on `cmd/go` built by Go 1.27 (339 units, 5.8 MB of `.debug_info`,
-//! 3.4 MB of `.debug_loclists`; release build; `tests/dwarf.rs::lookup_cost`):
-//! decompressing the sections (the loader's part) 80 ms; unit headers 2.4 ms; the
-//! variables of `cmd/go/internal/load.PackagesAndErrors` 0.5 ms, of
-//! `runtime.newstack` 5 ms (the `runtime` units are the biggest); `runtime.g` by name
-//! 9 ms (indexing the types of the `runtime` units); newstack's statement lines 7 ms.
+//! Cost, measured on `cmd/go` built by Go 1.27 (337 units, 5.9 MB of `.debug_info`,
+//! 3.4 MB of `.debug_loclists`, 2.8 MB of `.debug_line`; release build;
+//! `tests/dwarf.rs::lookup_cost`): the unit headers 25 ms, nearly all of it
+//! inflating `.debug_info`; then the variables of
+//! `cmd/go/internal/load.PackagesAndErrors` 20 ms (inflating `.debug_loclists`),
+//! of `runtime.newstack` 6 ms; `runtime.g` by name 11 ms (indexing the types of the
+//! `runtime` units); newstack's statement lines 20 ms (inflating `.debug_line`).
 //!
 //! Sections come from a loader closure, so this module does not depend on how the
-//! executable is read. Go compresses its DWARF sections (`SHF_COMPRESSED`), so the
-//! loader hands over decompressed bytes that this value then owns (shared, not copied
-//! again, by every reader).
+//! executable is read. Go compresses its DWARF sections (`SHF_COMPRESSED`); the
+//! loader may hand them over as stored ([`Section::Zlib`]), and each is inflated on
+//! its first read: a script that reads variables never inflates the line table, one
+//! that probes functions by name reads no DWARF at all. A zlib stream cannot be
+//! entered in the middle, so a section is inflated whole.
 
 pub mod func;
 pub mod lines;
@@ -36,10 +39,10 @@ pub mod types;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 use gimli::Reader as _;
+pub use reader::Section;
 use reader::SectionReader;
 
 pub use func::{Function, FunctionVariable, Scope, Variable};
@@ -50,8 +53,8 @@ pub use location::{
 pub use types::{BaseEncoding, Member, Type, TypeKind, TypeRef};
 
 /// The byte reader every gimli structure here uses: a shared, owned section.
-pub(crate) type R = SectionReader;
-pub(crate) type Unit = gimli::Unit<R>;
+pub(crate) type R<'data> = SectionReader<'data>;
+pub(crate) type Unit<'data> = gimli::Unit<R<'data>>;
 
 /// Errors reading DWARF. Corrupt input is reported, never a panic.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -94,13 +97,13 @@ impl<T> Context<T> for gimli::Result<T> {
 }
 
 /// One compile unit: its header, read at load, and what is built from it on demand.
-struct UnitSlot {
-    header: gimli::UnitHeader<R>,
+struct UnitSlot<'data> {
+    header: gimli::UnitHeader<R<'data>>,
     /// Start of the unit in `.debug_info`.
     start: usize,
     /// The package the unit is for (its root DIE's `DW_AT_name`).
     name: String,
-    unit: OnceLock<Result<Arc<Unit>>>,
+    unit: OnceLock<Result<Arc<Unit<'data>>>>,
     funcs: OnceLock<Result<HashMap<String, Vec<gimli::UnitOffset>>>>,
     types: OnceLock<Result<HashMap<String, gimli::UnitOffset>>>,
 }
@@ -108,9 +111,8 @@ struct UnitSlot {
 /// Lazily indexed DWARF of one executable. Queries take `&self`; indexes are built
 /// on first use and kept (the value is `Sync`, so threads may share it).
 pub struct Dwarf<'data> {
-    pub(crate) gimli: gimli::Dwarf<R>,
-    units: OnceLock<Result<Vec<UnitSlot>>>,
-    _data: PhantomData<&'data [u8]>,
+    pub(crate) gimli: gimli::Dwarf<R<'data>>,
+    units: OnceLock<Result<Vec<UnitSlot<'data>>>>,
 }
 
 impl<'data> Dwarf<'data> {
@@ -118,18 +120,25 @@ impl<'data> Dwarf<'data> {
     /// (`.debug_info`, `.debug_abbrev`, …; `None` when absent). Fails with
     /// [`Error::NoDwarf`] when there is no `.debug_info`.
     pub fn load(mut load: impl FnMut(&str) -> Option<Cow<'data, [u8]>>) -> Result<Dwarf<'data>> {
+        Dwarf::load_sections(|name| load(name).map(Section::Bytes))
+    }
+
+    /// Like [`Dwarf::load`], with compressed sections handed over as they are stored:
+    /// each is inflated on its first read, so a query pays only for the sections it
+    /// reads.
+    pub fn load_sections(
+        mut load: impl FnMut(&str) -> Option<Section<'data>>,
+    ) -> Result<Dwarf<'data>> {
         let mut has_info = false;
-        let sections = gimli::DwarfSections::load(|id: gimli::SectionId| -> Result<R> {
-            let data = load(id.name());
+        let sections = gimli::DwarfSections::load(|id: gimli::SectionId| -> Result<R<'data>> {
+            let section = load(id.name()).unwrap_or(Section::Bytes(Cow::Borrowed(&[])));
             if id == gimli::SectionId::DebugInfo {
-                has_info = data.as_ref().is_some_and(|d| !d.is_empty());
+                has_info = match &section {
+                    Section::Bytes(b) => !b.is_empty(),
+                    Section::Zlib { size, .. } => *size > 0,
+                };
             }
-            let bytes: Arc<[u8]> = match data {
-                Some(Cow::Owned(v)) => v.into(),
-                Some(Cow::Borrowed(b)) => b.into(),
-                None => Arc::new([]),
-            };
-            Ok(SectionReader::new(bytes))
+            Ok(SectionReader::new(section))
         })?;
         if !has_info {
             return Err(Error::NoDwarf);
@@ -138,11 +147,10 @@ impl<'data> Dwarf<'data> {
         Ok(Dwarf {
             gimli,
             units: OnceLock::new(),
-            _data: PhantomData,
         })
     }
 
-    fn slots(&self) -> Result<&[UnitSlot]> {
+    fn slots(&self) -> Result<&[UnitSlot<'data>]> {
         self.units
             .get_or_init(|| self.read_units())
             .as_ref()
@@ -150,7 +158,7 @@ impl<'data> Dwarf<'data> {
             .map_err(Clone::clone)
     }
 
-    fn read_units(&self) -> Result<Vec<UnitSlot>> {
+    fn read_units(&self) -> Result<Vec<UnitSlot<'data>>> {
         let mut out = Vec::new();
         let mut iter = self.gimli.units();
         while let Some(header) = iter.next().ctx("reading a unit header")? {
@@ -173,7 +181,7 @@ impl<'data> Dwarf<'data> {
 
     /// The root DIE's name, read without building the whole unit (which would parse
     /// its line program header too).
-    fn root_name(&self, header: &gimli::UnitHeader<R>) -> Result<String> {
+    fn root_name(&self, header: &gimli::UnitHeader<R<'data>>) -> Result<String> {
         let abbrevs = self
             .gimli
             .abbreviations(header)
@@ -205,12 +213,11 @@ impl<'data> Dwarf<'data> {
         Ok(self.slots()?.len())
     }
 
-    pub(crate) fn unit(&self, index: usize) -> Result<&Unit> {
+    pub(crate) fn unit(&self, index: usize) -> Result<&Unit<'data>> {
         let slot = self.slot(index)?;
         slot.unit
             .get_or_init(|| {
-                self.gimli
-                    .unit(slot.header.clone())
+                self.read_unit(slot.header.clone())
                     .ctx("reading a compile unit")
                     .map(Arc::new)
             })
@@ -218,7 +225,89 @@ impl<'data> Dwarf<'data> {
             .map_err(Clone::clone)
     }
 
-    fn slot(&self, index: usize) -> Result<&UnitSlot> {
+    /// A unit with the bases its root DIE sets, but without its line program:
+    /// `gimli::Dwarf::unit` would parse the program's header, and so inflate all of
+    /// `.debug_line`, for every unit a query opens, though only statement probes read
+    /// lines ([`Dwarf::line_program`]).
+    fn read_unit(&self, header: gimli::UnitHeader<R<'data>>) -> gimli::Result<Unit<'data>> {
+        let abbreviations = self.gimli.abbreviations(&header)?;
+        let encoding = header.encoding();
+        let file = self.gimli.file_type;
+        let mut unit = gimli::Unit {
+            abbreviations,
+            name: None,
+            comp_dir: None,
+            low_pc: 0,
+            str_offsets_base: gimli::DebugStrOffsetsBase::default_for_encoding_and_file(
+                encoding, file,
+            ),
+            addr_base: gimli::DebugAddrBase(0),
+            loclists_base: gimli::DebugLocListsBase::default_for_encoding_and_file(encoding, file),
+            rnglists_base: gimli::DebugRngListsBase::default_for_encoding_and_file(encoding, file),
+            line_program: None,
+            dwo_id: None,
+            header,
+        };
+        let (mut name, mut comp_dir, mut low_pc) = (None, None, None);
+        {
+            let mut entries = unit.header.entries(&unit.abbreviations);
+            let (_, root) = entries.next_dfs()?.ok_or(gimli::Error::MissingUnitDie)?;
+            let mut attrs = root.attrs();
+            while let Some(attr) = attrs.next()? {
+                use gimli::AttributeValue as V;
+                match (attr.name(), attr.value()) {
+                    (gimli::DW_AT_name, v) => name = Some(v),
+                    (gimli::DW_AT_comp_dir, v) => comp_dir = Some(v),
+                    (gimli::DW_AT_low_pc, v) => low_pc = Some(v),
+                    (gimli::DW_AT_str_offsets_base, V::DebugStrOffsetsBase(b)) => {
+                        unit.str_offsets_base = b
+                    }
+                    (gimli::DW_AT_addr_base, V::DebugAddrBase(b)) => unit.addr_base = b,
+                    (gimli::DW_AT_loclists_base, V::DebugLocListsBase(b)) => unit.loclists_base = b,
+                    (gimli::DW_AT_rnglists_base, V::DebugRngListsBase(b)) => unit.rnglists_base = b,
+                    _ => {}
+                }
+            }
+        }
+        // The string forms need the bases just read.
+        unit.name = name.and_then(|v| self.gimli.attr_string(&unit, v).ok());
+        unit.comp_dir = comp_dir.and_then(|v| self.gimli.attr_string(&unit, v).ok());
+        if let Some(v) = low_pc {
+            unit.low_pc = self.gimli.attr_address(&unit, v)?.unwrap_or(0);
+        }
+        Ok(unit)
+    }
+
+    /// The line program of unit `index`, read from `.debug_line` now.
+    pub(crate) fn line_program(
+        &self,
+        index: usize,
+    ) -> Result<Option<gimli::IncompleteLineProgram<R<'data>>>> {
+        let unit = self.unit(index)?;
+        let mut entries = unit.entries();
+        let (_, root) = entries
+            .next_dfs()
+            .ctx("reading a unit's root DIE")?
+            .ok_or_else(|| Error::Corrupt(format!("compile unit #{index} has no root DIE")))?;
+        let Some(gimli::AttributeValue::DebugLineRef(offset)) = root
+            .attr_value(gimli::DW_AT_stmt_list)
+            .ctx("reading a unit's line table offset")?
+        else {
+            return Ok(None);
+        };
+        self.gimli
+            .debug_line
+            .program(
+                offset,
+                unit.header.address_size(),
+                unit.comp_dir.clone(),
+                unit.name.clone(),
+            )
+            .map(Some)
+            .ctx("reading a line table header")
+    }
+
+    fn slot(&self, index: usize) -> Result<&UnitSlot<'data>> {
         self.slots()?
             .get(index)
             .ok_or_else(|| Error::Corrupt(format!("no compile unit #{index}")))
@@ -302,7 +391,7 @@ impl<'data> Dwarf<'data> {
     /// top-level DIEs whose tag `want` accepts, and skipping all others unparsed.
     fn scan_top_level(
         &self,
-        unit: &Unit,
+        unit: &Unit<'data>,
         want: impl Fn(gimli::DwTag) -> bool,
         mut found: impl FnMut(gimli::UnitOffset, ScanAttrs),
     ) -> Result<()> {
@@ -346,8 +435,8 @@ impl<'data> Dwarf<'data> {
     /// and section-relative references, and refers across units to types).
     pub(crate) fn global_ref(
         &self,
-        unit: &Unit,
-        value: gimli::AttributeValue<R>,
+        unit: &Unit<'data>,
+        value: gimli::AttributeValue<R<'data>>,
     ) -> Option<gimli::DebugInfoOffset> {
         match value {
             gimli::AttributeValue::UnitRef(o) => o.to_debug_info_offset(&unit.header),
@@ -367,8 +456,8 @@ impl<'data> Dwarf<'data> {
 
     pub(crate) fn name_of(
         &self,
-        unit: &Unit,
-        entry: &gimli::DebuggingInformationEntry<R>,
+        unit: &Unit<'data>,
+        entry: &gimli::DebuggingInformationEntry<R<'data>>,
     ) -> Result<Option<String>> {
         match entry.attr_value(gimli::DW_AT_name).ctx("reading a name")? {
             Some(v) => {

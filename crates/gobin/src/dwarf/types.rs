@@ -120,7 +120,7 @@ pub(crate) fn is_type_tag(tag: gimli::DwTag) -> bool {
     )
 }
 
-impl Dwarf<'_> {
+impl<'data> Dwarf<'data> {
     /// Reads the type `t`. A typedef named like its target (Go writes `main.T` as a
     /// typedef of a struct `main.T`, and some unnamed types as a typedef of the same
     /// name) is read as its target: it names nothing new.
@@ -238,8 +238,8 @@ impl Dwarf<'_> {
 
     fn member_of(
         &self,
-        unit: &Unit,
-        c: &gimli::DebuggingInformationEntry<super::R>,
+        unit: &Unit<'data>,
+        c: &gimli::DebuggingInformationEntry<super::R<'data>>,
         owner: &str,
     ) -> Result<Member> {
         let name = self.name_of(unit, c)?.unwrap_or_default();
@@ -267,8 +267,8 @@ impl Dwarf<'_> {
 
     fn type_attr(
         &self,
-        unit: &Unit,
-        entry: &gimli::DebuggingInformationEntry<super::R>,
+        unit: &Unit<'data>,
+        entry: &gimli::DebuggingInformationEntry<super::R<'data>>,
         at: gimli::DwAt,
     ) -> Result<Option<TypeRef>> {
         Ok(
@@ -338,7 +338,7 @@ impl Dwarf<'_> {
 }
 
 fn udata(
-    entry: &gimli::DebuggingInformationEntry<super::R>,
+    entry: &gimli::DebuggingInformationEntry<super::R<'_>>,
     at: gimli::DwAt,
 ) -> Result<Option<u64>> {
     Ok(entry
