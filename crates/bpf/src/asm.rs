@@ -133,6 +133,12 @@ impl Asm {
         self.emit(Insn::call(helper.id()))
     }
 
+    /// `may_goto label`: see [`Insn::may_goto`].
+    pub fn may_goto(&mut self, label: Label) -> &mut Asm {
+        self.fixups.push((self.pos(), label));
+        self.emit(Insn::may_goto(0))
+    }
+
     /// Calls the BPF function (subprogram) that starts at `label`: a BPF-to-BPF call.
     /// Subprograms go after the main program's last `exit`.
     pub fn call_fn(&mut self, label: Label) -> &mut Asm {

@@ -91,6 +91,7 @@ pub fn insn_text(insns: &[Insn], i: usize) -> String {
             format!("if {} {} {rhs} goto {off:+}", reg(wide, dst), cond.symbol())
         }
         Decoded::Ja { off } => format!("goto {off:+}"),
+        Decoded::MayGoto { off } => format!("may_goto {off:+}"),
         Decoded::Call { id, pseudo: 0 } => match Helper::from_id(id) {
             Some(h) => format!("call {h}#{id}"),
             None => format!("call #{id}"),
@@ -218,6 +219,9 @@ mod tests {
         );
         assert_eq!(one(Insn::exit()), "exit");
         assert_eq!(one(Insn::ja(-7)), "goto -7");
+        // BPF_JMP | BPF_JCOND | BPF_K with src_reg 0, as the kernel defines it.
+        assert_eq!(Insn::may_goto(4).code, 0xe5);
+        assert_eq!(one(Insn::may_goto(4)), "may_goto +4");
         assert_eq!(
             insn_text(&Insn::ld_imm64(Reg::R2, 0xdead_beef_0000_0001), 0),
             "r2 = 0xdeadbeef00000001 ll"

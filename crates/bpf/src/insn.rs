@@ -251,6 +251,8 @@ impl Cond {
 const OP_JA: u8 = 0x00;
 const OP_CALL: u8 = 0x80;
 const OP_EXIT: u8 = 0x90;
+/// `BPF_JCOND`: `may_goto` when `src_reg` is 0 (Linux 6.9).
+const OP_JCOND: u8 = 0xe0;
 
 /// Width of a memory access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -490,6 +492,14 @@ impl Insn {
         Insn::new(class::JMP | OP_JA, Reg::R0, Reg::R0, off, 0)
     }
 
+    /// `may_goto +off`: falls through while the kernel's budget for this loop lasts
+    /// (millions of iterations), jumps once it is spent. The verifier then needs to
+    /// see a loop body once, not once per iteration: it treats the state at a
+    /// `may_goto` that lies within an earlier one as already checked. Linux 6.9.
+    pub fn may_goto(off: i16) -> Insn {
+        Insn::new(class::JMP | OP_JCOND, Reg::R0, Reg::R0, off, 0)
+    }
+
     /// Calls helper number `id`; arguments in R1–R5, result in R0.
     pub fn call(id: i32) -> Insn {
         Insn::new(class::JMP | OP_CALL, Reg::R0, Reg::R0, 0, id)
@@ -677,6 +687,9 @@ impl Insn {
                         pseudo: self.src_num(),
                     },
                     OP_EXIT if wide => Decoded::Exit,
+                    OP_JCOND if wide && self.src_num() == 0 && self.imm == 0 => {
+                        Decoded::MayGoto { off: self.off }
+                    }
                     op => match Cond::from_code(op) {
                         Some(cond) => Decoded::Jmp {
                             wide,
@@ -789,6 +802,9 @@ pub enum Decoded {
         off: i16,
     },
     Ja {
+        off: i16,
+    },
+    MayGoto {
         off: i16,
     },
     /// `pseudo` is 0 for a helper call, 1 for a BPF-to-BPF call.
