@@ -69,6 +69,17 @@ fn objdump_statements(
     file: &str,
     keep: impl Fn(VirtAddr) -> bool,
 ) -> BTreeMap<u64, Vec<VirtAddr>> {
+    objdump_all_statements(exe, |f, a| f == file && keep(a))
+        .into_iter()
+        .map(|((_, line), addrs)| (line, addrs))
+        .collect()
+}
+
+/// The `is_stmt` rows of every file at addresses `keep` accepts, by (file, line).
+fn objdump_all_statements(
+    exe: &Path,
+    keep: impl Fn(&str, VirtAddr) -> bool,
+) -> BTreeMap<(String, u64), Vec<VirtAddr>> {
     let out = std::process::Command::new("objdump")
         .arg("--dwarf=decodedline")
         .arg(exe)
@@ -76,7 +87,7 @@ fn objdump_statements(
         .expect("run objdump");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut current = String::new();
-    let mut rows: BTreeMap<u64, Vec<VirtAddr>> = BTreeMap::new();
+    let mut rows: BTreeMap<(String, u64), Vec<VirtAddr>> = BTreeMap::new();
     for l in text.lines() {
         if let Some(header) = l.strip_suffix(':').or_else(|| l.strip_suffix(":[++]")) {
             if header.starts_with('/') {
@@ -85,7 +96,7 @@ fn objdump_statements(
             continue;
         }
         let cols: Vec<&str> = l.split_whitespace().collect();
-        if current != file || cols.len() < 4 || cols.last() != Some(&"x") {
+        if cols.len() < 4 || cols.last() != Some(&"x") {
             continue;
         }
         let (Ok(line), Some(Ok(addr))) = (
@@ -96,8 +107,8 @@ fn objdump_statements(
         ) else {
             continue;
         };
-        if keep(VirtAddr(addr)) {
-            let v = rows.entry(line).or_default();
+        if keep(&current, VirtAddr(addr)) {
+            let v = rows.entry((current.clone(), line)).or_default();
             if !v.contains(&VirtAddr(addr)) {
                 v.push(VirtAddr(addr));
             }
@@ -456,6 +467,43 @@ fn runtime_newstack_and_its_lines() {
     }
 }
 
+/// Statement lines of functions with much inlining, in every file they come from,
+/// against binutils' decoding of the whole line table.
+#[test]
+fn statement_lines_of_inlining_functions_match_objdump() {
+    for (tc, variant) in dwarf_variants() {
+        let exe = testprogs::build("vars", &tc, variant);
+        let funcs = [
+            "runtime.mallocgc",
+            "runtime.newproc1",
+            "runtime.schedule",
+            "main.main",
+            "fmt.Fprintln",
+        ];
+        let bytes = std::fs::read(&exe).unwrap();
+        let d = load(&bytes).unwrap();
+        let found: Vec<_> = funcs
+            .iter()
+            .filter_map(|name| Some((name, d.function(name).ok()?)))
+            .collect();
+        assert!(found.len() >= 4, "go{} {variant}", tc.minor);
+        let all = objdump_all_statements(&exe, |_, a| found.iter().any(|(_, f)| f.contains(a)));
+        for (name, f) in &found {
+            let ours = d.statement_lines(name).unwrap();
+            let theirs: BTreeMap<(String, u64), Vec<VirtAddr>> = all
+                .iter()
+                .filter_map(|(k, addrs)| {
+                    let addrs: Vec<VirtAddr> =
+                        addrs.iter().copied().filter(|a| f.contains(*a)).collect();
+                    (!addrs.is_empty()).then(|| (k.clone(), addrs))
+                })
+                .collect();
+            assert!(ours.len() > 3, "go{} {variant} {name}: {ours:?}", tc.minor);
+            assert_eq!(ours, theirs, "go{} {variant} {name}", tc.minor);
+        }
+    }
+}
+
 #[test]
 fn stripped_binaries_say_no_dwarf() {
     for tc in testprogs::toolchains() {
@@ -564,13 +612,29 @@ fn lookup_cost() {
         d.unit_count().unwrap(),
         t.elapsed()
     );
-    for func in [
-        "cmd/go/internal/load.PackagesAndErrors",
-        "runtime.newstack",
-        "main.main",
-    ] {
+    let t = Instant::now();
+    let newstack = d.function("runtime.newstack").unwrap();
+    println!("runtime.newstack found in {:?}", t.elapsed());
+    let t = Instant::now();
+    let lines = d.statement_lines("runtime.newstack").unwrap();
+    println!(
+        "statement lines of runtime.newstack: {} in {:?}",
+        lines.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let vars = d.variables_at("runtime.newstack", newstack.entry).unwrap();
+    println!(
+        "runtime.newstack: {} variables in {:?}",
+        vars.len(),
+        t.elapsed()
+    );
+    for func in ["cmd/go/internal/load.PackagesAndErrors", "main.main"] {
         let t = Instant::now();
-        let f = d.function(func).unwrap();
+        let Ok(f) = d.function(func) else {
+            println!("{func}: not in this binary");
+            continue;
+        };
         let vars = d.variables_at(func, f.entry).unwrap();
         println!("{func}: {} variables in {:?}", vars.len(), t.elapsed());
     }
@@ -580,13 +644,6 @@ fn lookup_cost() {
     println!(
         "runtime.g by name: {} members in {:?}",
         members.len(),
-        t.elapsed()
-    );
-    let t = Instant::now();
-    let lines = d.statement_lines("runtime.newstack").unwrap();
-    println!(
-        "statement lines of runtime.newstack: {} in {:?}",
-        lines.len(),
         t.elapsed()
     );
 }

@@ -93,29 +93,33 @@ impl<'data> Dwarf<'data> {
                     "the unit of {func} has no line table"
                 )));
             };
+            let header = program.header();
             let mut paths: HashMap<u64, String> = HashMap::new();
-            let mut rows = program.rows();
-            while let Some((header, row)) = rows.next_row().ctx("reading the line table")? {
-                if !row.is_stmt() || row.end_sequence() {
-                    continue;
+            let mut err = None;
+            statement_rows(header, &ranges, |addr, file, line| {
+                if err.is_some() {
+                    return;
                 }
-                let addr = row.address();
-                if !ranges.iter().any(|r| r.begin <= addr && addr < r.end) {
-                    continue;
-                }
-                let Some(line) = row.line() else { continue };
-                let path = match paths.get(&row.file_index()) {
+                let path = match paths.get(&file) {
                     Some(p) => p.clone(),
-                    None => {
-                        let p = self.file_path(unit, header, row.file_index())?;
-                        paths.insert(row.file_index(), p.clone());
-                        p
-                    }
+                    None => match self.file_path(unit, header, file) {
+                        Ok(p) => {
+                            paths.insert(file, p.clone());
+                            p
+                        }
+                        Err(e) => {
+                            err = Some(e);
+                            return;
+                        }
+                    },
                 };
-                let addrs = out.entry((path, line.get())).or_default();
+                let addrs = out.entry((path, line)).or_default();
                 if !addrs.contains(&VirtAddr(addr)) {
                     addrs.push(VirtAddr(addr));
                 }
+            })?;
+            if let Some(e) = err {
+                return Err(e);
             }
         }
         for addrs in out.values_mut() {
@@ -138,7 +142,7 @@ impl<'data> Dwarf<'data> {
         Ok(out)
     }
 
-    fn file_path(
+    pub(crate) fn file_path(
         &self,
         unit: &super::Unit<'data>,
         header: &gimli::LineProgramHeader<super::R<'data>>,
@@ -172,6 +176,144 @@ impl<'data> Dwarf<'data> {
             format!("{}/{name}", dir.trim_end_matches('/'))
         })
     }
+}
+
+/// Runs the line program of `header` and calls `row(address, file, line)` for each
+/// `is_stmt` row whose address is inside `ranges`.
+///
+/// gimli's row iterator builds every row of the unit, and Go's runtime unit has
+/// hundreds of thousands of them, of which a function owns a few hundred; this walk
+/// keeps the state machine's registers (DWARF 5, section 6.2.5) and builds nothing
+/// for the rest. Go writes a sequence per function, but an address may be set
+/// anywhere in a program, so nothing is skipped on that belief.
+fn statement_rows(
+    header: &gimli::LineProgramHeader<super::R<'_>>,
+    ranges: &[gimli::Range],
+    mut row: impl FnMut(u64, u64, u64),
+) -> Result<()> {
+    use gimli::Reader as _;
+    let corrupt = |what: &str| Error::Corrupt(format!("line program: {what}"));
+    let buf = header.raw_program_buf();
+    let program = buf.to_slice().ctx("reading a line program")?;
+    let code: &[u8] = &program;
+    let opcode_base = header.opcode_base();
+    let line_base = i64::from(header.line_base());
+    let line_range = u64::from(header.line_range());
+    if line_range == 0 || opcode_base == 0 {
+        return Err(corrupt("a line range or opcode base of 0"));
+    }
+    let min_len = u64::from(header.minimum_instruction_length());
+    let lengths = header
+        .standard_opcode_lengths()
+        .to_slice()
+        .ctx("reading a line program header")?
+        .into_owned();
+    let default_stmt = header.default_is_stmt();
+    let addr_size = usize::from(header.address_size());
+    let inside = |a: u64| ranges.iter().any(|r| r.begin <= a && a < r.end);
+
+    let (mut addr, mut file, mut line, mut stmt) = (0u64, 1u64, 1i64, default_stmt);
+    let mut at = 0usize;
+    let byte = |at: &mut usize| -> Result<u8> {
+        let b = *code.get(*at).ok_or_else(|| corrupt("runs past its end"))?;
+        *at += 1;
+        Ok(b)
+    };
+    let uleb = |at: &mut usize| -> Result<u64> {
+        let (mut v, mut shift) = (0u64, 0u32);
+        loop {
+            let b = byte(at)?;
+            if shift < 64 {
+                v |= u64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+    };
+    let sleb = |at: &mut usize| -> Result<i64> {
+        let (mut v, mut shift) = (0i64, 0u32);
+        loop {
+            let b = byte(at)?;
+            if shift < 64 {
+                v |= i64::from(b & 0x7f) << shift;
+            }
+            shift += 7;
+            if b & 0x80 == 0 {
+                if shift < 64 && b & 0x40 != 0 {
+                    v |= -1i64 << shift;
+                }
+                return Ok(v);
+            }
+        }
+    };
+    while at < code.len() {
+        let op = byte(&mut at)?;
+        if op >= opcode_base {
+            let adjusted = u64::from(op - opcode_base);
+            addr = addr.wrapping_add(min_len * (adjusted / line_range));
+            line = line.wrapping_add(line_base + (adjusted % line_range) as i64);
+            if stmt && line > 0 && inside(addr) {
+                row(addr, file, line as u64);
+            }
+            continue;
+        }
+        match op {
+            0 => {
+                let len = uleb(&mut at)?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| at.checked_add(l))
+                    .filter(|e| *e <= code.len())
+                    .ok_or_else(|| corrupt("an extended opcode runs past its end"))?;
+                if len == 0 {
+                    continue;
+                }
+                match byte(&mut at)? {
+                    // DW_LNE_end_sequence: the row it ends is past the code.
+                    1 => (addr, file, line, stmt) = (0, 1, 1, default_stmt),
+                    // DW_LNE_set_address.
+                    2 => {
+                        let bytes = code
+                            .get(at..at + addr_size.min(8))
+                            .ok_or_else(|| corrupt("a short address"))?;
+                        let mut word = [0u8; 8];
+                        word[..bytes.len()].copy_from_slice(bytes);
+                        addr = u64::from_le_bytes(word);
+                    }
+                    _ => {}
+                }
+                at = end;
+            }
+            // DW_LNS_copy.
+            1 => {
+                if stmt && line > 0 && inside(addr) {
+                    row(addr, file, line as u64);
+                }
+            }
+            2 => addr = addr.wrapping_add(min_len.wrapping_mul(uleb(&mut at)?)),
+            3 => line = line.wrapping_add(sleb(&mut at)?),
+            4 => file = uleb(&mut at)?,
+            6 => stmt = !stmt,
+            // DW_LNS_const_add_pc.
+            8 => addr = addr.wrapping_add(min_len * ((255 - u64::from(opcode_base)) / line_range)),
+            // DW_LNS_fixed_advance_pc: a plain u16.
+            9 => {
+                let lo = byte(&mut at)?;
+                let hi = byte(&mut at)?;
+                addr = addr.wrapping_add(u64::from(u16::from_le_bytes([lo, hi])));
+            }
+            // Any other standard opcode: skip its ULEB128 operands.
+            _ => {
+                let n = lengths.get(usize::from(op) - 1).copied().unwrap_or(0);
+                for _ in 0..n {
+                    uleb(&mut at)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
