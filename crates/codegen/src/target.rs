@@ -208,7 +208,20 @@ impl<'data> GoTarget<'data> {
     /// The DWARF, if the executable has some that reads.
     pub fn dwarf(&self) -> Option<&Dwarf<'data>> {
         self.dwarf
-            .get_or_init(|| Dwarf::load_sections(|name| self.bin.dwarf_section(name)).ok())
+            .get_or_init(|| {
+                let d = Dwarf::load_sections(|name| self.bin.dwarf_section(name)).ok()?;
+                // What reading a variable needs, inflated side by side rather than
+                // one after the other (the line table only for statement probes).
+                d.inflate(&[
+                    ".debug_info",
+                    ".debug_loclists",
+                    ".debug_loc",
+                    ".debug_rnglists",
+                    ".debug_ranges",
+                    ".debug_addr",
+                ]);
+                Some(d)
+            })
             .as_ref()
     }
 

@@ -113,6 +113,8 @@ struct UnitSlot<'data> {
 pub struct Dwarf<'data> {
     pub(crate) gimli: gimli::Dwarf<R<'data>>,
     units: OnceLock<Result<Vec<UnitSlot<'data>>>>,
+    /// Every section by its name, for [`Dwarf::inflate`].
+    sections: Vec<(&'static str, R<'data>)>,
 }
 
 impl<'data> Dwarf<'data> {
@@ -130,6 +132,7 @@ impl<'data> Dwarf<'data> {
         mut load: impl FnMut(&str) -> Option<Section<'data>>,
     ) -> Result<Dwarf<'data>> {
         let mut has_info = false;
+        let mut readers = Vec::new();
         let sections = gimli::DwarfSections::load(|id: gimli::SectionId| -> Result<R<'data>> {
             let section = load(id.name()).unwrap_or(Section::Bytes(Cow::Borrowed(&[])));
             if id == gimli::SectionId::DebugInfo {
@@ -138,7 +141,9 @@ impl<'data> Dwarf<'data> {
                     Section::Zlib { size, .. } => *size > 0,
                 };
             }
-            Ok(SectionReader::new(section))
+            let reader = SectionReader::new(section);
+            readers.push((id.name(), reader.clone()));
+            Ok(reader)
         })?;
         if !has_info {
             return Err(Error::NoDwarf);
@@ -147,7 +152,33 @@ impl<'data> Dwarf<'data> {
         Ok(Dwarf {
             gimli,
             units: OnceLock::new(),
+            sections: readers,
         })
+    }
+
+    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), side
+    /// by side on as many threads, instead of one after the other as queries first
+    /// read them. Worth it when the caller knows what it will read: reading a
+    /// variable needs `.debug_info`, then its location list and its scope's ranges,
+    /// and on a large binary each takes milliseconds to inflate. Sections stored
+    /// plainly, absent, or already inflated cost nothing.
+    pub fn inflate(&self, names: &[&str]) {
+        let wanted: Vec<&R<'data>> = self
+            .sections
+            .iter()
+            .filter(|(n, r)| names.contains(n) && !r.is_ready())
+            .map(|(_, r)| r)
+            .collect();
+        match wanted.as_slice() {
+            [] => {}
+            [one] => one.make_ready(),
+            [first, rest @ ..] => std::thread::scope(|s| {
+                for r in rest {
+                    s.spawn(|| r.make_ready());
+                }
+                first.make_ready();
+            }),
+        }
     }
 
     fn slots(&self) -> Result<&[UnitSlot<'data>]> {

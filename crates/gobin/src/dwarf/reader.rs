@@ -85,6 +85,16 @@ impl<'data> SectionReader<'data> {
     fn bytes(&self) -> &[u8] {
         self.data.bytes().get(self.start..self.end).unwrap_or(&[])
     }
+
+    /// True when reading costs nothing more: the bytes are plain or inflated.
+    pub fn is_ready(&self) -> bool {
+        !matches!(self.data.source, Source::Zlib(_)) || self.data.inflated.get().is_some()
+    }
+
+    /// Inflates the section now if it is compressed and nobody has yet.
+    pub fn make_ready(&self) {
+        self.data.bytes();
+    }
 }
 
 impl fmt::Debug for SectionReader<'_> {
