@@ -19,6 +19,7 @@ use crate::maps::KernelGlobals;
 use crate::session::{self, Armed, End, Handler, Traced};
 
 pub fn run(a: &ScriptArgs) -> Result<i32> {
+    let started = Instant::now();
     let signals = sys::Signals::new()?;
     let (name, text) = match &a.source {
         Some(ScriptSource::File(p)) => (
@@ -67,6 +68,18 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         eprint!("{}", lang::dump_types(&script, &info));
     }
 
+    // With -v, the time of each pass, as `stap -v` reports its passes.
+    let mut pass = started;
+    let mut passed = |what: &str| {
+        if a.verbose > 0 {
+            eprintln!(
+                "gotap: {what} in {:.1} ms",
+                pass.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        pass = Instant::now();
+    };
+    passed("parsed the script, resolved its probe points and checked its types");
     let mut traced = Traced::start(&a.target)?;
     let opts = codegen::Options {
         sources: Some(&sm),
@@ -76,6 +89,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     };
     let compiled = codegen::compile_full(&script, &info, &target, &opts)
         .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    passed("compiled the probes to eBPF");
     if dumps.contains(&"bpf") || dumps.contains(&"ir") {
         eprint!("{}", compiled.disassemble());
     }
@@ -90,15 +104,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         }
     }
     armed.init_scalars(spec)?;
-    let t0 = Instant::now();
+    passed("loaded the programs (the kernel's verifier)");
     armed.attach_all(&spec.attachments, traced.scope())?;
-    if a.verbose > 0 {
-        eprintln!(
-            "gotap: {} probes attached in {:.1} ms",
-            armed.probe_count(),
-            t0.elapsed().as_secs_f64() * 1e3
-        );
-    }
+    passed(&format!("{} probes attached", armed.probe_count()));
 
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => {
