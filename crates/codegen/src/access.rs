@@ -224,8 +224,17 @@ impl Lower<'_, '_> {
     }
 
     /// Follows the path of a context expression; returns the final place and type.
-    fn follow(&mut self, e: &Expr, t: &TargetExpr) -> Option<(At, GoType)> {
+    /// `read_end`: the caller reads the value the path ends at (the place may then
+    /// be in a window of the struct read once, see `window`).
+    fn follow(&mut self, e: &Expr, t: &TargetExpr, read_end: bool) -> Option<(At, GoType)> {
         let (mut at, mut ty) = self.base(e, t)?;
+        // The window the path's first read falls in, and the path's offset from
+        // the base while it still follows no pointer.
+        let mut window = match at {
+            At::User => self.window_for(t, read_end),
+            _ => None,
+        };
+        let mut offset = 0u64;
         for p in &t.path {
             match p {
                 PathElem::Field(f) => {
@@ -237,11 +246,15 @@ impl Lower<'_, '_> {
                         }
                     };
                     if m.deref {
+                        if let Some(w) = window.take() {
+                            at = At::Kern(w.at(offset));
+                        }
                         self.word(at, 0);
                         at = At::User;
                     }
                     at = match at {
                         At::User => {
+                            offset += m.offset;
                             self.em.imm(Reg::R1, m.offset as i64);
                             self.em.e(Insn::alu64(AluOp::Add, Reg::R7, Reg::R1));
                             At::User
@@ -256,6 +269,7 @@ impl Lower<'_, '_> {
                     ty = m.ty;
                 }
                 PathElem::Index(i) => {
+                    window = None;
                     let acc = match self.env.target.index_access(&ty) {
                         Ok(a) => a,
                         Err(err) => {
@@ -302,6 +316,11 @@ impl Lower<'_, '_> {
                 }
             }
         }
+        if let Some(w) = window
+            && at == At::User
+        {
+            at = At::Kern(w.at(offset));
+        }
         Some((at, ty))
     }
 
@@ -321,7 +340,7 @@ impl Lower<'_, '_> {
             self.long(addr);
             return;
         }
-        let Some((at, ty)) = self.follow(e, t) else {
+        let Some((at, ty)) = self.follow(e, t, true) else {
             self.em.e(Insn::mov64(Reg::R0, 0));
             return;
         };
@@ -351,7 +370,7 @@ impl Lower<'_, '_> {
 
     /// R0 = the address of a context expression (`&$x->f`).
     pub fn target_addr(&mut self, e: &Expr, t: &TargetExpr) {
-        match self.follow(e, t) {
+        match self.follow(e, t, false) {
             Some((At::User, _)) => self.em.e(Insn::mov64(Reg::R0, Reg::R7)),
             Some(_) => {
                 self.em
@@ -370,7 +389,7 @@ impl Lower<'_, '_> {
         }
         let out = self.em.alloc(MAX_STRING);
         self.em.store_imm(out, Size::DW, 0);
-        let Some((at, ty)) = self.follow(e, t) else {
+        let Some((at, ty)) = self.follow(e, t, false) else {
             return Str::Scratch(out);
         };
         if ty.kind != GoKind::String {

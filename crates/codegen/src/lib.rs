@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! ast::Script + TypeInfo ──storage.rs──▶ maps, global layout
-//!   ──lower.rs (+ access.rs, builtins.rs, format.rs, entry.rs)──▶ one program per probe
+//!   ──lower.rs (+ window.rs, access.rs, builtins.rs, format.rs, entry.rs)──▶ one program per probe
 //!   body ──compile_full──▶ Compiled { ScriptSpec, insn → span } (-d bpf: disassemble)
 //! ```
 //!
@@ -54,9 +54,10 @@ pub mod funccount;
 mod lower;
 pub mod storage;
 pub mod target;
+mod window;
 
 use bpf::script::{
-    AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind, counter,
+    AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind,
 };
 use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
 use lang::ast::{Expr, ExprKind, Item, Script, walk_stmt};
@@ -434,8 +435,14 @@ pub fn compile_full(
             l.stacks = stacks;
             prologue_code(&mut l.em);
             l.enter_probe(&pinfo.locals);
-            if let Some(Item::Alias(a)) = prologue.and_then(|a| script.items.get(a)) {
-                l.block(&a.body);
+            let alias = match prologue.and_then(|a| script.items.get(a)) {
+                Some(Item::Alias(a)) => Some(&a.body),
+                _ => None,
+            };
+            let bodies: Vec<&lang::ast::Block> = alias.into_iter().chain([&probe.body]).collect();
+            l.plan_windows(&bodies);
+            if let Some(a) = alias {
+                l.block(a);
             }
             l.block(&probe.body);
             let end = l.em.end;
@@ -561,6 +568,5 @@ pub(crate) fn prologue_code(em: &mut emit::Emitter<'_>) {
     em.a.call(Helper::MapLookupElem);
     em.a.jmp(Cond::Eq, Reg::R0, 0, end);
     em.e(Insn::mov64(SCRATCH, Reg::R0));
-    em.count(counter::HITS);
-    em.tag_hit();
+    em.count_and_tag_hit();
 }

@@ -49,6 +49,8 @@ pub struct Lower<'a, 'd> {
     pub entry: Option<crate::entry::Saved>,
     /// The stack map `ubacktrace()` stores its stacks in, when the script uses it.
     pub stacks: Option<bpf::MapId>,
+    /// Struct reads coalesced into one (see `window`).
+    pub windows: Vec<crate::window::Window>,
 }
 
 impl<'a, 'd> Lower<'a, 'd> {
@@ -67,6 +69,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             loops: Vec::new(),
             entry: None,
             stacks: None,
+            windows: Vec::new(),
         }
     }
 

@@ -384,6 +384,40 @@ probe process("BIN").function("main.add") {
     assert_eq!(out, expect);
 }
 
+/// Fields of one struct reached through one pointer variable are read from the
+/// target at once (the `window` module): each reads what it reads alone, also after
+/// the variable has changed, and a pointer that faults shows how many reads were
+/// made — one for three fields, where three reads would count three faults.
+#[test]
+fn fields_of_one_struct_are_read_at_once() {
+    let run = run(r#"probe process("BIN").function("main.move") {
+  p = $p
+  x = @cast(p, "main.Point")->X
+  y = @cast(p, "main.Point")->Y
+  n = @cast(p, "main.Point")->Name->len
+  p = p + 8
+  moved = @cast(p, "main.Point")->X
+  bad = 8
+  zero = @cast(bad, "main.Point")->X + @cast(bad, "main.Point")->Y + @cast(bad, "main.Point")->Name->len
+  printf("%d %d %d %d %d %d %d\n", x, y, n, moved, $p->X, $p->Y, zero)
+}"#);
+    // move(p, 5) on Point{X: 1, Y: 2, Name: "pt"}, then move(p, -3); the Point
+    // moved by one word has the first's Y as its X.
+    assert_eq!(
+        run.texts(),
+        vec!["1 2 2 2 1 2 0\n".to_string(), "6 2 2 2 6 2 0\n".to_string()]
+    );
+    let counters = run.obj.map(run.spec.counters.unwrap()).unwrap();
+    let faults: u64 = counters
+        .get_per_cpu(&bpf::script::counter::READ_FAULTS.to_le_bytes())
+        .unwrap()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap()))
+        .sum();
+    assert_eq!(faults, 2, "one faulting read per hit");
+}
+
 #[test]
 fn entry_values_in_return_probes() {
     let out = lines(
