@@ -48,27 +48,37 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
 
 /// The tool's script: growths are counted in the kernel per (function, old size, new
 /// size) and the copies' times go to a kernel histogram, so a growth costs one probe
-/// and no record; only every `every`th growth sends a line and its backtrace. The `end`
-/// probe prints the tables as lines for the consumer.
+/// and no record; only every `every`th growth sends a line and its backtrace. The
+/// counts are a statistic (`<<<`), kept per CPU: two CPUs growing stacks in the same
+/// function do not fight over one counter's cache line, as `++` on a shared element
+/// would. With `every` 1 there is nothing to count between samples. The `end` probe
+/// prints the tables as lines for the consumer.
 pub fn script(every: u64, timed: bool) -> String {
-    let mut s = format!(
-        "global __sg_n, __sg_by[16384], __sg_copy\n\
-         probe go.stack.grow {{\n\
-         \x20   __sg_n++\n\
-         \x20   __sg_by[func_pc, old_size, new_size]++\n\
-         \x20   if (__sg_n % {every} == 0) {{\n\
-         \x20       printf(\"grow %d %d %d %d\\n\", old_size, new_size, goid(), func_pc)\n\
-         \x20       print_ubacktrace()\n\
-         \x20   }}\n\
-         }}\n"
-    );
+    let mut s = String::from("global __sg_by[16384]");
+    if every > 1 {
+        s.push_str(", __sg_n");
+    }
+    if timed {
+        s.push_str(", __sg_copy");
+    }
+    s.push_str("\nprobe go.stack.grow {\n    __sg_by[func_pc, old_size, new_size] <<< 1\n");
+    let sample = "printf(\"grow %d %d %d %d\\n\", old_size, new_size, goid(), func_pc)\n";
+    if every > 1 {
+        s.push_str(&format!(
+            "    if (__sg_n++ % {every} == {last}) {{\n        {sample}        print_ubacktrace()\n    }}\n",
+            last = every - 1
+        ));
+    } else {
+        s.push_str(&format!("    {sample}    print_ubacktrace()\n"));
+    }
+    s.push_str("}\n");
     if timed {
         s.push_str("probe go.stack.copy {\n    if (new_size > old_size)\n        __sg_copy <<< duration_ns\n}\n");
     }
     s.push_str(
         "probe end {\n\
          \x20   foreach ([pc, o, n] in __sg_by)\n\
-         \x20       printf(\"agg %d %d %d %d\\n\", pc, o, n, __sg_by[pc, o, n])\n",
+         \x20       printf(\"agg %d %d %d %d\\n\", pc, o, n, @count(__sg_by[pc, o, n]))\n",
     );
     if timed {
         s.push_str(
