@@ -4,8 +4,10 @@
 //! a script may store, compare or join, so they are made here: the format is split
 //! at compile time into literal pieces and conversions, and numbers are turned into
 //! digits by a bounded loop. In-kernel conversions are `%d %i %u %x %X %o %s %c %p
-//! %%` without flags or widths (`sprintf` with flags is refused with a hint to use
-//! `printf`, which formats in user space).
+//! %%` with a width and the `-` (left-justify) and `0` (pad numbers with zeros)
+//! flags; a precision or another flag is refused with a hint to use `printf`, which
+//! formats in user space. Padding is a bounded copy of a run of pad characters, its
+//! length the width less the piece's length, found at run time.
 
 use bpf::script::MAX_STRING;
 use bpf::{AluOp, Cond, Insn, Reg, Size};
@@ -38,11 +40,19 @@ pub const HEX: Radix = Radix {
     prefix: true,
 };
 
+/// The width and flags of a conversion (`%-8s`, `%05d`); width 0 pads nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pad {
+    width: u32,
+    left: bool,
+    zero: bool,
+}
+
 enum Piece {
     Text(String),
-    Num(Radix),
-    Str,
-    Char,
+    Num(Radix, Pad),
+    Str(Pad),
+    Char(Pad),
 }
 
 fn pieces(fmt: &str) -> Result<Vec<Piece>, String> {
@@ -54,10 +64,46 @@ fn pieces(fmt: &str) -> Result<Vec<Piece>, String> {
             text.push(c);
             continue;
         }
-        let Some(conv) = chars.next() else {
-            return Err("format ends in the middle of a '%' directive".into());
+        let mut pad = Pad::default();
+        let mut spec = String::from("%");
+        let refuse = |spec: &str| {
+            format!(
+                "'{spec}' cannot be formatted in a kernel probe (widths and the '-' and '0' flags can); use printf, which formats in user space"
+            )
         };
-        if conv == '%' {
+        let conv = loop {
+            let Some(c) = chars.next() else {
+                return Err("format ends in the middle of a '%' directive".into());
+            };
+            spec.push(c);
+            match c {
+                '-' if pad.width == 0 => pad.left = true,
+                '0' if pad.width == 0 => pad.zero = true,
+                '1'..='9' | '0' => {
+                    pad.width = pad.width * 10 + (c as u32 - '0' as u32);
+                    if pad.width >= MAX_STRING {
+                        return Err(format!(
+                            "'{spec}': a width of {} or more does not fit a string ({} bytes)",
+                            MAX_STRING,
+                            MAX_STRING - 1
+                        ));
+                    }
+                }
+                c if c.is_ascii_alphabetic() || c == '%' => break c,
+                // A precision, another flag or a length: read up to the conversion,
+                // so the error shows the whole directive.
+                _ => {
+                    for c in chars.by_ref() {
+                        spec.push(c);
+                        if c.is_ascii_alphabetic() || c == '%' {
+                            break;
+                        }
+                    }
+                    return Err(refuse(&spec));
+                }
+            }
+        };
+        if conv == '%' && spec == "%%" {
             text.push('%');
             continue;
         }
@@ -65,34 +111,42 @@ fn pieces(fmt: &str) -> Result<Vec<Piece>, String> {
             out.push(Piece::Text(std::mem::take(&mut text)));
         }
         out.push(match conv {
-            'd' | 'i' => Piece::Num(DEC),
-            'u' => Piece::Num(Radix {
-                signed: false,
-                ..DEC
-            }),
-            'x' => Piece::Num(Radix {
-                prefix: false,
-                ..HEX
-            }),
-            'X' => Piece::Num(Radix {
-                prefix: false,
-                upper: true,
-                ..HEX
-            }),
-            'p' => Piece::Num(HEX),
-            'o' => Piece::Num(Radix {
-                base: 8,
-                signed: false,
-                upper: false,
-                prefix: false,
-            }),
-            's' => Piece::Str,
-            'c' => Piece::Char,
-            other => {
-                return Err(format!(
-                    "'%{other}' (or a flag, width or precision) cannot be formatted in a kernel probe; use printf, which formats in user space"
-                ));
-            }
+            'd' | 'i' => Piece::Num(DEC, pad),
+            'u' => Piece::Num(
+                Radix {
+                    signed: false,
+                    ..DEC
+                },
+                pad,
+            ),
+            'x' => Piece::Num(
+                Radix {
+                    prefix: false,
+                    ..HEX
+                },
+                pad,
+            ),
+            'X' => Piece::Num(
+                Radix {
+                    prefix: false,
+                    upper: true,
+                    ..HEX
+                },
+                pad,
+            ),
+            'p' if !pad.zero => Piece::Num(HEX, pad),
+            'o' => Piece::Num(
+                Radix {
+                    base: 8,
+                    signed: false,
+                    upper: false,
+                    prefix: false,
+                },
+                pad,
+            ),
+            's' if !pad.zero => Piece::Str(pad),
+            'c' if !pad.zero => Piece::Char(pad),
+            _ => return Err(refuse(&spec)),
         });
     }
     if !text.is_empty() {
@@ -196,31 +250,121 @@ impl Lower<'_, '_> {
         for p in ps {
             match p {
                 Piece::Text(t) => self.append_text(out, &t),
-                Piece::Num(r) => {
+                Piece::Num(r, pad) => {
                     if let Some(a) = args.next() {
                         self.long(a);
-                        self.append_num(out, r);
+                        if pad.width == 0 {
+                            self.append_num(out, r);
+                        } else {
+                            self.padded_num(out, r, pad);
+                        }
                     }
                 }
-                Piece::Char => {
+                Piece::Char(pad) => {
                     if let Some(a) = args.next() {
                         self.long(a);
                         let t = self.em.alloc(8);
                         self.em.store_imm(t, Size::DW, 0);
                         let o = self.em.off(t);
                         self.em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
-                        self.append(out, Str::Scratch(t));
+                        self.padded(out, Str::Scratch(t), pad);
                     }
                 }
-                Piece::Str => {
+                Piece::Str(pad) => {
                     if let Some(a) = args.next() {
                         let s = self.string(a);
-                        self.append(out, s);
+                        self.padded(out, s, pad);
                     }
                 }
             }
         }
         Str::Scratch(out)
+    }
+
+    /// Appends `s` to `scratch[dst]`, padded with spaces to `pad.width`.
+    fn padded(&mut self, dst: u32, s: Str, pad: Pad) {
+        if pad.width == 0 {
+            self.append(dst, s);
+            return;
+        }
+        let piece = self.builder();
+        self.copy_str(Str::Scratch(piece), s);
+        if pad.left {
+            self.append(dst, Str::Scratch(piece));
+            self.pad_to(dst, piece, pad.width, b' ');
+        } else {
+            self.pad_to(dst, piece, pad.width, b' ');
+            self.append(dst, Str::Scratch(piece));
+        }
+        self.em.release(piece);
+    }
+
+    /// Appends the number in R0 to `scratch[dst]` as `%5d`, `%-5d` or `%05d` would:
+    /// with `0`, the zeros go between the sign and the digits.
+    fn padded_num(&mut self, dst: u32, radix: Radix, pad: Pad) {
+        let piece = self.builder();
+        if !pad.zero || pad.left {
+            self.append_num(piece, radix);
+            self.padded(dst, Str::Scratch(piece), Pad { zero: false, ..pad });
+            self.em.release(piece);
+            return;
+        }
+        let done = self.em.a.label();
+        if radix.signed {
+            let positive = self.em.a.label();
+            let value = self.em.alloc(8);
+            self.em.store(value, Reg::R0);
+            self.em.a.jmp(Cond::Sge, Reg::R0, 0, positive);
+            self.append_text(dst, "-");
+            self.em.load(Reg::R0, value);
+            self.em.e(Insn::neg64(Reg::R0));
+            let magnitude = Radix {
+                signed: false,
+                ..radix
+            };
+            self.append_num(piece, magnitude);
+            self.pad_to(dst, piece, pad.width.saturating_sub(1), b'0');
+            self.append(dst, Str::Scratch(piece));
+            self.em.a.ja(done);
+            self.em.a.bind(positive);
+            self.em.load(Reg::R0, value);
+        }
+        self.append_num(piece, radix);
+        self.pad_to(dst, piece, pad.width, b'0');
+        self.append(dst, Str::Scratch(piece));
+        self.em.a.bind(done);
+        self.em.release(piece);
+    }
+
+    /// Appends `width - len(scratch[piece])` copies of `fill` to `scratch[dst]`, if
+    /// that is above 0: a bounded copy of a run of `fill` made at compile time.
+    fn pad_to(&mut self, dst: u32, piece: u32, width: u32, fill: u8) {
+        if width == 0 {
+            return;
+        }
+        let skip = self.em.a.label();
+        let run = self.em.alloc(MAX_STRING);
+        self.em.const_str(run, &vec![fill; width as usize]);
+        self.strlen_reg(piece);
+        // R7 = how many pad bytes (1..=width past the check).
+        self.em.imm(Reg::R7, i64::from(width));
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R7, Reg::R0));
+        self.em.a.jmp(Cond::Sle, Reg::R7, 0, skip);
+        self.strlen_reg(dst);
+        // Copy R7 bytes and the NUL to dst + len, at most what is left of dst.
+        self.em.addr(Reg::R1, dst);
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R0));
+        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R0));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R7, 1));
+        let fits = self.em.a.label();
+        self.em.a.jmp(Cond::Le, Reg::R2, Reg::R7, fits);
+        self.em.e(Insn::mov64(Reg::R2, Reg::R7));
+        self.em.a.bind(fits);
+        self.em.addr(Reg::R3, run);
+        self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
+        self.em.a.bind(skip);
+        self.em.release(run);
     }
 
     /// `sprint(x)`: a number in decimal, a string as is.
