@@ -249,6 +249,17 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         "uprobe:{}:os.Getenv {{ printf(\"%s\\n\", str(reg(\"ax\"), reg(\"bx\"))); }}",
         gocmd.display()
     );
+    // The seed's script on the same binary: a statement probe in runtime.newstack
+    // whose variables come from the runtime's compile unit and types.
+    let go_seed = seed_script(&gocmd, env.seed_line(&gocmd)?);
+    let go_bt = format!(
+        "uprobe:{}:runtime.newstack {{ $s = @n % 1000 == 0; @n++; if ($s) {{ $m = *(uint64*)(reg(\"r14\") + {}); $c = *(uint64*)($m + {}); $old = *(uint64*)($c + {}) - *(uint64*)($c + {}); printf(\"runtime: newstack: %d -> %d\\n\", $old, $old * 2); }} }}",
+        gocmd.display(),
+        layout.g_m,
+        layout.m_curg,
+        layout.g_stack_hi,
+        layout.g_stack_lo
+    );
     let go = |cmd: &mut Command| -> Result<Sample> {
         timed(cmd.env("GOTOOLCHAIN", "local"), "go version").map(|(_, s)| s)
     };
@@ -261,6 +272,12 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         }),
         Case::new("bpftrace os.Getenv str(ax, bx)", || {
             go(&mut bpftrace(&bs, &run, Some(null)))
+        }),
+        Case::new("gotap seed on cmd/go", || {
+            go(&mut gotap_script(env, &go_seed, &run, Some(null)))
+        }),
+        Case::new("bpftrace seed equivalent on cmd/go", || {
+            go(&mut bpftrace(&go_bt, &run, Some(null)))
         }),
     ];
     let r = interleave("3c cmd/go", cfg.reps, &mut cases);
@@ -281,6 +298,17 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             "{size:.0} MB binary; untraced `go version` prints after {:.1} ms, subtracted",
             r[0].stat("armed_ms").median().unwrap_or(0.0)
         )),
+    );
+    rows.push(
+        Row::new(
+            g,
+            "3c `cmd/go` with DWARF, the seed script (newstack's statement, `$thisg->m->curg->stack`): command → program running",
+            "ms",
+            paired_difference(&r[3], &r[0], "armed_ms"),
+            paired_difference(&r[4], &r[0], "armed_ms"),
+        )
+        .goal(Goal::RatioAtMost(0.2), "#4")
+        .note("bpftrace reads the same fields through reg(\"r14\") and the runtime's offsets"),
     );
     Ok(rows)
 }

@@ -207,22 +207,32 @@ impl<'data> GoTarget<'data> {
 
     /// The DWARF, if the executable has some that reads.
     pub fn dwarf(&self) -> Option<&Dwarf<'data>> {
-        self.dwarf
+        self.dwarf_and(&[])
+    }
+
+    /// The DWARF, with `more` sections inflated as well: opened, with what reading
+    /// a variable needs, all side by side; sections asked for later are inflated
+    /// when asked for.
+    fn dwarf_and(&self, more: &[&str]) -> Option<&Dwarf<'data>> {
+        const VARIABLES: [&str; 6] = [
+            ".debug_info",
+            ".debug_loclists",
+            ".debug_loc",
+            ".debug_rnglists",
+            ".debug_ranges",
+            ".debug_addr",
+        ];
+        let d = self
+            .dwarf
             .get_or_init(|| {
                 let d = Dwarf::load_sections(|name| self.bin.dwarf_section(name)).ok()?;
-                // What reading a variable needs, inflated side by side rather than
-                // one after the other (the line table only for statement probes).
-                d.inflate(&[
-                    ".debug_info",
-                    ".debug_loclists",
-                    ".debug_loc",
-                    ".debug_rnglists",
-                    ".debug_ranges",
-                    ".debug_addr",
-                ]);
+                let wanted: Vec<&str> = VARIABLES.iter().chain(more).copied().collect();
+                d.inflate(&wanted);
                 Some(d)
             })
-            .as_ref()
+            .as_ref()?;
+        d.inflate(more);
+        Some(d)
     }
 
     /// The runtime's struct layout: from DWARF, else the table of the binary's release.
@@ -278,7 +288,7 @@ impl<'data> GoTarget<'data> {
 
     /// Statement lines of `f`: (file, line) → addresses, from DWARF when present.
     fn statement_lines(&self, f: &Func<'data>) -> BTreeMap<(String, u32), Vec<VirtAddr>> {
-        if let Some(d) = self.dwarf()
+        if let Some(d) = self.dwarf_and(&[".debug_line"])
             && let Ok(lines) = d.statement_lines(f.name)
         {
             let mut out: BTreeMap<(String, u32), Vec<VirtAddr>> = BTreeMap::new();

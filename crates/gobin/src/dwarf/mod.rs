@@ -156,8 +156,8 @@ impl<'data> Dwarf<'data> {
         })
     }
 
-    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), side
-    /// by side on as many threads, instead of one after the other as queries first
+    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), the
+    /// first named on this thread and the others on a second one, instead of one after the other as queries first
     /// read them. Worth it when the caller knows what it will read: reading a
     /// variable needs `.debug_info`, then its location list and its scope's ranges,
     /// and on a large binary each takes milliseconds to inflate. Sections stored
@@ -169,13 +169,13 @@ impl<'data> Dwarf<'data> {
             .filter(|(n, r)| names.contains(n) && !r.is_ready())
             .map(|(_, r)| r)
             .collect();
+        // The largest section here, the rest on one other thread: the machine may
+        // have two cores, and more threads would only take turns on them.
         match wanted.as_slice() {
             [] => {}
             [one] => one.make_ready(),
             [first, rest @ ..] => std::thread::scope(|s| {
-                for r in rest {
-                    s.spawn(|| r.make_ready());
-                }
+                s.spawn(|| rest.iter().for_each(|r| r.make_ready()));
                 first.make_ready();
             }),
         }
