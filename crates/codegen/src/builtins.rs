@@ -128,6 +128,29 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
 /// A built-in whose value is a string.
 pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr]) -> Str {
     match name.name.as_str() {
+        "go_wait_reason" => {
+            let Some(a) = args.first() else {
+                return l.empty_str();
+            };
+            // The binary's own table, or the numbers themselves when the symbol
+            // table is gone: a name per number either way.
+            let names: Vec<String> = match l.env.target.binary().wait_reasons() {
+                Some(t) => t.iter().map(|s| s.to_string()).collect(),
+                None => (0..64).map(|n| n.to_string()).collect(),
+            };
+            l.long(a);
+            l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+            let at = l.em.alloc(MAX_STRING);
+            let join = l.em.a.label();
+            let known = l.em.a.label();
+            l.em.a.jmp(Cond::Lt, Reg::R7, names.len() as i32, known);
+            l.em.const_str(at, b"unknown");
+            l.em.a.ja(join);
+            l.em.a.bind(known);
+            search(l, &names, 0, names.len(), at, join);
+            l.em.a.bind(join);
+            Str::Scratch(at)
+        }
         "execname" => {
             let at = l.em.alloc(MAX_STRING);
             l.em.store_imm(at, Size::DW, 0);

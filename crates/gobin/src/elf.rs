@@ -231,6 +231,19 @@ impl<'data> Elf<'data> {
             .map(|s| s.address())
     }
 
+    /// The address and size of the symbol called `name`, if the symbol table has it.
+    pub fn symbol(&self, name: &str) -> Option<(u64, u64)> {
+        self.file
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| (s.address(), s.size()))
+    }
+
+    /// `len` bytes of the file image of any loaded segment at `addr` (data too).
+    pub fn loaded_bytes(&self, addr: VirtAddr, len: u64) -> Option<&'data [u8]> {
+        self.segment_bytes(addr, len, false)
+    }
+
     /// True if the file still has a symbol table (it has not been built with `-s`).
     pub fn has_symbols(&self) -> bool {
         self.file.symbols().next().is_some()

@@ -123,6 +123,33 @@ impl<'data> GoBinary<'data> {
         self.elf.section_data(name)
     }
 
+    /// The runtime's names of the reasons a goroutine waits (`"chan receive"`,
+    /// `"sleep"`, …), indexed by the `waitReason` number `gopark` takes, as this
+    /// binary's release numbers them: read from the runtime's own table
+    /// (`runtime.waitReasonStrings`, an array of Go strings in the data the linker
+    /// initialised), so no release's list is written here. `None` when the symbol
+    /// table is gone (`-ldflags=-s`) or the table does not read as strings.
+    pub fn wait_reasons(&self) -> Option<Vec<&'data str>> {
+        let (addr, size) = self.elf.symbol("runtime.waitReasonStrings")?;
+        let n = size / 16;
+        if n == 0 || n > 1024 {
+            return None;
+        }
+        let table = self.elf.loaded_bytes(VirtAddr(addr), n * 16)?;
+        table
+            .chunks_exact(16)
+            .map(|e| {
+                let word = |b: &[u8]| b.try_into().ok().map(u64::from_le_bytes);
+                let (ptr, len) = (word(&e[..8])?, word(&e[8..])?);
+                if len == 0 {
+                    return Some("");
+                }
+                let bytes = self.elf.loaded_bytes(VirtAddr(ptr), len.min(256))?;
+                std::str::from_utf8(bytes).ok()
+            })
+            .collect()
+    }
+
     /// A DWARF section as stored, for [`dwarf::Dwarf::load_sections`]: compressed
     /// sections are inflated when first read, not here.
     pub fn dwarf_section(&self, name: &str) -> Option<dwarf::Section<'data>> {

@@ -240,6 +240,13 @@ pub const BUILTINS: &[Builtin] = &[
         "id of the current goroutine",
     ),
     b(
+        "go_wait_reason",
+        ONE_LONG,
+        Some(S),
+        Ctx::ANY_USER,
+        "the runtime's name of a waitReason number (gopark's reason), from the binary's own table",
+    ),
+    b(
         "register",
         Params::Fixed(&[&[S]]),
         Some(L),
