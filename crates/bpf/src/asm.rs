@@ -40,6 +40,9 @@ pub enum AsmError {
 pub struct Program {
     pub insns: Vec<Insn>,
     pub relocs: Vec<MapReloc>,
+    /// Where each BPF function other than the main one starts (targets of
+    /// [`Asm::call_fn`] and [`Asm::ld_fn`]), in order.
+    pub functions: Vec<usize>,
 }
 
 /// The assembler.
@@ -133,6 +136,13 @@ impl Asm {
         self.emit(Insn::call(helper.id()))
     }
 
+    /// `dst = &function at label`, for a helper that calls it back: see
+    /// [`Insn::ld_func`]. The function goes after the main program's last `exit`.
+    pub fn ld_fn(&mut self, dst: Reg, label: Label) -> &mut Asm {
+        self.fixups.push((self.pos(), label));
+        self.emit_all(&Insn::ld_func(dst, 0))
+    }
+
     /// `may_goto label`: see [`Insn::may_goto`].
     pub fn may_goto(&mut self, label: Label) -> &mut Asm {
         self.fixups.push((self.pos(), label));
@@ -184,6 +194,7 @@ impl Asm {
             return Err(AsmError::Empty);
         }
         let mut insns = self.insns;
+        let mut functions = Vec::new();
         for (at, label) in self.fixups {
             let target =
                 self.labels
@@ -205,16 +216,28 @@ impl Asm {
                 id: 0,
                 pseudo: crate::insn::PSEUDO_CALL,
             };
-            if insns[at].decode() == call {
-                // A BPF-to-BPF call keeps its offset in the immediate.
+            let decoded = insns[at].decode();
+            let func_ref = matches!(
+                decoded,
+                crate::insn::Decoded::LdImm64 {
+                    pseudo: crate::insn::PSEUDO_FUNC,
+                    ..
+                }
+            );
+            if decoded == call || func_ref {
+                // A BPF function's offset goes in the immediate.
                 insns[at].imm = i32::try_from(distance).map_err(|_| out_of_range)?;
+                functions.push(target);
             } else {
                 insns[at].off = i16::try_from(distance).map_err(|_| out_of_range)?;
             }
         }
+        functions.sort_unstable();
+        functions.dedup();
         Ok(Program {
             insns,
             relocs: self.relocs,
+            functions,
         })
     }
 }

@@ -153,6 +153,7 @@ pub fn insn_text(insns: &[Insn], i: usize) -> String {
             match pseudo {
                 PSEUDO_MAP_FD => format!("{dst} = map[fd:{}]", insn.imm),
                 PSEUDO_MAP_VALUE => format!("{dst} = map[fd:{}]+{}", insn.imm, hi.imm as u32),
+                crate::insn::PSEUDO_FUNC => format!("{dst} = fn pc{:+}", insn.imm),
                 0 => {
                     let v = u64::from(insn.imm as u32) | (u64::from(hi.imm as u32) << 32);
                     format!("{dst} = {v:#x} ll")

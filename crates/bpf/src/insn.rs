@@ -39,6 +39,10 @@ pub const PSEUDO_MAP_VALUE: u8 = 2;
 
 /// `src_reg` of a `call` whose immediate is the relative offset of a BPF function.
 pub const PSEUDO_CALL: u8 = 1;
+/// `src_reg` of an `LD_IMM64` whose immediate is the relative offset of a BPF
+/// function: the register gets a pointer to it, for the helpers that call back
+/// (`bpf_loop`, `bpf_for_each_map_elem`). Linux 5.13.
+pub const PSEUDO_FUNC: u8 = 4;
 
 /// Atomic operations' `imm` field.
 pub const ATOMIC_FETCH: i32 = 0x01;
@@ -570,6 +574,12 @@ impl Insn {
     /// `dst = imm` for a full 64-bit constant: two slots.
     pub fn ld_imm64(dst: Reg, imm: u64) -> [Insn; 2] {
         Insn::ld_dw(dst, 0, imm as u32 as i32, (imm >> 32) as u32 as i32)
+    }
+
+    /// `dst = &function` for the function `off` instructions after this one's first
+    /// slot (`BPF_PSEUDO_FUNC`).
+    pub fn ld_func(dst: Reg, off: i32) -> [Insn; 2] {
+        Insn::ld_dw(dst, PSEUDO_FUNC, off, 0)
     }
 
     /// `dst = map` where `fd` is the map's file descriptor (`BPF_PSEUDO_MAP_FD`).

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asm;
+pub mod btf;
 pub mod ctx;
 pub mod disasm;
 pub mod helper;

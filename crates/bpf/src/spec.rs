@@ -94,6 +94,9 @@ pub struct ProgramSpec {
     pub relocs: Vec<MapReloc>,
     /// `GPL`: the helpers a tracer calls are GPL-only.
     pub license: String,
+    /// Where each BPF function other than the main one starts; the loader describes
+    /// them to the kernel (`func_info`), which a function passed to a helper needs.
+    pub functions: Vec<usize>,
 }
 
 /// Why relocation failed.
@@ -113,6 +116,7 @@ impl ProgramSpec {
             insns: program.insns,
             relocs: program.relocs,
             license: "GPL".into(),
+            functions: program.functions,
         }
     }
 
@@ -210,6 +214,7 @@ mod tests {
                 kind: MapRefKind::Fd,
             }],
             license: "GPL".into(),
+            functions: Vec::new(),
         };
         assert_eq!(
             spec.relocated(|_| Some(3)),

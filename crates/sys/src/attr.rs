@@ -12,6 +12,7 @@ pub(crate) mod cmd {
     pub const MAP_DELETE_ELEM: u32 = 3;
     pub const MAP_GET_NEXT_KEY: u32 = 4;
     pub const PROG_LOAD: u32 = 5;
+    pub const BTF_LOAD: u32 = 18;
     pub const PROG_GET_NEXT_ID: u32 = 11;
     pub const PROG_GET_FD_BY_ID: u32 = 13;
     pub const OBJ_GET_INFO_BY_FD: u32 = 15;
@@ -27,6 +28,7 @@ pub(crate) mod cmd {
             MAP_DELETE_ELEM => "bpf(BPF_MAP_DELETE_ELEM)",
             MAP_GET_NEXT_KEY => "bpf(BPF_MAP_GET_NEXT_KEY)",
             PROG_LOAD => "bpf(BPF_PROG_LOAD)",
+            BTF_LOAD => "bpf(BPF_BTF_LOAD)",
             LINK_CREATE => "bpf(BPF_LINK_CREATE)",
             _ => "bpf",
         }
@@ -141,6 +143,17 @@ pub(crate) struct ObjInfo {
     pub info: u64,
 }
 
+/// `BPF_BTF_LOAD`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct BtfLoad {
+    pub btf: u64,
+    pub btf_log_buf: u64,
+    pub btf_size: u32,
+    pub btf_log_size: u32,
+    pub btf_log_level: u32,
+}
+
 /// The part of `union bpf_attr` gotap fills, zeroed around it: the kernel refuses
 /// nonzero bytes past the fields it knows.
 #[repr(C)]
@@ -152,6 +165,7 @@ pub(crate) union BpfAttr {
     pub link_create: LinkCreate,
     pub get_id: GetId,
     pub obj_info: ObjInfo,
+    pub btf_load: BtfLoad,
     raw: [u64; 18],
 }
 
@@ -186,6 +200,11 @@ impl BpfAttr {
     pub fn get_id(a: GetId) -> BpfAttr {
         let mut attr = BpfAttr::default();
         attr.get_id = a;
+        attr
+    }
+    pub fn btf_load(a: BtfLoad) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.btf_load = a;
         attr
     }
     pub fn obj_info(a: ObjInfo) -> BpfAttr {

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bpf::{Insn, MapId, ObjectSpec, ProgramSpec};
 
-use crate::attr::{ATTACH_TRACE_UPROBE_MULTI, BpfAttr, PROG_TYPE_KPROBE, ProgLoad, cmd};
+use crate::attr::{ATTACH_TRACE_UPROBE_MULTI, BpfAttr, BtfLoad, PROG_TYPE_KPROBE, ProgLoad, cmd};
 use crate::error::{Error, Result, VerifierError};
 use crate::map::{Map, object_name};
 use crate::syscall::{Call, owned_fd, syscall};
@@ -55,7 +55,7 @@ impl LoadedProgram {
     pub fn load(spec: &ProgramSpec, maps: &[Map], opts: LoadOptions) -> Result<LoadedProgram> {
         let insns =
             spec.relocated(|id: MapId| maps.get(id.0 as usize).map(|m| m.as_fd().as_raw_fd()))?;
-        load_insns(&spec.name, &spec.license, &insns, opts)
+        load_insns(&spec.name, &spec.license, &insns, &spec.functions, opts)
     }
 
     pub fn name(&self) -> &str {
@@ -111,10 +111,23 @@ pub(crate) fn load_insns(
     name: &str,
     license: &str,
     insns: &[Insn],
+    functions: &[usize],
     opts: LoadOptions,
 ) -> Result<LoadedProgram> {
     let license = CString::new(license)
         .map_err(|_| Error::Invalid(format!("license {license:?} has a NUL")))?;
+    // A program with BPF functions describes them in BTF (see `bpf::btf`).
+    let (btf, func_info) = if functions.is_empty() {
+        (None, Vec::new())
+    } else {
+        let names: Vec<String> = std::iter::once("gotap_main".to_string())
+            .chain((1..=functions.len()).map(|i| format!("gotap_fn{i}")))
+            .collect();
+        let b = bpf::btf::functions(&names);
+        let fd = load_btf(&b.blob)?;
+        (Some(fd), bpf::btf::func_info(functions, &b.func_types))
+    };
+    let func_info_cnt = (func_info.len() / 8) as u32;
     let bytes = Insn::encode_all(insns);
     let insn_cnt = u32::try_from(insns.len())
         .map_err(|_| Error::Invalid(format!("program {name} has {} instructions", insns.len())))?;
@@ -136,6 +149,14 @@ pub(crate) fn load_insns(
                 AttachKind::PerfEvent => 0,
                 AttachKind::UprobeMulti => ATTACH_TRACE_UPROBE_MULTI,
             },
+            prog_btf_fd: btf.as_ref().map_or(0, |f| f.as_raw_fd() as u32),
+            func_info_rec_size: if func_info_cnt > 0 { 8 } else { 0 },
+            func_info: if func_info_cnt > 0 {
+                func_info.as_ptr() as u64
+            } else {
+                0
+            },
+            func_info_cnt,
             ..ProgLoad::default()
         });
         let r = syscall(Call::Bpf {
@@ -186,6 +207,22 @@ pub(crate) fn load_insns(
             Err(e) => return Err(verifier_error(name, e, text)),
         }
     }
+}
+
+/// Loads a BTF blob; the descriptor may be closed once a program using it is loaded.
+fn load_btf(blob: &[u8]) -> Result<OwnedFd> {
+    let mut attr = BpfAttr::btf_load(BtfLoad {
+        btf: blob.as_ptr() as u64,
+        btf_size: u32::try_from(blob.len())
+            .map_err(|_| Error::Invalid("BTF larger than 4 GiB".into()))?,
+        ..BtfLoad::default()
+    });
+    let ret = syscall(Call::Bpf {
+        cmd: cmd::BTF_LOAD,
+        attr: &mut attr,
+    });
+    ret.and_then(owned_fd)
+        .map_err(|e| Error::syscall("bpf(BPF_BTF_LOAD)", e))
 }
 
 fn verifier_error(name: &str, e: io::Error, log: String) -> Error {

@@ -282,7 +282,7 @@ pub fn uprobe_multi_supported() -> bool {
             attach: AttachKind::UprobeMulti,
             verbose_log: false,
         };
-        let Ok(prog) = crate::prog::load_insns("gotap_probe", "GPL", &p.insns, opts) else {
+        let Ok(prog) = crate::prog::load_insns("gotap_probe", "GPL", &p.insns, &[], opts) else {
             return false;
         };
         let Ok(root) = CString::new("/") else {

@@ -163,6 +163,49 @@ fn bpf_to_bpf_calls_run_in_the_kernel() {
 }
 
 #[test]
+fn a_helper_calls_back_a_bpf_function() {
+    let exe = counts();
+    let maps = vec![array("sum", 1)];
+    // sum[0] += 1 + 2 + … + 10 at each call of main.leaf, the adding done by a
+    // function bpf_loop calls back with (index, ctx), ctx a u64 on the caller's stack.
+    let mut a = Asm::new();
+    let out = a.label();
+    let add = a.label();
+    a.emit(Insn::st(Size::DW, Reg::R10, -16, 0));
+    a.emit(Insn::mov64(Reg::R1, 10));
+    a.ld_fn(Reg::R2, add);
+    a.emit(Insn::mov64(Reg::R3, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R3, -16));
+    a.emit(Insn::mov64(Reg::R4, 0));
+    a.call(Helper::Loop);
+    a.emit(Insn::ldx(Size::DW, Reg::R6, Reg::R10, -16));
+    a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
+    a.ld_map(Reg::R1, MapId(0));
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R6).unwrap());
+    a.bind(out);
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    // add(index, ctx): *ctx += index + 1; go on.
+    a.bind(add);
+    a.emit(Insn::ldx(Size::DW, Reg::R3, Reg::R2, 0));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R3, Reg::R1));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R3, 1));
+    a.emit(Insn::stx(Size::DW, Reg::R2, 0, Reg::R3));
+    a.emit(Insn::mov64(Reg::R0, 0)).exit();
+    let spec = ProgramSpec::new("gotap_loop", a.finish().unwrap());
+    assert_eq!(spec.functions.len(), 1);
+    let prog = LoadedProgram::load(&spec, &maps, LoadOptions::default()).unwrap();
+    let _probe =
+        Uprobe::attach(&prog, &exe, file_offset(&exe, "main.leaf"), Scope::All, 0).unwrap();
+    run_counts(&exe, 1);
+    // One round is 1000 calls of leaf.
+    assert_eq!(read_u64(&maps[0], 0), 1000 * 55);
+}
+
+#[test]
 fn the_context_holds_go_register_arguments() {
     let exe = counts();
     let maps = vec![array("sum", 1)];
