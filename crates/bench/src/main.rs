@@ -19,6 +19,7 @@ mod overhead;
 mod progsize;
 mod report;
 mod setup;
+mod stackgrow;
 mod startup;
 mod stats;
 mod throughput;
@@ -39,7 +40,7 @@ pub struct Config {
     pub out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: bench [--reps N] [--quick] [--only 1,2,3,4,5,6,7] [--out FILE]";
+const USAGE: &str = "usage: bench [--reps N] [--quick] [--only 1,2,3,4,5,6,7,8] [--out FILE]";
 
 fn parse_args() -> std::result::Result<Config, String> {
     let mut cfg = Config {
@@ -97,7 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let all: [(&str, &str, Comparison); 7] = [
+    let all: [(&str, &str, Comparison); 8] = [
         (
             "1",
             "1. Per-hit overhead on a tight loop",
@@ -109,6 +110,7 @@ fn main() -> ExitCode {
         ("5", "5. Events to user space", throughput::throughput),
         ("6", "6. Peak memory", startup::memory),
         ("7", "7. gotap's eBPF programs", progsize::sizes),
+        ("8", "8. `gotap stackgrow` per growth", stackgrow::stackgrow),
     ];
     let mut rows = Vec::new();
     let mut empty = Vec::new();
