@@ -80,6 +80,10 @@ helpers! {
     RingbufDiscard = 133, "ringbuf_discard";
     /// `u64 ringbuf_query(ringbuf, flags)`. Linux 5.8.
     RingbufQuery = 134, "ringbuf_query";
+    /// `long for_each_map_elem(map, callback, ctx, flags)`: calls
+    /// `callback(map, key, value, ctx)` for each element until it returns 1.
+    /// Linux 5.13.
+    ForEachMapElem = 164, "for_each_map_elem";
     /// `long snprintf(buf, size, fmt, data, data_len)`. Linux 5.13.
     Snprintf = 165, "snprintf";
     /// `u64 get_func_ip(ctx)`: the probed address (uprobes: Linux 6.6 for multi links,

@@ -53,6 +53,16 @@ pub struct Emitter<'s> {
     pub errors: Vec<(Span, String)>,
     /// Bytes of BPF stack used for loop counters, below [`KEY_SLOT`].
     pub stack_used: i16,
+    /// Functions that helpers call back, placed after the program by
+    /// [`Emitter::emit_callbacks`].
+    pub callbacks: Vec<(Label, Callback)>,
+}
+
+/// A BPF function a helper calls back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callback {
+    /// For `bpf_for_each_map_elem`: deletes the element it is given.
+    DeleteElem,
 }
 
 impl<'s> Emitter<'s> {
@@ -71,6 +81,32 @@ impl<'s> Emitter<'s> {
             abort,
             errors: Vec::new(),
             stack_used: 16,
+            callbacks: Vec::new(),
+        }
+    }
+
+    /// The label of the callback `c`, asked for once per program.
+    pub fn callback(&mut self, c: Callback) -> Label {
+        if let Some((l, _)) = self.callbacks.iter().find(|(_, k)| *k == c) {
+            return *l;
+        }
+        let l = self.a.label();
+        self.callbacks.push((l, c));
+        l
+    }
+
+    /// Places the callbacks, after the program's last `exit`.
+    pub fn emit_callbacks(&mut self) {
+        for (label, c) in std::mem::take(&mut self.callbacks) {
+            self.a.bind(label);
+            match c {
+                // (map, key, value, ctx): delete key from map, go on.
+                Callback::DeleteElem => {
+                    self.a.call(bpf::Helper::MapDeleteElem);
+                    self.e(Insn::mov64(Reg::R0, 0));
+                    self.a.exit();
+                }
+            }
         }
     }
 

@@ -38,8 +38,14 @@
 //!   `bpf_map_lookup_percpu_elem` (Linux 5.19); histograms are read in user space.
 //! - `@entry(x)`: see the `entry` module (an entry program, keyed by goroutine and
 //!   the frame's distance from the top of its stack).
-//! - Not in kernel probes: `foreach`, deleting a whole array, `=~`, `isinstr`,
-//!   `usymname`, script recursion (functions are inlined).
+//! - `delete a` of a whole array or keyed statistic: `bpf_for_each_map_elem` calls
+//!   back a function that deletes each element (a program with BPF functions
+//!   carries BTF `func_info`, see `bpf::btf`); a plain statistic is zeroed on every
+//!   CPU.
+//! - Not in kernel probes: `foreach`, `=~`, `isinstr`, `usymname`, script
+//!   recursion (functions are inlined).
+//! - Fields of one struct read through one pointer are copied in one
+//!   `bpf_probe_read_user` (see the `window` module): the call is what costs.
 //! - Backtraces: see the `backtrace` module (a goroutine-aware frame-pointer walk;
 //!   `ubacktrace()` is an id into a stack map the probes fill).
 #![forbid(unsafe_code)]
@@ -452,6 +458,7 @@ pub fn compile_full(
             l.em.a.bind(abort);
             l.em.e(Insn::mov64(Reg::R0, 0));
             l.em.a.exit();
+            l.em.emit_callbacks();
             for (span, msg) in l.em.errors.drain(..) {
                 diags.push(Diagnostic::error(span, msg));
             }

@@ -277,10 +277,19 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.e(Insn::st(Size::DW, Reg::R1, 0, 0));
                     let _ = ty;
                 }
-                Some(_) => self.em.error(
-                    e.span,
-                    "deleting a whole array or statistic in a kernel probe is not supported yet",
-                ),
+                Some(Slot::Array { map, keys, .. }) | Some(Slot::Stats { map, keys, .. })
+                    if !keys.is_empty() =>
+                {
+                    // Each element, deleted by a function the kernel calls for it.
+                    let each = self.em.callback(crate::emit::Callback::DeleteElem);
+                    self.em.a.ld_map(Reg::R1, map);
+                    self.em.a.ld_fn(Reg::R2, each);
+                    self.em.e(Insn::mov64(Reg::R3, 0));
+                    self.em.e(Insn::mov64(Reg::R4, 0));
+                    self.em.a.call(Helper::ForEachMapElem);
+                }
+                Some(Slot::Stats { map, hist, .. }) => self.clear_stat(map, hist),
+                Some(_) => self.em.error(e.span, "cannot delete this"),
                 None => match self.local(&id.name) {
                     Some((at, _)) => self.em.store_imm(at, Size::DW, 0),
                     None => self.em.error(e.span, "cannot delete this"),
@@ -288,6 +297,35 @@ impl<'a, 'd> Lower<'a, 'd> {
             },
             _ => self.em.error(e.span, "cannot delete this"),
         }
+    }
+
+    /// `delete s` of a statistic without keys: its one value zeroed on every CPU.
+    fn clear_stat(&mut self, map: bpf::MapId, hist: bpf::script::HistSpec) {
+        let words = crate::storage::stat_slot_bytes(hist) / 8;
+        let key = self.em.alloc(8);
+        self.em.store_imm(key, Size::DW, 0);
+        // The CPU number starts as a value read back, so that with `may_goto` the
+        // verifier checks the body once whatever the number of CPUs.
+        let cpu = self.em.alloc(8);
+        self.em.store_imm(cpu, Size::DW, 0);
+        self.em.load(Reg::R8, cpu);
+        let top = self.em.a.label();
+        let done = self.em.a.label();
+        self.em.a.bind(top);
+        self.em.a.may_goto(done);
+        let cpus = self.env.opts.possible_cpus.clamp(1, 4096) as i32;
+        self.em.a.jmp(Cond::Ge, Reg::R8, cpus, done);
+        self.em.map_key_args(map, key);
+        self.em.e(Insn::mov64(Reg::R3, Reg::R8));
+        self.em.e(Insn::call(MAP_LOOKUP_PERCPU_ELEM));
+        self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+        for w in 0..words {
+            self.em.e(Insn::st(Size::DW, Reg::R0, (8 * w) as i16, 0));
+        }
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        self.em.a.ja(top);
+        self.em.a.bind(done);
+        self.em.release(key);
     }
 
     // ---- names ----
