@@ -191,6 +191,8 @@ pub fn entry_program(
     let mut l = Lower::new(env, out.events, &site);
     crate::prologue_code(&mut l.em);
     l.enter_probe(&locals.locals);
+    let inners: Vec<&lang::ast::Expr> = saved.values.iter().map(|v| &v.1).collect();
+    l.plan_windows_of(&inners);
     let buf = l.em.alloc(saved.size);
     for (_, inner, ty, off) in &saved.values {
         match ty {

@@ -11,9 +11,9 @@
 //! The window is kept with the pointer it was read from, and a read whose pointer
 //! differs (a base variable assigned again, a loop walking a list) reads it afresh,
 //! so the reuse is right under any control flow; the pointer is forgotten at the
-//! start of every hit. A window holds only fields that sit inside the struct at
-//! known offsets, so it does not reach memory the separate reads would not have;
-//! if its read faults, its fields read as 0 and the fault is counted once.
+//! start of every hit. A window spans the struct's bytes from the first field read
+//! to the end of the last, so it reaches no memory outside the struct the probe
+//! reads; if its read faults, its fields read as 0 and the fault is counted once.
 
 use bpf::script::counter;
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size};
@@ -108,15 +108,14 @@ impl Lower<'_, '_> {
     }
 
     /// Gathers the reads of `bodies` (an alias's body and the probe's, lowered in
-    /// one program) and sets up a window for each run of two or more that fits in
-    /// [`WINDOW_MAX`] bytes. Called once per program, after the locals are placed.
+    /// one program) and sets up their windows. Called once per program, after the
+    /// locals are placed.
     pub fn plan_windows(&mut self, bodies: &[&Block]) {
         // Context expressions under `@entry` are read by the entry program, and
         // `&x->f` reads nothing at its end.
         let mut skip = Vec::new();
         let mut addr_of = Vec::new();
-        let mut targets: Vec<&TargetExpr> = Vec::new();
-        let mut ends: Vec<bool> = Vec::new();
+        let mut targets: Vec<(&TargetExpr, bool)> = Vec::new();
         for b in bodies {
             for s in &b.stmts {
                 walk_stmt(s, &mut |e: &Expr| match &e.kind {
@@ -128,15 +127,40 @@ impl Lower<'_, '_> {
                     if let ExprKind::Target(t) = &e.kind
                         && !skip.contains(&e.id)
                     {
-                        targets.push(t);
-                        ends.push(!addr_of.contains(&e.id));
+                        targets.push((t, !addr_of.contains(&e.id)));
                     }
                 });
             }
         }
+        self.plan(&targets);
+    }
+
+    /// The same for the expressions an entry program evaluates (`@entry`'s insides).
+    pub fn plan_windows_of(&mut self, exprs: &[&Expr]) {
+        let mut addr_of = Vec::new();
+        let mut targets: Vec<(&TargetExpr, bool)> = Vec::new();
+        for x in exprs {
+            walk_expr(x, &mut |e: &Expr| {
+                if let ExprKind::AddrOf(x) = &e.kind {
+                    addr_of.push(x.id);
+                }
+            });
+            walk_expr(x, &mut |e: &Expr| {
+                if let ExprKind::Target(t) = &e.kind {
+                    targets.push((t, !addr_of.contains(&e.id)));
+                }
+            });
+        }
+        self.plan(&targets);
+    }
+
+    /// A window for each run of two or more reads of one base that fits in
+    /// [`WINDOW_MAX`] bytes; `targets` are the context expressions with whether
+    /// their value is read.
+    fn plan(&mut self, targets: &[(&TargetExpr, bool)]) {
         let mut reads: Vec<(String, u64, u64)> = Vec::new();
-        for (t, end) in targets.iter().zip(ends) {
-            if let (Some(k), Some(r)) = (key(t), self.first_read(t, end)) {
+        for (t, end) in targets {
+            if let (Some(k), Some(r)) = (key(t), self.first_read(t, *end)) {
                 reads.push((k, r.offset, r.offset + r.size));
             }
         }
