@@ -82,7 +82,16 @@ impl Private {
         let dir = std::env::temp_dir().join(format!("gotap-test-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("private dir");
         let path = dir.join(src.file_name().expect("file name"));
-        std::fs::copy(src, &path).expect("copy test program");
+        // Copied by `cp`, not by this process: while this process held the copy
+        // open for writing, a test on another thread could fork, its child would
+        // inherit the descriptor until it execs, and running the copy meanwhile
+        // fails with ETXTBSY ("Text file busy").
+        let status = Command::new("cp")
+            .arg(src)
+            .arg(&path)
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "cp {} {}", src.display(), path.display());
         Private { path }
     }
 }
