@@ -189,6 +189,17 @@ pub struct Interrupted {
 /// SIGINT (with kill(1), by its pid) and times its exit: how long a tracer takes to
 /// arm its probes and to detach them when asked to stop.
 pub fn interrupt_when(cmd: &mut Command, marker: &str, limit: Duration) -> Result<Interrupted> {
+    while_armed(cmd, marker, limit, || Ok(())).map(|(_, i)| i)
+}
+
+/// As [`interrupt_when`], with `during` run between the marker and the SIGINT: a
+/// tracer watching a binary while something else runs it.
+pub fn while_armed<T>(
+    cmd: &mut Command,
+    marker: &str,
+    limit: Duration,
+    during: impl FnOnce() -> Result<T>,
+) -> Result<(T, Interrupted)> {
     let command = describe(cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -255,6 +266,7 @@ pub fn interrupt_when(cmd: &mut Command, marker: &str, limit: Duration) -> Resul
             }
         }
     };
+    let got = during();
     let t = Instant::now();
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-INT", &pid]).status();
@@ -275,7 +287,7 @@ pub fn interrupt_when(cmd: &mut Command, marker: &str, limit: Duration) -> Resul
         text.push_str(&l);
         text.push('\n');
     }
-    Ok(Interrupted { ready, exit, text })
+    Ok((got?, Interrupted { ready, exit, text }))
 }
 
 /// Lines bpftrace 0.17 prints on this machine that say nothing about the measurement:

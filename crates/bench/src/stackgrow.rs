@@ -6,6 +6,13 @@
 //! The floor is an empty bpftrace program on the instruction gotap probes
 //! (`runtime.copystack`'s `push rbp`, through a moved symbol, see `elf`): the uprobe
 //! itself, which no program can avoid.
+//!
+//! Wall time on a shared machine moves by a microsecond a growth from run to run, so
+//! the same cases are also measured as the kernel time the program is charged for
+//! (`/usr/bin/time`'s system seconds, with `GOMAXPROCS=1` so that no idle thread
+//! spins): a uprobe's trap and its program run in the traced thread's system time.
+//! There each tracer watches the binary and is stopped with SIGINT once the
+//! program has run, so its own start and exit are not charged to the program.
 
 use crate::Config;
 use crate::error::{Error, Result};
@@ -14,7 +21,7 @@ use crate::overhead::scaled;
 use crate::report::{Goal, Row};
 use crate::setup::Env;
 use crate::stats::{Case, Cell, Sample, Stat, interleave, paired_difference};
-use crate::tools::{bpftrace, cmdline};
+use crate::tools::{bpftrace, bpftrace_bare, cmdline};
 use std::process::Command;
 use std::time::Duration;
 
@@ -50,6 +57,49 @@ fn wall(cmd: &mut Command) -> Result<Sample> {
     Ok(s)
 }
 
+/// The program's system time (ms) run by `/usr/bin/time` on one P while `tracer`
+/// (if any) watches its binary, armed when it prints `marker`; and the growths the
+/// tracer counted.
+fn sys_ms(
+    exe: &std::path::Path,
+    args: &[&str],
+    tracer: Option<(&mut Command, &str)>,
+) -> Result<Sample> {
+    let mut prog = Command::new("/usr/bin/time");
+    prog.args(["-f", "cpu_s %U %S"])
+        .arg(exe)
+        .args(args)
+        .env("GOMAXPROCS", "1");
+    let (f, text) = match tracer {
+        Some((t, marker)) => {
+            let (f, i) = exec::while_armed(t, marker, LIMIT, || exec::run(&mut prog, LIMIT))?;
+            (f, i.text)
+        }
+        None => (exec::run(&mut prog, LIMIT)?, String::new()),
+    };
+    let sys = f
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu_s "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| Error::Failed {
+            command: exec::describe(&prog),
+            detail: "no `cpu_s` line from /usr/bin/time".into(),
+        })?;
+    let mut s = Sample::new();
+    s.insert("sys_ms", sys * 1000.0);
+    let counted = text.lines().find_map(|l| {
+        l.strip_suffix(" stack growths")
+            .and_then(|n| n.trim().parse().ok())
+            .or_else(|| exec::number_after(l, "@n:"))
+    });
+    if let Some(n) = counted {
+        s.insert("growths", n);
+    }
+    Ok(s)
+}
+
 /// 8: `gotap stackgrow --every 1000` against bpftrace's `@n++` on runtime.newstack.
 pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
     let g = "8. `gotap stackgrow` per growth (bench_grow.go; µs per growth = traced − untraced wall time over the growths counted)";
@@ -63,6 +113,19 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
     let (run, run_floor) = (cmdline(&exe, args), cmdline(&floor_exe, args));
     let count = format!("uprobe:{}:runtime.newstack {{ @n++ }}", exe.display());
     let empty = format!("uprobe:{}:runtime.copystack {{}}", floor_exe.display());
+    // bpftrace runs BEGIN once every probe is attached; its line marks "armed".
+    let armed = |s: &str| format!("BEGIN {{ printf(\"armed\\n\"); }} {s}");
+    let (count_watch, empty_watch) = (armed(&count), armed(&empty));
+    let gotap_watch = || {
+        let mut c = Command::new(&env.gotap);
+        c.args(["stackgrow", "-v", "--every", EVERY]).arg(&exe);
+        c
+    };
+    let bpftrace_watch = |script: &str| {
+        let mut c = bpftrace_bare();
+        c.args(["-e", script]);
+        c
+    };
     let mut cases = vec![
         Case::new("untraced", || wall(Command::new(&exe).args(args))),
         Case::new("gotap stackgrow", || {
@@ -77,6 +140,24 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         }),
         Case::new("floor: bpftrace {} at copystack's push rbp", || {
             wall(&mut bpftrace(&empty, &run_floor, None))
+        }),
+        Case::new("sys: untraced", || sys_ms(&exe, args, None)),
+        Case::new("sys: gotap stackgrow", || {
+            sys_ms(&exe, args, Some((&mut gotap_watch(), "probes attached")))
+        }),
+        Case::new("sys: bpftrace @n++", || {
+            sys_ms(
+                &exe,
+                args,
+                Some((&mut bpftrace_watch(&count_watch), "armed")),
+            )
+        }),
+        Case::new("sys: floor", || {
+            sys_ms(
+                &floor_exe,
+                args,
+                Some((&mut bpftrace_watch(&empty_watch), "armed")),
+            )
         }),
     ];
     let r = interleave("8 stackgrow", cfg.reps, &mut cases);
@@ -104,6 +185,27 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         _ => "× floor: —".into(),
     };
     let lost = r[1].stat("lost").median().unwrap_or(0.0);
+    // A tracer that missed growths (armed late) would look cheap: such runs count.
+    let short = r[5..7]
+        .iter()
+        .flat_map(|x| x.values("growths"))
+        .filter(|n| *n < growths)
+        .count();
+    let per_sys = |i: usize| {
+        scaled(
+            &paired_difference(&r[i], &r[4], "sys_ms"),
+            if growths > 0.0 {
+                1000.0 / growths
+            } else {
+                f64::NAN
+            },
+        )
+    };
+    let (tool_sys, peer_sys, floor_sys) = (per_sys(5), per_sys(6), per_sys(7));
+    let times_sys = |c: &Cell| match (c.median(), floor_sys.median()) {
+        (Some(a), Some(f)) if f > 0.0 => format!("{:.1}× floor", a / f),
+        _ => "× floor: —".into(),
+    };
     Ok(vec![
         Row::new(g, "untraced wall time", "ms", r[0].stat("ms"), Cell::None).note(format!(
             "{growths:.0} stack growths (as gotap counts them; `{}` args {})",
@@ -140,6 +242,22 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             "{}; bpftrace {}; gotap counts every growth per function and sizes in the kernel and prints every {EVERY}th with its backtrace (lost records, median: {lost:.0})",
             times(&tool),
             times(&peer)
+        )),
+        Row::new(
+            g,
+            "the same in the kernel: system time per growth (GOMAXPROCS=1, tracer watching the binary)",
+            "µs/growth",
+            tool_sys.clone(),
+            peer_sys.clone(),
+        )
+        .note(format!(
+            "{}; bpftrace {}; the floor (empty bpftrace program at copystack's `push rbp`) {}; runs in which a watching tracer counted fewer growths than there were (armed late): {short}",
+            times_sys(&tool_sys),
+            times_sys(&peer_sys),
+            floor_sys
+                .median()
+                .map(|f| format!("{f:.2} µs"))
+                .unwrap_or_else(|| "—".into())
         )),
     ])
 }
