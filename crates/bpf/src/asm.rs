@@ -185,6 +185,36 @@ impl Asm {
         self.emit_all(&Insn::ld_map_value(dst, 0, offset))
     }
 
+    /// True if a jump or call already emitted goes to `label`.
+    pub fn is_referenced(&self, label: Label) -> bool {
+        self.fixups.iter().any(|(_, l)| *l == label)
+    }
+
+    /// Appends the code of `other` (a BPF function assembled on its own, its labels
+    /// its own) and returns the index of its first instruction.
+    pub fn append(&mut self, other: Asm) -> usize {
+        let base = self.insns.len();
+        let lbase = self.labels.len();
+        self.insns.extend(other.insns);
+        self.labels
+            .extend(other.labels.into_iter().map(|l| l.map(|p| p + base)));
+        self.fixups.extend(
+            other
+                .fixups
+                .into_iter()
+                .map(|(at, l)| (at + base, Label(l.0 + lbase))),
+        );
+        self.relocs
+            .extend(other.relocs.into_iter().map(|r| MapReloc {
+                insn: r.insn + base,
+                ..r
+            }));
+        if self.twice.is_none() {
+            self.twice = other.twice;
+        }
+        base
+    }
+
     /// Resolves the jumps.
     pub fn finish(self) -> Result<Program, AsmError> {
         if let Some(e) = self.twice {

@@ -56,7 +56,14 @@ pub struct Emitter<'s> {
     /// Functions that helpers call back, placed after the program by
     /// [`Emitter::emit_callbacks`].
     pub callbacks: Vec<(Label, Callback)>,
+    /// Functions lowered from the script (a kernel `foreach` body), each assembled
+    /// on its own with the spans of its statements, placed after the program too.
+    pub functions: Vec<Function>,
 }
+
+/// A BPF function lowered from the script: where it is called from, its code, and
+/// the spans of its statements (instruction indexes within its own code).
+pub type Function = (Label, Asm, Vec<(usize, Span)>);
 
 /// A BPF function a helper calls back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +89,7 @@ impl<'s> Emitter<'s> {
             errors: Vec::new(),
             stack_used: 16,
             callbacks: Vec::new(),
+            functions: Vec::new(),
         }
     }
 
@@ -97,6 +105,12 @@ impl<'s> Emitter<'s> {
 
     /// Places the callbacks, after the program's last `exit`.
     pub fn emit_callbacks(&mut self) {
+        for (label, body, spans) in std::mem::take(&mut self.functions) {
+            self.a.bind(label);
+            let base = self.a.append(body);
+            self.spans
+                .extend(spans.into_iter().map(|(at, span)| (at + base, span)));
+        }
         for (label, c) in std::mem::take(&mut self.callbacks) {
             self.a.bind(label);
             match c {

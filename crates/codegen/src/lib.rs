@@ -42,8 +42,11 @@
 //!   back a function that deletes each element (a program with BPF functions
 //!   carries BTF `func_info`, see `bpf::btf`); a plain statistic is zeroed on every
 //!   CPU.
-//! - Not in kernel probes: `foreach`, `=~`, `isinstr`, `usymname`, script
-//!   recursion (functions are inlined).
+//! - `foreach` in a kernel probe: the body becomes a BPF function that
+//!   `bpf_for_each_map_elem` calls for each element, in the map's order; sorting
+//!   needs user space and is refused there.
+//! - Not in kernel probes: `=~`, `isinstr`, `usymname`, script recursion
+//!   (functions are inlined).
 //! - Fields of one struct read through one pointer are copied in one
 //!   `bpf_probe_read_user` (see the `window` module): the call is what costs.
 //! - Backtraces: see the `backtrace` module (a goroutine-aware frame-pointer walk;
@@ -169,7 +172,15 @@ impl Compiled {
                 r.split_once(": ")
                     .is_none_or(|(n, _)| n.trim().parse::<usize>().is_err())
             })
-            .or_else(|| lines.iter().rev().find(|l| !l.trim().is_empty()).copied())
+            // Else the last line that is not the statistics line the kernel ends
+            // every log with ("processed N insns …").
+            .or_else(|| {
+                lines
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty() && !l.starts_with("processed "))
+                    .copied()
+            })
             .unwrap_or("no reason given")
             .trim()
             .to_string();

@@ -138,10 +138,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
                 self.lower_loop(cond.as_ref(), step.as_ref(), body)
             }
-            StmtKind::Foreach(f) => self.em.error(
-                f.array.span,
-                "'foreach' cannot run in a kernel probe yet; iterate in an 'end' or timer probe",
-            ),
+            StmtKind::Foreach(f) => self.kernel_foreach(f),
             StmtKind::Break => match self.loops.last() {
                 Some(&(_, brk)) => {
                     self.em.a.ja(brk);
@@ -297,6 +294,204 @@ impl<'a, 'd> Lower<'a, 'd> {
             },
             _ => self.em.error(e.span, "cannot delete this"),
         }
+    }
+
+    /// `foreach` in a kernel probe: `bpf_for_each_map_elem` calls back a function made
+    /// of the loop's body once per element, in the map's order (sorting needs user
+    /// space). The function has its own stack; the caller passes it, on its stack,
+    /// the scratch pointer, the probe's context, the hit tag, a stop flag (set by
+    /// `next` or an error in the body: the probe ends after the walk) and, with
+    /// `limit`, a count and the limit. `break` returns 1, which ends the walk.
+    fn kernel_foreach(&mut self, f: &Foreach) {
+        let span = f.array.span;
+        if f.sort.is_some() {
+            self.em.error(
+                span,
+                "a sorted 'foreach' cannot run in a kernel probe (sorting needs user space); drop the '+'/'-' or iterate in an 'end' or timer probe",
+            );
+            return;
+        }
+        if !self.fns.is_empty() {
+            self.em.error(
+                span,
+                "'foreach' in a function cannot run in a kernel probe yet; write it in the probe",
+            );
+            return;
+        }
+        let (map, kt, value) = match self.slot(&f.array.name) {
+            Some(Slot::Array { map, keys, value }) if !keys.is_empty() => (map, keys, Some(value)),
+            Some(Slot::Stats { map, keys, .. }) if !keys.is_empty() => (map, keys, None),
+            _ => {
+                self.em.error(
+                    span,
+                    format!("'{}' is not an array with keys", f.array.name),
+                );
+                return;
+            }
+        };
+        if f.keys.len() != kt.len() {
+            self.em.error(
+                span,
+                format!(
+                    "'{}' has {} keys, not {}",
+                    f.array.name,
+                    kt.len(),
+                    f.keys.len()
+                ),
+            );
+            return;
+        }
+        if let (Some(v), None) = (&f.value, value) {
+            self.em.error(
+                v.span,
+                "a statistic has no single value; read @count(s[k]) and the like in the body",
+            );
+            return;
+        }
+        let mut vars = Vec::new();
+        for k in f.keys.iter().chain(&f.value) {
+            match self.local(&k.name) {
+                Some(slot) => vars.push(slot),
+                None => {
+                    self.em
+                        .error(k.span, format!("internal error: no slot for '{}'", k.name));
+                    return;
+                }
+            }
+        }
+        // The context: 6 words on this frame's stack, the lowest first.
+        let words: Vec<i16> = (0..6).map(|_| self.em.stack_slot()).collect();
+        let base = words[5];
+        let (scratch_w, ctx_w, hit_w, stop_w, count_w, limit_w) = (0, 8, 16, 24, 32, 40);
+        // The callback's own slot for the context pointer (the same offset there).
+        let own = self.em.stack_slot();
+        if self.em.stack_used > 512 {
+            self.em
+                .error(span, "loops nested too deep for the BPF stack");
+        }
+        if let Some(l) = &f.limit {
+            self.long(l);
+            self.em
+                .e(Insn::stx(Size::DW, Reg::R10, base + limit_w, Reg::R0));
+        }
+        self.em
+            .e(Insn::stx(Size::DW, Reg::R10, base + scratch_w, SCRATCH));
+        self.em.e(Insn::stx(
+            Size::DW,
+            Reg::R10,
+            base + ctx_w,
+            crate::emit::CTX,
+        ));
+        self.em.e(Insn::ldx(
+            Size::DW,
+            Reg::R0,
+            Reg::R10,
+            crate::emit::HIT_SLOT,
+        ));
+        self.em
+            .e(Insn::stx(Size::DW, Reg::R10, base + hit_w, Reg::R0));
+        self.em.e(Insn::st(Size::DW, Reg::R10, base + stop_w, 0));
+        self.em.e(Insn::st(Size::DW, Reg::R10, base + count_w, 0));
+
+        // The body, assembled on its own.
+        let entry = self.em.a.label();
+        let outer = std::mem::take(&mut self.em.a);
+        let (outer_end, outer_abort) = (self.em.end, self.em.abort);
+        let spans_from = self.em.spans.len();
+        let (next_elem, last_elem, stop) =
+            (self.em.a.label(), self.em.a.label(), self.em.a.label());
+        self.em.end = stop;
+        self.em.abort = stop;
+        // (map, key, value, ctx): R7 = key, R8 = value, R4 = ctx.
+        self.em.e(Insn::stx(Size::DW, Reg::R10, own, Reg::R4));
+        self.em.e(Insn::mov64(Reg::R7, Reg::R2));
+        self.em.e(Insn::mov64(Reg::R8, Reg::R3));
+        self.em.e(Insn::ldx(Size::DW, SCRATCH, Reg::R4, scratch_w));
+        self.em
+            .e(Insn::ldx(Size::DW, crate::emit::CTX, Reg::R4, ctx_w));
+        self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, hit_w));
+        self.em.e(Insn::stx(
+            Size::DW,
+            Reg::R10,
+            crate::emit::HIT_SLOT,
+            Reg::R0,
+        ));
+        if f.limit.is_some() {
+            self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, count_w));
+            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R4, limit_w));
+            self.em.a.jmp(Cond::Sge, Reg::R0, Reg::R1, last_elem);
+            self.em.e(Insn::alu64(AluOp::Add, Reg::R0, 1));
+            self.em.e(Insn::stx(Size::DW, Reg::R4, count_w, Reg::R0));
+        }
+        let mut pos = 0i16;
+        for (i, (at, ty)) in vars.iter().enumerate() {
+            let (src, off) = if i < kt.len() {
+                (Reg::R7, pos)
+            } else {
+                (Reg::R8, 0)
+            };
+            match ty {
+                Type::String => {
+                    self.em.addr(Reg::R1, *at);
+                    self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                    self.em.e(Insn::mov64(Reg::R3, src));
+                    if off != 0 {
+                        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, i32::from(off)));
+                    }
+                    self.em.a.call(Helper::ProbeReadKernel);
+                }
+                _ => {
+                    self.em.e(Insn::ldx(Size::DW, Reg::R0, src, off));
+                    self.em.store(*at, Reg::R0);
+                }
+            }
+            if i < kt.len() {
+                pos += width(kt[i]) as i16;
+            }
+        }
+        self.loops.push((next_elem, last_elem));
+        self.stmt(&f.body);
+        self.loops.pop();
+        // The verifier refuses code nothing reaches: each return only when jumped
+        // to or fallen into (a body may end in `next` or `break`).
+        let falls = !matches!(
+            self.em.a.insns().last().map(|i| i.decode()),
+            Some(bpf::insn::Decoded::Ja { .. } | bpf::insn::Decoded::Exit)
+        );
+        if falls || self.em.a.is_referenced(next_elem) {
+            self.em.a.bind(next_elem);
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            self.em.a.exit();
+        }
+        if self.em.a.is_referenced(last_elem) {
+            self.em.a.bind(last_elem);
+            self.em.e(Insn::mov64(Reg::R0, 1));
+            self.em.a.exit();
+        }
+        if self.em.a.is_referenced(stop) {
+            self.em.a.bind(stop);
+            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R10, own));
+            self.em.e(Insn::st(Size::DW, Reg::R1, stop_w, 1));
+            self.em.e(Insn::mov64(Reg::R0, 1));
+            self.em.a.exit();
+        }
+        let body = std::mem::replace(&mut self.em.a, outer);
+        let spans: Vec<(usize, Span)> = self.em.spans.drain(spans_from..).collect();
+        self.em.end = outer_end;
+        self.em.abort = outer_abort;
+        self.em.functions.push((entry, body, spans));
+
+        // The walk, and the end of the probe if the body asked for it.
+        self.em.a.ld_map(Reg::R1, map);
+        self.em.a.ld_fn(Reg::R2, entry);
+        self.em.e(Insn::mov64(Reg::R3, Reg::R10));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, i32::from(base)));
+        self.em.e(Insn::mov64(Reg::R4, 0));
+        self.em.a.call(Helper::ForEachMapElem);
+        self.em
+            .e(Insn::ldx(Size::DW, Reg::R0, Reg::R10, base + stop_w));
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, outer_end);
+        self.em.stack_used -= 7 * 8;
     }
 
     /// `delete s` of a statistic without keys: its one value zeroed on every CPU.

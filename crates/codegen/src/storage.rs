@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, MAX_STRING, ValueKind, counter};
 use bpf::{MapId, MapKind, MapSpec, ObjectSpec};
-use lang::ast::{Expr, ExprKind, Item, Literal, Script, StatOp, walk_stmt};
+use lang::ast::{Expr, ExprKind, Item, Literal, Script, StatOp, Stmt, StmtKind, walk_stmt};
 use lang::{Diagnostic, Type, TypeInfo};
 
 /// Entries of an array without `global a[N]` (SystemTap's MAXMAPENTRIES).
@@ -196,6 +196,9 @@ fn reads(script: &Script) -> std::collections::HashSet<String> {
         }
         _ => {}
     };
+    // Iterating an array reads it (`foreach` names it by an identifier, not an
+    // expression).
+    let mut iterated = std::collections::HashSet::new();
     for item in &script.items {
         let body = match item {
             Item::Probe(p) => &p.body,
@@ -205,13 +208,34 @@ fn reads(script: &Script) -> std::collections::HashSet<String> {
         };
         for s in &body.stmts {
             walk_stmt(s, &mut |e| visit(e));
+            foreach_arrays(s, &mut iterated);
         }
     }
     mentions
         .into_iter()
         .filter(|(n, m)| *m > writes.get(n).copied().unwrap_or(0))
         .map(|(n, _)| n)
+        .chain(iterated)
         .collect()
+}
+
+/// The arrays `foreach` statements in `s` iterate.
+fn foreach_arrays(s: &Stmt, out: &mut std::collections::HashSet<String>) {
+    match &s.kind {
+        StmtKind::Block(b) => b.stmts.iter().for_each(|s| foreach_arrays(s, out)),
+        StmtKind::If { then, els, .. } => {
+            foreach_arrays(then, out);
+            if let Some(e) = els {
+                foreach_arrays(e, out);
+            }
+        }
+        StmtKind::While { body, .. } | StmtKind::For { body, .. } => foreach_arrays(body, out),
+        StmtKind::Foreach(f) => {
+            out.insert(f.array.name.clone());
+            foreach_arrays(&f.body, out);
+        }
+        _ => {}
+    }
 }
 
 /// Lays out every global and the script's support maps.
