@@ -119,13 +119,25 @@ fn list_functions(bin: &Binary, abs: &str, pattern: &str) -> Result<i32> {
     if rows.is_empty() {
         bail!("process(\"{abs}\").function(\"{pattern}\"): no function matches '{pattern}'");
     }
-    rows.sort_unstable_by(|a, b| row_text(a).cmp(row_text(b)));
+    rows.sort_unstable_by(row_cmp);
     rows.dedup();
     for (name, file, line) in rows {
         writeln!(out, "process(\"{abs}\").function(\"{name}@{file}:{line}\")")?;
     }
     out.flush()?;
     Ok(0)
+}
+
+/// Rows in the order of the lines they print. Most pairs differ inside their names,
+/// which a slice comparison settles; the rest (a name that is a prefix of the other,
+/// or the same name) are compared as whole lines.
+fn row_cmp(a: &(&str, &str, u32), b: &(&str, &str, u32)) -> std::cmp::Ordering {
+    let (x, y) = (a.0.as_bytes(), b.0.as_bytes());
+    let n = x.len().min(y.len());
+    match x[..n].cmp(&y[..n]) {
+        std::cmp::Ordering::Equal => row_text(a).cmp(row_text(b)),
+        other => other,
+    }
 }
 
 /// The bytes of `name@file:line`, in order, without building the string: rows sort

@@ -47,6 +47,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use elf::Elf;
+
+/// Lookups of a function by name that scan the table before it is indexed by name.
+const SCANS_BEFORE_INDEX: u32 = 8;
 use pclntab::{PcRange, Table};
 
 /// Everything known about one Go executable. Built once by [`GoBinary::parse`] (which
@@ -60,6 +63,8 @@ pub struct GoBinary<'data> {
     moduledata: OnceLock<Option<u64>>,
     gofunc: OnceLock<Option<u64>>,
     by_name: OnceLock<Vec<u32>>,
+    /// Name lookups answered by a scan so far (see [`GoBinary::functions_named`]).
+    scans: std::sync::atomic::AtomicU32,
 }
 
 /// Where the fields this crate needs sit in `runtime.moduledata`: after the pcHeader
@@ -80,6 +85,7 @@ impl<'data> GoBinary<'data> {
             moduledata: OnceLock::new(),
             gofunc: OnceLock::new(),
             by_name: OnceLock::new(),
+            scans: std::sync::atomic::AtomicU32::new(0),
         };
         bin.text_start = bin.find_text_start().ok_or(Error::Corrupt {
             what: "no text start for pclntab",
@@ -284,6 +290,19 @@ impl<'data> GoBinary<'data> {
 
     /// Every function called exactly `name`, in address order.
     pub fn functions_named(&self, name: &str) -> Vec<Func<'data>> {
+        // A few lookups scan the table (a millisecond on a large binary); more build
+        // the sorted index once (several, for the tens of thousands of names).
+        if self.by_name.get().is_none()
+            && self
+                .scans
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                < SCANS_BEFORE_INDEX
+        {
+            return (0..self.pcln.nfunc)
+                .filter(|&i| self.pcln.func_name_is(i, name))
+                .filter_map(|i| self.func(i))
+                .collect();
+        }
         let index = self.by_name.get_or_init(|| {
             let mut idx: Vec<u32> = (0..self.pcln.nfunc as u32).collect();
             idx.sort_by_cached_key(|&i| (self.func_name(i as usize), i));

@@ -310,6 +310,24 @@ impl<'data> Table<'data> {
         })
     }
 
+    /// True if function `i` is called exactly `name`: its name's bytes compared in
+    /// place, with no record decoded and no UTF-8 check (a scan of every function).
+    pub fn func_name_is(&self, i: usize, name: &str) -> bool {
+        if i >= self.nfunc {
+            return false;
+        }
+        let Some(func_off) = read_u32(self.pclntable, i * 8 + 4) else {
+            return false;
+        };
+        let Some(name_off) = read_u32(self.pclntable, func_off as usize + 4) else {
+            return false;
+        };
+        let n = name.len();
+        self.funcnametab
+            .get(name_off as usize..)
+            .is_some_and(|b| b.len() > n && &b[..n] == name.as_bytes() && b[n] == 0)
+    }
+
     /// A NUL-terminated name from the function name table.
     pub fn name(&self, off: u32) -> Option<&'data str> {
         cstr(self.funcnametab.get(off as usize..)?)

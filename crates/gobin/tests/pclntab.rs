@@ -523,6 +523,16 @@ fn functions_are_found_by_name_glob_and_address() {
         }
         let first = bin.functions().next().expect("a function");
         assert_eq!(bin.function_at(VirtAddr(first.entry.0 - 1)), None);
+        // The first lookups by name scan the table, later ones use a sorted index:
+        // both find the same functions (ABI wrappers share names), and no more.
+        let fresh = GoBinary::parse(&data).expect("parse");
+        for f in bin.functions().step_by(3) {
+            let scanned = fresh.functions_named(f.name);
+            let indexed = bin.functions_named(f.name);
+            assert_eq!(scanned, indexed, "{variant}: {}", f.name);
+            assert!(indexed.iter().any(|g| g.index == f.index));
+        }
+        assert!(bin.functions_named("main.no_such_function").is_empty());
         // Build info, as `go version` and the build flags say.
         let info = bin.build_info();
         assert_eq!(info.go_version_string, tc.version);
