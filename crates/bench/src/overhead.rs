@@ -271,7 +271,7 @@ fn backtrace(env: &Env, cfg: &Config, g: &str, floor: &Cell) -> Result<Vec<Row>>
         Row::new(g, "1d 20-frame backtrace: `print_ubacktrace()` vs `@[ustack] = count()`", "ns/hit", a.clone(), b.clone())
             .goal(Goal::RatioAtMost(1.0), "#7")
             .note(format!(
-                "{}; bpftrace {}; gotap lost {lost:.0} of {calls:.0} backtraces (median); gotap has no aggregating `ubacktrace()` yet, so it sends and symbolises every stack",
+                "{}; bpftrace {}; gotap lost {lost:.0} of {calls:.0} backtraces (median); `print_ubacktrace()` sends and symbolises every stack (`s[ubacktrace()] <<< 1` aggregates in the kernel)",
                 times_floor(&a, floor),
                 times_floor(&b, floor)
             )),
