@@ -192,18 +192,24 @@ impl<'s> Emitter<'s> {
         self.e(Insn::ldx(Size::DW, dst, CTX, r.offset()));
     }
 
-    /// Adds one to counter `idx` of this CPU. Clobbers R0–R5.
-    pub fn count(&mut self, idx: u32) {
-        let skip = self.a.label();
+    /// Adds one to counter `idx` of this CPU, leaving its new value in R1, or jumps
+    /// to `missing` if the counters map has no such slot. Clobbers R0–R5.
+    fn bump_counter(&mut self, idx: u32, missing: Label) {
         self.e(Insn::st(Size::W, Reg::R10, KEY_SLOT, idx as i32));
         self.a.ld_map(Reg::R1, self.storage.counters);
         self.e(Insn::mov64(Reg::R2, Reg::R10));
         self.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY_SLOT)));
         self.a.call(Helper::MapLookupElem);
-        self.a.jmp(Cond::Eq, Reg::R0, 0, skip);
+        self.a.jmp(Cond::Eq, Reg::R0, 0, missing);
         self.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
         self.e(Insn::alu64(AluOp::Add, Reg::R1, 1));
         self.e(Insn::stx(Size::DW, Reg::R0, 0, Reg::R1));
+    }
+
+    /// Adds one to counter `idx` of this CPU. Clobbers R0–R5.
+    pub fn count(&mut self, idx: u32) {
+        let skip = self.a.label();
+        self.bump_counter(idx, skip);
         self.a.bind(skip);
     }
 
@@ -288,15 +294,7 @@ impl<'s> Emitter<'s> {
         self.e(Insn::alu64(AluOp::Lsh, Reg::R0, 24));
         self.e(Insn::stx(Size::W, Reg::R10, HIT_SLOT, Reg::R0));
         let skip = self.a.label();
-        self.e(Insn::st(Size::W, Reg::R10, KEY_SLOT, counter::HITS as i32));
-        self.a.ld_map(Reg::R1, self.storage.counters);
-        self.e(Insn::mov64(Reg::R2, Reg::R10));
-        self.e(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY_SLOT)));
-        self.a.call(Helper::MapLookupElem);
-        self.a.jmp(Cond::Eq, Reg::R0, 0, skip);
-        self.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
-        self.e(Insn::alu64(AluOp::Add, Reg::R1, 1));
-        self.e(Insn::stx(Size::DW, Reg::R0, 0, Reg::R1));
+        self.bump_counter(counter::HITS, skip);
         self.e(Insn::alu64(AluOp::And, Reg::R1, 0x00ff_ffff));
         self.e(Insn::ldx(Size::W, Reg::R2, Reg::R10, HIT_SLOT));
         self.e(Insn::alu64(AluOp::Or, Reg::R1, Reg::R2));

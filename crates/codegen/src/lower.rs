@@ -499,13 +499,26 @@ impl<'a, 'd> Lower<'a, 'd> {
         let words = crate::storage::stat_slot_bytes(hist) / 8;
         let key = self.em.alloc(8);
         self.em.store_imm(key, Size::DW, 0);
-        // The CPU number starts as a value read back, so that with `may_goto` the
-        // verifier checks the body once whatever the number of CPUs.
+        let done = self.em.a.label();
+        let top = self.cpu_slots(map, key, done);
+        for w in 0..words {
+            self.em.e(Insn::st(Size::DW, Reg::R0, (8 * w) as i16, 0));
+        }
+        self.next_cpu(top);
+        self.em.a.bind(done);
+        self.em.release(key);
+    }
+
+    /// The head of a loop over every CPU's slot of `key` in per-CPU `map`: R8 is the
+    /// CPU, R0 its slot; past the last CPU (or at a missing slot) it goes to `done`.
+    /// The body ends with [`Lower::next_cpu`]. The CPU number starts as a value read
+    /// back from scratch and the head has a `may_goto`, so the verifier checks the
+    /// body once, not once per CPU of the machine.
+    fn cpu_slots(&mut self, map: bpf::MapId, key: u32, done: Label) -> Label {
         let cpu = self.em.alloc(8);
         self.em.store_imm(cpu, Size::DW, 0);
         self.em.load(Reg::R8, cpu);
         let top = self.em.a.label();
-        let done = self.em.a.label();
         self.em.a.bind(top);
         self.em.a.may_goto(done);
         let cpus = self.env.opts.possible_cpus.clamp(1, 4096) as i32;
@@ -514,13 +527,12 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.e(Insn::mov64(Reg::R3, Reg::R8));
         self.em.e(Insn::call(MAP_LOOKUP_PERCPU_ELEM));
         self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
-        for w in 0..words {
-            self.em.e(Insn::st(Size::DW, Reg::R0, (8 * w) as i16, 0));
-        }
+        top
+    }
+
+    fn next_cpu(&mut self, top: Label) {
         self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
         self.em.a.ja(top);
-        self.em.a.bind(done);
-        self.em.release(key);
     }
 
     // ---- names ----
@@ -1263,17 +1275,9 @@ impl<'a, 'd> Lower<'a, 'd> {
         for i in 0..4 {
             self.em.store_imm(acc + 8 * i, Size::DW, 0);
         }
-        let top = self.em.a.label();
         let next = self.em.a.label();
         let done = self.em.a.label();
-        self.em.e(Insn::mov64(Reg::R8, 0));
-        self.em.a.bind(top);
-        let cpus = self.env.opts.possible_cpus.clamp(1, 4096) as i32;
-        self.em.a.jmp(Cond::Ge, Reg::R8, cpus, done);
-        self.em.map_key_args(map, key);
-        self.em.e(Insn::mov64(Reg::R3, Reg::R8));
-        self.em.e(Insn::call(MAP_LOOKUP_PERCPU_ELEM));
-        self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+        let top = self.cpu_slots(map, key, done);
         self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
         self.em.a.jmp(Cond::Eq, Reg::R1, 0, next);
         self.em.load(Reg::R2, acc);
@@ -1306,8 +1310,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.e(Insn::alu64(AluOp::Add, Reg::R4, Reg::R3));
         self.em.store(acc + 8, Reg::R4);
         self.em.a.bind(next);
-        self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
-        self.em.a.ja(top);
+        self.next_cpu(top);
         self.em.a.bind(done);
         match op {
             StatOp::Count => self.em.load(Reg::R0, acc),

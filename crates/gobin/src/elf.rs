@@ -190,14 +190,19 @@ impl<'data> Elf<'data> {
     /// section (asking for `.debug_info` finds `.zdebug_info` too). Borrowed when the
     /// section is stored plainly.
     pub fn section_data(&self, name: &str) -> Option<Cow<'data, [u8]>> {
+        self.stored_section(name)?.uncompressed_data().ok()
+    }
+
+    /// The section `name`, or its `.zdebug_` form, if it has bytes in the file.
+    fn stored_section(
+        &self,
+        name: &str,
+    ) -> Option<object::read::elf::ElfSection64<'data, '_, Endianness>> {
         let s = self.file.section_by_name(name).or_else(|| {
             let z = name.strip_prefix(".debug_")?;
             self.file.section_by_name(&format!(".zdebug_{z}"))
         })?;
-        if s.kind() == SectionKind::UninitializedData {
-            return None;
-        }
-        s.uncompressed_data().ok()
+        (s.kind() != SectionKind::UninitializedData).then_some(s)
     }
 
     /// A DWARF section as stored: plain bytes, or a zlib stream with its inflated size
@@ -205,13 +210,7 @@ impl<'data> Elf<'data> {
     /// Another compression (zstd) is inflated here, whole.
     pub fn dwarf_section(&self, name: &str) -> Option<crate::dwarf::Section<'data>> {
         use crate::dwarf::Section;
-        let s = self.file.section_by_name(name).or_else(|| {
-            let z = name.strip_prefix(".debug_")?;
-            self.file.section_by_name(&format!(".zdebug_{z}"))
-        })?;
-        if s.kind() == SectionKind::UninitializedData {
-            return None;
-        }
+        let s = self.stored_section(name)?;
         let c = s.compressed_data().ok()?;
         match c.format {
             object::CompressionFormat::None => Some(Section::Bytes(Cow::Borrowed(c.data))),
