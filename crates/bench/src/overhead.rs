@@ -37,6 +37,19 @@ fn ns_sample(f: &Finished, cmd: &Command) -> Result<Sample> {
     Ok(s)
 }
 
+/// Case `i`'s time over case 0's (the untraced run) in µs per one of `count` events
+/// (`ms` samples; NaN when nothing was counted).
+pub fn micros_each(r: &[crate::stats::Runs], i: usize, count: f64) -> Cell {
+    scaled(
+        &paired_difference(&r[i], &r[0], "ms"),
+        if count > 0.0 {
+            1000.0 / count
+        } else {
+            f64::NAN
+        },
+    )
+}
+
 /// A cell's figures multiplied by `k` (k > 0).
 pub fn scaled(c: &Cell, k: f64) -> Cell {
     match c {
@@ -352,16 +365,7 @@ pub fn growth(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
     let growths = Stat::of(&[r[3].values("growths"), r[4].values("growths")].concat())
         .map(|s| s.median)
         .unwrap_or(0.0);
-    let per = |i: usize| {
-        scaled(
-            &paired_difference(&r[i], &r[0], "ms"),
-            if growths > 0.0 {
-                1000.0 / growths
-            } else {
-                f64::NAN
-            },
-        )
-    };
+    let per = |i: usize| micros_each(&r, i, growths);
     let sizes = format!(
         "sizes printed (last run): gotap {}, bpftrace {}",
         printed_sizes(&out_g),

@@ -17,7 +17,7 @@
 use crate::Config;
 use crate::error::{Error, Result};
 use crate::exec::{self, Finished};
-use crate::overhead::scaled;
+use crate::overhead::{micros_each, scaled};
 use crate::report::{Goal, Row};
 use crate::setup::Env;
 use crate::stats::{Case, Cell, Sample, Stat, interleave, paired_difference};
@@ -169,16 +169,7 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         .find_map(|v| Stat::of(v))
         .map(|s| s.median)
         .unwrap_or(0.0);
-    let per = |i: usize| {
-        scaled(
-            &paired_difference(&r[i], &r[0], "ms"),
-            if growths > 0.0 {
-                1000.0 / growths
-            } else {
-                f64::NAN
-            },
-        )
-    };
+    let per = |i: usize| micros_each(&r, i, growths);
     let (tool, peer, floor) = (per(1), per(2), per(3));
     let times = |c: &Cell| match (c.median(), floor.median()) {
         (Some(a), Some(f)) if f > 0.0 => format!("{:.1}× floor", a / f),
