@@ -425,3 +425,45 @@ fn assert_backtraces(what: &str, printed: &str) {
         }
     }
 }
+
+/// `-v` says how long each pass took, in order, as `stap -v` does.
+#[test]
+fn verbose_reports_the_time_of_each_pass() {
+    let tc = testprogs::newest();
+    let prog = Private::copy(
+        &testprogs::build("example", &tc, Variant::Default),
+        "seed-verbose",
+    );
+    let (stack, line) = newstack_line(&tc, &prog.path);
+    let script = seed_script("newstack.stp", &prog.path, &stack, line, false);
+    let out = run(gotap()
+        .arg("-v")
+        .arg(&script)
+        .arg("-o")
+        .arg(script.with_extension("out"))
+        .arg("-c")
+        .arg(&prog.path));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let passes = [
+        "parsed the script, resolved its probe points and checked its types",
+        "compiled the probes to eBPF",
+        "loaded the programs (the kernel's verifier)",
+        "1 probes attached",
+    ];
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("gotap: "))
+        .collect();
+    assert_eq!(lines.len(), passes.len(), "{stderr}");
+    for (l, pass) in lines.iter().zip(passes) {
+        let ms = l
+            .strip_prefix(&format!("gotap: {pass} in "))
+            .and_then(|r| r.strip_suffix(" ms"))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(
+            ms.is_some_and(|ms| ms >= 0.0),
+            "{l:?} is not {pass:?} in N ms"
+        );
+    }
+}
