@@ -73,7 +73,10 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
             let vars = target
                 .variables(loc.address)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", loc.function))?;
-            for v in vars {
+            // A name listed once, as `$name` in a script means one variable (inlined
+            // calls bring their own variables of the same names).
+            let mut seen = std::collections::HashSet::new();
+            for v in vars.iter().filter(|v| seen.insert(v.name.as_str())) {
                 line.push_str(&format!(" ${}:{}", v.name, v.ty.name));
             }
         }
