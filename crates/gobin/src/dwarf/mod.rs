@@ -156,29 +156,42 @@ impl<'data> Dwarf<'data> {
         })
     }
 
-    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), the
-    /// first named on this thread and the others on a second one, instead of one after the other as queries first
-    /// read them. Worth it when the caller knows what it will read: reading a
+    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), in two
+    /// shares of about equal size on this thread and a second one, instead of one
+    /// after the other as queries first read them. Worth it when the caller knows what it will read: reading a
     /// variable needs `.debug_info`, then its location list and its scope's ranges,
     /// and on a large binary each takes milliseconds to inflate. Sections stored
     /// plainly, absent, or already inflated cost nothing.
     pub fn inflate(&self, names: &[&str]) {
-        let wanted: Vec<&R<'data>> = self
+        use gimli::Reader as _;
+        let mut wanted: Vec<&R<'data>> = self
             .sections
             .iter()
             .filter(|(n, r)| names.contains(n) && !r.is_ready())
             .map(|(_, r)| r)
             .collect();
-        // The largest section here, the rest on one other thread: the machine may
-        // have two cores, and more threads would only take turns on them.
-        match wanted.as_slice() {
-            [] => {}
-            [one] => one.make_ready(),
-            [first, rest @ ..] => std::thread::scope(|s| {
-                s.spawn(|| rest.iter().for_each(|r| r.make_ready()));
-                first.make_ready();
-            }),
+        // Two shares of about the same size, the larger sections first: the machine
+        // may have two cores, and more threads would only take turns on them.
+        wanted.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        let (mut here, mut there) = (Vec::new(), Vec::new());
+        let (mut here_len, mut there_len) = (0usize, 0usize);
+        for r in wanted {
+            if here_len <= there_len {
+                here_len += r.len();
+                here.push(r);
+            } else {
+                there_len += r.len();
+                there.push(r);
+            }
         }
+        if there.is_empty() {
+            here.iter().for_each(|r| r.make_ready());
+            return;
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| there.iter().for_each(|r| r.make_ready()));
+            here.iter().for_each(|r| r.make_ready());
+        });
     }
 
     fn slots(&self) -> Result<&[UnitSlot<'data>]> {
