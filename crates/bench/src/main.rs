@@ -40,7 +40,7 @@ pub struct Config {
     pub out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: bench [--reps N] [--quick] [--only 1,2,3,4,5,6,7,8] [--out FILE]";
+const USAGE: &str = "usage: bench [--reps N] [--quick] [--only 1,2,3,3c,4,5,6,7,8] [--out FILE]";
 
 fn parse_args() -> std::result::Result<Config, String> {
     let mut cfg = Config {
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let all: [(&str, &str, Comparison); 8] = [
+    let all: [(&str, &str, Comparison); 9] = [
         (
             "1",
             "1. Per-hit overhead on a tight loop",
@@ -106,6 +106,11 @@ fn main() -> ExitCode {
         ),
         ("2", "2. Per-growth overhead", overhead::growth),
         ("3", "3. Command to armed probes", startup::startup),
+        (
+            "3c",
+            "3c. Command to armed probes on cmd/go",
+            startup::startup_dwarf,
+        ),
         ("4", "4. Listing", listing::listing),
         ("5", "5. Events to user space", throughput::throughput),
         ("6", "6. Peak memory", startup::memory),

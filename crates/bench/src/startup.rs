@@ -238,7 +238,18 @@ pub fn startup(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         )),
     );
 
-    // 3c: a DWARF-rich cmd/go, a script reading a parameter.
+    Ok(rows)
+}
+
+/// 3c: start-up on a DWARF-rich `cmd/go` (its own id, `--only 3c`, as 3b takes
+/// bpftrace minutes).
+pub fn startup_dwarf(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
+    let g = "3. From command to armed probes, and from the program's end to the tracer's exit";
+    let mut rows = Vec::new();
+    let null = Path::new("/dev/null");
+    let layout = gobin::layout::RuntimeLayout::builtin(1, env.tc.minor_number().1)
+        .ok_or_else(|| Error::Setup(format!("no runtime layout for go{}", env.tc.minor)))?;
+    // A script reading a parameter.
     let gocmd = env.gocmd()?;
     let run = cmdline(&gocmd, &["version"]);
     let gs = format!(
