@@ -4,7 +4,7 @@
 
 use bpf::script::{GlobalShape, GlobalSpec};
 use runtime::globals::{self, Globals, GlobalsError, Value};
-use runtime::stats::Stat;
+use runtime::stats::{Hist, Stat};
 
 pub struct KernelGlobals<'a> {
     pub maps: &'a [sys::Map],
@@ -18,6 +18,20 @@ fn storage(g: &GlobalSpec, e: sys::Error) -> GlobalsError {
 }
 
 const SCALAR_KEY: [u8; 4] = 0u32.to_le_bytes();
+
+/// The histogram layout of statistic `g` (an error if `g` is not a statistic).
+fn hist_of(g: &GlobalSpec) -> Result<Hist, GlobalsError> {
+    let GlobalShape::Stats { hist, .. } = &g.shape else {
+        return Err(GlobalsError::Shape {
+            global: g.name.clone(),
+            expected: "a statistic",
+        });
+    };
+    globals::hist(hist).map_err(|source| GlobalsError::Stats {
+        global: g.name.clone(),
+        source,
+    })
+}
 
 impl KernelGlobals<'_> {
     fn map(&self, g: &GlobalSpec) -> Result<&sys::Map, GlobalsError> {
@@ -51,16 +65,7 @@ impl KernelGlobals<'_> {
     }
 
     fn decode_stat(&self, g: &GlobalSpec, bytes: &[u8]) -> Result<Stat, GlobalsError> {
-        let GlobalShape::Stats { hist, .. } = &g.shape else {
-            return Err(GlobalsError::Shape {
-                global: g.name.clone(),
-                expected: "a statistic",
-            });
-        };
-        let h = globals::hist(hist).map_err(|source| GlobalsError::Stats {
-            global: g.name.clone(),
-            source,
-        })?;
+        let h = hist_of(g)?;
         Stat::from_per_cpu(&h, bytes).map_err(|source| GlobalsError::Stats {
             global: g.name.clone(),
             source,
@@ -181,19 +186,7 @@ impl Globals for KernelGlobals<'_> {
         let k = self.key(g, keys)?;
         match self.stat_bytes(g, &k)? {
             Some(b) => self.decode_stat(g, &b),
-            None => {
-                let GlobalShape::Stats { hist, .. } = &g.shape else {
-                    return Err(GlobalsError::Shape {
-                        global: g.name.clone(),
-                        expected: "a statistic",
-                    });
-                };
-                let h = globals::hist(hist).map_err(|source| GlobalsError::Stats {
-                    global: g.name.clone(),
-                    source,
-                })?;
-                Ok(Stat::new(&h))
-            }
+            None => Ok(Stat::new(&hist_of(g)?)),
         }
     }
 
@@ -219,16 +212,7 @@ impl Globals for KernelGlobals<'_> {
 
     fn record(&mut self, g: &GlobalSpec, keys: &[Value], v: i64) -> Result<(), GlobalsError> {
         // User space adds to CPU 0's slot: count, sum, min, max, then the bucket.
-        let GlobalShape::Stats { hist, .. } = &g.shape else {
-            return Err(GlobalsError::Shape {
-                global: g.name.clone(),
-                expected: "a statistic",
-            });
-        };
-        let h = globals::hist(hist).map_err(|source| GlobalsError::Stats {
-            global: g.name.clone(),
-            source,
-        })?;
+        let h = hist_of(g)?;
         let k = self.key(g, keys)?;
         let m = self.map(g)?;
         let mut buf = self
