@@ -81,14 +81,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     };
     passed("parsed the script, resolved its probe points and checked its types");
     let mut traced = Traced::start(&a.target)?;
-    let opts = codegen::Options {
-        sources: Some(&sm),
-        target_pid: traced.pid(),
-        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
-        ..codegen::Options::default()
-    };
-    let compiled = codegen::compile_full(&script, &info, &target, &opts)
-        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    let compiled = session::compile(&script, &info, &target, &sm, &traced)?;
     passed("compiled the probes to eBPF");
     if dumps.contains(&"bpf") || dumps.contains(&"ir") {
         eprint!("{}", compiled.disassemble());

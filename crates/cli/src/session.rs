@@ -289,6 +289,25 @@ pub fn run(
     }
 }
 
+/// Compiles a checked script for the process `traced` follows, sized for this
+/// machine's CPUs; errors come back rendered against the script's sources.
+pub fn compile(
+    script: &lang::ast::Script,
+    info: &lang::TypeInfo,
+    target: &codegen::GoTarget<'_>,
+    sm: &lang::SourceMap,
+    traced: &Traced,
+) -> Result<codegen::Compiled> {
+    let opts = codegen::Options {
+        sources: Some(sm),
+        target_pid: traced.pid(),
+        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
+        ..codegen::Options::default()
+    };
+    codegen::compile_full(script, info, target, &opts)
+        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))
+}
+
 /// The sum over CPUs of the `u64` at `key` of a per-CPU array (counters, funccount).
 pub fn per_cpu_sum(map: &sys::Map, key: u32) -> Result<u64> {
     let per_cpu = map.get_per_cpu(&key.to_le_bytes())?.unwrap_or_default();

@@ -261,14 +261,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         );
     }
     let mut traced = Traced::start(&a.target)?;
-    let opts = codegen::Options {
-        sources: Some(&sm),
-        target_pid: traced.pid(),
-        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
-        ..codegen::Options::default()
-    };
-    let compiled = codegen::compile_full(&parsed, &info, &target, &opts)
-        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))?;
+    let compiled = session::compile(&parsed, &info, &target, &sm, &traced)?;
     let spec = &compiled.spec;
     let mut armed = Armed::load(&spec.object, false)?;
     armed.init_scalars(spec)?;
