@@ -317,6 +317,37 @@ impl<'s> Emitter<'s> {
         self.addr(Reg::R2, key);
     }
 
+    /// `map[scratch[key]] = scratch[value]`; an update the full map refuses is
+    /// counted (`MAP_FULL`). Clobbers R0–R5.
+    pub fn map_store(&mut self, map: MapId, key: u32, value: u32) {
+        self.map_key_args(map, key);
+        self.addr(Reg::R3, value);
+        self.e(Insn::mov64(Reg::R4, bpf::helper::ANY));
+        self.a.call(Helper::MapUpdateElem);
+        let ok = self.a.label();
+        self.a.jmp(Cond::Eq, Reg::R0, 0, ok);
+        self.count(counter::MAP_FULL);
+        self.a.bind(ok);
+    }
+
+    /// R0 = the element `map[scratch[key]]`, created from the bytes at
+    /// `scratch[initial]` if it is missing, and a jump to `found`. Falls through
+    /// when the map is full (counted as `MAP_FULL`). Another CPU may create the
+    /// element first; the second lookup then finds theirs. Clobbers R0–R5.
+    pub fn map_slot(&mut self, map: MapId, key: u32, initial: u32, found: Label) {
+        self.map_key_args(map, key);
+        self.a.call(Helper::MapLookupElem);
+        self.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        self.map_key_args(map, key);
+        self.addr(Reg::R3, initial);
+        self.e(Insn::mov64(Reg::R4, bpf::helper::NOEXIST));
+        self.a.call(Helper::MapUpdateElem);
+        self.map_key_args(map, key);
+        self.a.call(Helper::MapLookupElem);
+        self.a.jmp(Cond::Ne, Reg::R0, 0, found);
+        self.count(counter::MAP_FULL);
+    }
+
     /// Writes a constant string at `scratch[at]`, cut to `MAX_STRING - 1` bytes.
     pub fn const_str(&mut self, at: u32, s: &[u8]) {
         let n = s.len().min(MAX_STRING as usize - 1);

@@ -207,14 +207,7 @@ pub fn entry_program(
         }
     }
     let key = l.entry_key();
-    l.em.map_key_args(saved.map, key);
-    l.em.addr(Reg::R3, buf);
-    l.em.e(Insn::mov64(Reg::R4, bpf::helper::ANY));
-    l.em.a.call(Helper::MapUpdateElem);
-    let ok = l.em.a.label();
-    l.em.a.jmp(Cond::Eq, Reg::R0, 0, ok);
-    l.em.count(counter::MAP_FULL);
-    l.em.a.bind(ok);
+    l.em.map_store(saved.map, key, buf);
     let end = l.em.end;
     l.em.a.bind(end);
     let abort = l.em.abort;

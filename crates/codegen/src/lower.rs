@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec, MAX_STRING, counter};
+use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec, MAX_STRING};
 use bpf::{AluOp, Cond, Helper, Insn, Label, Reg, Size};
 use lang::ast::*;
 use lang::{Span, Type};
@@ -1061,15 +1061,8 @@ impl<'a, 'd> Lower<'a, 'd> {
             return;
         };
         let key = self.key(keys, &kt);
-        self.em.map_key_args(map, key);
         let val = sv.or(lv).unwrap_or(key);
-        self.em.addr(Reg::R3, val);
-        self.em.e(Insn::mov64(Reg::R4, bpf::helper::ANY));
-        self.em.a.call(Helper::MapUpdateElem);
-        let ok = self.em.a.label();
-        self.em.a.jmp(Cond::Eq, Reg::R0, 0, ok);
-        self.em.count(counter::MAP_FULL);
-        self.em.a.bind(ok);
+        self.em.map_store(map, key, val);
     }
 
     /// `a[k] op= v`, `a[k]++`: in place when the element exists (atomically for
@@ -1090,28 +1083,15 @@ impl<'a, 'd> Lower<'a, 'd> {
         };
         let key = self.key(keys, &kt);
         let result = self.em.alloc(8);
-        let retry = self.em.a.label();
         let found = self.em.a.label();
         let done = self.em.a.label();
-        self.em.a.bind(retry);
-        self.em.map_key_args(map, key);
-        self.em.a.call(Helper::MapLookupElem);
-        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
-        // Missing: create it as 0 (another CPU may win the race; then update theirs).
+        // Missing: created as 0 (another CPU may win the race; then update theirs).
         let zero = self.em.alloc(8);
         self.em.store_imm(zero, Size::DW, 0);
-        self.em.map_key_args(map, key);
-        self.em.addr(Reg::R3, zero);
-        self.em.e(Insn::mov64(Reg::R4, bpf::helper::NOEXIST));
-        self.em.a.call(Helper::MapUpdateElem);
-        self.em.map_key_args(map, key);
-        self.em.a.call(Helper::MapLookupElem);
-        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
-        self.em.count(counter::MAP_FULL);
+        self.em.map_slot(map, key, zero, found);
         self.em.store_imm(result, Size::DW, 0);
         self.em.a.ja(done);
         self.em.a.bind(found);
-        let _ = retry;
         self.em.e(Insn::mov64(Reg::R7, Reg::R0));
         if matches!(op, BinOp::Add | BinOp::Sub) {
             self.em.load(Reg::R1, v);
@@ -1170,18 +1150,8 @@ impl<'a, 'd> Lower<'a, 'd> {
         };
         let found = self.em.a.label();
         let skip = self.em.a.label();
-        self.em.map_key_args(map, key);
-        self.em.a.call(Helper::MapLookupElem);
-        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
-        // A new key: insert an empty slot (the scratch area's first bytes stay 0).
-        self.em.map_key_args(map, key);
-        self.em.addr(Reg::R3, 0);
-        self.em.e(Insn::mov64(Reg::R4, bpf::helper::NOEXIST));
-        self.em.a.call(Helper::MapUpdateElem);
-        self.em.map_key_args(map, key);
-        self.em.a.call(Helper::MapLookupElem);
-        self.em.a.jmp(Cond::Ne, Reg::R0, 0, found);
-        self.em.count(counter::MAP_FULL);
+        // A new key: an empty slot (the scratch area's first bytes stay 0).
+        self.em.map_slot(map, key, 0, found);
         self.em.a.ja(skip);
         self.em.a.bind(found);
         // R7 = slot, R1 = v, R2 = count. Per-CPU: no other writer, no atomics.
