@@ -289,14 +289,20 @@ impl Lower<'_, '_> {
         }
         let piece = self.builder();
         self.copy_str(Str::Scratch(piece), s);
-        if pad.left {
+        self.justify(dst, piece, pad.width, b' ', pad.left);
+        self.em.release(piece);
+    }
+
+    /// Appends the string at `scratch[piece]` to `scratch[dst]` in a field of
+    /// `width`, filled with `fill` on the right (`left`) or on the left.
+    fn justify(&mut self, dst: u32, piece: u32, width: u32, fill: u8, left: bool) {
+        if left {
             self.append(dst, Str::Scratch(piece));
-            self.pad_to(dst, piece, pad.width, b' ');
+            self.pad_to(dst, piece, width, fill);
         } else {
-            self.pad_to(dst, piece, pad.width, b' ');
+            self.pad_to(dst, piece, width, fill);
             self.append(dst, Str::Scratch(piece));
         }
-        self.em.release(piece);
     }
 
     /// Appends the number in R0 to `scratch[dst]` as `%5d`, `%-5d` or `%05d` would:
@@ -305,7 +311,7 @@ impl Lower<'_, '_> {
         let piece = self.builder();
         if !pad.zero || pad.left {
             self.append_num(piece, radix);
-            self.padded(dst, Str::Scratch(piece), Pad { zero: false, ..pad });
+            self.justify(dst, piece, pad.width, b' ', pad.left);
             self.em.release(piece);
             return;
         }
@@ -323,15 +329,13 @@ impl Lower<'_, '_> {
                 ..radix
             };
             self.append_num(piece, magnitude);
-            self.pad_to(dst, piece, pad.width.saturating_sub(1), b'0');
-            self.append(dst, Str::Scratch(piece));
+            self.justify(dst, piece, pad.width.saturating_sub(1), b'0', false);
             self.em.a.ja(done);
             self.em.a.bind(positive);
             self.em.load(Reg::R0, value);
         }
         self.append_num(piece, radix);
-        self.pad_to(dst, piece, pad.width, b'0');
-        self.append(dst, Str::Scratch(piece));
+        self.justify(dst, piece, pad.width, b'0', false);
         self.em.a.bind(done);
         self.em.release(piece);
     }
