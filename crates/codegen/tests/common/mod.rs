@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bpf::script::{EVENT_HEADER, EventSpec, FieldKind, GlobalShape, ScriptSpec};
+use bpf::script::{EVENT_HEADER, EventSpec, FieldKind, GlobalShape, GlobalSpec, ScriptSpec};
 use codegen::{Compiled, GoTarget, Options};
 use gobin::GoBinary;
 use lang::{ParseOptions, SourceMap};
@@ -260,14 +260,18 @@ impl Run {
             .collect()
     }
 
-    /// The value of scalar global `name` (a long).
-    pub fn global_long(&self, name: &str) -> i64 {
-        let g = self
-            .spec
+    /// The spec of global `name`.
+    fn global(&self, name: &str) -> &GlobalSpec {
+        self.spec
             .globals
             .iter()
             .find(|g| g.name == name)
-            .expect("global");
+            .expect("global")
+    }
+
+    /// The value of scalar global `name` (a long).
+    pub fn global_long(&self, name: &str) -> i64 {
+        let g = self.global(name);
         let GlobalShape::Scalar { offset, .. } = g.shape else {
             panic!("{name} is not a scalar")
         };
@@ -283,12 +287,7 @@ impl Run {
 
     /// Every (key bytes, value bytes) of array global `name`.
     pub fn array(&self, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let g = self
-            .spec
-            .globals
-            .iter()
-            .find(|g| g.name == name)
-            .expect("global");
+        let g = self.global(name);
         let m = self.obj.map(g.map).unwrap();
         m.keys()
             .unwrap()
@@ -302,12 +301,7 @@ impl Run {
 
     /// Per-CPU slots of statistic `name` at `key`, merged: (count, sum, min, max, buckets).
     pub fn stat(&self, name: &str, key: &[u8]) -> (i64, i64, i64, i64, Vec<i64>) {
-        let g = self
-            .spec
-            .globals
-            .iter()
-            .find(|g| g.name == name)
-            .expect("global");
+        let g = self.global(name);
         let m = self.obj.map(g.map).unwrap();
         let cpus = m.get_per_cpu(key).unwrap().unwrap();
         let words = |b: &[u8]| -> Vec<i64> {
