@@ -224,10 +224,7 @@ impl<'data> Elf<'data> {
 
     /// The address of the symbol called `name`, if the symbol table has it.
     pub fn symbol_address(&self, name: &str) -> Option<u64> {
-        self.file
-            .symbols()
-            .find(|s| s.name() == Ok(name))
-            .map(|s| s.address())
+        self.symbol(name).map(|(addr, _)| addr)
     }
 
     /// The address and size of the symbol called `name`, if the symbol table has it.

@@ -219,18 +219,14 @@ fn statement_rows(
         *at += 1;
         Ok(b)
     };
+    // ULEB128 is Go's uvarint.
     let uleb = |at: &mut usize| -> Result<u64> {
-        let (mut v, mut shift) = (0u64, 0u32);
-        loop {
-            let b = byte(at)?;
-            if shift < 64 {
-                v |= u64::from(b & 0x7f) << shift;
-            }
-            shift += 7;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
+        let (v, n) = code
+            .get(*at..)
+            .and_then(crate::pclntab::uvarint)
+            .ok_or_else(|| corrupt("a ULEB128 runs past its end or past 64 bits"))?;
+        *at += n;
+        Ok(v)
     };
     let sleb = |at: &mut usize| -> Result<i64> {
         let (mut v, mut shift) = (0i64, 0u32);
