@@ -588,6 +588,67 @@ fn damaged_dwarf_is_an_error_not_a_panic() {
     assert!(errors > 20, "only {errors} errors");
 }
 
+/// Every compressed DWARF section of every toolchain's build inflates to what
+/// `object` (through zlib) inflates it to: whole, and segment by segment from the
+/// checkpoints of one pass, each segment alone.
+#[test]
+fn compressed_sections_inflate_whole_and_by_segment() {
+    use gobin::dwarf::{Section, inflate};
+    for (tc, variant) in dwarf_variants() {
+        let exe = testprogs::build("vars", &tc, variant);
+        let bytes = std::fs::read(&exe).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let bin = gobin::GoBinary::parse(&bytes).unwrap();
+        let mut segmented = 0;
+        for s in file.sections() {
+            let name = s.name().unwrap_or_default();
+            let Some(Section::Zlib { stream, size }) = bin.dwarf_section(name) else {
+                continue;
+            };
+            let expect = s.uncompressed_data().unwrap();
+            let what = format!("{name} of {}", exe.display());
+            assert_eq!(inflate::whole(stream, size).unwrap(), &*expect, "{what}");
+            let mut seen = Vec::new();
+            let index =
+                inflate::scan(stream, size, |_, b| seen.extend_from_slice(b), |_| {}).unwrap();
+            assert!(seen == *expect, "{what}: the pass's output");
+            for i in 0..index.segments() {
+                let got = inflate::segment(stream, &index, i).unwrap();
+                assert!(got == expect[index.segment_range(i)], "{what}: segment {i}");
+            }
+            segmented += usize::from(index.segments() > 1);
+        }
+        assert!(
+            segmented > 0,
+            "{}: no section of several segments",
+            exe.display()
+        );
+    }
+}
+
+/// A query keeps only what it reads: the variables of one function hold well under
+/// half of the DWARF sections' inflated size.
+#[test]
+fn a_query_holds_a_fraction_of_the_sections() {
+    let tc = testprogs::newest();
+    let exe = testprogs::build("vars", &tc, Variant::Default);
+    let bytes = std::fs::read(&exe).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let inflated: u64 = file
+        .sections()
+        .filter(|s| s.name().is_ok_and(|n| n.starts_with(".debug_")))
+        .filter_map(|s| s.uncompressed_data().ok().map(|d| d.len() as u64))
+        .sum();
+    let d = load(&bytes).unwrap();
+    let f = d.function("main.scalars").unwrap();
+    assert!(!d.variables_at("main.scalars", f.entry).unwrap().is_empty());
+    let held = d.held() as u64;
+    assert!(
+        held > 0 && held < inflated / 2,
+        "{held} of {inflated} bytes held"
+    );
+}
+
 /// What a query costs on a big executable: `$GOTAP_BIG_GO` names one, such as
 /// `cmd/go` built with DWARF (`go build -o /tmp/cmdgo cmd/go`). Run with
 /// `cargo test --release -p gobin --test dwarf lookup_cost -- --ignored --nocapture`.
@@ -646,4 +707,5 @@ fn lookup_cost() {
         members.len(),
         t.elapsed()
     );
+    println!("{} bytes of DWARF held", d.held());
 }

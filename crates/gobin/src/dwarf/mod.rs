@@ -7,7 +7,8 @@
 //! that the linker appends. What is built, and when:
 //!
 //! - on the first query, the list of unit headers with each unit's root DIE (its
-//!   package name): one small read per unit;
+//!   package name). In a compressed section they are collected during the one pass
+//!   over its stream ([`inflate::scan`]), which keeps none of the rest;
 //! - per unit, when a function is looked up in it, an index of its top-level
 //!   subprograms by name: one pass over that unit's DIEs that decodes only the name
 //!   and origin attributes and skips the rest. A function name's package prefix picks
@@ -26,12 +27,16 @@
 //!
 //! Sections come from a loader closure, so this module does not depend on how the
 //! executable is read. Go compresses its DWARF sections (`SHF_COMPRESSED`); the
-//! loader may hand them over as stored ([`Section::Zlib`]), and each is inflated on
-//! its first read: a script that reads variables never inflates the line table, one
-//! that probes functions by name reads no DWARF at all. A zlib stream cannot be
-//! entered in the middle, so a section is inflated whole.
+//! loader may hand them over as stored ([`Section::Zlib`]). A zlib stream can only be
+//! read from its start, so each section is passed over once, leaving a checkpoint
+//! every 256 KiB of output, and a 256 KiB segment is then inflated from its
+//! checkpoint when something first reads it ([`reader`], [`inflate`]): a script
+//! that reads variables never inflates the line table, one that probes functions by
+//! name reads no DWARF at all, and `gotap -L` on one function of `cmd/go` holds
+//! about 2 MB of its 12 MB of inflated DWARF.
 
 pub mod func;
+pub mod inflate;
 pub mod lines;
 pub mod location;
 mod reader;
@@ -42,8 +47,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use gimli::Reader as _;
-pub use reader::Section;
 use reader::SectionReader;
+pub use reader::{Release, Section};
 
 pub use func::{Function, FunctionVariable, Scope, Variable};
 pub use lines::file_matches;
@@ -108,6 +113,93 @@ struct UnitSlot<'data> {
     types: OnceLock<Result<HashMap<String, gimli::UnitOffset>>>,
 }
 
+impl<'data> UnitSlot<'data> {
+    fn new(header: gimli::UnitHeader<R<'data>>, start: usize, name: String) -> UnitSlot<'data> {
+        UnitSlot {
+            header,
+            start,
+            name,
+            unit: OnceLock::new(),
+            funcs: OnceLock::new(),
+            types: OnceLock::new(),
+        }
+    }
+}
+
+/// The first bytes of each unit kept from a unit's start: the header and the root
+/// DIE, whose name says the package.
+const UNIT_PREFIX: usize = 1024;
+
+/// Finds the units of `.debug_info` in its bytes as they stream by, and gives the
+/// first [`UNIT_PREFIX`] bytes of each (fewer for a shorter unit) to a callback with
+/// the unit's start and length.
+#[derive(Default)]
+struct UnitStarts {
+    /// Where the next unit starts.
+    next: usize,
+    /// The unit being collected: its start, length once known, and bytes so far.
+    current: Option<(usize, Option<usize>, Vec<u8>)>,
+}
+
+impl UnitStarts {
+    fn feed(&mut self, at: usize, mut bytes: &[u8], found: &mut impl FnMut(usize, usize, &[u8])) {
+        let mut pos = at;
+        while !bytes.is_empty() {
+            let Some((start, total, prefix)) = &mut self.current else {
+                if self.next >= pos + bytes.len() || self.next < pos {
+                    return;
+                }
+                bytes = &bytes[self.next - pos..];
+                pos = self.next;
+                self.current = Some((pos, None, Vec::new()));
+                continue;
+            };
+            // The initial length: 4 bytes, or 0xffffffff and 8 more in 64-bit DWARF.
+            let want = match *total {
+                Some(t) => t.min(UNIT_PREFIX),
+                None if prefix.len() >= 4 && prefix.starts_with(&[0xff; 4]) => 12,
+                None => 4,
+            };
+            let take = want.saturating_sub(prefix.len()).min(bytes.len());
+            prefix.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            pos += take;
+            if prefix.len() < want {
+                continue;
+            }
+            if total.is_none() {
+                let t = match prefix.len() {
+                    4 if !prefix.starts_with(&[0xff; 4]) => {
+                        4 + u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])
+                            as usize
+                    }
+                    12 => {
+                        let mut l = [0u8; 8];
+                        l.copy_from_slice(&prefix[4..12]);
+                        12usize.saturating_add(
+                            usize::try_from(u64::from_le_bytes(l)).unwrap_or(usize::MAX),
+                        )
+                    }
+                    _ => continue,
+                };
+                *total = Some(t.max(prefix.len()));
+                continue;
+            }
+            let (start, total) = (*start, total.unwrap_or(0));
+            found(start, total, prefix);
+            self.next = start.saturating_add(total);
+            self.current = None;
+        }
+    }
+
+    /// Hands over a unit cut short by the section's end (its header reads as corrupt).
+    fn finish(&mut self, found: &mut impl FnMut(usize, usize, &[u8])) {
+        if let Some((start, total, prefix)) = self.current.take() {
+            found(start, total.unwrap_or(usize::MAX), &prefix);
+        }
+    }
+}
+
 /// Lazily indexed DWARF of one executable. Queries take `&self`; indexes are built
 /// on first use and kept (the value is `Sync`, so threads may share it).
 pub struct Dwarf<'data> {
@@ -128,8 +220,15 @@ impl<'data> Dwarf<'data> {
     /// Like [`Dwarf::load`], with compressed sections handed over as they are stored:
     /// each is inflated on its first read, so a query pays only for the sections it
     /// reads.
-    pub fn load_sections(
+    pub fn load_sections(load: impl FnMut(&str) -> Option<Section<'data>>) -> Result<Dwarf<'data>> {
+        Dwarf::load_sections_releasing(load, None)
+    }
+
+    /// Like [`Dwarf::load_sections`], calling `release` with the stored bytes of a
+    /// compressed section after each pass over them (see [`Release`]).
+    pub fn load_sections_releasing(
         mut load: impl FnMut(&str) -> Option<Section<'data>>,
+        release: Option<Release<'data>>,
     ) -> Result<Dwarf<'data>> {
         let mut has_info = false;
         let mut readers = Vec::new();
@@ -141,7 +240,7 @@ impl<'data> Dwarf<'data> {
                     Section::Zlib { size, .. } => *size > 0,
                 };
             }
-            let reader = SectionReader::new(section);
+            let reader = SectionReader::new(section, release.clone());
             readers.push((id.name(), reader.clone()));
             Ok(reader)
         })?;
@@ -156,41 +255,51 @@ impl<'data> Dwarf<'data> {
         })
     }
 
-    /// Inflates the named sections now (`.debug_info`, `.debug_loclists`, …), in two
-    /// shares of about equal size on this thread and a second one, instead of one
-    /// after the other as queries first read them. Worth it when the caller knows what it will read: reading a
-    /// variable needs `.debug_info`, then its location list and its scope's ranges,
-    /// and on a large binary each takes milliseconds to inflate. Sections stored
-    /// plainly, absent, or already inflated cost nothing.
+    /// Makes the named sections ready to read now (`.debug_info`, `.debug_loclists`,
+    /// …): the one pass over each compressed stream that every later read needs
+    /// ([`reader`]), in two shares of about equal size on this thread and a second
+    /// one, instead of one after the other as queries first read them. The pass over
+    /// `.debug_info` also lists its units. Worth it when the caller knows what it will
+    /// read: reading a variable needs `.debug_info`, then its location list and its
+    /// scope's ranges, and on a large binary each pass takes milliseconds. Sections
+    /// stored plainly, absent, or already passed over cost nothing.
     pub fn inflate(&self, names: &[&str]) {
         use gimli::Reader as _;
-        let mut wanted: Vec<&R<'data>> = self
+        let mut wanted: Vec<(&str, &R<'data>)> = self
             .sections
             .iter()
             .filter(|(n, r)| names.contains(n) && !r.is_ready())
-            .map(|(_, r)| r)
+            .map(|(n, r)| (*n, r))
             .collect();
         // Two shares of about the same size, the larger sections first: the machine
         // may have two cores, and more threads would only take turns on them.
-        wanted.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        wanted.sort_by_key(|(_, r)| std::cmp::Reverse(r.len()));
         let (mut here, mut there) = (Vec::new(), Vec::new());
         let (mut here_len, mut there_len) = (0usize, 0usize);
-        for r in wanted {
+        for w in wanted {
             if here_len <= there_len {
-                here_len += r.len();
-                here.push(r);
+                here_len += w.1.len();
+                here.push(w);
             } else {
-                there_len += r.len();
-                there.push(r);
+                there_len += w.1.len();
+                there.push(w);
             }
         }
+        let ready = |(name, r): &(&str, &R<'data>)| {
+            if *name == ".debug_info" {
+                // An error stays in the unit list, for the query that reads it.
+                let _ = self.slots();
+            } else {
+                r.make_ready();
+            }
+        };
         if there.is_empty() {
-            here.iter().for_each(|r| r.make_ready());
+            here.iter().for_each(ready);
             return;
         }
         std::thread::scope(|s| {
-            s.spawn(|| there.iter().for_each(|r| r.make_ready()));
-            here.iter().for_each(|r| r.make_ready());
+            s.spawn(|| there.iter().for_each(ready));
+            here.iter().for_each(ready);
         });
     }
 
@@ -203,6 +312,32 @@ impl<'data> Dwarf<'data> {
     }
 
     fn read_units(&self) -> Result<Vec<UnitSlot<'data>>> {
+        let info = self
+            .sections
+            .iter()
+            .find(|(n, _)| *n == ".debug_info")
+            .map(|(_, r)| r.clone())
+            .ok_or(Error::NoDwarf)?;
+        // A compressed section lists its units as the one pass over it goes by, so
+        // that listing them inflates nothing that is kept.
+        let mut slots = Vec::new();
+        let mut error = None;
+        let mut units = UnitStarts::default();
+        let mut found = |start: usize, total: usize, prefix: &[u8]| {
+            if error.is_none() {
+                match self.slot_from_prefix(&info, start, total, prefix) {
+                    Ok(slot) => slots.push(slot),
+                    Err(e) => error = Some(e),
+                }
+            }
+        };
+        if info.scan(|at, bytes| units.feed(at, bytes, &mut found)) {
+            units.finish(&mut found);
+            return match error {
+                Some(e) => Err(e),
+                None => Ok(slots),
+            };
+        }
         let mut out = Vec::new();
         let mut iter = self.gimli.units();
         while let Some(header) = iter.next().ctx("reading a unit header")? {
@@ -211,24 +346,69 @@ impl<'data> Dwarf<'data> {
                 gimli::UnitSectionOffset::DebugTypesOffset(_) => continue,
             };
             let name = self.root_name(&header)?;
-            out.push(UnitSlot {
-                header,
-                start,
-                name,
-                unit: OnceLock::new(),
-                funcs: OnceLock::new(),
-                types: OnceLock::new(),
-            });
+            out.push(UnitSlot::new(header, start, name));
         }
         Ok(out)
     }
 
+    /// The slot of the unit at `start` of `info`, `total` bytes long, from its first
+    /// bytes `prefix`. gimli reads the header and root DIE from a copy of `prefix`
+    /// whose length field is cut to the copy; the slot's header then reads the whole
+    /// unit from `info`.
+    fn slot_from_prefix(
+        &self,
+        info: &R<'data>,
+        start: usize,
+        total: usize,
+        prefix: &[u8],
+    ) -> Result<UnitSlot<'data>> {
+        let corrupt = || Error::Corrupt(format!("unit header at {start:#x} of .debug_info"));
+        let mut copy = prefix.to_vec();
+        let initial = if copy.starts_with(&[0xff; 4]) { 12 } else { 4 };
+        let cut = copy.len().checked_sub(initial).ok_or_else(corrupt)?;
+        if initial == 4 {
+            copy[..4].copy_from_slice(&(cut as u32).to_le_bytes());
+        } else {
+            copy[4..12].copy_from_slice(&(cut as u64).to_le_bytes());
+        }
+        let head = gimli::DebugInfo::new(&copy, gimli::LittleEndian)
+            .units()
+            .next()
+            .ctx("reading a unit header")?
+            .ok_or_else(corrupt)?;
+        let size = head.header_size();
+        let mut entries = info.clone();
+        entries
+            .skip(start + size)
+            .and_then(|()| entries.truncate(total.saturating_sub(size)))
+            .ctx("reading a unit header")?;
+        let header = gimli::UnitHeader::new(
+            head.encoding(),
+            total - initial,
+            head.type_(),
+            head.debug_abbrev_offset(),
+            gimli::UnitSectionOffset::DebugInfoOffset(gimli::DebugInfoOffset(start)),
+            entries,
+        );
+        let name = match self.root_name(&head) {
+            Ok(name) => name,
+            // A root DIE longer than the copy: the unit is found by scanning.
+            Err(_) if prefix.len() < total => String::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(UnitSlot::new(header, start, name))
+    }
+
     /// The root DIE's name, read without building the whole unit (which would parse
     /// its line program header too).
-    fn root_name(&self, header: &gimli::UnitHeader<R<'data>>) -> Result<String> {
+    fn root_name<T: gimli::Reader<Offset = usize>>(
+        &self,
+        header: &gimli::UnitHeader<T>,
+    ) -> Result<String> {
         let abbrevs = self
             .gimli
-            .abbreviations(header)
+            .debug_abbrev
+            .abbreviations(header.debug_abbrev_offset())
             .ctx("reading abbreviations")?;
         let mut entries = header.entries(&abbrevs);
         let Some((_, root)) = entries.next_dfs().ctx("reading a unit's root DIE")? else {
@@ -239,7 +419,10 @@ impl<'data> Dwarf<'data> {
                 .attr_value(gimli::DW_AT_name)
                 .ctx("reading a unit's name")?
             {
-                Some(gimli::AttributeValue::String(s)) => lossy(&s),
+                Some(gimli::AttributeValue::String(s)) => s
+                    .to_string_lossy()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default(),
                 Some(gimli::AttributeValue::DebugStrRef(o)) => self
                     .gimli
                     .debug_str
@@ -250,6 +433,12 @@ impl<'data> Dwarf<'data> {
                 _ => String::new(),
             },
         )
+    }
+
+    /// Bytes of DWARF held in memory: sections inflated (in part or whole) and the
+    /// checkpoints of compressed ones. Sections read in place are not counted.
+    pub fn held(&self) -> usize {
+        self.sections.iter().map(|(_, r)| r.held()).sum()
     }
 
     /// The number of compile units.

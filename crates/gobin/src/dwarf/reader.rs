@@ -1,11 +1,13 @@
 //! The byte reader gimli parses through: a window on a section that all readers of
 //! it share (cloning a reader only bumps a reference count).
 //!
-//! Go's linker zlib-compresses its DWARF sections, and a query needs only a few of
-//! them (a variable's type needs `.debug_info`, not the line table or the range
-//! lists), so a compressed section is inflated on its first read, once, by whichever
-//! reader gets there first. Its size is known beforehand from the compression
-//! header, which is all gimli asks of a section it has not read yet.
+//! Go's linker zlib-compresses its DWARF sections, and a query reads a few scattered
+//! pieces of a few of them: one package's unit of `.debug_info`, the types it names,
+//! a location list. A compressed section is therefore inflated in segments
+//! ([`inflate::SEGMENT`] bytes each), each when something first reads it, from the
+//! checkpoints of one pass over the stream ([`inflate::scan`]). Its size is known
+//! beforehand from the compression header, which is all gimli asks of a section it
+//! has not read yet.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,46 +15,105 @@ use std::sync::{Arc, OnceLock};
 
 use gimli::{Error, LittleEndian, ReaderOffsetId, Result};
 
+use super::inflate::{self, SEGMENT};
+
 /// Where a DWARF section's bytes come from.
 pub enum Section<'data> {
     /// The bytes themselves (stored plainly, or inflated by the caller).
     Bytes(Cow<'data, [u8]>),
-    /// A zlib stream that inflates to `size` bytes: inflated on the first read.
+    /// A zlib stream that inflates to `size` bytes: inflated where it is read.
     Zlib { stream: &'data [u8], size: usize },
 }
+
+/// Called with the stored bytes of a compressed section after each pass over them,
+/// so that the caller may let go of the pages they sit in (they are read again only
+/// to inflate a segment nobody has read yet).
+pub type Release<'data> = Arc<dyn Fn(&'data [u8]) + Send + Sync + 'data>;
 
 /// A section as readers share it.
 struct Shared<'data> {
     len: usize,
     source: Source<'data>,
-    inflated: OnceLock<Box<[u8]>>,
 }
 
 enum Source<'data> {
     Borrowed(&'data [u8]),
     Owned(Box<[u8]>),
-    Zlib(&'data [u8]),
+    Zlib(Lazy<'data>),
 }
 
-impl<'data> Shared<'data> {
-    fn bytes(&self) -> &[u8] {
-        match &self.source {
-            Source::Borrowed(b) => b,
-            Source::Owned(b) => b,
-            Source::Zlib(stream) => self.inflated.get_or_init(|| inflate(stream, self.len)),
+/// A compressed section, inflated a segment at a time.
+struct Lazy<'data> {
+    stream: &'data [u8],
+    /// The checkpoints, from one pass over the stream; `None` if it is corrupt.
+    index: OnceLock<Option<inflate::Index>>,
+    /// Each segment's bytes once read; empty if the stream is corrupt.
+    segments: Box<[OnceLock<Box<[u8]>>]>,
+    release: Option<Release<'data>>,
+}
+
+impl<'data> Lazy<'data> {
+    fn release(&self) {
+        if let Some(r) = &self.release {
+            r(self.stream);
         }
+    }
+
+    /// The checkpoints, made now if nobody has, handing the output to `observe`.
+    /// Returns the index and whether `observe` saw the output.
+    fn index(
+        &self,
+        len: usize,
+        observe: impl FnMut(usize, &[u8]),
+    ) -> (Option<&inflate::Index>, bool) {
+        let mut ran = false;
+        let index = self.index.get_or_init(|| {
+            ran = true;
+            inflate::scan(self.stream, len, observe, |passed| {
+                if let Some(r) = &self.release {
+                    r(passed)
+                }
+            })
+            .ok()
+        });
+        (index.as_ref(), ran)
+    }
+
+    fn segment(&self, i: usize, len: usize) -> &[u8] {
+        let Some(slot) = self.segments.get(i) else {
+            return &[];
+        };
+        slot.get_or_init(|| {
+            let bytes = if self.segments.len() == 1 {
+                inflate::whole(self.stream, len).ok()
+            } else {
+                let (index, _) = self.index(len, |_, _| {});
+                index.and_then(|index| inflate::segment(self.stream, index, i).ok())
+            };
+            self.release();
+            bytes.unwrap_or_default().into_boxed_slice()
+        })
     }
 }
 
-/// Inflates a whole zlib stream into exactly `size` bytes. A stream that is corrupt or
-/// of another size gives an empty section, which every read then reports as running
-/// out of data (gimli's error), never as wrong data.
-fn inflate(stream: &[u8], size: usize) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(size);
-    let mut z = flate2::Decompress::new(true);
-    match z.decompress_vec(stream, &mut out, flate2::FlushDecompress::Finish) {
-        Ok(flate2::Status::StreamEnd) if out.len() == size => out.into_boxed_slice(),
-        _ => Box::default(),
+impl<'data> Shared<'data> {
+    /// The bytes from `start`, up to `end` or the end of the segment `start` is in.
+    /// Empty when `start == end` or the bytes cannot be had (a corrupt stream).
+    fn piece(&self, start: usize, end: usize) -> &[u8] {
+        if start >= end {
+            return &[];
+        }
+        match &self.source {
+            Source::Borrowed(b) => b.get(start..end).unwrap_or(&[]),
+            Source::Owned(b) => b.get(start..end).unwrap_or(&[]),
+            Source::Zlib(z) => {
+                let i = start / SEGMENT;
+                let at = i * SEGMENT;
+                let seg = z.segment(i, self.len);
+                seg.get(start - at..(end - at).min(seg.len()))
+                    .unwrap_or(&[])
+            }
+        }
     }
 }
 
@@ -65,35 +126,83 @@ pub struct SectionReader<'data> {
 }
 
 impl<'data> SectionReader<'data> {
-    pub fn new(section: Section<'data>) -> SectionReader<'data> {
+    pub fn new(section: Section<'data>, release: Option<Release<'data>>) -> SectionReader<'data> {
         let (len, source) = match section {
             Section::Bytes(Cow::Borrowed(b)) => (b.len(), Source::Borrowed(b)),
             Section::Bytes(Cow::Owned(v)) => (v.len(), Source::Owned(v.into_boxed_slice())),
-            Section::Zlib { stream, size } => (size, Source::Zlib(stream)),
+            Section::Zlib { stream, size } => (
+                size,
+                Source::Zlib(Lazy {
+                    stream,
+                    index: OnceLock::new(),
+                    segments: (0..size.div_ceil(SEGMENT).max(1))
+                        .map(|_| OnceLock::new())
+                        .collect(),
+                    release,
+                }),
+            ),
         };
         SectionReader {
-            data: Arc::new(Shared {
-                len,
-                source,
-                inflated: OnceLock::new(),
-            }),
+            data: Arc::new(Shared { len, source }),
             start: 0,
             end: len,
         }
     }
 
-    fn bytes(&self) -> &[u8] {
-        self.data.bytes().get(self.start..self.end).unwrap_or(&[])
+    /// The first piece of this reader's bytes (see [`Shared::piece`]).
+    fn piece(&self) -> &[u8] {
+        self.data.piece(self.start, self.end)
     }
 
-    /// True when reading costs nothing more: the bytes are plain or inflated.
+    /// True when reading costs nothing more than inflating the segments read: the
+    /// bytes are plain, or the pass over the stream is done.
     pub fn is_ready(&self) -> bool {
-        !matches!(self.data.source, Source::Zlib(_)) || self.data.inflated.get().is_some()
+        match &self.data.source {
+            Source::Zlib(z) if z.segments.len() == 1 => z.segments[0].get().is_some(),
+            Source::Zlib(z) => z.index.get().is_some(),
+            _ => true,
+        }
     }
 
-    /// Inflates the section now if it is compressed and nobody has yet.
+    /// Makes the section ready ([`SectionReader::is_ready`]) if nobody has yet.
     pub fn make_ready(&self) {
-        self.data.bytes();
+        self.scan(|_, _| {});
+    }
+
+    /// Makes the section ready, handing the whole section to `observe` in order (its
+    /// offset, then bytes) if that happens now. Returns false when the section was
+    /// ready already, and `observe` saw nothing.
+    pub fn scan(&self, mut observe: impl FnMut(usize, &[u8])) -> bool {
+        match &self.data.source {
+            Source::Borrowed(_) | Source::Owned(_) => false,
+            Source::Zlib(z) if z.segments.len() == 1 => {
+                if z.segments[0].get().is_some() {
+                    return false;
+                }
+                observe(0, z.segment(0, self.data.len));
+                true
+            }
+            Source::Zlib(z) => z.index(self.data.len, observe).1,
+        }
+    }
+
+    /// Bytes held in memory for this section: inflated segments and checkpoints.
+    pub fn held(&self) -> usize {
+        match &self.data.source {
+            Source::Zlib(z) => {
+                z.segments
+                    .iter()
+                    .filter_map(|s| s.get())
+                    .map(|s| s.len())
+                    .sum::<usize>()
+                    + z.index
+                        .get()
+                        .and_then(Option::as_ref)
+                        .map_or(0, inflate::Index::held)
+            }
+            Source::Owned(b) => b.len(),
+            Source::Borrowed(_) => 0,
+        }
     }
 }
 
@@ -145,10 +254,17 @@ impl gimli::Reader for SectionReader<'_> {
     }
 
     fn find(&self, byte: u8) -> Result<usize> {
-        self.bytes()
-            .iter()
-            .position(|b| *b == byte)
-            .ok_or(Error::UnexpectedEof(self.offset_id()))
+        let mut at = self.start;
+        loop {
+            let piece = self.data.piece(at, self.end);
+            if piece.is_empty() {
+                return Err(Error::UnexpectedEof(self.offset_id()));
+            }
+            if let Some(i) = piece.iter().position(|b| *b == byte) {
+                return Ok(at + i - self.start);
+            }
+            at += piece.len();
+        }
     }
 
     fn skip(&mut self, len: usize) -> Result<()> {
@@ -173,25 +289,48 @@ impl gimli::Reader for SectionReader<'_> {
     }
 
     fn to_slice(&self) -> Result<Cow<'_, [u8]>> {
-        Ok(Cow::Borrowed(self.bytes()))
+        let first = self.piece();
+        if first.len() == self.len() {
+            return Ok(Cow::Borrowed(first));
+        }
+        // Bytes that straddle two segments are copied together.
+        let mut all = vec![0; self.len()];
+        self.clone().read_slice(&mut all)?;
+        Ok(Cow::Owned(all))
     }
 
     fn to_string(&self) -> Result<Cow<'_, str>> {
-        std::str::from_utf8(self.bytes())
-            .map(Cow::Borrowed)
-            .map_err(|_| Error::BadUtf8)
+        match self.to_slice()? {
+            Cow::Borrowed(b) => std::str::from_utf8(b)
+                .map(Cow::Borrowed)
+                .map_err(|_| Error::BadUtf8),
+            Cow::Owned(v) => String::from_utf8(v)
+                .map(Cow::Owned)
+                .map_err(|_| Error::BadUtf8),
+        }
     }
 
     fn to_string_lossy(&self) -> Result<Cow<'_, str>> {
-        Ok(String::from_utf8_lossy(self.bytes()))
+        Ok(match self.to_slice()? {
+            Cow::Borrowed(b) => String::from_utf8_lossy(b),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+        })
     }
 
+    #[inline]
     fn read_slice(&mut self, buf: &mut [u8]) -> Result<()> {
-        let src = self
-            .bytes()
-            .get(..buf.len())
-            .ok_or(Error::UnexpectedEof(self.offset_id()))?;
-        buf.copy_from_slice(src);
+        if buf.len() > self.len() {
+            return Err(Error::UnexpectedEof(self.offset_id()));
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let piece = self.data.piece(self.start + done, self.start + buf.len());
+            if piece.is_empty() {
+                return Err(Error::UnexpectedEof(self.offset_id()));
+            }
+            buf[done..done + piece.len()].copy_from_slice(piece);
+            done += piece.len();
+        }
         self.start += buf.len();
         Ok(())
     }
@@ -204,16 +343,16 @@ mod tests {
 
     #[test]
     fn reads_split_and_runs_out_cleanly() {
-        let mut r = SectionReader::new(Section::Bytes(Cow::Borrowed(&[1u8, 2, 3, 4, 0x80])));
+        let mut r = SectionReader::new(Section::Bytes(Cow::Borrowed(&[1u8, 2, 3, 4, 0x80])), None);
         assert_eq!(r.read_u8().unwrap(), 1);
         let mut head = r.split(2).unwrap();
         assert_eq!(head.read_u16().unwrap(), 0x0302);
         assert!(head.read_u8().is_err());
         assert_eq!(
-            r.offset_from(&SectionReader::new(Section::Bytes(Cow::Owned(vec![
-                0u8;
-                5
-            ])))),
+            r.offset_from(&SectionReader::new(
+                Section::Bytes(Cow::Owned(vec![0u8; 5])),
+                None
+            )),
             3
         );
         // A ULEB128 whose continuation bit runs past the end is an error.
@@ -230,41 +369,65 @@ mod tests {
     }
 
     #[test]
-    fn a_compressed_section_is_inflated_when_first_read() {
-        let plain: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    fn a_compressed_section_is_inflated_where_it_is_read() {
+        let plain: Vec<u8> = (0..3 * SEGMENT as u32 + 100)
+            .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+            .collect();
         let stream = zlib(&plain);
-        assert!(stream.len() < plain.len() / 10);
-        let r = SectionReader::new(Section::Zlib {
-            stream: &stream,
-            size: plain.len(),
-        });
+        let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = released.clone();
+        let r = SectionReader::new(
+            Section::Zlib {
+                stream: &stream,
+                size: plain.len(),
+            },
+            Some(Arc::new(move |_: &[u8]| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })),
+        );
         // Its length is known, and splitting it reads nothing.
         assert_eq!(r.len(), plain.len());
         let mut tail = r.clone();
-        tail.skip(99_990).unwrap();
-        assert!(r.data.inflated.get().is_none());
-        assert_eq!(tail.to_slice().unwrap(), &plain[99_990..]);
-        // Every reader shares the one inflated copy.
-        assert!(r.data.inflated.get().is_some());
-        assert_eq!(r.to_slice().unwrap().len(), plain.len());
+        tail.skip(2 * SEGMENT - 3).unwrap();
+        assert!(!r.is_ready());
+        assert_eq!(r.held(), 0);
+        // A read that straddles two segments inflates both, and only them.
+        let mut six = [0u8; 6];
+        tail.clone().read_slice(&mut six).unwrap();
+        assert_eq!(six, plain[2 * SEGMENT - 3..2 * SEGMENT + 3]);
+        assert!(r.is_ready());
+        let held = r.held();
+        assert!((2 * SEGMENT..3 * SEGMENT).contains(&held), "{held}");
+        // The pass over the stream and each segment let the stored bytes go.
+        assert_eq!(released.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(tail.to_slice().unwrap(), &plain[2 * SEGMENT - 3..]);
+        assert_eq!(tail.find(plain[2 * SEGMENT + 7]).ok(), Some(10));
+        assert_eq!(r.to_slice().unwrap(), &plain[..]);
     }
 
     #[test]
     fn a_corrupt_or_wrong_sized_stream_reads_as_running_out() {
         let plain = vec![7u8; 4096];
         let mut stream = zlib(&plain);
-        let long = SectionReader::new(Section::Zlib {
-            stream: &stream,
-            size: plain.len() + 1,
-        });
+        let long = SectionReader::new(
+            Section::Zlib {
+                stream: &stream,
+                size: plain.len() + 1,
+            },
+            None,
+        );
         assert!(long.clone().read_u8().is_err());
+        drop(long);
         let n = stream.len();
         stream[n / 2] ^= 0xff;
         stream.truncate(n - 3);
-        let mut bad = SectionReader::new(Section::Zlib {
-            stream: &stream,
-            size: plain.len(),
-        });
+        let mut bad = SectionReader::new(
+            Section::Zlib {
+                stream: &stream,
+                size: plain.len(),
+            },
+            None,
+        );
         assert!(bad.read_u32().is_err());
     }
 }
