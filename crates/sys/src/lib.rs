@@ -20,7 +20,7 @@ mod uprobe;
 
 pub use cpu::possible_cpus;
 pub use error::{Error, Result, SyscallError, VerifierError};
-pub use file::{Mmap, map_file};
+pub use file::{Mmap, map_file, release_pages};
 pub use map::{Map, UpdateFlags};
 pub use process::{HeldChild, Signals, exit_code, spawn_held, wait_readable};
 pub use prog::{AttachKind, LoadOptions, LoadedObject, LoadedProgram};
