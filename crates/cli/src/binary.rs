@@ -21,6 +21,20 @@ impl Binary {
         Ok(bin)
     }
 
+    /// Drops the pages of a piece of the executable from memory ([`sys::release_pages`]):
+    /// for DWARF, which hands over each compressed section after a pass over it.
+    pub fn releaser(&self) -> gobin::dwarf::Release<'_> {
+        let map = &self.map;
+        std::sync::Arc::new(move |part: &[u8]| sys::release_pages(map, part))
+    }
+
+    /// Drops every page of the executable read so far from memory
+    /// ([`sys::release_pages`]): for a pass that reads much of it once, such as
+    /// finding the probe site of thousands of functions.
+    pub fn release_all(&self) {
+        sys::release_pages(&self.map, &self.map);
+    }
+
     /// The parsed view of the executable.
     pub fn go(&self) -> Result<gobin::GoBinary<'_>> {
         gobin::GoBinary::parse(&self.map).with_context(|| format!("{}", self.path.display()))

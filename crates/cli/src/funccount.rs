@@ -94,6 +94,11 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
             if !seen.insert(f.entry) {
                 continue;
             }
+            // Each site reads a function's first bytes and its tables once; the
+            // pages of thousands of them need not stay in memory.
+            if out.len() % 1024 == 1023 {
+                bin.release_all();
+            }
             let site = match gobin::x86::probe_site(&go, &f) {
                 Ok(s) => s,
                 Err(e) => {
@@ -120,6 +125,7 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
     if out.is_empty() {
         bail!("no function to probe in {}", bin.path.display());
     }
+    bin.release_all();
     Ok(out)
 }
 

@@ -30,14 +30,14 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
     {
         return list_functions(&bin, &abs, pattern);
     }
-    let target = codegen::target::GoTarget::new(bin.go()?, abs.clone());
+    let target = codegen::target::GoTarget::new(bin.go()?, abs.clone()).releasing(bin.releaser());
     let locations = target
         .resolve_probe_point(&pp)
         .map_err(|e| match e.help() {
             Some(h) => anyhow::anyhow!("{probe}: {e}\n  help: {h}"),
             None => anyhow::anyhow!("{probe}: {e}"),
         })?;
-    let go = bin.go()?;
+    let go = target.binary();
     let mut lines = BTreeSet::new();
     let mut no_vars = false;
     for loc in &locations {

@@ -54,7 +54,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
 
     let path = script_binary(&script, &a.target)?;
     let bin = Binary::open(&path)?;
-    let target = codegen::GoTarget::new(bin.go()?, bin.path.display().to_string());
+    let target =
+        codegen::GoTarget::new(bin.go()?, bin.path.display().to_string()).releasing(bin.releaser());
     let (info, mut diags) = lang::check(&script, &target);
     crate::tapset::keep_user_warnings(&mut diags, tapset);
     let warnings = sm.render_all(&diags);

@@ -184,6 +184,7 @@ pub struct GoTarget<'data> {
     path: String,
     dwarf: OnceLock<Option<Dwarf<'data>>>,
     layout: OnceLock<Option<RuntimeLayout>>,
+    release: Option<dwarf::Release<'data>>,
 }
 
 impl<'data> GoTarget<'data> {
@@ -194,7 +195,15 @@ impl<'data> GoTarget<'data> {
             path: path.into(),
             dwarf: OnceLock::new(),
             layout: OnceLock::new(),
+            release: None,
         }
+    }
+
+    /// Has DWARF hand the stored bytes of each compressed section to `release` after
+    /// each pass over them, so the caller can drop their pages from memory.
+    pub fn releasing(mut self, release: dwarf::Release<'data>) -> GoTarget<'data> {
+        self.release = Some(release);
+        self
     }
 
     pub fn binary(&self) -> &GoBinary<'data> {
@@ -225,7 +234,16 @@ impl<'data> GoTarget<'data> {
         let d = self
             .dwarf
             .get_or_init(|| {
-                let d = Dwarf::load_sections(|name| self.bin.dwarf_section(name)).ok()?;
+                let d = Dwarf::load_sections_releasing(
+                    |name| self.bin.dwarf_section(name),
+                    self.release.clone(),
+                )
+                .ok()?;
+                // What was read of the executable so far (the names of all functions,
+                // to find one) is not what DWARF reads: the pages may go.
+                if let Some(release) = &self.release {
+                    release(self.bin.elf().data());
+                }
                 let wanted: Vec<&str> = VARIABLES.iter().chain(more).copied().collect();
                 d.inflate(&wanted);
                 Some(d)

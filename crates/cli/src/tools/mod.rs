@@ -250,7 +250,8 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
             path.display()
         );
     }
-    let target = codegen::GoTarget::new(bin.go()?, path.display().to_string());
+    let target =
+        codegen::GoTarget::new(bin.go()?, path.display().to_string()).releasing(bin.releaser());
     let (info, mut diags) = lang::check(&parsed, &target);
     crate::tapset::keep_user_warnings(&mut diags, tapset);
     if lang::has_errors(&diags) {
