@@ -200,7 +200,33 @@ pub fn while_armed<T>(
     limit: Duration,
     during: impl FnOnce() -> Result<T>,
 ) -> Result<(T, Interrupted)> {
+    armed_then_interrupted(cmd, false, marker, limit, during)
+}
+
+/// As [`while_armed`], for a tracer started under a wrapper such as
+/// `/usr/bin/time` (which ignores SIGINT while it waits): the command runs in a
+/// process group of its own, and the SIGINT goes to the whole group.
+pub fn while_armed_wrapped<T>(
+    cmd: &mut Command,
+    marker: &str,
+    limit: Duration,
+    during: impl FnOnce() -> Result<T>,
+) -> Result<(T, Interrupted)> {
+    armed_then_interrupted(cmd, true, marker, limit, during)
+}
+
+fn armed_then_interrupted<T>(
+    cmd: &mut Command,
+    group: bool,
+    marker: &str,
+    limit: Duration,
+    during: impl FnOnce() -> Result<T>,
+) -> Result<(T, Interrupted)> {
+    use std::os::unix::process::CommandExt;
     let command = describe(cmd);
+    if group {
+        cmd.process_group(0);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -268,8 +294,12 @@ pub fn while_armed<T>(
     };
     let got = during();
     let t = Instant::now();
-    let pid = child.id().to_string();
-    let sent = Command::new("kill").args(["-INT", &pid]).status();
+    let pid = if group {
+        format!("-{}", child.id())
+    } else {
+        child.id().to_string()
+    };
+    let sent = Command::new("kill").args(["-INT", "--", &pid]).status();
     if !sent.is_ok_and(|s| s.success()) {
         let _ = child.kill();
         let _ = child.wait();
