@@ -4,11 +4,12 @@
 //! Go's linker compresses each DWARF section into one zlib stream, and a stream can
 //! only be read from its start. A query reads a few scattered pieces of a section (one
 //! package's unit, the types it names, a location list), so inflating every section
-//! whole would hold megabytes that nothing reads. Instead the stream is decoded once,
-//! into a small sliding buffer, and every [`SEGMENT`] bytes of output the decoder
-//! leaves a [`Checkpoint`]: where it was in the input, in which block, and the last
-//! 32 KiB it wrote (all a later match can refer to). A segment is then inflated on
-//! its own, from its checkpoint, when something first reads it.
+//! whole would hold megabytes that nothing reads. Instead the stream is decoded once
+//! ([`Pass`], as far as it is needed), into a small sliding buffer, and every
+//! [`SEGMENT`] bytes of output the decoder leaves a [`Checkpoint`]: where it was in
+//! the input, in which block, and the last 32 KiB it wrote (all a later match can
+//! refer to). A segment is then inflated on its own, from its checkpoint, when
+//! something first reads it.
 //!
 //! A general zlib library cannot be stopped and resumed at an arbitrary bit of its
 //! input, which is why this module decodes deflate itself. A checkpoint may fall
@@ -42,9 +43,10 @@ impl fmt::Display for Corrupt {
 
 impl std::error::Error for Corrupt {}
 
-type Result<T> = std::result::Result<T, Corrupt>;
+pub type Result<T> = std::result::Result<T, Corrupt>;
 
 /// Where decoding can start again.
+#[derive(Clone)]
 pub struct Checkpoint {
     /// The output offset decoding resumes at.
     out: usize,
@@ -68,28 +70,39 @@ enum Block {
     Huffman { tables: usize, fixed: bool },
 }
 
-/// The checkpoints of a stream, one per segment of its output.
+/// The checkpoints of a stream, one per segment of its output (of the segments a
+/// [`Pass`] has reached, while it runs).
 pub struct Index {
     size: usize,
     checkpoints: Vec<Checkpoint>,
 }
 
 impl Index {
-    /// The number of segments.
+    /// The number of segments with a checkpoint.
     pub fn segments(&self) -> usize {
         self.checkpoints.len()
     }
 
     /// The output range of segment `i`.
     pub fn segment_range(&self, i: usize) -> std::ops::Range<usize> {
-        let start = i * SEGMENT;
-        start..(start + SEGMENT).min(self.size)
+        segment_range(i, self.size)
+    }
+
+    /// The checkpoint of segment `i`, if the pass has reached it.
+    pub fn checkpoint(&self, i: usize) -> Option<&Checkpoint> {
+        self.checkpoints.get(i)
     }
 
     /// Bytes held by the checkpoints.
     pub fn held(&self) -> usize {
         self.checkpoints.iter().map(|c| c.window.len()).sum()
     }
+}
+
+/// The output range of segment `i` of a stream of `size` bytes.
+pub fn segment_range(i: usize, size: usize) -> std::ops::Range<usize> {
+    let start = (i * SEGMENT).min(size);
+    start..(start + SEGMENT).min(size)
 }
 
 /// The deflate data of a zlib stream: what follows its two-byte header.
@@ -117,66 +130,144 @@ fn deflate_data(zlib: &[u8]) -> Result<&[u8]> {
 pub fn scan<'a>(
     zlib: &'a [u8],
     size: usize,
-    mut observe: impl FnMut(usize, &[u8]),
-    mut done: impl FnMut(&'a [u8]),
+    observe: impl FnMut(usize, &[u8]),
+    done: impl FnMut(&'a [u8]),
 ) -> Result<Index> {
-    const DONE_STEP: usize = 1 << 20;
-    let mut done_to = 0;
-    let data = deflate_data(zlib)?;
-    let mut d = Decoder::new(data);
-    let mut buf = vec![0u8; WINDOW + CHUNK + SLACK];
-    let limit = WINDOW + CHUNK;
-    // `buf[0]` is output offset `base`; `o` is the next position to write.
-    let (mut base, mut o) = (0usize, 0usize);
-    let mut checkpoints = vec![Checkpoint {
-        out: 0,
-        bit: 0,
-        block: Block::Between,
-        last: false,
-        window: Box::default(),
-    }];
-    // The next segment starts at `next`; its checkpoint is taken at the first symbol
-    // boundary at or after `next - MAX_MATCH`, so it is at most `next`.
-    let mut next = SEGMENT;
-    loop {
-        let want = if next < size {
-            next - MAX_MATCH
-        } else {
-            usize::MAX
-        };
-        let stop = limit.min(want.saturating_sub(base)).max(o);
-        let from = o;
-        let ended = d.run(&mut buf, &mut o, stop)?;
-        if base + o > size {
-            return Err(Corrupt("zlib stream inflates to more than its stated size"));
-        }
-        observe(base + from, &buf[from..o]);
-        if base + o >= want && !ended {
-            checkpoints.push(d.checkpoint(base + o, &buf[o.saturating_sub(WINDOW)..o])?);
-            next += SEGMENT;
-        }
-        if ended {
-            break;
-        }
-        // The decoder has read up to 8 bytes ahead; bytes before those are behind it.
-        let read = (d.bits.pos + 2).saturating_sub(8).min(zlib.len());
-        if read >= done_to + DONE_STEP {
-            done(&zlib[done_to..read]);
-            done_to = read;
-        }
-        if o >= limit {
-            buf.copy_within(o - WINDOW..o, 0);
-            base += o - WINDOW;
-            o = WINDOW;
-        }
+    let mut pass = Pass::new(zlib, size)?;
+    pass.advance(usize::MAX, observe, done)?;
+    Ok(pass.index)
+}
+
+/// One pass over a zlib stream that goes only as far as it is asked to, leaving a
+/// checkpoint at each segment it reaches: a section read near its start need not
+/// be decoded to its end.
+pub struct Pass<'a> {
+    zlib: &'a [u8],
+    d: Decoder<'a>,
+    /// The sliding output buffer: `buf[0]` is output offset `base`, `o` is the next
+    /// position to write.
+    buf: Vec<u8>,
+    base: usize,
+    o: usize,
+    /// Where the next segment starts.
+    next: usize,
+    ended: bool,
+    /// How much of `zlib` has been handed to `done`.
+    done_to: usize,
+    index: Index,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(zlib: &'a [u8], size: usize) -> Result<Pass<'a>> {
+        Ok(Pass {
+            zlib,
+            d: Decoder::new(deflate_data(zlib)?),
+            buf: Vec::new(),
+            base: 0,
+            o: 0,
+            next: SEGMENT,
+            ended: false,
+            done_to: 0,
+            index: Index {
+                size,
+                checkpoints: vec![Checkpoint {
+                    out: 0,
+                    bit: 0,
+                    block: Block::Between,
+                    last: false,
+                    window: Box::default(),
+                }],
+            },
+        })
     }
-    done(&zlib[done_to..]);
-    if base + o != size {
-        return Err(Corrupt("zlib stream inflates to less than its stated size"));
+
+    /// The checkpoints so far.
+    pub fn index(&self) -> &Index {
+        &self.index
     }
-    // A stream that ended before a segment's start left it without a checkpoint;
-    // that only happens when `size` is wrong, which the check above has caught.
-    Ok(Index { size, checkpoints })
+
+    /// How far the output has been decoded.
+    pub fn reached(&self) -> usize {
+        self.base + self.o
+    }
+
+    /// Bytes held: the checkpoints, and the buffer while the pass runs.
+    pub fn held(&self) -> usize {
+        self.index.held() + self.buf.len()
+    }
+
+    /// The pass has decoded the whole stream (and found it of the stated size).
+    pub fn finished(&self) -> bool {
+        self.ended
+    }
+
+    /// Decodes on until the output reaches `until` or the stream ends, handing the
+    /// output to `observe` and the input passed to `done` (as [`scan`] does). At the
+    /// stream's end, checks that it had the stated size. The buffer it decodes into
+    /// is freed when the stream ends.
+    pub fn advance(
+        &mut self,
+        until: usize,
+        mut observe: impl FnMut(usize, &[u8]),
+        mut done: impl FnMut(&'a [u8]),
+    ) -> Result<()> {
+        const DONE_STEP: usize = 1 << 20;
+        let limit = WINDOW + CHUNK;
+        let size = self.index.size;
+        if self.buf.is_empty() && !self.ended {
+            self.buf = vec![0u8; WINDOW + CHUNK + SLACK];
+        }
+        while !self.ended && self.base + self.o < until {
+            // The checkpoint of the segment at `next` is taken at the first symbol
+            // boundary at or after `next - MAX_MATCH`, so it is at most `next`.
+            let want = if self.next < size {
+                self.next - MAX_MATCH
+            } else {
+                usize::MAX
+            };
+            let (base, o) = (self.base, self.o);
+            let stop = limit
+                .min(want.saturating_sub(base))
+                .min(until.saturating_sub(base))
+                .max(o);
+            let mut at = o;
+            self.ended = self.d.run(&mut self.buf, &mut at, stop)?;
+            self.o = at;
+            if base + at > size {
+                return Err(Corrupt("zlib stream inflates to more than its stated size"));
+            }
+            observe(base + o, &self.buf[o..at]);
+            if base + at >= want && !self.ended {
+                let window = &self.buf[at.saturating_sub(WINDOW)..at];
+                let cp = self.d.checkpoint(base + at, window)?;
+                self.index.checkpoints.push(cp);
+                self.next += SEGMENT;
+            }
+            // The decoder has read up to 8 bytes ahead; bytes before those are
+            // behind it.
+            let read = (self.d.bits.pos + 2).saturating_sub(8).min(self.zlib.len());
+            if read >= self.done_to + DONE_STEP {
+                done(&self.zlib[self.done_to..read]);
+                self.done_to = read;
+            }
+            if self.o >= limit {
+                self.buf.copy_within(self.o - WINDOW..self.o, 0);
+                self.base += self.o - WINDOW;
+                self.o = WINDOW;
+            }
+        }
+        if self.ended && !self.buf.is_empty() {
+            self.buf = Vec::new();
+            done(&self.zlib[self.done_to..]);
+            self.done_to = self.zlib.len();
+            // A stream that ended before a segment's start left it without a
+            // checkpoint; that only happens when `size` is wrong, caught here.
+            if self.base + self.o != size {
+                return Err(Corrupt("zlib stream inflates to less than its stated size"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Inflates segment `i` of the stream `zlib` that `index` was made from.
@@ -185,7 +276,19 @@ pub fn segment(zlib: &[u8], index: &Index, i: usize) -> Result<Vec<u8>> {
         .checkpoints
         .get(i)
         .ok_or(Corrupt("segment past the end of the stream"))?;
-    let range = index.segment_range(i);
+    segment_from(zlib, cp, index.segment_range(i))
+}
+
+/// Inflates the output `range` of the stream `zlib` from checkpoint `cp` (at or
+/// before `range.start`).
+pub fn segment_from(
+    zlib: &[u8],
+    cp: &Checkpoint,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<u8>> {
+    if cp.out > range.start {
+        return Err(Corrupt("checkpoint after its segment's start"));
+    }
     let w = cp.window.len();
     let stop = w + (range.end - cp.out);
     let mut buf = vec![0u8; stop + SLACK];
@@ -355,11 +458,17 @@ fn dist_entry(sym: usize) -> u32 {
     }
 }
 
+/// Entries of the literal/length and distance tables: the primary entries plus room
+/// for the subtables of codes longer than the primary bits (a complete code of at
+/// most 15 bits needs fewer than these).
+const LIT_TABLE: usize = 2048;
+const DIST_TABLE: usize = 1024;
+
 /// Builds the lookup table of the canonical Huffman code with code `lengths`:
 /// `1 << bits` entries indexed by the next input bits, then the subtables of codes
 /// longer than `bits`. A position no code reaches holds `BAD`, so an incomplete code
 /// fails when the input uses what it lacks.
-fn build(table: &mut Vec<u32>, lengths: &[u8], bits: u32, kind: fn(usize) -> u32) -> Result<()> {
+fn build(table: &mut [u32], lengths: &[u8], bits: u32, kind: fn(usize) -> u32) -> Result<()> {
     let mut count = [0u16; 16];
     for &l in lengths {
         count[usize::from(l)] += 1;
@@ -397,13 +506,18 @@ fn build(table: &mut Vec<u32>, lengths: &[u8], bits: u32, kind: fn(usize) -> u32
             longest[p] = longest[p].max(l as u8);
         }
     }
-    table.clear();
-    table.resize(primary, BAD);
+    table[..primary].fill(BAD);
+    let mut used = primary;
     for (p, &l) in longest[..primary].iter().enumerate() {
         if l > 0 {
             let sub = u32::from(l) - bits;
-            table[p] = entry(SUB, sub, table.len() as u32);
-            table.resize(table.len() + (1 << sub), BAD);
+            let end = used + (1 << sub);
+            if end > table.len() {
+                return Err(Corrupt("deflate code too large for its table"));
+            }
+            table[p] = entry(SUB, sub, used as u32);
+            table[used..end].fill(BAD);
+            used = end;
         }
     }
     for (sym, &(rev, l)) in codes[..lengths.len()].iter().enumerate() {
@@ -436,8 +550,8 @@ struct Decoder<'a> {
     last: bool,
     /// The stream's last block has ended.
     done: bool,
-    lit: Vec<u32>,
-    dist: Vec<u32>,
+    lit: Box<[u32; LIT_TABLE]>,
+    dist: Box<[u32; DIST_TABLE]>,
 }
 
 impl<'a> Decoder<'a> {
@@ -447,8 +561,8 @@ impl<'a> Decoder<'a> {
             block: Block::Between,
             last: false,
             done: false,
-            lit: Vec::new(),
-            dist: Vec::new(),
+            lit: Box::new([BAD; LIT_TABLE]),
+            dist: Box::new([BAD; DIST_TABLE]),
         }
     }
 
@@ -580,9 +694,9 @@ impl<'a> Decoder<'a> {
         if lengths[256] == 0 {
             return Err(Corrupt("deflate block without an end-of-block code"));
         }
-        build(&mut self.lit, &lengths[..nlit], LIT_BITS, lit_entry)?;
+        build(&mut self.lit[..], &lengths[..nlit], LIT_BITS, lit_entry)?;
         build(
-            &mut self.dist,
+            &mut self.dist[..],
             &lengths[nlit..nlit + ndist],
             DIST_BITS,
             dist_entry,
@@ -603,7 +717,7 @@ impl<'a> Decoder<'a> {
         for &i in &CODE_LENGTH_ORDER[..ncode] {
             cl[i] = self.bits.take(3) as u8;
         }
-        let mut table = Vec::new();
+        let mut table = [BAD; 128];
         build(&mut table, &cl, 7, |sym| entry(LIT, 0, sym as u32))?;
         let mut i = 0;
         while i < nlit + ndist {
@@ -638,9 +752,7 @@ impl<'a> Decoder<'a> {
     /// Decodes symbols of a Huffman block until `*o >= stop` (false) or the block's
     /// end (true).
     fn symbols(&mut self, out: &mut [u8], o: &mut usize, stop: usize) -> Result<bool> {
-        const LIT_MASK: u64 = (1 << LIT_BITS) - 1;
-        const DIST_MASK: u64 = (1 << DIST_BITS) - 1;
-        let (lit, dist) = (&self.lit[..], &self.dist[..]);
+        let (lit, dist) = (&*self.lit, &*self.dist);
         let bits = &mut self.bits;
         let mut p = *o;
         let result = loop {
@@ -651,27 +763,32 @@ impl<'a> Decoder<'a> {
             if bits.n < 48 {
                 bits.refill();
             }
-            let mut e = lit[(bits.buf & LIT_MASK) as usize];
-            if (e >> 8) & 7 == SUB {
-                let i = (e >> 16) as u64 + ((bits.buf >> LIT_BITS) & ((1 << ((e >> 4) & 15)) - 1));
-                e = lit[i as usize];
-            }
+            let mut e = lookup(lit, bits.buf, LIT_BITS);
             bits.consume(e & 15);
-            match (e >> 8) & 7 {
-                LIT => {
+            // Runs of literals are common: a second one fits in the bits at hand.
+            if (e >> 8) & 7 == LIT {
+                out[p] = (e >> 16) as u8;
+                p += 1;
+                if bits.n < 15 || p >= stop {
+                    continue;
+                }
+                e = lookup(lit, bits.buf, LIT_BITS);
+                bits.consume(e & 15);
+                if (e >> 8) & 7 == LIT {
                     out[p] = (e >> 16) as u8;
                     p += 1;
+                    continue;
                 }
+                if bits.n < 33 {
+                    bits.refill();
+                }
+            }
+            match (e >> 8) & 7 {
                 BASE => {
                     let extra = (e >> 4) & 15;
                     let len = (e >> 16) as usize + (bits.buf & ((1 << extra) - 1)) as usize;
                     bits.consume(extra);
-                    let mut d = dist[(bits.buf & DIST_MASK) as usize];
-                    if (d >> 8) & 7 == SUB {
-                        let i = (d >> 16) as u64
-                            + ((bits.buf >> DIST_BITS) & ((1 << ((d >> 4) & 15)) - 1));
-                        d = dist[i as usize];
-                    }
+                    let d = lookup(dist, bits.buf, DIST_BITS);
                     if (d >> 8) & 7 != BASE {
                         break Err(Corrupt("bad distance code"));
                     }
@@ -692,6 +809,18 @@ impl<'a> Decoder<'a> {
         *o = p;
         result
     }
+}
+
+/// The entry of `table` for the code at the bottom of `buf` (its primary entry, or
+/// the subtable's entry that entry points to).
+#[inline(always)]
+fn lookup<const N: usize>(table: &[u32; N], buf: u64, bits: u32) -> u32 {
+    let e = table[(buf & ((1 << bits) - 1)) as usize & (N - 1)];
+    if (e >> 8) & 7 != SUB {
+        return e;
+    }
+    let sub = (buf >> bits) & ((1 << ((e >> 4) & 15)) - 1);
+    table[((e >> 16) as usize + sub as usize) & (N - 1)]
 }
 
 /// Copies `len` bytes from `back` bytes before `p` to `p`, as LZ77 means it: a

@@ -4,14 +4,15 @@
 //! Go's linker zlib-compresses its DWARF sections, and a query reads a few scattered
 //! pieces of a few of them: one package's unit of `.debug_info`, the types it names,
 //! a location list. A compressed section is therefore inflated in segments
-//! ([`inflate::SEGMENT`] bytes each), each when something first reads it, from the
-//! checkpoints of one pass over the stream ([`inflate::scan`]). Its size is known
-//! beforehand from the compression header, which is all gimli asks of a section it
-//! has not read yet.
+//! ([`inflate::SEGMENT`] bytes each), each when something first reads it. One pass
+//! over the stream ([`inflate::Pass`]) goes only as far as reads have needed: a
+//! segment it reaches is kept from its output, a segment it went by is inflated again
+//! from the checkpoint it left there. Its size is known beforehand from the
+//! compression header, which is all gimli asks of a section it has not read yet.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gimli::{Error, LittleEndian, ReaderOffsetId, Result};
 
@@ -39,66 +40,153 @@ struct Shared<'data> {
 enum Source<'data> {
     Borrowed(&'data [u8]),
     Owned(Box<[u8]>),
-    Zlib(Lazy<'data>),
+    Zlib(Box<Lazy<'data>>),
 }
 
 /// A compressed section, inflated a segment at a time.
 struct Lazy<'data> {
     stream: &'data [u8],
-    /// The checkpoints, from one pass over the stream; `None` if it is corrupt.
-    index: OnceLock<Option<inflate::Index>>,
+    /// The pass over the stream, as far as reads have taken it.
+    pass: Mutex<PassState<'data>>,
     /// Each segment's bytes once read; empty if the stream is corrupt.
     segments: Box<[OnceLock<Box<[u8]>>]>,
     release: Option<Release<'data>>,
 }
 
+enum PassState<'data> {
+    NotStarted,
+    Running(inflate::Pass<'data>),
+    Corrupt,
+}
+
 impl<'data> Lazy<'data> {
-    fn release(&self) {
+    fn release(&self, passed: &'data [u8]) {
         if let Some(r) = &self.release {
-            r(self.stream);
+            r(passed);
         }
     }
 
-    /// The checkpoints, made now if nobody has, handing the output to `observe`.
-    /// Returns the index and whether `observe` saw the output.
-    fn index(
+    /// Runs `f` on the pass over the stream, started if need be, with the input it
+    /// has passed released as it goes. A corrupt stream stays so.
+    fn with_pass<T>(
         &self,
         len: usize,
-        observe: impl FnMut(usize, &[u8]),
-    ) -> (Option<&inflate::Index>, bool) {
-        let mut ran = false;
-        let index = self.index.get_or_init(|| {
-            ran = true;
-            inflate::scan(self.stream, len, observe, |passed| {
-                if let Some(r) = &self.release {
-                    r(passed)
-                }
-            })
-            .ok()
-        });
-        (index.as_ref(), ran)
+        f: impl FnOnce(&mut inflate::Pass<'data>, &dyn Fn(&'data [u8])) -> inflate::Result<T>,
+    ) -> Option<T> {
+        let mut state = self.pass.lock().unwrap_or_else(|e| e.into_inner());
+        if let PassState::NotStarted = *state {
+            *state = match inflate::Pass::new(self.stream, len) {
+                Ok(p) => PassState::Running(p),
+                Err(_) => PassState::Corrupt,
+            };
+        }
+        let PassState::Running(pass) = &mut *state else {
+            return None;
+        };
+        match f(pass, &|passed| self.release(passed)) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                *state = PassState::Corrupt;
+                None
+            }
+        }
     }
 
+    /// Takes the pass to the stream's end now, handing the output to `observe` if
+    /// the pass starts here. Returns whether `observe` saw the whole output.
+    fn pass_all(&self, len: usize, observe: impl FnMut(usize, &[u8])) -> bool {
+        self.with_pass(len, |pass, done| {
+            if pass.reached() > 0 || pass.finished() {
+                pass.advance(usize::MAX, |_, _| {}, done)?;
+                return Ok(false);
+            }
+            pass.advance(usize::MAX, observe, done)?;
+            Ok(true)
+        })
+        .unwrap_or(false)
+    }
+
+    /// Bytes the pass holds: its checkpoints, and its buffer while it runs.
+    fn pass_held(&self) -> usize {
+        match &*self.pass.lock().unwrap_or_else(|e| e.into_inner()) {
+            PassState::Running(p) => p.held(),
+            _ => 0,
+        }
+    }
+
+    fn passed_all(&self) -> bool {
+        matches!(&*self.pass.lock().unwrap_or_else(|e| e.into_inner()),
+            PassState::Running(p) if p.finished())
+    }
+
+    #[inline]
     fn segment(&self, i: usize, len: usize) -> &[u8] {
-        let Some(slot) = self.segments.get(i) else {
-            return &[];
-        };
+        match self.segments.get(i) {
+            Some(slot) => match slot.get() {
+                Some(seg) => seg,
+                None => self.inflate_segment(slot, i, len),
+            },
+            None => &[],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn inflate_segment<'a>(&self, slot: &'a OnceLock<Box<[u8]>>, i: usize, len: usize) -> &'a [u8] {
         slot.get_or_init(|| {
+            let range = inflate::segment_range(i, len);
             let bytes = if self.segments.len() == 1 {
-                inflate::whole(self.stream, len).ok()
+                let b = inflate::whole(self.stream, len).ok();
+                self.release(self.stream);
+                b
             } else {
-                let (index, _) = self.index(len, |_, _| {});
-                index.and_then(|index| inflate::segment(self.stream, index, i).ok())
+                self.segment_of_pass(i, len, range)
             };
-            self.release();
             bytes.unwrap_or_default().into_boxed_slice()
         })
+    }
+
+    /// Segment `i`: inflated from its checkpoint if the pass has gone by, else taken
+    /// from the pass's output as it goes on to the segment's end.
+    fn segment_of_pass(
+        &self,
+        i: usize,
+        len: usize,
+        range: std::ops::Range<usize>,
+    ) -> Option<Vec<u8>> {
+        let reached = self.with_pass(len, |pass, done| {
+            if let Some(cp) = pass.index().checkpoint(i) {
+                return Ok(Err(cp.clone()));
+            }
+            let mut out = Vec::with_capacity(range.len());
+            pass.advance(
+                range.end,
+                |at, bytes| {
+                    let from = range.start.max(at);
+                    let to = range.end.min(at + bytes.len());
+                    if from < to {
+                        out.extend_from_slice(&bytes[from - at..to - at]);
+                    }
+                },
+                done,
+            )?;
+            Ok(Ok(out))
+        })?;
+        match reached {
+            Ok(out) => (out.len() == range.len()).then_some(out),
+            Err(cp) => {
+                let out = inflate::segment_from(self.stream, &cp, range).ok();
+                self.release(self.stream);
+                out
+            }
+        }
     }
 }
 
 impl<'data> Shared<'data> {
     /// The bytes from `start`, up to `end` or the end of the segment `start` is in.
     /// Empty when `start == end` or the bytes cannot be had (a corrupt stream).
+    #[inline]
     fn piece(&self, start: usize, end: usize) -> &[u8] {
         if start >= end {
             return &[];
@@ -132,14 +220,14 @@ impl<'data> SectionReader<'data> {
             Section::Bytes(Cow::Owned(v)) => (v.len(), Source::Owned(v.into_boxed_slice())),
             Section::Zlib { stream, size } => (
                 size,
-                Source::Zlib(Lazy {
+                Source::Zlib(Box::new(Lazy {
                     stream,
-                    index: OnceLock::new(),
+                    pass: Mutex::new(PassState::NotStarted),
                     segments: (0..size.div_ceil(SEGMENT).max(1))
                         .map(|_| OnceLock::new())
                         .collect(),
                     release,
-                }),
+                })),
             ),
         };
         SectionReader {
@@ -159,7 +247,7 @@ impl<'data> SectionReader<'data> {
     pub fn is_ready(&self) -> bool {
         match &self.data.source {
             Source::Zlib(z) if z.segments.len() == 1 => z.segments[0].get().is_some(),
-            Source::Zlib(z) => z.index.get().is_some(),
+            Source::Zlib(z) => z.passed_all(),
             _ => true,
         }
     }
@@ -182,7 +270,7 @@ impl<'data> SectionReader<'data> {
                 observe(0, z.segment(0, self.data.len));
                 true
             }
-            Source::Zlib(z) => z.index(self.data.len, observe).1,
+            Source::Zlib(z) => z.pass_all(self.data.len, observe),
         }
     }
 
@@ -195,10 +283,7 @@ impl<'data> SectionReader<'data> {
                     .filter_map(|s| s.get())
                     .map(|s| s.len())
                     .sum::<usize>()
-                    + z.index
-                        .get()
-                        .and_then(Option::as_ref)
-                        .map_or(0, inflate::Index::held)
+                    + z.pass_held()
             }
             Source::Owned(b) => b.len(),
             Source::Borrowed(_) => 0,
@@ -318,9 +403,26 @@ impl gimli::Reader for SectionReader<'_> {
     }
 
     #[inline]
+    fn read_u8(&mut self) -> Result<u8> {
+        match self.piece().first() {
+            Some(&b) => {
+                self.start += 1;
+                Ok(b)
+            }
+            None => Err(Error::UnexpectedEof(self.offset_id())),
+        }
+    }
+
+    #[inline]
     fn read_slice(&mut self, buf: &mut [u8]) -> Result<()> {
         if buf.len() > self.len() {
             return Err(Error::UnexpectedEof(self.offset_id()));
+        }
+        // Nearly always the bytes lie in one piece.
+        if let Some(src) = self.piece().get(..buf.len()) {
+            buf.copy_from_slice(src);
+            self.start += buf.len();
+            return Ok(());
         }
         let mut done = 0;
         while done < buf.len() {
@@ -391,15 +493,25 @@ mod tests {
         tail.skip(2 * SEGMENT - 3).unwrap();
         assert!(!r.is_ready());
         assert_eq!(r.held(), 0);
-        // A read that straddles two segments inflates both, and only them.
+        // A read that straddles two segments inflates both, and only them: the pass
+        // over the stream goes as far as the second one's end, and keeps them.
         let mut six = [0u8; 6];
         tail.clone().read_slice(&mut six).unwrap();
         assert_eq!(six, plain[2 * SEGMENT - 3..2 * SEGMENT + 3]);
-        assert!(r.is_ready());
+        assert!(!r.is_ready());
         let held = r.held();
         assert!((2 * SEGMENT..3 * SEGMENT).contains(&held), "{held}");
-        // The pass over the stream and each segment let the stored bytes go.
-        assert_eq!(released.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // The second segment's checkpoint comes before the first one's end, so it
+        // was inflated from there, which let go of the stored bytes once.
+        let count = || released.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(count(), 1);
+        // So is any segment the pass went by.
+        assert_eq!(r.clone().read_u8().unwrap(), plain[0]);
+        assert_eq!(count(), 2);
+        // Finishing the pass lets go of the rest.
+        r.make_ready();
+        assert!(r.is_ready());
+        assert_eq!(count(), 3);
         assert_eq!(tail.to_slice().unwrap(), &plain[2 * SEGMENT - 3..]);
         assert_eq!(tail.find(plain[2 * SEGMENT + 7]).ok(), Some(10));
         assert_eq!(r.to_slice().unwrap(), &plain[..]);
