@@ -185,6 +185,8 @@ pub struct GoTarget<'data> {
     dwarf: OnceLock<Option<Dwarf<'data>>>,
     layout: OnceLock<Option<RuntimeLayout>>,
     release: Option<dwarf::Release<'data>>,
+    /// The packages of the functions probe points have named so far.
+    probed_packages: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'data> GoTarget<'data> {
@@ -196,6 +198,7 @@ impl<'data> GoTarget<'data> {
             dwarf: OnceLock::new(),
             layout: OnceLock::new(),
             release: None,
+            probed_packages: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -243,6 +246,9 @@ impl<'data> GoTarget<'data> {
                 // to find one) is not what DWARF reads: the pages may go.
                 if let Some(release) = &self.release {
                     release(self.bin.elf().data());
+                }
+                if let Ok(p) = self.probed_packages.lock() {
+                    d.will_read_packages(p.iter().map(String::as_str));
                 }
                 let wanted: Vec<&str> = VARIABLES.iter().chain(more).copied().collect();
                 d.inflate(&wanted);
@@ -749,6 +755,16 @@ fn line_ranges(lines: &[u32]) -> Vec<String> {
 
 impl Target for GoTarget<'_> {
     fn resolve_probe_point(&self, probe: &ProcessProbe) -> Result<Vec<Location>, TargetError> {
+        // A probed function's unit will be read for its variables: the pass over
+        // DWARF keeps it (a wildcard may name any number of packages, and does not).
+        let named = match &probe.site {
+            Site::Function { pattern, .. } if !gobin::funcs::is_glob(pattern) => Some(pattern),
+            Site::Statement { function, .. } if !gobin::funcs::is_glob(function) => Some(function),
+            _ => None,
+        };
+        if let (Some(name), Ok(mut w)) = (named, self.probed_packages.lock()) {
+            w.push(dwarf::package_of(name).to_string());
+        }
         match &probe.site {
             Site::Function { pattern, ret } => {
                 let funcs = self.bin.functions_matching(pattern);

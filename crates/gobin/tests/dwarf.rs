@@ -649,6 +649,30 @@ fn a_query_holds_a_fraction_of_the_sections() {
     );
 }
 
+/// The units of a package said beforehand are kept by the pass over `.debug_info`:
+/// finding a function there then inflates no more of it.
+#[test]
+fn units_of_packages_said_beforehand_are_kept_by_the_pass() {
+    let tc = testprogs::newest();
+    let exe = testprogs::build("vars", &tc, Variant::Default);
+    let bytes = std::fs::read(&exe).unwrap();
+    let bin = gobin::GoBinary::parse(&bytes).unwrap();
+    let held_after_lookup = |packages: &[&str]| {
+        let d = Dwarf::load_sections(|name| bin.dwarf_section(name)).unwrap();
+        d.will_read_packages(packages.iter().copied());
+        d.inflate(&[".debug_info"]);
+        let after_pass = d.held_of(".debug_info");
+        d.function("main.scalars").unwrap();
+        (after_pass, d.held_of(".debug_info"))
+    };
+    let (plain_pass, plain_lookup) = held_after_lookup(&[]);
+    let (kept_pass, kept_lookup) = held_after_lookup(&["main"]);
+    assert!(kept_pass > plain_pass, "{kept_pass} vs {plain_pass}");
+    // The lookup reads only `main`'s unit, which was kept.
+    assert!(plain_lookup > plain_pass);
+    assert_eq!(kept_lookup, kept_pass);
+}
+
 /// What a query costs on a big executable: `$GOTAP_BIG_GO` names one, such as
 /// `cmd/go` built with DWARF (`go build -o /tmp/cmdgo cmd/go`). Run with
 /// `cargo test --release -p gobin --test dwarf lookup_cost -- --ignored --nocapture`.

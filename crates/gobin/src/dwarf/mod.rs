@@ -207,6 +207,8 @@ pub struct Dwarf<'data> {
     units: OnceLock<Result<Vec<UnitSlot<'data>>>>,
     /// Every section by its name, for [`Dwarf::inflate`].
     sections: Vec<(&'static str, R<'data>)>,
+    /// Packages whose units queries will read ([`Dwarf::will_read_packages`]).
+    wanted: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'data> Dwarf<'data> {
@@ -252,7 +254,20 @@ impl<'data> Dwarf<'data> {
             gimli,
             units: OnceLock::new(),
             sections: readers,
+            wanted: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Says that queries will read the units of these packages (Go import paths, as
+    /// [`package_of`] gives them; a probed function's package): the one pass over a
+    /// compressed `.debug_info` keeps their bytes as it goes by, instead of inflating
+    /// them again when they are read. Only a pass that has not started yet heeds it.
+    pub fn will_read_packages<'a>(&self, packages: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut w) = self.wanted.lock() {
+            w.extend(packages.into_iter().map(str::to_string));
+            w.sort();
+            w.dedup();
+        }
     }
 
     /// Makes the named sections ready to read now (`.debug_info`, `.debug_loclists`,
@@ -323,15 +338,28 @@ impl<'data> Dwarf<'data> {
         let mut slots = Vec::new();
         let mut error = None;
         let mut units = UnitStarts::default();
+        // The segments of the units of packages queries are known to read are kept
+        // as the pass goes by them.
+        let wanted = self.wanted.lock().map(|w| w.clone()).unwrap_or_default();
+        let keep = std::cell::RefCell::new(std::collections::BTreeSet::new());
         let mut found = |start: usize, total: usize, prefix: &[u8]| {
             if error.is_none() {
                 match self.slot_from_prefix(&info, start, total, prefix) {
-                    Ok(slot) => slots.push(slot),
+                    Ok(slot) => {
+                        if wanted.contains(&slot.name) && total > 0 {
+                            let last = start.saturating_add(total - 1) / inflate::SEGMENT;
+                            keep.borrow_mut().extend(start / inflate::SEGMENT..=last);
+                        }
+                        slots.push(slot)
+                    }
                     Err(e) => error = Some(e),
                 }
             }
         };
-        if info.scan(|at, bytes| units.feed(at, bytes, &mut found)) {
+        if info.scan_keeping(
+            |at, bytes| units.feed(at, bytes, &mut found),
+            |i| keep.borrow().contains(&i),
+        ) {
             units.finish(&mut found);
             return match error {
                 Some(e) => Err(e),
@@ -439,6 +467,15 @@ impl<'data> Dwarf<'data> {
     /// checkpoints of compressed ones. Sections read in place are not counted.
     pub fn held(&self) -> usize {
         self.sections.iter().map(|(_, r)| r.held()).sum()
+    }
+
+    /// As [`Dwarf::held`], for the section called `name` alone.
+    pub fn held_of(&self, name: &str) -> usize {
+        self.sections
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, r)| r.held())
+            .sum()
     }
 
     /// The number of compile units.

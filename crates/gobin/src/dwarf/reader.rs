@@ -94,13 +94,43 @@ impl<'data> Lazy<'data> {
 
     /// Takes the pass to the stream's end now, handing the output to `observe` if
     /// the pass starts here. Returns whether `observe` saw the whole output.
-    fn pass_all(&self, len: usize, observe: impl FnMut(usize, &[u8])) -> bool {
+    /// Each segment the pass goes by whole is kept if `keep` says so at its end.
+    fn pass_all(
+        &self,
+        len: usize,
+        mut observe: impl FnMut(usize, &[u8]),
+        keep: impl Fn(usize) -> bool,
+    ) -> bool {
         self.with_pass(len, |pass, done| {
             if pass.reached() > 0 || pass.finished() {
                 pass.advance(usize::MAX, |_, _| {}, done)?;
                 return Ok(false);
             }
-            pass.advance(usize::MAX, observe, done)?;
+            // The segment being gone by, copied as it comes.
+            let mut current: Vec<u8> = Vec::new();
+            pass.advance(
+                usize::MAX,
+                |at, mut bytes| {
+                    observe(at, bytes);
+                    let mut at = at;
+                    while !bytes.is_empty() {
+                        let i = at / SEGMENT;
+                        let end = inflate::segment_range(i, len).end;
+                        let take = (end - at).min(bytes.len());
+                        current.extend_from_slice(&bytes[..take]);
+                        (at, bytes) = (at + take, &bytes[take..]);
+                        if at == end {
+                            if keep(i)
+                                && let Some(slot) = self.segments.get(i)
+                            {
+                                let _ = slot.set(std::mem::take(&mut current).into());
+                            }
+                            current.clear();
+                        }
+                    }
+                },
+                done,
+            )?;
             Ok(true)
         })
         .unwrap_or(false)
@@ -260,7 +290,19 @@ impl<'data> SectionReader<'data> {
     /// Makes the section ready, handing the whole section to `observe` in order (its
     /// offset, then bytes) if that happens now. Returns false when the section was
     /// ready already, and `observe` saw nothing.
-    pub fn scan(&self, mut observe: impl FnMut(usize, &[u8])) -> bool {
+    pub fn scan(&self, observe: impl FnMut(usize, &[u8])) -> bool {
+        self.scan_keeping(observe, |_| false)
+    }
+
+    /// As [`SectionReader::scan`], keeping the segments (of [`inflate::SEGMENT`]
+    /// bytes) for which `keep` says so once the pass has gone by them, so that reading
+    /// them later inflates nothing. `keep(i)` is asked after `observe` has seen all of
+    /// segment `i`.
+    pub fn scan_keeping(
+        &self,
+        mut observe: impl FnMut(usize, &[u8]),
+        keep: impl Fn(usize) -> bool,
+    ) -> bool {
         match &self.data.source {
             Source::Borrowed(_) | Source::Owned(_) => false,
             Source::Zlib(z) if z.segments.len() == 1 => {
@@ -270,7 +312,7 @@ impl<'data> SectionReader<'data> {
                 observe(0, z.segment(0, self.data.len));
                 true
             }
-            Source::Zlib(z) => z.pass_all(self.data.len, observe),
+            Source::Zlib(z) => z.pass_all(self.data.len, observe, keep),
         }
     }
 
