@@ -586,6 +586,59 @@ fn damaged_dwarf_is_an_error_not_a_panic() {
     }
     // The damage is real: many of the questions failed, and said so.
     assert!(errors > 20, "only {errors} errors");
+
+    // The same with the damage in the compressed streams, read a segment at a time.
+    let bin = gobin::GoBinary::parse(&bytes).unwrap();
+    let mut errors = 0;
+    for damage in 0..12usize {
+        let mut streams: HashMap<&str, (Vec<u8>, usize)> = HashMap::new();
+        for name in [
+            ".debug_info",
+            ".debug_abbrev",
+            ".debug_loclists",
+            ".debug_line",
+        ] {
+            if let Some(gobin::dwarf::Section::Zlib { stream, size }) = bin.dwarf_section(name) {
+                let mut z = stream.to_vec();
+                match damage % 3 {
+                    0 => z.truncate(z.len() * (damage + 1) / 14),
+                    1 => z
+                        .iter_mut()
+                        .skip(damage * 11 + 2)
+                        .step_by(1009)
+                        .for_each(|b| *b ^= 0x5a),
+                    _ => z
+                        .iter_mut()
+                        .skip(damage * 3 + 40)
+                        .take(3)
+                        .for_each(|b| *b = 0),
+                }
+                streams.insert(name, (z, size));
+            }
+        }
+        let d = Dwarf::load_sections(|name| match streams.get(name) {
+            Some((z, size)) => Some(gobin::dwarf::Section::Zlib {
+                stream: z,
+                size: *size,
+            }),
+            None => bin.dwarf_section(name),
+        });
+        let Ok(d) = d else {
+            errors += 1;
+            continue;
+        };
+        d.inflate(&[".debug_info", ".debug_loclists"]);
+        let answers = [
+            d.function("main.scalars").map(|_| ()),
+            d.variables_at("main.scalars", main_unit.entry).map(|_| ()),
+            d.statement_lines("main.composite").map(|_| ()),
+            d.type_named("runtime.g")
+                .and_then(|t| d.members(t))
+                .map(|_| ()),
+        ];
+        errors += answers.iter().filter(|a| a.is_err()).count();
+    }
+    assert!(errors > 10, "only {errors} errors from damaged streams");
 }
 
 /// Every compressed DWARF section of every toolchain's build inflates to what

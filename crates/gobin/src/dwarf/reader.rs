@@ -101,39 +101,48 @@ impl<'data> Lazy<'data> {
         mut observe: impl FnMut(usize, &[u8]),
         keep: impl Fn(usize) -> bool,
     ) -> bool {
-        self.with_pass(len, |pass, done| {
-            if pass.reached() > 0 || pass.finished() {
-                pass.advance(usize::MAX, |_, _| {}, done)?;
-                return Ok(false);
-            }
-            // The segment being gone by, copied as it comes.
-            let mut current: Vec<u8> = Vec::new();
-            pass.advance(
-                usize::MAX,
-                |at, mut bytes| {
-                    observe(at, bytes);
-                    let mut at = at;
-                    while !bytes.is_empty() {
-                        let i = at / SEGMENT;
-                        let end = inflate::segment_range(i, len).end;
-                        let take = (end - at).min(bytes.len());
-                        current.extend_from_slice(&bytes[..take]);
-                        (at, bytes) = (at + take, &bytes[take..]);
-                        if at == end {
-                            if keep(i)
-                                && let Some(slot) = self.segments.get(i)
-                            {
-                                let _ = slot.set(std::mem::take(&mut current).into());
+        // Kept segments are stored once the pass is done and its lock let go of: a
+        // reader of one of them may be waiting for that lock inside the segment's
+        // `OnceLock`, which storing would wait for in turn.
+        let mut kept: Vec<(usize, Box<[u8]>)> = Vec::new();
+        let saw = self
+            .with_pass(len, |pass, done| {
+                if pass.reached() > 0 || pass.finished() {
+                    pass.advance(usize::MAX, |_, _| {}, done)?;
+                    return Ok(false);
+                }
+                // The segment being gone by, copied as it comes.
+                let mut current: Vec<u8> = Vec::new();
+                pass.advance(
+                    usize::MAX,
+                    |at, mut bytes| {
+                        observe(at, bytes);
+                        let mut at = at;
+                        while !bytes.is_empty() {
+                            let i = at / SEGMENT;
+                            let end = inflate::segment_range(i, len).end;
+                            let take = (end - at).min(bytes.len());
+                            current.extend_from_slice(&bytes[..take]);
+                            (at, bytes) = (at + take, &bytes[take..]);
+                            if at == end {
+                                if keep(i) {
+                                    kept.push((i, std::mem::take(&mut current).into()));
+                                }
+                                current.clear();
                             }
-                            current.clear();
                         }
-                    }
-                },
-                done,
-            )?;
-            Ok(true)
-        })
-        .unwrap_or(false)
+                    },
+                    done,
+                )?;
+                Ok(true)
+            })
+            .unwrap_or(false);
+        for (i, bytes) in kept {
+            if let Some(slot) = self.segments.get(i) {
+                let _ = slot.set(bytes);
+            }
+        }
+        saw
     }
 
     /// Bytes the pass holds: its checkpoints, and its buffer while it runs.
