@@ -85,6 +85,7 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
     let go = bin.go()?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let mut since_release = 0;
     for pat in patterns {
         let found = go.functions_matching(pat);
         if found.is_empty() {
@@ -96,9 +97,11 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
             }
             // Each site reads a function's first bytes and its tables once; the
             // pages of thousands of them need not stay in memory.
-            if out.len() % 1024 == 1023 {
+            if since_release == 1024 {
                 bin.release_all();
+                since_release = 0;
             }
+            since_release += 1;
             let site = match gobin::x86::probe_site(&go, &f) {
                 Ok(s) => s,
                 Err(e) => {

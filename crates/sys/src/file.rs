@@ -8,7 +8,7 @@ pub use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 
-/// Maps `path` read-only and privately. The caller must not expect the bytes to
+/// Maps `path` read-only (shared, so its pages are the page cache's). The caller must not expect the bytes to
 /// stay the same if another process rewrites the file meanwhile (a rebuild replaces
 /// the file by rename, which leaves this mapping intact).
 pub fn map_file(path: &Path) -> Result<Mmap> {
@@ -16,7 +16,7 @@ pub fn map_file(path: &Path) -> Result<Mmap> {
         path: path.into(),
         source,
     })?;
-    // SAFETY: the mapping is read-only and private; memmap2 keeps it valid for the
+    // SAFETY: the mapping is read-only; memmap2 keeps it valid for the
     // life of the Mmap. A concurrent in-place truncation could fault, which is why
     // toolchains replace binaries by rename.
     unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|source| Error::File {

@@ -12,7 +12,9 @@
 //! something first reads it.
 //!
 //! A general zlib library cannot be stopped and resumed at an arbitrary bit of its
-//! input, which is why this module decodes deflate itself. A checkpoint may fall
+//! input, which is why this module decodes deflate itself. A pass that reaches the
+//! stream's end checks its Adler-32; a segment inflated again from a checkpoint is
+//! the same bytes the pass produced. A checkpoint may fall
 //! inside a Huffman block, between two symbols; resuming re-reads the block's header
 //! to rebuild its code tables.
 
@@ -154,6 +156,8 @@ pub struct Pass<'a> {
     ended: bool,
     /// How much of `zlib` has been handed to `done`.
     done_to: usize,
+    /// The Adler-32 of the output so far, checked against the stream's at its end.
+    adler: u32,
     index: Index,
 }
 
@@ -168,6 +172,7 @@ impl<'a> Pass<'a> {
             next: SEGMENT,
             ended: false,
             done_to: 0,
+            adler: 1,
             index: Index {
                 size,
                 checkpoints: vec![Checkpoint {
@@ -237,6 +242,7 @@ impl<'a> Pass<'a> {
                 return Err(Corrupt("zlib stream inflates to more than its stated size"));
             }
             observe(base + o, &self.buf[o..at]);
+            self.adler = zlib_rs::adler32::adler32(self.adler, &self.buf[o..at]);
             if base + at >= want && !self.ended {
                 let window = &self.buf[at.saturating_sub(WINDOW)..at];
                 let cp = self.d.checkpoint(base + at, window)?;
@@ -265,6 +271,7 @@ impl<'a> Pass<'a> {
             if self.base + self.o != size {
                 return Err(Corrupt("zlib stream inflates to less than its stated size"));
             }
+            self.d.trailer(self.adler)?;
         }
         Ok(())
     }
@@ -324,6 +331,7 @@ pub fn whole(zlib: &[u8], size: usize) -> Result<Vec<u8>> {
         return Err(Corrupt("zlib stream inflates to less than its stated size"));
     }
     buf.truncate(size);
+    d.trailer(zlib_rs::adler32::adler32(1, &buf))?;
     Ok(buf)
 }
 
@@ -576,6 +584,19 @@ impl<'a> Decoder<'a> {
         d.block = cp.block;
         d.bits = Bits::at(data, cp.bit);
         Ok(d)
+    }
+
+    /// After the last block: checks that the input did not run out, and that the
+    /// zlib trailer (the Adler-32 of the output, big-endian, on the next byte
+    /// boundary) is `adler`.
+    fn trailer(&self, adler: u32) -> Result<()> {
+        self.bits.check()?;
+        let at = self.bits.bit().div_ceil(8);
+        match self.bits.data.get(at..at + 4) {
+            Some(t) if u32::from_be_bytes([t[0], t[1], t[2], t[3]]) == adler => Ok(()),
+            Some(_) => Err(Corrupt("zlib stream's Adler-32 does not match its data")),
+            None => Err(Corrupt("zlib stream ends without its Adler-32")),
+        }
     }
 
     fn checkpoint(&self, out: usize, window: &[u8]) -> Result<Checkpoint> {
@@ -941,6 +962,13 @@ mod tests {
         assert!(whole(&z[..z.len() / 2], plain.len()).is_err());
         assert!(whole(&[0x78], 1).is_err());
         assert!(whole(&[0x79, 0x9c, 0, 0], 1).is_err());
+        // A changed byte of stored data decodes, and the Adler-32 catches it.
+        let stored = zlib(&plain, 0);
+        let mut bad = stored.clone();
+        bad[1000] ^= 1;
+        assert!(whole(&stored, plain.len()).is_ok());
+        assert!(whole(&bad, plain.len()).is_err());
+        assert!(scan(&bad, plain.len(), |_, _| {}, |_| {}).is_err());
         // Flipped bits anywhere: an error or other bytes, never a panic.
         for i in (2..z.len()).step_by(97) {
             let mut bad = z.clone();

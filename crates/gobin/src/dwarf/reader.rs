@@ -244,6 +244,13 @@ impl<'data> Shared<'data> {
     }
 }
 
+fn stream_len(section: &Section<'_>) -> usize {
+    match section {
+        Section::Zlib { stream, .. } => stream.len(),
+        Section::Bytes(b) => b.len(),
+    }
+}
+
 /// Bytes `start..end` of a shared section.
 #[derive(Clone)]
 pub struct SectionReader<'data> {
@@ -257,6 +264,11 @@ impl<'data> SectionReader<'data> {
         let (len, source) = match section {
             Section::Bytes(Cow::Borrowed(b)) => (b.len(), Source::Borrowed(b)),
             Section::Bytes(Cow::Owned(v)) => (v.len(), Source::Owned(v.into_boxed_slice())),
+            // Deflate inflates at most 1032 bytes a byte: a larger stated size is a
+            // damaged header, read as an empty section rather than allocated for.
+            Section::Zlib { size, .. } if size / 1032 > stream_len(&section) => {
+                (0, Source::Borrowed(&[][..]))
+            }
             Section::Zlib { stream, size } => (
                 size,
                 Source::Zlib(Box::new(Lazy {
@@ -318,7 +330,13 @@ impl<'data> SectionReader<'data> {
                 if z.segments[0].get().is_some() {
                     return false;
                 }
-                observe(0, z.segment(0, self.data.len));
+                // A corrupt stream inflates to nothing, which `observe` must not take
+                // for an empty section.
+                let seg = z.segment(0, self.data.len);
+                if seg.len() != self.data.len {
+                    return false;
+                }
+                observe(0, seg);
                 true
             }
             Source::Zlib(z) => z.pass_all(self.data.len, observe, keep),
