@@ -45,6 +45,13 @@ pub fn parse_cpu_list(text: &str) -> Option<usize> {
     highest.map(|h| h + 1)
 }
 
+/// The size of a memory page.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf only reads a constant of the process.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).unwrap_or(4096)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

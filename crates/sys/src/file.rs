@@ -40,19 +40,13 @@ pub fn release_pages(map: &Mmap, part: &[u8]) {
     // The mapping starts on a page, so page-aligned offsets in it are page-aligned
     // addresses; the range grows to whole pages (those of neighbours come back on
     // their next read).
-    let page = page_size();
+    let page = crate::cpu::page_size();
     let start = (at - base) & !(page - 1);
     let len = at - base + part.len() - start;
     // SAFETY: the mapping is read-only, so it holds no changes of ours that dropping
     // its pages could lose: every byte reads the same afterwards, from the file.
     // Slices borrowed from the map stay valid (the range stays mapped).
     let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).unwrap_or(4096).max(4096)
 }
 
 #[cfg(test)]

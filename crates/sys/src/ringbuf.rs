@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bpf::MapKind;
 
+use crate::cpu::page_size;
 use crate::error::{Error, Result};
 use crate::map::Map;
 use crate::syscall::{Call, syscall};
@@ -40,12 +41,6 @@ pub struct RingBuf {
 
 // The mappings are plain shared memory that the struct owns; it may move threads.
 unsafe impl Send for RingBuf {}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf only reads a constant of the process.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p).unwrap_or(4096)
-}
 
 impl RingBuf {
     /// Maps `map`'s pages. The consumer keeps its own descriptor of the map, so it
