@@ -101,17 +101,22 @@ fn read_u64(map: &Map, key: u32) -> u64 {
 }
 
 /// `counts[key]++` where key is the attach cookie (0 without one).
+/// R0 = the element of `map` whose u32 key is at fp-4; on to `out` if there is none.
+fn lookup_or_skip(a: &mut Asm, map: MapId, out: bpf::Label) {
+    a.ld_map(Reg::R1, map);
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
+    a.call(Helper::MapLookupElem);
+    a.jmp(Cond::Eq, Reg::R0, 0, out);
+}
+
 fn counter_program(map: MapId) -> ProgramSpec {
     let mut a = Asm::new();
     let out = a.label();
     // R1 holds the context; get_attach_cookie wants it.
     a.call(Helper::GetAttachCookie);
     a.emit(Insn::stx(Size::W, Reg::R10, -4, Reg::R0));
-    a.ld_map(Reg::R1, map);
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
-    a.call(Helper::MapLookupElem);
-    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    lookup_or_skip(&mut a, map, out);
     a.emit(Insn::mov64(Reg::R1, 1));
     a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R1).unwrap());
     a.bind(out);
@@ -140,11 +145,7 @@ fn bpf_to_bpf_calls_run_in_the_kernel() {
     let out = a.label();
     let add2 = a.label();
     a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
-    a.ld_map(Reg::R1, MapId(0));
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
-    a.call(Helper::MapLookupElem);
-    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    lookup_or_skip(&mut a, MapId(0), out);
     a.emit(Insn::mov64(Reg::R6, Reg::R0));
     a.emit(Insn::mov64(Reg::R1, 5));
     a.call_fn(add2);
@@ -180,11 +181,7 @@ fn a_helper_calls_back_a_bpf_function() {
     a.call(Helper::Loop);
     a.emit(Insn::ldx(Size::DW, Reg::R6, Reg::R10, -16));
     a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
-    a.ld_map(Reg::R1, MapId(0));
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
-    a.call(Helper::MapLookupElem);
-    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    lookup_or_skip(&mut a, MapId(0), out);
     a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R6).unwrap());
     a.bind(out);
     a.emit(Insn::mov64(Reg::R0, 0)).exit();
@@ -219,11 +216,7 @@ fn the_context_holds_go_register_arguments() {
         bpf::X86Reg::GO_INT_ARGS[0].offset(),
     ));
     a.emit(Insn::st(Size::W, Reg::R10, -4, 0));
-    a.ld_map(Reg::R1, MapId(0));
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(bpf::AluOp::Add, Reg::R2, -4));
-    a.call(Helper::MapLookupElem);
-    a.jmp(Cond::Eq, Reg::R0, 0, out);
+    lookup_or_skip(&mut a, MapId(0), out);
     a.emit(Insn::atomic_add(Size::DW, Reg::R0, 0, Reg::R6).unwrap());
     a.bind(out);
     a.emit(Insn::mov64(Reg::R0, 0)).exit();
