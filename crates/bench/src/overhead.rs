@@ -40,8 +40,19 @@ fn ns_sample(f: &Finished, cmd: &Command) -> Result<Sample> {
 /// Case `i`'s time over case 0's (the untraced run) in µs per one of `count` events
 /// (`ms` samples; NaN when nothing was counted).
 pub fn micros_each(r: &[crate::stats::Runs], i: usize, count: f64) -> Cell {
+    micros_per(&r[i], &r[0], "ms", count)
+}
+
+/// `traced`'s `key` (milliseconds) over `untraced`'s, in µs per one of `count` events
+/// (NaN when nothing was counted).
+pub fn micros_per(
+    traced: &crate::stats::Runs,
+    untraced: &crate::stats::Runs,
+    key: &str,
+    count: f64,
+) -> Cell {
     scaled(
-        &paired_difference(&r[i], &r[0], "ms"),
+        &paired_difference(traced, untraced, key),
         if count > 0.0 {
             1000.0 / count
         } else {
@@ -63,7 +74,8 @@ pub fn scaled(c: &Cell, k: f64) -> Cell {
     }
 }
 
-fn times_floor(c: &Cell, floor: &Cell) -> String {
+/// `c` as a multiple of `floor`'s median, for a row's note.
+pub fn times_floor(c: &Cell, floor: &Cell) -> String {
     match (c.median(), floor.median()) {
         (Some(a), Some(f)) if f > 0.0 => format!("{:.1}× floor", a / f),
         _ => "× floor: —".into(),

@@ -17,10 +17,10 @@
 use crate::Config;
 use crate::error::{Error, Result};
 use crate::exec::{self, Finished};
-use crate::overhead::{micros_each, scaled};
+use crate::overhead::{micros_each, micros_per, times_floor};
 use crate::report::{Goal, Row};
 use crate::setup::Env;
-use crate::stats::{Case, Cell, Sample, Stat, interleave, paired_difference};
+use crate::stats::{Case, Cell, Sample, Stat, interleave};
 use crate::tools::{bpftrace, bpftrace_bare, cmdline};
 use std::process::Command;
 use std::time::Duration;
@@ -171,10 +171,6 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         .unwrap_or(0.0);
     let per = |i: usize| micros_each(&r, i, growths);
     let (tool, peer, floor) = (per(1), per(2), per(3));
-    let times = |c: &Cell| match (c.median(), floor.median()) {
-        (Some(a), Some(f)) if f > 0.0 => format!("{:.1}× floor", a / f),
-        _ => "× floor: —".into(),
-    };
     let lost = r[1].stat("lost").median().unwrap_or(0.0);
     // A tracer that missed growths (armed late) would look cheap: such runs count.
     let short = r[5..7]
@@ -182,21 +178,8 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         .flat_map(|x| x.values("growths"))
         .filter(|n| *n < growths)
         .count();
-    let per_sys = |i: usize| {
-        scaled(
-            &paired_difference(&r[i], &r[4], "sys_ms"),
-            if growths > 0.0 {
-                1000.0 / growths
-            } else {
-                f64::NAN
-            },
-        )
-    };
+    let per_sys = |i: usize| micros_per(&r[i], &r[4], "sys_ms", growths);
     let (tool_sys, peer_sys, floor_sys) = (per_sys(5), per_sys(6), per_sys(7));
-    let times_sys = |c: &Cell| match (c.median(), floor_sys.median()) {
-        (Some(a), Some(f)) if f > 0.0 => format!("{:.1}× floor", a / f),
-        _ => "× floor: —".into(),
-    };
     Ok(vec![
         Row::new(g, "untraced wall time", "ms", r[0].stat("ms"), Cell::None).note(format!(
             "{growths:.0} stack growths (as gotap counts them; `{}` args {})",
@@ -231,8 +214,8 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         .goal(Goal::RatioAtMost(0.2), "#6")
         .note(format!(
             "{}; bpftrace {}; gotap counts every growth per function and sizes in the kernel and prints every {EVERY}th with its backtrace (lost records, median: {lost:.0})",
-            times(&tool),
-            times(&peer)
+            times_floor(&tool, &floor),
+            times_floor(&peer, &floor)
         )),
         Row::new(
             g,
@@ -243,8 +226,8 @@ pub fn stackgrow(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         )
         .note(format!(
             "{}; bpftrace {}; the floor (empty bpftrace program at copystack's `push rbp`) {}; runs in which a watching tracer counted fewer growths than there were (armed late): {short}",
-            times_sys(&tool_sys),
-            times_sys(&peer_sys),
+            times_floor(&tool_sys, &floor_sys),
+            times_floor(&peer_sys, &floor_sys),
             floor_sys
                 .median()
                 .map(|f| format!("{f:.2} µs"))
