@@ -356,7 +356,7 @@ impl<'data> Dwarf<'data> {
                 }
             }
         };
-        if info.scan_keeping(
+        if info.scan(
             |at, bytes| units.feed(at, bytes, &mut found),
             |i| keep.borrow().contains(&i),
         ) {

@@ -244,13 +244,6 @@ impl<'data> Shared<'data> {
     }
 }
 
-fn stream_len(section: &Section<'_>) -> usize {
-    match section {
-        Section::Zlib { stream, .. } => stream.len(),
-        Section::Bytes(b) => b.len(),
-    }
-}
-
 /// Bytes `start..end` of a shared section.
 #[derive(Clone)]
 pub struct SectionReader<'data> {
@@ -266,7 +259,7 @@ impl<'data> SectionReader<'data> {
             Section::Bytes(Cow::Owned(v)) => (v.len(), Source::Owned(v.into_boxed_slice())),
             // Deflate inflates at most 1032 bytes a byte: a larger stated size is a
             // damaged header, read as an empty section rather than allocated for.
-            Section::Zlib { size, .. } if size / 1032 > stream_len(&section) => {
+            Section::Zlib { stream, size } if size / 1032 > stream.len() => {
                 (0, Source::Borrowed(&[][..]))
             }
             Section::Zlib { stream, size } => (
@@ -305,21 +298,16 @@ impl<'data> SectionReader<'data> {
 
     /// Makes the section ready ([`SectionReader::is_ready`]) if nobody has yet.
     pub fn make_ready(&self) {
-        self.scan(|_, _| {});
+        self.scan(|_, _| {}, |_| false);
     }
 
     /// Makes the section ready, handing the whole section to `observe` in order (its
-    /// offset, then bytes) if that happens now. Returns false when the section was
-    /// ready already, and `observe` saw nothing.
-    pub fn scan(&self, observe: impl FnMut(usize, &[u8])) -> bool {
-        self.scan_keeping(observe, |_| false)
-    }
-
-    /// As [`SectionReader::scan`], keeping the segments (of [`inflate::SEGMENT`]
-    /// bytes) for which `keep` says so once the pass has gone by them, so that reading
-    /// them later inflates nothing. `keep(i)` is asked after `observe` has seen all of
-    /// segment `i`.
-    pub fn scan_keeping(
+    /// offset, then bytes) if that happens now, and keeping the segments (of
+    /// [`inflate::SEGMENT`] bytes) for which `keep` says so once the pass has gone by
+    /// them, so that reading them later inflates nothing. `keep(i)` is asked after
+    /// `observe` has seen all of segment `i`. Returns false when the section was ready
+    /// already, and `observe` saw nothing.
+    pub fn scan(
         &self,
         mut observe: impl FnMut(usize, &[u8]),
         keep: impl Fn(usize) -> bool,
