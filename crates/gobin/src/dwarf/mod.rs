@@ -8,7 +8,8 @@
 //!
 //! - on the first query, the list of unit headers with each unit's root DIE (its
 //!   package name). In a compressed section they are collected during the one pass
-//!   over its stream ([`inflate::scan`]), which keeps none of the rest;
+//!   over its stream ([`inflate::Pass`]), which keeps only the units of packages said
+//!   beforehand ([`Dwarf::will_read_packages`]);
 //! - per unit, when a function is looked up in it, an index of its top-level
 //!   subprograms by name: one pass over that unit's DIEs that decodes only the name
 //!   and origin attributes and skips the rest. A function name's package prefix picks
