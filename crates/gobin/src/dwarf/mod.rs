@@ -31,7 +31,7 @@
 //! loader may hand them over as stored ([`Section::Zlib`]). A zlib stream can only be
 //! read from its start, so each section is passed over once, leaving a checkpoint
 //! every 256 KiB of output, and a 256 KiB segment is then inflated from its
-//! checkpoint when something first reads it ([`reader`], [`inflate`]): a script
+//! checkpoint when something first reads it (`reader.rs`, [`inflate`]): a script
 //! that reads variables never inflates the line table, one that probes functions by
 //! name reads no DWARF at all, and `gotap -L` on one function of `cmd/go` holds
 //! about 2 MB of its 12 MB of inflated DWARF.
@@ -273,7 +273,7 @@ impl<'data> Dwarf<'data> {
 
     /// Makes the named sections ready to read now (`.debug_info`, `.debug_loclists`,
     /// …): the one pass over each compressed stream that every later read needs
-    /// ([`reader`]), in two shares of about equal size on this thread and a second
+    /// (`reader.rs`), in two shares of about equal size on this thread and a second
     /// one, instead of one after the other as queries first read them. The pass over
     /// `.debug_info` also lists its units. Worth it when the caller knows what it will
     /// read: reading a variable needs `.debug_info`, then its location list and its
