@@ -36,6 +36,10 @@ helpers! {
     MapUpdateElem = 2, "map_update_elem";
     /// `long map_delete_elem(map, key)`. Linux 3.19.
     MapDeleteElem = 3, "map_delete_elem";
+    /// `long tail_call(ctx, prog_array_map, index)`: jumps to the program at `index`
+    /// of a `BPF_MAP_TYPE_PROG_ARRAY` and does not return; falls through when the
+    /// slot is empty. Linux 4.2.
+    TailCall = 12, "tail_call";
     /// `u64 ktime_get_ns(void)`: monotonic clock. Linux 4.1.
     KtimeGetNs = 5, "ktime_get_ns";
     /// `long trace_printk(fmt, fmt_size, ...)`: debugging only. Linux 4.1.

@@ -15,6 +15,9 @@ pub enum MapKind {
     PerCpuHash,
     /// Linux 4.6.
     PerCpuArray,
+    /// Programs a `tail_call` jumps to: `u32` keys, program file descriptors as
+    /// `u32` values written from user space. Linux 4.2.
+    ProgArray,
     /// Linux 4.4.
     PerfEventArray,
     /// Linux 4.6.
@@ -32,6 +35,7 @@ impl MapKind {
         match self {
             MapKind::Hash => 1,
             MapKind::Array => 2,
+            MapKind::ProgArray => 3,
             MapKind::PerfEventArray => 4,
             MapKind::PerCpuHash => 5,
             MapKind::PerCpuArray => 6,

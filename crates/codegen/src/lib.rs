@@ -56,6 +56,7 @@
 mod access;
 mod backtrace;
 mod builtins;
+pub mod dispatch;
 mod emit;
 mod entry;
 mod format;
