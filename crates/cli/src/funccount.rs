@@ -39,7 +39,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     armed.attach(
         &Placement {
             program: 0,
-            binary: &bin.path,
+            binary: bin.attach_path(),
             offsets: &offsets,
             cookies: &cookies,
         },

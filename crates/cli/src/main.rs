@@ -26,6 +26,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
+    // First, before any thread starts: from here on SIGINT, SIGTERM and SIGHUP end
+    // gotap within milliseconds, whatever the main thread is doing.
+    sys::Signals::new()?;
     match args::parse(std::env::args_os().skip(1))? {
         args::Command::Help => {
             println!("{}", args::USAGE);

@@ -7,13 +7,13 @@
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bpf::script::{ScriptSpec, UserProbe, UserProbeKind, counter};
 use lang::ProbeKind;
 
-use crate::args::{ScriptArgs, ScriptSource};
+use crate::args::{ScriptArgs, ScriptSource, Target};
 use crate::binary::Binary;
 use crate::maps::KernelGlobals;
 use crate::session::{self, Armed, End, Handler, Traced};
@@ -21,6 +21,7 @@ use crate::session::{self, Armed, End, Handler, Traced};
 pub fn run(a: &ScriptArgs) -> Result<i32> {
     let started = Instant::now();
     let signals = sys::Signals::new()?;
+    check_outputs(a)?;
     let (name, text) = match &a.source {
         Some(ScriptSource::File(p)) => (
             p.display().to_string(),
@@ -35,6 +36,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
             bail!("-d {d}: the stages are ast, types, ir, bpf, verifier");
         }
     }
+    session::phase("parse");
     let mut sm = lang::SourceMap::new();
     let file = sm.add(&name, &text);
     let (mut script, diags) = lang::parse(
@@ -52,8 +54,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         eprint!("{}", lang::print_script(&script));
     }
 
-    let path = script_binary(&script, &a.target)?;
-    let bin = Binary::open(&path)?;
+    session::phase("check");
+    let bin = script_binary(&script, &a.target)?;
     let target =
         codegen::GoTarget::new(bin.go()?, bin.path.display().to_string()).releasing(bin.releaser());
     let (info, mut diags) = lang::check(&script, &target);
@@ -82,13 +84,15 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     };
     passed("parsed the script, resolved its probe points and checked its types");
     let mut traced = Traced::start(&a.target)?;
+    session::phase("compile");
     let compiled = session::compile(&script, &info, &target, &sm, &traced)?;
     passed("compiled the probes to eBPF");
     if dumps.contains(&"bpf") || dumps.contains(&"ir") {
         eprint!("{}", compiled.disassemble());
     }
     let spec = &compiled.spec;
-    let mut armed = match Armed::load(&spec.object, dumps.contains(&"verifier")) {
+    session::phase("load");
+    let mut armed = match Armed::load_script(spec, dumps.contains(&"verifier")) {
         Ok(a) => a,
         Err(e) => return Err(load_error(e, &compiled, &sm)),
     };
@@ -99,15 +103,20 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     armed.init_scalars(spec)?;
     passed("loaded the programs (the kernel's verifier)");
-    armed.attach_all(&spec.attachments, traced.scope())?;
-    passed(&format!("{} probes attached", armed.probe_count()));
-
     let mut out: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?)
         }
         None => Box::new(std::io::stdout()),
     };
+    session::phase("attach");
+    armed.attach_script(&bin, traced.scope())?;
+    passed(&format!(
+        "{} probes attached through {} links",
+        armed.probe_count(),
+        armed.link_count()
+    ));
+
     let ctx = runtime::interp::Context {
         pid: i64::from(std::process::id()),
         tid: i64::from(std::process::id()),
@@ -191,12 +200,16 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
             sm: &sm,
             bias_pid: traced.pid(),
             bias_done: false,
-            path: bin.path.display().to_string(),
+            bin: &bin,
             go: &go,
         };
         session::run(&signals, ring.as_mut(), &mut traced, &mut loop_h)?
     };
+    sys::trace_ends();
+    let code = traced.finish(end)?;
+    session::phase("detach");
     armed.detach();
+    passed("detached");
     if let Some(r) = ring.as_mut() {
         r.drain(|rec| run.held.push(rec))?;
     }
@@ -207,6 +220,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         eprintln!("ERROR: {msg}");
         failed = true;
     }
+    session::phase("end");
     {
         let mut globals = KernelGlobals { maps: &armed.maps };
         for p in spec
@@ -238,14 +252,79 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     if failed {
         return Ok(1);
     }
-    Ok(match end {
-        End::ChildExited(_) | End::Signal | End::ProcessGone | End::Requested => 0,
-    })
+    Ok(code)
+}
+
+/// Every file the run will write is checked before anything is attached, so that a
+/// trace does not end in an error about it.
+fn check_outputs(a: &ScriptArgs) -> Result<()> {
+    for (flag, path) in [
+        ("-o", &a.output),
+        ("--folded", &a.folded),
+        ("--svg", &a.svg),
+    ] {
+        if let Some(p) = path {
+            session::check_output(flag, p)?;
+        }
+    }
+    Ok(())
 }
 
 /// The one executable the script's process probes name (relative paths from the
-/// current directory), or the `-c`/`-x` target's.
-fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Result<PathBuf> {
+/// current directory), or the `-c`/`-x` target's, opened. With `-x PID`, a path that
+/// names the process's executable is that process's file, even when a redeploy has
+/// replaced or removed what is at the path since it started.
+fn script_binary(script: &lang::ast::Script, target: &Target) -> Result<Binary> {
+    let (named, bare) = named_binaries(script)?;
+    let target_path = session::target_binary(target)?;
+    let mut others: Vec<PathBuf> = Vec::new();
+    let mut names_target = false;
+    for p in &named {
+        if target_path
+            .as_deref()
+            .is_some_and(|t| crate::binary::names(p, t))
+        {
+            names_target = true;
+            continue;
+        }
+        let canon =
+            std::fs::canonicalize(p).with_context(|| format!("process(\"{}\")", p.display()))?;
+        if !others.contains(&canon) {
+            others.push(canon);
+        }
+    }
+    match (target_path, others.len()) {
+        (Some(t), 0) => {
+            let bin = Binary::open(&t)?;
+            if let Target::Pid(pid) = target
+                && bin.is_replaced()
+            {
+                eprintln!(
+                    "gotap: note: {} was replaced or removed since process {pid} started; probing the executable it runs (/proc/{pid}/exe)",
+                    bin.path.display()
+                );
+            }
+            Ok(bin)
+        }
+        (_, 1) if !bare && !names_target => Binary::open(&others[0]),
+        (None, 0) if bare => bail!("process probes without a path need -c CMD or -x PID"),
+        (None, 0) => bail!(
+            "the script probes no Go binary: name one with process(\"BIN\"), -c CMD or -x PID"
+        ),
+        (t, _) => {
+            let mut all: Vec<String> = t.iter().map(|t| t.display().to_string()).collect();
+            all.extend(others.iter().map(|p| p.display().to_string()));
+            bail!(
+                "the script probes several binaries ({}); gotap traces one binary per run",
+                all.join(", ")
+            )
+        }
+    }
+}
+
+/// The paths the script's process probes name (absolute, not yet resolved), and
+/// whether any names none.
+fn named_binaries(script: &lang::ast::Script) -> Result<(Vec<PathBuf>, bool)> {
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut bare = false;
     for item in &script.items {
@@ -258,7 +337,7 @@ fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Re
             if let Ok(ProbeKind::Process(pp)) = lang::probe::probe_kind(pt) {
                 match pp.path {
                     Some(p) => {
-                        let p = std::fs::canonicalize(&p)
+                        let p = std::path::absolute(Path::new(&p))
                             .with_context(|| format!("process(\"{p}\")"))?;
                         if !paths.contains(&p) {
                             paths.push(p);
@@ -269,31 +348,7 @@ fn script_binary(script: &lang::ast::Script, target: &crate::args::Target) -> Re
             }
         }
     }
-    if let Some(t) = session::target_binary(target)? {
-        let t = std::fs::canonicalize(&t).with_context(|| format!("{}", t.display()))?;
-        if bare && !paths.contains(&t) {
-            paths.push(t.clone());
-        }
-        if paths.is_empty() {
-            paths.push(t);
-        }
-    } else if bare {
-        bail!("process probes without a path need -c CMD or -x PID");
-    }
-    match paths.len() {
-        0 => bail!(
-            "the script probes no Go binary: name one with process(\"BIN\"), -c CMD or -x PID"
-        ),
-        1 => Ok(paths.remove(0)),
-        _ => bail!(
-            "the script probes several binaries ({}); gotap traces one binary per run",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    Ok((paths, bare))
 }
 
 fn load_error(
@@ -462,7 +517,7 @@ struct Loop<'r, 'a, 'd, 'i> {
     sm: &'r lang::SourceMap,
     bias_pid: Option<u32>,
     bias_done: bool,
-    path: String,
+    bin: &'r Binary,
     go: &'r gobin::GoBinary<'d>,
 }
 
@@ -473,9 +528,12 @@ impl Loop<'_, '_, '_, '_> {
         if self.bias_done || !self.go.is_pie() {
             return;
         }
+        // The mapping is found by inode: its name is the path as the process sees
+        // it, which differs from ours in another mount namespace.
         if let Some(pid) = self.bias_pid
             && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            && let Some(b) = runtime::symbolize::bias_from_maps(&maps, &self.path, 0)
+            && let Some(b) =
+                runtime::symbolize::bias_from_maps(&maps, &self.bin.maps_name(&maps), 0)
         {
             self.run.sym.set_bias(b);
             self.bias_done = true;

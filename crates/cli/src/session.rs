@@ -1,16 +1,35 @@
 //! One trace from start to end, whatever the tool: load the programs, attach them,
 //! release the `-c` command, wait for events, signals, the command's end or a timer,
-//! then detach. Attachment prefers multi-uprobe links (Linux 6.6), which place and
-//! remove thousands of probes at once; one perf-event uprobe costs about 0.1 s to
-//! remove, so a fallback trace with many probes is slow to end.
+//! then stop the command, detach and pass its exit status on.
+//!
+//! Attachment is one multi-uprobe link per binary (Linux 6.6), however many probe
+//! statements a script has: identical programs are loaded once, and different ones
+//! share the link through a dispatcher (see `codegen::dispatch`). Releasing a link
+//! costs an RCU grace period (~46 ms) in uninterruptible sleep; where several links
+//! exist (a kernel without multi-uprobe links, or cookies no dispatcher can choose
+//! by), they are released from several threads at once so the periods overlap.
+//!
+//! Signals are answered by a thread of their own (`sys::Signals`): outside the trace
+//! a signal ends gotap at once, during it the first one ends the trace in order.
+//!
+//! For tests, `GOTAP_TEST_STALL=PHASE` makes gotap stop at the start of a phase
+//! (`parse`, `check`, `compile`, `load`, `attach`, `detach`, `end`) after saying so on
+//! stderr, and never go on: a stand-in for a pass that runs for minutes without
+//! checking anything, so that a test can signal gotap there.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::args::Target;
-use crate::binary;
+use crate::binary::{self, Binary};
+
+/// How long a `-c` command gets to end after `SIGTERM` when the trace ends first.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// At most this many threads release links at once.
+const RELEASE_THREADS: usize = 128;
 
 /// The process side of a trace: what `-c` started, what `-x` named, or nothing.
 pub enum Traced {
@@ -50,19 +69,88 @@ impl Traced {
     pub fn scope(&self) -> sys::Scope {
         self.pid().map_or(sys::Scope::All, sys::Scope::Pid)
     }
+
+    /// Stops the `-c` command if the trace ended before it (`SIGTERM`, then `SIGKILL`
+    /// after half a second), reaps it, and returns the exit code gotap passes on: the
+    /// command's own when it ended by itself, 0 when gotap ended it (or never let it
+    /// run) or there is none. A `-x` process is never signalled.
+    pub fn finish(&mut self, end: End) -> Result<i32> {
+        if let End::ChildExited(code) = end {
+            return Ok(code);
+        }
+        let Traced::Child(c) = self else {
+            return Ok(0);
+        };
+        if !c.released() {
+            // Ended before it ran (`exit()` in a begin probe): gotap killed it.
+            c.kill();
+            return Ok(0);
+        }
+        if let Some(status) = c.try_wait()? {
+            return Ok(sys::exit_code(status));
+        }
+        c.stop(STOP_GRACE)?;
+        Ok(0)
+    }
 }
 
 /// The binary a trace is about when the command line names none: the `-c` command's
-/// program or the `-x` process's executable.
+/// program or the `-x` process's executable (`/proc/PID/exe`, which reaches it even
+/// when its path was replaced or is in another mount namespace).
 pub fn target_binary(target: &Target) -> Result<Option<std::path::PathBuf>> {
     match target {
         Target::Any => Ok(None),
-        Target::Pid(p) => binary::pid_path(*p).map(Some),
+        Target::Pid(p) => {
+            binary::pid_path(*p)?;
+            Ok(Some(format!("/proc/{p}/exe").into()))
+        }
         Target::Command(cmd) => {
             let words = binary::split_command(cmd)?;
             binary::command_path(&words[0]).map(Some)
         }
     }
+}
+
+/// Says a phase begins; stops there for good if `GOTAP_TEST_STALL` names it (see the
+/// module's documentation).
+pub fn phase(name: &str) {
+    static STALL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let stall = STALL.get_or_init(|| std::env::var("GOTAP_TEST_STALL").ok());
+    if stall.as_deref() == Some(name) {
+        eprintln!("gotap: test stall at {name}");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Checks, before anything is attached, that gotap can write the file `path` given
+/// to `flag`, so that a long trace does not end in an error about it. An existing file
+/// is opened for appending (not truncated); a new one is created and removed again.
+pub fn check_output(flag: &str, path: &Path) -> Result<()> {
+    let what = || format!("{flag} {}", path.display());
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{}: is a directory", what()),
+        // A device or a named pipe (`/dev/null`, a FIFO) is written as it is; opening
+        // a pipe nobody reads yet would wait.
+        Ok(m) if !m.is_file() => {}
+        Ok(_) => {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(what)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(what)?;
+            let _ = std::fs::remove_file(path);
+        }
+        Err(e) => return Err(e).with_context(what),
+    }
+    Ok(())
 }
 
 /// Programs in the kernel, with their maps and the probes that run them.
@@ -71,6 +159,8 @@ pub struct Armed {
     pub programs: Vec<sys::LoadedProgram>,
     links: Vec<Link>,
     multi: bool,
+    /// Where a script's programs go, as `codegen::dispatch` planned it.
+    planned: Vec<bpf::script::AttachSpec>,
 }
 
 #[allow(dead_code)] // The links are held for their file descriptors.
@@ -117,7 +207,47 @@ impl Armed {
             programs,
             links: Vec::new(),
             multi,
+            planned: Vec::new(),
         })
+    }
+
+    /// Loads a compiled script as `codegen::dispatch` plans it: each distinct program
+    /// once, and a dispatcher when different programs share a binary, with its
+    /// tables filled.
+    pub fn load_script(spec: &bpf::script::ScriptSpec, verbose_log: bool) -> Result<Armed> {
+        let multi = sys::uprobe_multi_supported();
+        let plan = codegen::dispatch::plan(&spec.object, &spec.attachments, multi);
+        let mut armed = Armed::load(&plan.object, verbose_log)?;
+        if let Some(t) = &plan.table {
+            armed.fill(t).context("filling the dispatcher's tables")?;
+        }
+        armed.planned = plan.attachments;
+        Ok(armed)
+    }
+
+    /// Writes the dispatcher's cookie → slot array and its program array.
+    fn fill(&self, t: &codegen::dispatch::Table) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let map = |id: bpf::MapId| self.maps.get(id.0 as usize).context("dispatcher map");
+        let cookies = map(t.cookies)?;
+        for (cookie, slot) in &t.entries {
+            cookies.update(
+                &cookie.to_le_bytes(),
+                &slot.to_le_bytes(),
+                sys::UpdateFlags::Any,
+            )?;
+        }
+        let programs = map(t.programs)?;
+        for (slot, p) in t.slots.iter().enumerate() {
+            let fd = self.programs.get(*p).context("dispatched program")?;
+            let fd = fd.as_fd().as_raw_fd() as u32;
+            programs.update(
+                &(slot as u32).to_le_bytes(),
+                &fd.to_le_bytes(),
+                sys::UpdateFlags::Any,
+            )?;
+        }
+        Ok(())
     }
 
     /// Places the probes of one program.
@@ -131,13 +261,7 @@ impl Armed {
         }
         if self.multi {
             let link = sys::UprobeMulti::attach(prog, p.binary, p.offsets, p.cookies, scope)
-                .with_context(|| {
-                    format!(
-                        "attaching {} probes to {}",
-                        p.offsets.len(),
-                        p.binary.display()
-                    )
-                })?;
+                .with_context(|| format!("attaching {} probes", p.offsets.len()))?;
             self.links.push(Link::Multi(link));
         } else {
             for (i, off) in p.offsets.iter().enumerate() {
@@ -146,26 +270,32 @@ impl Armed {
                 self.links.push(Link::Single(probe));
             }
         }
+        // The trace begins with its probes: from here the first signal ends it in
+        // order (`session::run` sees it), where before it ended gotap at once.
+        sys::trace_begins();
         Ok(())
     }
 
-    /// Places every attachment of a compiled script.
-    pub fn attach_all(
-        &mut self,
-        attachments: &[bpf::script::AttachSpec],
-        scope: sys::Scope,
-    ) -> Result<()> {
-        for at in attachments {
+    /// Places every probe of a script loaded with [`Armed::load_script`] in `bin`,
+    /// through the path it was opened by.
+    pub fn attach_script(&mut self, bin: &Binary, scope: sys::Scope) -> Result<()> {
+        let shown = bin.path.display().to_string();
+        for at in std::mem::take(&mut self.planned) {
             let offsets: Vec<u64> = at.sites.iter().map(|s| s.file_offset).collect();
             let cookies: Vec<u64> = at.sites.iter().map(|s| s.cookie).collect();
+            let path = if at.binary == shown {
+                bin.attach_path()
+            } else {
+                Path::new(&at.binary)
+            };
             let placement = Placement {
                 program: at.program,
-                binary: at.binary.as_ref(),
+                binary: path,
                 offsets: &offsets,
                 cookies: &cookies,
             };
             self.attach(&placement, scope)
-                .with_context(|| at.probe.clone())?;
+                .with_context(|| format!("{} in {}", at.probe, at.binary))?;
         }
         Ok(())
     }
@@ -197,10 +327,46 @@ impl Armed {
             .sum()
     }
 
-    /// Removes every probe now (the maps stay readable).
-    pub fn detach(&mut self) {
-        self.links.clear();
+    /// How many links hold the probes.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
     }
+
+    /// Removes every probe now (the maps stay readable), releasing the links from
+    /// several threads at once so that their grace periods overlap.
+    pub fn detach(&mut self) {
+        release(std::mem::take(&mut self.links));
+    }
+}
+
+impl Drop for Armed {
+    /// On an error path too, links go as [`Armed::detach`] releases them.
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Drops `links`, each thread of up to [`RELEASE_THREADS`] a share of them: one
+/// release waits for a grace period, and waits in different threads overlap
+/// (measured on multi-uprobe links: 20 released from one thread in 924 ms, from 20
+/// threads in 68 ms). A thread that cannot be started leaves its share to this one.
+fn release(links: Vec<Link>) {
+    if links.len() <= 1 {
+        return;
+    }
+    let threads = links.len().min(RELEASE_THREADS);
+    let mut shares: Vec<Vec<Link>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, l) in links.into_iter().enumerate() {
+        shares[i % threads].push(l);
+    }
+    std::thread::scope(|s| {
+        for share in shares {
+            // On failure the closure, and the share with it, is dropped here.
+            let _ = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(s, move || drop(share));
+        }
+    });
 }
 
 /// Why a trace ended.
@@ -235,7 +401,21 @@ pub trait Handler {
 
 /// Waits until the trace ends, handing records and ticks to `h`. The signals must
 /// have been blocked (`sys::Signals::new`) before any thread or child was started.
+/// During the wait the first signal is the loop's; once it returns, any signal ends
+/// gotap at once.
 pub fn run(
+    signals: &sys::Signals,
+    ring: Option<&mut sys::RingBuf>,
+    traced: &mut Traced,
+    h: &mut dyn Handler,
+) -> Result<End> {
+    sys::trace_begins();
+    let end = wait(signals, ring, traced, h);
+    sys::trace_ends();
+    end
+}
+
+fn wait(
     signals: &sys::Signals,
     ring: Option<&mut sys::RingBuf>,
     traced: &mut Traced,

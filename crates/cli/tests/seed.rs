@@ -449,7 +449,8 @@ fn verbose_reports_the_time_of_each_pass() {
         "parsed the script, resolved its probe points and checked its types",
         "compiled the probes to eBPF",
         "loaded the programs (the kernel's verifier)",
-        "1 probes attached",
+        "1 probes attached through 1 links",
+        "detached",
     ];
     let lines: Vec<&str> = stderr
         .lines()

@@ -16,10 +16,17 @@ pub fn map_file(path: &Path) -> Result<Mmap> {
         path: path.into(),
         source,
     })?;
+    map_open(&file, path)
+}
+
+/// Maps an opened `file` as [`map_file`] does; `path` names it in errors. For a file
+/// reached through a link that may not be a path any more (`/proc/PID/exe` of a
+/// deleted executable).
+pub fn map_open(file: &File, path: &Path) -> Result<Mmap> {
     // SAFETY: the mapping is read-only; memmap2 keeps it valid for the
     // life of the Mmap. A concurrent in-place truncation could fault, which is why
     // toolchains replace binaries by rename.
-    unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|source| Error::File {
+    unsafe { memmap2::MmapOptions::new().map(file) }.map_err(|source| Error::File {
         path: path.into(),
         source,
     })

@@ -20,9 +20,11 @@ mod uprobe;
 
 pub use cpu::possible_cpus;
 pub use error::{Error, Result, SyscallError, VerifierError};
-pub use file::{Mmap, map_file, release_pages};
+pub use file::{Mmap, map_file, map_open, release_pages};
 pub use map::{Map, UpdateFlags};
-pub use process::{HeldChild, Signals, exit_code, spawn_held, wait_readable};
+pub use process::{
+    HeldChild, Signals, exit_code, spawn_held, trace_begins, trace_ends, wait_readable,
+};
 pub use prog::{AttachKind, LoadOptions, LoadedObject, LoadedProgram};
 pub use ringbuf::RingBuf;
 pub use uprobe::{Scope, Uprobe, UprobeMulti, uprobe_multi_supported, uprobe_pmu_type};

@@ -1,6 +1,9 @@
-//! Processes gotap traces: a command started held (`-c`), so that its probes are armed
-//! before its first instruction, and the signals that end a trace (`SIGINT`, `SIGTERM`),
-//! read from a `signalfd` so the main loop can wait on them beside the ring buffer.
+//! Processes gotap traces and the signals that end a trace. A command is started held
+//! (`-c`), so that its probes are armed before its first instruction, and it never
+//! outlives gotap: it is stopped and reaped when gotap ends, and killed by the kernel
+//! if gotap is killed. `SIGINT`, `SIGTERM` and `SIGHUP` are read by a thread of their
+//! own from a `signalfd`, so that they are answered whatever the main thread is doing
+//! (a compile that runs for minutes, a system call that takes long): see [`Signals`].
 //! These are process plumbing, not kernel tracing calls: they use libc directly, outside
 //! the fakeable `syscall` door, and are tested by starting real processes.
 
@@ -11,7 +14,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -25,10 +30,13 @@ pub struct HeldChild {
 
 /// Starts `program` with `args` held: the child is forked and waits, before it executes
 /// the program, for gotap to write one byte into a pipe. Its process id is known at once
-/// (it keeps it through `exec`), so probes can be scoped to it. If gotap dies before
-/// releasing it, the child is killed (`PR_SET_PDEATHSIG`, cleared again once released,
-/// so that a released command outlives gotap); one dropped unreleased is killed and
-/// reaped. Signals blocked in gotap (see [`Signals`]) are unblocked in the child.
+/// (it keeps it through `exec`), so probes can be scoped to it. If gotap dies, even by
+/// `SIGKILL`, the kernel kills the child (`PR_SET_PDEATHSIG`, set before `exec` and
+/// kept through it, as bpftrace and stap do). That signal comes when the *thread* that
+/// forked the child ends, not the process: call this from the main thread, which lives
+/// as long as gotap. One dropped unreleased is killed and reaped. Signals blocked in
+/// gotap (see [`Signals`]) are unblocked in the child. The child is the one [`Signals`]
+/// stops when a signal ends gotap at once.
 ///
 /// `std::process::Command` cannot do this: its `spawn` waits until the child has
 /// executed the program, so a child held before `exec` would hold gotap too.
@@ -56,13 +64,7 @@ pub fn spawn_held(program: &OsStr, args: &[OsString]) -> Result<HeldChild> {
     let mut envp: Vec<*const libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
     envp.push(std::ptr::null());
 
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Error::syscall("pipe2", io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = pipe(libc::O_CLOEXEC)?;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: after fork the child calls only async-signal-safe functions (close, prctl,
     // getppid, sigprocmask, read, execve, _exit) on memory prepared before the fork; it
@@ -98,12 +100,12 @@ pub fn spawn_held(program: &OsStr, args: &[OsString]) -> Result<HeldChild> {
                 }
                 libc::_exit(127);
             }
-            libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
             libc::execve(c_path.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
     }
     drop(read);
+    CHILD.store(pid, Ordering::SeqCst);
     Ok(HeldChild {
         pid,
         gate: Some(write),
@@ -177,6 +179,7 @@ impl HeldChild {
             if r == 0 {
                 return Ok(None);
             }
+            let _ = CHILD.compare_exchange(self.pid, 0, Ordering::SeqCst, Ordering::SeqCst);
             self.status = Some(ExitStatus::from_raw(st));
             return Ok(self.status);
         }
@@ -212,12 +215,44 @@ impl HeldChild {
         self.signal(libc::SIGKILL);
         let _ = self.reap(0);
     }
+
+    /// Whether the child was released to run its program.
+    pub fn released(&self) -> bool {
+        self.gate.is_none()
+    }
+
+    /// Stops the child as bpftrace does when a trace ends before it: `SIGTERM`, then
+    /// `SIGKILL` if it still runs after `grace`; reaped either way. One never
+    /// released is killed at once. The status is the child's, whether it ended by
+    /// itself before or by the signal.
+    pub fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
+        if let Some(status) = self.try_wait()? {
+            return Ok(status);
+        }
+        if self.gate.is_some() {
+            return self.wait();
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.signal(libc::SIGKILL);
+        self.wait()
+    }
 }
 
 impl Drop for HeldChild {
+    /// A child never released is killed; one released and still running is stopped
+    /// ([`HeldChild::stop`]): it never outlives the trace that started it.
     fn drop(&mut self) {
         if self.gate.is_some() {
             self.kill();
+        } else if self.status.is_none() {
+            let _ = self.stop(Duration::from_millis(500));
         }
     }
 }
@@ -229,60 +264,184 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// `SIGINT`, `SIGTERM` and `SIGHUP`, blocked for the whole process and read from a
-/// `signalfd` instead of interrupting it. Create it before any other thread starts so
-/// that every thread inherits the mask.
-#[derive(Debug)]
+/// The `-c` child a signal stops when it ends gotap at once (0: none).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Where a run is, for the signal thread: before the trace, during it, or after it.
+static PHASE: AtomicU8 = AtomicU8::new(SETUP);
+const SETUP: u8 = 0;
+const TRACE: u8 = 1;
+const ENDING: u8 = 2;
+
+/// How long a child stopped by a signal that ends gotap at once gets to exit after
+/// `SIGTERM` before `SIGKILL`: short, since gotap promises to end within 100 ms.
+const AT_ONCE_GRACE: Duration = Duration::from_millis(20);
+
+/// `SIGINT`, `SIGTERM` and `SIGHUP`, as gotap answers them. They are blocked in every
+/// thread and read from a `signalfd` by a thread of their own, so a signal is seen
+/// whatever the main thread is doing, and nothing there needs to check a flag.
+///
+/// - Before and after a trace (parse, compile, load, attach; detach, end probes), a
+///   signal ends gotap at once: the `-c` child is stopped (`SIGTERM`, then `SIGKILL`
+///   20 ms later) and reaped, and gotap exits with 128 + the signal's number. Probes
+///   and programs go with the process's file descriptors.
+/// - During a trace ([`trace_begins`]), the first signal is handed to the main
+///   loop, which sees [`Signals::as_fd`] readable and ends the trace in order (detach,
+///   drain, end probes, the summary). Any later signal ends gotap at once, with what
+///   it has printed.
+///
+/// `-x` targets are never signalled. One watcher serves the whole process: every
+/// [`Signals::new`] after the first returns a handle to the same one.
+#[derive(Debug, Clone, Copy)]
 pub struct Signals {
-    fd: OwnedFd,
+    /// The read end of the pipe the watcher writes a trace's first signal into.
+    handed: BorrowedFd<'static>,
 }
 
 impl Signals {
+    /// Blocks the signals and starts the watcher. Call it before any other thread
+    /// starts, so that every thread inherits the mask.
     pub fn new() -> Result<Signals> {
-        // SAFETY: the set is initialised by sigemptyset before use; the calls only
-        // read the set and write the old mask to null.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::sigaddset(&mut set, s);
-            }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(Error::syscall(
-                    "pthread_sigmask",
-                    io::Error::last_os_error(),
-                ));
-            }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-            if fd < 0 {
-                return Err(Error::syscall("signalfd", io::Error::last_os_error()));
-            }
-            Ok(Signals {
-                fd: OwnedFd::from_raw_fd(fd),
-            })
+        static HANDED: OnceLock<OwnedFd> = OnceLock::new();
+        if let Some(fd) = HANDED.get() {
+            return Ok(Signals { handed: fd.as_fd() });
         }
+        let signalfd = blocked_signals()?;
+        let (read, write) = pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
+        std::thread::Builder::new()
+            .name("gotap-signals".into())
+            .spawn(move || watch(signalfd, write))
+            .map_err(|e| Error::syscall("pthread_create", e))?;
+        let fd = HANDED.get_or_init(|| read);
+        Ok(Signals { handed: fd.as_fd() })
     }
 
-    /// The signal that arrived, if any, without waiting.
+    /// The signal handed to the main loop, if one was, without waiting.
     pub fn pending(&self) -> Option<i32> {
-        // SAFETY: signalfd_siginfo is plain data; read writes at most its size.
-        unsafe {
-            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
-            let n = libc::read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                std::mem::size_of::<libc::signalfd_siginfo>(),
-            );
-            (n as usize == std::mem::size_of::<libc::signalfd_siginfo>())
-                .then_some(info.ssi_signo as i32)
-        }
+        let mut b = 0u8;
+        // SAFETY: reads at most one byte into a live local.
+        let n = unsafe { libc::read(self.handed.as_raw_fd(), (&mut b as *mut u8).cast(), 1) };
+        (n == 1).then_some(i32::from(b))
     }
 }
 
 impl AsFd for Signals {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.handed
     }
+}
+
+/// The trace begins (its first probes are placed): the next signal is the main
+/// loop's, to end the trace in order. See [`Signals`]. Once begun (or over) it is not
+/// begun again, so a signal already handed over keeps the next one fatal.
+pub fn trace_begins() {
+    let _ = PHASE.compare_exchange(SETUP, TRACE, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// The trace is over, by a signal or not: any signal from now on ends gotap at once.
+pub fn trace_ends() {
+    PHASE.store(ENDING, Ordering::SeqCst);
+}
+
+/// Blocks `SIGINT`, `SIGTERM` and `SIGHUP` in this thread (and so in every thread it
+/// starts) and returns a `signalfd` that reads them.
+fn blocked_signals() -> Result<OwnedFd> {
+    // SAFETY: the set is initialised by sigemptyset before use; the calls only
+    // read the set and write the old mask to null.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(Error::syscall(
+                "pthread_sigmask",
+                io::Error::last_os_error(),
+            ));
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(Error::syscall("signalfd", io::Error::last_os_error()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } < 0 {
+        return Err(Error::syscall("pipe2", io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The signal thread: hands a trace's first signal to the main loop, and ends gotap
+/// at once on any other.
+fn watch(signalfd: OwnedFd, handed: OwnedFd) {
+    loop {
+        let sig = read_signal(&signalfd);
+        let to_loop = PHASE
+            .compare_exchange(TRACE, ENDING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if to_loop {
+            let b = u8::try_from(sig).unwrap_or(libc::SIGTERM as u8);
+            // SAFETY: writes one byte from a live local to a descriptor we own.
+            if unsafe { libc::write(handed.as_raw_fd(), (&b as *const u8).cast(), 1) } == 1 {
+                continue;
+            }
+        }
+        stop_child();
+        std::process::exit(128 + sig);
+    }
+}
+
+/// The next signal from `signalfd`, waiting for it.
+fn read_signal(signalfd: &OwnedFd) -> i32 {
+    loop {
+        // SAFETY: signalfd_siginfo is plain data; read writes at most its size.
+        unsafe {
+            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+            let n = libc::read(
+                signalfd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                std::mem::size_of::<libc::signalfd_siginfo>(),
+            );
+            if n as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
+                return info.ssi_signo as i32;
+            }
+        }
+    }
+}
+
+/// Stops and reaps the `-c` child, if one runs, from the signal thread: `SIGTERM`, and
+/// `SIGKILL` after [`AT_ONCE_GRACE`]. A child the main thread reaps meanwhile is
+/// gone either way (`waitpid` then fails with `ECHILD`).
+fn stop_child() {
+    let pid = CHILD.swap(0, Ordering::SeqCst);
+    if pid <= 0 {
+        return;
+    }
+    let reaped = |flags| {
+        let mut st = 0;
+        // SAFETY: waits for our own child, writing its status into a local.
+        let r = unsafe { libc::waitpid(pid, &mut st, flags) };
+        r == pid || (r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+    };
+    // SAFETY: signals our own child, not yet reaped by this thread.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + AT_ONCE_GRACE;
+    while Instant::now() < deadline {
+        if reaped(libc::WNOHANG) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    while !reaped(0) {}
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes; returns which are.
@@ -352,6 +511,21 @@ mod tests {
         drop(spawn_held("touch".as_ref(), &[m.clone().into()]).expect("spawn"));
         std::thread::sleep(Duration::from_millis(50));
         assert!(!m.exists());
+    }
+
+    #[test]
+    fn a_child_is_stopped_with_sigterm_and_one_that_ignores_it_with_sigkill() {
+        let mut polite = spawn_held("sleep".as_ref(), &["30".into()]).expect("spawn");
+        polite.release().expect("release");
+        let status = polite.stop(Duration::from_secs(5)).expect("stop");
+        assert_eq!(exit_code(status), 128 + libc::SIGTERM);
+        let args: Vec<OsString> = vec!["-c".into(), "trap '' TERM; sleep 30".into()];
+        let mut stubborn = spawn_held("sh".as_ref(), &args).expect("spawn");
+        stubborn.release().expect("release");
+        // Give the shell the time to set its trap before it is signalled.
+        std::thread::sleep(Duration::from_millis(200));
+        let status = stubborn.stop(Duration::from_millis(100)).expect("stop");
+        assert_eq!(exit_code(status), 128 + libc::SIGKILL);
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
 pub struct Symbols<'a, 'd> {
     pub sym: runtime::symbolize::Symbolizer<'a, 'd>,
     go: &'a gobin::GoBinary<'d>,
-    path: String,
+    bin: &'d Binary,
     pid: Option<u32>,
     bias_done: bool,
 }
@@ -148,10 +148,15 @@ impl Symbols<'_, '_> {
             .iter()
             .find(|s| s.offset == 0)
             .map_or(0, |s| s.vaddr);
+        // The mapping is found by inode: its name is the path as the process sees
+        // it, which differs from ours in another mount namespace.
         if let Some(pid) = self.pid
             && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            && let Some(b) =
-                runtime::symbolize::bias_from_maps(&private_maps(&maps), &self.path, first_vaddr)
+            && let Some(b) = runtime::symbolize::bias_from_maps(
+                &private_maps(&maps),
+                &self.bin.maps_name(&maps),
+                first_vaddr,
+            )
         {
             self.sym.set_bias(b);
             self.bias_done = true;
@@ -228,17 +233,23 @@ pub trait Consumer {
 /// `consumer`, and returns the command's exit status.
 pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer) -> Result<i32> {
     let signals = sys::Signals::new()?;
+    for (flag, p) in [("--folded", &a.folded), ("--svg", &a.svg)] {
+        if let Some(p) = p {
+            session::check_output(flag, p)?;
+        }
+    }
     let path = match (&a.binary, session::target_binary(&a.target)?) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => p,
         (None, None) => bail!("{name}: name a binary, -x PID or -c CMD"),
     };
-    let path = std::fs::canonicalize(&path).with_context(|| format!("{}", path.display()))?;
     let bin = Binary::open(&path)?;
+    let path = bin.path.clone();
     let go = bin.go()?;
     let bound = (a.target == Target::Any).then(|| path.display().to_string());
     let mut sm = lang::SourceMap::new();
     let file = sm.add(format!("<{name}>"), script.to_string());
+    session::phase("parse");
     let (mut parsed, diags) = lang::parse(file, script, &lang::ParseOptions::default());
     if lang::has_errors(&diags) {
         bail!("{}", sm.render_all(&diags).trim_end());
@@ -252,6 +263,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     }
     let target =
         codegen::GoTarget::new(bin.go()?, path.display().to_string()).releasing(bin.releaser());
+    session::phase("check");
     let (info, mut diags) = lang::check(&parsed, &target);
     crate::tapset::keep_user_warnings(&mut diags, tapset);
     if lang::has_errors(&diags) {
@@ -262,12 +274,15 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         );
     }
     let mut traced = Traced::start(&a.target)?;
+    session::phase("compile");
     let compiled = session::compile(&parsed, &info, &target, &sm, &traced)?;
     let spec = &compiled.spec;
-    let mut armed = Armed::load(&spec.object, false)?;
+    session::phase("load");
+    let mut armed = Armed::load_script(spec, false)?;
     armed.init_scalars(spec)?;
     let t0 = Instant::now();
-    armed.attach_all(&spec.attachments, traced.scope())?;
+    session::phase("attach");
+    armed.attach_script(&bin, traced.scope())?;
     if a.verbose > 0 {
         eprintln!(
             "{name}: {} probes attached in {:.1} ms",
@@ -291,7 +306,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         sym: Symbols {
             sym: runtime::symbolize::Symbolizer::new(&go, path.display().to_string(), 0),
             go: &go,
-            path: path.display().to_string(),
+            bin: &bin,
             pid: traced.pid(),
             bias_done: false,
         },
@@ -307,6 +322,8 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
         std::thread::sleep(Duration::from_millis(1));
     }
     let end = session::run(&signals, ring.as_mut(), &mut traced, &mut feed)?;
+    let code = traced.finish(end)?;
+    session::phase("detach");
     armed.detach();
     if let Some(r) = ring.as_mut() {
         r.drain(|rec| {
@@ -319,6 +336,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     }
     // The script's `end` probes read what the kernel aggregated, in user space, and
     // print it as lines for the consumer.
+    session::phase("end");
     let ctx = runtime::interp::Context {
         pid: i64::from(std::process::id()),
         ..runtime::interp::Context::default()
@@ -352,10 +370,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     stdout.write_all(&out)?;
     stdout.flush()?;
     report_lost(spec, &armed);
-    Ok(match end {
-        session::End::ChildExited(code) => code,
-        _ => 0,
-    })
+    Ok(code)
 }
 
 /// Events the ring buffer had no room for make the tool's counts short: say so.
