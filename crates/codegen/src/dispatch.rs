@@ -14,8 +14,9 @@
 //!   tail-calls it through a `BPF_MAP_TYPE_PROG_ARRAY`. The called program reads the
 //!   same cookie (it is the link's, not the program's), so `pp()` and friends pick
 //!   their site as before. The cost is a helper call, an inlined array lookup and the
-//!   tail call (measured in the report of this change: within the noise of a ~1 µs
-//!   uprobe hit).
+//!   tail call: measured with `kernel.bpf_stats_enabled` on a counting probe, 62 ns
+//!   of program time a hit attached directly, 107–131 ns dispatched, against a whole
+//!   hit of 1.25–1.8 µs (a 2-core machine under load).
 //!
 //! User space fills the two maps after loading ([`Table`]): the array from cookie to
 //! slot, and each slot with its program's file descriptor.
