@@ -166,6 +166,8 @@ fn a_replaced_binary_is_traced_as_the_process_runs_it() {
     let out = script(&mut t, COUNT);
     assert!(out.contains(&"c=10".to_string()), "{out:?}");
     assert_eq!(funccount(&mut t), 10);
+    let (seen, ran) = gcstat(&mut t);
+    assert_eq!(seen, ran, "GC cycles");
 }
 
 /// Starts `calls 10` as a container would: in new mount and pid namespaces, from a
@@ -218,5 +220,7 @@ fn a_process_in_its_own_mount_namespace_and_root_is_traced() {
         assert!(out.contains(&"c=10".to_string()), "{v}: {out:?}");
         assert_eq!(funccount(&mut t), 10, "{v}");
         assert_backtrace(&backtrace(&mut t), &format!("{v}"));
+        let (seen, ran) = gcstat(&mut t);
+        assert_eq!(seen, ran, "{v}: GC cycles");
     }
 }
