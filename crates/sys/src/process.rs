@@ -519,7 +519,7 @@ mod tests {
         polite.release().expect("release");
         let status = polite.stop(Duration::from_secs(5)).expect("stop");
         assert_eq!(exit_code(status), 128 + libc::SIGTERM);
-        let args: Vec<OsString> = vec!["-c".into(), "trap '' TERM; sleep 30".into()];
+        let args: Vec<OsString> = vec!["-c".into(), "trap '' TERM; exec sleep 30".into()];
         let mut stubborn = spawn_held("sh".as_ref(), &args).expect("spawn");
         stubborn.release().expect("release");
         // Give the shell the time to set its trap before it is signalled.
