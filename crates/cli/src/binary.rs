@@ -77,8 +77,9 @@ impl Binary {
         &self.open
     }
 
-    /// Whether the file at the path the process was started from is no longer the
-    /// one it runs (a redeploy replaced or removed it).
+    /// Whether the file at the path the process was started from is not the one it
+    /// runs (a redeploy replaced or removed it, or the process sees another mount
+    /// namespace).
     pub fn is_replaced(&self) -> bool {
         self.open != self.path
             && std::fs::metadata(&self.path).map_or(true, |m| (m.dev(), m.ino()) != self.id)

@@ -316,7 +316,7 @@ fn script_binary(script: &lang::ast::Script, target: &Target) -> Result<Binary> 
                 && bin.is_replaced()
             {
                 eprintln!(
-                    "gotap: note: {} was replaced or removed since process {pid} started; probing the executable it runs (/proc/{pid}/exe)",
+                    "gotap: note: {} is not the file process {pid} runs (replaced, removed, or in another mount namespace): probing the one it runs, through /proc/{pid}/exe",
                     bin.path.display()
                 );
             }
