@@ -123,14 +123,15 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         target: traced.pid().map_or(0, i64::from),
         ..runtime::interp::Context::default()
     };
+    let go = bin.go()?;
     let mut interp = runtime::interp::Interp::new(
         &script,
         &info,
         &spec.globals,
         ctx,
         runtime::interp::Limits::default(),
-    );
-    let go = bin.go()?;
+    )
+    .with_symbols(usymname(&go, &bin.path, traced.pid()));
     let mut run = Run {
         decoder: runtime::events::Decoder::new(spec)?,
         sym: runtime::symbolize::Symbolizer::new(&go, bin.path.display().to_string(), 0),
@@ -284,6 +285,29 @@ fn check_outputs(a: &ScriptArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `usymname(addr)` in user-space probes: the function of the traced binary at a
+/// run-time address (a PIE's load bias read once from the process's maps).
+fn usymname<'g>(
+    go: &'g gobin::GoBinary<'_>,
+    path: &std::path::Path,
+    pid: Option<u32>,
+) -> impl FnMut(u64) -> Option<String> + 'g {
+    let path = path.display().to_string();
+    let mut bias = None;
+    move |addr| {
+        let b = *bias.get_or_insert_with(|| {
+            let maps = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/maps")).ok());
+            match maps {
+                Some(m) if go.is_pie() => runtime::symbolize::bias_from_maps(&m, &path, 0),
+                _ => None,
+            }
+            .unwrap_or(0)
+        });
+        go.function_at(gobin::VirtAddr(addr.wrapping_sub(b)))
+            .map(|f| f.name.to_string())
+    }
 }
 
 /// The one executable the script's process probes name (relative paths from the

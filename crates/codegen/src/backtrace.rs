@@ -416,17 +416,18 @@ fn chain(l: &mut Lower<'_, '_>, buf: u32, bp_slot: u32, bounds: u32) {
 /// are, and print as unknown stacks).
 const MAX_STACKS: u32 = 16 * 1024;
 
-/// Adds the stack map to `maps` (numbered from `first_map`) when a probe of the
-/// script calls `ubacktrace()` or `sprint_ubacktrace()`.
+/// Adds the stack map to `maps` (numbered from `first_map`) when the script calls a
+/// built-in that needs it (`ubacktrace()`, `sprint_ubacktrace()`).
 pub fn stack_map(
     script: &lang::ast::Script,
+    info: &lang::TypeInfo,
     first_map: usize,
     maps: &mut Vec<bpf::MapSpec>,
 ) -> Option<bpf::MapId> {
     let mut used = false;
     let mut visit = |e: &Expr| {
-        if let lang::ast::ExprKind::Call { name, .. } = &e.kind {
-            used |= matches!(name.name.as_str(), "ubacktrace" | "sprint_ubacktrace");
+        if let Some(lang::Callee::Builtin(id)) = info.callee(e) {
+            used |= id.row().needs.has(lang::builtins::Needs::STACK_MAP);
         }
     };
     for item in &script.items {

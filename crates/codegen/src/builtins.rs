@@ -6,88 +6,70 @@
 
 use bpf::script::{EventSpec, MAX_STRING};
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
-use lang::Type;
-use lang::ast::{Expr, Ident};
+use lang::ast::Expr;
+use lang::{BuiltinId, Type};
 
 use crate::lower::{Lower, Str};
 
-/// A built-in whose value is a `long` (or that has none); with `want`, R0 = value.
-pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _want: bool) {
-    let em = &mut l.em;
-    match name.name.as_str() {
-        "pid" | "tid" => {
-            em.a.call(Helper::GetCurrentPidTgid);
-            if name.name == "pid" {
-                em.e(Insn::alu64(AluOp::Rsh, Reg::R0, 32));
+/// What lowering a built-in call left: a long in R0, a string, or nothing.
+pub enum Value {
+    Long,
+    Str(Str),
+    Void,
+}
+
+/// Lowers a call of the built-in `id`: one arm per row of `lang`'s table. Those the
+/// table says run only in user space were refused by the checker in process probes.
+pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Value {
+    match id {
+        BuiltinId::Pid | BuiltinId::Tid => {
+            l.em.a.call(Helper::GetCurrentPidTgid);
+            if id == BuiltinId::Pid {
+                l.em.e(Insn::alu64(AluOp::Rsh, Reg::R0, 32));
             } else {
-                em.e(Insn::mov32(Reg::R0, Reg::R0));
+                l.em.e(Insn::mov32(Reg::R0, Reg::R0));
             }
+            Value::Long
         }
-        "cpu" => {
-            em.a.call(Helper::GetSmpProcessorId);
+        BuiltinId::Cpu => {
+            l.em.a.call(Helper::GetSmpProcessorId);
+            Value::Long
         }
-        "target" => {
+        BuiltinId::Target => {
+            let em = &mut l.em;
             em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
             em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
+            Value::Long
         }
-        "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
-            em.a.call(Helper::KtimeGetNs);
-            em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.realtime_offset);
-            em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
-            em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
-            let div = match name.name.as_str() {
-                "gettimeofday_us" => 1_000,
-                "gettimeofday_ms" => 1_000_000,
-                "gettimeofday_s" => 1_000_000_000,
-                _ => 1,
-            };
-            if div != 1 {
-                em.e(Insn::alu64(AluOp::Div, Reg::R0, div));
+        BuiltinId::GettimeofdayNs => gettimeofday(l, 1),
+        BuiltinId::GettimeofdayUs => gettimeofday(l, 1_000),
+        BuiltinId::GettimeofdayMs => gettimeofday(l, 1_000_000),
+        BuiltinId::GettimeofdayS => gettimeofday(l, 1_000_000_000),
+        BuiltinId::UserLong => user_int(l, args, 8),
+        BuiltinId::UserInt => user_int(l, args, 4),
+        BuiltinId::UserShort => user_int(l, args, 2),
+        BuiltinId::UserChar => user_int(l, args, 1),
+        BuiltinId::Goid => {
+            goid(l);
+            Value::Long
+        }
+        BuiltinId::Register => {
+            register(l, e, args);
+            Value::Long
+        }
+        BuiltinId::Strlen => {
+            if let Some(a) = args.first() {
+                let s = l.string(a);
+                let at = l.in_scratch(s);
+                l.strlen_reg(at);
             }
+            Value::Long
         }
-        "user_long" | "user_int" | "user_short" | "user_char" => {
-            let size: i32 = match name.name.as_str() {
-                "user_long" => 8,
-                "user_int" => 4,
-                "user_short" => 2,
-                _ => 1,
-            };
-            let Some(a) = args.first() else { return };
-            l.long(a);
-            let t = l.em.alloc(8);
-            l.em.store_imm(t, Size::DW, 0);
-            l.em.e(Insn::mov64(Reg::R7, Reg::R0));
-            l.em.read_user(t, size, Reg::R7);
-            l.em.load(Reg::R0, t);
-            sign_extend(&mut l.em, size as u32);
+        BuiltinId::Printf => {
+            l.printf_call(e, args);
+            Value::Void
         }
-        "goid" => goid(l),
-        "register" => register(l, e, args),
-        "strlen" => {
-            let Some(a) = args.first() else { return };
-            let s = l.string(a);
-            let at = l.in_scratch(s);
-            l.strlen_reg(at);
-        }
-        "isinstr" | "usymname" => {
-            l.em.error(
-                e.span,
-                format!("'{}' is not supported in kernel probes yet", name.name),
-            );
-            l.em.e(Insn::mov64(Reg::R0, 0));
-        }
-        "printf" => {
-            let Some((fmt, rest)) = args.split_first() else {
-                return;
-            };
-            let lang::ast::ExprKind::Str(f) = &fmt.kind else {
-                l.em.error(fmt.span, "the format of 'printf' must be a string literal");
-                return;
-            };
-            let rest: Vec<&Expr> = rest.iter().collect();
-            l.printf(f.as_bytes().to_vec(), &rest);
-        }
-        "print" | "println" => {
+        BuiltinId::Print | BuiltinId::Println => {
             let mut format = Vec::new();
             for a in args {
                 format.extend_from_slice(
@@ -98,161 +80,170 @@ pub fn long_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr], _
                     .as_bytes(),
                 );
             }
-            if name.name == "println" {
+            if id == BuiltinId::Println {
                 format.push(b'\n');
             }
             let all: Vec<&Expr> = args.iter().collect();
             l.printf(format, &all);
+            Value::Void
         }
-        "exit" => {
+        BuiltinId::Exit => {
             l.em.event_only(l.events, EventSpec::Exit);
+            Value::Void
         }
-        "print_ubacktrace" | "print_ubacktrace_fileline" => {
-            crate::backtrace::print(l, args, name.name == "print_ubacktrace_fileline");
+        BuiltinId::PrintUbacktrace | BuiltinId::PrintUbacktraceFileline => {
+            crate::backtrace::print(l, args, id == BuiltinId::PrintUbacktraceFileline);
+            Value::Void
         }
-        "print_usyms" => {
+        BuiltinId::PrintUsyms => {
             if let Some(a) = args.first() {
                 crate::backtrace::print_usyms(l, a);
             }
+            Value::Void
         }
-        other => {
-            l.em.error(
-                e.span,
-                format!("'{other}' is not supported in kernel probes yet"),
-            );
-            l.em.e(Insn::mov64(Reg::R0, 0));
-        }
-    }
-}
-
-/// A built-in whose value is a string.
-pub fn string_call(l: &mut Lower<'_, '_>, e: &Expr, name: &Ident, args: &[Expr]) -> Str {
-    match name.name.as_str() {
-        "go_wait_reason" => {
-            let Some(a) = args.first() else {
-                return l.empty_str();
-            };
-            // The binary's own table, or the numbers themselves when the symbol
-            // table is gone: a name per number either way.
-            let names: Vec<String> = match l.env.target.binary().wait_reasons() {
-                Some(t) => t.iter().map(|s| s.to_string()).collect(),
-                None => (0..64).map(|n| n.to_string()).collect(),
-            };
-            l.long(a);
-            l.em.e(Insn::mov64(Reg::R7, Reg::R0));
-            let at = l.em.alloc(MAX_STRING);
-            let join = l.em.a.label();
-            let known = l.em.a.label();
-            l.em.a.jmp(Cond::Lt, Reg::R7, names.len() as i32, known);
-            l.em.const_str(at, b"unknown");
-            l.em.a.ja(join);
-            l.em.a.bind(known);
-            search(l, &names, 0, names.len(), at, join);
-            l.em.a.bind(join);
-            Str::Scratch(at)
-        }
-        "execname" => {
+        BuiltinId::GoWaitReason => Value::Str(go_wait_reason(l, args)),
+        BuiltinId::Execname => {
             let at = l.em.alloc(MAX_STRING);
             l.em.store_imm(at, Size::DW, 0);
             l.em.store_imm(at + 8, Size::DW, 0);
             l.em.addr(Reg::R1, at);
             l.em.e(Insn::mov64(Reg::R2, 16));
             l.em.a.call(Helper::GetCurrentComm);
-            Str::Scratch(at)
+            Value::Str(Str::Scratch(at))
         }
-        "pp" | "probefunc" | "ppfunc" => {
-            let pp = name.name == "pp";
-            let pick = |s: &(String, String)| if pp { s.0.clone() } else { s.1.clone() };
-            let mut texts: Vec<String> = l.site.each.iter().map(pick).collect();
-            if texts.is_empty() {
-                texts.push(if pp {
-                    l.site.pp.clone()
-                } else {
-                    l.site.function.clone()
-                });
-            }
-            site_string(l, &texts)
+        BuiltinId::Pp => Value::Str(site_string(l, true)),
+        BuiltinId::Probefunc | BuiltinId::Ppfunc => Value::Str(site_string(l, false)),
+        BuiltinId::UserString => Value::Str(user_string(l, args.first(), None, args.get(1))),
+        BuiltinId::UserStringN => {
+            Value::Str(user_string(l, args.first(), args.get(1), args.get(2)))
         }
-        "user_string" | "user_string_n" => {
-            let at = l.em.alloc(MAX_STRING);
-            let Some(a) = args.first() else {
-                return l.empty_str();
-            };
-            let n_arg = if name.name == "user_string_n" {
-                args.get(1)
-            } else {
-                None
-            };
-            let default = args.get(if n_arg.is_some() { 2 } else { 1 });
-            if let Some(n) = n_arg {
-                l.long(n);
-                let t = l.em.alloc(8);
-                l.em.store(t, Reg::R0);
-                l.long(a);
-                l.em.e(Insn::mov64(Reg::R3, Reg::R0));
-                l.em.load(Reg::R2, t);
-                // At most n bytes and the NUL: 1..=MAX_STRING.
-                let small = l.em.a.label();
-                l.em.a
-                    .jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
-                l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
-                l.em.a.bind(small);
-                let pos = l.em.a.label();
-                l.em.a.jmp(Cond::Sge, Reg::R2, 0, pos);
-                l.em.e(Insn::mov64(Reg::R2, 0));
-                l.em.a.bind(pos);
-                l.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
-            } else {
-                l.long(a);
-                l.em.e(Insn::mov64(Reg::R3, Reg::R0));
-                l.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
-            }
-            l.em.addr(Reg::R1, at);
-            l.em.a.call(Helper::ProbeReadUserStr);
-            let ok = l.em.a.label();
-            l.em.a.jmp(Cond::Sgt, Reg::R0, 0, ok);
-            l.em.count(bpf::script::counter::READ_FAULTS);
-            match default {
-                Some(d) => {
-                    let s = l.string(d);
-                    l.copy_str(Str::Scratch(at), s);
-                }
-                None => l.em.store_imm(at, Size::B, 0),
-            }
-            l.em.a.bind(ok);
-            Str::Scratch(at)
-        }
-        "substr" => {
-            let [s, start, len] = args else {
-                return l.empty_str();
-            };
-            substr(l, s, start, len)
-        }
-        "sprintf" => {
-            let Some((fmt, rest)) = args.split_first() else {
-                return l.empty_str();
-            };
-            let lang::ast::ExprKind::Str(f) = &fmt.kind else {
-                l.em.error(fmt.span, "the format of 'sprintf' must be a string literal");
-                return l.empty_str();
-            };
-            l.sprintf(e, f, rest)
-        }
-        "ubacktrace" | "sprint_ubacktrace" => {
-            crate::backtrace::stack_string(l, e, name.name == "sprint_ubacktrace")
-        }
-        "sprint" => match args.first() {
+        BuiltinId::Substr => Value::Str(match args {
+            [s, start, len] => substr(l, s, start, len),
+            _ => l.empty_str(),
+        }),
+        BuiltinId::Sprintf => Value::Str(l.sprintf(e, args.get(1..).unwrap_or(&[]))),
+        BuiltinId::Ubacktrace | BuiltinId::SprintUbacktrace => Value::Str(
+            crate::backtrace::stack_string(l, e, id == BuiltinId::SprintUbacktrace),
+        ),
+        BuiltinId::Sprint => Value::Str(match args.first() {
             Some(a) => l.sprint(a),
             None => l.empty_str(),
-        },
-        other => {
+        }),
+        BuiltinId::Isinstr | BuiltinId::Usymname => {
             l.em.error(
                 e.span,
-                format!("'{other}' is not supported in kernel probes yet"),
+                format!(
+                    "internal error: '{}' runs only in user space, and the checker let it into a process probe",
+                    id.name()
+                ),
             );
-            l.empty_str()
+            Value::Long
         }
     }
+}
+
+/// `gettimeofday_*()`: the monotonic clock plus the offset user space wrote, in
+/// units of `div` ns.
+fn gettimeofday(l: &mut Lower<'_, '_>, div: i32) -> Value {
+    let em = &mut l.em;
+    em.a.call(Helper::KtimeGetNs);
+    em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.realtime_offset);
+    em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
+    em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
+    if div != 1 {
+        em.e(Insn::alu64(AluOp::Div, Reg::R0, div));
+    }
+    Value::Long
+}
+
+/// `user_long(addr)` and its narrower kin: R0 = the `size`-byte integer at `addr`,
+/// sign-extended.
+fn user_int(l: &mut Lower<'_, '_>, args: &[Expr], size: i32) -> Value {
+    let Some(a) = args.first() else {
+        return Value::Long;
+    };
+    l.long(a);
+    let t = l.em.alloc(8);
+    l.em.store_imm(t, Size::DW, 0);
+    l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+    l.em.read_user(t, size, Reg::R7);
+    l.em.load(Reg::R0, t);
+    sign_extend(&mut l.em, size as u32);
+    Value::Long
+}
+
+/// `go_wait_reason(n)`: the binary's own table of reason names, or the numbers
+/// themselves when the symbol table is gone (a name per number either way).
+fn go_wait_reason(l: &mut Lower<'_, '_>, args: &[Expr]) -> Str {
+    let Some(a) = args.first() else {
+        return l.empty_str();
+    };
+    let names: Vec<String> = match l.env.target.binary().wait_reasons() {
+        Some(t) => t.iter().map(|s| s.to_string()).collect(),
+        None => (0..64).map(|n| n.to_string()).collect(),
+    };
+    l.long(a);
+    l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+    let at = l.em.alloc(MAX_STRING);
+    let join = l.em.a.label();
+    let known = l.em.a.label();
+    l.em.a.jmp(Cond::Lt, Reg::R7, names.len() as i32, known);
+    l.em.const_str(at, b"unknown");
+    l.em.a.ja(join);
+    l.em.a.bind(known);
+    search(l, &names, 0, names.len(), at, join);
+    l.em.a.bind(join);
+    Str::Scratch(at)
+}
+
+/// `user_string(addr[, default])` and `user_string_n(addr, n[, default])`.
+fn user_string(
+    l: &mut Lower<'_, '_>,
+    addr: Option<&Expr>,
+    n_arg: Option<&Expr>,
+    default: Option<&Expr>,
+) -> Str {
+    let at = l.em.alloc(MAX_STRING);
+    let Some(a) = addr else {
+        return l.empty_str();
+    };
+    if let Some(n) = n_arg {
+        l.long(n);
+        let t = l.em.alloc(8);
+        l.em.store(t, Reg::R0);
+        l.long(a);
+        l.em.e(Insn::mov64(Reg::R3, Reg::R0));
+        l.em.load(Reg::R2, t);
+        // At most n bytes and the NUL: 1..=MAX_STRING.
+        let small = l.em.a.label();
+        l.em.a
+            .jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
+        l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
+        l.em.a.bind(small);
+        let pos = l.em.a.label();
+        l.em.a.jmp(Cond::Sge, Reg::R2, 0, pos);
+        l.em.e(Insn::mov64(Reg::R2, 0));
+        l.em.a.bind(pos);
+        l.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
+    } else {
+        l.long(a);
+        l.em.e(Insn::mov64(Reg::R3, Reg::R0));
+        l.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+    }
+    l.em.addr(Reg::R1, at);
+    l.em.a.call(Helper::ProbeReadUserStr);
+    let ok = l.em.a.label();
+    l.em.a.jmp(Cond::Sgt, Reg::R0, 0, ok);
+    l.em.count(bpf::script::counter::READ_FAULTS);
+    match default {
+        Some(d) => {
+            let s = l.string(d);
+            l.copy_str(Str::Scratch(at), s);
+        }
+        None => l.em.store_imm(at, Size::B, 0),
+    }
+    l.em.a.bind(ok);
+    Str::Scratch(at)
 }
 
 /// Sign-extends the low `size` bytes of R0.
@@ -369,9 +360,23 @@ fn substr(l: &mut Lower<'_, '_>, s: &Expr, start: &Expr, len: &Expr) -> Str {
     Str::Scratch(out)
 }
 
+/// `pp()` (with `pp`) or `probefunc()`: a string chosen by the site that fired.
+fn site_string(l: &mut Lower<'_, '_>, pp: bool) -> Str {
+    let pick = |s: &(String, String)| if pp { s.0.clone() } else { s.1.clone() };
+    let mut texts: Vec<String> = l.site.each.iter().map(pick).collect();
+    if texts.is_empty() {
+        texts.push(if pp {
+            l.site.pp.clone()
+        } else {
+            l.site.function.clone()
+        });
+    }
+    cookie_string(l, &texts)
+}
+
 /// A string chosen by the site that fired: a search on the attach cookie among the
 /// program's sites, each leaf writing its constant (one string needs no search).
-fn site_string(l: &mut Lower<'_, '_>, texts: &[String]) -> Str {
+fn cookie_string(l: &mut Lower<'_, '_>, texts: &[String]) -> Str {
     let at = l.em.alloc(MAX_STRING);
     if texts.iter().all(|t| *t == texts[0]) {
         l.em.const_str(at, texts[0].as_bytes());

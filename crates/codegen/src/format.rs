@@ -1,17 +1,19 @@
 //! Strings built in the kernel: `sprintf`/`sprint`, and the pretty-printed context
 //! values `$x$`, `$$vars`, `$$parms`, `$$locals`, `$$return`. Most output is
 //! formatted in user space (`printf` sends the values), but these are string values
-//! a script may store, compare or join, so they are made here: the format is split
-//! at compile time into literal pieces and conversions, and numbers are turned into
-//! digits by a bounded loop. In-kernel conversions are `%d %i %u %x %X %o %s %c %p
-//! %%` with a width and the `-` (left-justify) and `0` (pad numbers with zeros)
-//! flags; a precision or another flag is refused with a hint to use `printf`, which
-//! formats in user space. Padding is a bounded copy of a run of pad characters, its
-//! length the width less the piece's length, found at run time.
+//! a script may store, compare or join, so they are made here, from the pieces of the
+//! format the checker parsed ([`lang::format::Format`]): literal text is copied, and
+//! numbers are turned into digits by a bounded loop. The conversions built here are
+//! those [`lang::format::Conversion::kernel_sprintf`] allows (the checker refused the
+//! others at their place): `%d %i %u %x %X %o %p %s %c` with one flag of `- 0 + space
+//! #` and a written width, printing what `runtime::format` prints for them. Padding is
+//! a bounded copy of a run of pad characters, its length the width less the piece's
+//! length, found at run time.
 
 use bpf::script::MAX_STRING;
 use bpf::{AluOp, Cond, Insn, Reg, Size};
 use lang::ast::{Expr, ExprKind, Pretty, TargetBase, TargetExpr, VarSet};
+use lang::format::{Conv, Conversion, Count, Flag, Piece};
 use lang::{GoKind, Type};
 
 use crate::emit::SCRATCH;
@@ -24,20 +26,25 @@ pub struct Radix {
     pub base: i32,
     pub signed: bool,
     pub upper: bool,
-    pub prefix: bool,
+    /// Written before the digits (after the sign): `0x`, `0X`, `0` or nothing.
+    pub prefix: &'static [u8],
+    /// The sign of a non-negative signed number: `+`, ` `, or none (0).
+    pub plus: u8,
 }
 
 pub const DEC: Radix = Radix {
     base: 10,
     signed: true,
     upper: false,
-    prefix: false,
+    prefix: b"",
+    plus: 0,
 };
 pub const HEX: Radix = Radix {
     base: 16,
     signed: false,
     upper: false,
-    prefix: true,
+    prefix: b"0x",
+    plus: 0,
 };
 
 /// The width and flags of a conversion (`%-8s`, `%05d`); width 0 pads nothing.
@@ -48,111 +55,61 @@ struct Pad {
     zero: bool,
 }
 
-enum Piece {
-    Text(String),
+/// How the kernel builds one conversion.
+enum Build {
     Num(Radix, Pad),
     Str(Pad),
     Char(Pad),
 }
 
-fn pieces(fmt: &str) -> Result<Vec<Piece>, String> {
-    let mut out = Vec::new();
-    let mut text = String::new();
-    let mut chars = fmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            text.push(c);
-            continue;
-        }
-        let mut pad = Pad::default();
-        let mut spec = String::from("%");
-        let refuse = |spec: &str| {
-            format!(
-                "'{spec}' cannot be formatted in a kernel probe (widths and the '-' and '0' flags can); use printf, which formats in user space"
-            )
-        };
-        let conv = loop {
-            let Some(c) = chars.next() else {
-                return Err("format ends in the middle of a '%' directive".into());
-            };
-            spec.push(c);
-            match c {
-                '-' if pad.width == 0 => pad.left = true,
-                '0' if pad.width == 0 => pad.zero = true,
-                '1'..='9' | '0' => {
-                    pad.width = pad.width * 10 + (c as u32 - '0' as u32);
-                    if pad.width >= MAX_STRING {
-                        return Err(format!(
-                            "'{spec}': a width of {} or more does not fit a string ({} bytes)",
-                            MAX_STRING,
-                            MAX_STRING - 1
-                        ));
-                    }
-                }
-                c if c.is_ascii_alphabetic() || c == '%' => break c,
-                // A precision, another flag or a length: read up to the conversion,
-                // so the error shows the whole directive.
-                _ => {
-                    for c in chars.by_ref() {
-                        spec.push(c);
-                        if c.is_ascii_alphabetic() || c == '%' {
-                            break;
-                        }
-                    }
-                    return Err(refuse(&spec));
-                }
-            }
-        };
-        if conv == '%' && spec == "%%" {
-            text.push('%');
-            continue;
-        }
-        if !text.is_empty() {
-            out.push(Piece::Text(std::mem::take(&mut text)));
-        }
-        out.push(match conv {
-            'd' | 'i' => Piece::Num(DEC, pad),
-            'u' => Piece::Num(
-                Radix {
-                    signed: false,
-                    ..DEC
-                },
-                pad,
-            ),
-            'x' => Piece::Num(
-                Radix {
-                    prefix: false,
-                    ..HEX
-                },
-                pad,
-            ),
-            'X' => Piece::Num(
-                Radix {
-                    prefix: false,
-                    upper: true,
-                    ..HEX
-                },
-                pad,
-            ),
-            'p' if !pad.zero => Piece::Num(HEX, pad),
-            'o' => Piece::Num(
-                Radix {
-                    base: 8,
-                    signed: false,
-                    upper: false,
-                    prefix: false,
-                },
-                pad,
-            ),
-            's' if !pad.zero => Piece::Str(pad),
-            'c' if !pad.zero => Piece::Char(pad),
-            _ => return Err(refuse(&spec)),
-        });
+/// The digits, sign and prefix of a number conversion, as `runtime::format` writes
+/// them (stap's `number()`): `%p` is `%#x`, `#` prefixes hex and octal.
+fn radix(c: &Conversion) -> Radix {
+    let alt = c.flag == Flag::Alt;
+    let unsigned = |base, prefix| Radix {
+        base,
+        signed: false,
+        upper: false,
+        prefix: if alt { prefix } else { b"" },
+        plus: 0,
+    };
+    match c.conv {
+        Conv::Signed => Radix {
+            plus: match c.flag {
+                Flag::Plus => b'+',
+                Flag::Space => b' ',
+                _ => 0,
+            },
+            ..DEC
+        },
+        Conv::Octal => unsigned(8, b"0"),
+        Conv::Hex => unsigned(16, b"0x"),
+        Conv::HexUpper => Radix {
+            upper: true,
+            ..unsigned(16, b"0X")
+        },
+        Conv::Pointer => HEX,
+        _ => unsigned(10, b""),
     }
-    if !text.is_empty() {
-        out.push(Piece::Text(text));
-    }
-    Ok(out)
+}
+
+/// How to build `c`; the checker has refused what [`Conversion::kernel_sprintf`]
+/// leaves out.
+fn build(c: &Conversion) -> Result<Build, &'static str> {
+    c.kernel_sprintf()?;
+    let pad = Pad {
+        width: match c.width {
+            Count::Static(w) => w as u32,
+            _ => 0,
+        },
+        left: c.flag == Flag::Left,
+        zero: c.flag == Flag::ZeroPad,
+    };
+    Ok(match c.conv {
+        Conv::Str => Build::Str(pad),
+        Conv::Char => Build::Char(pad),
+        _ => Build::Num(radix(c), pad),
+    })
 }
 
 impl Lower<'_, '_> {
@@ -164,8 +121,12 @@ impl Lower<'_, '_> {
     }
 
     fn append_text(&mut self, dst: u32, text: &str) {
+        self.append_bytes(dst, text.as_bytes());
+    }
+
+    fn append_bytes(&mut self, dst: u32, text: &[u8]) {
         let t = self.em.alloc(MAX_STRING);
-        self.em.const_str(t, text.as_bytes());
+        self.em.const_str(t, text);
         self.append(dst, Str::Scratch(t));
         self.em.release(t);
     }
@@ -210,24 +171,23 @@ impl Lower<'_, '_> {
         // 64 bits in octal are 22 digits: the loop ends by index as well.
         self.em.a.jmp(Cond::Gt, Reg::R8, 6, top);
         self.em.a.bind(done);
-        let mut marks: Vec<u8> = Vec::new();
-        if radix.prefix {
-            marks.extend(b"x0");
-        }
-        for m in marks {
-            self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
-            self.em.e(Insn::mov64(Reg::R3, SCRATCH));
-            self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
-            self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(m)));
+        // The prefix and the sign go before the digits, so last-first.
+        for &m in radix.prefix.iter().rev() {
+            self.put_before(o, m);
         }
         if radix.signed {
             let pos = self.em.a.label();
             self.em.a.jmp(Cond::Eq, Reg::R5, 0, pos);
-            self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
-            self.em.e(Insn::mov64(Reg::R3, SCRATCH));
-            self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
-            self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(b'-')));
-            self.em.a.bind(pos);
+            self.put_before(o, b'-');
+            if radix.plus != 0 {
+                let signed = self.em.a.label();
+                self.em.a.ja(signed);
+                self.em.a.bind(pos);
+                self.put_before(o, radix.plus);
+                self.em.a.bind(signed);
+            } else {
+                self.em.a.bind(pos);
+            }
         }
         // R8 = &buf[index]
         self.em.e(Insn::alu64(AluOp::And, Reg::R8, 31));
@@ -236,21 +196,42 @@ impl Lower<'_, '_> {
         self.append_r8(dst);
     }
 
-    /// `sprintf(fmt, args…)` and `sprint(x)` as a string.
-    pub fn sprintf(&mut self, e: &Expr, fmt: &str, args: &[Expr]) -> Str {
+    /// Writes `byte` before the digit at index R8 of the number buffer at offset `o`.
+    fn put_before(&mut self, o: i16, byte: u8) {
+        self.em.e(Insn::alu64(AluOp::Sub, Reg::R8, 1));
+        self.em.e(Insn::mov64(Reg::R3, SCRATCH));
+        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R8));
+        self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(byte)));
+    }
+
+    /// `sprintf(fmt, args…)` as a string, from the format the checker parsed.
+    pub fn sprintf(&mut self, e: &Expr, args: &[Expr]) -> Str {
         let out = self.builder();
-        let ps = match pieces(fmt) {
-            Ok(p) => p,
-            Err(msg) => {
-                self.em.error(e.span, msg);
-                return Str::Scratch(out);
-            }
+        let Some(format) = self.env.info.format(e) else {
+            self.em.error(e.span, "internal error: an unchecked format");
+            return Str::Scratch(out);
         };
         let mut args = args.iter();
-        for p in ps {
-            match p {
-                Piece::Text(t) => self.append_text(out, &t),
-                Piece::Num(r, pad) => {
+        for p in format.pieces() {
+            let c = match p {
+                Piece::Literal(r) => {
+                    self.append_bytes(out, format.literal(r));
+                    continue;
+                }
+                Piece::Conv(c) => c,
+            };
+            let b = match build(c) {
+                Ok(b) => b,
+                Err(why) => {
+                    self.em.error(
+                        e.span,
+                        format!("internal error: the checker let a kernel sprintf have {why}"),
+                    );
+                    continue;
+                }
+            };
+            match b {
+                Build::Num(r, pad) => {
                     if let Some(a) = args.next() {
                         self.long(a);
                         if pad.width == 0 {
@@ -260,7 +241,7 @@ impl Lower<'_, '_> {
                         }
                     }
                 }
-                Piece::Char(pad) => {
+                Build::Char(pad) => {
                     if let Some(a) = args.next() {
                         self.long(a);
                         let t = self.em.alloc(8);
@@ -270,7 +251,7 @@ impl Lower<'_, '_> {
                         self.padded(out, Str::Scratch(t), pad);
                     }
                 }
-                Piece::Str(pad) => {
+                Build::Str(pad) => {
                     if let Some(a) = args.next() {
                         let s = self.string(a);
                         self.padded(out, s, pad);

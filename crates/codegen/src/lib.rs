@@ -263,21 +263,19 @@ pub fn compile(
     compile_full(script, info, target, opts).map(|c| c.spec)
 }
 
-/// Whether a body needs to know its one site (context variables, `pp()`, …).
-fn needs_site(script: &Script) -> impl Fn(&lang::ast::Block) -> bool + '_ {
+/// Whether a body needs to know its one site: it reads context (`$x`, `@defined`)
+/// or calls a built-in whose table row needs the site (the backtraces).
+fn needs_site<'a>(
+    script: &'a Script,
+    info: &'a TypeInfo,
+) -> impl Fn(&lang::ast::Block) -> bool + 'a {
     move |b| {
         let mut needs = false;
         let mut visit = |e: &Expr| match &e.kind {
             ExprKind::Target(_) | ExprKind::Defined(_) => needs = true,
-            ExprKind::Call { name, .. } => {
-                if matches!(
-                    name.name.as_str(),
-                    "print_ubacktrace"
-                        | "print_ubacktrace_fileline"
-                        | "ubacktrace"
-                        | "sprint_ubacktrace"
-                ) {
-                    needs = true;
+            ExprKind::Call { .. } => {
+                if let Some(lang::Callee::Builtin(id)) = info.callee(e) {
+                    needs |= id.row().needs.has(lang::builtins::Needs::SITE);
                 }
             }
             _ => {}
@@ -347,7 +345,7 @@ pub fn compile_full(
     // Maps added while lowering (the `@entry` stores), after the storage's.
     let mut object_maps: Vec<bpf::MapSpec> = Vec::new();
     let path = target.path().to_string();
-    let stacks = backtrace::stack_map(script, storage.object.maps.len(), &mut object_maps);
+    let stacks = backtrace::stack_map(script, info, storage.object.maps.len(), &mut object_maps);
     for pinfo in &info.probes {
         let Some(Item::Probe(probe)) = script.items.get(pinfo.item) else {
             continue;
@@ -373,8 +371,8 @@ pub fn compile_full(
                         Some(Item::Alias(al)) => Some(&al.body),
                         _ => None,
                     });
-                    let per_site = needs_site(script)(&probe.body)
-                        || prologue_body.is_some_and(|b| needs_site(script)(b));
+                    let per_site = needs_site(script, info)(&probe.body)
+                        || prologue_body.is_some_and(|b| needs_site(script, info)(b));
                     for loc in &point.locations {
                         let shared = if per_site {
                             None

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec, MAX_STRING};
 use bpf::{AluOp, Cond, Helper, Insn, Label, Reg, Size};
 use lang::ast::*;
-use lang::{Span, Type};
+use lang::{Binding, Callee, Span, Type};
 
 use crate::emit::{Emitter, KEY_SLOT, SCRATCH, add_event};
 use crate::storage::{LOG_BUCKET_ZERO, STAT_HEADER_WORDS, Slot, hist_buckets, width};
@@ -255,7 +255,7 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     fn delete(&mut self, e: &Expr) {
         match &e.kind {
-            ExprKind::Index { array, keys } => match self.slot(&array.name) {
+            ExprKind::Index { array, keys } => match self.slot(array) {
                 Some(Slot::Array { map, keys: kt, .. })
                 | Some(Slot::Stats { map, keys: kt, .. })
                     if !kt.is_empty() =>
@@ -266,7 +266,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
                 _ => self.em.error(e.span, "cannot delete this element"),
             },
-            ExprKind::Var(id) => match self.slot(&id.name) {
+            ExprKind::Var(id) => match self.slot(id) {
                 Some(Slot::Scalar { offset, ty }) => {
                     self.em
                         .a
@@ -287,7 +287,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
                 Some(Slot::Stats { map, hist, .. }) => self.clear_stat(map, hist),
                 Some(_) => self.em.error(e.span, "cannot delete this"),
-                None => match self.local(&id.name) {
+                None => match self.local(id) {
                     Some((at, _)) => self.em.store_imm(at, Size::DW, 0),
                     None => self.em.error(e.span, "cannot delete this"),
                 },
@@ -318,7 +318,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             );
             return;
         }
-        let (map, kt, value) = match self.slot(&f.array.name) {
+        let (map, kt, value) = match self.slot(&f.array) {
             Some(Slot::Array { map, keys, value }) if !keys.is_empty() => (map, keys, Some(value)),
             Some(Slot::Stats { map, keys, .. }) if !keys.is_empty() => (map, keys, None),
             _ => {
@@ -350,7 +350,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         let mut vars = Vec::new();
         for k in f.keys.iter().chain(&f.value) {
-            match self.local(&k.name) {
+            match self.local(k) {
                 Some(slot) => vars.push(slot),
                 None => {
                     self.em
@@ -537,23 +537,20 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     // ---- names ----
 
-    /// The global `name` names here, unless a parameter of the function being
-    /// inlined shadows it (SystemTap's rule; other locals never shadow globals).
-    fn slot(&self, name: &str) -> Option<Slot> {
-        let shadowed = self.fns.last().is_some_and(|f| {
-            self.env
-                .info
-                .function(&f.name)
-                .is_some_and(|fi| fi.params.iter().any(|p| p.name == name))
-        });
-        if shadowed {
-            return None;
+    /// Where the global `id` names lives, if the checker resolved it to a global.
+    fn slot(&self, id: &Ident) -> Option<Slot> {
+        match self.env.info.binding(id)? {
+            Binding::Global(_) => self.env.storage.slots.get(&id.name).cloned(),
+            Binding::Local => None,
         }
-        self.env.storage.slots.get(name).cloned()
     }
 
-    fn local(&self, name: &str) -> Option<(u32, Type)> {
-        self.scopes.last().and_then(|s| s.get(name)).copied()
+    /// The scratch slot and type of the local `id` names, if it names a local.
+    fn local(&self, id: &Ident) -> Option<(u32, Type)> {
+        if let Some(Binding::Global(_)) = self.env.info.binding(id) {
+            return None;
+        }
+        self.scopes.last().and_then(|s| s.get(&id.name)).copied()
     }
 
     // ---- expressions as statements ----
@@ -566,7 +563,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             }
             ExprKind::Aggregate { lhs, rhs } => self.aggregate(lhs, rhs),
             ExprKind::Call { name, args } => {
-                self.call(e, name, args, false);
+                self.call(e, name, args);
             }
             _ => match self.env.info.expr_type(e) {
                 Some(Type::String) => {
@@ -647,7 +644,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
             }
             ExprKind::Call { name, args } => {
-                self.call(e, name, args, true);
+                self.call(e, name, args);
             }
             ExprKind::Stat { op, arg, .. } => self.stat_read(e, *op, arg),
             ExprKind::Unary { op, expr } => {
@@ -681,7 +678,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.a.bind(done);
                 }
             },
-            ExprKind::In { keys, array } => match self.slot(&array.name) {
+            ExprKind::In { keys, array } => match self.slot(array) {
                 Some(Slot::Array { map, keys: kt, .. })
                 | Some(Slot::Stats { map, keys: kt, .. }) => {
                     let key = self.key(keys, &kt);
@@ -711,11 +708,11 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 
     fn read_var(&mut self, span: Span, id: &Ident) {
-        if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+        if let Some((at, _)) = self.local(id) {
             self.em.load(Reg::R0, at);
             return;
         }
-        match self.slot(&id.name) {
+        match self.slot(id) {
             Some(Slot::Scalar { offset, .. }) => {
                 self.em
                     .a
@@ -729,10 +726,6 @@ impl<'a, 'd> Lower<'a, 'd> {
             }
             None => self.em.e(Insn::mov64(Reg::R0, 0)),
         }
-    }
-
-    fn is_global(&self, name: &str) -> bool {
-        self.slot(name).is_some()
     }
 
     /// Builds a map key from `keys` in scratch and returns its offset. Strings are
@@ -766,7 +759,7 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 
     fn read_elem(&mut self, span: Span, array: &Ident, keys: &[Expr]) {
-        match self.slot(&array.name) {
+        match self.slot(array) {
             Some(Slot::Array {
                 map,
                 keys: kt,
@@ -814,7 +807,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             BinOp::Match | BinOp::NotMatch => {
                 self.em.error(
                     e.span,
-                    "regular expressions are not supported in kernel probes",
+                    "internal error: the checker let a regular expression into a process probe",
                 );
                 self.em.e(Insn::mov64(Reg::R0, 0));
                 return;
@@ -966,11 +959,11 @@ impl<'a, 'd> Lower<'a, 'd> {
         };
         match &lhs.kind {
             ExprKind::Var(id) => {
-                let scalar = match self.slot(&id.name) {
+                let scalar = match self.slot(id) {
                     Some(Slot::Scalar { offset, .. }) => Some(offset),
                     _ => None,
                 };
-                let local = self.local(&id.name);
+                let local = self.local(id);
                 // Atomic add on a shared global: `x++`, `x += v`, `x -= v`.
                 if let (Some(offset), Some(o @ (BinOp::Add | BinOp::Sub))) = (scalar, op) {
                     rhs_val(self);
@@ -1055,7 +1048,7 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     /// `a[k] = v`: the value is the string `sv` or the long at `scratch[lv]`.
     fn store_elem(&mut self, array: &Ident, keys: &[Expr], sv: Option<u32>, lv: Option<u32>) {
-        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(&array.name) else {
+        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(array) else {
             self.em
                 .error(array.span, format!("'{}' is not an array", array.name));
             return;
@@ -1076,7 +1069,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         v: u32,
         post: bool,
     ) {
-        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(&array.name) else {
+        let Some(Slot::Array { map, keys: kt, .. }) = self.slot(array) else {
             self.em
                 .error(array.span, format!("'{}' is not an array", array.name));
             return;
@@ -1132,7 +1125,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             map,
             keys: kt,
             hist,
-        }) = self.slot(&name.name)
+        }) = self.slot(name)
         else {
             self.em
                 .error(lhs.span, format!("'{}' is not a statistic", name.name));
@@ -1227,7 +1220,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             self.em.e(Insn::mov64(Reg::R0, 0));
             return;
         }
-        let Some(Slot::Stats { map, keys: kt, .. }) = self.slot(&name.name) else {
+        let Some(Slot::Stats { map, keys: kt, .. }) = self.slot(name) else {
             self.em
                 .error(arg.span, format!("'{}' is not a statistic", name.name));
             self.em.e(Insn::mov64(Reg::R0, 0));
@@ -1315,10 +1308,10 @@ impl<'a, 'd> Lower<'a, 'd> {
                 Str::Scratch(at)
             }
             ExprKind::Var(id) => {
-                if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+                if let Some((at, _)) = self.local(id) {
                     return Str::Scratch(at);
                 }
-                match self.slot(&id.name) {
+                match self.slot(id) {
                     Some(Slot::Scalar { offset, .. }) => Str::Global(offset),
                     _ => self.empty_str(),
                 }
@@ -1328,7 +1321,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     map,
                     keys: kt,
                     value: Type::String,
-                }) = self.slot(&array.name)
+                }) = self.slot(array)
                 else {
                     self.em.error(
                         e.span,
@@ -1521,10 +1514,10 @@ impl<'a, 'd> Lower<'a, 'd> {
     fn str_place<'e>(&mut self, lhs: &'e Expr) -> Option<StrPlace<'e>> {
         match &lhs.kind {
             ExprKind::Var(id) => {
-                if let Some((at, _)) = self.local(&id.name).filter(|_| !self.is_global(&id.name)) {
+                if let Some((at, _)) = self.local(id) {
                     return Some(StrPlace::Slot(Str::Scratch(at)));
                 }
-                match self.slot(&id.name) {
+                match self.slot(id) {
                     Some(Slot::Scalar { offset, .. }) => Some(StrPlace::Slot(Str::Global(offset))),
                     _ => {
                         self.em.error(lhs.span, "cannot assign to this");
@@ -1545,35 +1538,55 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     // ---- calls ----
 
-    /// A call in a `long` (or no-value) context; with `want`, R0 holds the value.
-    fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr], want: bool) {
-        if self.env.info.function(&name.name).is_some() {
-            if let Some((at, Type::Long)) = self.inline(e, name, args) {
-                self.em.load(Reg::R0, at);
+    /// A call in a `long` (or no-value) context; R0 holds a long value.
+    fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr]) {
+        match self.env.info.callee(e) {
+            Some(Callee::Function(_)) => {
+                if let Some((at, Type::Long)) = self.inline(e, name, args) {
+                    self.em.load(Reg::R0, at);
+                }
             }
-            return;
+            Some(Callee::Builtin(id)) => {
+                // A string in a long context: its value is not a number.
+                if let crate::builtins::Value::Str(_) = crate::builtins::call(self, e, id, args) {
+                    self.em.e(Insn::mov64(Reg::R0, 0));
+                }
+            }
+            None => self.unresolved(e, name),
         }
-        if self.env.info.expr_type(e) == Some(Type::String) {
-            self.call_string(e, name, args);
-            self.em.e(Insn::mov64(Reg::R0, 0));
-            return;
-        }
-        crate::builtins::long_call(self, e, name, args, want);
     }
 
     fn call_string(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Str {
-        if self.env.info.function(&name.name).is_some() {
-            return match self.inline(e, name, args) {
+        match self.env.info.callee(e) {
+            Some(Callee::Function(_)) => match self.inline(e, name, args) {
                 Some((at, Type::String)) => Str::Scratch(at),
                 _ => self.empty_str(),
-            };
+            },
+            Some(Callee::Builtin(id)) => match crate::builtins::call(self, e, id, args) {
+                crate::builtins::Value::Str(s) => s,
+                _ => self.empty_str(),
+            },
+            None => {
+                self.unresolved(e, name);
+                self.empty_str()
+            }
         }
-        crate::builtins::string_call(self, e, name, args)
+    }
+
+    fn unresolved(&mut self, e: &Expr, name: &Ident) {
+        self.em.error(
+            e.span,
+            format!(
+                "internal error: the call of '{}' was not resolved",
+                name.name
+            ),
+        );
+        self.em.e(Insn::mov64(Reg::R0, 0));
     }
 
     /// Inlines a script function at its call; returns the result's slot.
     fn inline(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Option<(u32, Type)> {
-        let fi = self.env.info.function(&name.name)?.clone();
+        let fi = self.env.info.called_function(e)?.clone();
         if self.fns.iter().any(|f| f.name == name.name) || self.fns.len() > 16 {
             self.em.error(
                 e.span,
@@ -1632,23 +1645,68 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     // ---- records ----
 
+    /// `printf(fmt, args…)`: a record of the values, formatted in user space with the
+    /// format the checker parsed. A `%m`/`%M` argument is an address whose bytes are
+    /// read here and sent.
+    pub fn printf_call(&mut self, e: &Expr, args: &[Expr]) {
+        let (Some(format), Some((fmt, rest))) = (self.env.info.format(e), args.split_first())
+        else {
+            self.em.error(e.span, "internal error: an unchecked format");
+            return;
+        };
+        let ExprKind::Str(text) = &fmt.kind else {
+            return;
+        };
+        // The bytes each argument dumps, for those that are memory.
+        let mut dumps = Vec::new();
+        for c in format.conversions() {
+            for count in [c.width, c.precision] {
+                if count == lang::format::Count::Dynamic {
+                    dumps.push(None);
+                }
+            }
+            dumps.push(match c.value_kind() {
+                lang::format::ArgKind::Memory => c.memory_len(),
+                _ => None,
+            });
+        }
+        let rest: Vec<&Expr> = rest.iter().collect();
+        self.record(text.as_bytes().to_vec(), &rest, &dumps);
+    }
+
     /// Sends a printf record: `format` and its arguments.
     pub fn printf(&mut self, format: Vec<u8>, args: &[&Expr]) {
+        self.record(format, args, &[]);
+    }
+
+    /// A printf record; `dumps[i]` is the length of a memory dump for argument `i`.
+    fn record(&mut self, format: Vec<u8>, args: &[&Expr], dumps: &[Option<usize>]) {
+        enum Arg {
+            Long,
+            Str,
+            Memory(u32),
+        }
+        let kinds: Vec<Arg> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match dumps.get(i).copied().flatten() {
+                Some(n) => Arg::Memory(n as u32),
+                None => match self.env.info.expr_type(a) {
+                    Some(Type::String) => Arg::Str,
+                    _ => Arg::Long,
+                },
+            })
+            .collect();
         let mut fields = Vec::new();
         let mut size = 0u32;
-        let types: Vec<Type> = args
-            .iter()
-            .map(|a| self.env.info.expr_type(a).unwrap_or(Type::Long))
-            .collect();
-        for t in &types {
-            fields.push(Field {
-                offset: size,
-                kind: match t {
-                    Type::String => FieldKind::Str { len: MAX_STRING },
-                    _ => FieldKind::Long,
-                },
-            });
-            size += width(*t);
+        for k in &kinds {
+            let (kind, bytes) = match k {
+                Arg::Str => (FieldKind::Str { len: MAX_STRING }, MAX_STRING),
+                Arg::Memory(n) => (FieldKind::Str { len: *n }, n.div_ceil(8) * 8),
+                Arg::Long => (FieldKind::Long, 8),
+            };
+            fields.push(Field { offset: size, kind });
+            size += bytes;
         }
         let id = add_event(
             self.events,
@@ -1658,16 +1716,21 @@ impl<'a, 'd> Lower<'a, 'd> {
             },
         );
         let rec = self.em.alloc(EVENT_HEADER + size);
-        for ((a, t), f) in args.iter().zip(&types).zip(&fields) {
+        for ((a, k), f) in args.iter().zip(&kinds).zip(&fields) {
             let at = rec + EVENT_HEADER + f.offset;
-            match t {
-                Type::String => {
+            match k {
+                Arg::Str => {
                     let s = self.string(a);
                     self.copy_str(Str::Scratch(at), s);
                 }
-                _ => {
+                Arg::Long => {
                     self.long(a);
                     self.em.store(at, Reg::R0);
+                }
+                Arg::Memory(n) => {
+                    self.long(a);
+                    self.em.e(Insn::mov64(Reg::R7, Reg::R0));
+                    self.em.read_user(at, *n as i32, Reg::R7);
                 }
             }
         }

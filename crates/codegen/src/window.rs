@@ -48,21 +48,25 @@ pub struct FirstRead {
 /// The group a `@cast` base belongs to: the same pure expression (a variable or a
 /// `register("…")`) and the same type. The pointer is still compared when the code
 /// runs, so two bases that look alike but differ in value are told apart there.
-fn key(t: &TargetExpr) -> Option<String> {
+fn key(info: &lang::TypeInfo, t: &TargetExpr) -> Option<String> {
     let TargetBase::Cast { addr, ty, module } = &t.base else {
         return None;
     };
     let base = match &addr.kind {
         ExprKind::Var(id) => format!("var {}", id.name),
-        ExprKind::Call { name, args } if name.name == "register" => match &args[..] {
-            [
-                Expr {
-                    kind: ExprKind::Str(r),
-                    ..
-                },
-            ] => format!("register {r}"),
-            _ => return None,
-        },
+        ExprKind::Call { args, .. }
+            if info.callee(addr) == Some(lang::Callee::Builtin(lang::BuiltinId::Register)) =>
+        {
+            match &args[..] {
+                [
+                    Expr {
+                        kind: ExprKind::Str(r),
+                        ..
+                    },
+                ] => format!("register {r}"),
+                _ => return None,
+            }
+        }
         _ => return None,
     };
     Some(format!(
@@ -160,7 +164,7 @@ impl Lower<'_, '_> {
     fn plan(&mut self, targets: &[(&TargetExpr, bool)]) {
         let mut reads: Vec<(String, u64, u64)> = Vec::new();
         for (t, end) in targets {
-            if let (Some(k), Some(r)) = (key(t), self.first_read(t, *end)) {
+            if let (Some(k), Some(r)) = (key(self.env.info, t), self.first_read(t, *end)) {
                 reads.push((k, r.offset, r.offset + r.size));
             }
         }
@@ -194,7 +198,7 @@ impl Lower<'_, '_> {
     /// (reading them unless it already does) and returns the window. Clobbers
     /// R0–R5.
     pub(crate) fn window_for(&mut self, t: &TargetExpr, read_end: bool) -> Option<Window> {
-        let k = key(t)?;
+        let k = key(self.env.info, t)?;
         let r = self.first_read(t, read_end)?;
         let w = self
             .windows

@@ -510,41 +510,51 @@ pub fn walk_stmt<'a>(s: &'a Stmt, f: &mut impl FnMut(&'a Expr)) {
     }
 }
 
-/// Calls `f` on `e` and every expression inside it.
+/// Calls `f` on `e` and every expression inside it, outer before inner and left
+/// before right. Iterative: a 100,000-term chain of operators needs no deep stack.
 pub fn walk_expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
-    f(e);
+    let mut work = vec![e];
+    while let Some(e) = work.pop() {
+        f(e);
+        let from = work.len();
+        children(e, &mut |c| work.push(c));
+        work[from..].reverse();
+    }
+}
+
+/// Calls `f` on each expression directly inside `e`, in the order they are
+/// evaluated.
+pub fn children<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
     match &e.kind {
         ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::ScriptArg { .. } | ExprKind::Var(_) => {}
-        ExprKind::Index { keys, .. } | ExprKind::In { keys, .. } => {
-            keys.iter().for_each(|k| walk_expr(k, f))
-        }
-        ExprKind::Call { args, .. } => args.iter().for_each(|a| walk_expr(a, f)),
+        ExprKind::Index { keys, .. } | ExprKind::In { keys, .. } => keys.iter().for_each(f),
+        ExprKind::Call { args, .. } => args.iter().for_each(f),
         ExprKind::Target(t) => {
             if let TargetBase::Cast { addr, .. } = &t.base {
-                walk_expr(addr, f);
+                f(addr);
             }
             for p in &t.path {
                 if let PathElem::Index(i) = p {
-                    walk_expr(i, f);
+                    f(i);
                 }
             }
         }
-        ExprKind::AddrOf(x) | ExprKind::Defined(x) | ExprKind::Entry(x) => walk_expr(x, f),
-        ExprKind::Unary { expr, .. } | ExprKind::IncDec { expr, .. } => walk_expr(expr, f),
+        ExprKind::AddrOf(x) | ExprKind::Defined(x) | ExprKind::Entry(x) => f(x),
+        ExprKind::Unary { expr, .. } | ExprKind::IncDec { expr, .. } => f(expr),
         ExprKind::Stat { arg, params, .. } => {
-            walk_expr(arg, f);
-            params.iter().for_each(|p| walk_expr(p, f));
+            f(arg);
+            params.iter().for_each(f);
         }
         ExprKind::Binary { lhs, rhs, .. }
         | ExprKind::Assign { lhs, rhs, .. }
         | ExprKind::Aggregate { lhs, rhs } => {
-            walk_expr(lhs, f);
-            walk_expr(rhs, f);
+            f(lhs);
+            f(rhs);
         }
         ExprKind::Ternary { cond, then, els } => {
-            walk_expr(cond, f);
-            walk_expr(then, f);
-            walk_expr(els, f);
+            f(cond);
+            f(then);
+            f(els);
         }
     }
 }

@@ -25,18 +25,24 @@
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod backend;
 pub mod builtins;
 pub mod check;
 pub mod diag;
+pub mod format;
 pub mod lexer;
 pub mod parser;
 pub mod print;
 pub mod probe;
+pub mod regex;
 pub mod span;
 pub mod target;
 
+pub use backend::Backend;
+pub use builtins::BuiltinId;
 pub use check::{
-    FunctionInfo, ProbeInfo, ResolvedPoint, Type, TypeInfo, VarInfo, check, dump_types,
+    Binding, Callee, FunctionInfo, ProbeInfo, ResolvedPoint, Type, TypeInfo, VarInfo, check,
+    dump_types,
 };
 pub use diag::{Diagnostic, Note, Severity, has_errors};
 pub use parser::{ParseOptions, parse};

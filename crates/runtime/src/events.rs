@@ -13,7 +13,9 @@
 use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, ScriptSpec};
 use thiserror::Error;
 
-use crate::format::{Arg, ArgError, ArgKind, Format, FormatError, MAX_PRINTF_LEN};
+use lang::format::{ArgKind, Format, FormatError};
+
+use crate::format::{Arg, ArgError, MAX_PRINTF_LEN, write_max};
 use crate::globals::cstr;
 
 /// What the CLI does after a record.
@@ -171,8 +173,7 @@ impl Decoder {
                         FieldKind::Str { len } => Arg::Str(cstr(&body[at..at + len as usize])),
                     };
                 }
-                format
-                    .write_max(out, args, MAX_PRINTF_LEN)
+                write_max(format, out, args, MAX_PRINTF_LEN)
                     .map_err(|source| EventError::Args { event, source })?;
                 Ok(Action::Continue)
             }

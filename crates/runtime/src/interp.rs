@@ -31,9 +31,11 @@ use std::collections::HashMap;
 
 use bpf::script::{GlobalShape, GlobalSpec, UserProbe, UserProbeKind};
 use lang::ast::*;
-use lang::{FunctionInfo, ProbeKind, SourceMap, Span, Type, TypeInfo, VarInfo};
+use lang::{FunctionInfo, ProbeKind, SourceMap, Span, Type, TypeInfo};
 
-use crate::format::{Arg, ArgKind, Format, MAX_PRINTF_LEN, MAX_SPRINTF_LEN};
+use lang::{Binding, BuiltinId, Callee};
+
+use crate::format::{Arg, MAX_PRINTF_LEN, MAX_SPRINTF_LEN};
 use crate::globals::{Globals, GlobalsError, Value, cut_string, hist};
 use crate::stats::{Stat, write_histogram};
 use crate::table;
@@ -201,8 +203,12 @@ pub struct Interp<'s> {
     script: &'s Script,
     info: &'s TypeInfo,
     globals: HashMap<&'s str, &'s GlobalSpec>,
-    functions: HashMap<&'s str, (&'s Function, &'s FunctionInfo)>,
-    formats: HashMap<ExprId, Format>,
+    /// The definitions of [`TypeInfo::functions`], by the same index.
+    functions: Vec<Option<&'s Function>>,
+    /// The compiled patterns of `=~` and `!~`, by the expression.
+    regexes: HashMap<ExprId, regex::bytes::Regex>,
+    /// Names an address for `usymname()`, when the host can.
+    symbols: Option<Box<dyn FnMut(u64) -> Option<String> + 's>>,
     ctx: Context,
     limits: Limits,
     max_nesting: usize,
@@ -219,7 +225,6 @@ enum Flow {
 }
 
 struct Frame<'s> {
-    names: &'s [VarInfo],
     locals: HashMap<&'s str, Value>,
     ret: Option<Value>,
 }
@@ -252,24 +257,34 @@ impl<'s> Interp<'s> {
         ctx: Context,
         limits: Limits,
     ) -> Interp<'s> {
-        let mut functions = HashMap::new();
-        for fi in &info.functions {
-            if let Some(Item::Function(f)) = script.items.get(fi.item) {
-                functions.insert(f.name.name.as_str(), (f, fi));
-            }
-        }
+        let functions = info
+            .functions
+            .iter()
+            .map(|fi| match script.items.get(fi.item) {
+                Some(Item::Function(f)) => Some(f),
+                _ => None,
+            })
+            .collect();
         let mut interp = Interp {
             script,
             info,
             globals: globals.iter().map(|g| (g.name.as_str(), g)).collect(),
             functions,
-            formats: HashMap::new(),
+            regexes: HashMap::new(),
+            symbols: None,
             ctx,
             limits,
             max_nesting: 0,
         };
         interp.max_nesting = interp.nesting_limit();
         interp
+    }
+
+    /// Lets `usymname()` name addresses: `f` gives the function containing one (the
+    /// host knows the traced binary and where it is loaded).
+    pub fn with_symbols(mut self, f: impl FnMut(u64) -> Option<String> + 's) -> Interp<'s> {
+        self.symbols = Some(Box::new(f));
+        self
     }
 
     /// Stores the initial values of `global x = 5` declarations.
@@ -335,7 +350,6 @@ impl<'s> Interp<'s> {
             globals,
             out,
             frames: vec![Frame {
-                names: &pi.locals,
                 locals: HashMap::new(),
                 ret: None,
             }],
@@ -371,52 +385,71 @@ impl<'s> Interp<'s> {
     }
 
     /// Stap's `MAXNESTING`: the deepest chain of calls (a recursive call counted
-    /// once), plus one, plus ten if anything recurses.
+    /// once), plus one, plus ten if anything recurses. The depth of each function is
+    /// found once (a walk of the call graph, not of every path through it).
     fn nesting_limit(&self) -> usize {
-        fn calls<'a>(body: &'a Block, out: &mut Vec<&'a str>) {
+        let info = self.info;
+        let callees = |body: &'s Block| {
+            let mut out = Vec::new();
             for s in &body.stmts {
                 walk_stmt(s, &mut |e| {
-                    if let ExprKind::Call { name, .. } = &e.kind {
-                        out.push(&name.name);
+                    if let Some(Callee::Function(fi)) = info.callee(e)
+                        && !out.contains(&fi)
+                    {
+                        out.push(fi);
                     }
                 });
             }
-        }
-        fn visit<'a>(
-            fs: &HashMap<&'a str, (&'a Function, &'a FunctionInfo)>,
-            body: &'a Block,
-            chain: &mut Vec<&'a str>,
-            max: &mut usize,
-            recursive: &mut bool,
-        ) {
-            let mut callees = Vec::new();
-            calls(body, &mut callees);
-            for c in callees {
-                let Some((f, _)) = fs.get(c) else { continue };
-                *max = (*max).max(chain.len() + 1);
-                if chain.contains(&c) {
-                    *recursive = true;
+            out
+        };
+        let calls: Vec<Vec<usize>> = self
+            .functions
+            .iter()
+            .map(|f| f.map(|f| callees(&f.body)).unwrap_or_default())
+            .collect();
+        // depth[f]: the longest chain of calls starting with a call of f, a recursive
+        // call counted once.
+        let mut depth: Vec<Option<usize>> = vec![None; calls.len()];
+        let mut on_path = vec![false; calls.len()];
+        let mut recursive = false;
+        for root in 0..calls.len() {
+            if depth[root].is_some() {
+                continue;
+            }
+            let mut stack = vec![(root, 0usize)];
+            on_path[root] = true;
+            while let Some(&mut (f, ref mut next)) = stack.last_mut() {
+                if let Some(&c) = calls[f].get(*next) {
+                    *next += 1;
+                    if on_path[c] {
+                        recursive = true;
+                    } else if depth[c].is_none() {
+                        on_path[c] = true;
+                        stack.push((c, 0));
+                    }
                     continue;
                 }
-                chain.push(c);
-                visit(fs, &f.body, chain, max, recursive);
-                chain.pop();
+                // A call back into the chain counts once, as one more level.
+                let below = calls[f]
+                    .iter()
+                    .map(|&c| if on_path[c] { 1 } else { depth[c].unwrap_or(0) })
+                    .max()
+                    .unwrap_or(0);
+                depth[f] = Some(below + 1);
+                on_path[f] = false;
+                stack.pop();
             }
         }
-        let (mut max, mut recursive) = (0, false);
+        let mut max = 0;
         for item in &self.script.items {
             let body = match item {
                 Item::Probe(p) => &p.body,
                 Item::Alias(a) => &a.body,
                 _ => continue,
             };
-            visit(
-                &self.functions,
-                body,
-                &mut Vec::new(),
-                &mut max,
-                &mut recursive,
-            );
+            for f in callees(body) {
+                max = max.max(depth[f].unwrap_or(1));
+            }
         }
         max + 1 + if recursive { 10 } else { 0 }
     }
@@ -538,7 +571,7 @@ impl<'s> Interp<'s> {
 
     fn delete(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<()> {
         match &e.kind {
-            ExprKind::Var(id) if !self.is_global(run, &id.name) => {
+            ExprKind::Var(id) if self.info.binding(id) == Some(Binding::Local) => {
                 let zero = zero_of(self.info.expr_type(e));
                 if let Some(f) = run.frames.last_mut() {
                     f.locals.insert(&id.name, zero);
@@ -614,23 +647,20 @@ impl<'s> Interp<'s> {
         }
         for e in entries {
             self.count_action(run, span)?;
-            let frame = run.frames.last_mut();
-            if let Some(f) = frame {
-                for (name, k) in fe.keys.iter().zip(e.keys) {
-                    let v = match k {
-                        table::Key::Long(n) => Value::Long(n),
-                        table::Key::Str(s) => Value::Str(s),
-                    };
-                    f.locals.insert(&name.name, v);
-                }
-                if let Some(v) = &fe.value {
-                    let val = match e.value {
-                        table::Value::Long(n) | table::Value::Pointer(n) => Value::Long(n),
-                        table::Value::Str(s) => Value::Str(s),
-                        table::Value::Stats(s) => Value::Long(s.count),
-                    };
-                    f.locals.insert(&v.name, val);
-                }
+            for (name, k) in fe.keys.iter().zip(e.keys) {
+                let v = match k {
+                    table::Key::Long(n) => Value::Long(n),
+                    table::Key::Str(s) => Value::Str(s),
+                };
+                self.bind(run, name, v)?;
+            }
+            if let Some(v) = &fe.value {
+                let val = match e.value {
+                    table::Value::Long(n) | table::Value::Pointer(n) => Value::Long(n),
+                    table::Value::Str(s) => Value::Str(s),
+                    table::Value::Stats(s) => Value::Long(s.count),
+                };
+                self.bind(run, v, val)?;
             }
             match self.stmt(run, &fe.body)? {
                 Flow::Break => break,
@@ -641,15 +671,20 @@ impl<'s> Interp<'s> {
         Ok(Flow::Normal)
     }
 
-    // ---------------------------------------------------------------- expressions
-
-    fn is_global(&self, run: &Run<'_, 's>, name: &str) -> bool {
-        let local = run
-            .frames
-            .last()
-            .is_some_and(|f| f.names.iter().any(|v| v.name == name));
-        !local && self.info.global(name).is_some()
+    /// Sets the variable a `foreach` names (a local, or a global if the name is one).
+    fn bind(&mut self, run: &mut Run<'_, 's>, name: &'s Ident, v: Value) -> R<()> {
+        let p = match self.info.binding(name) {
+            Some(Binding::Global(_)) => Place::Global(
+                self.global(&name.name, name.span, &run.pp)?,
+                Vec::new(),
+                name.span,
+            ),
+            _ => Place::Local(&name.name, Type::Long),
+        };
+        self.write(run, &p, v).map(|_| ())
     }
+
+    // ---------------------------------------------------------------- expressions
 
     fn eval_all(&mut self, run: &mut Run<'_, 's>, es: &'s [Expr]) -> R<Vec<Value>> {
         es.iter().map(|e| self.eval(run, e)).collect()
@@ -657,7 +692,7 @@ impl<'s> Interp<'s> {
 
     fn place(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Place<'s>> {
         match &e.kind {
-            ExprKind::Var(id) if self.is_global(run, &id.name) => Ok(Place::Global(
+            ExprKind::Var(id) if self.info.global_of(id).is_some() => Ok(Place::Global(
                 self.global(&id.name, id.span, &run.pp)?,
                 Vec::new(),
                 id.span,
@@ -782,6 +817,7 @@ impl<'s> Interp<'s> {
                         l || self.eval(run, rhs)?.as_long() != 0,
                     )))
                 }
+                BinOp::Match | BinOp::NotMatch => self.regex_match(run, e, *op, lhs, rhs),
                 _ => {
                     let l = self.eval(run, lhs)?;
                     let r = self.eval(run, rhs)?;
@@ -853,13 +889,6 @@ impl<'s> Interp<'s> {
                 BinOp::Le => ord.is_le(),
                 BinOp::Gt => ord.is_gt(),
                 BinOp::Ge => ord.is_ge(),
-                BinOp::Match | BinOp::NotMatch => {
-                    return Err(self.error(
-                        run,
-                        "regular expressions are not supported in user-space probes",
-                        near,
-                    ));
-                }
                 _ => return Err(self.error(run, "operator needs numbers", near)),
             };
             return Ok(Value::Long(i64::from(yes)));
@@ -894,6 +923,36 @@ impl<'s> Interp<'s> {
             }
         };
         Ok(Value::Long(v))
+    }
+
+    /// `s =~ "re"` (1 if `re` matches somewhere in `s`) and `s !~ "re"`. The pattern
+    /// is a literal the checker compiled once already; it is compiled here on first
+    /// use and kept.
+    fn regex_match(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+        op: BinOp,
+        lhs: &'s Expr,
+        rhs: &'s Expr,
+    ) -> R<Value> {
+        let subject = self.eval(run, lhs)?;
+        if !self.regexes.contains_key(&e.id) {
+            let ExprKind::Str(pattern) = &rhs.kind else {
+                return Err(self.error(
+                    run,
+                    "internal error: a pattern that is not a literal",
+                    rhs.span,
+                ));
+            };
+            let re = lang::regex::compile(pattern).map_err(|err| self.error(run, err, rhs.span))?;
+            self.regexes.insert(e.id, re);
+        }
+        let matched = self
+            .regexes
+            .get(&e.id)
+            .is_some_and(|re| re.is_match(subject.as_bytes()));
+        Ok(Value::Long(i64::from(matched == (op == BinOp::Match))))
     }
 
     /// The statistic `s` or `s[keys]` names.
@@ -936,7 +995,7 @@ impl<'s> Interp<'s> {
         let (_, s, _) = self.stat(run, arg)?;
         let v = match op {
             StatOp::Count => Ok(s.count),
-            StatOp::Sum => Ok(s.sum),
+            StatOp::Sum => s.sum(),
             StatOp::Min => s.min(),
             StatOp::Max => s.max(),
             StatOp::Avg => s.avg(),
@@ -970,40 +1029,66 @@ impl<'s> Interp<'s> {
         name: &'s Ident,
         args: &'s [Expr],
     ) -> R<Value> {
-        if let Some(&(f, fi)) = self.functions.get(name.name.as_str()) {
-            return self.call_function(run, f, fi, name, args);
+        match self.info.callee(e) {
+            Some(Callee::Function(fi)) => {
+                let (Some(Some(f)), Some(info)) =
+                    (self.functions.get(fi).copied(), self.info.functions.get(fi))
+                else {
+                    return Err(self.error(run, "internal error: no such function", name.span));
+                };
+                self.call_function(run, f, info, name, args)
+            }
+            Some(Callee::Builtin(id)) => self.builtin(run, e, id, name, args),
+            None => Err(self.error(
+                run,
+                format!("internal error: '{}' was not resolved", name.name),
+                name.span,
+            )),
         }
+    }
+
+    /// One arm per built-in of `lang`'s table. Those the table says run only in the
+    /// kernel were refused by the checker in user-space probes.
+    fn builtin(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+        id: BuiltinId,
+        name: &'s Ident,
+        args: &'s [Expr],
+    ) -> R<Value> {
         let long = |v: i64| Ok(Value::Long(v));
         let now = self.ctx.now_ns;
-        match name.name.as_str() {
-            "pid" => long(self.ctx.pid),
-            "tid" => long(self.ctx.tid),
-            "cpu" => long(self.ctx.cpu),
-            "target" => long(self.ctx.target),
-            "execname" => Ok(Value::Str(self.ctx.execname.as_bytes().to_vec())),
-            "pp" => Ok(Value::Str(run.pp.as_bytes().to_vec())),
-            "gettimeofday_ns" => long(now()),
-            "gettimeofday_us" => long(now() / 1_000),
-            "gettimeofday_ms" => long(now() / 1_000_000),
-            "gettimeofday_s" => long(now() / 1_000_000_000),
-            "exit" => {
+        match id {
+            BuiltinId::Pid => long(self.ctx.pid),
+            BuiltinId::Tid => long(self.ctx.tid),
+            BuiltinId::Cpu => long(self.ctx.cpu),
+            BuiltinId::Target => long(self.ctx.target),
+            BuiltinId::Execname => Ok(Value::Str(self.ctx.execname.as_bytes().to_vec())),
+            BuiltinId::Pp => Ok(Value::Str(run.pp.as_bytes().to_vec())),
+            BuiltinId::GettimeofdayNs => long(now()),
+            BuiltinId::GettimeofdayUs => long(now() / 1_000),
+            BuiltinId::GettimeofdayMs => long(now() / 1_000_000),
+            BuiltinId::GettimeofdayS => long(now() / 1_000_000_000),
+            BuiltinId::Exit => {
                 run.exit = true;
                 long(0)
             }
-            "printf" | "sprintf" => {
+            BuiltinId::Printf => {
                 let mut buf = Vec::new();
                 self.printf(run, e, name, args, &mut buf)?;
-                if name.name == "printf" {
-                    buf.truncate(MAX_PRINTF_LEN);
-                    run.out.extend_from_slice(&buf);
-                    long(0)
-                } else {
-                    buf.truncate(MAX_SPRINTF_LEN);
-                    cut_string(&mut buf);
-                    Ok(Value::Str(buf))
-                }
+                buf.truncate(MAX_PRINTF_LEN);
+                run.out.extend_from_slice(&buf);
+                long(0)
             }
-            "print" | "println" => {
+            BuiltinId::Sprintf => {
+                let mut buf = Vec::new();
+                self.printf(run, e, name, args, &mut buf)?;
+                buf.truncate(MAX_SPRINTF_LEN);
+                cut_string(&mut buf);
+                Ok(Value::Str(buf))
+            }
+            BuiltinId::Print | BuiltinId::Println => {
                 for a in args {
                     if let ExprKind::Stat { op, arg, .. } = &a.kind
                         && op.is_hist()
@@ -1014,12 +1099,12 @@ impl<'s> Interp<'s> {
                     let v = self.eval(run, a)?;
                     write_value(run.out, &v);
                 }
-                if name.name == "println" {
+                if id == BuiltinId::Println {
                     run.out.push(b'\n');
                 }
                 long(0)
             }
-            "sprint" => {
+            BuiltinId::Sprint => {
                 let mut s = Vec::new();
                 for a in args {
                     let v = self.eval(run, a)?;
@@ -1028,11 +1113,11 @@ impl<'s> Interp<'s> {
                 cut_string(&mut s);
                 Ok(Value::Str(s))
             }
-            "strlen" => {
+            BuiltinId::Strlen => {
                 let v = self.eval_all(run, args)?;
                 long(v.first().map_or(0, |s| s.as_bytes().len() as i64))
             }
-            "substr" => {
+            BuiltinId::Substr => {
                 let v = self.eval_all(run, args)?;
                 let (s, start, len) = match v.as_slice() {
                     [s, a, b] => (s.as_bytes(), a.as_long(), b.as_long()),
@@ -1040,7 +1125,7 @@ impl<'s> Interp<'s> {
                 };
                 Ok(Value::Str(substr(s, start, len).to_vec()))
             }
-            "print_usyms" => {
+            BuiltinId::PrintUsyms => {
                 // The stack's frames are in the kernel: the CLI expands this on output.
                 let v = self.eval_all(run, args)?;
                 run.out
@@ -1049,7 +1134,7 @@ impl<'s> Interp<'s> {
                     .extend_from_slice(v.first().map_or(&[][..], Value::as_bytes));
                 long(0)
             }
-            "isinstr" => {
+            BuiltinId::Isinstr => {
                 let v = self.eval_all(run, args)?;
                 let found = match v.as_slice() {
                     [a, b] => {
@@ -1060,9 +1145,36 @@ impl<'s> Interp<'s> {
                 };
                 long(i64::from(found))
             }
-            other => Err(self.error(
+            BuiltinId::Usymname => {
+                let addr = match self.eval_all(run, args)?.first() {
+                    Some(v) => v.as_long(),
+                    None => 0,
+                };
+                let named = self.symbols.as_mut().and_then(|f| f(addr as u64));
+                let mut s = named.unwrap_or_else(|| format!("{addr:#x}")).into_bytes();
+                cut_string(&mut s);
+                Ok(Value::Str(s))
+            }
+            BuiltinId::Probefunc
+            | BuiltinId::Ppfunc
+            | BuiltinId::UserString
+            | BuiltinId::UserStringN
+            | BuiltinId::UserLong
+            | BuiltinId::UserInt
+            | BuiltinId::UserShort
+            | BuiltinId::UserChar
+            | BuiltinId::PrintUbacktrace
+            | BuiltinId::PrintUbacktraceFileline
+            | BuiltinId::Ubacktrace
+            | BuiltinId::SprintUbacktrace
+            | BuiltinId::Goid
+            | BuiltinId::GoWaitReason
+            | BuiltinId::Register => Err(self.error(
                 run,
-                format!("'{other}' cannot be called in begin, end or timer probes"),
+                format!(
+                    "internal error: '{}' runs only in process probes, and the checker lets it here",
+                    id.name()
+                ),
                 name.span,
             )),
         }
@@ -1076,28 +1188,11 @@ impl<'s> Interp<'s> {
         args: &'s [Expr],
         buf: &mut Vec<u8>,
     ) -> R<()> {
-        let Some((fmt, rest)) = args.split_first() else {
-            return Err(self.error(run, "printf needs a format", name.span));
+        let info = self.info;
+        let Some(format) = info.format(e) else {
+            return Err(self.error(run, "internal error: an unchecked format", name.span));
         };
-        let ExprKind::Str(text) = &fmt.kind else {
-            return Err(self.error(run, "the format must be a literal string", fmt.span));
-        };
-        if !self.formats.contains_key(&e.id) {
-            let f = Format::parse(text.as_bytes())
-                .map_err(|err| self.error(run, err.to_string(), fmt.span))?;
-            self.formats.insert(e.id, f);
-        }
-        let values = self.eval_all(run, rest)?;
-        let Some(format) = self.formats.get(&e.id) else {
-            return Ok(());
-        };
-        if format.arg_kinds().contains(&ArgKind::Memory) {
-            return Err(self.error(
-                run,
-                "%m and %M read target memory, not available in begin, end or timer probes",
-                fmt.span,
-            ));
-        }
+        let values = self.eval_all(run, args.get(1..).unwrap_or(&[]))?;
         let args: Vec<Arg<'_>> = values
             .iter()
             .map(|v| match v {
@@ -1105,8 +1200,7 @@ impl<'s> Interp<'s> {
                 Value::Str(s) => Arg::Str(s),
             })
             .collect();
-        format
-            .write(buf, &args)
+        crate::format::write(format, buf, &args)
             .map_err(|err| self.error(run, err.to_string(), name.span))
     }
 
@@ -1129,11 +1223,7 @@ impl<'s> Interp<'s> {
             }
             locals.insert(p.name.name.as_str(), v);
         }
-        run.frames.push(Frame {
-            names: &fi.locals,
-            locals,
-            ret: None,
-        });
+        run.frames.push(Frame { locals, ret: None });
         run.calls.push(Near { span: name.span });
         let flow = self.block(run, &f.body);
         run.calls.pop();

@@ -305,6 +305,12 @@ impl Stat {
     }
 
     /// `@min`; stap reports "empty aggregate" when nothing was added.
+    /// `@sum`: like every extractor but `@count`, an error on an empty aggregate
+    /// (stap's "empty aggregate").
+    pub fn sum(&self) -> Result<i64, StatsError> {
+        self.nonempty().map(|s| s.sum)
+    }
+
     pub fn min(&self) -> Result<i64, StatsError> {
         self.nonempty().map(|s| s.min)
     }
