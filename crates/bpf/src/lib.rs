@@ -11,6 +11,7 @@ pub mod helper;
 pub mod insn;
 pub mod script;
 pub mod spec;
+pub mod stats;
 
 pub use asm::{Asm, AsmError, Label, Program};
 pub use ctx::X86Reg;

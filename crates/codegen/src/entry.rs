@@ -187,6 +187,7 @@ pub fn entry_program(
         function: at.function.clone(),
         each: Vec::new(),
         first_cookie: 0,
+        written: at.pp.clone(),
     };
     let mut l = Lower::new(env, out.events, &site);
     crate::prologue_code(&mut l.em);

@@ -122,6 +122,16 @@ impl Env<'_, '_> {
             None => format!("byte {}", span.start),
         }
     }
+
+    /// The message a probe stops with, worded as user space words it
+    /// ([`lang::stop::message`]): `division by 0 near operator '/' at x.stp:3:9 (called
+    /// from identifier 'f' at x.stp:7:3) in probe process.function("main.f")`.
+    pub fn stop_message(&self, what: &str, near: Span, calls: &[Span], probe: &str) -> String {
+        match self.opts.sources {
+            Some(sm) => lang::stop::message(sm, what, Some(near), calls, probe),
+            None => format!("{what} near byte {}", near.start),
+        }
+    }
 }
 
 /// What a program knows about where it runs: its address when it has one site.
@@ -136,6 +146,8 @@ pub struct Site {
     /// the attach cookie minus `first_cookie`.
     pub each: Vec<(String, String)>,
     pub first_cookie: u64,
+    /// The probe points it serves, as written in the script, for error messages.
+    pub written: String,
 }
 
 /// A compiled script and, per program, where its instructions came from.
@@ -316,6 +328,21 @@ fn point_text(path: &str, kind: &ProbeKind, loc: &lang::Location) -> String {
     }
 }
 
+/// The probe points a program's sites come from, as written, for its error messages.
+fn written_points(
+    script: &Script,
+    pinfo: &lang::ProbeInfo,
+    sites: &[(usize, lang::Location)],
+) -> String {
+    let mut points: Vec<usize> = sites.iter().map(|(pi, _)| *pi).collect();
+    points.dedup();
+    let texts: Vec<String> = points
+        .iter()
+        .map(|&pi| lang::stop::written_point(script, pinfo.points[pi].span))
+        .collect();
+    texts.join(", ")
+}
+
 /// The sites one program serves: its alias prologue, and (point index, location).
 type Group = (Option<usize>, Vec<(usize, lang::Location)>);
 
@@ -445,6 +472,7 @@ pub fn compile_full(
                     })
                     .collect(),
                 first_cookie: cookie,
+                written: written_points(script, pinfo, &sites),
             };
             let mut l = lower::Lower::new(&env, &mut events, &site);
             l.entry = entry.clone();

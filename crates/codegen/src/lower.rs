@@ -15,7 +15,14 @@ use lang::ast::*;
 use lang::{Binding, Callee, Span, Type};
 
 use crate::emit::{Emitter, KEY_SLOT, SCRATCH, add_event};
-use crate::storage::{LOG_BUCKET_ZERO, STAT_HEADER_WORDS, Slot, hist_buckets, width};
+use crate::storage::{Slot, hist_buckets, width};
+use bpf::stats::{LOG_BUCKET_ZERO, WORD_BUCKETS, WORD_COUNT, WORD_MAX, WORD_MIN, WORD_SUM};
+
+/// Byte offsets of the words of a statistics slot ([`bpf::stats`]).
+const COUNT: i16 = (WORD_COUNT * 8) as i16;
+const SUM: i16 = (WORD_SUM * 8) as i16;
+const MIN: i16 = (WORD_MIN * 8) as i16;
+const MAX: i16 = (WORD_MAX * 8) as i16;
 use crate::{Env, Site};
 
 /// `bpf_map_lookup_percpu_elem` (Linux 5.19), which `bpf::Helper` does not list.
@@ -30,6 +37,8 @@ pub enum Str {
 
 struct FnFrame {
     name: String,
+    /// Where it was called (an error inside names the call, as user space does).
+    call: Span,
     ret: Label,
     slot: Option<(u32, Type)>,
 }
@@ -218,6 +227,16 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.a.bind(brk);
         // The counter is dead after the loop: the next loop may reuse its slot.
         self.em.stack_used -= 8;
+    }
+
+    /// Ends the probe with stap's error `what` near `near`, named as user space names
+    /// it: the calls it happened in and the probe point.
+    pub fn stop(&mut self, what: &str, near: Span) {
+        let calls: Vec<Span> = self.fns.iter().rev().map(|f| f.call).collect();
+        let msg = self
+            .env
+            .stop_message(what, near, &calls, &self.site.written);
+        self.fail(msg);
     }
 
     /// Sends an error record and ends the probe.
@@ -832,11 +851,11 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.e(Insn::mov64(Reg::R1, Reg::R0));
         self.em.load(Reg::R0, t);
         self.em.release(t);
-        self.arith(e.span, op);
+        self.arith(Operator::of(lhs, rhs), op);
     }
 
     /// `R0 = R0 op R1` for a `long` operator (comparisons give 0 or 1).
-    fn arith(&mut self, span: Span, op: BinOp) {
+    fn arith(&mut self, at: Operator, op: BinOp) {
         let alu = |s: &mut Self, o: AluOp| s.em.e(Insn::alu64(o, Reg::R0, Reg::R1));
         match op {
             BinOp::Add => alu(self, AluOp::Add),
@@ -853,7 +872,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.em.e(Insn::alu64(AluOp::And, Reg::R1, 63));
                 alu(self, AluOp::Arsh)
             }
-            BinOp::Div | BinOp::Mod => self.divide(span, op == BinOp::Mod),
+            BinOp::Div | BinOp::Mod => self.divide(at, op == BinOp::Mod),
             BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let c = match op {
                     BinOp::Eq => Cond::Eq,
@@ -878,13 +897,15 @@ impl<'a, 'd> Lower<'a, 'd> {
 
     /// Signed `R0 / R1` or `R0 % R1` (C semantics: truncation toward zero, the
     /// remainder has the dividend's sign) with BPF's unsigned division; a zero
-    /// divisor ends the probe with stap's error.
-    fn divide(&mut self, span: Span, modulo: bool) {
-        let ok = self.em.a.label();
-        self.em.a.jmp(Cond::Ne, Reg::R1, 0, ok);
-        let msg = format!("division by zero near {}", self.env.position(span));
-        self.fail(msg);
-        self.em.a.bind(ok);
+    /// divisor ends the probe with stap's error (not checked when the divisor is a
+    /// number written in the script other than 0).
+    fn divide(&mut self, at: Operator, modulo: bool) {
+        if !at.divisor_nonzero {
+            let ok = self.em.a.label();
+            self.em.a.jmp(Cond::Ne, Reg::R1, 0, ok);
+            self.stop("division by 0", at.place);
+            self.em.a.bind(ok);
+        }
         // R2 = sign of the result (dividend's for %, xor of both for /).
         self.em.e(Insn::mov64(Reg::R2, Reg::R0));
         if !modulo {
@@ -907,7 +928,7 @@ impl<'a, 'd> Lower<'a, 'd> {
     /// `R0 = (R0 op 0)` after a string comparison left `a - b`'s sign in R0.
     fn compare_r0(&mut self, op: BinOp) {
         self.em.e(Insn::mov64(Reg::R1, 0));
-        self.arith(Span::default(), op);
+        self.arith(Operator::comparison(), op);
     }
 
     // ---- assignments ----
@@ -1000,7 +1021,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                         self.cell(cell, Reg::R0, true);
                         let old = self.em.alloc(8);
                         self.em.store(old, Reg::R0);
-                        self.arith(e.span, o);
+                        self.arith(Operator::compound(lhs, rhs), o);
                         self.cell(cell, Reg::R0, false);
                         if post {
                             self.em.load(Reg::R0, old);
@@ -1015,7 +1036,9 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.em.store(v, Reg::R0);
                 match op {
                     None => self.store_elem(array, keys, None, Some(v)),
-                    Some(o) => self.update_elem(e.span, array, keys, o, v, post),
+                    Some(o) => {
+                        self.update_elem(Operator::compound(lhs, rhs), array, keys, o, v, post)
+                    }
                 }
                 if op.is_none() {
                     self.em.load(Reg::R0, v);
@@ -1062,7 +1085,7 @@ impl<'a, 'd> Lower<'a, 'd> {
     /// `+`/`-`), else created from 0.
     fn update_elem(
         &mut self,
-        span: Span,
+        at: Operator,
         array: &Ident,
         keys: &[Expr],
         op: BinOp,
@@ -1102,7 +1125,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         } else {
             self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R7, 0));
             self.em.load(Reg::R1, v);
-            self.arith(span, op);
+            self.arith(at, op);
             self.em.e(Insn::stx(Size::DW, Reg::R7, 0, Reg::R0));
             self.em.store(result, Reg::R0);
         }
@@ -1150,30 +1173,30 @@ impl<'a, 'd> Lower<'a, 'd> {
         // R7 = slot, R1 = v, R2 = count. Per-CPU: no other writer, no atomics.
         self.em.e(Insn::mov64(Reg::R7, Reg::R0));
         self.em.load(Reg::R1, v);
-        self.em.e(Insn::ldx(Size::DW, Reg::R2, Reg::R7, 0));
+        self.em.e(Insn::ldx(Size::DW, Reg::R2, Reg::R7, COUNT));
         let first = self.em.a.label();
         let counted = self.em.a.label();
         self.em.a.jmp(Cond::Eq, Reg::R2, 0, first);
         let no_min = self.em.a.label();
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 16));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, MIN));
         self.em.a.jmp(Cond::Sge, Reg::R1, Reg::R3, no_min);
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 16, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, MIN, Reg::R1));
         self.em.a.bind(no_min);
         let no_max = self.em.a.label();
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 24));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, MAX));
         self.em.a.jmp(Cond::Sle, Reg::R1, Reg::R3, no_max);
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 24, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, MAX, Reg::R1));
         self.em.a.bind(no_max);
         self.em.a.ja(counted);
         self.em.a.bind(first);
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 16, Reg::R1));
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 24, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, MIN, Reg::R1));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, MAX, Reg::R1));
         self.em.a.bind(counted);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 0, Reg::R2));
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, 8));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, COUNT, Reg::R2));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R7, SUM));
         self.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R1));
-        self.em.e(Insn::stx(Size::DW, Reg::R7, 8, Reg::R3));
+        self.em.e(Insn::stx(Size::DW, Reg::R7, SUM, Reg::R3));
         if hist != HistSpec::None {
             // R1 = v; R0 = the bucket.
             self.em.e(Insn::mov64(Reg::R0, Reg::R1));
@@ -1185,7 +1208,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             self.em.a.bind(in_range);
             self.em.e(Insn::alu64(AluOp::Lsh, Reg::R0, 3));
             self.em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R7));
-            let o = (STAT_HEADER_WORDS * 8) as i16;
+            let o = (WORD_BUCKETS * 8) as i16;
             self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, o));
             self.em.e(Insn::alu64(AluOp::Add, Reg::R1, 1));
             self.em.e(Insn::stx(Size::DW, Reg::R0, o, Reg::R1));
@@ -1241,56 +1264,63 @@ impl<'a, 'd> Lower<'a, 'd> {
         let next = self.em.a.label();
         let done = self.em.a.label();
         let top = self.cpu_slots(map, key, done);
-        self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
+        self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R0, COUNT));
         self.em.a.jmp(Cond::Eq, Reg::R1, 0, next);
         self.em.load(Reg::R2, acc);
         let first = self.em.a.label();
         let merged = self.em.a.label();
         self.em.a.jmp(Cond::Eq, Reg::R2, 0, first);
         let keep_min = self.em.a.label();
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 16));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, MIN));
         self.em.load(Reg::R4, acc + 16);
         self.em.a.jmp(Cond::Sge, Reg::R3, Reg::R4, keep_min);
         self.em.store(acc + 16, Reg::R3);
         self.em.a.bind(keep_min);
         let keep_max = self.em.a.label();
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 24));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, MAX));
         self.em.load(Reg::R4, acc + 24);
         self.em.a.jmp(Cond::Sle, Reg::R3, Reg::R4, keep_max);
         self.em.store(acc + 24, Reg::R3);
         self.em.a.bind(keep_max);
         self.em.a.ja(merged);
         self.em.a.bind(first);
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 16));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, MIN));
         self.em.store(acc + 16, Reg::R3);
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 24));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, MAX));
         self.em.store(acc + 24, Reg::R3);
         self.em.a.bind(merged);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R2, Reg::R1));
         self.em.store(acc, Reg::R2);
-        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, 8));
+        self.em.e(Insn::ldx(Size::DW, Reg::R3, Reg::R0, SUM));
         self.em.load(Reg::R4, acc + 8);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R4, Reg::R3));
         self.em.store(acc + 8, Reg::R4);
         self.em.a.bind(next);
         self.next_cpu(top);
         self.em.a.bind(done);
+        // Only @count is defined on an empty aggregate (stap's "empty aggregate").
+        if op != StatOp::Count {
+            let some = self.em.a.label();
+            self.em.load(Reg::R1, acc);
+            self.em.a.jmp(Cond::Ne, Reg::R1, 0, some);
+            self.stop("empty aggregate", e.span);
+            self.em.a.bind(some);
+        }
         match op {
             StatOp::Count => self.em.load(Reg::R0, acc),
             StatOp::Sum => self.em.load(Reg::R0, acc + 8),
             StatOp::Min => self.em.load(Reg::R0, acc + 16),
             StatOp::Max => self.em.load(Reg::R0, acc + 24),
             _ => {
-                let empty = self.em.a.label();
-                let out = self.em.a.label();
                 self.em.load(Reg::R1, acc);
-                self.em.a.jmp(Cond::Eq, Reg::R1, 0, empty);
                 self.em.load(Reg::R0, acc + 8);
-                self.divide(e.span, false);
-                self.em.a.ja(out);
-                self.em.a.bind(empty);
-                self.em.e(Insn::mov64(Reg::R0, 0));
-                self.em.a.bind(out);
+                self.divide(
+                    Operator {
+                        place: e.span,
+                        divisor_nonzero: true,
+                    },
+                    false,
+                );
             }
         }
     }
@@ -1631,6 +1661,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.scopes.push(scope);
         self.fns.push(FnFrame {
             name: name.name.clone(),
+            call: name.span,
             ret,
             slot: ret_slot,
         });
@@ -1739,6 +1770,44 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 }
 
+/// Where a binary operator is, for its error, and whether its right side is a number
+/// written in the script other than 0 (a division that cannot fail).
+#[derive(Clone, Copy)]
+struct Operator {
+    place: Span,
+    divisor_nonzero: bool,
+}
+
+impl Operator {
+    /// The operator between `lhs` and `rhs` (`a / b`).
+    fn of(lhs: &Expr, rhs: &Expr) -> Operator {
+        Operator {
+            place: lang::stop::operator_place(lhs.span, rhs.span),
+            divisor_nonzero: matches!(rhs.kind, ExprKind::Num(n) if n != 0),
+        }
+    }
+
+    /// `x /= v`: the operator is between the place and the value, as for `x / v`;
+    /// `x++` has no value and does not divide.
+    fn compound(lhs: &Expr, rhs: Option<&Expr>) -> Operator {
+        match rhs {
+            Some(r) => Operator::of(lhs, r),
+            None => Operator {
+                place: lhs.span,
+                divisor_nonzero: true,
+            },
+        }
+    }
+
+    /// A comparison made by the code itself, which cannot fail.
+    fn comparison() -> Operator {
+        Operator {
+            place: Span::default(),
+            divisor_nonzero: true,
+        }
+    }
+}
+
 /// A scalar `long` variable: a global's offset in the scalars map, or a local's slot.
 #[derive(Clone, Copy)]
 enum Cell {
@@ -1761,7 +1830,7 @@ pub fn bucket(em: &mut Emitter<'_>, hist: HistSpec) {
             let nonzero = em.a.label();
             let done = em.a.label();
             em.a.jmp(Cond::Ne, Reg::R0, 0, nonzero);
-            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO as i32));
             em.a.ja(done);
             em.a.bind(nonzero);
             em.e(Insn::mov64(Reg::R3, Reg::R0)); // sign
@@ -1783,11 +1852,11 @@ pub fn bucket(em: &mut Emitter<'_>, hist: HistSpec) {
             em.e(Insn::alu64(AluOp::Add, Reg::R1, 1)); // bits
             let neg = em.a.label();
             em.a.jmp(Cond::Slt, Reg::R3, 0, neg);
-            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO as i32));
             em.e(Insn::alu64(AluOp::Add, Reg::R0, Reg::R1));
             em.a.ja(done);
             em.a.bind(neg);
-            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO));
+            em.e(Insn::mov64(Reg::R0, LOG_BUCKET_ZERO as i32));
             em.e(Insn::alu64(AluOp::Sub, Reg::R0, Reg::R1));
             em.a.bind(done);
         }
@@ -1818,3 +1887,80 @@ pub fn bucket(em: &mut Emitter<'_>, hist: HistSpec) {
 
 /// Key of the stack slot used by helpers (exported for the other passes).
 pub const _KEY: i16 = KEY_SLOT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bucket the emitted code picks for `v`, run in rbpf (a user-space eBPF
+    /// interpreter): the program reads `v` from its memory and returns the bucket.
+    fn emitted_bucket(hist: HistSpec, values: &[i64]) -> Vec<usize> {
+        let storage = crate::storage::layout(
+            &lang::ast::Script::default(),
+            &lang::TypeInfo::default(),
+            &mut Vec::new(),
+        );
+        let mut em = Emitter::new(&storage);
+        em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R1, 0));
+        bucket(&mut em, hist);
+        em.a.exit();
+        let program = std::mem::take(&mut em.a).finish().expect("assembles");
+        let bytes = Insn::encode_all(&program.insns);
+        let vm = rbpf::EbpfVmRaw::new(Some(&bytes)).expect("loads");
+        values
+            .iter()
+            .map(|v| {
+                let mut mem = v.to_le_bytes().to_vec();
+                vm.execute_program(&mut mem).expect("runs") as usize
+            })
+            .collect()
+    }
+
+    /// Values at and around every power of two, both signs, and the extremes.
+    fn edges() -> Vec<i64> {
+        let mut v = vec![0, i64::MIN, i64::MAX, i64::MIN + 1];
+        for k in 0..63 {
+            let p = 1i64 << k;
+            v.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
+        }
+        v
+    }
+
+    #[test]
+    fn log_buckets_are_the_rule_of_bpf_stats() {
+        let values = edges();
+        let want: Vec<usize> = values
+            .iter()
+            .map(|&v| bpf::stats::bucket(HistSpec::Log, v).unwrap())
+            .collect();
+        assert_eq!(emitted_bucket(HistSpec::Log, &values), want);
+    }
+
+    #[test]
+    fn linear_buckets_are_the_rule_of_bpf_stats() {
+        let values = edges();
+        for hist in [
+            HistSpec::Linear {
+                start: 0,
+                stop: 10,
+                interval: 2,
+            },
+            HistSpec::Linear {
+                start: -1000,
+                stop: 1000,
+                interval: 100,
+            },
+            HistSpec::Linear {
+                start: i64::MIN / 2,
+                stop: i64::MAX / 2,
+                interval: i64::MAX / 64,
+            },
+        ] {
+            let want: Vec<usize> = values
+                .iter()
+                .map(|&v| bpf::stats::bucket(hist, v).unwrap())
+                .collect();
+            assert_eq!(emitted_bucket(hist, &values), want, "{hist:?}");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Pass 1 of the lowering: where every value of a script lives, before any code is
 //! emitted. Scalar globals share the one value of an array map (at offsets, strings
 //! [`MAX_STRING`] bytes), each array is a hash map keyed by its keys laid end to end,
-//! each statistic a per-CPU map whose value is one `runtime::stats` slot. Besides the
+//! each statistic a per-CPU map whose value is one `bpf::stats` slot. Besides the
 //! globals: the ring buffer, the per-CPU counters and the per-CPU scratch area where
 //! probe locals, strings and event records are built (the BPF stack has 512 bytes).
 //! The layout is the contract of `bpf::script` and is what user space reads.
@@ -18,12 +18,6 @@ pub const DEFAULT_ARRAY_SIZE: u32 = 2048;
 
 /// Bytes of the ring buffer (a power of two, a multiple of the page size).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
-
-/// Log histogram buckets (`runtime::stats::LOG_BUCKETS`): bucket 64 holds 0.
-pub const LOG_BUCKETS: u32 = 128;
-pub const LOG_BUCKET_ZERO: i32 = 64;
-/// Words before the buckets in a statistics slot: count, sum, min, max.
-pub const STAT_HEADER_WORDS: u32 = 4;
 
 /// Where one global lives, for the code generator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,24 +82,13 @@ fn value_kind(t: Type) -> ValueKind {
     }
 }
 
-/// Bytes in one CPU's slot of a statistic with this histogram.
+/// Bytes in one CPU's slot of a statistic with this histogram ([`bpf::stats`]).
 pub fn stat_slot_bytes(h: HistSpec) -> u32 {
-    8 * (STAT_HEADER_WORDS + hist_buckets(h))
+    bpf::stats::slot_bytes(h) as u32
 }
 
 pub fn hist_buckets(h: HistSpec) -> u32 {
-    match h {
-        HistSpec::None => 0,
-        HistSpec::Log => LOG_BUCKETS,
-        HistSpec::Linear {
-            start,
-            stop,
-            interval,
-        } => {
-            let regular = (i128::from(stop) - i128::from(start)) / i128::from(interval.max(1));
-            (regular + 3).clamp(3, 128) as u32
-        }
-    }
+    bpf::stats::buckets(h) as u32
 }
 
 /// Which histogram each statistic is read with: the first `@hist_*` on it wins.
@@ -437,18 +420,5 @@ mod tests {
         let mut r: Vec<String> = reads(&s).into_iter().collect();
         r.sort();
         assert_eq!(r, vec!["c", "e"]);
-    }
-
-    #[test]
-    fn log_buckets_match_the_runtime_rule() {
-        assert_eq!(hist_buckets(HistSpec::Log), 128);
-        // stap: (stop - start) / interval regular buckets, plus under- and overflow.
-        let lin = HistSpec::Linear {
-            start: 0,
-            stop: 10,
-            interval: 2,
-        };
-        assert_eq!(hist_buckets(lin), 8);
-        assert_eq!(stat_slot_bytes(lin), 8 * (4 + 8));
     }
 }

@@ -81,8 +81,9 @@ fn division_by_zero_ends_the_probe_with_an_error() {
     let EventSpec::Error { message } = errors[0] else {
         unreachable!()
     };
+    // Stap's words, as user space says them too: the operator and the probe point.
     assert!(
-        message.starts_with("division by zero near test.stp:3:"),
+        message.starts_with("division by 0 near operator '/' at test.stp:3:10 in probe process("),
         "{message}"
     );
     // Every hit prints "before"; the one with $a == 3 stops at the division.
@@ -288,6 +289,57 @@ probe end { print(@hist_log(h)); print(@hist_linear(lin, 0, 10, 2)) }"#);
         expect[((a / 2 + 1) as usize).min(7)] += 1;
     }
     assert_eq!(buckets, expect);
+}
+
+/// The statistics slots a real probe fills read back, through `runtime::stats`, as
+/// the same aggregate that user space's own `<<<` (`Stat::add`) makes of the same
+/// values: count, sum, min, max and every bucket of a log and two linear histograms,
+/// for values at the edges (powers of two, both signs, `i64::MIN` and `MAX`). Both
+/// sides take the layout and the bucket rules from `bpf::stats`.
+#[test]
+fn statistics_slots_are_what_user_space_aggregates() {
+    use runtime::stats::{Hist, Linear, Stat};
+    let r = run(r#"global lg, ln, wide
+probe process("BIN").function("main.add") {
+  for (k = 0; k < 63; k += 9) {
+    v = ($a - 5) << k
+    lg <<< v; ln <<< v; wide <<< v
+  }
+  if ($a == 9) { lg <<< -9223372036854775807 - 1; lg <<< 9223372036854775807 }
+}
+probe end { print(@hist_log(lg)); print(@hist_linear(ln, -100, 100, 10)); print(@hist_linear(wide, -4611686018427387904, 4611686018427387904, 144115188075855872)) }"#);
+    let mut values = Vec::new();
+    for a in 0..10i64 {
+        for k in (0..63).step_by(9) {
+            values.push((a - 5).wrapping_shl(k));
+        }
+    }
+    let extremes = [i64::MIN, i64::MAX];
+    let cases = [
+        ("lg", Hist::Log, true),
+        (
+            "ln",
+            Hist::Linear(Linear::new(-100, 100, 10).unwrap()),
+            false,
+        ),
+        (
+            "wide",
+            Hist::Linear(Linear::new(-(1 << 62), 1 << 62, 1 << 57).unwrap()),
+            false,
+        ),
+    ];
+    for (name, hist, with_extremes) in cases {
+        let mut want = Stat::new(&hist);
+        for &v in values
+            .iter()
+            .chain(extremes.iter().filter(|_| with_extremes))
+        {
+            want.add(&hist, v);
+        }
+        let got = Stat::from_per_cpu(&hist, &r.stat_slots(name, &0u32.to_le_bytes()))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, want, "{name}");
+    }
 }
 
 #[test]

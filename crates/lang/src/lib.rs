@@ -36,6 +36,7 @@ pub mod print;
 pub mod probe;
 pub mod regex;
 pub mod span;
+pub mod stop;
 pub mod target;
 
 pub use backend::Backend;

@@ -126,69 +126,15 @@ impl RuntimeError {
     /// The message as stap prints it after `ERROR: `: `division by 0 near operator
     /// '/' at x.stp:1:20 (called from identifier 'f' at x.stp:2:5) in probe begin`.
     pub fn render(&self, sm: &SourceMap) -> String {
-        let mut s = self.message.clone();
-        if let Some(n) = self.near {
-            s.push_str(&format!(" near {}", describe(sm, n.span)));
-            for c in &self.called_from {
-                s.push_str(&format!(" (called from {})", describe(sm, c.span)));
-            }
-        }
-        if !self.probe.is_empty() {
-            s.push_str(&format!(" in probe {}", self.probe));
-        }
-        s
+        let calls: Vec<Span> = self.called_from.iter().map(|c| c.span).collect();
+        lang::stop::message(
+            sm,
+            &self.message,
+            self.near.map(|n| n.span),
+            &calls,
+            &self.probe,
+        )
     }
-}
-
-const KEYWORDS: &[&str] = &[
-    "probe", "global", "function", "if", "else", "while", "for", "foreach", "in", "limit", "break",
-    "continue", "next", "return", "delete", "try", "catch",
-];
-
-const OPERATORS: &[&str] = &[
-    "<<<", "<<=", ">>=", "!~", "=~", "==", "!=", "<=", ">=", "&&", "||", "<<", ">>", "++", "--",
-    "+=", "-=", "*=", "/=", "%=", ".=", "&=", "|=", "^=", "+", "-", "*", "/", "%", "<", ">", "=",
-    "!", "~", "&", "|", "^", ".", "?", ":", "(", ")", "[", "]", "{", "}", ",", ";", "$",
-];
-
-/// Describes the token at a span's start like stap's `operator<<(token)`:
-/// `operator '/' at x.stp:1:20`, `identifier 'f' at …`, `keyword at …`.
-fn describe(sm: &SourceMap, span: Span) -> String {
-    let Some(file) = sm.file(span.file) else {
-        return format!("?:{}", span.start);
-    };
-    let text = file.text.as_bytes();
-    let mut at = (span.start as usize).min(text.len());
-    // An operator's span is the gap between its operands, which may start with the
-    // closing parenthesis of the left one.
-    while at < text.len() && (text[at].is_ascii_whitespace() || text[at] == b')') {
-        at += 1;
-    }
-    let rest = &text[at..];
-    let (l, c) = file.line_col(at as u32);
-    let pos = format!("{}:{l}:{c}", file.name);
-    let word_len = rest
-        .iter()
-        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'@'))
-        .unwrap_or(rest.len());
-    let word = String::from_utf8_lossy(&rest[..word_len]);
-    let what = if word_len > 0 && rest[0].is_ascii_digit() {
-        format!("number '{word}'")
-    } else if KEYWORDS.contains(&&*word) {
-        "keyword".to_string()
-    } else if word_len > 0 {
-        format!("identifier '{word}'")
-    } else if rest.first() == Some(&b'"') {
-        "string".to_string()
-    } else {
-        let op = OPERATORS
-            .iter()
-            .find(|o| rest.starts_with(o.as_bytes()))
-            .copied()
-            .unwrap_or("?");
-        format!("operator '{op}'")
-    };
-    format!("{what} at {pos}")
 }
 
 /// The result of running one probe.
@@ -369,19 +315,7 @@ impl<'s> Interp<'s> {
 
     /// The probe point written at `span`, as `pp()` gives it.
     fn point_text(&self, span: Span) -> String {
-        for item in &self.script.items {
-            let points: &[ProbePoint] = match item {
-                Item::Probe(p) => &p.points,
-                Item::Alias(a) => &a.points,
-                _ => continue,
-            };
-            if let Some(p) = points.iter().find(|p| p.span == span) {
-                return lang::print::print_probe_point(p)
-                    .trim_end_matches(['?', '!'])
-                    .to_string();
-            }
-        }
-        String::new()
+        lang::stop::written_point(self.script, span)
     }
 
     /// Stap's `MAXNESTING`: the deepest chain of calls (a recursive call counted
@@ -821,7 +755,13 @@ impl<'s> Interp<'s> {
                 _ => {
                     let l = self.eval(run, lhs)?;
                     let r = self.eval(run, rhs)?;
-                    self.binary(run, *op, l, r, gap(lhs, rhs))
+                    self.binary(
+                        run,
+                        *op,
+                        l,
+                        r,
+                        lang::stop::operator_place(lhs.span, rhs.span),
+                    )
                 }
             },
             ExprKind::Assign { op, lhs, rhs } => {
@@ -844,7 +784,13 @@ impl<'s> Interp<'s> {
                         .map_err(|err| self.globals_error(run, err, *span));
                 }
                 let l = self.read(run, &p)?;
-                let v = self.binary(run, *op, l, r, gap(lhs, rhs))?;
+                let v = self.binary(
+                    run,
+                    *op,
+                    l,
+                    r,
+                    lang::stop::operator_place(lhs.span, rhs.span),
+                )?;
                 self.write(run, &p, v)
             }
             ExprKind::Aggregate { lhs, rhs } => {
@@ -1238,15 +1184,6 @@ fn zero_of(ty: Option<Type>) -> Value {
     match ty {
         Some(Type::String) => Value::Str(Vec::new()),
         _ => Value::Long(0),
-    }
-}
-
-/// The gap between two operands, where their operator is.
-fn gap(lhs: &Expr, rhs: &Expr) -> Span {
-    Span {
-        file: lhs.span.file,
-        start: lhs.span.end,
-        end: rhs.span.start.max(lhs.span.end),
     }
 }
 

@@ -3,14 +3,10 @@
 //! `@sum`, `@min`, `@max`, `@avg`) and the ASCII-art histograms that
 //! `print(@hist_log(x))` and `print(@hist_linear(x, lo, hi, step))` draw.
 //!
-//! The facts follow stap's runtime (`runtime/stat.h`, `stat-common.c`):
-//! a log histogram has 128 buckets, bucket 64 holds 0, bucket 64+k holds
-//! `[2^(k-1), 2^k)` and bucket 64-k holds `(-2^k, -2^(k-1)]`, so `-1` is
-//! bucket 63 and `i64::MIN` bucket 0. A linear histogram over
-//! `[start, stop)` with step `interval` has `(stop-start)/interval` regular
-//! buckets plus an underflow bucket (0) and an overflow bucket (last); stap
-//! allows at most 128 buckets in all. `@avg` is `sum / count` truncated
-//! toward zero, like stap's integer division.
+//! The slot layout and the bucket rules are [`bpf::stats`]'s, the one definition
+//! the kernel side is compiled from too. `@avg` is `sum / count` truncated toward
+//! zero, like stap's integer division; every extractor but `@count` is an error on
+//! an empty aggregate, as in stap.
 //!
 //! Drawing: bars of `@` scaled so the largest count fits 50 columns,
 //! two empty rows shown on each side of the data, runs of empty rows
@@ -19,27 +15,15 @@
 
 use thiserror::Error;
 
-/// Buckets of a log histogram (stap's `HIST_LOG_BUCKETS`).
-pub const LOG_BUCKETS: usize = 128;
-/// The log bucket that holds 0 (stap's `HIST_LOG_BUCKET0`).
-pub const LOG_BUCKET_ZERO: usize = 64;
-/// Most buckets a linear histogram may have, under/overflow included
-/// (stap's `STP_MAX_BUCKETS`).
-pub const MAX_LINEAR_BUCKETS: usize = 128;
+pub use bpf::stats::{
+    LOG_BUCKET_ZERO, LOG_BUCKETS, MAX_LINEAR_BUCKETS, WORD_BUCKETS, WORD_COUNT, WORD_MAX, WORD_MIN,
+    WORD_SUM, log_bucket,
+};
 /// Width of the bar column.
 pub const HIST_WIDTH: usize = 50;
 /// Empty rows kept next to non-empty ones before eliding (stap's default
 /// `HIST_ELISION`).
 const HIST_ELISION: usize = 2;
-
-/// Word indexes of one CPU's slot. A slot is `4 + buckets` little-endian
-/// 64-bit words: count, sum, min, max, then the histogram buckets. The
-/// kernel side sets min and max to the value on the first `<<<` (count 0).
-pub const WORD_COUNT: usize = 0;
-pub const WORD_SUM: usize = 1;
-pub const WORD_MIN: usize = 2;
-pub const WORD_MAX: usize = 3;
-pub const WORD_BUCKETS: usize = 4;
 
 /// Errors in histogram parameters, kernel data, or printing.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -78,16 +62,13 @@ impl Linear {
         if interval == 0 {
             return Err(StatsError::ZeroInterval);
         }
-        let regular = (i128::from(stop) - i128::from(start)) / i128::from(interval);
-        let buckets = regular + 2 + 1;
-        if !(3..=MAX_LINEAR_BUCKETS as i128).contains(&buckets) {
-            return Err(StatsError::BucketCount { regular });
-        }
+        let buckets = bpf::stats::linear_buckets(start, stop, interval)
+            .map_err(|regular| StatsError::BucketCount { regular })?;
         Ok(Linear {
             start,
             stop,
             interval,
-            buckets: buckets as usize,
+            buckets,
         })
     }
 
@@ -111,13 +92,7 @@ impl Linear {
     /// The bucket `v` goes to. Like stap (and like 64-bit eBPF arithmetic)
     /// `v - start` wraps.
     pub fn bucket(&self, v: i64) -> usize {
-        let d = v.wrapping_sub(self.start);
-        let last = self.buckets - 1;
-        if d < 0 {
-            return 0;
-        }
-        let b = d as u64 / self.interval as u64 + 1;
-        if b >= last as u64 { last } else { b as usize }
+        bpf::stats::linear_bucket(v, self.start, self.interval, self.buckets)
     }
 
     /// The value printed for bucket `i` (without the `<`/`>` mark).
@@ -133,19 +108,6 @@ impl Linear {
         } else {
             step(i - 1)
         }
-    }
-}
-
-/// The log bucket of `v`.
-pub fn log_bucket(v: i64) -> usize {
-    if v == 0 {
-        return LOG_BUCKET_ZERO;
-    }
-    let bits = 64 - v.unsigned_abs().leading_zeros() as usize;
-    if v > 0 {
-        LOG_BUCKET_ZERO + bits
-    } else {
-        LOG_BUCKET_ZERO - bits
     }
 }
 

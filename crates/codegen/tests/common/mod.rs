@@ -300,6 +300,14 @@ impl Run {
     }
 
     /// Per-CPU slots of statistic `name` at `key`, merged: (count, sum, min, max, buckets).
+    /// The per-CPU slots of statistic `name` at `key`, one after another, as the map
+    /// holds them.
+    pub fn stat_slots(&self, name: &str, key: &[u8]) -> Vec<u8> {
+        let g = self.global(name);
+        let m = self.obj.map(g.map).unwrap();
+        m.get_per_cpu(key).unwrap().unwrap().concat()
+    }
+
     pub fn stat(&self, name: &str, key: &[u8]) -> (i64, i64, i64, i64, Vec<i64>) {
         let g = self.global(name);
         let m = self.obj.map(g.map).unwrap();
