@@ -73,6 +73,21 @@ impl Asm {
         &self.insns
     }
 
+    /// Whether the next instruction can be reached: the last one falls through (it is
+    /// not a `goto` or an `exit`), or a jump targets a label bound here.
+    pub fn falls_through(&self) -> bool {
+        let here = self.pos();
+        let last_ends = matches!(
+            self.insns.last().map(|i| i.decode()),
+            Some(crate::insn::Decoded::Ja { .. } | crate::insn::Decoded::Exit)
+        );
+        !last_ends
+            || self
+                .fixups
+                .iter()
+                .any(|(_, l)| self.labels.get(l.0).copied().flatten() == Some(here))
+    }
+
     pub fn emit(&mut self, insn: Insn) -> &mut Asm {
         self.insns.push(insn);
         self

@@ -204,18 +204,33 @@ impl Lower<'_, '_> {
         self.em.e(Insn::st(Size::B, Reg::R3, o, i32::from(byte)));
     }
 
-    /// `sprintf(fmt, args…)` as a string, from the format the checker parsed.
+    /// `sprintf(fmt, args…)` as a string, from the format the checker parsed. A `%c`
+    /// of 0 writes a NUL, which ends the string there, as it does a C string in user
+    /// space: the pieces after it still evaluate their arguments, but append nothing.
     pub fn sprintf(&mut self, e: &Expr, args: &[Expr]) -> Str {
         let out = self.builder();
         let Some(format) = self.env.info.format(e) else {
             self.em.error(e.span, "internal error: an unchecked format");
             return Str::Scratch(out);
         };
+        let pieces = format.pieces();
+        // Set once a %c wrote a NUL, when pieces follow it.
+        let first_char = pieces
+            .iter()
+            .position(|p| matches!(p, Piece::Conv(c) if c.conv == Conv::Char));
+        let ended = first_char.filter(|&i| i + 1 < pieces.len()).map(|_| {
+            let at = self.em.alloc(8);
+            self.em.store_imm(at, Size::DW, 0);
+            at
+        });
         let mut args = args.iter();
-        for p in format.pieces() {
+        for (i, p) in pieces.iter().enumerate() {
+            let guard = ended.filter(|_| first_char.is_some_and(|c| i > c));
             let c = match p {
                 Piece::Literal(r) => {
+                    let skip = self.unless_ended(guard);
                     self.append_bytes(out, format.literal(r));
+                    self.em.a.bind(skip);
                     continue;
                 }
                 Piece::Conv(c) => c,
@@ -230,36 +245,68 @@ impl Lower<'_, '_> {
                     continue;
                 }
             };
+            let Some(a) = args.next() else {
+                continue;
+            };
             match b {
                 Build::Num(r, pad) => {
-                    if let Some(a) = args.next() {
-                        self.long(a);
-                        if pad.width == 0 {
-                            self.append_num(out, r);
-                        } else {
-                            self.padded_num(out, r, pad);
-                        }
+                    self.long(a);
+                    let skip = self.unless_ended(guard);
+                    if pad.width == 0 {
+                        self.append_num(out, r);
+                    } else {
+                        self.padded_num(out, r, pad);
                     }
+                    self.em.a.bind(skip);
                 }
                 Build::Char(pad) => {
-                    if let Some(a) = args.next() {
-                        self.long(a);
-                        let t = self.em.alloc(8);
-                        self.em.store_imm(t, Size::DW, 0);
-                        let o = self.em.off(t);
-                        self.em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
-                        self.padded(out, Str::Scratch(t), pad);
-                    }
+                    self.long(a);
+                    let skip = self.unless_ended(guard);
+                    self.char_piece(out, pad, ended);
+                    self.em.a.bind(skip);
                 }
                 Build::Str(pad) => {
-                    if let Some(a) = args.next() {
-                        let s = self.string(a);
-                        self.padded(out, s, pad);
-                    }
+                    let s = self.string(a);
+                    let skip = self.unless_ended(guard);
+                    self.padded(out, s, pad);
+                    self.em.a.bind(skip);
                 }
             }
         }
         Str::Scratch(out)
+    }
+
+    /// A label to bind after a piece's append, jumped to when the string has ended.
+    fn unless_ended(&mut self, ended: Option<u32>) -> bpf::Label {
+        let skip = self.em.a.label();
+        if let Some(at) = ended {
+            self.em.load(Reg::R1, at);
+            self.em.a.jmp(Cond::Ne, Reg::R1, 0, skip);
+        }
+        skip
+    }
+
+    /// Appends the byte in R0 as `%c` would print it. A NUL ends the string: with a
+    /// right-justified width, after its pad (the NUL counts as the field's one byte).
+    fn char_piece(&mut self, out: u32, pad: Pad, ended: Option<u32>) {
+        let t = self.em.alloc(8);
+        self.em.store_imm(t, Size::DW, 0);
+        let o = self.em.off(t);
+        self.em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
+        let done = self.em.a.label();
+        let nul = self.em.a.label();
+        self.em.e(Insn::alu64(AluOp::And, Reg::R0, 0xff));
+        self.em.a.jmp(Cond::Eq, Reg::R0, 0, nul);
+        self.padded(out, Str::Scratch(t), pad);
+        self.em.a.ja(done);
+        self.em.a.bind(nul);
+        if !pad.left && pad.width > 1 {
+            self.append_bytes(out, &vec![b' '; pad.width as usize - 1]);
+        }
+        if let Some(at) = ended {
+            self.em.store_imm(at, Size::DW, 1);
+        }
+        self.em.a.bind(done);
     }
 
     /// Appends `s` to `scratch[dst]`, padded with spaces to `pad.width`.

@@ -472,12 +472,9 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.stmt(&f.body);
         self.loops.pop();
         // The verifier refuses code nothing reaches: each return only when jumped
-        // to or fallen into (a body may end in `next` or `break`).
-        let falls = !matches!(
-            self.em.a.insns().last().map(|i| i.decode()),
-            Some(bpf::insn::Decoded::Ja { .. } | bpf::insn::Decoded::Exit)
-        );
-        if falls || self.em.a.is_referenced(next_elem) {
+        // to or fallen into (a body may end in `next` or `break`, or in an `if` whose
+        // branch ends so while the test jumps past it).
+        if self.em.a.falls_through() || self.em.a.is_referenced(next_elem) {
             self.em.a.bind(next_elem);
             self.em.e(Insn::mov64(Reg::R0, 0));
             self.em.a.exit();
