@@ -30,12 +30,16 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         Some(ScriptSource::Inline(s)) => ("<input>".to_string(), s.clone()),
         None => bail!("no script given"),
     };
+    // -d STAGE prints a stage; the run stops after the last stage asked for (stap's -p).
     let dumps: Vec<&str> = a.dump.iter().map(String::as_str).collect();
+    let mut last_stage = None;
     for d in &dumps {
-        if !matches!(*d, "ast" | "types" | "ir" | "bpf" | "verifier") {
-            bail!("-d {d}: the stages are ast, types, ir, bpf, verifier");
+        match DUMP_STAGES.iter().position(|s| s == d) {
+            Some(i) => last_stage = last_stage.max(Some(i)),
+            None => bail!("-d {d}: the stages are {}", DUMP_STAGES.join(", ")),
         }
     }
+    let stop_after = |stage: &str| last_stage.map(|i| DUMP_STAGES[i]) == Some(stage);
     session::phase("parse");
     let mut sm = lang::SourceMap::new();
     let file = sm.add(&name, &text);
@@ -52,6 +56,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     let tapset = crate::tapset::add_if_used(&mut sm, &mut script, None)?;
     if dumps.contains(&"ast") {
         eprint!("{}", lang::print_script(&script));
+    }
+    if stop_after("ast") {
+        return Ok(0);
     }
 
     session::phase("check");
@@ -70,6 +77,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     if dumps.contains(&"types") {
         eprint!("{}", lang::dump_types(&script, &info));
     }
+    if stop_after("types") {
+        return Ok(0);
+    }
 
     // With -v, the time of each pass, as `stap -v` reports its passes.
     let mut pass = started;
@@ -87,8 +97,11 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     session::phase("compile");
     let compiled = session::compile(&script, &info, &target, &sm, &traced)?;
     passed("compiled the probes to eBPF");
-    if dumps.contains(&"bpf") || dumps.contains(&"ir") {
-        eprint!("{}", compiled.disassemble());
+    if dumps.contains(&"bpf") {
+        eprint!("{}", compiled.disassemble_with_source(&sm));
+    }
+    if stop_after("bpf") {
+        return Ok(0);
     }
     let spec = &compiled.spec;
     session::phase("load");
@@ -100,6 +113,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         for p in &armed.programs {
             eprintln!("{}:\n{}", p.name(), p.verifier_log().unwrap_or(""));
         }
+    }
+    if stop_after("verifier") {
+        return Ok(0);
     }
     armed.init_scalars(spec)?;
     passed("loaded the programs (the kernel's verifier)");
@@ -286,6 +302,9 @@ fn check_outputs(a: &ScriptArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The stages `-d` prints, in the order the script passes through them.
+const DUMP_STAGES: [&str; 4] = ["ast", "types", "bpf", "verifier"];
 
 /// `usymname(addr)` in user-space probes: the function of the traced binary at a
 /// run-time address (a PIE's load bias read once from the process's maps).

@@ -454,6 +454,11 @@ fn arrays(out: &mut Vec<Case>) {
     ));
     out.push(with_globals(
         "foreach",
+        &["w", "key"],
+        "{G}w[1] = 5; {G}w[2] = 7; {L}s = 0; foreach ({G}key in {G}w) {L}s += {G}key * {G}w[{G}key]; printf(\"%d %d\\n\", {L}s, {G}key == 1 || {G}key == 2)",
+    ));
+    out.push(with_globals(
+        "foreach",
         &["st"],
         "{G}st[1] <<< 4; {G}st[1] <<< 6; {G}st[2] <<< 1; {L}c = 0; foreach (k in {G}st) {L}c += @count({G}st[k]) * 10 + @sum({G}st[k]); printf(\"%d\\n\", {L}c)",
     ));

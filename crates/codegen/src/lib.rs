@@ -6,9 +6,11 @@
 //! pass per file:
 //!
 //! ```text
-//! ast::Script + TypeInfo ──storage.rs──▶ maps, global layout
-//!   ──lower.rs (+ window.rs, access.rs, builtins.rs, format.rs, entry.rs)──▶ one program per probe
-//!   body ──compile_full──▶ Compiled { ScriptSpec, insn → span } (-d bpf: disassemble)
+//! ast::Script + TypeInfo ──storage.rs──▶ maps, global layout (bpf::stats slots)
+//!   ──compile_full: per probe, group_sites ▶ entry_programs (entry.rs) ▶ per group,
+//!     lower_bodies (lower.rs + window.rs, access.rs, builtins.rs, format.rs,
+//!     backtrace.rs) ▶ attach──▶ finish: Compiled { ScriptSpec, insn → span }
+//!                                       (-d bpf: disassemble_with_source)
 //! ```
 //!
 //! `begin`, `end` and timer probes are not compiled: they are listed in
@@ -27,13 +29,15 @@
 //!   scratch, then copied. A reservation held while arguments are evaluated would
 //!   have to be released on every error path; a failed output is counted in
 //!   `counters[LOST_EVENTS]`.
-//! - `printf`/`print`/`println` send the values, formatted in user space.
-//!   `sprintf`/`sprint`, `$x$` and `$$vars` are built in the kernel (conversions
-//!   `%d %i %u %x %X %o %p %s %c %%`, no flags or widths).
+//! - `printf`/`print`/`println` send the values, formatted in user space with the
+//!   format the checker parsed (`%m`/`%M` send the bytes they dump).
+//!   `sprintf`/`sprint`, `$x$` and `$$vars` are built in the kernel (the conversions
+//!   `lang::format::Conversion::kernel_sprintf` allows; the checker refuses the rest).
 //! - Loops are real loops with a hidden counter on the BPF stack, which is how the
 //!   verifier sees them end; past [`Options::max_loop_iterations`] the probe stops
 //!   with an error record. The verifier walks every turn, so the bound is kept low.
-//! - Division by zero sends stap's error record and ends the probe.
+//! - Division by zero and reading an empty aggregate (but for `@count`) send stap's
+//!   error record, worded as user space words it (`lang::stop`), and end the probe.
 //! - `@count`/`@sum`/`@min`/`@max`/`@avg` in the kernel merge every CPU's slot with
 //!   `bpf_map_lookup_percpu_elem` (Linux 5.19); histograms are read in user space.
 //! - `@entry(x)`: see the `entry` module (an entry program, keyed by goroutine and
@@ -44,9 +48,10 @@
 //!   CPU.
 //! - `foreach` in a kernel probe: the body becomes a BPF function that
 //!   `bpf_for_each_map_elem` calls for each element, in the map's order; sorting
-//!   needs user space and is refused there.
-//! - Not in kernel probes: `=~`, `isinstr`, `usymname`, script recursion
-//!   (functions are inlined).
+//!   needs user space and is refused by the checker.
+//! - What kernel probes cannot run (`=~`, `isinstr`, `usymname`, recursion: functions
+//!   are inlined) is refused by the checker at its place (`lang::backend`); built-ins
+//!   are lowered by one exhaustive match on `lang::BuiltinId` (`builtins.rs`).
 //! - Fields of one struct read through one pointer are copied in one
 //!   `bpf_probe_read_user` (see the `window` module): the call is what costs.
 //! - Backtraces: see the `backtrace` module (a goroutine-aware frame-pointer walk;
@@ -70,8 +75,8 @@ use bpf::script::{
     AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind,
 };
 use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
-use lang::ast::{Expr, ExprKind, Item, Script, walk_stmt};
-use lang::{Diagnostic, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
+use lang::ast::{Expr, ExprKind, Item, Probe, Script, walk_stmt};
+use lang::{Diagnostic, ProbeInfo, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
 
 pub use target::GoTarget;
 
@@ -346,7 +351,11 @@ fn written_points(
 /// The sites one program serves: its alias prologue, and (point index, location).
 type Group = (Option<usize>, Vec<(usize, lang::Location)>);
 
-/// [`compile`], keeping the instruction → source map for verifier errors.
+/// [`compile`], keeping the instruction → source map for verifier errors. The steps:
+/// lay out the storage; for each probe, group its kernel sites into programs (one per
+/// site when the body reads context) and note its user-space points; compile the
+/// `@entry` programs it needs; lower each group to a program with its attachments;
+/// then put the object, the events and the contract with user space together.
 pub fn compile_full(
     script: &Script,
     info: &TypeInfo,
@@ -362,44 +371,90 @@ pub fn compile_full(
         opts,
         storage: &storage,
     };
-    let mut events = Vec::new();
-    let mut programs: Vec<ProgramSpec> = Vec::new();
-    let mut spans = Vec::new();
-    let mut attachments = Vec::new();
-    let mut user_probes = Vec::new();
-    let mut high = 0u32;
-    let mut cookie = 0u64;
-    // Maps added while lowering (the `@entry` stores), after the storage's.
-    let mut object_maps: Vec<bpf::MapSpec> = Vec::new();
-    let path = target.path().to_string();
-    let stacks = backtrace::stack_map(script, info, storage.object.maps.len(), &mut object_maps);
+    let mut b = Build::new(diags);
+    let stacks = backtrace::stack_map(script, info, storage.object.maps.len(), &mut b.object_maps);
     for pinfo in &info.probes {
         let Some(Item::Probe(probe)) = script.items.get(pinfo.item) else {
             continue;
         };
-        // (point index, location) of every kernel site, grouped into programs.
+        let groups = b.group_sites(&env, probe, pinfo);
+        let entry = b.entry_programs(&env, probe, pinfo, &groups);
+        let p = ThisProbe {
+            probe,
+            pinfo,
+            entry,
+            stacks,
+        };
+        for (prologue, sites) in groups {
+            b.probe_program(&env, &p, prologue, &sites);
+        }
+    }
+    if lang::has_errors(&b.diags) {
+        return Err(b.diags);
+    }
+    Ok(b.finish(&storage, opts, stacks))
+}
+
+/// The probe being compiled, and what its programs share.
+struct ThisProbe<'a> {
+    probe: &'a Probe,
+    pinfo: &'a ProbeInfo,
+    /// Where its return programs find the `@entry` values.
+    entry: Option<entry::Saved>,
+    /// The stack map, when the script stores stacks.
+    stacks: Option<bpf::MapId>,
+}
+
+/// What compiling a script accumulates, program by program.
+struct Build {
+    diags: Vec<Diagnostic>,
+    events: Vec<bpf::script::EventSpec>,
+    programs: Vec<ProgramSpec>,
+    spans: Vec<Vec<(usize, Span)>>,
+    attachments: Vec<AttachSpec>,
+    user_probes: Vec<UserProbe>,
+    /// The most scratch space a program uses.
+    high: u32,
+    /// The next attach cookie.
+    cookie: u64,
+    /// Maps added while lowering (the stack map, the `@entry` stores), after the
+    /// storage's.
+    object_maps: Vec<bpf::MapSpec>,
+}
+
+impl Build {
+    fn new(diags: Vec<Diagnostic>) -> Build {
+        Build {
+            diags,
+            events: Vec::new(),
+            programs: Vec::new(),
+            spans: Vec::new(),
+            attachments: Vec::new(),
+            user_probes: Vec::new(),
+            high: 0,
+            cookie: 0,
+            object_maps: Vec::new(),
+        }
+    }
+
+    /// Notes the probe's `begin`, `end` and timer points (run in user space) and
+    /// groups its kernel sites into programs: one program for all sites of a
+    /// prologue, or one per site when the body needs to know its site.
+    fn group_sites(&mut self, env: &Env<'_, '_>, probe: &Probe, pinfo: &ProbeInfo) -> Vec<Group> {
+        let script = env.script;
         let mut groups: Vec<Group> = Vec::new();
         for (pi, point) in pinfo.points.iter().enumerate() {
-            match point.kind {
-                ProbeKind::Begin => user_probes.push(UserProbe {
-                    item: pinfo.item,
-                    when: UserProbeKind::Begin,
-                }),
-                ProbeKind::End => user_probes.push(UserProbe {
-                    item: pinfo.item,
-                    when: UserProbeKind::End,
-                }),
-                ProbeKind::Timer { period_ns } => user_probes.push(UserProbe {
-                    item: pinfo.item,
-                    when: UserProbeKind::Timer { period_ns },
-                }),
+            let when = match point.kind {
+                ProbeKind::Begin => UserProbeKind::Begin,
+                ProbeKind::End => UserProbeKind::End,
+                ProbeKind::Timer { period_ns } => UserProbeKind::Timer { period_ns },
                 ProbeKind::Process(_) => {
                     let prologue_body = point.prologue.and_then(|a| match script.items.get(a) {
                         Some(Item::Alias(al)) => Some(&al.body),
                         _ => None,
                     });
-                    let per_site = needs_site(script, info)(&probe.body)
-                        || prologue_body.is_some_and(|b| needs_site(script, info)(b));
+                    let per_site = needs_site(script, env.info)(&probe.body)
+                        || prologue_body.is_some_and(|b| needs_site(script, env.info)(b));
                     for loc in &point.locations {
                         let shared = if per_site {
                             None
@@ -411,195 +466,280 @@ pub fn compile_full(
                             _ => groups.push((point.prologue, vec![(pi, loc.clone())])),
                         }
                     }
+                    continue;
                 }
-            }
+            };
+            self.user_probes.push(UserProbe {
+                item: pinfo.item,
+                when,
+            });
         }
-        // `@entry(x)`: the values, saved by a program at the entry of each function.
-        let first_map = storage.object.maps.len() as u32;
+        groups
+    }
+
+    /// `@entry(x)` in a return probe: the values, saved by a program at the entry of
+    /// each function the probe's sites return from.
+    fn entry_programs(
+        &mut self,
+        env: &Env<'_, '_>,
+        probe: &Probe,
+        pinfo: &ProbeInfo,
+        groups: &[Group],
+    ) -> Option<entry::Saved> {
+        let script = env.script;
+        let first_map = env.storage.object.maps.len() as u32;
         let mut prologues: Vec<&lang::ast::Block> = Vec::new();
-        for (prologue, _) in &groups {
+        for (prologue, _) in groups {
             if let Some(Item::Alias(a)) = prologue.and_then(|ai| script.items.get(ai))
                 && !prologues.iter().any(|b| std::ptr::eq(*b, &a.body))
             {
                 prologues.push(&a.body);
             }
         }
-        let entry = entry::saved_values(info, probe, &prologues, first_map, &mut object_maps);
-        if let Some(e) = &entry {
-            let mut done = std::collections::HashSet::new();
-            for (_, loc) in groups.iter().flat_map(|(_, s)| s.iter()) {
-                let Some(f) = target.binary().function_at(gobin::VirtAddr(loc.address)) else {
-                    continue;
-                };
-                let Ok(site) = gobin::x86::probe_site(target.binary(), &f) else {
-                    continue;
-                };
-                if !done.insert(site.addr.0) {
-                    continue;
-                }
-                let at = entry::EntrySite {
-                    addr: site.addr.0,
-                    function: f.name.to_string(),
-                    pp: format!("process(\"{path}\").function(\"{}\")", f.name),
-                };
-                let out = entry::Out {
-                    events: &mut events,
-                    programs: &mut programs,
-                    spans: &mut spans,
-                    attachments: &mut attachments,
-                    cookie: &mut cookie,
-                    diags: &mut diags,
-                    high: &mut high,
-                };
-                entry::entry_program(&env, e, pinfo, &at, out);
-            }
-        }
-        for (prologue, sites) in groups {
-            let Some((first_point, first_loc)) = sites.first().cloned() else {
+        let entry = entry::saved_values(
+            env.info,
+            probe,
+            &prologues,
+            first_map,
+            &mut self.object_maps,
+        );
+        let e = entry.as_ref()?;
+        let target = env.target;
+        let path = target.path().to_string();
+        let mut done = std::collections::HashSet::new();
+        for (_, loc) in groups.iter().flat_map(|(_, s)| s.iter()) {
+            let Some(f) = target.binary().function_at(gobin::VirtAddr(loc.address)) else {
                 continue;
             };
-            let site = Site {
-                addr: (sites.len() == 1).then_some(first_loc.address),
-                pp: point_text(&path, &pinfo.points[first_point].kind, &first_loc),
-                function: first_loc.function.clone(),
-                each: sites
-                    .iter()
-                    .map(|(pi, loc)| {
-                        (
-                            point_text(&path, &pinfo.points[*pi].kind, loc),
-                            loc.function.clone(),
-                        )
-                    })
-                    .collect(),
-                first_cookie: cookie,
-                written: written_points(script, pinfo, &sites),
+            let Ok(site) = gobin::x86::probe_site(target.binary(), &f) else {
+                continue;
             };
-            let mut l = lower::Lower::new(&env, &mut events, &site);
-            l.entry = entry.clone();
-            l.stacks = stacks;
-            prologue_code(&mut l.em);
-            l.enter_probe(&pinfo.locals);
-            let alias = match prologue.and_then(|a| script.items.get(a)) {
-                Some(Item::Alias(a)) => Some(&a.body),
-                _ => None,
+            if !done.insert(site.addr.0) {
+                continue;
+            }
+            let at = entry::EntrySite {
+                addr: site.addr.0,
+                function: f.name.to_string(),
+                pp: format!("process(\"{path}\").function(\"{}\")", f.name),
             };
-            let bodies: Vec<&lang::ast::Block> = alias.into_iter().chain([&probe.body]).collect();
-            l.plan_windows(&bodies);
-            if let Some(a) = alias {
-                l.block(a);
-            }
-            l.block(&probe.body);
-            let end = l.em.end;
-            l.em.a.bind(end);
-            l.forget_entry();
-            let abort = l.em.abort;
-            l.em.a.bind(abort);
-            l.em.e(Insn::mov64(Reg::R0, 0));
-            l.em.a.exit();
-            l.em.emit_callbacks();
-            for (span, msg) in l.em.errors.drain(..) {
-                diags.push(Diagnostic::error(span, msg));
-            }
-            if l.em.high > SCRATCH_LIMIT {
-                diags.push(Diagnostic::error(
+            let out = entry::Out {
+                events: &mut self.events,
+                programs: &mut self.programs,
+                spans: &mut self.spans,
+                attachments: &mut self.attachments,
+                cookie: &mut self.cookie,
+                diags: &mut self.diags,
+                high: &mut self.high,
+            };
+            entry::entry_program(env, e, pinfo, &at, out);
+        }
+        entry
+    }
+
+    /// Lowers the probe body (after its alias prologue) for one group of sites, and
+    /// adds the program and its attachments.
+    fn probe_program(
+        &mut self,
+        env: &Env<'_, '_>,
+        p: &ThisProbe<'_>,
+        prologue: Option<usize>,
+        sites: &[(usize, lang::Location)],
+    ) {
+        let Some(site) = self.site(env, p.pinfo, sites) else {
+            return;
+        };
+        let alias = match prologue.and_then(|a| env.script.items.get(a)) {
+            Some(Item::Alias(a)) => Some(&a.body),
+            _ => None,
+        };
+        let Some((program, prog_spans)) = self.lower_bodies(env, p, alias, &site) else {
+            return;
+        };
+        let index = self.programs.len();
+        self.programs
+            .push(ProgramSpec::new(format!("gotap_p{index}"), program));
+        self.spans.push(prog_spans);
+        self.attach(env, p.pinfo, sites, &site, index);
+    }
+
+    /// What the program of these sites knows about where it runs.
+    fn site(
+        &self,
+        env: &Env<'_, '_>,
+        pinfo: &ProbeInfo,
+        sites: &[(usize, lang::Location)],
+    ) -> Option<Site> {
+        let path = env.target.path();
+        let (first_point, first_loc) = sites.first()?;
+        Some(Site {
+            addr: (sites.len() == 1).then_some(first_loc.address),
+            pp: point_text(path, &pinfo.points[*first_point].kind, first_loc),
+            function: first_loc.function.clone(),
+            each: sites
+                .iter()
+                .map(|(pi, loc)| {
+                    (
+                        point_text(path, &pinfo.points[*pi].kind, loc),
+                        loc.function.clone(),
+                    )
+                })
+                .collect(),
+            first_cookie: self.cookie,
+            written: written_points(env.script, pinfo, sites),
+        })
+    }
+
+    /// The program: the prologue, the alias's body and the probe's, and the common
+    /// end; with where each instruction came from.
+    fn lower_bodies(
+        &mut self,
+        env: &Env<'_, '_>,
+        p: &ThisProbe<'_>,
+        alias: Option<&lang::ast::Block>,
+        site: &Site,
+    ) -> Option<(bpf::Program, Vec<(usize, Span)>)> {
+        let probe = p.probe;
+        let mut l = lower::Lower::new(env, &mut self.events, site);
+        l.entry = p.entry.clone();
+        l.stacks = p.stacks;
+        prologue_code(&mut l.em);
+        l.enter_probe(&p.pinfo.locals);
+        let bodies: Vec<&lang::ast::Block> = alias.into_iter().chain([&probe.body]).collect();
+        l.plan_windows(&bodies);
+        if let Some(a) = alias {
+            l.block(a);
+        }
+        l.block(&probe.body);
+        let end = l.em.end;
+        l.em.a.bind(end);
+        l.forget_entry();
+        let abort = l.em.abort;
+        l.em.a.bind(abort);
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        l.em.a.exit();
+        l.em.emit_callbacks();
+        for (span, msg) in l.em.errors.drain(..) {
+            self.diags.push(Diagnostic::error(span, msg));
+        }
+        if l.em.high > SCRATCH_LIMIT {
+            self.diags.push(Diagnostic::error(
+                probe.span,
+                format!(
+                    "this probe needs {} bytes of scratch space, more than {SCRATCH_LIMIT}",
+                    l.em.high
+                ),
+            ));
+        }
+        self.high = self.high.max(l.em.high);
+        let prog_spans = std::mem::take(&mut l.em.spans);
+        let asm = std::mem::take(&mut l.em.a);
+        match asm.finish() {
+            Ok(p) => Some((p, prog_spans)),
+            Err(e) => {
+                self.diags.push(Diagnostic::error(
                     probe.span,
-                    format!(
-                        "this probe needs {} bytes of scratch space, more than {SCRATCH_LIMIT}",
-                        l.em.high
-                    ),
+                    format!("internal error: {e}"),
                 ));
-            }
-            high = high.max(l.em.high);
-            let prog_spans = std::mem::take(&mut l.em.spans);
-            let asm = std::mem::take(&mut l.em.a);
-            let program = match asm.finish() {
-                Ok(p) => p,
-                Err(e) => {
-                    diags.push(Diagnostic::error(
-                        probe.span,
-                        format!("internal error: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            let index = programs.len();
-            programs.push(ProgramSpec::new(format!("gotap_p{index}"), program));
-            spans.push(prog_spans);
-            // One attachment per probe point, so messages name the point as written.
-            let mut by_point: Vec<(usize, Vec<AttachSite>)> = Vec::new();
-            // Cookies are consecutive per program, in the order of `site.each`.
-            for (i, (pi, loc)) in sites.iter().enumerate() {
-                let cookie = site.first_cookie + i as u64;
-                let Some(off) = target.binary().file_offset(gobin::VirtAddr(loc.address)) else {
-                    diags.push(Diagnostic::error(
-                        pinfo.points[*pi].span,
-                        format!("address {:#x} is not in the file", loc.address),
-                    ));
-                    continue;
-                };
-                let s = AttachSite {
-                    addr: loc.address,
-                    file_offset: off.0,
-                    cookie,
-                };
-                match by_point.iter_mut().find(|(p, _)| p == pi) {
-                    Some((_, v)) => v.push(s),
-                    None => by_point.push((*pi, vec![s])),
-                }
-            }
-            cookie += sites.len() as u64;
-            for (pi, sites) in by_point {
-                let text = match opts.sources {
-                    Some(sm) => {
-                        let sp = pinfo.points[pi].span;
-                        sm.file(sp.file)
-                            .and_then(|f| f.text.get(sp.start as usize..sp.end as usize))
-                            .map(String::from)
-                    }
-                    None => None,
-                }
-                .unwrap_or_else(|| site.pp.clone());
-                attachments.push(AttachSpec {
-                    program: index,
-                    binary: path.clone(),
-                    probe: text,
-                    sites,
-                });
+                None
             }
         }
     }
-    if lang::has_errors(&diags) {
-        return Err(diags);
+
+    /// The attachments of program `index`: one per probe point (so messages name the
+    /// point as written), its sites with consecutive cookies in the order of
+    /// `site.each`.
+    fn attach(
+        &mut self,
+        env: &Env<'_, '_>,
+        pinfo: &ProbeInfo,
+        sites: &[(usize, lang::Location)],
+        site: &Site,
+        index: usize,
+    ) {
+        let target = env.target;
+        let mut by_point: Vec<(usize, Vec<AttachSite>)> = Vec::new();
+        for (i, (pi, loc)) in sites.iter().enumerate() {
+            let cookie = site.first_cookie + i as u64;
+            let Some(off) = target.binary().file_offset(gobin::VirtAddr(loc.address)) else {
+                self.diags.push(Diagnostic::error(
+                    pinfo.points[*pi].span,
+                    format!("address {:#x} is not in the file", loc.address),
+                ));
+                continue;
+            };
+            let s = AttachSite {
+                addr: loc.address,
+                file_offset: off.0,
+                cookie,
+            };
+            match by_point.iter_mut().find(|(p, _)| p == pi) {
+                Some((_, v)) => v.push(s),
+                None => by_point.push((*pi, vec![s])),
+            }
+        }
+        self.cookie += sites.len() as u64;
+        for (pi, sites) in by_point {
+            let text = match env.opts.sources {
+                Some(sm) => {
+                    let sp = pinfo.points[pi].span;
+                    sm.file(sp.file)
+                        .and_then(|f| f.text.get(sp.start as usize..sp.end as usize))
+                        .map(String::from)
+                }
+                None => None,
+            }
+            .unwrap_or_else(|| site.pp.clone());
+            self.attachments.push(AttachSpec {
+                program: index,
+                binary: target.path().to_string(),
+                probe: text,
+                sites,
+            });
+        }
     }
-    let mut object = storage.object.clone();
-    object.maps.extend(object_maps);
-    object.programs = programs;
-    if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
-        m.value_size = (high + MAX_STRING).div_ceil(8) * 8;
+
+    /// The compiled script: the storage's object with the added maps and the
+    /// programs, the scratch area sized for the largest program, and the contract
+    /// with user space.
+    fn finish(
+        self,
+        storage: &storage::Storage,
+        opts: &Options<'_>,
+        stacks: Option<bpf::MapId>,
+    ) -> Compiled {
+        let mut object = storage.object.clone();
+        object.maps.extend(self.object_maps);
+        object.programs = self.programs;
+        if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
+            m.value_size = (self.high + MAX_STRING).div_ceil(8) * 8;
+        }
+        let spec = ScriptSpec {
+            object,
+            attachments: self.attachments,
+            events: self.events,
+            globals: storage.globals.clone(),
+            ringbuf: Some(storage.ringbuf),
+            counters: Some(storage.counters),
+            user_probes: self.user_probes,
+            scalars: Some(ScalarsSpec {
+                map: storage.scalars,
+                initial: {
+                    let mut init = storage.scalars_initial.clone();
+                    let o = storage.target_offset as usize;
+                    let pid = i64::from(opts.target_pid.unwrap_or(0));
+                    init[o..o + 8].copy_from_slice(&pid.to_le_bytes());
+                    init
+                },
+                realtime_offset: storage.realtime_offset,
+                target_offset: storage.target_offset,
+            }),
+            stacks,
+        };
+        Compiled {
+            spec,
+            spans: self.spans,
+        }
     }
-    let spec = ScriptSpec {
-        object,
-        attachments,
-        events,
-        globals: storage.globals.clone(),
-        ringbuf: Some(storage.ringbuf),
-        counters: Some(storage.counters),
-        user_probes,
-        scalars: Some(ScalarsSpec {
-            map: storage.scalars,
-            initial: {
-                let mut init = storage.scalars_initial.clone();
-                let o = storage.target_offset as usize;
-                let pid = i64::from(opts.target_pid.unwrap_or(0));
-                init[o..o + 8].copy_from_slice(&pid.to_le_bytes());
-                init
-            },
-            realtime_offset: storage.realtime_offset,
-            target_offset: storage.target_offset,
-        }),
-        stacks,
-    };
-    Ok(Compiled { spec, spans })
 }
 
 /// The start of every program: keep the context, find the scratch area, count the hit.

@@ -316,27 +316,44 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 
     /// `foreach` in a kernel probe: `bpf_for_each_map_elem` calls back a function made
-    /// of the loop's body once per element, in the map's order (sorting needs user
-    /// space). The function has its own stack; the caller passes it, on its stack,
-    /// the scratch pointer, the probe's context, the hit tag, a stop flag (set by
-    /// `next` or an error in the body: the probe ends after the walk) and, with
-    /// `limit`, a count and the limit. `break` returns 1, which ends the walk.
+    /// of the loop's body once per element, in the map's order (the checker refused a
+    /// sorted walk and a walk in a function, which need user space). The steps: find
+    /// the map and where the keys and value go; lay out, on this frame's stack, the
+    /// context the callback reads (the scratch pointer, the probe's context, the hit
+    /// tag, a stop flag set by `next` or an error in the body so that the probe ends
+    /// after the walk, and with `limit` a count and the limit); assemble the body as a
+    /// function on its own; then call the walk. `break` returns 1, which ends it.
     fn kernel_foreach(&mut self, f: &Foreach) {
+        let Some((map, keys)) = self.foreach_map(f) else {
+            return;
+        };
+        let Some(vars) = self.foreach_vars(f) else {
+            return;
+        };
+        let frame = self.foreach_context(f);
+        let entry = self.foreach_callback(f, &keys, &vars, &frame);
+        // The walk, and the end of the probe if the body asked for it.
+        self.em.a.ld_map(Reg::R1, map);
+        self.em.a.ld_fn(Reg::R2, entry);
+        self.em.e(Insn::mov64(Reg::R3, Reg::R10));
+        self.em
+            .e(Insn::alu64(AluOp::Add, Reg::R3, i32::from(frame.base)));
+        self.em.e(Insn::mov64(Reg::R4, 0));
+        self.em.a.call(Helper::ForEachMapElem);
+        self.em.e(Insn::ldx(
+            Size::DW,
+            Reg::R0,
+            Reg::R10,
+            frame.base + ForeachFrame::STOP,
+        ));
+        let end = self.em.end;
+        self.em.a.jmp(Cond::Ne, Reg::R0, 0, end);
+        self.em.stack_used -= 7 * 8;
+    }
+
+    /// The map a `foreach` walks and its key types, checked against the loop.
+    fn foreach_map(&mut self, f: &Foreach) -> Option<(bpf::MapId, Vec<Type>)> {
         let span = f.array.span;
-        if f.sort.is_some() {
-            self.em.error(
-                span,
-                "a sorted 'foreach' cannot run in a kernel probe (sorting needs user space); drop the '+'/'-' or iterate in an 'end' or timer probe",
-            );
-            return;
-        }
-        if !self.fns.is_empty() {
-            self.em.error(
-                span,
-                "'foreach' in a function cannot run in a kernel probe yet; write it in the probe",
-            );
-            return;
-        }
         let (map, kt, value) = match self.slot(&f.array) {
             Some(Slot::Array { map, keys, value }) if !keys.is_empty() => (map, keys, Some(value)),
             Some(Slot::Stats { map, keys, .. }) if !keys.is_empty() => (map, keys, None),
@@ -345,7 +362,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     span,
                     format!("'{}' is not an array with keys", f.array.name),
                 );
-                return;
+                return None;
             }
         };
         if f.keys.len() != kt.len() {
@@ -358,61 +375,88 @@ impl<'a, 'd> Lower<'a, 'd> {
                     f.keys.len()
                 ),
             );
-            return;
+            return None;
         }
         if let (Some(v), None) = (&f.value, value) {
             self.em.error(
                 v.span,
                 "a statistic has no single value; read @count(s[k]) and the like in the body",
             );
-            return;
+            return None;
         }
+        Some((map, kt))
+    }
+
+    /// Where each key (then the value) of an element goes: a local's slot, or a
+    /// scratch slot copied to the global the name resolved to.
+    fn foreach_vars(&mut self, f: &Foreach) -> Option<Vec<(u32, Type, Option<Slot>)>> {
         let mut vars = Vec::new();
         for k in f.keys.iter().chain(&f.value) {
-            match self.local(k) {
-                Some(slot) => vars.push(slot),
-                None => {
+            let ty = self.env.info.global_of(k).and_then(|g| g.ty);
+            match (self.local(k), self.slot(k)) {
+                (Some((at, ty)), _) => vars.push((at, ty, None)),
+                (None, Some(g @ Slot::Scalar { .. })) => {
+                    let ty = ty.unwrap_or(Type::Long);
+                    let at = self.em.alloc(width(ty));
+                    vars.push((at, ty, Some(g)));
+                }
+                _ => {
                     self.em
                         .error(k.span, format!("internal error: no slot for '{}'", k.name));
-                    return;
+                    return None;
                 }
             }
         }
-        // The context: 6 words on this frame's stack, the lowest first.
+        Some(vars)
+    }
+
+    /// The callback's context, 6 words on this frame's stack (the lowest first), and
+    /// the callback's own slot for the pointer to them (the same offset there).
+    fn foreach_context(&mut self, f: &Foreach) -> ForeachFrame {
         let words: Vec<i16> = (0..6).map(|_| self.em.stack_slot()).collect();
         let base = words[5];
-        let (scratch_w, ctx_w, hit_w, stop_w, count_w, limit_w) = (0, 8, 16, 24, 32, 40);
-        // The callback's own slot for the context pointer (the same offset there).
         let own = self.em.stack_slot();
         if self.em.stack_used > 512 {
             self.em
-                .error(span, "loops nested too deep for the BPF stack");
+                .error(f.array.span, "loops nested too deep for the BPF stack");
         }
         if let Some(l) = &f.limit {
             self.long(l);
-            self.em
-                .e(Insn::stx(Size::DW, Reg::R10, base + limit_w, Reg::R0));
+            self.em.e(Insn::stx(
+                Size::DW,
+                Reg::R10,
+                base + ForeachFrame::LIMIT,
+                Reg::R0,
+            ));
         }
-        self.em
-            .e(Insn::stx(Size::DW, Reg::R10, base + scratch_w, SCRATCH));
-        self.em.e(Insn::stx(
-            Size::DW,
-            Reg::R10,
-            base + ctx_w,
-            crate::emit::CTX,
-        ));
+        let put = |em: &mut Emitter<'_>, at: i16, r: Reg| {
+            em.e(Insn::stx(Size::DW, Reg::R10, base + at, r))
+        };
+        put(&mut self.em, ForeachFrame::SCRATCH, SCRATCH);
+        put(&mut self.em, ForeachFrame::CTX, crate::emit::CTX);
         self.em.e(Insn::ldx(
             Size::DW,
             Reg::R0,
             Reg::R10,
             crate::emit::HIT_SLOT,
         ));
+        put(&mut self.em, ForeachFrame::HIT, Reg::R0);
         self.em
-            .e(Insn::stx(Size::DW, Reg::R10, base + hit_w, Reg::R0));
-        self.em.e(Insn::st(Size::DW, Reg::R10, base + stop_w, 0));
-        self.em.e(Insn::st(Size::DW, Reg::R10, base + count_w, 0));
+            .e(Insn::st(Size::DW, Reg::R10, base + ForeachFrame::STOP, 0));
+        self.em
+            .e(Insn::st(Size::DW, Reg::R10, base + ForeachFrame::COUNT, 0));
+        ForeachFrame { base, own }
+    }
 
-        // The body, assembled on its own.
+    /// The loop's body as a BPF function of `(map, key, value, ctx)`, assembled on its
+    /// own; returns its label.
+    fn foreach_callback(
+        &mut self,
+        f: &Foreach,
+        keys: &[Type],
+        vars: &[(u32, Type, Option<Slot>)],
+        frame: &ForeachFrame,
+    ) -> Label {
         let entry = self.em.a.label();
         let outer = std::mem::take(&mut self.em.a);
         let (outer_end, outer_abort) = (self.em.end, self.em.abort);
@@ -421,14 +465,37 @@ impl<'a, 'd> Lower<'a, 'd> {
             (self.em.a.label(), self.em.a.label(), self.em.a.label());
         self.em.end = stop;
         self.em.abort = stop;
+        self.foreach_enter(f, frame, last_elem);
+        self.foreach_bind(keys, vars);
+        self.loops.push((next_elem, last_elem));
+        self.stmt(&f.body);
+        self.loops.pop();
+        self.foreach_returns(frame, next_elem, last_elem, stop);
+        let body = std::mem::replace(&mut self.em.a, outer);
+        let spans: Vec<(usize, Span)> = self.em.spans.drain(spans_from..).collect();
+        self.em.end = outer_end;
+        self.em.abort = outer_abort;
+        self.em.functions.push((entry, body, spans));
+        entry
+    }
+
+    /// The callback's start: its registers and hit tag from the context, and with
+    /// `limit`, the count checked and raised.
+    fn foreach_enter(&mut self, f: &Foreach, frame: &ForeachFrame, last_elem: Label) {
         // (map, key, value, ctx): R7 = key, R8 = value, R4 = ctx.
-        self.em.e(Insn::stx(Size::DW, Reg::R10, own, Reg::R4));
+        self.em.e(Insn::stx(Size::DW, Reg::R10, frame.own, Reg::R4));
         self.em.e(Insn::mov64(Reg::R7, Reg::R2));
         self.em.e(Insn::mov64(Reg::R8, Reg::R3));
-        self.em.e(Insn::ldx(Size::DW, SCRATCH, Reg::R4, scratch_w));
         self.em
-            .e(Insn::ldx(Size::DW, crate::emit::CTX, Reg::R4, ctx_w));
-        self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, hit_w));
+            .e(Insn::ldx(Size::DW, SCRATCH, Reg::R4, ForeachFrame::SCRATCH));
+        self.em.e(Insn::ldx(
+            Size::DW,
+            crate::emit::CTX,
+            Reg::R4,
+            ForeachFrame::CTX,
+        ));
+        self.em
+            .e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, ForeachFrame::HIT));
         self.em.e(Insn::stx(
             Size::DW,
             Reg::R10,
@@ -436,15 +503,22 @@ impl<'a, 'd> Lower<'a, 'd> {
             Reg::R0,
         ));
         if f.limit.is_some() {
-            self.em.e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, count_w));
-            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R4, limit_w));
+            self.em
+                .e(Insn::ldx(Size::DW, Reg::R0, Reg::R4, ForeachFrame::COUNT));
+            self.em
+                .e(Insn::ldx(Size::DW, Reg::R1, Reg::R4, ForeachFrame::LIMIT));
             self.em.a.jmp(Cond::Sge, Reg::R0, Reg::R1, last_elem);
             self.em.e(Insn::alu64(AluOp::Add, Reg::R0, 1));
-            self.em.e(Insn::stx(Size::DW, Reg::R4, count_w, Reg::R0));
+            self.em
+                .e(Insn::stx(Size::DW, Reg::R4, ForeachFrame::COUNT, Reg::R0));
         }
+    }
+
+    /// Copies the element's keys (R7) and value (R8) into the loop's variables.
+    fn foreach_bind(&mut self, keys: &[Type], vars: &[(u32, Type, Option<Slot>)]) {
         let mut pos = 0i16;
-        for (i, (at, ty)) in vars.iter().enumerate() {
-            let (src, off) = if i < kt.len() {
+        for (i, (at, ty, global)) in vars.iter().enumerate() {
+            let (src, off) = if i < keys.len() {
                 (Reg::R7, pos)
             } else {
                 (Reg::R8, 0)
@@ -464,16 +538,33 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.store(*at, Reg::R0);
                 }
             }
-            if i < kt.len() {
-                pos += width(kt[i]) as i16;
+            if let Some(Slot::Scalar { offset, .. }) = global {
+                match ty {
+                    Type::String => self.copy_str(Str::Global(*offset), Str::Scratch(*at)),
+                    _ => {
+                        self.em.load(Reg::R0, *at);
+                        self.cell(Cell::Global(*offset), Reg::R0, false);
+                    }
+                }
+            }
+            if i < keys.len() {
+                pos += width(keys[i]) as i16;
             }
         }
-        self.loops.push((next_elem, last_elem));
-        self.stmt(&f.body);
-        self.loops.pop();
-        // The verifier refuses code nothing reaches: each return only when jumped
-        // to or fallen into (a body may end in `next` or `break`, or in an `if` whose
-        // branch ends so while the test jumps past it).
+    }
+
+    /// The callback's returns: 0 for the next element, 1 to end the walk (`break`,
+    /// `limit`), 1 with the stop flag set when the probe must end. The verifier refuses
+    /// code nothing reaches: each only when jumped to or fallen into (a body may end
+    /// in `next` or `break`, or in an `if` whose branch ends so while the test jumps
+    /// past it).
+    fn foreach_returns(
+        &mut self,
+        frame: &ForeachFrame,
+        next_elem: Label,
+        last_elem: Label,
+        stop: Label,
+    ) {
         if self.em.a.falls_through() || self.em.a.is_referenced(next_elem) {
             self.em.a.bind(next_elem);
             self.em.e(Insn::mov64(Reg::R0, 0));
@@ -486,28 +577,12 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         if self.em.a.is_referenced(stop) {
             self.em.a.bind(stop);
-            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R10, own));
-            self.em.e(Insn::st(Size::DW, Reg::R1, stop_w, 1));
+            self.em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R10, frame.own));
+            self.em
+                .e(Insn::st(Size::DW, Reg::R1, ForeachFrame::STOP, 1));
             self.em.e(Insn::mov64(Reg::R0, 1));
             self.em.a.exit();
         }
-        let body = std::mem::replace(&mut self.em.a, outer);
-        let spans: Vec<(usize, Span)> = self.em.spans.drain(spans_from..).collect();
-        self.em.end = outer_end;
-        self.em.abort = outer_abort;
-        self.em.functions.push((entry, body, spans));
-
-        // The walk, and the end of the probe if the body asked for it.
-        self.em.a.ld_map(Reg::R1, map);
-        self.em.a.ld_fn(Reg::R2, entry);
-        self.em.e(Insn::mov64(Reg::R3, Reg::R10));
-        self.em.e(Insn::alu64(AluOp::Add, Reg::R3, i32::from(base)));
-        self.em.e(Insn::mov64(Reg::R4, 0));
-        self.em.a.call(Helper::ForEachMapElem);
-        self.em
-            .e(Insn::ldx(Size::DW, Reg::R0, Reg::R10, base + stop_w));
-        self.em.a.jmp(Cond::Ne, Reg::R0, 0, outer_end);
-        self.em.stack_used -= 7 * 8;
     }
 
     /// `delete s` of a statistic without keys: its one value zeroed on every CPU.
@@ -1803,6 +1878,23 @@ impl Operator {
             divisor_nonzero: true,
         }
     }
+}
+
+/// Where a `foreach` callback's context is on the probe's stack.
+struct ForeachFrame {
+    /// The lowest of its words.
+    base: i16,
+    /// The callback's own slot for the pointer to them.
+    own: i16,
+}
+
+impl ForeachFrame {
+    const SCRATCH: i16 = 0;
+    const CTX: i16 = 8;
+    const HIT: i16 = 16;
+    const STOP: i16 = 24;
+    const COUNT: i16 = 32;
+    const LIMIT: i16 = 40;
 }
 
 /// A scalar `long` variable: a global's offset in the scalars map, or a local's slot.

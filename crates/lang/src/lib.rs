@@ -1,13 +1,23 @@
-//! The gotap probe language, a subset of SystemTap's: lexer, parser, AST, diagnostics
-//! with spans, name resolution and type check against a narrow [`Target`] trait that
-//! answers questions about the traced binary (no DWARF in here).
+//! The gotap probe language, a subset of SystemTap's, and the one place its rules are
+//! written: lexer, parser, AST, diagnostics with spans, and the checker (names,
+//! probe points, types, and what each back end can run) against a narrow [`Target`]
+//! trait that answers questions about the traced binary (no DWARF in here).
 //!
-//! The pipeline, each stage printable for `-d`:
+//! The pipeline, each stage printable with `-d`:
 //!
 //! ```text
 //! text ──lexer──▶ tokens ──parser──▶ ast::Script ──check──▶ TypeInfo
-//!                                     │ (-d ast: print_script)  │ (-d types: dump_types)
+//!                            (-d ast: print_script)         (-d types: dump_types)
 //! ```
+//!
+//! [`TypeInfo`] is what the two back ends (`codegen` for process probes, compiled to
+//! eBPF; `runtime::interp` for `begin`, `end` and timer probes) are told, so that they
+//! never work the language out again: the type of every expression, what every name
+//! and call resolved to ([`Binding`], [`Callee`]), every format parsed once
+//! ([`format`]), the resolved probe points. The rows the back ends match on live here
+//! too: the built-ins ([`builtins`], one [`BuiltinId`] per row, matched exhaustively by
+//! both), what each back end can run ([`backend`]), the regular expression dialect
+//! ([`regex`]) and the words a stopped probe uses ([`stop`]).
 //!
 //! ```
 //! use lang::{FileId, ParseOptions, SourceMap};
@@ -21,7 +31,7 @@
 //! assert_eq!(lang::print_script(&script), "probe begin {\n  prinft(\"hi\\n\");\n}\n");
 //! ```
 //!
-//! Neither stage stops at the first error: each returns its result and all diagnostics.
+//! No stage stops at the first error: each returns its result and all diagnostics.
 #![forbid(unsafe_code)]
 
 pub mod ast;

@@ -625,6 +625,7 @@ impl Checker<'_> {
         t
     }
 
+    /// The type of one expression node, each kind typed by its own step.
     pub(super) fn expr_kind(&mut self, e: &Expr) -> Ty {
         match &e.kind {
             ExprKind::Num(_) => Ty::Known(Type::Long),
@@ -632,146 +633,167 @@ impl Checker<'_> {
             ExprKind::ScriptArg { string, .. } => {
                 Ty::Known(if *string { Type::String } else { Type::Long })
             }
-            ExprKind::Var(id) => {
-                let r = self.lookup(id);
-                if !self.use_scalar(r, id) {
-                    return Ty::Unknown;
-                }
-                self.read(r, id.span)
-            }
+            ExprKind::Var(id) => self.var_value(id),
             ExprKind::Index { array, keys } => match self.use_array(array, keys) {
                 Some(r) => self.read(r, array.span),
                 None => Ty::Unknown,
             },
             ExprKind::Target(t) => self.target_expr(e, t, false),
-            ExprKind::AddrOf(inner) => {
-                match &inner.kind {
-                    ExprKind::Target(t)
-                        if !t.path.is_empty() || matches!(t.base, TargetBase::Var(_)) =>
-                    {
-                        self.target_expr(inner, t, true);
-                    }
-                    _ => self.error(e.span, "'&' needs a context variable or one of its fields"),
-                }
-                Ty::Known(Type::Long)
-            }
-            ExprKind::Defined(inner) => {
-                match &inner.kind {
-                    ExprKind::Target(t) => {
-                        let before = self.suppressed;
-                        self.suppress += 1;
-                        self.target_expr(inner, t, true);
-                        self.suppress -= 1;
-                        let ok = self.suppressed == before;
-                        self.defined.insert(e.id, ok);
-                    }
-                    _ => self.error(inner.span, "'@defined' needs a context variable"),
-                }
-                Ty::Known(Type::Long)
-            }
-            ExprKind::Entry(inner) => {
-                if let Body::Probe(pi) = self.body
-                    && let Some(p) = self.probes[pi]
-                        .points
-                        .iter()
-                        .find(|p| p.kind.ctx() != Ctx::RETURN)
-                {
-                    let what = describe_point(&p.kind);
-                    self.error(
-                        e.span,
-                        format!("'@entry' can only be used in a '.return' probe, not in {what}"),
-                    );
-                }
-                self.value(inner, None)
-            }
+            ExprKind::AddrOf(inner) => self.addr_of(e, inner),
+            ExprKind::Defined(inner) => self.defined_test(e, inner),
+            ExprKind::Entry(inner) => self.entry_value(e, inner),
             ExprKind::Call { name, args } => self.call(e, name, args),
             ExprKind::Stat { op, arg, params } => self.stat(*op, arg, params),
             ExprKind::Unary { op, expr } => {
-                self.expect(
-                    expr,
-                    Type::Long,
-                    &format!("the operand of '{}'", op.as_str()),
-                );
+                let what = format!("the operand of '{}'", op.as_str());
+                self.expect(expr, Type::Long, &what);
                 Ty::Known(Type::Long)
             }
-            ExprKind::IncDec { inc, expr, .. } => {
-                let op = if *inc { "++" } else { "--" };
-                if let Some(p) = self.place(expr, &format!("apply '{op}' to")) {
-                    let r = Self::place_ref(p);
-                    self.var_mut(r).assigned = true;
-                    self.write(r, Type::Long, expr.span);
-                    self.record(expr, r);
-                }
-                Ty::Known(Type::Long)
-            }
+            ExprKind::IncDec { inc, expr, .. } => self.inc_dec(*inc, expr),
             ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
             ExprKind::Assign { op, lhs, rhs } => self.assign(*op, lhs, rhs),
-            ExprKind::Aggregate { lhs, rhs } => {
-                if let Some(p) = self.place(lhs, "aggregate into") {
-                    let r = Self::place_ref(p);
-                    if let VarRef::Local(_) = r {
-                        self.var_mut(r).poisoned = true;
-                        let name = self.var(r).name.clone();
-                        self.err(
-                            Diagnostic::error(
-                                lhs.span,
-                                format!("statistics aggregate '{name}' must be a global"),
-                            )
-                            .with_help(format!("declare it with 'global {name}'")),
-                        );
-                    } else {
-                        self.var_mut(r).assigned = true;
-                        self.set_type(r, Type::Stats, lhs.span);
-                        self.record(lhs, r);
-                    }
-                }
-                self.expect(rhs, Type::Long, "a value added with '<<<'");
-                Ty::Void
+            ExprKind::Aggregate { lhs, rhs } => self.aggregate(lhs, rhs),
+            ExprKind::Ternary { cond, then, els } => self.ternary(e, cond, then, els),
+            ExprKind::In { keys, array } => self.membership(array, keys),
+        }
+    }
+
+    /// `x`: a scalar variable's value.
+    fn var_value(&mut self, id: &Ident) -> Ty {
+        let r = self.lookup(id);
+        if !self.use_scalar(r, id) {
+            return Ty::Unknown;
+        }
+        self.read(r, id.span)
+    }
+
+    /// `&$x->f`: the address of a context variable or one of its fields.
+    fn addr_of(&mut self, e: &Expr, inner: &Expr) -> Ty {
+        match &inner.kind {
+            ExprKind::Target(t) if !t.path.is_empty() || matches!(t.base, TargetBase::Var(_)) => {
+                self.target_expr(inner, t, true);
             }
-            ExprKind::Ternary { cond, then, els } => {
-                self.cond(cond);
-                let live = self.defined_cond(cond);
-                let a = self.maybe_dead(live == Some(false), |c| c.value(then, None));
-                let b = self.maybe_dead(live == Some(true), |c| c.value(els, a.known()));
-                match (a, b) {
-                    (Ty::Known(x), Ty::Known(y)) if x != y => {
-                        self.error(
-                            e.span,
-                            format!("the branches of '?:' have different types: {x} and {y}"),
-                        );
-                        Ty::Unknown
-                    }
-                    (Ty::Unknown, Ty::Known(y)) => {
-                        self.hint(then, y);
-                        b
-                    }
-                    _ => a,
-                }
+            _ => self.error(e.span, "'&' needs a context variable or one of its fields"),
+        }
+        Ty::Known(Type::Long)
+    }
+
+    /// `@defined($x)`: whether the context expression types without an error, found
+    /// with its errors silenced and recorded for the back ends.
+    fn defined_test(&mut self, e: &Expr, inner: &Expr) -> Ty {
+        match &inner.kind {
+            ExprKind::Target(t) => {
+                let before = self.suppressed;
+                self.suppress += 1;
+                self.target_expr(inner, t, true);
+                self.suppress -= 1;
+                let ok = self.suppressed == before;
+                self.defined.insert(e.id, ok);
             }
-            ExprKind::In { keys, array } => {
-                let r = self.lookup(array);
-                let key_tys: Vec<Ty> = keys.iter().map(|k| self.value(k, None)).collect();
-                match r {
-                    VarRef::Local(_) => {
-                        self.var_mut(r).poisoned = true;
-                        self.err(
-                            Diagnostic::error(
-                                array.span,
-                                format!("'{}' is not a global array", array.name),
-                            )
-                            .with_help(format!(
-                                "arrays must be declared with 'global {}'",
-                                array.name
-                            )),
-                        )
-                    }
-                    VarRef::Global(_) => {
-                        self.index_array(r, array, keys, &key_tys);
-                    }
-                }
-                Ty::Known(Type::Long)
+            _ => self.error(inner.span, "'@defined' needs a context variable"),
+        }
+        Ty::Known(Type::Long)
+    }
+
+    /// `@entry(x)`: `x` at function entry, in a return probe only.
+    fn entry_value(&mut self, e: &Expr, inner: &Expr) -> Ty {
+        if let Body::Probe(pi) = self.body
+            && let Some(p) = self.probes[pi]
+                .points
+                .iter()
+                .find(|p| p.kind.ctx() != Ctx::RETURN)
+        {
+            let what = describe_point(&p.kind);
+            self.error(
+                e.span,
+                format!("'@entry' can only be used in a '.return' probe, not in {what}"),
+            );
+        }
+        self.value(inner, None)
+    }
+
+    /// `x++`, `--a[k]`: a long place.
+    fn inc_dec(&mut self, inc: bool, expr: &Expr) -> Ty {
+        let op = if inc { "++" } else { "--" };
+        if let Some(p) = self.place(expr, &format!("apply '{op}' to")) {
+            let r = Self::place_ref(p);
+            self.var_mut(r).assigned = true;
+            self.write(r, Type::Long, expr.span);
+            self.record(expr, r);
+        }
+        Ty::Known(Type::Long)
+    }
+
+    /// `s <<< v`: `s` becomes a statistic (a global one), `v` a long.
+    fn aggregate(&mut self, lhs: &Expr, rhs: &Expr) -> Ty {
+        if let Some(p) = self.place(lhs, "aggregate into") {
+            let r = Self::place_ref(p);
+            if let VarRef::Local(_) = r {
+                self.var_mut(r).poisoned = true;
+                let name = self.var(r).name.clone();
+                self.err(
+                    Diagnostic::error(
+                        lhs.span,
+                        format!("statistics aggregate '{name}' must be a global"),
+                    )
+                    .with_help(format!("declare it with 'global {name}'")),
+                );
+            } else {
+                self.var_mut(r).assigned = true;
+                self.set_type(r, Type::Stats, lhs.span);
+                self.record(lhs, r);
             }
         }
+        self.expect(rhs, Type::Long, "a value added with '<<<'");
+        Ty::Void
+    }
+
+    /// `c ? a : b`: both branches of one type (a branch `@defined` rules out is
+    /// checked with its errors silenced).
+    fn ternary(&mut self, e: &Expr, cond: &Expr, then: &Expr, els: &Expr) -> Ty {
+        self.cond(cond);
+        let live = self.defined_cond(cond);
+        let a = self.maybe_dead(live == Some(false), |c| c.value(then, None));
+        let b = self.maybe_dead(live == Some(true), |c| c.value(els, a.known()));
+        match (a, b) {
+            (Ty::Known(x), Ty::Known(y)) if x != y => {
+                self.error(
+                    e.span,
+                    format!("the branches of '?:' have different types: {x} and {y}"),
+                );
+                Ty::Unknown
+            }
+            (Ty::Unknown, Ty::Known(y)) => {
+                self.hint(then, y);
+                b
+            }
+            _ => a,
+        }
+    }
+
+    /// `[k1, k2] in a`: `a` must be a global array with keys of these types.
+    fn membership(&mut self, array: &Ident, keys: &[Expr]) -> Ty {
+        let r = self.lookup(array);
+        let key_tys: Vec<Ty> = keys.iter().map(|k| self.value(k, None)).collect();
+        match r {
+            VarRef::Local(_) => {
+                self.var_mut(r).poisoned = true;
+                self.err(
+                    Diagnostic::error(
+                        array.span,
+                        format!("'{}' is not a global array", array.name),
+                    )
+                    .with_help(format!(
+                        "arrays must be declared with 'global {}'",
+                        array.name
+                    )),
+                )
+            }
+            VarRef::Global(_) => {
+                self.index_array(r, array, keys, &key_tys);
+            }
+        }
+        Ty::Known(Type::Long)
     }
 
     /// Reads a variable's value; statistics cannot be read directly.
