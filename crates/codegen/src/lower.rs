@@ -1689,11 +1689,13 @@ impl<'a, 'd> Lower<'a, 'd> {
     /// Inlines a script function at its call; returns the result's slot.
     fn inline(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Option<(u32, Type)> {
         let fi = self.env.info.called_function(e)?.clone();
-        if self.fns.iter().any(|f| f.name == name.name) || self.fns.len() > 16 {
+        if self.fns.iter().any(|f| f.name == name.name)
+            || self.fns.len() >= lang::backend::MAX_INLINED_CALLS
+        {
             self.em.error(
                 e.span,
                 format!(
-                    "'{}' calls itself; recursion is not supported in kernel probes",
+                    "internal error: the checker let '{}' be inlined recursively or too deep",
                     name.name
                 ),
             );

@@ -82,6 +82,9 @@ impl Runs {
     }
 }
 
+/// How deep kernel probes inline calls of script functions.
+pub const MAX_INLINED_CALLS: usize = 16;
+
 /// A construct other than a built-in call that one back end cannot run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Construct {
@@ -98,6 +101,8 @@ pub enum Construct {
     ForeachInFunction,
     /// A script function that calls itself, directly or not.
     Recursion,
+    /// A chain of calls deeper than [`MAX_INLINED_CALLS`].
+    DeepCalls,
     /// `%m`/`%M` in a format: a dump of the traced program's memory.
     MemoryDump,
 }
@@ -151,6 +156,12 @@ pub const CONSTRUCTS: &[ConstructRow] = &[
         help: "kernel probes inline script functions, so a function cannot call itself there",
     },
     ConstructRow {
+        construct: Construct::DeepCalls,
+        what: "a chain of more than 16 nested calls",
+        runs: Runs::USER,
+        help: "kernel probes inline script functions, at most 16 deep",
+    },
+    ConstructRow {
         construct: Construct::MemoryDump,
         what: "'%m' and '%M'",
         runs: Runs::KERNEL,
@@ -180,6 +191,7 @@ mod tests {
             Construct::SortedForeach,
             Construct::ForeachInFunction,
             Construct::Recursion,
+            Construct::DeepCalls,
             Construct::MemoryDump,
         ];
         for c in all {

@@ -131,6 +131,17 @@ pub fn lex(file: FileId, src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut i = 0;
     let span = |s: usize, e: usize| Span::new(file, s, e);
+    // A NUL byte anywhere (a binary given as the script, a truncated copy): said once,
+    // at the first, wherever it is (in a string or a comment too).
+    if let Some(at) = b.iter().position(|&c| c == 0) {
+        diags.push(
+            Diagnostic::error(
+                span(at, at + 1),
+                "the script has a NUL byte here: it is not text",
+            )
+            .with_help("a script is text; check that the file given is the script"),
+        );
+    }
     while i < b.len() {
         let c = b[i];
         let start = i;
@@ -268,9 +279,12 @@ pub fn lex(file: FileId, src: &str) -> (Vec<Token>, Vec<Diagnostic>) {
         }
         let ch = src[i..].chars().next().unwrap_or('?');
         i += ch.len_utf8();
+        if ch == '\0' {
+            continue;
+        }
         diags.push(Diagnostic::error(
             span(start, i),
-            format!("unexpected character '{ch}'"),
+            format!("unexpected character '{}'", ch.escape_debug()),
         ));
     }
     toks.push(Token {

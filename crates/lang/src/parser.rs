@@ -29,6 +29,7 @@ pub fn parse(file: FileId, src: &str, opts: &ParseOptions) -> (Script, Vec<Diagn
         next_id: 0,
         args: opts.args.as_deref(),
         depth: 0,
+        heights: Vec::new(),
     };
     let script = p.script();
     (script, p.diags)
@@ -48,11 +49,21 @@ struct Parser<'a> {
     args: Option<&'a [String]>,
     /// Current nesting of expressions and statements, bounded by [`MAX_DEPTH`].
     depth: u32,
+    /// The height of every expression built, by its id: the longest path down to a
+    /// leaf, bounded by [`MAX_EXPR_HEIGHT`].
+    heights: Vec<u32>,
 }
 
 /// Deeper nesting than this is refused, so that hostile input cannot overflow the stack
 /// of the recursive parser, checker or printer.
 pub const MAX_DEPTH: u32 = 100;
+
+/// Taller expressions than this are refused. A chain of operators (`1+1+…`, `a.b.c…`)
+/// is parsed in a loop, with no nesting, but it is a tree as tall as it is long, and
+/// every later pass (checker, printer, both back ends, even dropping the tree) walks
+/// it recursively: each needs well under 2 KiB of stack a level in a debug build, so
+/// this bound keeps them within a quarter of an 8 MiB stack.
+pub const MAX_EXPR_HEIGHT: u32 = 1000;
 
 /// Binary operator levels from loosest to tightest, below `&&` and excluding `in`.
 const LEVELS: &[&[(&str, BinOp)]] = &[
@@ -190,7 +201,19 @@ impl<'a> Parser<'a> {
             index: self.next_id,
         };
         self.next_id += 1;
-        Expr { id, kind, span }
+        let e = Expr { id, kind, span };
+        let mut below = 0;
+        crate::ast::children(&e, &mut |c| below = below.max(self.height(c)));
+        let i = id.index as usize;
+        if self.heights.len() <= i {
+            self.heights.resize(i + 1, 0);
+        }
+        self.heights[i] = below + 1;
+        e
+    }
+
+    fn height(&self, e: &Expr) -> u32 {
+        self.heights.get(e.id.index as usize).copied().unwrap_or(1)
     }
 
     // ---- recovery ----
@@ -253,6 +276,13 @@ impl<'a> Parser<'a> {
                 }
                 self.sync_item();
             }
+        }
+        if items.is_empty() && self.diags.is_empty() {
+            let at = Span::new(self.file, 0, 0);
+            self.diags.push(
+                Diagnostic::error(at, "the script is empty: it has no probes")
+                    .with_help("a script has at least one 'probe POINT { … }'"),
+            );
         }
         Script { items }
     }
@@ -726,21 +756,36 @@ impl<'a> Parser<'a> {
             } else {
                 self.level(0)?
             };
-            lhs = self.binary(op, lhs, rhs);
+            lhs = self.binary(op, lhs, rhs)?;
         }
         Ok(lhs)
     }
 
-    fn binary(&mut self, op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
+    /// `lhs op rhs`, unless the tree would grow taller than [`MAX_EXPR_HEIGHT`].
+    fn binary(&mut self, op: BinOp, lhs: Expr, rhs: Expr) -> PResult<Expr> {
         let span = lhs.span.to(rhs.span);
-        self.mk(
+        if self.height(&lhs).max(self.height(&rhs)) >= MAX_EXPR_HEIGHT {
+            let at = Span {
+                file: span.file,
+                start: lhs.span.end,
+                end: rhs.span.start.max(lhs.span.end),
+            };
+            let d = Diagnostic::error(
+                at,
+                format!("this expression is more than {MAX_EXPR_HEIGHT} operators deep"),
+            )
+            .with_help("compute it in parts, with local variables");
+            self.diags.push(d);
+            return Err(Fatal);
+        }
+        Ok(self.mk(
             ExprKind::Binary {
                 op,
                 lhs: Box::new(lhs),
                 rhs: Box::new(rhs),
             },
             span,
-        )
+        ))
     }
 
     fn level(&mut self, n: usize) -> PResult<Expr> {
@@ -757,7 +802,7 @@ impl<'a> Parser<'a> {
                 if self.is_op(tok) {
                     self.bump();
                     let rhs = self.level(n + 1)?;
-                    lhs = self.binary(op, lhs, rhs);
+                    lhs = self.binary(op, lhs, rhs)?;
                     continue 'outer;
                 }
             }

@@ -175,12 +175,13 @@ impl SourceMap {
         };
         let (line, col) = f.line_col(span.start);
         let (end_line, end_col) = f.line_col(span.end);
-        let text = f.line_text(line);
+        let full = f.line_text(line);
         let width = if end_line == line {
             (end_col.saturating_sub(col)).max(1)
         } else {
-            (text.chars().count() as u32 + 1).saturating_sub(col).max(1)
+            (full.chars().count() as u32 + 1).saturating_sub(col).max(1)
         };
+        let (text, col, width) = window(full, col, width);
         let gutter = line.to_string().len().max(4);
         out.push_str(&format!("{line:>gutter$} | {text}\n"));
         // Tabs in the source line are kept so the caret lines up under them.
@@ -197,8 +198,47 @@ impl SourceMap {
     }
 }
 
+/// Longer source lines than this are shown as a window around the place.
+const MAX_SHOWN: usize = 160;
+
+/// The part of `line` shown for a place at `col` (1-based, in characters) `width`
+/// wide: the whole line, or for a long one (a generated script on one line) about
+/// 120 characters around the place, elided with `…`; and the place within it.
+fn window(line: &str, col: u32, width: u32) -> (String, u32, u32) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SHOWN {
+        return (line.to_string(), col, width);
+    }
+    let from = (col as usize).saturating_sub(60).max(1);
+    let to = (from + 120).min(chars.len());
+    let mut text: String = if from > 1 {
+        "…".into()
+    } else {
+        String::new()
+    };
+    let shift = if from > 1 { 1 } else { 0 };
+    text.extend(&chars[from - 1..to]);
+    if to < chars.len() {
+        text.push('…');
+    }
+    let room = (to + 1).saturating_sub(col as usize).max(1) as u32;
+    let shown = (col as usize + 1 + shift).saturating_sub(from) as u32;
+    (text, shown, width.min(room))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_lines_show_a_window_around_the_place() {
+        let line = format!("{}X{}", "a".repeat(1000), "b".repeat(1000));
+        let (text, col, width) = super::window(&line, 1001, 1);
+        assert_eq!(text.chars().nth(col as usize - 1), Some('X'));
+        assert!(text.starts_with('…') && text.ends_with('…'));
+        assert!(text.chars().count() < 130);
+        assert_eq!(width, 1);
+        assert_eq!(super::window("short", 2, 3), ("short".to_string(), 2, 3));
+    }
+
     use super::*;
 
     #[test]

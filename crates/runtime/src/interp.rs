@@ -40,6 +40,10 @@ use crate::globals::{Globals, GlobalsError, Value, cut_string, hist};
 use crate::stats::{Stat, write_histogram};
 use crate::table;
 
+/// However long the chains of calls a script has, user space nests no deeper than this:
+/// each call takes a few KiB of gotap's stack.
+pub const MAX_NESTING: usize = 256;
+
 /// What the context built-ins answer in user space.
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -186,7 +190,9 @@ struct Run<'r, 's> {
     pp: String,
 }
 
-type R<T> = Result<T, RuntimeError>;
+/// Results inside the interpreter: the error boxed, so that the frame each nested
+/// expression adds to the stack stays small.
+type R<T> = Result<T, Box<RuntimeError>>;
 
 /// Where an assignment goes.
 enum Place<'s> {
@@ -234,11 +240,11 @@ impl<'s> Interp<'s> {
     }
 
     /// Stores the initial values of `global x = 5` declarations.
-    pub fn init_globals(&mut self, globals: &mut dyn Globals) -> R<()> {
+    pub fn init_globals(&mut self, globals: &mut dyn Globals) -> Result<(), RuntimeError> {
         for item in &self.script.items {
             let Item::Global(d) = item else { continue };
             let Some(init) = &d.init else { continue };
-            let g = self.global(&d.name.name, d.name.span, "")?;
+            let g = self.global(&d.name.name, d.name.span, "").map_err(|e| *e)?;
             let mut v = match init {
                 Literal::Num(n) => Value::Long(*n),
                 Literal::Str(s) => Value::Str(s.as_bytes().to_vec()),
@@ -259,12 +265,23 @@ impl<'s> Interp<'s> {
         probe: &UserProbe,
         globals: &mut dyn Globals,
         out: &mut Vec<u8>,
+    ) -> Result<Outcome, RuntimeError> {
+        self.run_probe(probe, globals, out).map_err(|e| *e)
+    }
+
+    fn run_probe(
+        &mut self,
+        probe: &UserProbe,
+        globals: &mut dyn Globals,
+        out: &mut Vec<u8>,
     ) -> R<Outcome> {
-        let bare = |message: String| RuntimeError {
-            message,
-            near: None,
-            called_from: Vec::new(),
-            probe: String::new(),
+        let bare = |message: String| {
+            Box::new(RuntimeError {
+                message,
+                near: None,
+                called_from: Vec::new(),
+                probe: String::new(),
+            })
         };
         let script = self.script;
         let Some(Item::Probe(p)) = script.items.get(probe.item) else {
@@ -319,7 +336,7 @@ impl<'s> Interp<'s> {
     }
 
     /// Stap's `MAXNESTING`: the deepest chain of calls (a recursive call counted
-    /// once), plus one, plus ten if anything recurses. The depth of each function is
+    /// once), plus one, plus ten if anything recurses; at most [`MAX_NESTING`]. The depth of each function is
     /// found once (a walk of the call graph, not of every path through it).
     fn nesting_limit(&self) -> usize {
         let info = self.info;
@@ -385,31 +402,38 @@ impl<'s> Interp<'s> {
                 max = max.max(depth[f].unwrap_or(1));
             }
         }
-        max + 1 + if recursive { 10 } else { 0 }
+        (max + 1 + if recursive { 10 } else { 0 }).min(MAX_NESTING)
     }
 
     fn global(&self, name: &str, span: Span, pp: &str) -> R<&'s GlobalSpec> {
-        self.globals.get(name).copied().ok_or_else(|| RuntimeError {
-            message: format!("global '{name}' has no storage in the compiled script"),
-            near: Some(Near { span }),
-            called_from: Vec::new(),
-            probe: pp.to_string(),
+        self.globals.get(name).copied().ok_or_else(|| {
+            Box::new(RuntimeError {
+                message: format!("global '{name}' has no storage in the compiled script"),
+                near: Some(Near { span }),
+                called_from: Vec::new(),
+                probe: pp.to_string(),
+            })
         })
     }
 
-    fn error(&self, run: &Run<'_, 's>, message: impl Into<String>, span: Span) -> RuntimeError {
-        RuntimeError {
+    fn error(
+        &self,
+        run: &Run<'_, 's>,
+        message: impl Into<String>,
+        span: Span,
+    ) -> Box<RuntimeError> {
+        Box::new(RuntimeError {
             message: message.into(),
             near: Some(Near { span }),
             called_from: run.calls.iter().rev().copied().collect(),
             probe: run.pp.clone(),
-        }
+        })
     }
 
-    fn globals_error(&self, run: &Run<'_, 's>, e: GlobalsError, span: Span) -> RuntimeError {
+    fn globals_error(&self, run: &Run<'_, 's>, e: GlobalsError, span: Span) -> Box<RuntimeError> {
         let mut err = global_error(e, span, &run.pp);
         err.called_from = run.calls.iter().rev().copied().collect();
-        err
+        Box::new(err)
     }
 
     fn count_action(&self, run: &mut Run<'_, 's>, span: Span) -> R<()> {
@@ -676,14 +700,12 @@ impl<'s> Interp<'s> {
         Ok(v)
     }
 
+    /// The value of `e`. Each kind is its own step, so that the frame a nested
+    /// expression adds to the stack is small.
     fn eval(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Value> {
         match &e.kind {
             ExprKind::Num(n) => Ok(Value::Long(*n)),
-            ExprKind::Str(s) => {
-                let mut v = s.as_bytes().to_vec();
-                cut_string(&mut v);
-                Ok(Value::Str(v))
-            }
+            ExprKind::Str(s) => Ok(Value::Str(literal(s))),
             ExprKind::ScriptArg { index, string } => Err(self.error(
                 run,
                 format!(
@@ -692,13 +714,7 @@ impl<'s> Interp<'s> {
                 ),
                 e.span,
             )),
-            ExprKind::Var(_) | ExprKind::Index { .. } => {
-                if self.info.expr_type(e) == Some(Type::Stats) {
-                    return Err(self.error(run, "a statistic has no value of its own", e.span));
-                }
-                let p = self.place(run, e)?;
-                self.read(run, &p)
-            }
+            ExprKind::Var(_) | ExprKind::Index { .. } => self.eval_variable(run, e),
             ExprKind::Target(_) | ExprKind::AddrOf(_) | ExprKind::Entry(_) => Err(self.error(
                 run,
                 "target variables are not available in begin, end or timer probes",
@@ -709,98 +725,11 @@ impl<'s> Interp<'s> {
             ))),
             ExprKind::Call { name, args } => self.call(run, e, name, args),
             ExprKind::Stat { op, arg, .. } => self.stat_value(run, *op, arg, e.span),
-            ExprKind::Unary { op, expr } => {
-                let v = self.eval(run, expr)?.as_long();
-                Ok(Value::Long(match op {
-                    UnOp::Neg => v.wrapping_neg(),
-                    UnOp::Plus => v,
-                    UnOp::Not => i64::from(v == 0),
-                    UnOp::BitNot => !v,
-                }))
-            }
-            ExprKind::IncDec { inc, prefix, expr } => {
-                let p = self.place(run, expr)?;
-                let delta = if *inc { 1 } else { -1 };
-                let new = match &p {
-                    Place::Global(g, keys, span) => run
-                        .globals
-                        .add(g, keys, delta)
-                        .map_err(|err| self.globals_error(run, err, *span))?,
-                    Place::Local(..) => {
-                        let v = self.read(run, &p)?.as_long().wrapping_add(delta);
-                        self.write(run, &p, Value::Long(v))?;
-                        v
-                    }
-                };
-                Ok(Value::Long(if *prefix {
-                    new
-                } else {
-                    new.wrapping_sub(delta)
-                }))
-            }
-            ExprKind::Binary { op, lhs, rhs } => match op {
-                BinOp::And => {
-                    let l = self.eval(run, lhs)?.as_long() != 0;
-                    Ok(Value::Long(i64::from(
-                        l && self.eval(run, rhs)?.as_long() != 0,
-                    )))
-                }
-                BinOp::Or => {
-                    let l = self.eval(run, lhs)?.as_long() != 0;
-                    Ok(Value::Long(i64::from(
-                        l || self.eval(run, rhs)?.as_long() != 0,
-                    )))
-                }
-                BinOp::Match | BinOp::NotMatch => self.regex_match(run, e, *op, lhs, rhs),
-                _ => {
-                    let l = self.eval(run, lhs)?;
-                    let r = self.eval(run, rhs)?;
-                    self.binary(
-                        run,
-                        *op,
-                        l,
-                        r,
-                        lang::stop::operator_place(lhs.span, rhs.span),
-                    )
-                }
-            },
-            ExprKind::Assign { op, lhs, rhs } => {
-                let p = self.place(run, lhs)?;
-                let r = self.eval(run, rhs)?;
-                let Some(op) = op else {
-                    return self.write(run, &p, r);
-                };
-                if let (BinOp::Add | BinOp::Sub, Place::Global(g, keys, span)) = (op, &p) {
-                    let delta = r.as_long();
-                    let delta = if *op == BinOp::Sub {
-                        delta.wrapping_neg()
-                    } else {
-                        delta
-                    };
-                    return run
-                        .globals
-                        .add(g, keys, delta)
-                        .map(Value::Long)
-                        .map_err(|err| self.globals_error(run, err, *span));
-                }
-                let l = self.read(run, &p)?;
-                let v = self.binary(
-                    run,
-                    *op,
-                    l,
-                    r,
-                    lang::stop::operator_place(lhs.span, rhs.span),
-                )?;
-                self.write(run, &p, v)
-            }
-            ExprKind::Aggregate { lhs, rhs } => {
-                let (g, keys, span) = self.stat_target(run, lhs)?;
-                let v = self.eval(run, rhs)?.as_long();
-                run.globals
-                    .record(g, &keys, v)
-                    .map_err(|err| self.globals_error(run, err, span))?;
-                Ok(Value::Long(v))
-            }
+            ExprKind::Unary { op, expr } => self.eval_unary(run, *op, expr),
+            ExprKind::IncDec { inc, prefix, expr } => self.eval_inc_dec(run, *inc, *prefix, expr),
+            ExprKind::Binary { op, lhs, rhs } => self.eval_binary(run, e, *op, lhs, rhs),
+            ExprKind::Assign { op, lhs, rhs } => self.eval_assign(run, *op, lhs, rhs),
+            ExprKind::Aggregate { lhs, rhs } => self.eval_aggregate(run, lhs, rhs),
             ExprKind::Ternary { cond, then, els } => {
                 if self.eval(run, cond)?.as_long() != 0 {
                     self.eval(run, then)
@@ -808,15 +737,143 @@ impl<'s> Interp<'s> {
                     self.eval(run, els)
                 }
             }
-            ExprKind::In { keys, array } => {
-                let g = self.global(&array.name, array.span, &run.pp)?;
-                let keys = self.eval_all(run, keys)?;
-                run.globals
-                    .contains(g, &keys)
-                    .map(|b| Value::Long(i64::from(b)))
-                    .map_err(|err| self.globals_error(run, err, array.span))
+            ExprKind::In { keys, array } => self.eval_in(run, keys, array),
+        }
+    }
+
+    fn eval_variable(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Value> {
+        if self.info.expr_type(e) == Some(Type::Stats) {
+            return Err(self.error(run, "a statistic has no value of its own", e.span));
+        }
+        let p = self.place(run, e)?;
+        self.read(run, &p)
+    }
+
+    fn eval_unary(&mut self, run: &mut Run<'_, 's>, op: UnOp, expr: &'s Expr) -> R<Value> {
+        let v = self.eval(run, expr)?.as_long();
+        Ok(Value::Long(match op {
+            UnOp::Neg => v.wrapping_neg(),
+            UnOp::Plus => v,
+            UnOp::Not => i64::from(v == 0),
+            UnOp::BitNot => !v,
+        }))
+    }
+
+    fn eval_inc_dec(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        inc: bool,
+        prefix: bool,
+        expr: &'s Expr,
+    ) -> R<Value> {
+        let p = self.place(run, expr)?;
+        let delta = if inc { 1 } else { -1 };
+        let new = match &p {
+            Place::Global(g, keys, span) => run
+                .globals
+                .add(g, keys, delta)
+                .map_err(|err| self.globals_error(run, err, *span))?,
+            Place::Local(..) => {
+                let v = self.read(run, &p)?.as_long().wrapping_add(delta);
+                self.write(run, &p, Value::Long(v))?;
+                v
+            }
+        };
+        Ok(Value::Long(if prefix {
+            new
+        } else {
+            new.wrapping_sub(delta)
+        }))
+    }
+
+    fn eval_binary(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        e: &'s Expr,
+        op: BinOp,
+        lhs: &'s Expr,
+        rhs: &'s Expr,
+    ) -> R<Value> {
+        match op {
+            BinOp::And => {
+                let l = self.eval(run, lhs)?.as_long() != 0;
+                Ok(Value::Long(i64::from(
+                    l && self.eval(run, rhs)?.as_long() != 0,
+                )))
+            }
+            BinOp::Or => {
+                let l = self.eval(run, lhs)?.as_long() != 0;
+                Ok(Value::Long(i64::from(
+                    l || self.eval(run, rhs)?.as_long() != 0,
+                )))
+            }
+            BinOp::Match | BinOp::NotMatch => self.regex_match(run, e, op, lhs, rhs),
+            _ => {
+                let l = self.eval(run, lhs)?;
+                let r = self.eval(run, rhs)?;
+                self.binary(
+                    run,
+                    op,
+                    l,
+                    r,
+                    lang::stop::operator_place(lhs.span, rhs.span),
+                )
             }
         }
+    }
+
+    fn eval_assign(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        op: Option<BinOp>,
+        lhs: &'s Expr,
+        rhs: &'s Expr,
+    ) -> R<Value> {
+        let p = self.place(run, lhs)?;
+        let r = self.eval(run, rhs)?;
+        let Some(op) = op else {
+            return self.write(run, &p, r);
+        };
+        if let (BinOp::Add | BinOp::Sub, Place::Global(g, keys, span)) = (op, &p) {
+            let delta = r.as_long();
+            let delta = if op == BinOp::Sub {
+                delta.wrapping_neg()
+            } else {
+                delta
+            };
+            return run
+                .globals
+                .add(g, keys, delta)
+                .map(Value::Long)
+                .map_err(|err| self.globals_error(run, err, *span));
+        }
+        let l = self.read(run, &p)?;
+        let v = self.binary(
+            run,
+            op,
+            l,
+            r,
+            lang::stop::operator_place(lhs.span, rhs.span),
+        )?;
+        self.write(run, &p, v)
+    }
+
+    fn eval_aggregate(&mut self, run: &mut Run<'_, 's>, lhs: &'s Expr, rhs: &'s Expr) -> R<Value> {
+        let (g, keys, span) = self.stat_target(run, lhs)?;
+        let v = self.eval(run, rhs)?.as_long();
+        run.globals
+            .record(g, &keys, v)
+            .map_err(|err| self.globals_error(run, err, span))?;
+        Ok(Value::Long(v))
+    }
+
+    fn eval_in(&mut self, run: &mut Run<'_, 's>, keys: &'s [Expr], array: &'s Ident) -> R<Value> {
+        let g = self.global(&array.name, array.span, &run.pp)?;
+        let keys = self.eval_all(run, keys)?;
+        run.globals
+            .contains(g, &keys)
+            .map(|b| Value::Long(i64::from(b)))
+            .map_err(|err| self.globals_error(run, err, array.span))
     }
 
     fn binary(&self, run: &Run<'_, 's>, op: BinOp, l: Value, r: Value, near: Span) -> R<Value> {
@@ -1178,6 +1235,13 @@ impl<'s> Interp<'s> {
         let ret = frame.and_then(|f| f.ret);
         Ok(ret.unwrap_or_else(|| zero_of(fi.ret)))
     }
+}
+
+/// A string literal as a value, cut to the string limit.
+fn literal(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    cut_string(&mut v);
+    v
 }
 
 fn zero_of(ty: Option<Type>) -> Value {

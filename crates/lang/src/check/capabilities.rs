@@ -154,6 +154,12 @@ impl Checker<'_> {
             Some(Callee::Function(fi)) if self.recursive(fi) => {
                 self.refuse_construct(Construct::Recursion, name.span, reasons);
             }
+            Some(Callee::Function(fi))
+                if matches!(self.body, Body::Probe(_))
+                    && self.call_depth(fi) > crate::backend::MAX_INLINED_CALLS =>
+            {
+                self.refuse_construct(Construct::DeepCalls, name.span, reasons);
+            }
             _ => {}
         }
     }
@@ -229,6 +235,34 @@ impl Checker<'_> {
 
     fn point_name(&self, r: &Reason) -> &'static str {
         describe_point(&self.probes[r.probe].points[r.point].kind)
+    }
+
+    /// The longest chain of calls a call of `fi` makes, itself included (a call back
+    /// into the chain, refused on its own, counted once).
+    fn call_depth(&self, fi: usize) -> usize {
+        let mut depth: Vec<Option<usize>> = vec![None; self.fns.len()];
+        let mut on_path = vec![false; self.fns.len()];
+        let mut stack = vec![(fi, 0usize)];
+        on_path[fi] = true;
+        while let Some(&mut (f, ref mut next)) = stack.last_mut() {
+            if let Some(&c) = self.fn_calls[f].get(*next) {
+                *next += 1;
+                if !on_path[c] && depth[c].is_none() {
+                    on_path[c] = true;
+                    stack.push((c, 0));
+                }
+                continue;
+            }
+            let below = self.fn_calls[f]
+                .iter()
+                .filter_map(|&c| depth[c])
+                .max()
+                .unwrap_or(0);
+            depth[f] = Some(below + 1);
+            on_path[f] = false;
+            stack.pop();
+        }
+        depth[fi].unwrap_or(1)
     }
 
     /// Whether function `fi` can call itself through a chain of calls.

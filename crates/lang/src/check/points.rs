@@ -27,6 +27,20 @@ impl Checker<'_> {
                 });
             }
         }
+        if self.probes.is_empty()
+            && let Some(first) = self.script.items.first()
+        {
+            let at = match first {
+                Item::Global(g) => g.span,
+                Item::Function(f) => f.name.span,
+                Item::Alias(a) => a.name.span,
+                Item::Probe(p) => p.span,
+            };
+            self.diags.push(
+                Diagnostic::error(at, "the script has no probes: nothing would run")
+                    .with_help("a script has at least one 'probe POINT { … }'"),
+            );
+        }
     }
 
     /// Which functions each function calls, and which probes reach each function
