@@ -8,8 +8,10 @@
 
 use crate::spec::{MapId, ObjectSpec};
 
-/// The longest string a script value holds, including its terminating NUL (strings
-/// read from the target are cut to `MAX_STRING - 1` bytes).
+/// The slot of a string value by default, its terminating NUL included (strings hold
+/// at most `MAX_STRING - 1` bytes); a script compiled with another string limit
+/// (`lang::Limits`, `-D MAXSTRINGLEN`) says its slot in every [`FieldKind::Str`] and
+/// [`ValueKind::Str`].
 pub const MAX_STRING: u32 = 128;
 
 /// Every ring buffer record starts with the event id (`u32`, an index into
@@ -209,7 +211,10 @@ pub enum GlobalShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueKind {
     Long,
-    Str,
+    /// A string in a slot of `len` bytes, NUL-terminated within them.
+    Str {
+        len: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,8 @@ options:
   --svg FILE   at the end, write them as a flame graph
   -v           say more about what is done
   -d STAGE     print a stage of the compilation: ast, types, ir, bpf, verifier
+  -D NAME=N    set a limit: MAXSTRINGLEN (bytes of a string, 128), MAXPRINTFLEN
+               (bytes one printf prints, 8192)
   -l PROBE     list the probe points that match PROBE
   -L PROBE     list them with the variables in scope and their Go types
   -h, --help   this text
@@ -57,6 +59,8 @@ pub struct ScriptArgs {
     pub output: Option<PathBuf>,
     pub verbose: u8,
     pub dump: Vec<String>,
+    /// `-D NAME=VALUE`: a limit, as stap's (`MAXSTRINGLEN`, `MAXPRINTFLEN`).
+    pub defines: Vec<String>,
     /// `--folded FILE`: collapsed stacks of `ubacktrace()`-keyed globals at the end.
     pub folded: Option<PathBuf>,
     /// `--svg FILE`: the same as a flame graph.
@@ -116,6 +120,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("svg") => s.svg = Some(p.value()?.into()),
             Short('v') => s.verbose += 1,
             Short('d') => s.dump.push(p.value()?.string()?),
+            Short('D') => s.defines.push(p.value()?.string()?),
             Value(v) => {
                 let v = v.string()?;
                 if s.source.is_none() && s.args.is_empty() && v == "funccount" {

@@ -40,6 +40,10 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         }
     }
     let stop_after = |stage: &str| last_stage.map(|i| DUMP_STAGES[i]) == Some(stage);
+    let mut limits = lang::Limits::default();
+    for d in &a.defines {
+        limits.define(d).map_err(anyhow::Error::msg)?;
+    }
     session::phase("parse");
     let mut sm = lang::SourceMap::new();
     let file = sm.add(&name, &text);
@@ -65,7 +69,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     let bin = script_binary(&script, &a.target)?;
     let target =
         codegen::GoTarget::new(bin.go()?, bin.path.display().to_string()).releasing(bin.releaser());
-    let (info, mut diags) = lang::check(&script, &target);
+    let (info, mut diags) = lang::check_with(&script, &target, limits);
     crate::tapset::keep_user_warnings(&mut diags, tapset);
     let warnings = sm.render_all(&diags);
     if lang::has_errors(&diags) {
@@ -149,7 +153,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     )
     .with_symbols(usymname(&go, &bin.path, traced.pid()));
     let mut run = Run {
-        decoder: runtime::events::Decoder::new(spec)?,
+        decoder: runtime::events::Decoder::new(spec)?
+            .with_max_line(info.limits.max_printf as usize),
         sym: runtime::symbolize::Symbolizer::new(&go, bin.path.display().to_string(), 0),
         buf: Vec::with_capacity(4096),
         failed: None,
@@ -269,6 +274,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     flame_graphs(a, spec, &mut run, &armed.maps)?;
     out.flush()?;
     report_counters(spec, &armed)?;
+    report_cuts(&run.decoder, &interp, &info.limits);
     if let Some(e) = run.write_error.take() {
         return Err(e.into());
     }
@@ -463,6 +469,33 @@ fn flame_graphs(
         f.flush()?;
     }
     Ok(())
+}
+
+/// Strings printed at the string limit (marked, as they may have been cut) and lines
+/// cut at the printf limit are said at exit, with how to raise the limit.
+fn report_cuts(
+    decoder: &runtime::events::Decoder,
+    interp: &runtime::interp::Interp<'_>,
+    limits: &lang::Limits,
+) {
+    let mut cuts = decoder.cuts();
+    cuts.add(interp.cuts());
+    if cuts.strings > 0 {
+        eprintln!(
+            "WARNING: {} printed strings reached the {}-byte string limit and may have been cut (marked {}); -D MAXSTRINGLEN=N raises it",
+            cuts.strings,
+            limits.string_bytes(),
+            lang::limits::CUT_MARK
+        );
+    }
+    if cuts.lines > 0 {
+        eprintln!(
+            "WARNING: {} printed lines were cut at {} bytes (marked {}); -D MAXPRINTFLEN=N raises the limit",
+            cuts.lines,
+            limits.max_printf,
+            lang::limits::CUT_MARK
+        );
+    }
 }
 
 /// Lost events and failed reads are said, never silently dropped.

@@ -5,7 +5,6 @@
 //! composite over (a string whose pointer and length sit in two registers). Every
 //! read of target memory is a `bpf_probe_read_user`; faults read as 0 and are counted.
 
-use bpf::script::MAX_STRING;
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use gobin::dwarf::{Address, DwarfReg, Place, Value};
 use lang::GoKind;
@@ -387,7 +386,7 @@ impl Lower<'_, '_> {
         if t.pretty != Pretty::None || matches!(t.base, TargetBase::Set(_)) {
             return self.pretty(e, t);
         }
-        let out = self.em.alloc(MAX_STRING);
+        let out = self.em.alloc(self.em.max_string());
         self.em.store_imm(out, Size::DW, 0);
         let Some((at, ty)) = self.follow(e, t, false) else {
             return Str::Scratch(out);
@@ -420,12 +419,16 @@ impl Lower<'_, '_> {
         let short = self.em.a.label();
         self.em
             .a
-            .jmp(Cond::Le, Reg::R8, (MAX_STRING - 1) as i32, short);
-        self.em.e(Insn::mov64(Reg::R8, (MAX_STRING - 1) as i32));
+            .jmp(Cond::Le, Reg::R8, (self.em.max_string() - 1) as i32, short);
+        self.em
+            .e(Insn::mov64(Reg::R8, (self.em.max_string() - 1) as i32));
         self.em.a.bind(short);
         // The verifier needs to see the bound on the size register itself.
-        self.em
-            .e(Insn::alu64(AluOp::And, Reg::R8, (MAX_STRING - 1) as i32));
+        self.em.e(Insn::alu64(
+            AluOp::And,
+            Reg::R8,
+            (self.em.max_string() - 1) as i32,
+        ));
         self.em.e(Insn::mov64(Reg::R3, Reg::R7));
         self.em.addr(Reg::R1, out);
         self.em.e(Insn::mov64(Reg::R2, Reg::R8));
@@ -437,8 +440,11 @@ impl Lower<'_, '_> {
         self.em.a.bind(ok);
         // NUL at out[len].
         self.em.e(Insn::mov64(Reg::R1, crate::emit::SCRATCH));
-        self.em
-            .e(Insn::alu64(AluOp::And, Reg::R8, (MAX_STRING - 1) as i32));
+        self.em.e(Insn::alu64(
+            AluOp::And,
+            Reg::R8,
+            (self.em.max_string() - 1) as i32,
+        ));
         self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R8));
         let o = self.em.off(out);
         self.em.e(Insn::st(Size::B, Reg::R1, o, 0));

@@ -114,7 +114,7 @@ pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
 /// `ubacktrace()` (`syms` false) or `sprint_ubacktrace()`: the walk, stored in the
 /// stack map, named by a string.
 pub fn stack_string(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) -> Str {
-    let out = l.em.alloc(bpf::script::MAX_STRING);
+    let out = l.em.alloc(l.em.max_string());
     let Some(stacks) = l.stacks else {
         l.em.error(e.span, "internal error: no stack map for ubacktrace()");
         return Str::Scratch(out);

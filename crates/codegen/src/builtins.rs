@@ -4,7 +4,7 @@
 //! `goid()` and the backtraces read the Go runtime's structs with the layout of the
 //! traced binary.
 
-use bpf::script::{EventSpec, MAX_STRING};
+use bpf::script::EventSpec;
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use lang::ast::Expr;
 use lang::{BuiltinId, Type};
@@ -103,7 +103,7 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
         }
         BuiltinId::GoWaitReason => Value::Str(go_wait_reason(l, args)),
         BuiltinId::Execname => {
-            let at = l.em.alloc(MAX_STRING);
+            let at = l.em.alloc(l.em.max_string());
             l.em.store_imm(at, Size::DW, 0);
             l.em.store_imm(at + 8, Size::DW, 0);
             l.em.addr(Reg::R1, at);
@@ -184,7 +184,7 @@ fn go_wait_reason(l: &mut Lower<'_, '_>, args: &[Expr]) -> Str {
     };
     l.long(a);
     l.em.e(Insn::mov64(Reg::R7, Reg::R0));
-    let at = l.em.alloc(MAX_STRING);
+    let at = l.em.alloc(l.em.max_string());
     let join = l.em.a.label();
     let known = l.em.a.label();
     l.em.a.jmp(Cond::Lt, Reg::R7, names.len() as i32, known);
@@ -203,7 +203,7 @@ fn user_string(
     n_arg: Option<&Expr>,
     default: Option<&Expr>,
 ) -> Str {
-    let at = l.em.alloc(MAX_STRING);
+    let at = l.em.alloc(l.em.max_string());
     let Some(a) = addr else {
         return l.empty_str();
     };
@@ -217,8 +217,8 @@ fn user_string(
         // At most n bytes and the NUL: 1..=MAX_STRING.
         let small = l.em.a.label();
         l.em.a
-            .jmp(Cond::Slt, Reg::R2, (MAX_STRING - 1) as i32, small);
-        l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
+            .jmp(Cond::Slt, Reg::R2, (l.em.max_string() - 1) as i32, small);
+        l.em.e(Insn::mov64(Reg::R2, (l.em.max_string() - 1) as i32));
         l.em.a.bind(small);
         let pos = l.em.a.label();
         l.em.a.jmp(Cond::Sge, Reg::R2, 0, pos);
@@ -228,7 +228,7 @@ fn user_string(
     } else {
         l.long(a);
         l.em.e(Insn::mov64(Reg::R3, Reg::R0));
-        l.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        l.em.e(Insn::mov64(Reg::R2, l.em.max_string() as i32));
     }
     l.em.addr(Reg::R1, at);
     l.em.a.call(Helper::ProbeReadUserStr);
@@ -326,7 +326,7 @@ fn register(l: &mut Lower<'_, '_>, e: &Expr, args: &[Expr]) {
 /// `substr(s, start, length)`: at most `length` bytes of `s` from byte `start` (0
 /// based); empty when `start` is past the end, as in stap.
 fn substr(l: &mut Lower<'_, '_>, s: &Expr, start: &Expr, len: &Expr) -> Str {
-    let out = l.em.alloc(MAX_STRING);
+    let out = l.em.alloc(l.em.max_string());
     l.em.store_imm(out, Size::DW, 0);
     let src = l.string(s);
     let src = l.in_scratch(src);
@@ -341,16 +341,24 @@ fn substr(l: &mut Lower<'_, '_>, s: &Expr, start: &Expr, len: &Expr) -> Str {
     let done = l.em.a.label();
     l.em.a.jmp(Cond::Slt, Reg::R7, 0, done);
     l.em.a.jmp(Cond::Ge, Reg::R7, Reg::R0, done);
-    l.em.e(Insn::alu64(AluOp::And, Reg::R7, (MAX_STRING - 1) as i32));
+    l.em.e(Insn::alu64(
+        AluOp::And,
+        Reg::R7,
+        (l.em.max_string() - 1) as i32,
+    ));
     // R2 = min(length, 127) + 1, the bytes to copy with the NUL.
     l.em.load(Reg::R2, vals + 8);
     l.em.a.jmp(Cond::Sle, Reg::R2, 0, done);
     let small = l.em.a.label();
     l.em.a
-        .jmp(Cond::Le, Reg::R2, (MAX_STRING - 1) as i32, small);
-    l.em.e(Insn::mov64(Reg::R2, (MAX_STRING - 1) as i32));
+        .jmp(Cond::Le, Reg::R2, (l.em.max_string() - 1) as i32, small);
+    l.em.e(Insn::mov64(Reg::R2, (l.em.max_string() - 1) as i32));
     l.em.a.bind(small);
-    l.em.e(Insn::alu64(AluOp::And, Reg::R2, (MAX_STRING - 1) as i32));
+    l.em.e(Insn::alu64(
+        AluOp::And,
+        Reg::R2,
+        (l.em.max_string() - 1) as i32,
+    ));
     l.em.e(Insn::alu64(AluOp::Add, Reg::R2, 1));
     l.em.addr(Reg::R3, src);
     l.em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R7));
@@ -377,7 +385,7 @@ fn site_string(l: &mut Lower<'_, '_>, pp: bool) -> Str {
 /// A string chosen by the site that fired: a search on the attach cookie among the
 /// program's sites, each leaf writing its constant (one string needs no search).
 fn cookie_string(l: &mut Lower<'_, '_>, texts: &[String]) -> Str {
-    let at = l.em.alloc(MAX_STRING);
+    let at = l.em.alloc(l.em.max_string());
     if texts.iter().all(|t| *t == texts[0]) {
         l.em.const_str(at, texts[0].as_bytes());
         return Str::Scratch(at);

@@ -12,7 +12,7 @@ const RB_AVAIL_DATA: i32 = 0;
 
 /// Unread bytes past which a record wakes user space (a quarter of the buffer).
 pub const WAKEUP_WATERMARK: u32 = crate::storage::RINGBUF_BYTES / 4;
-use bpf::script::{EVENT_HEADER, EventSpec, MAX_STRING, counter};
+use bpf::script::{EVENT_HEADER, EventSpec, counter};
 use bpf::{AluOp, Asm, Cond, Helper, Insn, Label, MapId, Reg, Size, X86Reg};
 use lang::Span;
 
@@ -73,6 +73,11 @@ pub enum Callback {
 }
 
 impl<'s> Emitter<'s> {
+    /// Bytes of a string slot, its NUL included.
+    pub fn max_string(&self) -> u32 {
+        self.storage.max_string
+    }
+
     pub fn new(storage: &'s Storage) -> Emitter<'s> {
         let mut a = Asm::new();
         let end = a.label();
@@ -350,7 +355,7 @@ impl<'s> Emitter<'s> {
 
     /// Writes a constant string at `scratch[at]`, cut to `MAX_STRING - 1` bytes.
     pub fn const_str(&mut self, at: u32, s: &[u8]) {
-        let n = s.len().min(MAX_STRING as usize - 1);
+        let n = s.len().min(self.max_string() as usize - 1);
         let mut bytes = s[..n].to_vec();
         bytes.push(0);
         while !bytes.len().is_multiple_of(8) {

@@ -16,7 +16,6 @@ use lang::ast::{Expr, ExprId, ExprKind, Probe, walk_stmt};
 use lang::{Diagnostic, ProbeInfo, Span, Type};
 
 use crate::lower::{Lower, Str};
-use crate::storage::width;
 use crate::{Env, Site};
 
 /// Saved calls a return probe may have pending at once (beyond that, the values of
@@ -53,7 +52,10 @@ pub fn saved_values(
         if let ExprKind::Entry(inner) = &e.kind {
             let ty = info.expr_type(e).unwrap_or(Type::Long);
             values.push((e.id, (**inner).clone(), ty, size));
-            size += width(ty);
+            size += match ty {
+                Type::String => info.limits.max_string,
+                _ => 8,
+            };
         }
     };
     for s in prologues

@@ -10,7 +10,6 @@
 //! a bounded copy of a run of pad characters, its length the width less the piece's
 //! length, found at run time.
 
-use bpf::script::MAX_STRING;
 use bpf::{AluOp, Cond, Insn, Reg, Size};
 use lang::ast::{Expr, ExprKind, Pretty, TargetBase, TargetExpr, VarSet};
 use lang::format::{Conv, Conversion, Count, Flag, Piece};
@@ -115,7 +114,7 @@ fn build(c: &Conversion) -> Result<Build, &'static str> {
 impl Lower<'_, '_> {
     /// A fresh empty string slot.
     fn builder(&mut self) -> u32 {
-        let at = self.em.alloc(MAX_STRING);
+        let at = self.em.alloc(self.em.max_string());
         self.em.store_imm(at, Size::DW, 0);
         at
     }
@@ -125,7 +124,7 @@ impl Lower<'_, '_> {
     }
 
     fn append_bytes(&mut self, dst: u32, text: &[u8]) {
-        let t = self.em.alloc(MAX_STRING);
+        let t = self.em.alloc(self.em.max_string());
         self.em.const_str(t, text);
         self.append(dst, Str::Scratch(t));
         self.em.release(t);
@@ -375,7 +374,7 @@ impl Lower<'_, '_> {
             return;
         }
         let skip = self.em.a.label();
-        let run = self.em.alloc(MAX_STRING);
+        let run = self.em.alloc(self.em.max_string());
         self.em.const_str(run, &vec![fill; width as usize]);
         self.strlen_reg(piece);
         // R7 = how many pad bytes (1..=width past the check).
@@ -386,7 +385,7 @@ impl Lower<'_, '_> {
         // Copy R7 bytes and the NUL to dst + len, at most what is left of dst.
         self.em.addr(Reg::R1, dst);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R0));
-        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
         self.em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R0));
         self.em.e(Insn::alu64(AluOp::Add, Reg::R7, 1));
         let fits = self.em.a.label();

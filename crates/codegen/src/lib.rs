@@ -71,9 +71,7 @@ pub mod storage;
 pub mod target;
 mod window;
 
-use bpf::script::{
-    AttachSite, AttachSpec, MAX_STRING, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind,
-};
+use bpf::script::{AttachSite, AttachSpec, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind};
 use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
 use lang::ast::{Expr, ExprKind, Item, Probe, Script, walk_stmt};
 use lang::{Diagnostic, ProbeInfo, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
@@ -711,7 +709,7 @@ impl Build {
         object.maps.extend(self.object_maps);
         object.programs = self.programs;
         if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
-            m.value_size = (self.high + MAX_STRING).div_ceil(8) * 8;
+            m.value_size = (self.high + storage.max_string).div_ceil(8) * 8;
         }
         let spec = ScriptSpec {
             object,

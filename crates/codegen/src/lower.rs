@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
-use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec, MAX_STRING};
+use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, HistSpec};
 use bpf::{AluOp, Cond, Helper, Insn, Label, Reg, Size};
 use lang::ast::*;
 use lang::{Binding, Callee, Span, Type};
 
 use crate::emit::{Emitter, KEY_SLOT, SCRATCH, add_event};
-use crate::storage::{Slot, hist_buckets, width};
+use crate::storage::{Slot, hist_buckets};
 use bpf::stats::{LOG_BUCKET_ZERO, WORD_BUCKETS, WORD_COUNT, WORD_MAX, WORD_MIN, WORD_SUM};
 
 /// Byte offsets of the words of a statistics slot ([`bpf::stats`]).
@@ -90,7 +90,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 continue;
             }
             let ty = v.ty.unwrap_or(Type::Long);
-            let at = self.em.alloc(width(ty));
+            let at = self.em.alloc(self.em.storage.width(ty));
             self.em.store_imm(at, Size::DW, 0);
             scope.insert(v.name.clone(), (at, ty));
         }
@@ -397,7 +397,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 (Some((at, ty)), _) => vars.push((at, ty, None)),
                 (None, Some(g @ Slot::Scalar { .. })) => {
                     let ty = ty.unwrap_or(Type::Long);
-                    let at = self.em.alloc(width(ty));
+                    let at = self.em.alloc(self.em.storage.width(ty));
                     vars.push((at, ty, Some(g)));
                 }
                 _ => {
@@ -526,7 +526,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             match ty {
                 Type::String => {
                     self.em.addr(Reg::R1, *at);
-                    self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                    self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
                     self.em.e(Insn::mov64(Reg::R3, src));
                     if off != 0 {
                         self.em.e(Insn::alu64(AluOp::Add, Reg::R3, i32::from(off)));
@@ -548,7 +548,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
             }
             if i < keys.len() {
-                pos += width(keys[i]) as i16;
+                pos += self.em.storage.width(keys[i]) as i16;
             }
         }
     }
@@ -827,13 +827,13 @@ impl<'a, 'd> Lower<'a, 'd> {
             self.em.store_imm(at, Size::DW, 0);
             return at;
         }
-        let size: u32 = types.iter().map(|t| width(*t)).sum();
+        let size: u32 = types.iter().map(|t| self.em.storage.width(*t)).sum();
         let at = self.em.alloc(size);
         let mut pos = at;
         for (k, t) in keys.iter().zip(types) {
             match t {
                 Type::String => {
-                    for i in 0..MAX_STRING / 8 {
+                    for i in 0..self.em.max_string() / 8 {
                         self.em.store_imm(pos + 8 * i, Size::DW, 0);
                     }
                     let s = self.string(k);
@@ -844,7 +844,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.store(pos, Reg::R0);
                 }
             }
-            pos += width(*t);
+            pos += self.em.storage.width(*t);
         }
         at
     }
@@ -1405,7 +1405,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.mark(e.span);
         match &e.kind {
             ExprKind::Str(s) => {
-                let at = self.em.alloc(MAX_STRING);
+                let at = self.em.alloc(self.em.max_string());
                 self.em.const_str(at, s.as_bytes());
                 Str::Scratch(at)
             }
@@ -1431,7 +1431,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     );
                     return self.empty_str();
                 };
-                let out = self.em.alloc(MAX_STRING);
+                let out = self.em.alloc(self.em.max_string());
                 self.em.store_imm(out, Size::DW, 0);
                 let key = self.key(keys, &kt);
                 self.em.map_key_args(map, key);
@@ -1440,7 +1440,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.em.a.jmp(Cond::Eq, Reg::R0, 0, done);
                 self.em.e(Insn::mov64(Reg::R3, Reg::R0));
                 self.em.addr(Reg::R1, out);
-                self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
                 self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
                 self.em.a.bind(done);
                 Str::Scratch(out)
@@ -1456,7 +1456,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 Some(true) => self.string(then),
                 Some(false) => self.string(els),
                 None => {
-                    let out = self.em.alloc(MAX_STRING);
+                    let out = self.em.alloc(self.em.max_string());
                     let else_l = self.em.a.label();
                     let done = self.em.a.label();
                     self.cond_jump_false(cond, else_l);
@@ -1480,7 +1480,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 self.empty_str()
             }
             ExprKind::Entry(_) => {
-                let out = self.em.alloc(MAX_STRING);
+                let out = self.em.alloc(self.em.max_string());
                 self.em.store_imm(out, Size::DW, 0);
                 if let Some(off) = self.entry_value(e) {
                     let done = self.em.a.label();
@@ -1488,7 +1488,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.e(Insn::mov64(Reg::R3, Reg::R0));
                     self.em.e(Insn::alu64(AluOp::Add, Reg::R3, off as i32));
                     self.em.addr(Reg::R1, out);
-                    self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+                    self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
                     self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
                     self.em.a.bind(done);
                 }
@@ -1502,7 +1502,7 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 
     pub fn empty_str(&mut self) -> Str {
-        let at = self.em.alloc(MAX_STRING);
+        let at = self.em.alloc(self.em.max_string());
         self.em.store_imm(at, Size::DW, 0);
         Str::Scratch(at)
     }
@@ -1524,7 +1524,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         self.str_ptr(Reg::R3, src);
         self.str_ptr(Reg::R1, dst);
-        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
         self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
     }
 
@@ -1533,7 +1533,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         match s {
             Str::Scratch(at) => at,
             Str::Global(_) => {
-                let at = self.em.alloc(MAX_STRING);
+                let at = self.em.alloc(self.em.max_string());
                 self.copy_str(Str::Scratch(at), s);
                 at
             }
@@ -1541,7 +1541,7 @@ impl<'a, 'd> Lower<'a, 'd> {
     }
 
     fn concat_exprs(&mut self, lhs: &Expr, rhs: &Expr) -> Str {
-        let out = self.em.alloc(MAX_STRING);
+        let out = self.em.alloc(self.em.max_string());
         let a = self.string(lhs);
         self.copy_str(Str::Scratch(out), a);
         let b = self.string(rhs);
@@ -1563,7 +1563,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.e(Insn::mov64(Reg::R3, Reg::R8));
         self.em.addr(Reg::R1, dst);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R1, Reg::R7));
-        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
         self.em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R7));
         self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
     }
@@ -1571,10 +1571,10 @@ impl<'a, 'd> Lower<'a, 'd> {
     /// R0 = the length of the string at `scratch[at]` (0..=127), found by copying it
     /// to a throwaway slot. Clobbers R0–R5.
     pub fn strlen_reg(&mut self, at: u32) {
-        let tmp = self.em.alloc(MAX_STRING);
+        let tmp = self.em.alloc(self.em.max_string());
         self.em.addr(Reg::R3, at);
         self.em.addr(Reg::R1, tmp);
-        self.em.e(Insn::mov64(Reg::R2, MAX_STRING as i32));
+        self.em.e(Insn::mov64(Reg::R2, self.em.max_string() as i32));
         self.em.e(Insn::call(crate::emit::PROBE_READ_KERNEL_STR));
         self.em.release(tmp);
         let pos = self.em.a.label();
@@ -1583,8 +1583,11 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.a.bind(pos);
         self.em.e(Insn::alu64(AluOp::Sub, Reg::R0, 1));
         // Bounds the verifier can see: 0..=127.
-        self.em
-            .e(Insn::alu64(AluOp::And, Reg::R0, (MAX_STRING - 1) as i32));
+        self.em.e(Insn::alu64(
+            AluOp::And,
+            Reg::R0,
+            (self.em.max_string() - 1) as i32,
+        ));
     }
 
     /// R0 = the sign of `a - b` comparing bytes as unsigned (`strcmp`).
@@ -1604,7 +1607,9 @@ impl<'a, 'd> Lower<'a, 'd> {
         self.em.e(Insn::mov64(Reg::R0, 0));
         self.em.a.jmp(Cond::Eq, Reg::R2, 0, done);
         self.em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
-        self.em.a.jmp(Cond::Lt, Reg::R8, MAX_STRING as i32, top);
+        self.em
+            .a
+            .jmp(Cond::Lt, Reg::R8, self.em.max_string() as i32, top);
         self.em.a.ja(done);
         self.em.a.bind(differ);
         self.em.e(Insn::mov64(Reg::R0, Reg::R2));
@@ -1709,7 +1714,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         let mut slots = Vec::new();
         for v in &fi.locals {
             let ty = v.ty.unwrap_or(Type::Long);
-            let at = self.em.alloc(width(ty));
+            let at = self.em.alloc(self.em.storage.width(ty));
             slots.push((at, ty));
             scope.insert(v.name.clone(), (at, ty));
         }
@@ -1727,7 +1732,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             }
         }
         let ret_slot = fi.ret.map(|t| {
-            let at = self.em.alloc(width(t));
+            let at = self.em.alloc(self.em.storage.width(t));
             self.em.store_imm(at, Size::DW, 0);
             (at, t)
         });
@@ -1806,7 +1811,12 @@ impl<'a, 'd> Lower<'a, 'd> {
         let mut size = 0u32;
         for k in &kinds {
             let (kind, bytes) = match k {
-                Arg::Str => (FieldKind::Str { len: MAX_STRING }, MAX_STRING),
+                Arg::Str => (
+                    FieldKind::Str {
+                        len: self.em.max_string(),
+                    },
+                    self.em.max_string(),
+                ),
                 Arg::Memory(n) => (FieldKind::Str { len: *n }, n.div_ceil(8) * 8),
                 Arg::Long => (FieldKind::Long, 8),
             };

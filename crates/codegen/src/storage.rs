@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, MAX_STRING, ValueKind, counter};
+use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, ValueKind, counter};
 use bpf::{MapId, MapKind, MapSpec, ObjectSpec};
 use lang::ast::{Expr, ExprKind, Item, Literal, Script, StatOp, Stmt, StmtKind, walk_stmt};
 use lang::{Diagnostic, Type, TypeInfo};
@@ -58,26 +58,39 @@ pub struct Storage {
     /// Bytes at the start of the scratch value that stay zero (statistics slots are
     /// created from them).
     pub zero_bytes: u32,
+    /// Bytes of a string slot, its NUL included (`lang::Limits::max_string`).
+    pub max_string: u32,
 }
 
-/// Bytes a value of type `t` takes in a key, a value or a record.
-pub fn width(t: Type) -> u32 {
+impl Storage {
+    /// Bytes a value of type `t` takes in a key, a value or a record.
+    pub fn width(&self, t: Type) -> u32 {
+        width(t, self.max_string)
+    }
+
+    pub fn field_kind(&self, t: Type) -> FieldKind {
+        field_kind(t, self.max_string)
+    }
+}
+
+/// Bytes a value of type `t` takes, with strings in slots of `slot` bytes.
+fn width(t: Type, slot: u32) -> u32 {
     match t {
-        Type::String => MAX_STRING,
+        Type::String => slot,
         _ => 8,
     }
 }
 
-pub fn field_kind(t: Type) -> FieldKind {
+fn field_kind(t: Type, slot: u32) -> FieldKind {
     match t {
-        Type::String => FieldKind::Str { len: MAX_STRING },
+        Type::String => FieldKind::Str { len: slot },
         _ => FieldKind::Long,
     }
 }
 
-fn value_kind(t: Type) -> ValueKind {
+fn value_kind(t: Type, slot: u32) -> ValueKind {
     match t {
-        Type::String => ValueKind::Str,
+        Type::String => ValueKind::Str { len: slot },
         _ => ValueKind::Long,
     }
 }
@@ -223,6 +236,7 @@ fn foreach_arrays(s: &Stmt, out: &mut std::collections::HashSet<String>) {
 
 /// Lays out every global and the script's support maps.
 pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> Storage {
+    let slot = info.limits.max_string;
     let hists = histograms(script, diags);
     let read = reads(script);
     let mut object = ObjectSpec::default();
@@ -267,7 +281,7 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
             (Type::Stats, keys) => {
                 let keys = keys.unwrap_or_default();
                 let hist = hists.get(&g.name).copied().unwrap_or(HistSpec::None);
-                let key_size: u32 = keys.iter().map(|t| width(*t)).sum();
+                let key_size: u32 = keys.iter().map(|t| width(*t, slot)).sum();
                 let map = object.add_map(MapSpec {
                     name: map_name("s_"),
                     kind: if keys.is_empty() {
@@ -287,19 +301,19 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
                         hist,
                     },
                     GlobalShape::Stats {
-                        keys: keys.iter().map(|t| field_kind(*t)).collect(),
+                        keys: keys.iter().map(|t| field_kind(*t, slot)).collect(),
                         hist,
                     },
                     map,
                 )
             }
             (ty, Some(keys)) => {
-                let key_size: u32 = keys.iter().map(|t| width(*t)).sum::<u32>().max(1);
+                let key_size: u32 = keys.iter().map(|t| width(*t, slot)).sum::<u32>().max(1);
                 let map = object.add_map(MapSpec {
                     name: map_name("a_"),
                     kind: MapKind::Hash,
                     key_size,
-                    value_size: width(ty),
+                    value_size: width(ty, slot),
                     max_entries: size,
                     flags: 0,
                 });
@@ -310,15 +324,15 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
                         value: ty,
                     },
                     GlobalShape::Array {
-                        keys: keys.iter().map(|t| field_kind(*t)).collect(),
-                        value: value_kind(ty),
+                        keys: keys.iter().map(|t| field_kind(*t, slot)).collect(),
+                        value: value_kind(ty, slot),
                     },
                     map,
                 )
             }
             (ty, None) => {
                 let at = offset;
-                offset += width(ty);
+                offset += width(ty, slot);
                 initial.resize(offset as usize, 0);
                 match inits.get(g.name.as_str()) {
                     Some(Literal::Num(n)) => {
@@ -326,7 +340,7 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
                     }
                     Some(Literal::Str(s)) => {
                         let b = s.as_bytes();
-                        let n = b.len().min(MAX_STRING as usize - 1);
+                        let n = b.len().min(slot as usize - 1);
                         initial[at as usize..at as usize + n].copy_from_slice(&b[..n]);
                     }
                     None => {}
@@ -335,7 +349,7 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
                     Slot::Scalar { offset: at, ty },
                     GlobalShape::Scalar {
                         offset: at,
-                        value: value_kind(ty),
+                        value: value_kind(ty, slot),
                     },
                     scalars,
                 )
@@ -399,6 +413,7 @@ pub fn layout(script: &Script, info: &TypeInfo, diags: &mut Vec<Diagnostic>) -> 
         counters,
         scratch,
         zero_bytes,
+        max_string: slot,
     }
 }
 

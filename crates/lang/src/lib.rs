@@ -41,6 +41,7 @@ pub mod check;
 pub mod diag;
 pub mod format;
 pub mod lexer;
+pub mod limits;
 pub mod parser;
 pub mod print;
 pub mod probe;
@@ -53,9 +54,10 @@ pub use backend::Backend;
 pub use builtins::BuiltinId;
 pub use check::{
     Binding, Callee, FunctionInfo, ProbeInfo, ResolvedPoint, Type, TypeInfo, VarInfo, check,
-    dump_types,
+    check_with, dump_types,
 };
 pub use diag::{Diagnostic, Note, Severity, has_errors};
+pub use limits::Limits;
 pub use parser::{ParseOptions, parse};
 pub use print::print_script;
 pub use probe::{Lines, ProbeKind, ProcessProbe, Site};

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use lang::format::{ArgKind, Format, FormatError};
 
-use crate::format::{Arg, ArgError, MAX_PRINTF_LEN, write_max};
+use crate::format::{Arg, ArgError, Cuts, MAX_PRINTF_LEN, string_arg, write_line};
 use crate::globals::cstr;
 
 /// What the CLI does after a record.
@@ -91,6 +91,10 @@ enum Decoded {
 pub struct Decoder {
     events: Vec<Decoded>,
     frames: Vec<u64>,
+    /// The most bytes one printf prints (`lang::Limits::max_printf`).
+    max_line: usize,
+    /// What printing cut so far.
+    cuts: Cuts,
 }
 
 impl Decoder {
@@ -126,7 +130,20 @@ impl Decoder {
         Ok(Decoder {
             events,
             frames: Vec::new(),
+            max_line: MAX_PRINTF_LEN,
+            cuts: Cuts::default(),
         })
+    }
+
+    /// Prints at most `max` bytes per printf (`-D MAXPRINTFLEN`).
+    pub fn with_max_line(mut self, max: usize) -> Decoder {
+        self.max_line = max;
+        self
+    }
+
+    /// The strings printed with the cut mark and the lines cut, so far.
+    pub fn cuts(&self) -> Cuts {
+        self.cuts
     }
 
     /// Handles one record: appends what it prints to `out` and says what to do next.
@@ -166,15 +183,23 @@ impl Decoder {
                     heap = vec![Arg::Long(0); fields.len()];
                     &mut heap
                 };
-                for (slot, f) in args.iter_mut().zip(fields) {
+                let kinds = format.arg_kinds();
+                for ((slot, f), kind) in args.iter_mut().zip(fields).zip(kinds) {
                     let at = f.offset as usize;
-                    *slot = match f.kind {
-                        FieldKind::Long => Arg::Long(long_at(body, at)),
-                        FieldKind::Str { len } => Arg::Str(cstr(&body[at..at + len as usize])),
+                    *slot = match (f.kind, kind) {
+                        (FieldKind::Long, _) => Arg::Long(long_at(body, at)),
+                        // Dumped memory is bytes, NULs included.
+                        (FieldKind::Str { len }, ArgKind::Memory) => {
+                            Arg::Str(&body[at..at + len as usize])
+                        }
+                        (FieldKind::Str { len }, _) => {
+                            string_arg(cstr(&body[at..at + len as usize]), len as usize - 1)
+                        }
                     };
                 }
-                write_max(format, out, args, MAX_PRINTF_LEN)
+                let cuts = write_line(format, out, args, self.max_line)
                     .map_err(|source| EventError::Args { event, source })?;
+                self.cuts.add(cuts);
                 Ok(Action::Continue)
             }
             Decoded::Exit => Ok(Action::Exit),
@@ -391,8 +416,10 @@ mod tests {
         assert!(bad(b"%5s|", FieldKind::Str { len: 8 }).is_none());
     }
 
+    /// A string that fills its slot is read whole, and marked: it reached the string
+    /// limit, so it may have been cut.
     #[test]
-    fn a_string_filling_its_slot_is_read_whole() {
+    fn a_string_filling_its_slot_is_read_whole_and_marked() {
         let mut d = Decoder::new(&spec(vec![EventSpec::Printf {
             format: b"[%s]".to_vec(),
             args: vec![Field {
@@ -404,7 +431,9 @@ mod tests {
         let mut out = Vec::new();
         d.handle(&record(0, b"abcd"), &mut out).unwrap();
         d.handle(&record(0, b"\0bcd"), &mut out).unwrap();
-        assert_eq!(out, b"[abcd][]");
+        d.handle(&record(0, b"ab\0d"), &mut out).unwrap();
+        assert_eq!(out, "[abcd…][][ab]".as_bytes());
+        assert_eq!(d.cuts().strings, 1);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! [`Arg::Str`].
 
 use lang::format::{ArgKind, Conv, Conversion, Count, Flag, Format, MAX_FIELD, Piece};
+use lang::limits::CUT_MARK;
 use thiserror::Error;
 
 /// Most bytes one `printf` prints: stap reserves at most its print buffer
@@ -37,6 +38,24 @@ pub enum Arg<'a> {
     Long(i64),
     /// String bytes (a NUL ends the string, as in stap) or dumped memory.
     Str(&'a [u8]),
+    /// A string that reached the string limit (`lang::limits`): printed whole, it is
+    /// followed by [`CUT_MARK`], since it may have been cut.
+    Cut(&'a [u8]),
+}
+
+/// What a write cut: strings printed with the mark, and whether the line itself was
+/// cut at its limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cuts {
+    pub strings: u64,
+    pub lines: u64,
+}
+
+impl Cuts {
+    pub fn add(&mut self, other: Cuts) {
+        self.strings += other.strings;
+        self.lines += other.lines;
+    }
 }
 
 /// Arguments that do not fit a format: a bug in the caller or a corrupt
@@ -49,8 +68,10 @@ pub enum ArgError {
     Kind { index: usize, expected: ArgKind },
 }
 
-/// Appends the formatted text to `out`. Allocates nothing but the growth of `out`.
-pub fn write(format: &Format, out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<(), ArgError> {
+/// Appends the formatted text to `out` and says how many strings it marked as cut.
+/// Allocates nothing but the growth of `out`.
+pub fn write(format: &Format, out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<u64, ArgError> {
+    let mut marked = 0;
     let kinds = format.arg_kinds();
     if args.len() != kinds.len() {
         return Err(ArgError::Count {
@@ -73,13 +94,19 @@ pub fn write(format: &Format, out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<(),
         next += 1;
         match c.conv {
             Conv::Str | Conv::Memory | Conv::MemoryHex => {
-                let Arg::Str(bytes) = args[index] else {
-                    return Err(ArgError::Kind {
-                        index,
-                        expected: c.value_kind(),
-                    });
+                let (bytes, cut) = match args[index] {
+                    Arg::Str(b) => (b, false),
+                    Arg::Cut(b) => (b, true),
+                    Arg::Long(_) => {
+                        return Err(ArgError::Kind {
+                            index,
+                            expected: c.value_kind(),
+                        });
+                    }
                 };
-                write_memory(out, bytes, width, precision, c.conv, c.flag);
+                if write_memory(out, bytes, width, precision, c, cut) {
+                    marked += 1;
+                }
             }
             _ => {
                 let Arg::Long(v) = args[index] else {
@@ -92,23 +119,45 @@ pub fn write(format: &Format, out: &mut Vec<u8>, args: &[Arg<'_>]) -> Result<(),
             }
         }
     }
-    Ok(())
+    Ok(marked)
 }
 
-/// Like [`write`], but keeps at most `max` bytes of this call's output, as stap cuts
-/// `printf` at [`MAX_PRINTF_LEN`] and `sprintf` at [`MAX_SPRINTF_LEN`]. Returns
-/// whether anything was cut.
-pub fn write_max(
+/// Like [`write`], for a printed line: at most `max` bytes of this call's output (the
+/// `printf` limit of `lang::limits`); a longer one is cut there, followed by
+/// [`CUT_MARK`], and keeps the newline it ended with, so lines do not run together.
+pub fn write_line(
     format: &Format,
     out: &mut Vec<u8>,
     args: &[Arg<'_>],
     max: usize,
-) -> Result<bool, ArgError> {
+) -> Result<Cuts, ArgError> {
+    let start = out.len();
+    let strings = write(format, out, args)?;
+    let mut cuts = Cuts { strings, lines: 0 };
+    if out.len() > start.saturating_add(max) {
+        let newline = out.last() == Some(&b'\n');
+        out.truncate(start + max);
+        out.extend_from_slice(CUT_MARK.as_bytes());
+        if newline {
+            out.push(b'\n');
+        }
+        cuts.lines = 1;
+    }
+    Ok(cuts)
+}
+
+/// Like [`write`], for a `sprintf` value: at most `max` bytes (stap's
+/// [`MAX_SPRINTF_LEN`] before the value is cut to the string limit), no marks.
+pub fn write_value(
+    format: &Format,
+    out: &mut Vec<u8>,
+    args: &[Arg<'_>],
+    max: usize,
+) -> Result<(), ArgError> {
     let start = out.len();
     write(format, out, args)?;
-    let cut = out.len() > start.saturating_add(max);
     out.truncate(start.saturating_add(max));
-    Ok(cut)
+    Ok(())
 }
 
 /// Convenience for tests and cold paths: the formatted text as a new buffer.
@@ -116,6 +165,16 @@ pub fn to_vec(format: &Format, args: &[Arg<'_>]) -> Result<Vec<u8>, ArgError> {
     let mut out = Vec::new();
     write(format, &mut out, args)?;
     Ok(out)
+}
+
+/// The argument for a string value: [`Arg::Cut`] when it reached the string limit
+/// (`max_bytes`, the most a string holds).
+pub fn string_arg(s: &[u8], max_bytes: usize) -> Arg<'_> {
+    if s.len() >= max_bytes {
+        Arg::Cut(s)
+    } else {
+        Arg::Str(s)
+    }
 }
 
 /// Resolves a width or precision to stap's `int` convention: -1 when
@@ -129,7 +188,7 @@ fn field(count: Count, args: &[Arg<'_>], next: &mut usize) -> Result<isize, ArgE
             *next += 1;
             match args[index] {
                 Arg::Long(v) => v.clamp(0, MAX_FIELD as i64) as isize,
-                Arg::Str(_) => {
+                Arg::Str(_) | Arg::Cut(_) => {
                     return Err(ArgError::Kind {
                         index,
                         expected: ArgKind::Long,
@@ -308,14 +367,18 @@ fn write_char(out: &mut Vec<u8>, c: u8, width: isize, flag: Flag) {
 }
 
 /// Stap's `_stp_vsprint_memory` for `%s`, `%m` and `%M`.
+/// Writes `%s`, `%m` or `%M`; with `cut`, a string shown whole is followed by the
+/// mark (which pads as one column). Returns whether it wrote the mark.
 fn write_memory(
     out: &mut Vec<u8>,
     bytes: &[u8],
     width: isize,
     precision: isize,
-    conv: Conv,
-    flag: Flag,
-) {
+    c: &Conversion,
+    cut: bool,
+) -> bool {
+    let (conv, flag) = (c.conv, c.flag);
+    let mut marked = false;
     let shown = match conv {
         Conv::Str => {
             let limit = if precision < 0 {
@@ -324,6 +387,7 @@ fn write_memory(
                 precision as usize
             };
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            marked = cut && end <= limit;
             &bytes[..end.min(limit)]
         }
         // The kernel side read `memory_len` bytes; print what arrived.
@@ -335,7 +399,7 @@ fn write_memory(
     let printed = if conv == Conv::MemoryHex {
         2 * shown.len()
     } else {
-        shown.len()
+        shown.len() + usize::from(marked)
     } as isize;
     let left = flag == Flag::Left;
     if !left {
@@ -348,6 +412,9 @@ fn write_memory(
         }
     } else {
         out.extend_from_slice(shown);
+        if marked {
+            out.extend_from_slice(CUT_MARK.as_bytes());
+        }
     }
     if left {
         pad(out, b' ', width - printed);
@@ -355,6 +422,7 @@ fn write_memory(
     if flag == Flag::ZeroPad {
         out.push(0);
     }
+    marked
 }
 
 /// Stap's `_stp_vsprint_binary`: the value's low 1, 2, 4 or 8 bytes, in
@@ -692,7 +760,7 @@ mod tests {
         let f = Format::parse(b"%s%s").expect("parses");
         let long = [b'x'; 400];
         let mut out = b"kept".to_vec();
-        write_max(
+        write_value(
             &f,
             &mut out,
             &[Arg::Str(&long), Arg::Str(&long)],
@@ -701,6 +769,49 @@ mod tests {
         .expect("fits");
         assert_eq!(out.len(), 4 + MAX_SPRINTF_LEN);
         assert!(out.starts_with(b"kept"));
+    }
+
+    #[test]
+    fn long_lines_are_cut_marked_and_keep_their_newline() {
+        let f = Format::parse(b"%s%s\n").expect("parses");
+        let long = [b'x'; 400];
+        let mut out = Vec::new();
+        let cuts =
+            write_line(&f, &mut out, &[Arg::Str(&long), Arg::Str(&long)], 500).expect("fits");
+        assert_eq!(
+            cuts,
+            Cuts {
+                strings: 0,
+                lines: 1
+            }
+        );
+        let mark = CUT_MARK.as_bytes();
+        assert_eq!(out.len(), 500 + mark.len() + 1);
+        assert!(out.ends_with(&[mark, b"\n"].concat()));
+        let mut out = Vec::new();
+        let short = write_line(&f, &mut out, &[Arg::Str(b"a"), Arg::Str(b"b")], 500);
+        assert_eq!(short, Ok(Cuts::default()));
+        assert_eq!(out, b"ab\n");
+    }
+
+    #[test]
+    fn strings_at_the_limit_are_marked_when_shown_whole() {
+        let s = [b'y'; 127];
+        let mark = CUT_MARK;
+        let t = |f: &str| {
+            let mut out = Vec::new();
+            let n = write(
+                &Format::parse(f.as_bytes()).unwrap(),
+                &mut out,
+                &[string_arg(&s, 127)],
+            )
+            .unwrap();
+            (String::from_utf8(out).unwrap(), n)
+        };
+        assert_eq!(t("[%s]"), (format!("[{}{mark}]", "y".repeat(127)), 1));
+        assert_eq!(t("[%.3s]"), ("[yyy]".to_string(), 0));
+        assert_eq!(t("[%130s]"), (format!("[  {}{mark}]", "y".repeat(127)), 1));
+        assert_eq!(string_arg(b"short", 127), Arg::Str(b"short"));
     }
 
     #[test]

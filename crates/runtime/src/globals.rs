@@ -7,10 +7,10 @@
 //! [`bpf::script`] and coded here once ([`encode_key`], [`decode_key`],
 //! [`encode_value`], [`decode_value`]), so the kernel-map implementation only moves
 //! bytes: a long is 8 bytes little endian, a string a fixed slot of `len` bytes
-//! (array keys and string values: [`MAX_STRING`]) holding at most `len - 1` bytes and
+//! (array keys and string values: the script's string slot) holding at most `len - 1` bytes and
 //! NUL-padded. Reading a missing element gives 0 or `""`, as in stap.
 
-use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, MAX_STRING, ValueKind};
+use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, ValueKind};
 use thiserror::Error;
 
 use crate::stats::{Hist, Linear, Stat, StatsError};
@@ -28,7 +28,7 @@ impl Value {
     pub fn zero(kind: ValueKind) -> Value {
         match kind {
             ValueKind::Long => Value::Long(0),
-            ValueKind::Str => Value::Str(Vec::new()),
+            ValueKind::Str { .. } => Value::Str(Vec::new()),
         }
     }
 
@@ -106,7 +106,7 @@ pub trait Globals {
     /// The value of a scalar or array element; 0 or `""` if the element is missing.
     fn get(&mut self, g: &GlobalSpec, keys: &[Value]) -> Result<Value, GlobalsError>;
 
-    /// Stores a scalar or an array element (strings cut to `MAX_STRING - 1` bytes).
+    /// Stores a scalar or an array element (strings cut to their slot less its NUL).
     fn set(&mut self, g: &GlobalSpec, keys: &[Value], value: Value) -> Result<(), GlobalsError>;
 
     /// `g[keys] += delta` on a long; returns the new value. The default reads and
@@ -168,7 +168,7 @@ pub fn key_size(kinds: &[FieldKind]) -> usize {
 pub fn value_size(kind: ValueKind) -> usize {
     match kind {
         ValueKind::Long => 8,
-        ValueKind::Str => MAX_STRING as usize,
+        ValueKind::Str { len } => len as usize,
     }
 }
 
@@ -220,13 +220,13 @@ pub fn decode_key(kinds: &[FieldKind], bytes: &[u8]) -> Result<Vec<Value>, Globa
     Ok(out)
 }
 
-/// Appends a value in its stored layout (8 bytes, or a [`MAX_STRING`] slot).
+/// Appends a value in its stored layout (8 bytes, or a string slot).
 pub fn encode_value(kind: ValueKind, value: &Value, out: &mut Vec<u8>) -> Result<(), GlobalsError> {
     match (kind, value) {
         (ValueKind::Long, Value::Long(v)) => out.extend_from_slice(&v.to_le_bytes()),
-        (ValueKind::Str, Value::Str(s)) => put_str(out, s, MAX_STRING as usize),
+        (ValueKind::Str { len }, Value::Str(s)) => put_str(out, s, len as usize),
         (ValueKind::Long, Value::Str(_)) => return Err(kind_error("long", "string")),
-        (ValueKind::Str, Value::Long(_)) => return Err(kind_error("string", "long")),
+        (ValueKind::Str { .. }, Value::Long(_)) => return Err(kind_error("string", "long")),
     }
     Ok(())
 }
@@ -244,7 +244,7 @@ pub fn decode_value(kind: ValueKind, bytes: &[u8]) -> Result<Value, GlobalsError
     };
     Ok(match kind {
         ValueKind::Long => Value::Long(long_at(field)),
-        ValueKind::Str => Value::Str(cstr(field).to_vec()),
+        ValueKind::Str { .. } => Value::Str(cstr(field).to_vec()),
     })
 }
 
@@ -292,10 +292,10 @@ pub fn cstr(field: &[u8]) -> &[u8] {
         .map_or(field, |n| &field[..n])
 }
 
-/// A string cut the way the kernel side cuts it: at most `MAX_STRING - 1` bytes, and
-/// at the first NUL.
-pub fn cut_string(s: &mut Vec<u8>) {
-    let n = cstr(s).len().min(MAX_STRING as usize - 1);
+/// A string cut the way the kernel side cuts it: at most `max_bytes` (the string
+/// limit, `lang::Limits::string_bytes`), and at the first NUL.
+pub fn cut_string(s: &mut Vec<u8>, max_bytes: usize) {
+    let n = cstr(s).len().min(max_bytes);
     s.truncate(n);
 }
 
@@ -583,10 +583,13 @@ mod tests {
         assert_eq!(b, b"abcdefg\0");
         let long = Value::Str(vec![b'x'; 200]);
         let mut v = Vec::new();
-        encode_value(ValueKind::Str, &long, &mut v).unwrap();
-        assert_eq!(v.len(), MAX_STRING as usize);
+        encode_value(ValueKind::Str { len: 128 }, &long, &mut v).unwrap();
+        assert_eq!(v.len(), 128);
         assert_eq!(
-            decode_value(ValueKind::Str, &v).unwrap().as_bytes().len(),
+            decode_value(ValueKind::Str { len: 128 }, &v)
+                .unwrap()
+                .as_bytes()
+                .len(),
             127
         );
     }
@@ -601,20 +604,28 @@ mod tests {
 
     #[test]
     fn scalars_sit_at_their_offset() {
-        let mut v = vec![0u8; 16 + MAX_STRING as usize];
+        let mut v = vec![0u8; 16 + 128];
         encode_scalar(8, ValueKind::Long, &Value::Long(7), &mut v).unwrap();
-        encode_scalar(16, ValueKind::Str, &Value::Str(b"hi".to_vec()), &mut v).unwrap();
+        encode_scalar(
+            16,
+            ValueKind::Str { len: 128 },
+            &Value::Str(b"hi".to_vec()),
+            &mut v,
+        )
+        .unwrap();
         assert_eq!(v[8], 7);
         assert_eq!(
             decode_scalar(8, ValueKind::Long, &v).unwrap(),
             Value::Long(7)
         );
         assert_eq!(
-            decode_scalar(16, ValueKind::Str, &v).unwrap(),
+            decode_scalar(16, ValueKind::Str { len: 128 }, &v).unwrap(),
             Value::Str(b"hi".to_vec())
         );
-        assert!(decode_scalar(17, ValueKind::Str, &v).is_err());
-        assert!(encode_scalar(17, ValueKind::Str, &Value::Str(vec![]), &mut v).is_err());
+        assert!(decode_scalar(17, ValueKind::Str { len: 128 }, &v).is_err());
+        assert!(
+            encode_scalar(17, ValueKind::Str { len: 128 }, &Value::Str(vec![]), &mut v).is_err()
+        );
     }
 
     #[test]

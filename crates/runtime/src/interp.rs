@@ -5,10 +5,14 @@
 //! array that kernel probes then update, and an `end` probe can print what they
 //! gathered.
 //!
-//! The semantics are stap's: 64-bit wrapping arithmetic; `/` and `%` by zero stop
-//! the probe with "division by 0" (stap's `_stp_div64`), `x / -1` is `-x`;
-//! strings compare bytewise and are cut to `MAX_STRING - 1` bytes like the
-//! kernel side cuts them; reading a missing array element gives 0 or `""`;
+//! The semantics are stap's, the same as the kernel side's (the differential suite,
+//! `cli/tests/differential.rs`, holds both to it): 64-bit wrapping arithmetic; `/`
+//! and `%` by zero stop the probe with "division by 0" (stap's `_stp_div64`), `x / -1`
+//! is `-x`; every statistics extractor but `@count` stops on an empty aggregate;
+//! strings compare bytewise and are cut at the string limit (`lang::Limits`) like the
+//! kernel side cuts them, and printed marked when they reach it; built-ins are one
+//! exhaustive match on `lang::BuiltinId`, names read as the checker resolved them;
+//! reading a missing array element gives 0 or `""`;
 //! `exit()` does not stop the probe, it ends the session after it. A probe may
 //! run [`Limits::max_action_interruptible`] statements (`begin`/`end`, stap's
 //! `MAXACTION_INTERRUPTIBLE`) or [`Limits::max_action`] (timers, `MAXACTION`),
@@ -35,7 +39,7 @@ use lang::{FunctionInfo, ProbeKind, SourceMap, Span, Type, TypeInfo};
 
 use lang::{Binding, BuiltinId, Callee};
 
-use crate::format::{Arg, MAX_PRINTF_LEN, MAX_SPRINTF_LEN};
+use crate::format::{Arg, Cuts, MAX_SPRINTF_LEN, string_arg, write_line};
 use crate::globals::{Globals, GlobalsError, Value, cut_string, hist};
 use crate::stats::{Stat, write_histogram};
 use crate::table;
@@ -159,6 +163,11 @@ pub struct Interp<'s> {
     regexes: HashMap<ExprId, regex::bytes::Regex>,
     /// Names an address for `usymname()`, when the host can.
     symbols: Option<Box<dyn FnMut(u64) -> Option<String> + 's>>,
+    /// The most bytes a string holds, and a printed line (`lang::Limits`).
+    max_bytes: usize,
+    max_line: usize,
+    /// What printing cut so far.
+    cuts: Cuts,
     ctx: Context,
     limits: Limits,
     max_nesting: usize,
@@ -224,12 +233,20 @@ impl<'s> Interp<'s> {
             functions,
             regexes: HashMap::new(),
             symbols: None,
+            max_bytes: info.limits.string_bytes(),
+            max_line: info.limits.max_printf as usize,
+            cuts: Cuts::default(),
             ctx,
             limits,
             max_nesting: 0,
         };
         interp.max_nesting = interp.nesting_limit();
         interp
+    }
+
+    /// The strings printed with the cut mark and the lines cut, so far.
+    pub fn cuts(&self) -> Cuts {
+        self.cuts
     }
 
     /// Lets `usymname()` name addresses: `f` gives the function containing one (the
@@ -250,7 +267,7 @@ impl<'s> Interp<'s> {
                 Literal::Str(s) => Value::Str(s.as_bytes().to_vec()),
             };
             if let Value::Str(s) = &mut v {
-                cut_string(s);
+                cut_string(s, self.max_bytes);
             }
             globals
                 .set(g, &[], v)
@@ -684,7 +701,7 @@ impl<'s> Interp<'s> {
 
     fn write(&self, run: &mut Run<'_, 's>, p: &Place<'s>, mut v: Value) -> R<Value> {
         if let Value::Str(s) = &mut v {
-            cut_string(s);
+            cut_string(s, self.max_bytes);
         }
         match p {
             Place::Local(name, _) => {
@@ -705,7 +722,7 @@ impl<'s> Interp<'s> {
     fn eval(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Value> {
         match &e.kind {
             ExprKind::Num(n) => Ok(Value::Long(*n)),
-            ExprKind::Str(s) => Ok(Value::Str(literal(s))),
+            ExprKind::Str(s) => Ok(Value::Str(literal(s, self.max_bytes))),
             ExprKind::ScriptArg { index, string } => Err(self.error(
                 run,
                 format!(
@@ -883,7 +900,7 @@ impl<'s> Interp<'s> {
                 BinOp::Concat => {
                     let mut s = a.clone();
                     s.extend_from_slice(b);
-                    cut_string(&mut s);
+                    cut_string(&mut s, self.max_bytes);
                     return Ok(Value::Str(s));
                 }
                 BinOp::Eq => ord.is_eq(),
@@ -1078,33 +1095,16 @@ impl<'s> Interp<'s> {
                 long(0)
             }
             BuiltinId::Printf => {
-                let mut buf = Vec::new();
-                self.printf(run, e, name, args, &mut buf)?;
-                buf.truncate(MAX_PRINTF_LEN);
-                run.out.extend_from_slice(&buf);
+                self.printf(run, e, name, args, true)?;
                 long(0)
             }
             BuiltinId::Sprintf => {
-                let mut buf = Vec::new();
-                self.printf(run, e, name, args, &mut buf)?;
-                buf.truncate(MAX_SPRINTF_LEN);
-                cut_string(&mut buf);
+                let mut buf = self.printf(run, e, name, args, false)?;
+                cut_string(&mut buf, self.max_bytes);
                 Ok(Value::Str(buf))
             }
             BuiltinId::Print | BuiltinId::Println => {
-                for a in args {
-                    if let ExprKind::Stat { op, arg, .. } = &a.kind
-                        && op.is_hist()
-                    {
-                        self.print_hist(run, arg, a.span)?;
-                        continue;
-                    }
-                    let v = self.eval(run, a)?;
-                    write_value(run.out, &v);
-                }
-                if id == BuiltinId::Println {
-                    run.out.push(b'\n');
-                }
+                self.print(run, name, args, id == BuiltinId::Println)?;
                 long(0)
             }
             BuiltinId::Sprint => {
@@ -1113,7 +1113,7 @@ impl<'s> Interp<'s> {
                     let v = self.eval(run, a)?;
                     write_value(&mut s, &v);
                 }
-                cut_string(&mut s);
+                cut_string(&mut s, self.max_bytes);
                 Ok(Value::Str(s))
             }
             BuiltinId::Strlen => {
@@ -1155,7 +1155,7 @@ impl<'s> Interp<'s> {
                 };
                 let named = self.symbols.as_mut().and_then(|f| f(addr as u64));
                 let mut s = named.unwrap_or_else(|| format!("{addr:#x}")).into_bytes();
-                cut_string(&mut s);
+                cut_string(&mut s, self.max_bytes);
                 Ok(Value::Str(s))
             }
             BuiltinId::Probefunc
@@ -1183,28 +1183,91 @@ impl<'s> Interp<'s> {
         }
     }
 
+    /// `printf` (`line`: printed, cut at the line limit, strings at the string limit
+    /// marked) or `sprintf` (returned, cut at stap's `sprintf` limit, no marks).
     fn printf(
         &mut self,
         run: &mut Run<'_, 's>,
         e: &'s Expr,
         name: &'s Ident,
         args: &'s [Expr],
-        buf: &mut Vec<u8>,
-    ) -> R<()> {
+        line: bool,
+    ) -> R<Vec<u8>> {
         let info = self.info;
         let Some(format) = info.format(e) else {
             return Err(self.error(run, "internal error: an unchecked format", name.span));
         };
         let values = self.eval_all(run, args.get(1..).unwrap_or(&[]))?;
+        let mut buf = Vec::new();
+        self.write_values(run, format, &values, line, &mut buf, name.span)?;
+        Ok(buf)
+    }
+
+    /// Writes `values` with `format`: as a printed line to the output, or as a value
+    /// into `buf`.
+    fn write_values(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        format: &lang::format::Format,
+        values: &[Value],
+        line: bool,
+        buf: &mut Vec<u8>,
+        at: Span,
+    ) -> R<()> {
+        let max = self.max_bytes;
         let args: Vec<Arg<'_>> = values
             .iter()
             .map(|v| match v {
                 Value::Long(n) => Arg::Long(*n),
+                Value::Str(s) if line => string_arg(s, max),
                 Value::Str(s) => Arg::Str(s),
             })
             .collect();
-        crate::format::write(format, buf, &args)
-            .map_err(|err| self.error(run, err.to_string(), name.span))
+        let written = if line {
+            write_line(format, run.out, &args, self.max_line).map(|c| self.cuts.add(c))
+        } else {
+            crate::format::write_value(format, buf, &args, MAX_SPRINTF_LEN)
+        };
+        written.map_err(|err| self.error(run, err.to_string(), at))
+    }
+
+    /// `print(a, b, …)` and `println`: each value as `%d` or `%s`, one line, as the
+    /// kernel side prints them; a histogram drawn where it stands.
+    fn print(
+        &mut self,
+        run: &mut Run<'_, 's>,
+        name: &'s Ident,
+        args: &'s [Expr],
+        newline: bool,
+    ) -> R<()> {
+        let mut values = Vec::new();
+        let flush = |this: &mut Self, run: &mut Run<'_, 's>, values: &mut Vec<Value>, nl: bool| {
+            if values.is_empty() && !nl {
+                return Ok(());
+            }
+            let kinds: Vec<lang::format::ArgKind> = values
+                .iter()
+                .map(|v| match v {
+                    Value::Long(_) => lang::format::ArgKind::Long,
+                    Value::Str(_) => lang::format::ArgKind::Str,
+                })
+                .collect();
+            let format = lang::format::Format::for_print(&kinds, None, nl);
+            let r = this.write_values(run, &format, values, true, &mut Vec::new(), name.span);
+            values.clear();
+            r
+        };
+        for a in args {
+            if let ExprKind::Stat { op, arg, .. } = &a.kind
+                && op.is_hist()
+            {
+                flush(self, run, &mut values, false)?;
+                self.print_hist(run, arg, a.span)?;
+                continue;
+            }
+            values.push(self.eval(run, a)?);
+        }
+        flush(self, run, &mut values, newline)
     }
 
     fn call_function(
@@ -1222,7 +1285,7 @@ impl<'s> Interp<'s> {
         let mut locals = HashMap::new();
         for (p, mut v) in f.params.iter().zip(values) {
             if let Value::Str(s) = &mut v {
-                cut_string(s);
+                cut_string(s, self.max_bytes);
             }
             locals.insert(p.name.name.as_str(), v);
         }
@@ -1238,9 +1301,9 @@ impl<'s> Interp<'s> {
 }
 
 /// A string literal as a value, cut to the string limit.
-fn literal(s: &str) -> Vec<u8> {
+fn literal(s: &str, max_bytes: usize) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
-    cut_string(&mut v);
+    cut_string(&mut v, max_bytes);
     v
 }
 
@@ -1399,7 +1462,7 @@ mod tests {
             _ => FieldKind::Long,
         };
         let value = |t: Option<Type>| match t {
-            Some(Type::String) => ValueKind::Str,
+            Some(Type::String) => ValueKind::Str { len: MAX_STRING },
             _ => ValueKind::Long,
         };
         let mut specs = Vec::new();

@@ -130,7 +130,8 @@ impl Checker<'_> {
             }
             return;
         };
-        self.expr(fmt);
+        // A format is not a string value: no string limit applies.
+        self.exprs.insert(fmt.id, Type::String);
         let format = match Format::parse(text.as_bytes()) {
             Ok(f) => f,
             Err(err) => {

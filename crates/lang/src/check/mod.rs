@@ -132,6 +132,8 @@ pub struct TypeInfo {
     pub calls: HashMap<ExprId, Callee>,
     /// The parsed format of every `printf`/`sprintf` call, keyed by the call.
     pub formats: HashMap<ExprId, Format>,
+    /// How long strings and printed lines may be.
+    pub limits: crate::Limits,
 }
 
 /// What a variable name means where it is written (SystemTap's rule, applied once
@@ -206,9 +208,20 @@ impl ProbeInfo {
     }
 }
 
-/// Resolves names, interprets probe points and infers and checks all types.
+/// Resolves names, interprets probe points and infers and checks all types, with the
+/// default [`crate::Limits`].
 pub fn check(script: &Script, target: &dyn Target) -> (TypeInfo, Vec<Diagnostic>) {
+    check_with(script, target, crate::Limits::default())
+}
+
+/// [`check`] with these limits (`-D MAXSTRINGLEN=N`), which the back ends are told.
+pub fn check_with(
+    script: &Script,
+    target: &dyn Target,
+    limits: crate::Limits,
+) -> (TypeInfo, Vec<Diagnostic>) {
     let mut c = Checker::new(script, target);
+    c.limits = limits;
     c.declare();
     c.resolve_points();
     c.resolve_names();
@@ -351,6 +364,7 @@ struct Checker<'a> {
     aliases: HashMap<String, usize>,
     calls: HashMap<ExprId, Callee>,
     formats: HashMap<ExprId, Format>,
+    limits: crate::Limits,
     // The body being checked.
     body: Body,
     locals: Vec<Var>,
@@ -419,6 +433,7 @@ impl<'a> Checker<'a> {
             aliases: HashMap::new(),
             calls: HashMap::new(),
             formats: HashMap::new(),
+            limits: crate::Limits::default(),
             body: Body::Probe(0),
             locals: Vec::new(),
             refs: HashMap::new(),
@@ -565,6 +580,7 @@ impl<'a> Checker<'a> {
             names,
             calls: self.calls.clone(),
             formats: self.formats.clone(),
+            limits: self.limits,
         }
     }
 }

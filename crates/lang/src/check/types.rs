@@ -629,7 +629,10 @@ impl Checker<'_> {
     pub(super) fn expr_kind(&mut self, e: &Expr) -> Ty {
         match &e.kind {
             ExprKind::Num(_) => Ty::Known(Type::Long),
-            ExprKind::Str(_) => Ty::Known(Type::String),
+            ExprKind::Str(s) => {
+                self.literal_limit(e, s);
+                Ty::Known(Type::String)
+            }
             ExprKind::ScriptArg { string, .. } => {
                 Ty::Known(if *string { Type::String } else { Type::Long })
             }
@@ -655,6 +658,20 @@ impl Checker<'_> {
             ExprKind::Aggregate { lhs, rhs } => self.aggregate(lhs, rhs),
             ExprKind::Ternary { cond, then, els } => self.ternary(e, cond, then, els),
             ExprKind::In { keys, array } => self.membership(array, keys),
+        }
+    }
+
+    /// A string literal longer than a string holds is cut: said once, at the literal.
+    fn literal_limit(&mut self, e: &Expr, s: &str) {
+        let max = self.limits.string_bytes();
+        if s.len() > max && self.report && self.suppress == 0 {
+            self.diags.push(
+                Diagnostic::warning(
+                    e.span,
+                    format!("this string has {} bytes; it is cut at {max}", s.len()),
+                )
+                .with_help("-D MAXSTRINGLEN=N raises the limit"),
+            );
         }
     }
 
@@ -903,9 +920,13 @@ impl Checker<'_> {
                             self.error(rhs.span, msg);
                         }
                     }
-                    _ => self.error(rhs.span, "a regular expression must be a string literal"),
+                    _ => {
+                        self.error(rhs.span, "a regular expression must be a string literal");
+                        self.value(rhs, None);
+                    }
                 }
-                self.value(rhs, None);
+                // A pattern is not a string value: no string limit applies.
+                self.exprs.insert(rhs.id, Type::String);
                 Ty::Known(Type::Long)
             }
             _ if op.is_comparison() => {
