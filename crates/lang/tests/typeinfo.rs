@@ -155,3 +155,63 @@ fn good_copies_match_the_seed_article() {
         body(include_str!("good/seed_newstack.stp"))
     );
 }
+
+/// The checker records what every name and call resolved to, so the back ends do not
+/// apply the shadowing rule again: a parameter shadows a global of its name, any other
+/// local never does (SystemTap's rule), and a foreach key that names a global is the
+/// global.
+#[test]
+fn names_and_calls_are_recorded_as_resolved() {
+    use lang::ast::{Expr, Ident};
+    use lang::{Binding, BuiltinId, Callee};
+    let src = "global x, k, a
+function f(x) { return x + 1 }
+probe begin { x = 2; y = f(x); a[1] = y; foreach (k in a) println(k, strlen(\"s\")) }";
+    let (sm, script, info, diags) = common::front_end("n.stp", src, None);
+    assert!(diags.is_empty(), "{}", sm.render_all(&diags));
+    let info = info.expect("checked");
+    let mut names: Vec<&Ident> = Vec::new();
+    let mut calls: Vec<(String, Option<Callee>)> = Vec::new();
+    for item in &script.items {
+        let body = match item {
+            Item::Function(f) => &f.body,
+            Item::Probe(p) => &p.body,
+            _ => continue,
+        };
+        for s in &body.stmts {
+            walk_stmt(s, &mut |e: &Expr| match &e.kind {
+                ExprKind::Var(id) => names.push(id),
+                ExprKind::Call { name, .. } => calls.push((name.name.clone(), info.callee(e))),
+                _ => {}
+            });
+            if let StmtKind::Foreach(fe) = &s.kind {
+                names.push(&fe.keys[0]);
+            }
+        }
+    }
+    let idents: Vec<(String, u32, Option<Binding>)> = names
+        .iter()
+        .map(|id| (id.name.clone(), sm.line_col(id.span).1, info.binding(id)))
+        .collect();
+    let x = Some(Binding::Global(0));
+    assert_eq!(
+        idents,
+        vec![
+            ("x".into(), 24, Some(Binding::Local)),
+            ("x".into(), 15, x),
+            ("y".into(), 22, Some(Binding::Local)),
+            ("x".into(), 28, x),
+            ("y".into(), 39, Some(Binding::Local)),
+            ("k".into(), 67, Some(Binding::Global(1))),
+            ("k".into(), 51, Some(Binding::Global(1))),
+        ]
+    );
+    assert_eq!(
+        calls,
+        vec![
+            ("f".into(), Some(Callee::Function(0))),
+            ("println".into(), Some(Callee::Builtin(BuiltinId::Println))),
+            ("strlen".into(), Some(Callee::Builtin(BuiltinId::Strlen))),
+        ]
+    );
+}
