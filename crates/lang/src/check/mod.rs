@@ -489,6 +489,18 @@ impl<'a> Checker<'a> {
         out
     }
 
+    /// Runs `f` on every block of every body (see [`Checker::bodies`]), each with its
+    /// body's locals and names current.
+    fn for_each_body(&mut self, mut f: impl FnMut(&mut Self, &'a Block)) {
+        for (body, blocks) in self.bodies() {
+            self.enter(body);
+            for b in blocks {
+                f(self, b);
+            }
+            self.leave();
+        }
+    }
+
     /// Makes `body`'s locals and name table the current ones.
     fn enter(&mut self, body: Body) {
         self.body = body;

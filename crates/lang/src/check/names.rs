@@ -149,13 +149,7 @@ impl<'a> Checker<'a> {
 
     /// Walks every body once, resolving its names and calls.
     pub(super) fn resolve_names(&mut self) {
-        for (body, blocks) in self.bodies() {
-            self.enter(body);
-            for b in blocks {
-                self.names_in_block(b);
-            }
-            self.leave();
-        }
+        self.for_each_body(|c, b| c.names_in_block(b));
     }
 
     pub(super) fn names_in_block(&mut self, b: &Block) {

@@ -24,13 +24,7 @@ impl Checker<'_> {
     }
 
     pub(super) fn walk_bodies(&mut self) {
-        for (body, blocks) in self.bodies() {
-            self.enter(body);
-            for b in blocks {
-                self.block(b);
-            }
-            self.leave();
-        }
+        self.for_each_body(|c, b| c.block(b));
     }
 
     pub(super) fn final_checks(&mut self) {
