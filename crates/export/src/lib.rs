@@ -1,0 +1,48 @@
+//! What gotap measures, exported to the engines that already exist: Prometheus
+//! scrapes `/metrics` ([`prometheus`]), an OpenTelemetry Collector takes OTLP/HTTP
+//! pushes ([`otlp`], [`push`]). No storage, query or dashboard of gotap's own.
+//!
+//! The [`model`] is the one place both read: families of counters, gauges and
+//! histograms with labelled series per [`resource`] (a traced process, described by
+//! the OpenTelemetry semantic conventions, or the agent), bounded by a series limit
+//! per family. [`stats`] turns the language's statistics aggregates (`@hist_log`,
+//! `@hist_linear`, `@count/@sum/@min/@max`) into exported histograms bucket for
+//! bucket. [`names`] is the table of every metric name gotap exports, which the
+//! README repeats:
+//!
+//! | OpenTelemetry name | Prometheus name | kind | labels | from |
+//! |---|---|---|---|---|
+//! | `go.function.calls` | `go_function_calls_total` | counter | `function` | funccount |
+//! | `go.function.latency` | `go_function_latency_seconds` | histogram | `function` | funclatency |
+//! | `go.stack.growths` | `go_stack_growths_total` | counter | `function` | stackgrow |
+//! | `go.stack.copy.duration` | `go_stack_copy_duration_seconds` | histogram | | stackgrow --time |
+//! | `go.gc.cycles` | `go_gc_cycles_total` | counter | | gcstat |
+//! | `go.gc.pause` | `go_gc_pause_seconds` | histogram | | gcstat |
+//! | `go.goroutines` | `go_goroutines` | gauge | | goroutines |
+//! | `go.goroutines.created` | `go_goroutines_created_total` | counter | | goroutines |
+//! | `go.offcpu` | `go_offcpu_seconds_total` | counter | `reason` | offcpu |
+//! | `gotap.script.NAME` | `gotap_script_NAME[_total]` | any | `key` or `key1…` | a script's global |
+//! | `gotap.process.up` | `gotap_process_up` | gauge | | agent |
+//! | `gotap.process.probes` | `gotap_process_probes` | gauge | | agent |
+//! | `gotap.agent.processes.found` | `gotap_agent_processes_found_total` | counter | `how` | agent |
+//! | `gotap.agent.processes.exited` | `gotap_agent_processes_exited_total` | counter | | agent |
+//! | `gotap.agent.binaries` | `gotap_agent_binaries` | gauge | | agent |
+//! | `gotap.export.dropped.batches` | `gotap_export_dropped_batches_total` | counter | `signal` | agent |
+//! | `gotap.export.failed.requests` | `gotap_export_failed_requests_total` | counter | `signal` | agent |
+//! | `gotap.export.series.overflow` | `gotap_export_series_overflow_total` | counter | `metric` | agent |
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod names;
+pub mod otlp;
+pub mod prometheus;
+pub mod push;
+pub mod resource;
+pub mod stats;
+
+pub use model::{
+    AGENT, Desc, FamilyId, Histogram, Kind, Labels, ModelError, Registry, ResourceId, Snapshot,
+    Value,
+};
+pub use otlp::{LogEvent, OtlpConfig};
+pub use resource::{AttrValue, ProcessFacts, Resource, ResourceEnv};
