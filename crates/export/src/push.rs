@@ -10,7 +10,9 @@
 //! batch itself is refused: it is dropped (and counted) rather than retried forever.
 //!
 //! [`Pusher::shutdown`] encodes a last snapshot and sends what it can before a
-//! deadline, then gives up: SIGTERM ends the agent in bounded time.
+//! deadline, then gives up: SIGTERM ends the agent in bounded time. A request
+//! already hanging on a frozen collector cannot be interrupted, so past the deadline
+//! the sender thread is left to its timeout and the process exits without it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -61,7 +63,8 @@ struct Shared {
 /// The sender; dropping it shuts it down with a 500 ms deadline.
 pub struct Pusher {
     shared: Arc<(Mutex<Shared>, Condvar)>,
-    thread: Option<JoinHandle<Report>>,
+    thread: Option<JoinHandle<()>>,
+    done: std::sync::mpsc::Receiver<Report>,
 }
 
 /// What the sender did, for the agent's last words.
@@ -92,12 +95,17 @@ impl Pusher {
         };
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let s = shared.clone();
+        let (tx, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("gotap-otlp".into())
-            .spawn(move || run(&config, &registry, &counters, &s))?;
+            .spawn(move || {
+                let report = run(&config, &registry, &counters, &s);
+                let _ = tx.send(report);
+            })?;
         Ok(Pusher {
             shared,
             thread: Some(thread),
+            done,
         })
     }
 
@@ -127,10 +135,25 @@ impl Pusher {
     fn stop(&mut self, deadline: Duration) -> Report {
         let at = Instant::now() + deadline;
         self.with(|s| s.stop = Some(at));
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+        let Some(thread) = self.thread.take() else {
+            return Report::default();
+        };
+        // A little past the deadline, for the thread to see it and answer.
+        match self.done.recv_timeout(deadline + Duration::from_millis(50)) {
+            Ok(report) => {
+                let _ = thread.join();
+                report
+            }
+            Err(_) => {
+                // Hanging in a request: left behind, counted as unsent.
+                let (m, _) = &*self.shared;
+                let s = m.lock().unwrap_or_else(|p| p.into_inner());
+                Report {
+                    unsent_at_exit: 1 + s.queue.len() as u64,
+                    ..Report::default()
+                }
+            }
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! the repository, where `scripts/install-toolchains` puts them (`tools/go/1.25/bin/go`).
 //! Tests that need a toolchain fail with the command that installs it, never skip.
 
+pub mod peers;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
