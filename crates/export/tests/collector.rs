@@ -45,12 +45,12 @@ fn number(p: &Json) -> f64 {
 fn counter_value(reqs: &[Json], metric: &str, label: Option<(&str, &str)>) -> Option<f64> {
     metric_points(reqs)
         .iter()
-        .filter(|(_, m, p)| {
+        .rev()
+        .find(|(_, m, p)| {
             m["name"] == metric
                 && label.is_none_or(|(k, v)| attribute(&p["attributes"], k).as_deref() == Some(v))
         })
         .map(|(_, _, p)| number(p))
-        .last()
 }
 
 #[test]
