@@ -12,6 +12,7 @@ pub(crate) mod cmd {
     pub const MAP_DELETE_ELEM: u32 = 3;
     pub const MAP_GET_NEXT_KEY: u32 = 4;
     pub const PROG_LOAD: u32 = 5;
+    pub const RAW_TRACEPOINT_OPEN: u32 = 17;
     pub const BTF_LOAD: u32 = 18;
     pub const PROG_GET_NEXT_ID: u32 = 11;
     pub const PROG_GET_FD_BY_ID: u32 = 13;
@@ -29,6 +30,7 @@ pub(crate) mod cmd {
             MAP_GET_NEXT_KEY => "bpf(BPF_MAP_GET_NEXT_KEY)",
             PROG_LOAD => "bpf(BPF_PROG_LOAD)",
             BTF_LOAD => "bpf(BPF_BTF_LOAD)",
+            RAW_TRACEPOINT_OPEN => "bpf(BPF_RAW_TRACEPOINT_OPEN)",
             LINK_CREATE => "bpf(BPF_LINK_CREATE)",
             _ => "bpf",
         }
@@ -37,6 +39,8 @@ pub(crate) mod cmd {
 
 /// `BPF_PROG_TYPE_KPROBE`: uprobes run programs of this type.
 pub(crate) const PROG_TYPE_KPROBE: u32 = 2;
+/// `BPF_PROG_TYPE_RAW_TRACEPOINT`: programs on a tracepoint's raw arguments.
+pub(crate) const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 /// `enum bpf_attach_type`.
 pub(crate) const ATTACH_PERF_EVENT: u32 = 41;
 pub(crate) const ATTACH_TRACE_UPROBE_MULTI: u32 = 48;
@@ -143,6 +147,17 @@ pub(crate) struct ObjInfo {
     pub info: u64,
 }
 
+/// `BPF_RAW_TRACEPOINT_OPEN` (Linux 4.17; the cookie 6.10): `name` points at the
+/// tracepoint's NUL-terminated name.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct RawTracepointOpen {
+    pub name: u64,
+    pub prog_fd: u32,
+    pub _pad: u32,
+    pub cookie: u64,
+}
+
 /// `BPF_BTF_LOAD`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -166,6 +181,7 @@ pub(crate) union BpfAttr {
     pub get_id: GetId,
     pub obj_info: ObjInfo,
     pub btf_load: BtfLoad,
+    pub raw_tracepoint: RawTracepointOpen,
     raw: [u64; 18],
 }
 
@@ -200,6 +216,11 @@ impl BpfAttr {
     pub fn get_id(a: GetId) -> BpfAttr {
         let mut attr = BpfAttr::default();
         attr.get_id = a;
+        attr
+    }
+    pub fn raw_tracepoint(a: RawTracepointOpen) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.raw_tracepoint = a;
         attr
     }
     pub fn btf_load(a: BtfLoad) -> BpfAttr {
@@ -295,6 +316,8 @@ mod tests {
     fn layouts_match_the_kernel_headers() {
         // Offsets from `pahole` of `union bpf_attr` and `struct perf_event_attr`.
         assert_eq!(offset_of!(MapCreate, map_name), 28);
+        assert_eq!(offset_of!(RawTracepointOpen, prog_fd), 8);
+        assert_eq!(offset_of!(RawTracepointOpen, cookie), 16);
         assert_eq!(offset_of!(MapCreate, map_extra), 64);
         assert_eq!(offset_of!(MapElem, key), 8);
         assert_eq!(offset_of!(MapElem, flags), 24);

@@ -16,6 +16,7 @@ pub mod process;
 mod prog;
 mod ringbuf;
 mod syscall;
+mod tracepoint;
 mod uprobe;
 
 pub use cpu::possible_cpus;
@@ -27,4 +28,5 @@ pub use process::{
 };
 pub use prog::{AttachKind, LoadOptions, LoadedObject, LoadedProgram};
 pub use ringbuf::RingBuf;
+pub use tracepoint::RawTracepoint;
 pub use uprobe::{Scope, Uprobe, UprobeMulti, uprobe_multi_supported, uprobe_pmu_type};
