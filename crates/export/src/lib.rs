@@ -27,6 +27,8 @@
 //! | `gotap.agent.processes.found` | `gotap_agent_processes_found_total` | counter | `how` | agent |
 //! | `gotap.agent.processes.exited` | `gotap_agent_processes_exited_total` | counter | | agent |
 //! | `gotap.agent.binaries` | `gotap_agent_binaries` | gauge | | agent |
+//! | `gotap.agent.arm.duration` | `gotap_agent_arm_duration_seconds` | histogram | | agent |
+//! | `gotap.agent.counts.lost` | `gotap_agent_counts_lost_total` | counter | | agent |
 //! | `gotap.export.dropped.batches` | `gotap_export_dropped_batches_total` | counter | `signal` | agent |
 //! | `gotap.export.failed.requests` | `gotap_export_failed_requests_total` | counter | `signal` | agent |
 //! | `gotap.export.series.overflow` | `gotap_export_series_overflow_total` | counter | `metric` | agent |

@@ -156,6 +156,22 @@ pub const BINARIES: Name = row(
     "agent",
     "Distinct executables (build id and inode) with probes armed.",
 );
+pub const ARM_DURATION: Name = row(
+    "gotap.agent.arm.duration",
+    "s",
+    Kind::Histogram,
+    &[],
+    "agent",
+    "Time from a process's exec to its probes armed (or found armed).",
+);
+pub const COUNTS_LOST: Name = row(
+    "gotap.agent.counts.lost",
+    "{hit}",
+    Kind::Counter,
+    &[],
+    "agent",
+    "Probe hits not counted because a binary's count map was full.",
+);
 pub const DROPPED_BATCHES: Name = row(
     "gotap.export.dropped.batches",
     "{batch}",
@@ -197,6 +213,8 @@ pub const ALL: &[Name] = &[
     PROCESSES_FOUND,
     PROCESSES_EXITED,
     BINARIES,
+    ARM_DURATION,
+    COUNTS_LOST,
     DROPPED_BATCHES,
     FAILED_REQUESTS,
     SERIES_OVERFLOW,

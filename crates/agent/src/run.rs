@@ -1,0 +1,603 @@
+//! The agent's loop. Go processes are found by a `/proc` scan at start and by the
+//! exec/exit watcher after ([`crate::watch`]), with a periodic rescan as the fallback
+//! (and at once when the watcher lost events); each found process is matched
+//! against the selects, its binary gets a probe set the first time ([`ProbeSet`],
+//! one per build id and inode), and its series get a resource of their own. Every
+//! `collect_ms` the counts are read from the kernel into the [`Registry`] that the
+//! exporters read on their own threads. An exited process keeps its last values for
+//! `exit_linger_ms` (so the last scrape and push see them), then its series, its
+//! counts in the kernel and, with the last process of a binary, the probe set go:
+//! descriptors and memory return to where they were.
+//!
+//! Signals: SIGHUP reloads the configuration (counts stay: the registry and the
+//! probe sets are kept, only selects and patterns change); SIGTERM or SIGINT
+//! collects once more, pushes the last batch and exits within a second.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use export::{FamilyId, Registry, ResourceEnv, ResourceId, Value, names};
+use thiserror::Error;
+
+use crate::binary::{self, BinaryKey, GoFacts};
+use crate::config::{Config, ConfigError, Select};
+use crate::probes::{ProbeError, ProbeSet};
+use crate::procfs::{self, FileId, ProcessInfo};
+use crate::watch::{ProcEvent, Watcher};
+
+/// How the agent is started.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub config_file: Option<PathBuf>,
+    /// Settings from flags, over the file's.
+    pub flags: Config,
+    pub verbose: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Otlp(#[from] export::otlp::ConfigError),
+    #[error(transparent)]
+    Serve(#[from] export::prometheus::ServeError),
+    #[error("--prometheus {0:?}: expected HOST:PORT or :PORT")]
+    Address(String),
+    #[error("metrics: {0}")]
+    Model(#[from] export::ModelError),
+    #[error("the OTLP sender: {0}")]
+    Thread(std::io::Error),
+    #[error(transparent)]
+    Sys(#[from] sys::Error),
+}
+
+/// The configuration in force: the file's (if any) under the flags', checked as far as
+/// it can be without starting anything (`--check-config`).
+pub fn resolve(opts: &Options) -> Result<Config, AgentError> {
+    let file = match &opts.config_file {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let c = file.overridden_by(&opts.flags);
+    if let Some(addr) = &c.prometheus {
+        let full = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr.clone()
+        };
+        if full.parse::<std::net::SocketAddr>().is_err() {
+            return Err(AgentError::Address(addr.clone()));
+        }
+    }
+    export::OtlpConfig::resolve(c.otlp.as_deref(), |k| std::env::var(k).ok())?;
+    Ok(c)
+}
+
+struct Families {
+    calls: FamilyId,
+    up: FamilyId,
+    probes: FamilyId,
+    found: FamilyId,
+    exited: FamilyId,
+    binaries: FamilyId,
+    arm: FamilyId,
+    lost: FamilyId,
+}
+
+impl Families {
+    fn register(r: &Registry) -> Result<Families, export::ModelError> {
+        Ok(Families {
+            calls: r.register(&names::FUNCTION_CALLS.desc())?,
+            up: r.register(&names::PROCESS_UP.desc())?,
+            probes: r.register(&names::PROCESS_PROBES.desc())?,
+            found: r.register(&names::PROCESSES_FOUND.desc())?,
+            exited: r.register(&names::PROCESSES_EXITED.desc())?,
+            binaries: r.register(&names::BINARIES.desc())?,
+            arm: r.register(&names::ARM_DURATION.desc())?,
+            lost: r.register(&names::COUNTS_LOST.desc())?,
+        })
+    }
+}
+
+struct Proc {
+    info: ProcessInfo,
+    key: BinaryKey,
+    resource: ResourceId,
+    patterns: Vec<String>,
+    exited: Option<Instant>,
+    final_read: bool,
+}
+
+struct Binary {
+    set: ProbeSet,
+    pids: BTreeSet<u32>,
+}
+
+/// The agent's state between two turns of the loop.
+pub struct Agent {
+    config: Config,
+    selects: Vec<Select>,
+    registry: Arc<Registry>,
+    env: ResourceEnv,
+    fam: Families,
+    binaries: HashMap<BinaryKey, Binary>,
+    verdicts: HashMap<FileId, Option<GoFacts>>,
+    procs: HashMap<u32, Proc>,
+    /// Processes looked at and left alone (not Go, or not selected), by start time.
+    ignored: HashMap<u32, u64>,
+    arm_latency: export::Histogram,
+    next_resource: u64,
+    verbose: bool,
+}
+
+/// Verdicts kept on executables; past it the cache starts again.
+const VERDICTS_MAX: usize = 4096;
+
+impl Agent {
+    pub fn new(
+        config: Config,
+        registry: Arc<Registry>,
+        verbose: bool,
+    ) -> Result<Agent, AgentError> {
+        let env = ResourceEnv::from_env(|k| std::env::var(k).ok());
+        registry.set_resource(export::AGENT, env.agent(std::process::id()));
+        let fam = Families::register(&registry)?;
+        Ok(Agent {
+            selects: config.selects(),
+            config,
+            registry,
+            env,
+            fam,
+            binaries: HashMap::new(),
+            verdicts: HashMap::new(),
+            procs: HashMap::new(),
+            ignored: HashMap::new(),
+            arm_latency: export::Histogram::empty(
+                [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0].to_vec(),
+            ),
+            next_resource: 1,
+            verbose,
+        })
+    }
+
+    /// Looks at `pid`, and traces it if it is a selected Go process. `exec_ns` is the
+    /// exec event's time, for the exec-to-armed histogram.
+    pub fn consider(&mut self, pid: u32, how: &str, exec_ns: Option<u64>) {
+        if pid == std::process::id() {
+            return;
+        }
+        let Some(info) = procfs::read(pid) else {
+            return;
+        };
+        if let Some(p) = self.procs.get(&pid) {
+            if p.info.start_time == info.start_time && p.info.file == info.file {
+                return;
+            }
+            // The pid was reused, or the process ran exec: the old one is gone.
+            self.exited(pid);
+            self.finish_exit(pid);
+        }
+        if self.ignored.get(&pid) == Some(&info.start_time) && exec_ns.is_none() {
+            return;
+        }
+        let Some(facts) = self.verdict(pid, info.file) else {
+            self.ignored.insert(pid, info.start_time);
+            return;
+        };
+        let patterns: Vec<String> = self
+            .selects
+            .iter()
+            .filter(|s| s.matches(&info, facts.main_module.as_deref()))
+            .flat_map(Select::patterns)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let selected = self
+            .selects
+            .iter()
+            .any(|s| s.matches(&info, facts.main_module.as_deref()));
+        if !selected {
+            self.ignored.insert(pid, info.start_time);
+            return;
+        }
+        self.ignored.remove(&pid);
+        if let Err(e) = self.arm(pid, &facts.key, &patterns) {
+            eprintln!("gotap agent: pid {pid} ({}): {e}", info.exe);
+            self.ignored.insert(pid, info.start_time);
+            return;
+        }
+        if let Some(t0) = exec_ns {
+            let took = (sys::clock::monotonic_ns() - t0 as i64).max(0) as f64 * 1e-9;
+            self.arm_latency.observe(took);
+            let h = Value::Histogram(self.arm_latency.clone());
+            let _ = self
+                .registry
+                .replace(self.fam.arm, export::AGENT, [(vec![], h)]);
+        }
+        let resource = ResourceId(self.next_resource);
+        self.next_resource += 1;
+        self.registry.set_resource(
+            resource,
+            self.env.process(&export::ProcessFacts {
+                pid,
+                executable: info.exe.clone(),
+                main_module: facts.main_module.clone(),
+                go_version: Some(facts.go_version.clone()),
+                container_id: info.container_id.clone(),
+                pod_uid: info.pod_uid.clone(),
+            }),
+        );
+        let probes = self.binaries.get(&facts.key).map_or(0, |b| b.set.probes());
+        let _ = self.registry.add(self.fam.up, resource, vec![], 1.0);
+        let _ = self
+            .registry
+            .add(self.fam.probes, resource, vec![], probes as f64);
+        let _ = self.registry.add(
+            self.fam.found,
+            export::AGENT,
+            vec![("how".into(), how.into())],
+            1.0,
+        );
+        self.set_binaries_gauge();
+        if self.verbose {
+            eprintln!(
+                "gotap agent: tracing pid {pid} {} ({} probes, cgroup {})",
+                info.exe, probes, info.cgroup
+            );
+        }
+        self.procs.insert(
+            pid,
+            Proc {
+                info,
+                key: facts.key,
+                resource,
+                patterns,
+                exited: None,
+                final_read: false,
+            },
+        );
+    }
+
+    /// Whether the executable of `pid` is Go, cached by file.
+    fn verdict(&mut self, pid: u32, file: FileId) -> Option<GoFacts> {
+        if let Some(v) = self.verdicts.get(&file) {
+            return v.clone();
+        }
+        let v = binary::inspect(&procfs::exe_path(pid), file).ok().flatten();
+        if self.verdicts.len() >= VERDICTS_MAX {
+            self.verdicts.clear();
+        }
+        self.verdicts.insert(file, v.clone());
+        v
+    }
+
+    fn arm(&mut self, pid: u32, key: &BinaryKey, patterns: &[String]) -> Result<(), ProbeError> {
+        let path = procfs::exe_path(pid);
+        match self.binaries.get_mut(key) {
+            Some(b) => {
+                b.set.extend(&path, patterns)?;
+                b.pids.insert(pid);
+            }
+            None => {
+                let set = ProbeSet::arm(key.clone(), &path, patterns)?;
+                self.binaries.insert(
+                    key.clone(),
+                    Binary {
+                        set,
+                        pids: BTreeSet::from([pid]),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `pid` exited (its last counts are read at the next collection).
+    pub fn exited(&mut self, pid: u32) {
+        self.ignored.remove(&pid);
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        if p.exited.is_some() {
+            return;
+        }
+        p.exited = Some(Instant::now());
+        let _ = self.registry.add(self.fam.up, p.resource, vec![], 0.0);
+        let _ = self
+            .registry
+            .add(self.fam.exited, export::AGENT, vec![], 1.0);
+        if self.verbose {
+            eprintln!("gotap agent: pid {pid} exited");
+        }
+    }
+
+    /// Forgets `pid` entirely: its series, its kernel counts, and its binary's probes
+    /// if it was the last one running it.
+    fn finish_exit(&mut self, pid: u32) {
+        let Some(p) = self.procs.remove(&pid) else {
+            return;
+        };
+        self.registry.remove_resource(p.resource);
+        let mut drop_binary = false;
+        if let Some(b) = self.binaries.get_mut(&p.key) {
+            let _ = b.set.forget(pid);
+            b.pids.remove(&pid);
+            drop_binary = b.pids.is_empty();
+        }
+        if drop_binary {
+            self.binaries.remove(&p.key);
+            self.verdicts.remove(&p.key.file);
+        }
+        self.set_binaries_gauge();
+    }
+
+    fn set_binaries_gauge(&self) {
+        let _ = self.registry.add(
+            self.fam.binaries,
+            export::AGENT,
+            vec![],
+            self.binaries.len() as f64,
+        );
+    }
+
+    /// Reads every binary's counts into the registry; ends the linger of exited
+    /// processes.
+    pub fn collect(&mut self) {
+        let linger = self.config.exit_linger();
+        let mut lost = 0;
+        let mut done = Vec::new();
+        for b in self.binaries.values() {
+            lost += b.set.lost();
+            let counts = match b.set.read() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gotap agent: reading counts: {e}");
+                    continue;
+                }
+            };
+            for pid in &b.pids {
+                let Some(p) = self.procs.get_mut(pid) else {
+                    continue;
+                };
+                if p.final_read {
+                    if p.exited.is_some_and(|t| t.elapsed() >= linger) {
+                        done.push(*pid);
+                    }
+                    continue;
+                }
+                let points = counts.get(pid).into_iter().flatten().filter_map(|(f, n)| {
+                    let name = b.set.function(*f)?;
+                    p.patterns
+                        .iter()
+                        .any(|pat| gobin::glob_match(pat, name))
+                        .then(|| {
+                            (
+                                vec![("function".to_string(), name.to_string())],
+                                Value::Counter(*n as f64),
+                            )
+                        })
+                });
+                let _ = self.registry.replace(self.fam.calls, p.resource, points);
+                if p.exited.is_some() {
+                    // These were its last: the kernel's copy can go.
+                    p.final_read = true;
+                    let _ = b.set.forget(*pid);
+                }
+            }
+        }
+        let _ = self.registry.replace(
+            self.fam.lost,
+            export::AGENT,
+            [(vec![], Value::Counter(lost as f64))],
+        );
+        for pid in done {
+            self.finish_exit(pid);
+        }
+    }
+
+    /// Compares the traced processes with `/proc`: finds the new, notices the gone.
+    pub fn rescan(&mut self) {
+        let live: BTreeSet<u32> = procfs::pids().into_iter().collect();
+        let traced: Vec<(u32, u64)> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.exited.is_none())
+            .map(|(pid, p)| (*pid, p.info.start_time))
+            .collect();
+        for (pid, start) in traced {
+            if procfs::current_start_time(pid) != Some(start) {
+                self.exited(pid);
+            }
+        }
+        self.ignored.retain(|pid, _| live.contains(pid));
+        for pid in live {
+            if !self.procs.contains_key(&pid) {
+                self.consider(pid, "scan", None);
+            }
+        }
+    }
+
+    /// Takes a new configuration: selects and patterns change, counts stay.
+    pub fn reload(&mut self, config: Config) {
+        if config.prometheus != self.config.prometheus || config.otlp != self.config.otlp {
+            eprintln!("gotap agent: prometheus and otlp addresses change only on restart");
+        }
+        self.selects = config.selects();
+        self.config = config;
+        self.ignored.clear();
+        let pids: Vec<u32> = self.procs.keys().copied().collect();
+        for pid in pids {
+            let Some(p) = self.procs.get(&pid) else {
+                continue;
+            };
+            if p.exited.is_some() {
+                continue;
+            }
+            let module = self
+                .verdicts
+                .get(&p.info.file)
+                .cloned()
+                .flatten()
+                .and_then(|f| f.main_module);
+            let matching: Vec<&Select> = self
+                .selects
+                .iter()
+                .filter(|s| s.matches(&p.info, module.as_deref()))
+                .collect();
+            if matching.is_empty() {
+                self.finish_exit(pid);
+                continue;
+            }
+            let patterns: Vec<String> = matching
+                .iter()
+                .flat_map(|s| s.patterns())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let key = p.key.clone();
+            if let Some(b) = self.binaries.get_mut(&key)
+                && let Err(e) = b.set.extend(&procfs::exe_path(pid), &patterns)
+            {
+                eprintln!("gotap agent: pid {pid}: {e}");
+            }
+            let probes = self.binaries.get(&key).map_or(0, |b| b.set.probes());
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.patterns = patterns;
+                let _ = self
+                    .registry
+                    .add(self.fam.probes, p.resource, vec![], probes as f64);
+            }
+        }
+        self.rescan();
+    }
+
+    /// Processes traced now (exited ones in their linger included).
+    pub fn traced(&self) -> usize {
+        self.procs.len()
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
+    let config = resolve(opts)?;
+    let registry = Arc::new(Registry::new(config.max_series()));
+    let server = match &config.prometheus {
+        Some(addr) => Some(export::prometheus::Server::start(addr, registry.clone())?),
+        None => None,
+    };
+    if let Some(s) = &server {
+        eprintln!("gotap agent: metrics at http://{}/metrics", s.local_addr());
+    }
+    let pusher =
+        match export::OtlpConfig::resolve(config.otlp.as_deref(), |k| std::env::var(k).ok())? {
+            Some(c) => {
+                eprintln!(
+                    "gotap agent: pushing OTLP to {} every {:?}",
+                    c.metrics_url, c.interval
+                );
+                Some(export::push::Pusher::start(c, registry.clone()).map_err(AgentError::Thread)?)
+            }
+            None => None,
+        };
+    let mut watcher = match Watcher::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("gotap agent: {e}; finding processes by rescanning /proc every second");
+            None
+        }
+    };
+    let collect_every = config.collect_every();
+    let rescan_every = if watcher.is_some() {
+        config.rescan_every()
+    } else {
+        config.rescan_every().min(Duration::from_secs(1))
+    };
+    let mut agent = Agent::new(config, registry.clone(), opts.verbose)?;
+    agent.rescan();
+    agent.collect();
+    eprintln!("gotap agent: tracing {} Go processes", agent.traced());
+    let mut next_collect = Instant::now() + collect_every;
+    let mut next_rescan = Instant::now() + rescan_every;
+    let mut lost_seen = 0;
+    let mut events = Vec::new();
+    loop {
+        let now = Instant::now();
+        let wait = next_collect.min(next_rescan).saturating_duration_since(now);
+        let mut ready = [false; 2];
+        {
+            let mut fds = vec![signals.as_fd()];
+            if let Some(w) = &watcher {
+                fds.push(w.as_fd());
+            }
+            sys::wait_readable(&fds, wait.min(Duration::from_secs(1)), &mut ready)?;
+        }
+        match signals.pending() {
+            Some(libc_sig) if libc_sig == SIGHUP => match resolve(opts) {
+                Ok(c) => {
+                    eprintln!("gotap agent: configuration reloaded");
+                    agent.reload(c);
+                }
+                Err(e) => eprintln!("gotap agent: not reloaded: {e}"),
+            },
+            Some(_) => break,
+            None => {}
+        }
+        if let Some(w) = &mut watcher {
+            events.clear();
+            if let Err(e) = w.drain(|e| events.push(e)) {
+                eprintln!("gotap agent: {e}");
+            }
+            for e in &events {
+                match *e {
+                    ProcEvent::Exec { pid, ktime_ns } => {
+                        agent.consider(pid, "exec", Some(ktime_ns))
+                    }
+                    ProcEvent::Exit { pid, .. } => agent.exited(pid),
+                }
+            }
+            let lost = w.lost();
+            if lost > lost_seen {
+                eprintln!(
+                    "gotap agent: {} process events lost; rescanning /proc",
+                    lost - lost_seen
+                );
+                lost_seen = lost;
+                next_rescan = Instant::now();
+            }
+        }
+        let now = Instant::now();
+        if now >= next_rescan {
+            agent.rescan();
+            next_rescan = now + rescan_every;
+        }
+        if now >= next_collect {
+            agent.collect();
+            next_collect = now + collect_every;
+        }
+    }
+    // The last counts, then the exporters, within a second in all.
+    let t0 = Instant::now();
+    agent.collect();
+    drop(watcher);
+    if let Some(p) = pusher {
+        let left = Duration::from_millis(700).saturating_sub(t0.elapsed());
+        let r = p.shutdown(left);
+        if r.unsent_at_exit > 0 {
+            eprintln!(
+                "gotap agent: {} OTLP batches not sent at exit",
+                r.unsent_at_exit
+            );
+        }
+    }
+    if let Some(s) = server {
+        s.stop();
+    }
+    Ok(())
+}
+
+/// SIGHUP's number on Linux (every architecture gotap runs on).
+const SIGHUP: i32 = 1;
