@@ -51,7 +51,10 @@ pub fn exe_path(pid: u32) -> PathBuf {
 /// unreadable.
 pub fn read(pid: u32) -> Option<ProcessInfo> {
     let base = format!("/proc/{pid}");
-    let exe = std::fs::read_link(format!("{base}/exe")).ok()?;
+    let exe = inside_root(
+        &std::fs::read_link(format!("{base}/exe")).ok()?,
+        std::fs::read_link(format!("{base}/root")).ok().as_deref(),
+    );
     let meta = std::fs::metadata(format!("{base}/exe")).ok()?;
     let cg_text = std::fs::read_to_string(format!("{base}/cgroup")).unwrap_or_default();
     let cgroup = cgroup::path_of(&cg_text);
@@ -60,7 +63,7 @@ pub fn read(pid: u32) -> Option<ProcessInfo> {
     let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
     Some(ProcessInfo {
         pid,
-        exe: exe.to_string_lossy().into_owned(),
+        exe,
         file: FileId {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -72,6 +75,19 @@ pub fn read(pid: u32) -> Option<ProcessInfo> {
         pid_ns: ns("pid"),
         start_time: start_time(&stat)?,
     })
+}
+
+/// The executable's path as the process sees it. The kernel writes `/proc/PID/exe`
+/// relative to the *reader's* root, so a process chrooted (or pivoted) into a
+/// directory the agent can see shows that directory in front: take it off.
+pub fn inside_root(exe: &std::path::Path, root: Option<&std::path::Path>) -> String {
+    let rel = root
+        .filter(|r| *r != std::path::Path::new("/"))
+        .and_then(|r| exe.strip_prefix(r).ok());
+    match rel {
+        Some(rel) => format!("/{}", rel.display()),
+        None => exe.display().to_string(),
+    }
 }
 
 /// Field 22 of `/proc/PID/stat`, counted after the command name's closing
@@ -94,6 +110,24 @@ mod tests {
     fn start_time_skips_a_command_with_spaces_and_parentheses() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(start_time(stat), Some(987654));
+    }
+
+    #[test]
+    fn a_chrooted_executable_is_named_as_it_sees_itself() {
+        let p = |s: &str| std::path::PathBuf::from(s);
+        assert_eq!(
+            inside_root(&p("/srv/c1/bin/app"), Some(&p("/srv/c1"))),
+            "/bin/app"
+        );
+        assert_eq!(
+            inside_root(&p("/usr/bin/app"), Some(&p("/"))),
+            "/usr/bin/app"
+        );
+        assert_eq!(inside_root(&p("/usr/bin/app"), None), "/usr/bin/app");
+        assert_eq!(
+            inside_root(&p("/usr/bin/app"), Some(&p("/srv/c1"))),
+            "/usr/bin/app"
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Agent {
         let env = ResourceEnv::from_env(|k| std::env::var(k).ok());
         registry.set_resource(export::AGENT, env.agent(std::process::id()));
         let fam = Families::register(&registry)?;
-        Ok(Agent {
+        let agent = Agent {
             selects: config.selects(),
             config,
             registry,
@@ -161,7 +161,9 @@ impl Agent {
             ),
             next_resource: 1,
             verbose,
-        })
+        };
+        agent.set_binaries_gauge();
+        Ok(agent)
     }
 
     /// Looks at `pid`, and traces it if it is a selected Go process. `exec_ns` is the
@@ -206,7 +208,10 @@ impl Agent {
         }
         self.ignored.remove(&pid);
         if let Err(e) = self.arm(pid, &facts.key, &patterns) {
-            eprintln!("gotap agent: pid {pid} ({}): {e}", info.exe);
+            // A process that exited meanwhile is no error worth saying.
+            if procfs::current_start_time(pid) == Some(info.start_time) || self.verbose {
+                eprintln!("gotap agent: pid {pid} ({}): {e}", info.exe);
+            }
             self.ignored.insert(pid, info.start_time);
             return;
         }

@@ -14,6 +14,7 @@ usage: gotap [OPTIONS] SCRIPT.stp [ARGS...]
        gotap stackgrow [-x PID | -c CMD | BIN] [--every N] [--top K] [--folded F] [--svg F] [--json] [--time]
        gotap gcstat [-x PID | -c CMD | BIN] [--json]
        gotap goroutines [-x PID | -c CMD | BIN] [-i SECS] [--top K] [--json]
+       gotap agent [--config FILE] [--prometheus ADDR] [--otlp URL] [SELECTS] [--check-config]
        gotap --tapset
 
 options:
@@ -37,6 +38,7 @@ tools:
   stackgrow    goroutine stack growths: sizes, who grows, time spent (the go.stack.grow probe)
   gcstat       each GC cycle with its duration and pauses, and a summary
   goroutines   live goroutines over time, and where the live ones were created
+  agent        trace every Go process on the host and export metrics (gotap agent -h)
   --tapset     print the Go runtime tapset (go.stack.grow, go.gc.*, go.goroutine.*, …)";
 
 /// Where the events come from.
@@ -90,6 +92,7 @@ pub enum Command {
     Funccount(FunccountArgs),
     Tapset,
     Tool(crate::tools::ToolArgs),
+    Agent(crate::agent::AgentArgs),
 }
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
@@ -123,6 +126,9 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Short('D') => s.defines.push(p.value()?.string()?),
             Value(v) => {
                 let v = v.string()?;
+                if s.source.is_none() && s.args.is_empty() && v == "agent" {
+                    return Ok(Command::Agent(crate::agent::parse(&mut p, s.verbose)?));
+                }
                 if s.source.is_none() && s.args.is_empty() && v == "funccount" {
                     return parse_funccount(&mut p, s.verbose);
                 }

@@ -2,6 +2,7 @@
 //! uses `anyhow`: every error that reaches the user is one line of text and exit code 1.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod args;
 mod binary;
 mod funccount;
@@ -42,6 +43,7 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Tool(t) => Ok(exit(tools::run(&t)?)),
+        args::Command::Agent(a) => Ok(exit(agent::run(&a)?)),
     }
 }
 

@@ -1,0 +1,708 @@
+//! `gotap agent` as an operator runs it, with the real engines it exports to: a
+//! Prometheus server scraping it, an OpenTelemetry Collector receiving its pushes.
+//! The traced program (tests/testprogs/agent_work.go) counts its own calls and
+//! prints them; every number is compared with those. Each agent selects only the
+//! test's private copy of the program (`--exe`), so tests running beside it, and
+//! other work on the machine, are not probed. Needs root.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use testprogs::peers::{self, Collector, Prometheus};
+
+/// A running agent; killed (SIGKILL) and reaped if the test did not stop it.
+struct Agent {
+    child: Child,
+    port: u16,
+    /// Its stderr, read as it comes so that the pipe never fills.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Agent {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let port = peers::free_port();
+        let mut cmd = gotap();
+        cmd.arg("agent")
+            .args(["--prometheus", &format!("127.0.0.1:{port}")])
+            .args(["--collect-ms", "100"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the agent");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let Some(pipe) = pipe else { return };
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let agent = Agent {
+            child,
+            port,
+            stderr,
+        };
+        // Ready once /metrics answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never listened:\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The text exposition, as `curl` gets it.
+    fn metrics(&self) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).expect("response");
+        out
+    }
+
+    /// The value of the first sample whose line starts with `name{` and holds every
+    /// `label="value"` of `labels`.
+    fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample_in(&self.metrics(), name, labels)
+    }
+
+    /// Waits at most `limit` for `ok` to accept the sample.
+    fn wait_sample(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        limit: Duration,
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.sample(name, labels).filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{labels:?} not as expected after {limit:?}:\n{}\nstderr:\n{}",
+                self.metrics(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Sends SIGTERM and returns how long the agent took to exit, and its stderr.
+    fn terminate(mut self) -> (Duration, String) {
+        let t = Instant::now();
+        self.signal("-TERM");
+        let deadline = t + Duration::from_secs(10);
+        loop {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                let took = t.elapsed();
+                // The reader thread sees the end of the pipe a moment later.
+                std::thread::sleep(Duration::from_millis(100));
+                return (took, self.stderr());
+            }
+            assert!(Instant::now() < deadline, "the agent ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn sample_in(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The traced program: rounds on demand, its own counts read back.
+struct Work {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// What the program printed after a round.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    work: u64,
+    add: u64,
+    round_add: u64,
+}
+
+impl Work {
+    fn start(cmd: &mut Command) -> Work {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start agent_work");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Work {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn round(&mut self) -> Round {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "go").expect("write to agent_work");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read agent_work");
+        let field = |key: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{key}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Round {
+            work: field("main.work"),
+            add: field("main.(*Acc).Add"),
+            round_add: field("round.main.(*Acc).Add"),
+        }
+    }
+
+    fn exit(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn program(tag: &str) -> Private {
+    let tc = testprogs::newest();
+    Private::copy(&testprogs::build("agent_work", &tc, Variant::Stripped), tag)
+}
+
+fn glob_of(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn pid_label(w: &Work) -> String {
+    w.pid().to_string()
+}
+
+#[test]
+fn counts_in_prometheus_equal_the_programs_own_for_processes_found_by_scan_and_by_exec() {
+    let bin = program("agent-prom");
+    // One process before the agent (found by the /proc scan), one after (by exec).
+    let mut early = Work::start(&mut Command::new(&bin.path));
+    let agent = Agent::start(&["--exe", &glob_of(&bin.path)], &[]);
+    let mut late = Work::start(&mut Command::new(&bin.path));
+    for w in [&early, &late] {
+        agent.wait_sample(
+            "gotap_process_probes",
+            &[("process_pid", &pid_label(w))],
+            Duration::from_secs(20),
+            |v| v >= 2.0,
+        );
+    }
+    let prom = Prometheus::start(&[agent.target()], Duration::from_millis(500));
+    let a = early.round();
+    late.round();
+    let b = late.round();
+    for (w, r) in [(&early, a), (&late, b)] {
+        let pid = pid_label(w);
+        for (function, want) in [("main.work", r.work), ("main.(*Acc).Add", r.add)] {
+            let q =
+                format!("go_function_calls_total{{function=\"{function}\",process_pid=\"{pid}\"}}");
+            prom.wait_for(&q, Duration::from_secs(30), |res| {
+                (res.len() == 1 && res[0].1 == want as f64).then_some(())
+            });
+        }
+    }
+    // The resource: the runtime version from the build info, on target_info.
+    let q = format!("target_info{{process_pid=\"{}\"}}", late.pid());
+    let labels = prom.wait_for(&q, Duration::from_secs(30), |res| {
+        res.first().map(|r| r.0.clone())
+    });
+    let tc = testprogs::newest();
+    assert_eq!(labels["process_runtime_name"], "go");
+    assert_eq!(labels["process_runtime_version"], tc.version.as_str());
+    assert_eq!(
+        labels["process_executable_path"],
+        glob_of(&bin.path).as_str()
+    );
+    assert_eq!(labels["service_name"], "unknown_service:agent_work");
+    let how = prom.query("gotap_agent_processes_found_total");
+    let by = |h: &str| {
+        how.iter()
+            .find(|r| r.0["how"] == h)
+            .map(|r| r.1)
+            .unwrap_or(0.0)
+    };
+    assert!(by("scan") >= 1.0 && by("exec") >= 1.0, "{how:?}");
+    early.exit();
+    agent.wait_sample(
+        "gotap_process_up",
+        &[("process_pid", &pid_label(&late))],
+        Duration::from_secs(1),
+        |v| v == 1.0,
+    );
+    late.exit();
+    let (took, err) = agent.terminate();
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM took {took:?}\n{err}"
+    );
+}
+
+#[test]
+fn otlp_reaches_the_collector_with_resources_and_counts_and_sigterm_flushes_within_1s() {
+    let col = Collector::start();
+    let bin = program("agent-otlp");
+    // A long interval: only the SIGTERM flush can deliver the second round.
+    let agent = Agent::start(
+        &["--exe", &glob_of(&bin.path), "--otlp", &col.endpoint()],
+        &[
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci"),
+            ("OTEL_SERVICE_NAME", "agent-work-svc"),
+        ],
+    );
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v >= 2.0,
+    );
+    w.round();
+    let r = w.round();
+    // Past one collection, so the agent has read the counts.
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.work")],
+        Duration::from_secs(10),
+        |v| v == r.work as f64,
+    );
+    let (took, err) = agent.terminate();
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM took {took:?}\n{err}"
+    );
+    let (attrs, metric, point) = col.wait_for(Duration::from_secs(10), |reqs| {
+        peers::metric_points(reqs).into_iter().find(|(a, m, p)| {
+            m["name"] == "go.function.calls"
+                && peers::attribute(a, "process.pid").as_deref() == Some(pid.as_str())
+                && peers::attribute(&p["attributes"], "function").as_deref()
+                    == Some("main.(*Acc).Add")
+        })
+    });
+    assert_eq!(metric["sum"]["isMonotonic"], true);
+    assert_eq!(point["asDouble"].as_f64(), Some(r.add as f64), "{point}");
+    assert_eq!(
+        peers::attribute(&attrs, "service.name").as_deref(),
+        Some("agent-work-svc")
+    );
+    assert_eq!(
+        peers::attribute(&attrs, "deployment.environment").as_deref(),
+        Some("ci")
+    );
+    assert_eq!(
+        peers::attribute(&attrs, "process.runtime.name").as_deref(),
+        Some("go")
+    );
+    assert_eq!(
+        peers::attribute(&attrs, "process.executable.path"),
+        Some(glob_of(&bin.path))
+    );
+    w.exit();
+}
+
+/// The cgroup v2 hierarchy's mount point.
+fn cgroup2_root() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .expect("a cgroup2 mount")
+}
+
+/// A Kubernetes-like cgroup made for the test, removed (deepest first) at the end.
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    fn make(parts: &[String]) -> Cgroup {
+        let mut dirs = Vec::new();
+        let mut p = cgroup2_root();
+        for part in parts {
+            p = p.join(part);
+            std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+            dirs.push(p.clone());
+        }
+        Cgroup { dirs }
+    }
+
+    fn leaf(&self) -> &Path {
+        self.dirs.last().expect("a leaf")
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            // Processes leave a cgroup a moment after they are reaped.
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_process_in_its_own_mount_and_pid_namespace_and_cgroup_is_traced_and_labelled() {
+    let bin = program("agent-ns");
+    // A private root holding only the program (Go builds it static).
+    let root = bin.path.parent().unwrap().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let inside = root.join("agent_work");
+    let cp = Command::new("cp")
+        .arg(&bin.path)
+        .arg(&inside)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let cid = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xfeed);
+    let uid = format!("{:08x}-1a2b-4c3d-8e9f-0123456789ab", std::process::id());
+    let cg = Cgroup::make(&[
+        format!("gotap-test-{}", std::process::id()),
+        "kubepods.slice".into(),
+        format!("kubepods-pod{}.slice", uid.replace('-', "_")),
+        format!("cri-containerd-{cid}.scope"),
+    ]);
+    let agent = Agent::start(&["--exe", "/agent_work"], &[]);
+    // The shell moves itself into the cgroup, then becomes unshare, whose child runs
+    // the program as pid 1 of a new pid namespace, in a new mount namespace, chrooted.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec unshare --mount --pid --fork --root={} /agent_work",
+        cg.leaf().display(),
+        root.display()
+    );
+    let mut w = Work::start(Command::new("sh").args(["-c", &script]));
+    // The host pid of the program: the child of unshare (whose pid the shell had).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let host_pid = loop {
+        let text = agent.metrics();
+        if let Some(line) = text.lines().find(|l| {
+            l.starts_with("gotap_process_probes{") && l.contains(&format!("container_id=\"{cid}\""))
+        }) {
+            let pid = line
+                .split("process_pid=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("a pid label")
+                .to_string();
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not found in its container:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(
+        host_pid,
+        w.pid().to_string(),
+        "the program is unshare's child"
+    );
+    let ns = std::fs::read_link(format!("/proc/{host_pid}/ns/pid")).unwrap();
+    assert_ne!(
+        ns,
+        std::fs::read_link("/proc/self/ns/pid").unwrap(),
+        "same pid namespace"
+    );
+    let r = w.round();
+    let labels = [
+        ("process_pid", host_pid.as_str()),
+        ("container_id", cid.as_str()),
+        ("k8s_pod_uid", uid.as_str()),
+        ("function", "main.work"),
+    ];
+    agent.wait_sample(
+        "go_function_calls_total",
+        &labels,
+        Duration::from_secs(10),
+        |v| v == r.work as f64,
+    );
+    let info = agent.metrics();
+    let target = info
+        .lines()
+        .find(|l| {
+            l.starts_with("target_info{") && l.contains(&format!("process_pid=\"{host_pid}\""))
+        })
+        .unwrap_or_else(|| panic!("no target_info:\n{info}"));
+    assert!(
+        target.contains("process_executable_path=\"/agent_work\""),
+        "{target}"
+    );
+    w.exit();
+    drop(agent);
+    drop(cg);
+}
+
+#[test]
+fn sighup_adds_functions_without_losing_counts() {
+    let bin = program("agent-hup");
+    let dir = bin.path.parent().unwrap().to_path_buf();
+    let config = dir.join("agent.toml");
+    let write = |funcs: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[select]]\nexe = \"{}\"\nfunccount = [{funcs}]\n",
+                glob_of(&bin.path)
+            ),
+        )
+        .unwrap()
+    };
+    write("\"main.work\"");
+    let agent = Agent::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v == 1.0,
+    );
+    let r1 = w.round();
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.work")],
+        Duration::from_secs(10),
+        |v| v == r1.work as f64,
+    );
+    write("\"main.work\", \"main.(*Acc).Add\"");
+    agent.signal("-HUP");
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v == 2.0,
+    );
+    let r2 = w.round();
+    // main.work kept its count across the reload; Add counts from the reload on.
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.work")],
+        Duration::from_secs(10),
+        |v| v == r2.work as f64,
+    );
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.(*Acc).Add")],
+        Duration::from_secs(10),
+        |v| v == r2.round_add as f64,
+    );
+    // A broken file is refused and the running configuration stays.
+    std::fs::write(&config, "[[select]\n").unwrap();
+    agent.signal("-HUP");
+    let r3 = w.round();
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.(*Acc).Add")],
+        Duration::from_secs(10),
+        |v| v == (r3.add - r1.add) as f64,
+    );
+    w.exit();
+    let (_, err) = agent.terminate();
+    assert!(
+        err.contains("not reloaded") && err.contains("agent.toml:1:"),
+        "{err}"
+    );
+}
+
+/// The kinds of descriptors a process holds: `anon_inode:bpf-prog` and the like.
+fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = std::fs::read_link(e.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        let kind = if target.starts_with("anon_inode:") {
+            target
+        } else {
+            target.split(':').next().unwrap_or("").to_string()
+        };
+        *m.entry(kind).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
+    let a = program("agent-fd-a");
+    // A second, distinct binary: another toolchain's build of the same program.
+    let tcs = testprogs::toolchains();
+    let b = Private::copy(
+        &testprogs::build("agent_work", &tcs[tcs.len() - 2], Variant::Default),
+        "agent-fd-b",
+    );
+    let glob = format!(
+        "{}*",
+        std::env::temp_dir()
+            .join(format!("gotap-test-{}-agent-fd-", std::process::id()))
+            .display()
+    );
+    let agent = Agent::start(&["--exe", &glob, "--exit-linger-ms", "300", "-v"], &[]);
+    // Steady: one collection and a scrape have happened.
+    agent.wait_sample("gotap_agent_binaries", &[], Duration::from_secs(10), |v| {
+        v == 0.0
+    });
+    let before = fd_kinds(agent.pid());
+    let (progs0, links0) = bpf_ids_of(agent.pid());
+    for _ in 0..2 {
+        let mut ws: Vec<Work> = [&a.path, &a.path, &b.path]
+            .iter()
+            .map(|p| Work::start(&mut Command::new(p)))
+            .collect();
+        for w in &ws {
+            agent.wait_sample(
+                "gotap_process_probes",
+                &[("process_pid", &pid_label(w))],
+                Duration::from_secs(20),
+                |v| v >= 2.0,
+            );
+        }
+        agent.wait_sample("gotap_agent_binaries", &[], Duration::from_secs(10), |v| {
+            v == 2.0
+        });
+        let (progs, links) = bpf_ids_of(agent.pid());
+        assert_eq!(
+            links.len(),
+            links0.len() + 2,
+            "one link per distinct binary"
+        );
+        assert_eq!(progs.len(), progs0.len() + 2);
+        for w in &mut ws {
+            w.round();
+        }
+        for w in ws {
+            w.exit();
+        }
+        agent.wait_sample("gotap_agent_binaries", &[], Duration::from_secs(20), |v| {
+            v == 0.0
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent.metrics().contains("go_function_calls_total{") {
+            assert!(
+                Instant::now() < deadline,
+                "series of exited processes stay:\n{}",
+                agent.metrics()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(fd_kinds(agent.pid()), before);
+    assert_eq!(bpf_ids_of(agent.pid()), (progs0, links0));
+}
+
+#[test]
+fn check_config_accepts_good_settings_and_names_bad_ones() {
+    let out = run(gotap().args([
+        "agent",
+        "--check-config",
+        "--prometheus",
+        ":9464",
+        "--module",
+        "example.com/*",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("example.com/*"));
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-agent-check", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "prometheus = \":1\"\n[[select]]\nexe = 3\n").unwrap();
+    let out = run(gotap()
+        .args(["agent", "--check-config", "--config"])
+        .arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:3:7", bad.display())), "{err}");
+    let out = run(gotap().args([
+        "agent",
+        "--check-config",
+        "--otlp",
+        "https://collector:4318",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("http://"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
