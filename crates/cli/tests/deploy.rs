@@ -170,7 +170,7 @@ fn image_command() -> (Vec<String>, Vec<String>) {
     // What the image copies must exist after scripts/dist (the binary) or now.
     for (_, args) in ins.iter().filter(|(i, _)| i == "COPY") {
         let src = args.split_whitespace().next().unwrap();
-        if src != "target/dist/gotap" {
+        if src != "target/static/gotap" {
             assert!(
                 testprogs::repo_root().join(src).exists(),
                 "COPY {src}: no such file"
