@@ -130,6 +130,8 @@ pub struct Agent {
     /// Processes looked at and left alone (not Go, or not selected), by start time.
     ignored: HashMap<u32, u64>,
     arm_latency: export::Histogram,
+    /// Hits lost by binaries whose probe sets are gone (the counter stays monotonic).
+    lost_gone: u64,
     next_resource: u64,
     verbose: bool,
 }
@@ -159,6 +161,7 @@ impl Agent {
             arm_latency: export::Histogram::empty(
                 [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0].to_vec(),
             ),
+            lost_gone: 0,
             next_resource: 1,
             verbose,
         };
@@ -190,22 +193,11 @@ impl Agent {
             self.ignored.insert(pid, info.start_time);
             return;
         };
-        let patterns: Vec<String> = self
-            .selects
-            .iter()
-            .filter(|s| s.matches(&info, facts.main_module.as_deref()))
-            .flat_map(Select::patterns)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let selected = self
-            .selects
-            .iter()
-            .any(|s| s.matches(&info, facts.main_module.as_deref()));
-        if !selected {
+        let Some(patterns) = patterns_for(&self.selects, &info, facts.main_module.as_deref())
+        else {
             self.ignored.insert(pid, info.start_time);
             return;
-        }
+        };
         self.ignored.remove(&pid);
         if let Err(e) = self.arm(pid, &facts.key, &patterns) {
             // A process that exited meanwhile is no error worth saying.
@@ -334,7 +326,9 @@ impl Agent {
             drop_binary = b.pids.is_empty();
         }
         if drop_binary {
-            self.binaries.remove(&p.key);
+            if let Some(b) = self.binaries.remove(&p.key) {
+                self.lost_gone += b.set.lost();
+            }
             self.verdicts.remove(&p.key.file);
         }
         self.set_binaries_gauge();
@@ -353,7 +347,7 @@ impl Agent {
     /// processes.
     pub fn collect(&mut self) {
         let linger = self.config.exit_linger();
-        let mut lost = 0;
+        let mut lost = self.lost_gone;
         let mut done = Vec::new();
         for b in self.binaries.values() {
             lost += b.set.lost();
@@ -448,21 +442,10 @@ impl Agent {
                 .cloned()
                 .flatten()
                 .and_then(|f| f.main_module);
-            let matching: Vec<&Select> = self
-                .selects
-                .iter()
-                .filter(|s| s.matches(&p.info, module.as_deref()))
-                .collect();
-            if matching.is_empty() {
+            let Some(patterns) = patterns_for(&self.selects, &p.info, module.as_deref()) else {
                 self.finish_exit(pid);
                 continue;
-            }
-            let patterns: Vec<String> = matching
-                .iter()
-                .flat_map(|s| s.patterns())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            };
             let key = p.key.clone();
             if let Some(b) = self.binaries.get_mut(&key)
                 && let Err(e) = b.set.extend(&procfs::exe_path(pid), &patterns)
@@ -486,28 +469,23 @@ impl Agent {
     }
 }
 
+/// The function patterns of every select that matches the process, or `None` when
+/// none does.
+fn patterns_for(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Option<Vec<String>> {
+    let matching: Vec<&Select> = selects.iter().filter(|s| s.matches(p, module)).collect();
+    if matching.is_empty() {
+        return None;
+    }
+    let all: BTreeSet<String> = matching.iter().flat_map(|s| s.patterns()).collect();
+    Some(all.into_iter().collect())
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
     let config = resolve(opts)?;
     let registry = Arc::new(Registry::new(config.max_series()));
-    let server = match &config.prometheus {
-        Some(addr) => Some(export::prometheus::Server::start(addr, registry.clone())?),
-        None => None,
-    };
-    if let Some(s) = &server {
-        eprintln!("gotap agent: metrics at http://{}/metrics", s.local_addr());
-    }
-    let pusher =
-        match export::OtlpConfig::resolve(config.otlp.as_deref(), |k| std::env::var(k).ok())? {
-            Some(c) => {
-                eprintln!(
-                    "gotap agent: pushing OTLP to {} every {:?}",
-                    c.metrics_url, c.interval
-                );
-                Some(export::push::Pusher::start(c, registry.clone()).map_err(AgentError::Thread)?)
-            }
-            None => None,
-        };
+    // The watcher first, then the scan: a process that starts meanwhile is found by
+    // one or the other. The exporters start once the first view is complete.
     let mut watcher = match Watcher::start() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -521,9 +499,25 @@ pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
     } else {
         config.rescan_every().min(Duration::from_secs(1))
     };
+    let prometheus = config.prometheus.clone();
+    let otlp = export::OtlpConfig::resolve(config.otlp.as_deref(), |k| std::env::var(k).ok())?;
     let mut agent = Agent::new(config, registry.clone(), opts.verbose)?;
     agent.rescan();
     agent.collect();
+    let server = match &prometheus {
+        Some(addr) => Some(export::prometheus::Server::start(addr, registry.clone())?),
+        None => None,
+    };
+    if let Some(s) = &server {
+        eprintln!("gotap agent: metrics at http://{}/metrics", s.local_addr());
+    }
+    let pusher = match otlp {
+        Some(c) => {
+            eprintln!("gotap agent: pushing OTLP to {} every {:?}", c.metrics_url, c.interval);
+            Some(export::push::Pusher::start(c, registry.clone()).map_err(AgentError::Thread)?)
+        }
+        None => None,
+    };
     eprintln!("gotap agent: tracing {} Go processes", agent.traced());
     let mut next_collect = Instant::now() + collect_every;
     let mut next_rescan = Instant::now() + rescan_every;

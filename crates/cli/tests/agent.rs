@@ -440,7 +440,18 @@ fn a_process_in_its_own_mount_and_pid_namespace_and_cgroup_is_traced_and_labelle
         format!("kubepods-pod{}.slice", uid.replace('-', "_")),
         format!("cri-containerd-{cid}.scope"),
     ]);
-    let agent = Agent::start(&["--exe", "/agent_work"], &[]);
+    // Every field of the select must match: the path inside, the cgroup, the container.
+    let agent = Agent::start(
+        &[
+            "--exe",
+            "/agent_work",
+            "--cgroup",
+            "*/kubepods.slice/*",
+            "--container",
+            &format!("{}*", &cid[..12]),
+        ],
+        &[],
+    );
     // The shell moves itself into the cgroup, then becomes unshare, whose child runs
     // the program as pid 1 of a new pid namespace, in a new mount namespace, chrooted.
     let script = format!(
@@ -582,6 +593,52 @@ fn sighup_adds_functions_without_losing_counts() {
     );
 }
 
+#[test]
+fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
+    let a = program("agent-mod-a");
+    let b = program("agent-mod-b");
+    let dir = a.path.parent().unwrap().to_path_buf();
+    let config = dir.join("agent.toml");
+    let write = |module: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[select]]\nexe = \"{}\"\n[[select]]\nexe = \"{}\"\nmodule = \"{module}\"\n",
+                glob_of(&a.path),
+                glob_of(&b.path)
+            ),
+        )
+        .unwrap()
+    };
+    // `go build file.go` records the main package as command-line-arguments.
+    write("example.com/*");
+    let agent = Agent::start(&["--config", config.to_str().unwrap()], &[]);
+    let wb = Work::start(&mut Command::new(&b.path));
+    let wa = Work::start(&mut Command::new(&a.path));
+    // Events are handled in order: once the later process is traced, the earlier
+    // one has been looked at and left alone.
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid_label(&wa))],
+        Duration::from_secs(20),
+        |v| v >= 1.0,
+    );
+    assert_eq!(
+        agent.sample("gotap_process_up", &[("process_pid", &pid_label(&wb))]),
+        None
+    );
+    write("command-line-*");
+    agent.signal("-HUP");
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid_label(&wb))],
+        Duration::from_secs(20),
+        |v| v >= 1.0,
+    );
+    wa.exit();
+    wb.exit();
+}
+
 /// The kinds of descriptors a process holds: `anon_inode:bpf-prog` and the like.
 fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
     let mut m = std::collections::BTreeMap::new();
@@ -665,6 +722,11 @@ fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    // Scrape connections come and go: wait for the test's own to close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fd_kinds(agent.pid()) != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(fd_kinds(agent.pid()), before);
     assert_eq!(bpf_ids_of(agent.pid()), (progs0, links0));
