@@ -513,7 +513,10 @@ pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
     }
     let pusher = match otlp {
         Some(c) => {
-            eprintln!("gotap agent: pushing OTLP to {} every {:?}", c.metrics_url, c.interval);
+            eprintln!(
+                "gotap agent: pushing OTLP to {} every {:?}",
+                c.metrics_url, c.interval
+            );
             Some(export::push::Pusher::start(c, registry.clone()).map_err(AgentError::Thread)?)
         }
         None => None,

@@ -639,6 +639,60 @@ fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
     wb.exit();
 }
 
+#[test]
+fn past_the_series_limit_counts_are_summed_into_the_overflow_series_and_counted() {
+    let bin = program("agent-limit");
+    let agent = Agent::start(
+        &[
+            "--exe",
+            &glob_of(&bin.path),
+            "--max-series",
+            "1",
+            "--funccount",
+            "main.work",
+            "--funccount",
+            "main.(*Acc).Add",
+        ],
+        &[],
+    );
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v == 2.0,
+    );
+    let r = w.round();
+    let overflow = agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("otel_metric_overflow", "true")],
+        Duration::from_secs(10),
+        |v| v > 0.0,
+    );
+    let text = agent.metrics();
+    let regular: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("go_function_calls_total{function="))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(regular.len(), 1, "{text}");
+    // Nothing is lost, only merged.
+    assert_eq!(regular[0] + overflow, (r.work + r.add) as f64, "{text}");
+    let folded = sample_in(
+        &text,
+        "gotap_export_series_overflow",
+        &[("metric", "go.function.calls")],
+    );
+    assert_eq!(folded, Some(1.0), "one series folded\n{text}");
+    w.exit();
+    let (_, err) = agent.terminate();
+    assert!(
+        err.contains("go.function.calls has more than 1 series"),
+        "{err}"
+    );
+}
+
 /// The kinds of descriptors a process holds: `anon_inode:bpf-prog` and the like.
 fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
     let mut m = std::collections::BTreeMap::new();

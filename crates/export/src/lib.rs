@@ -31,7 +31,7 @@
 //! | `gotap.agent.counts.lost` | `gotap_agent_counts_lost_total` | counter | | agent |
 //! | `gotap.export.dropped.batches` | `gotap_export_dropped_batches_total` | counter | `signal` | agent |
 //! | `gotap.export.failed.requests` | `gotap_export_failed_requests_total` | counter | `signal` | agent |
-//! | `gotap.export.series.overflow` | `gotap_export_series_overflow_total` | counter | `metric` | agent |
+//! | `gotap.export.series.overflow` | `gotap_export_series_overflow` | gauge | `metric` | agent |
 #![forbid(unsafe_code)]
 
 pub mod model;

@@ -6,9 +6,10 @@
 //!
 //! A family holds at most [`Registry::series_limit`] series. Past it, new label sets
 //! are folded into one overflow series per resource, labelled
-//! `otel.metric.overflow="true"` as the OpenTelemetry SDKs do, and every folded point
-//! is counted in `gotap.export.series.overflow{metric}` and warned about once per
-//! family: memory stays bounded whatever a script keys its arrays by.
+//! `otel.metric.overflow="true"` as the OpenTelemetry SDKs do; how many series are
+//! folded is the gauge `gotap.export.series.overflow{metric}`, and the first time is
+//! warned about once per family: memory stays bounded whatever a script keys its
+//! arrays by.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -281,6 +282,8 @@ struct Series {
 
 struct Family {
     desc: Desc,
+    /// Series folded into the overflow series, by resource.
+    folded: HashMap<ResourceId, u64>,
     series: HashMap<(ResourceId, Labels), Series>,
     /// Series per resource, overflow series excluded: to find a resource's series
     /// without scanning, and to count against the limit.
@@ -360,7 +363,12 @@ impl Registry {
     pub fn remove_resource(&self, id: ResourceId) {
         let mut s = self.lock();
         s.resources.remove(&id);
+        let overflow_id = s.overflow;
+        let mut refolded = Vec::new();
         for f in &mut s.families {
+            if f.folded.remove(&id).is_some() {
+                refolded.push((f.desc.name.clone(), f.folded.values().sum::<u64>()));
+            }
             f.series.retain(|(r, labels), _| {
                 if *r != id {
                     return true;
@@ -370,6 +378,9 @@ impl Registry {
                 }
                 false
             });
+        }
+        for (name, total) in refolded {
+            set_overflow(&mut s, overflow_id, &name, total, SystemTime::now());
         }
     }
 
@@ -422,10 +433,16 @@ impl Registry {
                 folded += 1;
             }
         }
+        let changed = f.folded.get(&resource).copied().unwrap_or(0) != folded;
         if folded > 0 {
-            let name = f.desc.name.clone();
             f.warn_once(limit);
-            count_overflow(&mut s, overflow_id, &name, folded, now);
+            f.folded.insert(resource, folded);
+        } else {
+            f.folded.remove(&resource);
+        }
+        if changed {
+            let (name, total) = (f.desc.name.clone(), f.folded.values().sum());
+            set_overflow(&mut s, overflow_id, &name, total, now);
         }
         Ok(())
     }
@@ -471,13 +488,16 @@ impl Registry {
             f.regular += 1;
             return Ok(());
         }
-        let name = f.desc.name.clone();
         f.series
             .entry((resource, overflow_labels()))
             .and_modify(|s| s.value.fold(&value))
             .or_insert(Series { start: now, value });
         f.warn_once(limit);
-        count_overflow(&mut s, overflow_id, &name, 1, now);
+        // A label set added in user space is not remembered once folded, so each
+        // fold counts: the agent's own families stay far below any limit.
+        *f.folded.entry(resource).or_default() += 1;
+        let (name, total) = (f.desc.name.clone(), f.folded.values().sum());
+        set_overflow(&mut s, overflow_id, &name, total, now);
         Ok(())
     }
 
@@ -518,6 +538,7 @@ impl Family {
     fn new(desc: Desc) -> Family {
         Family {
             desc,
+            folded: HashMap::new(),
             series: HashMap::new(),
             regular: 0,
             warned: false,
@@ -543,23 +564,17 @@ fn is_overflow(labels: &Labels) -> bool {
     labels.len() == 1 && labels[0].0 == OVERFLOW_LABEL
 }
 
-fn count_overflow(s: &mut State, id: FamilyId, metric: &str, n: u64, now: SystemTime) {
+fn set_overflow(s: &mut State, id: FamilyId, metric: &str, folded: u64, now: SystemTime) {
     let f = &mut s.families[id.0];
-    let key = (
-        crate::model::AGENT,
-        vec![("metric".to_string(), metric.to_string())],
-    );
+    let key = (AGENT, vec![("metric".to_string(), metric.to_string())]);
     match f.series.get_mut(&key) {
-        Some(Series {
-            value: Value::Counter(c),
-            ..
-        }) => *c += n as f64,
-        _ => {
+        Some(series) => series.value = Value::Gauge(folded as f64),
+        None => {
             f.series.insert(
                 key,
                 Series {
                     start: now,
-                    value: Value::Counter(n as f64),
+                    value: Value::Gauge(folded as f64),
                 },
             );
             f.regular += 1;
@@ -648,7 +663,7 @@ mod tests {
             warned.points[0].labels,
             labels("metric", "gotap.script.hits")
         );
-        assert_eq!(warned.points[0].value, Value::Counter(7.0));
+        assert_eq!(warned.points[0].value, Value::Gauge(7.0));
         // Replacing again does not grow anything.
         let points: Vec<(Labels, Value)> = (0..10)
             .map(|i| (labels("key", &i.to_string()), Value::Counter(f64::from(i))))

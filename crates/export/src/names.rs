@@ -190,11 +190,11 @@ pub const FAILED_REQUESTS: Name = row(
 );
 pub const SERIES_OVERFLOW: Name = row(
     "gotap.export.series.overflow",
-    "{point}",
-    Kind::Counter,
+    "{series}",
+    Kind::Gauge,
     &["metric"],
     "agent",
-    "Points summed into a metric's overflow series because it reached its series limit.",
+    "Series of the metric summed into its overflow series because it reached its series limit.",
 );
 
 /// Every name in the table, for the documentation and its test.
