@@ -481,7 +481,7 @@ fn patterns_for(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Op
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
+pub fn run(opts: &Options, signals: &sys::ServiceSignals) -> Result<(), AgentError> {
     let config = resolve(opts)?;
     let registry = Arc::new(Registry::new(config.max_series()));
     // The watcher first, then the scan: a process that starts meanwhile is found by
@@ -538,14 +538,14 @@ pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
             sys::wait_readable(&fds, wait.min(Duration::from_secs(1)), &mut ready)?;
         }
         match signals.pending() {
-            Some(libc_sig) if libc_sig == SIGHUP => match resolve(opts) {
+            Some(sys::ServiceSignal::Reload) => match resolve(opts) {
                 Ok(c) => {
                     eprintln!("gotap agent: configuration reloaded");
                     agent.reload(c);
                 }
                 Err(e) => eprintln!("gotap agent: not reloaded: {e}"),
             },
-            Some(_) => break,
+            Some(sys::ServiceSignal::Stop) => break,
             None => {}
         }
         if let Some(w) = &mut watcher {
@@ -600,6 +600,3 @@ pub fn run(opts: &Options, signals: &sys::Signals) -> Result<(), AgentError> {
     }
     Ok(())
 }
-
-/// SIGHUP's number on Linux (every architecture gotap runs on).
-const SIGHUP: i32 = 1;

@@ -83,8 +83,9 @@ pub fn run(a: &AgentArgs) -> Result<i32> {
         println!("{c:#?}");
         return Ok(0);
     }
-    // Before any thread starts, so that every thread blocks the signals.
-    let signals = sys::Signals::new()?;
+    // Before any thread starts, so that every thread blocks the signals. A service's
+    // signals, not the one-shot commands' (see sys::service).
+    let signals = sys::ServiceSignals::new()?;
     agent::run(&a.options, &signals)?;
     Ok(0)
 }

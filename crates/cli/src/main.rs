@@ -27,10 +27,15 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
+    let command = args::parse(std::env::args_os().skip(1))?;
+    // The agent is a service: it takes every signal in its own loop (sys::service).
+    if let args::Command::Agent(a) = &command {
+        return Ok(exit(agent::run(a)?));
+    }
     // First, before any thread starts: from here on SIGINT, SIGTERM and SIGHUP end
     // gotap within milliseconds, whatever the main thread is doing.
     sys::Signals::new()?;
-    match args::parse(std::env::args_os().skip(1))? {
+    match command {
         args::Command::Help => {
             println!("{}", args::USAGE);
             Ok(ExitCode::SUCCESS)
@@ -43,7 +48,7 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Tool(t) => Ok(exit(tools::run(&t)?)),
-        args::Command::Agent(a) => Ok(exit(agent::run(&a)?)),
+        args::Command::Agent(_) => unreachable!("the agent ran above"),
     }
 }
 

@@ -710,7 +710,21 @@ fn fd_kinds(pid: u32) -> std::collections::BTreeMap<String, usize> {
         };
         *m.entry(kind).or_default() += 1;
     }
+    // Scrape connections come and go with the test's own requests: only the
+    // listening socket is the agent's to keep.
+    m.remove("socket");
     m
+}
+
+/// Sockets the process holds.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
 }
 
 #[test]
@@ -777,12 +791,13 @@ fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    // Scrape connections come and go: wait for the test's own to close.
+    assert_eq!(fd_kinds(agent.pid()), before);
+    // The listener alone, once the test's last scrape is closed.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while fd_kinds(agent.pid()) != before && Instant::now() < deadline {
+    while sockets(agent.pid()) != 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(fd_kinds(agent.pid()), before);
+    assert_eq!(sockets(agent.pid()), 1);
     assert_eq!(bpf_ids_of(agent.pid()), (progs0, links0));
 }
 

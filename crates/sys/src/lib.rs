@@ -15,6 +15,7 @@ mod map;
 pub mod process;
 mod prog;
 mod ringbuf;
+pub mod service;
 mod syscall;
 mod tracepoint;
 mod uprobe;
@@ -28,5 +29,6 @@ pub use process::{
 };
 pub use prog::{AttachKind, LoadOptions, LoadedObject, LoadedProgram};
 pub use ringbuf::RingBuf;
+pub use service::{ServiceSignal, ServiceSignals};
 pub use tracepoint::RawTracepoint;
 pub use uprobe::{Scope, Uprobe, UprobeMulti, uprobe_multi_supported, uprobe_pmu_type};

@@ -312,6 +312,21 @@ scrape_configs:
             .spawn()
             .expect("start prometheus");
         wait_listening(port, Duration::from_secs(30), &mut child, &log);
+        // It listens before its storage is open, answering 503 until then.
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_agent()
+            .get(&ready)
+            .call()
+            .map_or(true, |r| r.status() != 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready after 30 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Prometheus { child, port, dir }
     }
 
