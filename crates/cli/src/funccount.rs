@@ -29,14 +29,14 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         (None, None) => bail!("funccount: name a binary, -x PID or -c CMD"),
     };
     let bin = Binary::open(&path)?;
-    let funcs = resolve(&bin, &a.patterns, a.verbose > 0)?;
+    let funcs = resolve(&bin, &a.patterns)?;
     let mut traced = Traced::start(&a.target)?;
     let counter = codegen::funccount::funccount(funcs.len() as u32, traced.pid())?;
     let mut armed = Armed::load(&counter.object, false)?;
     let offsets: Vec<u64> = funcs.iter().map(|f| f.offset).collect();
     let cookies: Vec<u64> = (0..funcs.len() as u64).collect();
     let t0 = Instant::now();
-    armed.attach(
+    let placed = armed.attach(
         &Placement {
             program: 0,
             binary: bin.attach_path(),
@@ -44,7 +44,20 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
             cookies: &cookies,
         },
         traced.scope(),
-    )?;
+    );
+    if let Err(e) = placed {
+        return Err(
+            match refused_probe(&armed, &bin.path, &offsets, traced.scope()) {
+                Some(i) => e.context(format!(
+                    "the kernel refused the probe on {} at {}+{:#x}",
+                    funcs[i].name,
+                    bin.path.display(),
+                    funcs[i].offset
+                )),
+                None => e,
+            },
+        );
+    }
     if a.verbose > 0 {
         eprintln!(
             "attached {} probes in {:.1} ms",
@@ -80,11 +93,45 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     })
 }
 
+/// Which of `offsets` the kernel refuses, when a multi-uprobe link of all of them
+/// failed: the kernel does not say, so halves are tried until one probe is left
+/// (each link that takes is let go of at once). `None` when no single probe fails.
+fn refused_probe(
+    armed: &Armed,
+    path: &std::path::Path,
+    offsets: &[u64],
+    scope: sys::Scope,
+) -> Option<usize> {
+    let prog = armed.programs.first()?;
+    if !sys::uprobe_multi_supported() {
+        return None;
+    }
+    let takes = |r: std::ops::Range<usize>| {
+        sys::UprobeMulti::attach(prog, path, &offsets[r], &[], scope).is_ok()
+    };
+    let (mut lo, mut hi) = (0, offsets.len());
+    if takes(lo..hi) {
+        return None;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if takes(lo..mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
 /// Every function that matches a pattern, once, with the file offset of its probe.
-fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probed>> {
+/// Sites the kernel cannot take (`int3` in `runtime.abort`, code that does not
+/// decode) are left out with one warning that names them.
+fn resolve(bin: &Binary, patterns: &[String]) -> Result<Vec<Probed>> {
     let go = bin.go()?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     let mut since_release = 0;
     for pat in patterns {
         let found = go.functions_matching(pat);
@@ -92,7 +139,8 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
             bail!("no function in {} matches {pat:?}", bin.path.display());
         }
         for f in found {
-            if !seen.insert(f.entry) {
+            // Linker markers (`go:textfipsstart`) have no code or no position.
+            if f.end <= f.entry || go.line_at(&f, f.entry).is_none() || !seen.insert(f.entry) {
                 continue;
             }
             // Each site reads a function's first bytes and its tables once; the
@@ -102,15 +150,12 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
                 since_release = 0;
             }
             since_release += 1;
-            let site = match gobin::x86::probe_site(&go, &f) {
-                Ok(s) => s,
-                Err(e) => {
-                    if verbose {
-                        eprintln!("skipping {}: {e}", f.name);
-                    }
-                    continue;
-                }
-            };
+            let site = gobin::x86::probe_site(&go, &f);
+            if let Some(r) = gobin::x86::Refused::of_entry(&f, &site) {
+                refused.push(r);
+                continue;
+            }
+            let Ok(site) = site else { continue };
             let off = go.file_offset(site.addr).with_context(|| {
                 format!(
                     "{}: {} at {} is not in a loaded segment",
@@ -124,6 +169,9 @@ fn resolve(bin: &Binary, patterns: &[String], verbose: bool) -> Result<Vec<Probe
                 offset: off.0,
             });
         }
+    }
+    if let Some(w) = gobin::x86::skipped_sentence(&refused) {
+        eprintln!("WARNING: {w}");
     }
     if out.is_empty() {
         bail!("no function to probe in {}", bin.path.display());

@@ -75,6 +75,9 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     if lang::has_errors(&diags) {
         bail!("{}", warnings.trim_end());
     }
+    if let Some(w) = target.skipped_warning() {
+        eprintln!("WARNING: {w}");
+    }
     if !warnings.is_empty() {
         eprint!("{warnings}");
     }

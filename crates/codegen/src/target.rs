@@ -182,11 +182,14 @@ pub struct ContextVar {
 pub struct GoTarget<'data> {
     bin: GoBinary<'data>,
     path: String,
-    dwarf: OnceLock<Option<Dwarf<'data>>>,
+    /// The DWARF once opened: `Err` when there is none, or it is corrupt.
+    dwarf: OnceLock<Result<Dwarf<'data>, dwarf::Error>>,
     layout: OnceLock<Option<RuntimeLayout>>,
     release: Option<dwarf::Release<'data>>,
     /// The packages of the functions probe points have named so far.
     probed_packages: std::sync::Mutex<Vec<String>>,
+    /// Probe sites the kernel cannot take, left out of what probe points resolved to.
+    refused: std::sync::Mutex<Vec<x86::Refused>>,
 }
 
 impl<'data> GoTarget<'data> {
@@ -199,6 +202,28 @@ impl<'data> GoTarget<'data> {
             layout: OnceLock::new(),
             release: None,
             probed_packages: std::sync::Mutex::new(Vec::new()),
+            refused: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The probe sites left out so far because the kernel cannot take them (`int3`,
+    /// a `lock` prefix, an address inside an instruction, code that does not
+    /// decode), each once, in address order.
+    pub fn refused(&self) -> Vec<x86::Refused> {
+        let mut all = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
+        all.sort_by_key(|r| r.addr);
+        all.dedup_by_key(|r| r.addr);
+        all
+    }
+
+    /// The warning that names and counts [`GoTarget::refused`], if any site was.
+    pub fn skipped_warning(&self) -> Option<String> {
+        x86::skipped_sentence(&self.refused())
+    }
+
+    fn refuse(&self, r: x86::Refused) {
+        if let Ok(mut all) = self.refused.lock() {
+            all.push(r);
         }
     }
 
@@ -222,6 +247,24 @@ impl<'data> GoTarget<'data> {
         self.dwarf_and(&[])
     }
 
+    /// The DWARF, or why variables and types cannot be read: there is none, or it
+    /// is corrupt (said with the section's name, never as "no DWARF").
+    pub fn dwarf_or_error(&self) -> Result<&Dwarf<'data>, TargetError> {
+        match self.dwarf_and(&[]) {
+            Some(d) => Ok(d),
+            None => Err(match self.dwarf.get() {
+                Some(Err(e)) if !matches!(e, dwarf::Error::NoDwarf) => dw(e.clone()),
+                _ => no_dwarf(),
+            }),
+        }
+    }
+
+    /// True when the executable has DWARF that cannot be read.
+    pub fn dwarf_is_corrupt(&self) -> bool {
+        self.dwarf();
+        matches!(self.dwarf.get(), Some(Err(e)) if !matches!(e, dwarf::Error::NoDwarf))
+    }
+
     /// The DWARF, with `more` sections inflated as well: opened, with what reading
     /// a variable needs, all side by side; sections asked for later are inflated
     /// when asked for.
@@ -240,8 +283,7 @@ impl<'data> GoTarget<'data> {
                 let d = Dwarf::load_sections_releasing(
                     |name| self.bin.dwarf_section(name),
                     self.release.clone(),
-                )
-                .ok()?;
+                )?;
                 // What was read of the executable so far (the names of all functions,
                 // to find one) is not what DWARF reads: the pages may go.
                 if let Some(release) = &self.release {
@@ -252,9 +294,10 @@ impl<'data> GoTarget<'data> {
                 }
                 let wanted: Vec<&str> = VARIABLES.iter().chain(more).copied().collect();
                 d.inflate(&wanted);
-                Some(d)
+                Ok(d)
             })
-            .as_ref()?;
+            .as_ref()
+            .ok()?;
         d.inflate(more);
         Some(d)
     }
@@ -289,6 +332,12 @@ impl<'data> GoTarget<'data> {
         }
     }
 
+    /// True for the linker's markers in the function table (`go:textfipsstart`):
+    /// no code, or no source position.
+    fn is_marker(&self, f: &Func<'data>) -> bool {
+        f.end <= f.entry || self.bin.line_at(f, f.entry).is_none()
+    }
+
     fn no_function(&self, pattern: &str) -> TargetError {
         let names: Vec<&str> = self.bin.functions().map(|f| f.name).collect();
         TargetError::NoSuchFunction {
@@ -300,14 +349,30 @@ impl<'data> GoTarget<'data> {
         }
     }
 
-    fn checked(&self, f: &Func<'data>, addr: VirtAddr) -> Result<Location, TargetError> {
-        if !x86::is_instruction_boundary(&self.bin, f, addr) {
-            return Err(other(format!(
-                "address {addr} in {} is not the start of an instruction",
-                f.name
-            )));
+    /// The locations of `sites` in `f` that a uprobe may take; the others are kept in
+    /// [`GoTarget::refused`]. `Err` when none is left and one was refused: the error
+    /// names the function, the offset and why.
+    fn placeable(
+        &self,
+        f: &Func<'data>,
+        sites: impl IntoIterator<Item = VirtAddr>,
+    ) -> Result<Vec<Location>, TargetError> {
+        let code = x86::Decoded::of(&self.bin, f)
+            .map_err(|e| other(format!("decoding {}: {e}", f.name)))?;
+        let (mut out, mut first_refused) = (Vec::new(), None);
+        for addr in sites {
+            match code.refused(addr) {
+                None => out.push(self.location(f, addr)),
+                Some(r) => {
+                    first_refused.get_or_insert_with(|| r.clone());
+                    self.refuse(r);
+                }
+            }
         }
-        Ok(self.location(f, addr))
+        match first_refused {
+            Some(r) if out.is_empty() => Err(other(format!("cannot place a probe at {r}"))),
+            _ => Ok(out),
+        }
     }
 
     /// Statement lines of `f`: (file, line) → addresses, from DWARF when present.
@@ -348,8 +413,10 @@ impl<'data> GoTarget<'data> {
         }
         let mut out = Vec::new();
         let mut valid = Vec::new();
-        for f in &funcs {
+        let mut first_error = None;
+        for f in funcs.iter().filter(|f| !self.is_marker(f)) {
             let table = self.statement_lines(f);
+            let mut sites = Vec::new();
             let mut first_of_line: BTreeMap<u32, bool> = BTreeMap::new();
             for ((path, line), addrs) in &table {
                 if file.is_some_and(|p| !dwarf::file_matches(p, path)) {
@@ -376,10 +443,22 @@ impl<'data> GoTarget<'data> {
                     }
                     _ => addrs.len(),
                 };
-                for a in addrs.iter().take(take) {
-                    out.push(self.checked(f, *a)?);
+                sites.extend(addrs.iter().take(take));
+            }
+            if sites.is_empty() {
+                continue;
+            }
+            // A site the kernel cannot take is left out and reported; a statement
+            // with none left is an error only if nothing else was found.
+            match self.placeable(f, sites) {
+                Ok(l) => out.extend(l),
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
+        }
+        if let (true, Some(e)) = (out.is_empty(), first_error) {
+            return Err(e);
         }
         if out.is_empty() {
             valid.sort_unstable();
@@ -470,7 +549,7 @@ impl<'data> GoTarget<'data> {
                 }),
             };
         }
-        let d = self.dwarf().ok_or_else(no_dwarf)?;
+        let d = self.dwarf_or_error()?;
         let mut deref = false;
         let mut t = TypeRef(ty.handle);
         let mut info = d.type_info(t).map_err(dw)?;
@@ -524,7 +603,7 @@ impl<'data> GoTarget<'data> {
         if Synth::from_handle(ty.handle).is_some() {
             return Err(not());
         }
-        let d = self.dwarf().ok_or_else(no_dwarf)?;
+        let d = self.dwarf_or_error()?;
         let info = d.type_info(TypeRef(ty.handle)).map_err(dw)?;
         match info.kind {
             TypeKind::Pointer { target: Some(e) } => Ok(IndexAccess::Pointer {
@@ -565,12 +644,12 @@ impl<'data> GoTarget<'data> {
         let is_ret = x86::returns(&self.bin, &f)
             .map(|r| r.contains(&VirtAddr(addr)))
             .unwrap_or(false);
-        let Some(d) = self.dwarf() else {
-            return Ok(if is_ret {
-                register_results()
-            } else {
-                Vec::new()
-            });
+        // Without DWARF, a RET has its results in registers; corrupt DWARF is an error.
+        let d = match self.dwarf_or_error() {
+            Ok(d) => d,
+            Err(e) if self.dwarf_is_corrupt() => return Err(e),
+            Err(_) if is_ret => return Ok(register_results()),
+            Err(_) => return Ok(Vec::new()),
         };
         let vars = match d.variables_at(f.name, VirtAddr(addr)) {
             Ok(v) => v,
@@ -772,19 +851,38 @@ impl Target for GoTarget<'_> {
                     return Err(self.no_function(pattern));
                 }
                 // A wildcard passes over what cannot be probed (markers such as
-                // `go:textfipsstart`, code that does not decode); a name does not.
+                // `go:textfipsstart`, code that does not decode, sites the kernel
+                // refuses, which are reported); a name does not.
                 let wildcard = gobin::funcs::is_glob(pattern);
                 let mut out = Vec::new();
                 let mut first_error = None;
-                for f in &funcs {
+                for f in funcs.iter().filter(|f| !wildcard || !self.is_marker(f)) {
                     let sites = if *ret {
-                        x86::returns(&self.bin, f)
-                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))
-                            .and_then(|rets| rets.into_iter().map(|r| self.checked(f, r)).collect())
+                        match x86::returns(&self.bin, f) {
+                            Ok(rets) => self.placeable(f, rets),
+                            // Its returns cannot be found in code that does not decode.
+                            Err(gobin::Error::BadInstruction(at)) => {
+                                let r = x86::Refused {
+                                    function: f.name.to_string(),
+                                    entry: f.entry,
+                                    addr: at,
+                                    why: x86::Refusal::Undecodable,
+                                };
+                                self.refuse(r.clone());
+                                Err(other(format!("cannot find the returns of {}: {r}", f.name)))
+                            }
+                            Err(e) => Err(other(format!("decoding {}: {e}", f.name))),
+                        }
                     } else {
-                        x86::probe_site(&self.bin, f)
-                            .map_err(|e| other(format!("decoding {}: {e}", f.name)))
-                            .and_then(|site| self.checked(f, site.addr).map(|l| vec![l]))
+                        let site = x86::probe_site(&self.bin, f);
+                        match (x86::Refused::of_entry(f, &site), site) {
+                            (Some(r), _) => {
+                                self.refuse(r.clone());
+                                Err(other(format!("cannot place a probe at {r}")))
+                            }
+                            (None, Ok(site)) => Ok(vec![self.location(f, site.addr)]),
+                            (None, Err(e)) => Err(other(format!("decoding {}: {e}", f.name))),
+                        }
                     };
                     match sites {
                         Ok(l) => out.extend(l),
@@ -808,8 +906,8 @@ impl Target for GoTarget<'_> {
     }
 
     fn context_var(&self, at: &Location, name: &str) -> Result<GoType, TargetError> {
-        if self.dwarf().is_none() && !(name == "return" || name == "r0") {
-            return Err(no_dwarf());
+        if !(name == "return" || name == "r0") {
+            self.dwarf_or_error()?;
         }
         match self.variable(at.address, name) {
             Ok(v) => Ok(v.ty),

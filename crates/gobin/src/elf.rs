@@ -211,14 +211,36 @@ impl<'data> Elf<'data> {
     pub fn dwarf_section(&self, name: &str) -> Option<crate::dwarf::Section<'data>> {
         use crate::dwarf::Section;
         let s = self.stored_section(name)?;
-        let c = s.compressed_data().ok()?;
+        let c = match s.compressed_data() {
+            Ok(c) => c,
+            // A section that is there but whose header does not read is corrupt,
+            // not absent.
+            Err(e) => {
+                return Some(Section::Damaged {
+                    reason: format!("has a corrupt compression header ({e})"),
+                });
+            }
+        };
         match c.format {
             object::CompressionFormat::None => Some(Section::Bytes(Cow::Borrowed(c.data))),
-            object::CompressionFormat::Zlib => Some(Section::Zlib {
-                stream: c.data,
-                size: usize::try_from(c.uncompressed_size).ok()?,
+            object::CompressionFormat::Zlib => Some(match usize::try_from(c.uncompressed_size) {
+                Ok(size) => Section::Zlib {
+                    stream: c.data,
+                    size,
+                },
+                Err(_) => Section::Damaged {
+                    reason: format!(
+                        "has a compression header that states {} bytes",
+                        c.uncompressed_size
+                    ),
+                },
             }),
-            _ => s.uncompressed_data().ok().map(Section::Bytes),
+            _ => Some(match s.uncompressed_data() {
+                Ok(b) => Section::Bytes(b),
+                Err(e) => Section::Damaged {
+                    reason: format!("does not decompress ({e})"),
+                },
+            }),
         }
     }
 

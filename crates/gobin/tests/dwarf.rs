@@ -786,3 +786,99 @@ fn lookup_cost() {
     );
     println!("{} bytes of DWARF held", d.held());
 }
+
+/// The file with the compression header of `section` overwritten by `damage`
+/// (given the header's bytes: type u32, reserved u32, size u64, alignment u64).
+fn with_header_damage(bytes: &[u8], section: &str, damage: impl Fn(&mut [u8])) -> Vec<u8> {
+    let file = object::File::parse(bytes).unwrap();
+    let (offset, size) = file
+        .section_by_name(section)
+        .and_then(|s| s.file_range())
+        .unwrap_or_else(|| panic!("{section} is stored"));
+    assert!(size >= 24, "{section} has a compression header");
+    let mut out = bytes.to_vec();
+    damage(&mut out[offset as usize..offset as usize + 24]);
+    out
+}
+
+/// A corrupt compression header is a corrupt section, said with its name: never
+/// "no DWARF" (which tells the user to rebuild), never "no function" or an empty
+/// list of variables.
+#[test]
+fn a_damaged_compression_header_names_its_section() {
+    let tc = testprogs::newest();
+    let exe = testprogs::build("vars", &tc, Variant::Default);
+    let bytes = std::fs::read(&exe).unwrap();
+    let entry = with_dwarf(&exe, |d| d.function("main.scalars").unwrap().entry);
+    let unknown_type = |h: &mut [u8]| h[..4].copy_from_slice(&0x7fu32.to_le_bytes());
+    let huge_size = |h: &mut [u8]| h[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    for (how, damage) in [
+        (
+            "an unknown compression type",
+            &unknown_type as &dyn Fn(&mut [u8]),
+        ),
+        ("a stated size no stream can reach", &huge_size),
+    ] {
+        // Without the units or their abbreviations, DWARF does not open.
+        for section in [".debug_info", ".debug_abbrev"] {
+            let bad = with_header_damage(&bytes, section, damage);
+            let bin = gobin::GoBinary::parse(&bad).unwrap();
+            let err = Dwarf::load_sections(|name| bin.dwarf_section(name))
+                .err()
+                .unwrap_or_else(|| panic!("{section} with {how} opened"));
+            assert!(
+                matches!(&err, Error::CorruptSection { section: s, .. } if s == section),
+                "{section} with {how}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(section) && !text.contains("no DWARF"),
+                "{text}"
+            );
+        }
+        // Without location lists, DWARF opens, and reading a variable names them.
+        let bad = with_header_damage(&bytes, ".debug_loclists", damage);
+        let bin = gobin::GoBinary::parse(&bad).unwrap();
+        let d = Dwarf::load_sections(|name| bin.dwarf_section(name)).unwrap();
+        let err = d.variables_at("main.scalars", entry).unwrap_err();
+        assert!(
+            matches!(&err, Error::CorruptSection { section, .. } if section == ".debug_loclists"),
+            ".debug_loclists with {how}: {err}"
+        );
+        assert_eq!(d.damaged().len(), 1);
+        // Without the line table, statement lines name it.
+        let bad = with_header_damage(&bytes, ".debug_line", damage);
+        let bin = gobin::GoBinary::parse(&bad).unwrap();
+        let d = Dwarf::load_sections(|name| bin.dwarf_section(name)).unwrap();
+        let err = d.statement_lines("main.composite").unwrap_err();
+        assert!(
+            matches!(&err, Error::CorruptSection { section, .. } if section == ".debug_line"),
+            ".debug_line with {how}: {err}"
+        );
+    }
+}
+
+/// A stream that stops inflating partway is a corrupt section too, named once a read
+/// reaches the damage.
+#[test]
+fn a_damaged_stream_names_its_section() {
+    let tc = testprogs::newest();
+    let exe = testprogs::build("vars", &tc, Variant::Default);
+    let bytes = std::fs::read(&exe).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let (offset, size) = file
+        .section_by_name(".debug_info")
+        .and_then(|s| s.file_range())
+        .unwrap();
+    // Everything after the header and the first 64 bytes of stream: zeros, which
+    // deflate reads as a stored block whose length check fails.
+    let mut bad = bytes.clone();
+    bad[offset as usize + 24 + 64..(offset + size) as usize].fill(0);
+    let bin = gobin::GoBinary::parse(&bad).unwrap();
+    let d = Dwarf::load_sections(|name| bin.dwarf_section(name)).unwrap();
+    let err = d.function("main.scalars").unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptSection { section, .. } if section == ".debug_info"),
+        "{err}"
+    );
+}

@@ -109,6 +109,10 @@ impl<'data> Dwarf<'data> {
     /// The function `name` with all its variables. When the linker made a wrapper of
     /// the same name (an ABI wrapper), the larger function, the real one, is returned.
     pub fn function(&self, name: &str) -> Result<Function> {
+        self.blamed(self.largest_function(name))
+    }
+
+    fn largest_function(&self, name: &str) -> Result<Function> {
         let mut best: Option<Function> = None;
         for (unit, offset) in self.find_function(name)? {
             let f = self.read_function(unit, offset, name)?;
@@ -121,6 +125,10 @@ impl<'data> Dwarf<'data> {
 
     /// The function `name` whose code holds `pc`.
     pub fn function_at(&self, name: &str, pc: VirtAddr) -> Result<Function> {
+        self.blamed(self.function_holding(name, pc))
+    }
+
+    fn function_holding(&self, name: &str, pc: VirtAddr) -> Result<Function> {
         for (unit, offset) in self.find_function(name)? {
             let f = self.read_function(unit, offset, name)?;
             if f.contains(pc) {

@@ -76,6 +76,10 @@ impl<'data> Dwarf<'data> {
     /// in increasing order. Lines of functions inlined into `func` are included (their
     /// code is `func`'s), under the inlined function's own file.
     pub fn statement_lines(&self, func: &str) -> Result<BTreeMap<(String, u64), Vec<VirtAddr>>> {
+        self.blamed(self.statement_rows_of(func))
+    }
+
+    fn statement_rows_of(&self, func: &str) -> Result<BTreeMap<(String, u64), Vec<VirtAddr>>> {
         let mut out: BTreeMap<(String, u64), Vec<VirtAddr>> = BTreeMap::new();
         for (index, offset) in self.find_function(func)? {
             let unit = self.unit(index)?;
@@ -96,7 +100,42 @@ impl<'data> Dwarf<'data> {
             let header = program.header();
             let mut paths: HashMap<u64, String> = HashMap::new();
             let mut err = None;
-            statement_rows(header, &ranges, |addr, file, line| {
+            // A function's rows are found by a walk of its unit's whole program; once
+            // a second function of the unit asks, the unit's rows are kept by address
+            // (a listing of every statement asks for all of them).
+            let slot = self.slot(index)?;
+            let asked = slot
+                .line_queries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let each_row = |row: &mut dyn FnMut(u64, u64, u64)| -> Result<()> {
+                if asked == 0 {
+                    return statement_rows(header, &ranges, row);
+                }
+                let rows = slot
+                    .rows
+                    .get_or_init(|| {
+                        let mut all = Vec::new();
+                        let everywhere = [gimli::Range {
+                            begin: 0,
+                            end: u64::MAX,
+                        }];
+                        statement_rows(header, &everywhere, |addr, file, line| {
+                            all.push(Row { addr, file, line })
+                        })?;
+                        all.sort_by_key(|r| r.addr);
+                        Ok(all)
+                    })
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                for r in &ranges {
+                    let from = rows.partition_point(|x| x.addr < r.begin);
+                    for x in rows[from..].iter().take_while(|x| x.addr < r.end) {
+                        row(x.addr, x.file, x.line);
+                    }
+                }
+                Ok(())
+            };
+            each_row(&mut |addr, file, line| {
                 if err.is_some() {
                     return;
                 }
@@ -176,6 +215,14 @@ impl<'data> Dwarf<'data> {
             format!("{}/{name}", dir.trim_end_matches('/'))
         })
     }
+}
+
+/// One statement row of a line table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Row {
+    addr: u64,
+    file: u64,
+    line: u64,
 }
 
 /// Runs the line program of `header` and calls `row(address, file, line)` for each

@@ -77,6 +77,9 @@ pub enum Error {
     },
     #[error("corrupt DWARF: {0}")]
     Corrupt(String),
+    /// A section that is there but cannot be read: never taken for an absent one.
+    #[error("corrupt DWARF: section {section} {reason}")]
+    CorruptSection { section: String, reason: String },
     #[error("no function {0:?} in DWARF")]
     NoFunction(String),
     #[error("no type {0:?} in DWARF")]
@@ -103,7 +106,7 @@ impl<T> Context<T> for gimli::Result<T> {
 }
 
 /// One compile unit: its header, read at load, and what is built from it on demand.
-struct UnitSlot<'data> {
+pub(crate) struct UnitSlot<'data> {
     header: gimli::UnitHeader<R<'data>>,
     /// Start of the unit in `.debug_info`.
     start: usize,
@@ -112,6 +115,13 @@ struct UnitSlot<'data> {
     unit: OnceLock<Result<Arc<Unit<'data>>>>,
     funcs: OnceLock<Result<HashMap<String, Vec<gimli::UnitOffset>>>>,
     types: OnceLock<Result<HashMap<String, gimli::UnitOffset>>>,
+    /// The unit's statement rows by address, once several functions of the unit
+    /// have asked for their lines (`lines.rs`).
+    pub(crate) rows: OnceLock<Result<Vec<lines::Row>>>,
+    /// How many functions of the unit have asked for their lines.
+    pub(crate) line_queries: std::sync::atomic::AtomicU32,
+    /// The header of the unit's line program (its file list), read once.
+    line_program: OnceLock<Result<Option<gimli::IncompleteLineProgram<R<'data>>>>>,
 }
 
 impl<'data> UnitSlot<'data> {
@@ -123,6 +133,9 @@ impl<'data> UnitSlot<'data> {
             unit: OnceLock::new(),
             funcs: OnceLock::new(),
             types: OnceLock::new(),
+            rows: OnceLock::new(),
+            line_queries: std::sync::atomic::AtomicU32::new(0),
+            line_program: OnceLock::new(),
         }
     }
 }
@@ -240,10 +253,21 @@ impl<'data> Dwarf<'data> {
             if id == gimli::SectionId::DebugInfo {
                 has_info = match &section {
                     Section::Bytes(b) => !b.is_empty(),
-                    Section::Zlib { size, .. } => *size > 0,
+                    Section::Zlib { .. } | Section::Damaged { .. } => true,
                 };
             }
             let reader = SectionReader::new(section, release.clone());
+            // Nothing is read without the units and their abbreviations.
+            if matches!(
+                id,
+                gimli::SectionId::DebugInfo | gimli::SectionId::DebugAbbrev
+            ) && let Some(reason) = reader.damage()
+            {
+                return Err(Error::CorruptSection {
+                    section: id.name().to_string(),
+                    reason,
+                });
+            }
             readers.push((id.name(), reader.clone()));
             Ok(reader)
         })?;
@@ -481,7 +505,39 @@ impl<'data> Dwarf<'data> {
 
     /// The number of compile units.
     pub fn unit_count(&self) -> Result<usize> {
-        Ok(self.slots()?.len())
+        self.blamed(self.slots().map(<[_]>::len))
+    }
+
+    /// The sections that cannot be read, with why: their compression header is
+    /// corrupt, or their stream failed to inflate where it was read.
+    pub fn damaged(&self) -> Vec<(&'static str, String)> {
+        self.sections
+            .iter()
+            .filter_map(|(n, r)| Some((*n, r.damage()?)))
+            .collect()
+    }
+
+    /// `r`, with an error that a damaged section explains said as that section's
+    /// damage: a read of a damaged section runs out of bytes, which would otherwise
+    /// read as a malformed entry, or as no entry at all ("no function").
+    pub(crate) fn blamed<T>(&self, r: Result<T>) -> Result<T> {
+        let Err(e) = r else { return r };
+        let damaged = self.damaged();
+        let info_damaged = damaged
+            .iter()
+            .any(|(n, _)| matches!(*n, ".debug_info" | ".debug_abbrev"));
+        let explained = match &e {
+            Error::Gimli { .. } | Error::Corrupt(_) | Error::Expr { .. } => !damaged.is_empty(),
+            Error::NoFunction(_) | Error::NoType(_) => info_damaged,
+            Error::NoDwarf | Error::CorruptSection { .. } => false,
+        };
+        match damaged.into_iter().next() {
+            Some((section, reason)) if explained => Err(Error::CorruptSection {
+                section: section.to_string(),
+                reason,
+            }),
+            _ => Err(e),
+        }
     }
 
     pub(crate) fn unit(&self, index: usize) -> Result<&Unit<'data>> {
@@ -549,8 +605,19 @@ impl<'data> Dwarf<'data> {
         Ok(unit)
     }
 
-    /// The line program of unit `index`, read from `.debug_line` now.
+    /// The line program of unit `index`, its header read from `.debug_line` on the
+    /// first call.
     pub(crate) fn line_program(
+        &self,
+        index: usize,
+    ) -> Result<Option<gimli::IncompleteLineProgram<R<'data>>>> {
+        self.slot(index)?
+            .line_program
+            .get_or_init(|| self.read_line_program(index))
+            .clone()
+    }
+
+    fn read_line_program(
         &self,
         index: usize,
     ) -> Result<Option<gimli::IncompleteLineProgram<R<'data>>>> {
@@ -578,7 +645,7 @@ impl<'data> Dwarf<'data> {
             .ctx("reading a line table header")
     }
 
-    fn slot(&self, index: usize) -> Result<&UnitSlot<'data>> {
+    pub(crate) fn slot(&self, index: usize) -> Result<&UnitSlot<'data>> {
         self.slots()?
             .get(index)
             .ok_or_else(|| Error::Corrupt(format!("no compile unit #{index}")))
@@ -782,6 +849,10 @@ impl<'data> Dwarf<'data> {
     /// The names of every function with code and DWARF, sorted (for listing probe
     /// points: `gotap -L 'main.*'`). This indexes every unit.
     pub fn function_names(&self) -> Result<Vec<String>> {
+        self.blamed(self.all_function_names())
+    }
+
+    fn all_function_names(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for i in 0..self.slots()?.len() {
             names.extend(self.funcs_of(i)?.keys().cloned());
@@ -793,6 +864,10 @@ impl<'data> Dwarf<'data> {
 
     /// Finds a type DIE by its Go name (`runtime.g`, `*runtime.m`, `[]uint8`, `string`).
     pub fn type_by_name(&self, name: &str) -> Result<Option<TypeRef>> {
+        self.blamed(self.find_type(name))
+    }
+
+    fn find_type(&self, name: &str) -> Result<Option<TypeRef>> {
         let slots = self.slots()?;
         let runtime_first = slots
             .iter()
@@ -818,7 +893,10 @@ impl<'data> Dwarf<'data> {
 
     /// The names of the compile units (Go package paths), in section order.
     pub fn unit_names(&self) -> Result<Vec<String>> {
-        Ok(self.slots()?.iter().map(|s| s.name.clone()).collect())
+        self.blamed(
+            self.slots()
+                .map(|s| s.iter().map(|s| s.name.clone()).collect()),
+        )
     }
 }
 

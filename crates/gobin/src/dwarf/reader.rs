@@ -24,6 +24,9 @@ pub enum Section<'data> {
     Bytes(Cow<'data, [u8]>),
     /// A zlib stream that inflates to `size` bytes: inflated where it is read.
     Zlib { stream: &'data [u8], size: usize },
+    /// A section that is there but cannot be read: its compression header is
+    /// corrupt (`reason` says how). It reads as empty, and says it is damaged.
+    Damaged { reason: String },
 }
 
 /// Called with the stored bytes of a compressed section after each pass over them,
@@ -35,6 +38,8 @@ pub type Release<'data> = Arc<dyn Fn(&'data [u8]) + Send + Sync + 'data>;
 struct Shared<'data> {
     len: usize,
     source: Source<'data>,
+    /// Why the section cannot be read, when that was known from its header.
+    damage: Option<String>,
 }
 
 enum Source<'data> {
@@ -51,6 +56,8 @@ struct Lazy<'data> {
     /// Each segment's bytes once read; empty if the stream is corrupt.
     segments: Box<[OnceLock<Box<[u8]>>]>,
     release: Option<Release<'data>>,
+    /// Set once the stream failed to inflate: its reads come back empty.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 enum PassState<'data> {
@@ -60,6 +67,11 @@ enum PassState<'data> {
 }
 
 impl<'data> Lazy<'data> {
+    fn fail(&self) {
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn release(&self, passed: &'data [u8]) {
         if let Some(r) = &self.release {
             r(passed);
@@ -87,6 +99,7 @@ impl<'data> Lazy<'data> {
             Ok(v) => Some(v),
             Err(_) => {
                 *state = PassState::Corrupt;
+                self.fail();
                 None
             }
         }
@@ -181,6 +194,9 @@ impl<'data> Lazy<'data> {
             } else {
                 self.segment_of_pass(i, len, range)
             };
+            if bytes.is_none() {
+                self.fail();
+            }
             bytes.unwrap_or_default().into_boxed_slice()
         })
     }
@@ -254,12 +270,22 @@ pub struct SectionReader<'data> {
 
 impl<'data> SectionReader<'data> {
     pub fn new(section: Section<'data>, release: Option<Release<'data>>) -> SectionReader<'data> {
+        let mut damage = None;
         let (len, source) = match section {
             Section::Bytes(Cow::Borrowed(b)) => (b.len(), Source::Borrowed(b)),
             Section::Bytes(Cow::Owned(v)) => (v.len(), Source::Owned(v.into_boxed_slice())),
+            Section::Damaged { reason } => {
+                damage = Some(reason);
+                (0, Source::Borrowed(&[][..]))
+            }
             // Deflate inflates at most 1032 bytes a byte: a larger stated size is a
-            // damaged header, read as an empty section rather than allocated for.
+            // damaged header, read as an empty, damaged section rather than
+            // allocated for.
             Section::Zlib { stream, size } if size / 1032 > stream.len() => {
+                damage = Some(format!(
+                    "has a compression header that states {size} bytes, more than its {} stored bytes can hold",
+                    stream.len()
+                ));
                 (0, Source::Borrowed(&[][..]))
             }
             Section::Zlib { stream, size } => (
@@ -271,13 +297,32 @@ impl<'data> SectionReader<'data> {
                         .map(|_| OnceLock::new())
                         .collect(),
                     release,
+                    failed: std::sync::atomic::AtomicBool::new(false),
                 })),
             ),
         };
         SectionReader {
-            data: Arc::new(Shared { len, source }),
+            data: Arc::new(Shared {
+                len,
+                source,
+                damage,
+            }),
             start: 0,
             end: len,
+        }
+    }
+
+    /// Why the section cannot be read, if it cannot: its header says so, or its
+    /// stream failed to inflate as far as it has been read.
+    pub fn damage(&self) -> Option<String> {
+        if let Some(d) = &self.data.damage {
+            return Some(d.clone());
+        }
+        match &self.data.source {
+            Source::Zlib(z) if z.failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                Some("does not inflate: its zlib stream is corrupt".into())
+            }
+            _ => None,
         }
     }
 

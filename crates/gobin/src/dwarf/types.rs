@@ -125,7 +125,7 @@ impl<'data> Dwarf<'data> {
     /// typedef of a struct `main.T`, and some unnamed types as a typedef of the same
     /// name) is read as its target: it names nothing new.
     pub fn type_info(&self, t: TypeRef) -> Result<Type> {
-        self.type_info_within(t, 0)
+        self.blamed(self.type_info_within(t, 0))
     }
 
     fn type_info_within(&self, t: TypeRef, depth: u32) -> Result<Type> {
