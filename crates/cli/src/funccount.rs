@@ -6,6 +6,11 @@
 //! its entry: when a goroutine's stack must grow, `morestack` restarts the function at
 //! its entry, and an entry probe would count that call twice; the `push` is also
 //! emulated by the kernel's uprobe code instead of single-stepped.
+//!
+//! A call the compiler inlined has no entry: it is counted at the first instruction
+//! of its code in the caller (from `.gopclntab`'s inline trees, which survive
+//! stripping), and the table gains an INLINED column saying how many of each
+//! function's calls were made there.
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -15,10 +20,11 @@ use crate::args::FunccountArgs;
 use crate::binary::Binary;
 use crate::session::{self, Armed, Handler, Placement, Traced};
 
-/// One probed function.
+/// One probe: a function's out-of-line entry, or one of its inlined calls.
 struct Probed {
     name: String,
     offset: u64,
+    inlined: bool,
 }
 
 pub fn run(a: &FunccountArgs) -> Result<i32> {
@@ -65,9 +71,15 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
             t0.elapsed().as_secs_f64() * 1e3
         );
     }
+    let names: std::collections::HashSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+    let inlined = funcs.iter().filter(|f| f.inlined).count();
     eprintln!(
-        "Tracing {} functions for {}... Hit Ctrl-C to end.",
-        funcs.len(),
+        "Tracing {} functions{} for {}... Hit Ctrl-C to end.",
+        names.len(),
+        match inlined {
+            0 => String::new(),
+            n => format!(" ({n} inlined call site{})", if n == 1 { "" } else { "s" }),
+        },
         quoted(&a.patterns)
     );
     if let Traced::Child(c) = &mut traced {
@@ -124,19 +136,39 @@ fn refused_probe(
     Some(lo)
 }
 
-/// Every function that matches a pattern, once, with the file offset of its probe.
-/// Sites the kernel cannot take (`int3` in `runtime.abort`, code that does not
-/// decode) are left out with one warning that names them.
+/// Every function that matches a pattern, once, with the file offset of its probe,
+/// and every inlined call of one. Sites the kernel cannot take (`int3` in
+/// `runtime.abort`, code that does not decode) are left out with one warning that
+/// names them.
 fn resolve(bin: &Binary, patterns: &[String]) -> Result<Vec<Probed>> {
     let go = bin.go()?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut refused = Vec::new();
     let mut since_release = 0;
+    let mut seen_inlined = std::collections::HashSet::new();
     for pat in patterns {
         let found = go.functions_matching(pat);
-        if found.is_empty() {
+        let inlined = go.inlined_calls_matching(pat);
+        if found.is_empty() && inlined.is_empty() {
             bail!("no function in {} matches {pat:?}", bin.path.display());
+        }
+        for c in inlined {
+            if !seen_inlined.insert((c.addr, c.callee)) {
+                continue;
+            }
+            if let Err(why) = gobin::x86::check(&go, &c.holder, c.addr) {
+                refused.push(gobin::x86::Refused::at(&c.holder, c.addr, why));
+                continue;
+            }
+            let Some(off) = go.file_offset(c.addr) else {
+                continue;
+            };
+            out.push(Probed {
+                name: c.callee.to_string(),
+                offset: off.0,
+                inlined: true,
+            });
         }
         for f in found {
             // Linker markers (`go:textfipsstart`) have no code or no position.
@@ -167,6 +199,7 @@ fn resolve(bin: &Binary, patterns: &[String]) -> Result<Vec<Probed>> {
             out.push(Probed {
                 name: f.name.to_string(),
                 offset: off.0,
+                inlined: false,
             });
         }
     }
@@ -188,24 +221,53 @@ fn quoted(patterns: &[String]) -> String {
         .join(", ")
 }
 
-/// Reads, sums over CPUs, prints and optionally clears the counters.
+/// Reads, sums over CPUs, prints and optionally clears the counters. A function's
+/// count is the sum of its probes'; with inlined calls probed, an INLINED column
+/// says how many of them were inlined calls.
 fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool) -> Result<()> {
     let mut counts: Vec<(&str, u64)> = Vec::new();
+    let mut inlined: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let zero = vec![0u8; map.value_buf_size()];
     for (i, f) in funcs.iter().enumerate() {
         let key = (i as u32).to_le_bytes();
         let n = session::per_cpu_sum(map, i as u32)?;
-        counts.push((&f.name, n));
+        match counts.iter_mut().find(|(name, _)| *name == f.name) {
+            Some((_, c)) => *c += n,
+            None => counts.push((&f.name, n)),
+        }
+        if f.inlined {
+            *inlined.entry(&f.name).or_default() += n;
+        }
         if clear && n > 0 {
             map.update(&key, &zero, sys::UpdateFlags::Any)?;
         }
     }
     let mut out = Vec::new();
-    runtime::table::write_func_counts(&mut out, &counts);
+    if funcs.iter().any(|f| f.inlined) {
+        write_with_inlined(&mut out, &counts, &inlined);
+    } else {
+        runtime::table::write_func_counts(&mut out, &counts);
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
     stdout.flush()?;
     Ok(())
+}
+
+/// The table with an INLINED column: `FUNC COUNT INLINED`, largest count first.
+fn write_with_inlined(
+    out: &mut Vec<u8>,
+    counts: &[(&str, u64)],
+    inlined: &std::collections::HashMap<&str, u64>,
+) {
+    let mut rows: Vec<&(&str, u64)> = counts.iter().filter(|(_, c)| *c > 0).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(40);
+    let _ = writeln!(out, "{:<width$} {:>8} {:>8}", "FUNC", "COUNT", "INLINED");
+    for (name, n) in rows {
+        let i = inlined.get(name).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name:<width$} {n:>8} {i:>8}");
+    }
 }
 
 struct Interval<'a> {

@@ -21,10 +21,14 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
     };
     let bin = Binary::open(path.as_ref())?;
     let abs = bin.path.display().to_string();
+    // A wildcard's functions are listed once each, as stap lists a function once
+    // however often it was inlined; `.inline` lists each inlined call.
     if let Site::Function {
         pattern,
         ret: false,
+        instances,
     } = &pp.site
+        && *instances != lang::probe::Instances::Inline
         && !verbose
         && gobin::funcs::is_glob(pattern)
     {
@@ -42,6 +46,13 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
     let mut no_vars = false;
     for loc in &locations {
         let mut line = match &pp.site {
+            // An inlined call, at its call site.
+            Site::Function { .. } if target.inlined_at(loc.address).is_some() => format!(
+                "process(\"{abs}\").function(\"{}@{}:{}\").inline",
+                loc.function,
+                loc.file.as_deref().unwrap_or("?"),
+                loc.line.unwrap_or(0)
+            ),
             Site::Function { ret, .. } => {
                 let f = go.function_by_name(&loc.function);
                 let (file, l) = f
@@ -87,7 +98,7 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
         writeln!(out, "{l}")?;
     }
     out.flush()?;
-    if let Some(w) = target.skipped_warning() {
+    for w in target.warnings() {
         eprintln!("WARNING: {w}");
     }
     if no_vars {

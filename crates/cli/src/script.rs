@@ -75,7 +75,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     if lang::has_errors(&diags) {
         bail!("{}", warnings.trim_end());
     }
-    if let Some(w) = target.skipped_warning() {
+    for w in target.warnings() {
         eprintln!("WARNING: {w}");
     }
     if !warnings.is_empty() {

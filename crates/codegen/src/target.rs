@@ -20,6 +20,7 @@ use gobin::dwarf::{self, BaseEncoding, Dwarf, TypeKind, TypeRef};
 use gobin::layout::RuntimeLayout;
 use gobin::{Func, GoBinary, VirtAddr, x86};
 use lang::ast::VarSet;
+use lang::probe::Instances;
 use lang::{GoKind, GoType, Lines, Location, ProcessProbe, Site, Target, TargetError};
 
 /// Handles with this bit set name a synthetic type (see [`Synth`]); the others are
@@ -190,6 +191,27 @@ pub struct GoTarget<'data> {
     probed_packages: std::sync::Mutex<Vec<String>>,
     /// Probe sites the kernel cannot take, left out of what probe points resolved to.
     refused: std::sync::Mutex<Vec<x86::Refused>>,
+    /// The inlined calls probe points resolved to, by address: whose variables a
+    /// probe there reads.
+    inline_sites: std::sync::Mutex<std::collections::HashMap<u64, InlineSite>>,
+    /// Inlined calls that probe points named but left out (`.call`), as sentences.
+    left_out: std::sync::Mutex<Vec<String>>,
+}
+
+/// A probe site at an inlined call.
+#[derive(Clone, Debug)]
+struct InlineSite {
+    /// The inlined function.
+    callee: String,
+    /// Its DWARF, when there is some: the call's own parameters and locals.
+    die: Option<dwarf::InstanceRef>,
+}
+
+/// An inlined call found for a pattern.
+struct InlinedCall {
+    callee: String,
+    addr: VirtAddr,
+    die: Option<dwarf::InstanceRef>,
 }
 
 impl<'data> GoTarget<'data> {
@@ -203,6 +225,216 @@ impl<'data> GoTarget<'data> {
             release: None,
             probed_packages: std::sync::Mutex::new(Vec::new()),
             refused: std::sync::Mutex::new(Vec::new()),
+            inline_sites: std::sync::Mutex::new(std::collections::HashMap::new()),
+            left_out: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What probe points left out so far, one sentence each: the sites the kernel
+    /// cannot take ([`GoTarget::refused`]), and inlined calls a `.call` probe does
+    /// not cover.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.skipped_warning().into_iter().collect();
+        if let Ok(l) = self.left_out.lock() {
+            out.extend(l.iter().cloned());
+        }
+        out
+    }
+
+    /// The inlined function whose call is probed at `addr`, if a probe point
+    /// resolved to an inlined call there.
+    pub fn inlined_at(&self, addr: u64) -> Option<String> {
+        let sites = self.inline_sites.lock().ok()?;
+        sites.get(&addr).map(|s| s.callee.clone())
+    }
+
+    /// Every inlined call of a function matching `pattern`: from DWARF's inlined
+    /// subroutines when the executable has DWARF, else from `.gopclntab`'s inline
+    /// trees (the two agree: `tests/target.rs`).
+    fn inlined_calls(&self, pattern: &str) -> Result<Vec<InlinedCall>, TargetError> {
+        let globbed = gobin::funcs::is_glob(pattern);
+        let matches = |name: &str| {
+            if globbed {
+                gobin::glob_match(pattern, name)
+            } else {
+                name == pattern
+            }
+        };
+        if let Some(d) = self.dwarf() {
+            return Ok(d
+                .inlined_instances(&matches)
+                .map_err(dw)?
+                .into_iter()
+                .map(|i| InlinedCall {
+                    callee: i.name,
+                    addr: i.entry,
+                    die: Some(i.die),
+                })
+                .collect());
+        }
+        if self.dwarf_is_corrupt() {
+            self.dwarf_or_error()?;
+        }
+        Ok(self
+            .bin
+            .inlined_calls_matching(pattern)
+            .into_iter()
+            .map(|c| InlinedCall {
+                callee: c.callee.to_string(),
+                addr: c.addr,
+                die: None,
+            })
+            .collect())
+    }
+
+    /// Where `.function(pattern)` probes go: each matching function's entry site
+    /// (or its `RET`s for `.return`) unless `.inline`, and each inlined call of one
+    /// unless `.call` (or `.return`: inlined code has no return of its own).
+    fn resolve_function(
+        &self,
+        pattern: &str,
+        ret: bool,
+        instances: Instances,
+    ) -> Result<Vec<Location>, TargetError> {
+        let funcs = self.bin.functions_matching(pattern);
+        let inlined = if ret {
+            Vec::new()
+        } else {
+            self.inlined_calls(pattern)?
+        };
+        if funcs.is_empty() && inlined.is_empty() {
+            return Err(self.no_function(pattern));
+        }
+        let mut out = Vec::new();
+        let mut first_error = None;
+        if ret || instances != Instances::Inline {
+            match self.function_sites(&funcs, pattern, ret) {
+                Ok(l) => out.extend(l),
+                Err(e) if !inlined.is_empty() && instances == Instances::All => {
+                    first_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !ret && instances != Instances::Call {
+            for call in &inlined {
+                match self.inlined_site(call) {
+                    Ok(l) => out.push(l),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        } else if !inlined.is_empty() {
+            let n = inlined.len();
+            let why = if ret {
+                "'.return' probes only the out-of-line body's returns"
+            } else {
+                "'.call' probes only the out-of-line body; '.function' probes both"
+            };
+            if let Ok(mut l) = self.left_out.lock() {
+                l.push(format!(
+                    "{n} inlined call{} of '{pattern}' {} not probed: {why}",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "is" } else { "are" }
+                ));
+            }
+        }
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ if out.is_empty() => Err(other(format!(
+                "'{pattern}' has no {} to probe",
+                match instances {
+                    Instances::Inline => "inlined call",
+                    _ => "out-of-line body",
+                }
+            ))),
+            _ => Ok(out),
+        }
+    }
+
+    /// The location of an inlined call, if a uprobe may go there; registered for
+    /// its variables. Named after the inlined function, placed at its call site.
+    fn inlined_site(&self, call: &InlinedCall) -> Result<Location, TargetError> {
+        let holder = self.function_at(call.addr.0)?;
+        let code = x86::Decoded::of(&self.bin, &holder)
+            .map_err(|e| other(format!("decoding {}: {e}", holder.name)))?;
+        if let Some(r) = code.refused(call.addr) {
+            self.refuse(r.clone());
+            return Err(other(format!(
+                "cannot place a probe on the inlined call of {} at {r}",
+                call.callee
+            )));
+        }
+        // The caller's frame at the call gives the call site's position.
+        let frames = self.bin.frames_at(call.addr);
+        let at = frames
+            .iter()
+            .position(|f| f.inlined && f.function == call.callee)
+            .and_then(|i| frames.get(i + 1));
+        if let Ok(mut sites) = self.inline_sites.lock() {
+            sites.insert(
+                call.addr.0,
+                InlineSite {
+                    callee: call.callee.clone(),
+                    die: call.die,
+                },
+            );
+        }
+        Ok(Location {
+            function: call.callee.clone(),
+            file: at.map(|f| f.file.to_string()),
+            line: at.map(|f| f.line),
+            address: call.addr.0,
+        })
+    }
+
+    /// The entry sites (or `RET`s) of `funcs`; a wildcard passes over what cannot
+    /// be probed (markers such as `go:textfipsstart`, code that does not decode,
+    /// sites the kernel refuses, which are reported); a name does not.
+    fn function_sites(
+        &self,
+        funcs: &[Func<'data>],
+        pattern: &str,
+        ret: bool,
+    ) -> Result<Vec<Location>, TargetError> {
+        let wildcard = gobin::funcs::is_glob(pattern);
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for f in funcs.iter().filter(|f| !wildcard || !self.is_marker(f)) {
+            let sites = if ret {
+                match x86::returns(&self.bin, f) {
+                    Ok(rets) => self.placeable(f, rets),
+                    // Its returns cannot be found in code that does not decode.
+                    Err(gobin::Error::BadInstruction(at)) => {
+                        let r = x86::Refused::at(f, at, x86::Refusal::Undecodable);
+                        self.refuse(r.clone());
+                        Err(other(format!("cannot find the returns of {}: {r}", f.name)))
+                    }
+                    Err(e) => Err(other(format!("decoding {}: {e}", f.name))),
+                }
+            } else {
+                let site = x86::probe_site(&self.bin, f);
+                match (x86::Refused::of_entry(f, &site), site) {
+                    (Some(r), _) => {
+                        self.refuse(r.clone());
+                        Err(other(format!("cannot place a probe at {r}")))
+                    }
+                    (None, Ok(site)) => Ok(vec![self.location(f, site.addr)]),
+                    (None, Err(e)) => Err(other(format!("decoding {}: {e}", f.name))),
+                }
+            };
+            match sites {
+                Ok(l) => out.extend(l),
+                Err(e) if wildcard => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
         }
     }
 
@@ -638,6 +870,16 @@ impl<'data> GoTarget<'data> {
 
     /// The variables in scope at `addr`, with where each one is there.
     pub fn variables(&self, addr: u64) -> Result<Vec<ContextVar>, TargetError> {
+        self.variables_and_missing(addr).map(|(vars, _)| vars)
+    }
+
+    /// The variables at `addr` with a place there, and the names of those in scope
+    /// whose value the compiler kept nowhere at `addr`. At an inlined call, the
+    /// variables are the inlined function's own (its DWARF instance's).
+    fn variables_and_missing(
+        &self,
+        addr: u64,
+    ) -> Result<(Vec<ContextVar>, Vec<String>), TargetError> {
         let f = self.function_at(addr)?;
         let sp_delta = self.bin.sp_delta(&f, VirtAddr(addr)).unwrap_or(0);
         let cfa_from_sp = i64::from(sp_delta) + 8;
@@ -648,15 +890,31 @@ impl<'data> GoTarget<'data> {
         let d = match self.dwarf_or_error() {
             Ok(d) => d,
             Err(e) if self.dwarf_is_corrupt() => return Err(e),
-            Err(_) if is_ret => return Ok(register_results()),
-            Err(_) => return Ok(Vec::new()),
+            Err(_) if is_ret => return Ok((register_results(), Vec::new())),
+            Err(_) => return Ok((Vec::new(), Vec::new())),
         };
-        let vars = match d.variables_at(f.name, VirtAddr(addr)) {
-            Ok(v) => v,
-            Err(dwarf::Error::NoFunction(_)) => Vec::new(),
-            Err(e) => return Err(dw(e)),
+        let inlined = self
+            .inline_sites
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&addr).cloned());
+        let vars = match inlined {
+            Some(InlineSite {
+                callee,
+                die: Some(die),
+            }) => d
+                .inlined_function(die, &callee)
+                .map_err(dw)?
+                .variables_at(VirtAddr(addr)),
+            Some(_) => Vec::new(),
+            None => match d.variables_at(f.name, VirtAddr(addr)) {
+                Ok(v) => v,
+                Err(dwarf::Error::NoFunction(_)) => Vec::new(),
+                Err(e) => return Err(dw(e)),
+            },
         };
         let mut out = Vec::new();
+        let mut missing = Vec::new();
         let mut reg_next = 0usize;
         for v in vars {
             let ty = self.dwarf_type(d, v.type_id)?;
@@ -675,25 +933,26 @@ impl<'data> GoTarget<'data> {
             if v.is_return {
                 reg_next += words.unwrap_or(usize::MAX / 2);
             }
-            if let Some(place) = place {
-                out.push(ContextVar {
+            match place {
+                Some(place) => out.push(ContextVar {
                     name,
                     ty,
                     place,
                     is_param: v.is_param,
                     is_return: v.is_return,
-                });
+                }),
+                None => missing.push(name),
             }
         }
         if is_ret && !out.iter().any(|v| v.is_return) && reg_next == 0 {
-            return Ok(register_results());
+            return Ok((register_results(), missing));
         }
-        Ok(out)
+        Ok((out, missing))
     }
 
     /// The variable `$name` at `addr`; `$return` is the first result.
     pub fn variable(&self, addr: u64, name: &str) -> Result<ContextVar, TargetError> {
-        let vars = self.variables(addr)?;
+        let (vars, missing) = self.variables_and_missing(addr)?;
         let found = if name == "return" {
             vars.iter().find(|v| v.is_return)
         } else {
@@ -701,6 +960,19 @@ impl<'data> GoTarget<'data> {
         };
         match found {
             Some(v) => Ok(v.clone()),
+            // In scope, but optimised away here: said as such, not as "no variable".
+            None if missing.iter().any(|m| m == name) => Err(TargetError::Other {
+                message: format!(
+                    "the value of '${name}' is not available at {}: the compiler kept it nowhere there",
+                    self.describe(addr)
+                ),
+                help: Some(if vars.is_empty() {
+                    "no variable has a value here; probe the function's out-of-line body ('.call') or a later statement".into()
+                } else {
+                    let v: Vec<String> = vars.iter().map(|v| format!("${}", v.name)).collect();
+                    format!("available here: {}", v.join(", "))
+                }),
+            }),
             None => Err(TargetError::NoSuchVariable {
                 name: name.to_string(),
                 location: self.describe(addr),
@@ -710,6 +982,11 @@ impl<'data> GoTarget<'data> {
     }
 
     fn describe(&self, addr: u64) -> String {
+        if let Some(callee) = self.inlined_at(addr)
+            && let Some(f) = self.bin.function_at(VirtAddr(addr))
+        {
+            return format!("the call of {callee} inlined into {} at {addr:#x}", f.name);
+        }
         match self.bin.function_at(VirtAddr(addr)) {
             Some(f) => match self.bin.line_at(&f, VirtAddr(addr)) {
                 Some((file, line)) => format!("{} ({file}:{line})", f.name),
@@ -845,58 +1122,11 @@ impl Target for GoTarget<'_> {
             w.push(dwarf::package_of(name).to_string());
         }
         match &probe.site {
-            Site::Function { pattern, ret } => {
-                let funcs = self.bin.functions_matching(pattern);
-                if funcs.is_empty() {
-                    return Err(self.no_function(pattern));
-                }
-                // A wildcard passes over what cannot be probed (markers such as
-                // `go:textfipsstart`, code that does not decode, sites the kernel
-                // refuses, which are reported); a name does not.
-                let wildcard = gobin::funcs::is_glob(pattern);
-                let mut out = Vec::new();
-                let mut first_error = None;
-                for f in funcs.iter().filter(|f| !wildcard || !self.is_marker(f)) {
-                    let sites = if *ret {
-                        match x86::returns(&self.bin, f) {
-                            Ok(rets) => self.placeable(f, rets),
-                            // Its returns cannot be found in code that does not decode.
-                            Err(gobin::Error::BadInstruction(at)) => {
-                                let r = x86::Refused {
-                                    function: f.name.to_string(),
-                                    entry: f.entry,
-                                    addr: at,
-                                    why: x86::Refusal::Undecodable,
-                                };
-                                self.refuse(r.clone());
-                                Err(other(format!("cannot find the returns of {}: {r}", f.name)))
-                            }
-                            Err(e) => Err(other(format!("decoding {}: {e}", f.name))),
-                        }
-                    } else {
-                        let site = x86::probe_site(&self.bin, f);
-                        match (x86::Refused::of_entry(f, &site), site) {
-                            (Some(r), _) => {
-                                self.refuse(r.clone());
-                                Err(other(format!("cannot place a probe at {r}")))
-                            }
-                            (None, Ok(site)) => Ok(vec![self.location(f, site.addr)]),
-                            (None, Err(e)) => Err(other(format!("decoding {}: {e}", f.name))),
-                        }
-                    };
-                    match sites {
-                        Ok(l) => out.extend(l),
-                        Err(e) if wildcard => {
-                            first_error.get_or_insert(e);
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                match first_error {
-                    Some(e) if out.is_empty() => Err(e),
-                    _ => Ok(out),
-                }
-            }
+            Site::Function {
+                pattern,
+                ret,
+                instances,
+            } => self.resolve_function(pattern, *ret, *instances),
             Site::Statement {
                 function,
                 file,

@@ -12,6 +12,7 @@ fn function(pattern: &str, ret: bool) -> ProcessProbe {
         site: Site::Function {
             pattern: pattern.into(),
             ret,
+            instances: lang::probe::Instances::All,
         },
     }
 }

@@ -55,6 +55,26 @@ impl Func<'_> {
     }
 }
 
+/// One call the compiler inlined, from the inline tree of the function whose code
+/// holds it (`.gopclntab`'s `FUNCDATA_InlTree` and `PCDATA_InlTreeIndex`, which survive
+/// stripping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlinedCall<'data> {
+    /// The inlined function, as its out-of-line copy is named.
+    pub callee: &'data str,
+    /// The function in the function table whose code holds the call.
+    pub holder: Func<'data>,
+    /// The call's entry in the holder's inline tree.
+    pub index: u32,
+    /// Where the call's code starts: the lowest pc whose inlined frames include this
+    /// call (its own code, or that of a call inlined into it).
+    pub addr: VirtAddr,
+    /// An instruction at the call site, in the caller (the inline mark).
+    pub call_pc: VirtAddr,
+    /// The inlined function it was inlined into, if not the holder itself.
+    pub parent: Option<u32>,
+}
+
 /// One frame at a pc, inlined ones included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Frame<'data> {

@@ -40,7 +40,7 @@ pub mod x86;
 pub use addr::{FileOffset, VirtAddr};
 pub use buildinfo::{BuildInfo, GoVersion};
 pub use error::{Error, Result};
-pub use funcs::{Frame, Func, FuncFlags, glob_match};
+pub use funcs::{Frame, Func, FuncFlags, InlinedCall, glob_match};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -418,6 +418,87 @@ impl<'data> GoBinary<'data> {
             pclntab::Layout::Go120 => (pclntab::read_u32(b, 4)?, pclntab::read_u32(b, 8)?),
         };
         Some((self.pcln.name(name_off)?, parent_pc))
+    }
+
+    /// Every call inlined into `f` (at any depth), in the order of its inline tree.
+    /// Empty for a function without an inline tree or with one that does not read.
+    pub fn inlined_calls(&self, f: &Func<'data>) -> Vec<InlinedCall<'data>> {
+        let Ok(raw) = self.pcln.raw_func(f.index) else {
+            return Vec::new();
+        };
+        let (Some(tree), Some(table)) = (
+            raw.funcdata(pclntab::FUNCDATA_INL_TREE)
+                .and_then(|off| self.gofunc()?.checked_add(u64::from(off))),
+            raw.pcdata(pclntab::PCDATA_INL_TREE_INDEX),
+        ) else {
+            return Vec::new();
+        };
+        let runs: Vec<PcRange> = self
+            .pcln
+            .pcvalues(table, f.entry.0)
+            .take_while(|r| r.start < f.end.0)
+            .take(1 << 16)
+            .collect();
+        let index_at = |pc: u64| {
+            let i = runs.partition_point(|r| r.end <= pc);
+            runs.get(i)
+                .filter(|r| r.start <= pc)
+                .map_or(-1, |r| r.value)
+        };
+        // Entry → (name, call pc, parent, first pc). A run belongs to its own call
+        // and to every call that call was inlined into: parents are found as the
+        // runtime finds them, by the index at the call's own call site.
+        let mut calls: BTreeMap<u32, (&'data str, VirtAddr, Option<u32>, u64)> = BTreeMap::new();
+        for r in runs.iter().filter(|r| r.value >= 0) {
+            let mut ix = r.value;
+            // The tree is finite, but a corrupt one could loop.
+            for _ in 0..64 {
+                let Ok(at) = u32::try_from(ix) else { break };
+                if let Some(c) = calls.get_mut(&at) {
+                    c.3 = c.3.min(r.start);
+                    ix = c.2.map_or(-1, |p| p as i32);
+                    continue;
+                }
+                let Some((name, parent_pc)) = self.inlined_call(tree, u64::from(at)) else {
+                    break;
+                };
+                let call_pc = f.entry.offset(u64::from(parent_pc));
+                let parent = u32::try_from(index_at(call_pc.0)).ok().filter(|&p| p != at);
+                calls.insert(at, (name, call_pc, parent, r.start));
+                ix = parent.map_or(-1, |p| p as i32);
+            }
+        }
+        calls
+            .into_iter()
+            .map(|(index, (callee, call_pc, parent, first))| InlinedCall {
+                callee,
+                holder: *f,
+                index,
+                addr: VirtAddr(first),
+                call_pc,
+                parent,
+            })
+            .collect()
+    }
+
+    /// Every inlined call, in any function, of a function whose name matches
+    /// `pattern` (see [`glob_match`]; without glob characters, the exact name), in
+    /// address order.
+    pub fn inlined_calls_matching(&self, pattern: &str) -> Vec<InlinedCall<'data>> {
+        let globbed = funcs::is_glob(pattern);
+        let mut out: Vec<InlinedCall<'data>> = self
+            .functions()
+            .flat_map(|f| self.inlined_calls(&f))
+            .filter(|c| {
+                if globbed {
+                    glob_match(pattern, c.callee)
+                } else {
+                    c.callee == pattern
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.addr);
+        out
     }
 
     /// The runs of `f`'s code with one source position each: (first pc, file, line,

@@ -25,14 +25,31 @@ pub struct ProcessProbe {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Site {
-    /// `.function("PATTERN")`, or `.function("PATTERN").return` when `ret`.
-    Function { pattern: String, ret: bool },
+    /// `.function("PATTERN")`, or `.function("PATTERN").return` when `ret`;
+    /// `.call` and `.inline` choose among the function's instances.
+    Function {
+        pattern: String,
+        ret: bool,
+        instances: Instances,
+    },
     /// `.statement("FUNC@FILE:LINES")`.
     Statement {
         function: String,
         file: Option<String>,
         lines: Lines,
     },
+}
+
+/// Which copies of a function a `.function` probe covers, as in SystemTap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Instances {
+    /// `.function("F")`: the out-of-line body and every call the compiler inlined.
+    #[default]
+    All,
+    /// `.function("F").call`: the out-of-line body only.
+    Call,
+    /// `.function("F").inline`: the inlined calls only.
+    Inline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,6 +182,16 @@ pub const PROBE_KINDS: &[ProbeKindEntry] = &[
         build: |p| process(p, false),
     },
     ProbeKindEntry {
+        shape: "process.function.call",
+        doc: "entry of the out-of-line bodies of the functions matching a pattern, not their inlined calls",
+        build: |p| process(p, false),
+    },
+    ProbeKindEntry {
+        shape: "process.function.inline",
+        doc: "the calls the compiler inlined of the functions matching a pattern",
+        build: |p| process(p, false),
+    },
+    ProbeKindEntry {
         shape: "process.function.return",
         doc: "return from the functions matching a pattern",
         build: |p| process(p, true),
@@ -242,14 +269,25 @@ fn process(p: &ProbePoint, ret: bool) -> Result<ProbeKind, Diagnostic> {
     };
     let c = &p.components[1];
     let arg = string_arg(c)?;
-    if ret && p.components[2].arg.is_some() {
+    if let Some(last) = p.components.get(2)
+        && last.arg.is_some()
+    {
         return Err(Diagnostic::error(
-            p.components[2].span,
-            "'return' takes no argument",
+            last.span,
+            format!("'{}' takes no argument", last.name),
         ));
     }
+    let instances = match p.components.get(2).map(|c| c.name.as_str()) {
+        Some("call") => Instances::Call,
+        Some("inline") => Instances::Inline,
+        _ => Instances::All,
+    };
     let site = if c.name == "function" {
-        Site::Function { pattern: arg, ret }
+        Site::Function {
+            pattern: arg,
+            ret,
+            instances,
+        }
     } else {
         statement(&arg).map_err(|m| {
             Diagnostic::error(c.span, m).with_help("write it as \"FUNCTION@FILE:LINE\"")
@@ -296,6 +334,60 @@ fn statement(spec: &str) -> Result<Site, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe kind of `point`, parsed as the command line's `-l` parses it.
+    fn kind_of(point: &str) -> Result<ProbeKind, Diagnostic> {
+        let mut sm = crate::SourceMap::new();
+        let src = format!("probe {point} {{}}");
+        let file = sm.add("<test>", &src);
+        let (script, diags) = crate::parse(file, &src, &crate::ParseOptions::default());
+        assert!(!crate::has_errors(&diags), "{point}: {diags:?}");
+        let p = script
+            .items
+            .iter()
+            .find_map(|i| match i {
+                crate::ast::Item::Probe(p) => p.points.first().cloned(),
+                _ => None,
+            })
+            .expect("a probe point");
+        probe_kind(&p)
+    }
+
+    #[test]
+    fn call_and_inline_choose_a_functions_instances() {
+        let site = |point: &str| match kind_of(point) {
+            Ok(ProbeKind::Process(p)) => p.site,
+            other => panic!("{point}: {other:?}"),
+        };
+        let function = |instances, ret| Site::Function {
+            pattern: "F".into(),
+            ret,
+            instances,
+        };
+        assert_eq!(
+            site("process.function(\"F\")"),
+            function(Instances::All, false)
+        );
+        assert_eq!(
+            site("process.function(\"F\").call"),
+            function(Instances::Call, false)
+        );
+        assert_eq!(
+            site("process.function(\"F\").inline"),
+            function(Instances::Inline, false)
+        );
+        assert_eq!(
+            site("process.function(\"F\").return"),
+            function(Instances::All, true)
+        );
+        let err = kind_of("process.function(\"F\").inline(3)").unwrap_err();
+        assert!(
+            err.message.contains("'inline' takes no argument"),
+            "{}",
+            err.message
+        );
+        assert!(kind_of("process.function(\"F\").inlined").is_err());
+    }
 
     #[test]
     fn statement_specs() {

@@ -104,7 +104,7 @@ impl Drop for Private {
     }
 }
 
-/// The `FUNC COUNT` rows of a funccount table.
+/// The `FUNC COUNT` rows of a funccount table (an INLINED column after is left out).
 pub fn counts(stdout: &str) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
     let mut in_table = false;
@@ -116,11 +116,12 @@ pub fn counts(stdout: &str) -> std::collections::BTreeMap<String, u64> {
         if !in_table {
             continue;
         }
-        let mut parts = line.rsplitn(2, ' ');
-        if let (Some(n), Some(name)) = (parts.next(), parts.next())
+        // `FUNC COUNT`, or `FUNC COUNT INLINED` when inlined calls were probed.
+        let mut parts = line.split_whitespace();
+        if let (Some(name), Some(n)) = (parts.next(), parts.next())
             && let Ok(n) = n.parse()
         {
-            m.insert(name.trim().to_string(), n);
+            m.insert(name.to_string(), n);
         }
     }
     m

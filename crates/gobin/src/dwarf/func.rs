@@ -143,7 +143,7 @@ impl<'data> Dwarf<'data> {
         Ok(self.function_at(func, pc)?.variables_at(pc))
     }
 
-    fn read_function(
+    pub(crate) fn read_function(
         &self,
         index: usize,
         offset: gimli::UnitOffset,
@@ -155,12 +155,14 @@ impl<'data> Dwarf<'data> {
             .ctx("reading a function's DIEs")?;
         let root = tree.root().ctx("reading a function's DIE")?;
         let entry = root.entry();
+        // An inlined call has no frame base of its own: its variables live in the
+        // frame of the function it was inlined into, whose base Go makes the CFA.
         let frame_base_is_cfa = match entry
             .attr_value(gimli::DW_AT_frame_base)
             .ctx("reading the frame base")?
         {
             Some(AttributeValue::Exprloc(e)) => e.0.to_slice().ok().as_deref() == Some(&[0x9c][..]),
-            _ => false,
+            _ => entry.tag() == gimli::DW_TAG_inlined_subroutine,
         };
         let mut ranges = Vec::new();
         let mut iter = self
@@ -171,8 +173,11 @@ impl<'data> Dwarf<'data> {
             ranges.push(VirtAddr(r.begin)..VirtAddr(r.end));
         }
         let entry_pc = match entry
-            .attr_value(gimli::DW_AT_low_pc)
-            .ctx("reading low_pc")?
+            .attr_value(gimli::DW_AT_entry_pc)
+            .ctx("reading entry_pc")?
+            .or(entry
+                .attr_value(gimli::DW_AT_low_pc)
+                .ctx("reading low_pc")?)
         {
             Some(v) => self
                 .gimli

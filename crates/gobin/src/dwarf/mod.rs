@@ -1,5 +1,6 @@
 //! The DWARF of a Go executable, read lazily: functions and their variables with
-//! locations ([`func`]), types ([`types`]), statement lines ([`lines`]).
+//! locations ([`func`]), the calls the compiler inlined and their own variables
+//! ([`inlined`]), types ([`types`]), statement lines ([`lines`]).
 //!
 //! A probe needs one function's compile unit and the handful of types it names, so
 //! nothing is parsed up front. Go emits one compile unit per package (plus a few for
@@ -38,6 +39,7 @@
 
 pub mod func;
 pub mod inflate;
+pub mod inlined;
 pub mod lines;
 pub mod location;
 mod reader;
@@ -52,6 +54,7 @@ use reader::SectionReader;
 pub use reader::{Release, Section};
 
 pub use func::{Function, FunctionVariable, Scope, Variable};
+pub use inlined::{InlinedInstance, InstanceRef};
 pub use lines::file_matches;
 pub use location::{
     Address, DwarfReg, Expr, ExprError, Location, LocationEntry, Piece, Place, Value,
@@ -120,6 +123,8 @@ pub(crate) struct UnitSlot<'data> {
     pub(crate) rows: OnceLock<Result<Vec<lines::Row>>>,
     /// How many functions of the unit have asked for their lines.
     pub(crate) line_queries: std::sync::atomic::AtomicU32,
+    /// The unit's inlined-call DIEs, once inlined calls are asked for.
+    inlined: OnceLock<Result<inlined::UnitInlined>>,
     /// The header of the unit's line program (its file list), read once.
     line_program: OnceLock<Result<Option<gimli::IncompleteLineProgram<R<'data>>>>>,
 }
@@ -136,6 +141,7 @@ impl<'data> UnitSlot<'data> {
             rows: OnceLock::new(),
             line_queries: std::sync::atomic::AtomicU32::new(0),
             line_program: OnceLock::new(),
+            inlined: OnceLock::new(),
         }
     }
 }

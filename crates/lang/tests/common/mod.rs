@@ -233,7 +233,7 @@ impl Target for FakeTarget {
             });
         }
         match &probe.site {
-            Site::Function { pattern, ret } => {
+            Site::Function { pattern, ret, .. } => {
                 let locs: Vec<Location> = self
                     .funcs
                     .iter()

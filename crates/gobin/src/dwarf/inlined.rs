@@ -1,0 +1,160 @@
+//! Calls the compiler inlined, as DWARF records them: a `DW_TAG_inlined_subroutine`
+//! DIE inside the function it was inlined into, naming the inlined function through
+//! `DW_AT_abstract_origin`, with the pcs of its code (`DW_AT_low_pc`/`high_pc` or
+//! `DW_AT_ranges`; `DW_AT_entry_pc` when a compiler says where the call starts), its
+//! call site, and its own parameters and locals, each with a location list.
+//!
+//! Go puts the abstract copy of a function in the unit of its own package, so an
+//! inlined call of `sync.(*Mutex).Lock` in `main` names a DIE of unit `sync` (a
+//! section-relative reference). Every unit is scanned once for these DIEs, the first
+//! time inlined calls are asked for, keeping only where each is and what it names.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::func::Function;
+use super::{Context, Dwarf, Result, Unit};
+use crate::VirtAddr;
+
+/// One inlined call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlinedInstance {
+    /// The inlined function's name: `sync.(*Mutex).Lock`.
+    pub name: String,
+    /// Where the call's code starts: `DW_AT_entry_pc`, else its lowest pc.
+    pub entry: VirtAddr,
+    pub ranges: Vec<Range<VirtAddr>>,
+    /// The line of the call in its caller's source, if recorded.
+    pub call_line: Option<u64>,
+    /// The DIE, for [`Dwarf::inlined_function`].
+    pub die: InstanceRef,
+}
+
+/// An inlined call's DIE: its `.debug_info` offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceRef(pub u64);
+
+/// The inlined-call DIEs of one unit: where each is, and the DIE it names.
+pub(crate) type UnitInlined = Vec<(gimli::UnitOffset, Option<gimli::DebugInfoOffset>)>;
+
+impl<'data> Dwarf<'data> {
+    /// Every inlined call of a function whose name `wanted` accepts, in address
+    /// order. Scans every unit's DIEs the first time.
+    pub fn inlined_instances(&self, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<InlinedInstance>> {
+        self.blamed(self.find_inlined(wanted))
+    }
+
+    fn find_inlined(&self, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<InlinedInstance>> {
+        let mut names: HashMap<gimli::DebugInfoOffset, String> = HashMap::new();
+        let mut out = Vec::new();
+        for index in 0..self.slots()?.len() {
+            let slot = self.slot(index)?;
+            let found = slot
+                .inlined
+                .get_or_init(|| self.scan_inlined(index))
+                .as_ref()
+                .map_err(Clone::clone)?;
+            for (offset, origin) in found {
+                let Some(origin) = origin else { continue };
+                let name = match names.get(origin) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = self.die_name(*origin)?;
+                        names.insert(*origin, n.clone());
+                        n
+                    }
+                };
+                if !wanted(&name) {
+                    continue;
+                }
+                out.push(self.instance(index, *offset, name)?);
+            }
+        }
+        out.sort_by_key(|i| i.entry);
+        Ok(out)
+    }
+
+    /// The inlined call `die` as a function: its pcs and its own parameters and
+    /// locals, each with its location list (`Function::variables_at`).
+    pub fn inlined_function(&self, die: InstanceRef, name: &str) -> Result<Function> {
+        self.blamed((|| {
+            let (index, local) = self.unit_of(gimli::DebugInfoOffset(die.0 as usize))?;
+            self.read_function(index, local, name)
+        })())
+    }
+
+    fn instance(
+        &self,
+        index: usize,
+        offset: gimli::UnitOffset,
+        name: String,
+    ) -> Result<InlinedInstance> {
+        let unit = self.unit(index)?;
+        let entry = unit.entry(offset).ctx("reading an inlined call")?;
+        let mut ranges = Vec::new();
+        let mut iter = self
+            .gimli
+            .die_ranges(unit, &entry)
+            .ctx("reading an inlined call's ranges")?;
+        while let Some(r) = iter.next().ctx("reading an inlined call's ranges")? {
+            if r.begin < r.end {
+                ranges.push(VirtAddr(r.begin)..VirtAddr(r.end));
+            }
+        }
+        let entry_pc = match entry
+            .attr_value(gimli::DW_AT_entry_pc)
+            .ctx("reading entry_pc")?
+        {
+            Some(v) => self
+                .gimli
+                .attr_address(unit, v)
+                .ctx("reading entry_pc")?
+                .map(VirtAddr),
+            None => None,
+        };
+        let call_line = entry
+            .attr_value(gimli::DW_AT_call_line)
+            .ctx("reading call_line")?
+            .and_then(|v| v.udata_value());
+        let global = offset
+            .to_debug_info_offset(&unit.header)
+            .map_or(0, |o| o.0 as u64);
+        Ok(InlinedInstance {
+            entry: entry_pc
+                .or_else(|| ranges.iter().map(|r| r.start).min())
+                .unwrap_or_default(),
+            name,
+            ranges,
+            call_line,
+            die: InstanceRef(global),
+        })
+    }
+
+    /// The inlined-call DIEs of unit `index`, at any depth, with the DIE each names.
+    fn scan_inlined(&self, index: usize) -> Result<UnitInlined> {
+        let unit: &Unit<'data> = self.unit(index)?;
+        let mut entries = unit.entries_raw(None).ctx("reading DIEs")?;
+        let mut out = Vec::new();
+        while !entries.is_empty() {
+            let offset = entries.next_offset();
+            let Some(abbrev) = entries.read_abbreviation().ctx("reading a DIE")? else {
+                continue;
+            };
+            if abbrev.tag() != gimli::DW_TAG_inlined_subroutine {
+                entries
+                    .skip_attributes(abbrev.attributes())
+                    .ctx("skipping a DIE's attributes")?;
+                continue;
+            }
+            let mut origin = None;
+            for spec in abbrev.attributes() {
+                let attr = entries.read_attribute(*spec).ctx("reading an attribute")?;
+                if attr.name() == gimli::DW_AT_abstract_origin {
+                    origin = self.global_ref(unit, attr.value());
+                }
+            }
+            out.push((offset, origin));
+        }
+        Ok(out)
+    }
+}

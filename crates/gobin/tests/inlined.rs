@@ -1,0 +1,87 @@
+//! Inlined calls as `.gopclntab`'s inline trees give them and as DWARF's inlined
+//! subroutines give them, on tests/testprogs/inlined.go built by every toolchain:
+//! the same calls at the same first pcs, each one an instruction a uprobe may take,
+//! and a stripped build has the same ones.
+
+use std::collections::BTreeSet;
+
+use gobin::dwarf::Dwarf;
+use gobin::{GoBinary, x86};
+use testprogs::Variant;
+
+/// (callee, first pc) of every inlined call of the functions the program counts.
+fn from_pclntab(bin: &GoBinary<'_>) -> BTreeSet<(String, u64)> {
+    ["main.(*counter).Value", "sync.(*Mutex).Lock"]
+        .iter()
+        .flat_map(|p| bin.inlined_calls_matching(p))
+        .map(|c| (c.callee.to_string(), c.addr.0))
+        .collect()
+}
+
+#[test]
+fn inline_trees_and_dwarf_agree_on_every_toolchain() {
+    for tc in testprogs::toolchains() {
+        let exe = testprogs::build("inlined", &tc, Variant::Default);
+        let data = std::fs::read(&exe).unwrap();
+        let bin = GoBinary::parse(&data).unwrap();
+        let ours = from_pclntab(&bin);
+        let d = Dwarf::load_sections(|n| bin.dwarf_section(n)).unwrap();
+        let wanted = |n: &str| n == "main.(*counter).Value" || n == "sync.(*Mutex).Lock";
+        let theirs: BTreeSet<(String, u64)> = d
+            .inlined_instances(&wanted)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.entry.0))
+            .collect();
+        assert_eq!(ours, theirs, "go{}", tc.minor);
+        // The program calls Value from three call sites, all inlined into main.
+        let values: Vec<_> = bin
+            .inlined_calls_matching("main.(*counter).Value")
+            .into_iter()
+            .filter(|c| c.holder.name.starts_with("main."))
+            .collect();
+        assert_eq!(values.len(), 3, "go{}: {values:?}", tc.minor);
+        let in_get = bin
+            .inlined_calls_matching("sync.(*Mutex).Lock")
+            .into_iter()
+            .filter(|c| c.holder.name == "main.(*Store).Get")
+            .count();
+        assert_eq!(in_get, 1, "go{}: Lock inlined into Store.Get", tc.minor);
+        // Each first pc starts an instruction of the function that holds it, and
+        // the frames there name the inlined function under its caller.
+        for c in bin.inlined_calls_matching("main.(*counter).Value") {
+            assert_eq!(
+                x86::check(&bin, &c.holder, c.addr),
+                Ok(()),
+                "go{} {c:?}",
+                tc.minor
+            );
+            let frames = bin.frames_at(c.addr);
+            assert!(
+                frames
+                    .iter()
+                    .any(|f| f.inlined && f.function == "main.(*counter).Value"),
+                "go{}: {frames:?}",
+                tc.minor
+            );
+        }
+        // The inlined call's own receiver has a location at its first pc.
+        for i in d
+            .inlined_instances(&|n| n == "main.(*counter).Value")
+            .unwrap()
+        {
+            let f = d.inlined_function(i.die, &i.name).unwrap();
+            let vars = f.variables_at(i.entry);
+            assert!(
+                vars.iter().any(|v| v.name == "c"),
+                "go{}: the inlined call at {} has {vars:?}",
+                tc.minor,
+                i.entry
+            );
+        }
+        // Stripping keeps the inline trees: the same calls.
+        let stripped = std::fs::read(testprogs::build("inlined", &tc, Variant::Stripped)).unwrap();
+        let sbin = GoBinary::parse(&stripped).unwrap();
+        assert_eq!(from_pclntab(&sbin), ours, "go{} stripped", tc.minor);
+    }
+}
