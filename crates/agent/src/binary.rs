@@ -110,6 +110,11 @@ pub fn sites(path: &Path, patterns: &[String]) -> Result<Vec<Site>, BinaryError>
             let Ok(site) = gobin::x86::probe_site(&go, &f) else {
                 continue;
             };
+            // A site the kernel refuses (`int 3` in runtime.abort) would fail the
+            // whole link of a running process (error 524).
+            if site.refusal.is_some() {
+                continue;
+            }
             if let Some(off) = go.file_offset(site.addr) {
                 out.push(Site {
                     function: f.name.to_string(),
