@@ -35,10 +35,12 @@ const VARIANTS: [Variant; 3] = [Variant::Default, Variant::Stripped, Variant::Pi
 
 /// A test program started with its stdout and stderr on a pipe that is already full:
 /// it runs its start-up and then waits at its first write, alive, whatever its
-/// arguments would have made it do, until the test ends it.
+/// arguments would have made it do, until the test ends it. Its stdin is a pipe
+/// nobody writes to, so a program that reads its input waits there instead.
 struct Held {
     child: Child,
     pipe: Option<std::io::PipeReader>,
+    _input: std::io::PipeWriter,
 }
 
 impl Held {
@@ -59,8 +61,9 @@ impl Held {
             last = written.load(Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(30));
         }
+        let (input, input_writer) = std::io::pipe().expect("pipe");
         let child = Command::new(prog)
-            .stdin(Stdio::null())
+            .stdin(input)
             .stdout(writer.try_clone().expect("pipe"))
             .stderr(writer.try_clone().expect("pipe"))
             .spawn()
@@ -70,6 +73,7 @@ impl Held {
         Held {
             child,
             pipe: Some(reader),
+            _input: input_writer,
         }
     }
 
@@ -251,8 +255,10 @@ fn every_statement_site_is_taken_and_the_program_runs_on_unharmed() {
         for variant in VARIANTS {
             let what = format!("go{} {variant}", tc.minor);
             let prog = Private::copy(&testprogs::build("counts", &tc, variant), "all-stmts");
+            // 4 s of rounds: time for a debug build to resolve and place every
+            // statement of the program while it runs.
             let target = Command::new(&prog.path)
-                .args(["60", "20"])
+                .args(["200", "20"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -286,7 +292,7 @@ fn every_statement_site_is_taken_and_the_program_runs_on_unharmed() {
                 text(&tout.stderr)
             );
             assert!(
-                text(&tout.stdout).contains("done 600"),
+                text(&tout.stdout).contains("done 2000"),
                 "{what}: the program's output changed:\n{}",
                 text(&tout.stdout)
             );
