@@ -236,23 +236,30 @@ pub fn write_global_array(out: &mut Vec<u8>, name: &str, entries: &mut Vec<Entry
 const FUNC_WIDTH: usize = 36;
 /// Width of the COUNT column.
 const COUNT_WIDTH: usize = 8;
+/// The widest the FUNC column grows, so that a row fits an 80-column terminal.
+const FUNC_MAX_WIDTH: usize = 80 - 1 - COUNT_WIDTH;
 
 /// A function-count table like BCC's funccount: a `FUNC  COUNT` header,
 /// then one row per function with a non-zero count, by count descending
 /// then name. The FUNC column is 36 wide as in funccount, wider if a name
-/// needs it so the counts stay aligned.
+/// needs it so the counts stay aligned, but never so wide that a row would
+/// not fit 80 columns: a longer name (a generic Go function's, with its type
+/// arguments, runs to hundreds) is printed whole and pushes its own count
+/// out, as funccount's `%-36s %8d` does, and no other row.
 pub fn write_func_counts(out: &mut Vec<u8>, counts: &[(&str, u64)]) {
     let mut rows: Vec<&(&str, u64)> = counts.iter().filter(|(_, c)| *c > 0).collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let columns = |name: &str| name.chars().count();
     let width = rows
         .iter()
-        .map(|(name, _)| name.len())
+        .map(|(name, _)| columns(name))
+        .filter(|w| *w <= FUNC_MAX_WIDTH)
         .max()
         .unwrap_or(0)
         .max(FUNC_WIDTH);
     let mut row = |name: &str, count: &str| {
         out.extend_from_slice(name.as_bytes());
-        out.resize(out.len() + (width - name.len()) + 1, b' ');
+        out.resize(out.len() + width.saturating_sub(columns(name)) + 1, b' ');
         out.resize(out.len() + COUNT_WIDTH.saturating_sub(count.len()), b' ');
         out.extend_from_slice(count.as_bytes());
         out.push(b'\n');
@@ -515,5 +522,25 @@ main.work                                  10
         );
         assert!(lines[0].starts_with("FUNC ") && lines[0].ends_with("   COUNT"));
         assert!(lines[1].starts_with(long) && lines[1].ends_with("       3"));
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_terminal_overflows_its_own_row_only() {
+        let generic = "main.Fold[go.shape.struct { Name string; Size int; Tags []string; \
+                       Owner *main.Account },go.shape.int]";
+        let mid = "k8s.io/client-go/tools/cache.(*sharedIndexInformer).HandleDeltas";
+        let mut out = Vec::new();
+        write_func_counts(&mut out, &[(generic, 7), (mid, 12), ("main.main", 1)]);
+        let text = text(out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        // The generic name's row is the name, whole, then its count as funccount
+        // prints it; every other row is as wide as the longest name that fits.
+        assert_eq!(lines[2], format!("{generic}        7"));
+        for l in [lines[0], lines[1], lines[3]] {
+            assert_eq!(l.len(), mid.len() + 1 + 8, "{text}");
+            assert!(l.len() <= 80);
+        }
+        assert!(lines[1].starts_with(mid) && lines[1].ends_with("      12"));
     }
 }
