@@ -8,6 +8,7 @@ mod binary;
 mod funccount;
 mod list;
 mod maps;
+mod nobinary;
 mod script;
 mod session;
 mod stacks;

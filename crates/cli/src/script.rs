@@ -4,6 +4,12 @@
 //! probes send, run timer probes, and at the end (`exit()`, the command's end, or a
 //! signal) detach, drain, run `end` probes and print the globals the script wrote but
 //! never read, as stap does.
+//!
+//! The script is checked first with no binary (`nobinary.rs`), so that its own errors
+//! come before anything about a binary. A script whose probes are all `begin`, `end`
+//! and `timer.*` needs none: it runs in user space, with its globals in maps of the
+//! kernel (the same storage as beside kernel probes) or, without globals, nothing in
+//! the kernel at all; `-c CMD` still starts the command and waits for it.
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -16,6 +22,7 @@ use lang::ProbeKind;
 use crate::args::{ScriptArgs, ScriptSource, Target};
 use crate::binary::Binary;
 use crate::maps::KernelGlobals;
+use crate::nobinary::{NEEDS_A_BINARY, NoBinary};
 use crate::session::{self, Armed, End, Handler, Traced};
 
 pub fn run(a: &ScriptArgs) -> Result<i32> {
@@ -66,16 +73,30 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
 
     session::phase("check");
-    let bin = script_binary(&script, &a.target)?;
-    let target =
-        codegen::GoTarget::new(bin.go()?, bin.path.display().to_string()).releasing(bin.releaser());
-    let (info, mut diags) = lang::check_with(&script, &target, limits);
-    crate::tapset::keep_user_warnings(&mut diags, tapset);
+    let (bin, info, diags) = check_without_binary(&script, &sm, &a.target, tapset, limits)?;
+    let target = match &bin {
+        Some(b) => Some(
+            codegen::GoTarget::new(b.go()?, b.path.display().to_string()).releasing(b.releaser()),
+        ),
+        None => None,
+    };
+    // With a binary, the script is checked again against it: every answer the first
+    // check could not have is there, and so are the script's own errors.
+    let (info, mut diags) = match &target {
+        Some(t) => {
+            let (info, mut diags) = lang::check_with(&script, t, limits);
+            crate::tapset::keep_user_warnings(&mut diags, tapset);
+            (info, diags)
+        }
+        None => (info, diags),
+    };
+    // In the order of the source, whichever pass found them.
+    diags.sort_by_key(|d| d.span);
     let warnings = sm.render_all(&diags);
     if lang::has_errors(&diags) {
         bail!("{}", warnings.trim_end());
     }
-    for w in target.warnings() {
+    for w in target.iter().flat_map(codegen::GoTarget::warnings) {
         eprintln!("WARNING: {w}");
     }
     if !warnings.is_empty() {
@@ -102,7 +123,13 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     passed("parsed the script, resolved its probe points and checked its types");
     let mut traced = Traced::start(&a.target)?;
     session::phase("compile");
-    let compiled = session::compile(&script, &info, &target, &sm, &traced)?;
+    let compiled = match &target {
+        Some(t) => session::compile(&script, &info, t, &sm, &traced)?,
+        None => codegen::Compiled {
+            spec: session::compile_user(&script, &info, &sm, &traced)?,
+            spans: Vec::new(),
+        },
+    };
     passed("compiled the probes to eBPF");
     if dumps.contains(&"bpf") {
         eprint!("{}", compiled.disassemble_with_source(&sm));
@@ -133,7 +160,12 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         None => Box::new(std::io::stdout()),
     };
     session::phase("attach");
-    armed.attach_script(&bin, traced.scope())?;
+    if let Some(bin) = &bin {
+        armed.attach_script(bin, traced.scope())?;
+    }
+    // With no probe to place, the trace begins here all the same: a signal from now
+    // on (during the begin probes too) ends it in order, end probes and all.
+    sys::trace_begins();
     passed(&format!(
         "{} probes attached through {} links",
         armed.probe_count(),
@@ -146,19 +178,23 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         target: traced.pid().map_or(0, i64::from),
         ..runtime::interp::Context::default()
     };
-    let go = bin.go()?;
+    let go = bin.as_ref().map(Binary::go).transpose()?;
     let mut interp = runtime::interp::Interp::new(
         &script,
         &info,
         &spec.globals,
         ctx,
         runtime::interp::Limits::default(),
-    )
-    .with_symbols(usymname(&go, &bin.path, traced.pid()));
+    );
+    if let (Some(b), Some(go)) = (&bin, &go) {
+        interp = interp.with_symbols(usymname(go, &b.path, traced.pid()));
+    }
     let mut run = Run {
         decoder: runtime::events::Decoder::new(spec)?
             .with_max_line(info.limits.max_printf as usize),
-        sym: runtime::symbolize::Symbolizer::new(&go, bin.path.display().to_string(), 0),
+        sym: bin.as_ref().zip(go.as_ref()).map(|(b, go)| {
+            runtime::symbolize::Symbolizer::new(go, b.path.display().to_string(), 0)
+        }),
         buf: Vec::with_capacity(4096),
         failed: None,
         timers: Vec::new(),
@@ -225,8 +261,8 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
             sm: &sm,
             bias_pid: traced.pid(),
             bias_done: false,
-            bin: &bin,
-            go: &go,
+            bin: bin.as_ref(),
+            go: go.as_ref(),
         };
         session::run(&signals, ring.as_mut(), &mut traced, &mut loop_h)?
     };
@@ -336,6 +372,57 @@ fn usymname<'g>(
         go.function_at(gobin::VirtAddr(addr.wrapping_sub(b)))
             .map(|f| f.name.to_string())
     }
+}
+
+/// The script checked with no binary (its types and diagnostics), and the binary
+/// opened if the script needs one.
+fn check_without_binary(
+    script: &lang::ast::Script,
+    sm: &lang::SourceMap,
+    target: &Target,
+    tapset: Option<lang::FileId>,
+    limits: lang::Limits,
+) -> Result<(Option<Binary>, lang::TypeInfo, Vec<lang::Diagnostic>)> {
+    let nobin = NoBinary::default();
+    let (info, mut diags) = lang::check_with(script, &nobin, limits);
+    crate::tapset::keep_user_warnings(&mut diags, tapset);
+    let bin = if nobin.asked() {
+        Some(binary_after_own_errors(script, target, sm, &diags)?)
+    } else {
+        None
+    };
+    Ok((bin, info, diags))
+}
+
+/// The binary a script that needs one probes, opened. If it cannot be, the script's
+/// own errors (`diags`, from the check without a binary) are said first, at their
+/// places, then why there is no binary. Not among them: what needs the binary, and
+/// the types the check could not infer, since the bodies of process probes, where
+/// they may be set, were not checked.
+fn binary_after_own_errors(
+    script: &lang::ast::Script,
+    target: &Target,
+    sm: &lang::SourceMap,
+    diags: &[lang::Diagnostic],
+) -> Result<Binary> {
+    let e = match script_binary(script, target) {
+        Ok(b) => return Ok(b),
+        Err(e) => e,
+    };
+    let mut own: Vec<lang::Diagnostic> = diags
+        .iter()
+        .filter(|d| {
+            d.severity == lang::Severity::Error
+                && d.message != NEEDS_A_BINARY
+                && !d.message.starts_with("cannot infer the ")
+        })
+        .cloned()
+        .collect();
+    if own.is_empty() {
+        return Err(e);
+    }
+    own.sort_by_key(|d| d.span);
+    bail!("{}\nerror: {e:#}", sm.render_all(&own).trim_end())
 }
 
 /// The one executable the script's process probes name (relative paths from the
@@ -449,7 +536,10 @@ fn flame_graphs(
     if a.folded.is_none() && a.svg.is_none() {
         return Ok(());
     }
-    let folded = run.stacks.folded(&mut run.sym, maps, spec)?;
+    let folded = match &mut run.sym {
+        Some(sym) => run.stacks.folded(sym, maps, spec)?,
+        None => runtime::flame::Folded::default(),
+    };
     if folded.is_empty() {
         eprintln!(
             "WARNING: no array or statistic keyed by ubacktrace() has elements: the flame graph is empty"
@@ -536,7 +626,8 @@ fn report_counters(spec: &ScriptSpec, armed: &Armed) -> Result<()> {
 /// What the loop keeps between records.
 struct Run<'a, 'd> {
     decoder: runtime::events::Decoder,
-    sym: runtime::symbolize::Symbolizer<'a, 'd>,
+    /// The binary's symbols (none for a script that needs no binary).
+    sym: Option<runtime::symbolize::Symbolizer<'a, 'd>>,
     buf: Vec<u8>,
     /// An error a probe reported; the run ends with it.
     failed: Option<String>,
@@ -559,7 +650,9 @@ impl Run<'_, '_> {
         }
         let from = self.buf.len();
         let stop = self.decode(rec);
-        self.stacks.expand(&mut self.sym, maps, &mut self.buf, from);
+        if let Some(sym) = &mut self.sym {
+            self.stacks.expand(sym, maps, &mut self.buf, from);
+        }
         stop
     }
 
@@ -574,7 +667,9 @@ impl Run<'_, '_> {
 
     /// Stacks named in the user-space probes' output, expanded.
     fn expand_user(&mut self, maps: &[sys::Map]) {
-        self.stacks.expand(&mut self.sym, maps, &mut self.user, 0);
+        if let Some(sym) = &mut self.sym {
+            self.stacks.expand(sym, maps, &mut self.user, 0);
+        }
     }
 
     fn decode(&mut self, rec: &[u8]) -> bool {
@@ -591,9 +686,10 @@ impl Run<'_, '_> {
                 first_is_return,
                 bias,
             }) => {
-                self.sym.set_bias(bias);
-                self.sym
-                    .write_stack(&mut self.buf, frames, first_is_return, fileline);
+                if let Some(sym) = &mut self.sym {
+                    sym.set_bias(bias);
+                    sym.write_stack(&mut self.buf, frames, first_is_return, fileline);
+                }
                 false
             }
             Err(e) => {
@@ -612,25 +708,27 @@ struct Loop<'r, 'a, 'd, 'i> {
     sm: &'r lang::SourceMap,
     bias_pid: Option<u32>,
     bias_done: bool,
-    bin: &'r Binary,
-    go: &'r gobin::GoBinary<'d>,
+    bin: Option<&'r Binary>,
+    go: Option<&'r gobin::GoBinary<'d>>,
 }
 
 impl Loop<'_, '_, '_, '_> {
     /// A PIE's addresses at run time are shifted by where it was loaded; learn that
     /// once from the traced process's maps.
     fn learn_bias(&mut self) {
-        if self.bias_done || !self.go.is_pie() {
+        let (Some(bin), Some(go), Some(sym)) = (self.bin, self.go, &mut self.run.sym) else {
+            return;
+        };
+        if self.bias_done || !go.is_pie() {
             return;
         }
         // The mapping is found by inode: its name is the path as the process sees
         // it, which differs from ours in another mount namespace.
         if let Some(pid) = self.bias_pid
             && let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-            && let Some(b) =
-                runtime::symbolize::bias_from_maps(&maps, &self.bin.maps_name(&maps), 0)
+            && let Some(b) = runtime::symbolize::bias_from_maps(&maps, &bin.maps_name(&maps), 0)
         {
-            self.run.sym.set_bias(b);
+            sym.set_bias(b);
             self.bias_done = true;
         }
     }

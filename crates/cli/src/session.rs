@@ -181,7 +181,7 @@ impl Armed {
     /// Creates the maps and loads the programs of `object`, for multi-uprobe links
     /// when the kernel has them.
     pub fn load(object: &bpf::ObjectSpec, verbose_log: bool) -> Result<Armed> {
-        let multi = sys::uprobe_multi_supported();
+        let multi = multi_links(object);
         let attach = if multi {
             sys::AttachKind::UprobeMulti
         } else {
@@ -215,7 +215,7 @@ impl Armed {
     /// once, and a dispatcher when different programs share a binary, with its
     /// tables filled.
     pub fn load_script(spec: &bpf::script::ScriptSpec, verbose_log: bool) -> Result<Armed> {
-        let multi = sys::uprobe_multi_supported();
+        let multi = multi_links(&spec.object);
         let plan = codegen::dispatch::plan(&spec.object, &spec.attachments, multi);
         let mut armed = Armed::load(&plan.object, verbose_log)?;
         if let Some(t) = &plan.table {
@@ -344,6 +344,12 @@ impl Drop for Armed {
     fn drop(&mut self) {
         self.detach();
     }
+}
+
+/// Whether `object`'s programs go through multi-uprobe links. Asking the kernel loads a
+/// program: an object without programs (a script that runs in user space) does not.
+fn multi_links(object: &bpf::ObjectSpec) -> bool {
+    !object.programs.is_empty() && sys::uprobe_multi_supported()
 }
 
 /// Drops `links`, each thread of up to [`RELEASE_THREADS`] a share of them: one
@@ -485,6 +491,23 @@ pub fn compile(
         ..codegen::Options::default()
     };
     codegen::compile_full(script, info, target, &opts)
+        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))
+}
+
+/// Compiles a checked script that has no process probe: its globals' storage and its
+/// user-space probes, for the process `traced` follows.
+pub fn compile_user(
+    script: &lang::ast::Script,
+    info: &lang::TypeInfo,
+    sm: &lang::SourceMap,
+    traced: &Traced,
+) -> Result<bpf::script::ScriptSpec> {
+    let opts = codegen::Options {
+        sources: Some(sm),
+        target_pid: traced.pid(),
+        ..codegen::Options::default()
+    };
+    codegen::compile_user(script, info, &opts)
         .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))
 }
 

@@ -69,6 +69,7 @@ pub mod funccount;
 mod lower;
 pub mod storage;
 pub mod target;
+mod user;
 mod window;
 
 use bpf::script::{AttachSite, AttachSpec, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind};
@@ -77,6 +78,7 @@ use lang::ast::{Expr, ExprKind, Item, Probe, Script, walk_stmt};
 use lang::{Diagnostic, ProbeInfo, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
 
 pub use target::GoTarget;
+pub use user::compile_user;
 
 use crate::emit::{CTX, KEY_SLOT, SCRATCH, SCRATCH_LIMIT};
 
