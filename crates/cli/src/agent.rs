@@ -2,82 +2,105 @@
 //! SIGTERM. `--check-config` resolves the configuration (file, flags, `OTEL_*`
 //! variables), prints it and exits: what deployment files are tested with.
 
-use anyhow::{Context, Result};
-use lexopt::prelude::*;
+use anyhow::Result;
+use clap::{ArgAction, ValueHint};
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
-usage: gotap agent [--config FILE] [--prometheus ADDR] [--otlp URL]
-                   [--exe GLOB] [--module GLOB] [--cgroup GLOB] [--container GLOB]
-                   [--funccount PATTERN]... [--max-series N] [--collect-ms N]
-                   [--rescan-ms N] [--exit-linger-ms N] [--check-config] [-v]
-
-Traces every Go process on the host (or those the selects pick) and exports
-metrics: Prometheus scrapes /metrics on --prometheus, OTLP/HTTP is pushed to
---otlp (or OTEL_EXPORTER_OTLP_ENDPOINT). --exe/--module/--cgroup/--container add
-one select (all given must match); --funccount counts calls of matching functions
-in the kernel (default main.*). SIGHUP reloads --config, SIGTERM flushes and exits.";
+/// `gotap agent`'s flags, as `clap` reads them: `args::Cli` hosts them as a
+/// subcommand, so `gotap agent --help`, the completions and `gotap man agent` come
+/// from here.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Prometheus scrapes /metrics on --prometheus; OTLP/HTTP is pushed to --otlp (or \
+OTEL_EXPORTER_OTLP_ENDPOINT). --exe, --module, --cgroup and --container make one \
+select (all given must match). SIGHUP reloads --config, SIGTERM flushes and exits.")]
+pub struct AgentFlags {
+    /// Settings from a TOML file (flags win over it); SIGHUP reloads it
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    config: Option<PathBuf>,
+    /// Serve Prometheus's /metrics on ADDR (host:port, or :port)
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<String>,
+    /// Push metrics by OTLP/HTTP to URL
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Select processes whose executable (as they see it) matches GLOB
+    #[arg(long, value_name = "GLOB")]
+    exe: Option<String>,
+    /// Select processes whose Go main module matches GLOB
+    #[arg(long, value_name = "GLOB")]
+    module: Option<String>,
+    /// Select processes whose cgroup path matches GLOB
+    #[arg(long, value_name = "GLOB")]
+    cgroup: Option<String>,
+    /// Select processes whose container id matches GLOB
+    #[arg(long, value_name = "GLOB")]
+    container: Option<String>,
+    /// Count calls of the functions that match PATTERN, in the kernel (repeatable;
+    /// main.* if none)
+    #[arg(long, value_name = "PATTERN")]
+    funccount: Vec<String>,
+    /// Series per metric, past which series are folded
+    #[arg(long, value_name = "N", value_parser = crate::args::positive)]
+    max_series: Option<u64>,
+    /// How often the kernel's counts are read
+    #[arg(long, value_name = "N", value_parser = crate::args::positive)]
+    collect_ms: Option<u64>,
+    /// How often /proc is scanned again (besides exec events)
+    #[arg(long, value_name = "N", value_parser = crate::args::positive)]
+    rescan_ms: Option<u64>,
+    /// How long an exited process's last values stay
+    #[arg(long, value_name = "N", value_parser = crate::args::positive)]
+    exit_linger_ms: Option<u64>,
+    /// Resolve the configuration (file, flags, OTEL_* variables), print it and exit
+    #[arg(long)]
+    check_config: bool,
+    /// Say more about what is done
+    #[arg(short = 'v', action = ArgAction::Count)]
+    verbose: u8,
+}
 
 #[derive(Debug, Default)]
 pub struct AgentArgs {
     pub options: agent::Options,
     pub check: bool,
-    pub help: bool,
 }
 
-pub fn parse(p: &mut lexopt::Parser, verbose: u8) -> Result<AgentArgs> {
-    let mut a = AgentArgs {
-        options: agent::Options {
-            verbose: verbose > 0,
-            ..agent::Options::default()
-        },
-        check: false,
-        help: false,
-    };
-    let mut select = agent::Select::default();
-    let f = &mut a.options.flags;
-    while let Some(arg) = p.next()? {
-        match arg {
-            Long("config") => a.options.config_file = Some(PathBuf::from(p.value()?)),
-            Long("prometheus") => f.prometheus = Some(p.value()?.string()?),
-            Long("otlp") => f.otlp = Some(p.value()?.string()?),
-            Long("exe") => select.exe = Some(p.value()?.string()?),
-            Long("module") => select.module = Some(p.value()?.string()?),
-            Long("cgroup") => select.cgroup = Some(p.value()?.string()?),
-            Long("container") => select.container = Some(p.value()?.string()?),
-            Long("funccount") => select
-                .funccount
-                .get_or_insert_with(Vec::new)
-                .push(p.value()?.string()?),
-            Long("max-series") => f.max_series = Some(number(p, "--max-series")? as usize),
-            Long("collect-ms") => f.collect_ms = Some(number(p, "--collect-ms")?),
-            Long("rescan-ms") => f.rescan_ms = Some(number(p, "--rescan-ms")?),
-            Long("exit-linger-ms") => f.exit_linger_ms = Some(number(p, "--exit-linger-ms")?),
-            Long("check-config") => a.check = true,
-            Short('v') => a.options.verbose = true,
-            Short('h') | Long("help") => a.help = true,
-            _ => return Err(arg.unexpected().into()),
+impl From<AgentFlags> for AgentArgs {
+    fn from(a: AgentFlags) -> AgentArgs {
+        let select = agent::Select {
+            exe: a.exe,
+            module: a.module,
+            cgroup: a.cgroup,
+            container: a.container,
+            funccount: (!a.funccount.is_empty()).then_some(a.funccount),
+        };
+        let mut flags = agent::Config {
+            prometheus: a.prometheus,
+            otlp: a.otlp,
+            max_series: a
+                .max_series
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            collect_ms: a.collect_ms,
+            rescan_ms: a.rescan_ms,
+            exit_linger_ms: a.exit_linger_ms,
+            ..agent::Config::default()
+        };
+        if select != agent::Select::default() {
+            flags.select.push(select);
+        }
+        AgentArgs {
+            options: agent::Options {
+                config_file: a.config,
+                flags,
+                verbose: a.verbose > 0,
+            },
+            check: a.check_config,
         }
     }
-    if select != agent::Select::default() {
-        f.select.push(select);
-    }
-    Ok(a)
-}
-
-fn number(p: &mut lexopt::Parser, flag: &str) -> Result<u64> {
-    let v = p.value()?.string()?;
-    v.parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .with_context(|| format!("{flag} takes a positive whole number, not {v:?}"))
 }
 
 pub fn run(a: &AgentArgs) -> Result<i32> {
-    if a.help {
-        println!("{USAGE}");
-        return Ok(0);
-    }
     if a.check {
         let c = agent::resolve(&a.options)?;
         println!("{c:#?}");
@@ -94,9 +117,12 @@ pub fn run(a: &AgentArgs) -> Result<i32> {
 mod tests {
     use super::*;
 
-    fn parse_str(args: &[&str]) -> Result<AgentArgs> {
-        let mut p = lexopt::Parser::from_args(args.iter().copied());
-        parse(&mut p, 0)
+    fn parse_str(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        let argv = ["agent"].iter().chain(args).map(std::ffi::OsString::from);
+        match crate::args::parse(argv)? {
+            crate::args::Command::Agent(a) => Ok(a),
+            other => panic!("not the agent: {other:?}"),
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ struct Probed {
 
 pub fn run(a: &FunccountArgs) -> Result<i32> {
     let signals = sys::Signals::new()?;
+    if let Some(p) = &a.output {
+        session::check_output("-o", p)?;
+    }
     let path = match (&a.binary, session::target_binary(&a.target)?) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => p,
@@ -82,6 +85,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         },
         quoted(&a.patterns)
     );
+    let mut out = session::output(a.output.as_deref())?;
     if let Traced::Child(c) = &mut traced {
         c.release()?;
     }
@@ -91,6 +95,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         next: None,
         map: &armed.maps[map_index],
         funcs: &funcs,
+        out: &mut out,
     };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
     let t1 = Instant::now();
@@ -98,7 +103,8 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     if a.verbose > 0 {
         eprintln!("detached in {:.1} ms", t1.elapsed().as_secs_f64() * 1e3);
     }
-    print_counts(&armed.maps[map_index], &funcs, false)?;
+    print_counts(&armed.maps[map_index], &funcs, false, &mut out)
+        .with_context(|| output_name(a))?;
     Ok(match end {
         session::End::ChildExited(code) => code,
         _ => 0,
@@ -221,10 +227,18 @@ fn quoted(patterns: &[String]) -> String {
         .join(", ")
 }
 
-/// Reads, sums over CPUs, prints and optionally clears the counters. A function's
-/// count is the sum of its probes'; with inlined calls probed, an INLINED column
-/// says how many of them were inlined calls.
-fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool) -> Result<()> {
+/// What the output is called in an error about writing it.
+fn output_name(a: &FunccountArgs) -> String {
+    match &a.output {
+        Some(p) => format!("-o {}", p.display()),
+        None => "writing the counts".to_string(),
+    }
+}
+
+/// Reads, sums over CPUs, prints to `w` and optionally clears the counters. A
+/// function's count is the sum of its probes'; with inlined calls probed, an INLINED
+/// column says how many of them were inlined calls.
+fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool, w: &mut dyn Write) -> Result<()> {
     let mut counts: Vec<(&str, u64)> = Vec::new();
     let mut inlined: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let zero = vec![0u8; map.value_buf_size()];
@@ -248,9 +262,8 @@ fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool) -> Result<()> {
     } else {
         runtime::table::write_func_counts(&mut out, &counts);
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    stdout.flush()?;
+    w.write_all(&out)?;
+    w.flush()?;
     Ok(())
 }
 
@@ -275,6 +288,7 @@ struct Interval<'a> {
     next: Option<Instant>,
     map: &'a sys::Map,
     funcs: &'a [Probed],
+    out: &'a mut Box<dyn Write>,
 }
 
 impl Handler for Interval<'_> {
@@ -284,8 +298,8 @@ impl Handler for Interval<'_> {
         };
         let next = *self.next.get_or_insert(now + every);
         if now >= next {
-            println!("\n{}", chrono_free_time());
-            print_counts(self.map, self.funcs, true)?;
+            writeln!(self.out, "\n{}", chrono_free_time())?;
+            print_counts(self.map, self.funcs, true, self.out)?;
             self.next = Some(next + every);
         }
         Ok(false)

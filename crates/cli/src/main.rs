@@ -1,5 +1,6 @@
 //! `gotap`: parses the command line and joins the crates together. The only crate that
-//! uses `anyhow`: every error that reaches the user is one line of text and exit code 1.
+//! uses `anyhow`: every error that reaches the user is one line of text and exit code 1
+//! (a bad command line too: one line, the usage, and 1 as stap gives, not clap's 2).
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -28,7 +29,15 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let command = args::parse(std::env::args_os().skip(1))?;
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            // `--help` and `--version` print to stdout and succeed; the rest are errors.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            e.print()?;
+            return Ok(ExitCode::from(code));
+        }
+    };
     // The agent is a service: it takes every signal in its own loop (sys::service).
     if let args::Command::Agent(a) = &command {
         return Ok(exit(agent::run(a)?));
@@ -37,10 +46,6 @@ fn run() -> anyhow::Result<ExitCode> {
     // gotap within milliseconds, whatever the main thread is doing.
     sys::Signals::new()?;
     match command {
-        args::Command::Help => {
-            println!("{}", args::USAGE);
-            Ok(ExitCode::SUCCESS)
-        }
         args::Command::List { probe, verbose } => Ok(exit(list::run(&probe, verbose)?)),
         args::Command::Funccount(a) => Ok(exit(funccount::run(&a)?)),
         args::Command::Script(a) => Ok(exit(script::run(&a)?)),
@@ -49,6 +54,14 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Tool(t) => Ok(exit(tools::run(&t)?)),
+        args::Command::Completions(shell) => {
+            args::write_completions(shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        args::Command::Man(tool) => {
+            args::write_man(tool.as_deref(), &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         args::Command::Agent(_) => unreachable!("the agent ran above"),
     }
 }

@@ -153,12 +153,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
     }
     armed.init_scalars(spec)?;
     passed("loaded the programs (the kernel's verifier)");
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?)
-        }
-        None => Box::new(std::io::stdout()),
-    };
+    let mut out = session::output(a.output.as_deref())?;
     session::phase("attach");
     if let Some(bin) = &bin {
         armed.attach_script(bin, traced.scope())?;
@@ -349,7 +344,7 @@ fn check_outputs(a: &ScriptArgs) -> Result<()> {
 }
 
 /// The stages `-d` prints, in the order the script passes through them.
-const DUMP_STAGES: [&str; 4] = ["ast", "types", "bpf", "verifier"];
+pub(crate) const DUMP_STAGES: [&str; 4] = ["ast", "types", "bpf", "verifier"];
 
 /// `usymname(addr)` in user-space probes: the function of the traced binary at a
 /// run-time address (a PIE's load bias read once from the process's maps).

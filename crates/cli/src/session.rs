@@ -153,6 +153,18 @@ pub fn check_output(flag: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a run writes what it prints: stdout, or the `-o` file, created (or emptied)
+/// only when this is called, once the probes are placed, so that a run that failed
+/// before leaves an existing file as it was.
+pub fn output(path: Option<&Path>) -> Result<Box<dyn std::io::Write>> {
+    Ok(match path {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("-o {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout()),
+    })
+}
+
 /// Programs in the kernel, with their maps and the probes that run them.
 pub struct Armed {
     pub maps: Vec<sys::Map>,

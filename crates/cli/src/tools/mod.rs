@@ -10,7 +10,6 @@ mod goroutines;
 mod stackgrow;
 
 use anyhow::{Context, Result, bail};
-use lexopt::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,9 +17,6 @@ use std::time::{Duration, Instant};
 use crate::args::Target;
 use crate::binary::Binary;
 use crate::session::{self, Armed, Handler, Traced};
-
-/// The subcommands this module runs.
-pub const NAMES: &[&str] = &["stackgrow", "gcstat", "goroutines"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
@@ -48,72 +44,9 @@ pub struct ToolArgs {
     /// `copystack` (a single-stepped probe: several times the cost of the growth
     /// probe, so it is asked for).
     pub time: bool,
+    /// `-o FILE`: where the tool's output goes instead of stdout.
+    pub output: Option<PathBuf>,
     pub verbose: u8,
-}
-
-/// Parses the arguments after the tool's name.
-pub fn parse(name: &str, p: &mut lexopt::Parser, verbose: u8) -> Result<ToolArgs> {
-    let tool = match name {
-        "stackgrow" => Tool::StackGrow,
-        "gcstat" => Tool::GcStat,
-        _ => Tool::Goroutines,
-    };
-    let mut a = ToolArgs {
-        tool,
-        target: Target::Any,
-        binary: None,
-        every: 1,
-        top: 10,
-        folded: None,
-        svg: None,
-        json: false,
-        interval: 1,
-        time: false,
-        verbose,
-    };
-    let number = |p: &mut lexopt::Parser, what: &str| -> Result<u64> {
-        let v = p.value()?.string()?;
-        v.parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("{what} takes a positive whole number, not {v:?}"))
-    };
-    while let Some(arg) = p.next()? {
-        match arg {
-            Short('x') => {
-                let v = p.value()?.string()?;
-                let pid: u32 = v
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .with_context(|| format!("-x takes a process id, not {v:?}"))?;
-                set_target(&mut a.target, Target::Pid(pid))?;
-            }
-            Short('c') => set_target(&mut a.target, Target::Command(p.value()?.string()?))?,
-            Long("every") if tool == Tool::StackGrow => a.every = number(p, "--every")?,
-            Long("top") => a.top = number(p, "--top")? as usize,
-            Long("folded") if tool == Tool::StackGrow => a.folded = Some(p.value()?.into()),
-            Long("svg") if tool == Tool::StackGrow => a.svg = Some(p.value()?.into()),
-            Long("time") if tool == Tool::StackGrow => a.time = true,
-            Long("json") => a.json = true,
-            Short('i') if tool == Tool::Goroutines => a.interval = number(p, "-i")?,
-            Short('v') => a.verbose += 1,
-            Value(v) if a.binary.is_none() && a.target == Target::Any => a.binary = Some(v.into()),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    if a.binary.is_none() && a.target == Target::Any {
-        bail!("{name}: name a binary, -x PID or -c CMD");
-    }
-    Ok(a)
-}
-
-fn set_target(slot: &mut Target, t: Target) -> Result<()> {
-    if *slot != Target::Any {
-        bail!("-c and -x name the target once, and not both");
-    }
-    *slot = t;
-    Ok(())
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -233,7 +166,11 @@ pub trait Consumer {
 /// `consumer`, and returns the command's exit status.
 pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer) -> Result<i32> {
     let signals = sys::Signals::new()?;
-    for (flag, p) in [("--folded", &a.folded), ("--svg", &a.svg)] {
+    for (flag, p) in [
+        ("-o", &a.output),
+        ("--folded", &a.folded),
+        ("--svg", &a.svg),
+    ] {
         if let Some(p) = p {
             session::check_output(flag, p)?;
         }
@@ -290,6 +227,7 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
             t0.elapsed().as_secs_f64() * 1e3
         );
     }
+    let sink = session::output(a.output.as_deref())?;
     if let Traced::Child(c) = &mut traced {
         c.release()?;
     }
@@ -311,6 +249,8 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
             bias_done: false,
         },
         consumer,
+        sink,
+        write_error: None,
         error: None,
     };
     // A held command execs once released: wait (briefly) for its mapping.
@@ -364,11 +304,14 @@ pub fn trace(a: &ToolArgs, name: &str, script: &str, consumer: &mut dyn Consumer
     feed.buf = text;
     feed.buf.push(b'\n');
     feed.lines();
-    let mut out = Vec::new();
-    feed.consumer.finish(&mut feed.sym, &mut out)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    stdout.flush()?;
+    feed.consumer.finish(&mut feed.sym, &mut feed.out)?;
+    feed.flush();
+    if let Some(e) = feed.write_error.take() {
+        return Err(e).context(match &a.output {
+            Some(p) => format!("-o {}", p.display()),
+            None => "writing the output".to_string(),
+        });
+    }
     report_lost(spec, &armed);
     Ok(code)
 }
@@ -399,6 +342,10 @@ struct Feed<'c, 'a, 'd> {
     out: Vec<u8>,
     sym: Symbols<'a, 'd>,
     consumer: &'c mut dyn Consumer,
+    /// Stdout or the `-o` file.
+    sink: Box<dyn Write>,
+    /// The first failure to write to `sink`; the trace goes on to its end.
+    write_error: Option<std::io::Error>,
     error: Option<String>,
 }
 
@@ -461,9 +408,13 @@ impl Feed<'_, '_, '_> {
 
     fn flush(&mut self) {
         if !self.out.is_empty() {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(&self.out);
-            let _ = stdout.flush();
+            if let Err(e) = self
+                .sink
+                .write_all(&self.out)
+                .and_then(|_| self.sink.flush())
+            {
+                self.write_error.get_or_insert(e);
+            }
             self.out.clear();
         }
     }

@@ -19,11 +19,10 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let mut s = StackGrow {
         every: a.every,
         top: a.top,
-        quiet: a.json,
+        json: a.json,
         ..StackGrow::default()
     };
     let code = super::trace(a, "stackgrow", &script, &mut s)?;
-    let mut out = Vec::new();
     let flame = s.flame();
     if let Some(p) = &a.folded {
         let mut f =
@@ -38,11 +37,6 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
             .write_svg("goroutine stack growths", "growths", &mut f)
             .with_context(|| format!("--svg {}", p.display()))?;
     }
-    if a.json {
-        out.extend_from_slice(s.json(a.top).as_bytes());
-    }
-    use std::io::Write;
-    std::io::stdout().write_all(&out)?;
     Ok(code)
 }
 
@@ -96,7 +90,8 @@ pub fn script(every: u64, timed: bool) -> String {
 struct StackGrow {
     every: u64,
     top: usize,
-    quiet: bool,
+    /// `--json`: no live lines and tables, one JSON object at the end.
+    json: bool,
     growths: u64,
     by_func: HashMap<String, u64>,
     /// Call paths, outermost function first, counted `every` per sampled growth.
@@ -152,7 +147,7 @@ impl Consumer for StackGrow {
         };
         let (_, text) = self.pending.remove(i);
         let user = &frames[at..];
-        if !self.quiet {
+        if !self.json {
             out.extend_from_slice(text.as_bytes());
             for pc in user {
                 sym.write(out, *pc, false);
@@ -167,7 +162,8 @@ impl Consumer for StackGrow {
     }
 
     fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
-        if self.quiet {
+        if self.json {
+            out.extend_from_slice(self.to_json(self.top).as_bytes());
             return Ok(());
         }
         let mut s = String::new();
@@ -247,7 +243,7 @@ impl StackGrow {
         f
     }
 
-    fn json(&self, k: usize) -> String {
+    fn to_json(&self, k: usize) -> String {
         let funcs: Vec<String> = top(&self.by_func, k)
             .iter()
             .map(|(f, n)| format!("{{\"function\":{},\"growths\":{n}}}", json_str(f)))
