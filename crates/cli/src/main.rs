@@ -31,11 +31,16 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
-        Err(e) => {
-            // `--help` and `--version` print to stdout and succeed; the rest are errors.
-            let code = if e.use_stderr() { 1 } else { 0 };
+        // `--help` and `--version` print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
             e.print()?;
-            return Ok(ExitCode::from(code));
+            return Ok(ExitCode::SUCCESS);
+        }
+        // An error begins as every other error of gotap's does.
+        Err(e) => {
+            let text = e.render().to_string();
+            eprint!("gotap: {}", text.strip_prefix("error: ").unwrap_or(&text));
+            return Ok(ExitCode::from(1));
         }
     };
     // The agent is a service: it takes every signal in its own loop (sys::service).
