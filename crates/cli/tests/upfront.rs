@@ -53,6 +53,15 @@ fn output_paths_are_checked_before_anything_is_attached() {
         ];
         cases.push((args, format!("{flag} /nonexistent/gotap/out: No such file")));
     }
+    // The tools' -o, wherever it stands.
+    for tool in ["funccount", "stackgrow", "gcstat", "goroutines"] {
+        let mut args: Vec<String> = vec![tool.into(), "-v".into(), "-c".into(), cmd.clone()];
+        if tool == "funccount" {
+            args.push("main.deep".into());
+        }
+        args.extend(["-o".into(), dir.clone()]);
+        cases.push((args, format!("-o {dir}: is a directory")));
+    }
     for (args, says) in cases {
         let out = run(gotap().args(&args));
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
