@@ -33,8 +33,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         // `--help` and `--version` print to stdout and succeed.
         Err(e) if !e.use_stderr() => {
-            e.print()?;
-            return Ok(ExitCode::SUCCESS);
+            return match e.print() {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            };
         }
         // An error begins as every other error of gotap's does.
         Err(e) => {
@@ -60,14 +62,29 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         args::Command::Tool(t) => Ok(exit(tools::run(&t)?)),
         args::Command::Completions(shell) => {
-            args::write_completions(shell, &mut std::io::stdout().lock());
+            let mut text = Vec::new();
+            args::write_completions(shell, &mut text);
+            print_text(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Man(tool) => {
-            args::write_man(tool.as_deref(), &mut std::io::stdout().lock())?;
+            let mut text = Vec::new();
+            args::write_man(tool.as_deref(), &mut text)?;
+            print_text(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         args::Command::Agent(_) => unreachable!("the agent ran above"),
+    }
+}
+
+/// Writes help, a man page or a completion script to stdout. A reader that has seen
+/// enough (`gotap man | head`) is not an error.
+fn print_text(text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }
 

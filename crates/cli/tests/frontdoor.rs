@@ -529,6 +529,36 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
 }
 
 #[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // As `gotap man | head`: the pipe is closed before gotap writes (or while it
+    // does); it ends quietly with status 0, as after a full read.
+    for args in [
+        vec!["--help"],
+        vec!["funccount", "--help"],
+        vec!["--version"],
+        vec!["man"],
+        vec!["completions", "bash"],
+    ] {
+        let mut child = gotap()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gotap");
+        drop(child.stdout.take());
+        let (out, killed) = wait_output(child, Duration::from_secs(30));
+        assert!(!killed, "{args:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}
+
+#[test]
 fn funccount_fits_80_columns_and_a_long_generic_name_overflows_only_its_own_row() {
     let tc = testprogs::newest();
     let built = testprogs::build("generic", &tc, Variant::Default);
