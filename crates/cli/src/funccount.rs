@@ -258,29 +258,17 @@ fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool, w: &mut dyn Write
     }
     let mut out = Vec::new();
     if funcs.iter().any(|f| f.inlined) {
-        write_with_inlined(&mut out, &counts, &inlined);
+        let rows: Vec<(&str, u64, u64)> = counts
+            .iter()
+            .map(|(name, n)| (*name, *n, inlined.get(name).copied().unwrap_or(0)))
+            .collect();
+        runtime::table::write_func_counts_inlined(&mut out, &rows);
     } else {
         runtime::table::write_func_counts(&mut out, &counts);
     }
     w.write_all(&out)?;
     w.flush()?;
     Ok(())
-}
-
-/// The table with an INLINED column: `FUNC COUNT INLINED`, largest count first.
-fn write_with_inlined(
-    out: &mut Vec<u8>,
-    counts: &[(&str, u64)],
-    inlined: &std::collections::HashMap<&str, u64>,
-) {
-    let mut rows: Vec<&(&str, u64)> = counts.iter().filter(|(_, c)| *c > 0).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(40);
-    let _ = writeln!(out, "{:<width$} {:>8} {:>8}", "FUNC", "COUNT", "INLINED");
-    for (name, n) in rows {
-        let i = inlined.get(name).copied().unwrap_or(0);
-        let _ = writeln!(out, "{name:<width$} {n:>8} {i:>8}");
-    }
 }
 
 struct Interval<'a> {

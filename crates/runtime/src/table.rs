@@ -234,10 +234,10 @@ pub fn write_global_array(out: &mut Vec<u8>, name: &str, entries: &mut Vec<Entry
 
 /// Width of the FUNC column of BCC's funccount (`"%-36s %8s"`).
 const FUNC_WIDTH: usize = 36;
-/// Width of the COUNT column.
+/// Width of each number column.
 const COUNT_WIDTH: usize = 8;
-/// The widest the FUNC column grows, so that a row fits an 80-column terminal.
-const FUNC_MAX_WIDTH: usize = 80 - 1 - COUNT_WIDTH;
+/// Columns a row may take, so that it fits a terminal.
+const ROW_WIDTH: usize = 80;
 
 /// A function-count table like BCC's funccount: a `FUNC  COUNT` header,
 /// then one row per function with a non-zero count, by count descending
@@ -247,26 +247,46 @@ const FUNC_MAX_WIDTH: usize = 80 - 1 - COUNT_WIDTH;
 /// arguments, runs to hundreds) is printed whole and pushes its own count
 /// out, as funccount's `%-36s %8d` does, and no other row.
 pub fn write_func_counts(out: &mut Vec<u8>, counts: &[(&str, u64)]) {
-    let mut rows: Vec<&(&str, u64)> = counts.iter().filter(|(_, c)| *c > 0).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let rows: Vec<(&str, Vec<u64>)> = counts.iter().map(|(f, n)| (*f, vec![*n])).collect();
+    write_table(out, &["COUNT"], rows);
+}
+
+/// [`write_func_counts`] with an INLINED column: of each function's calls, how many
+/// were calls the compiler inlined (`(name, count, inlined)`).
+pub fn write_func_counts_inlined(out: &mut Vec<u8>, counts: &[(&str, u64, u64)]) {
+    let rows: Vec<(&str, Vec<u64>)> = counts.iter().map(|(f, n, i)| (*f, vec![*n, *i])).collect();
+    write_table(out, &["COUNT", "INLINED"], rows);
+}
+
+/// The rows with a non-zero first number, by it descending then by name, under a
+/// `FUNC` header and `numbers`' headers, as the functions above describe.
+fn write_table(out: &mut Vec<u8>, numbers: &[&str], mut rows: Vec<(&str, Vec<u64>)>) {
+    let first = |r: &(&str, Vec<u64>)| r.1.first().copied().unwrap_or(0);
+    rows.retain(|r| first(r) > 0);
+    rows.sort_by(|a, b| first(b).cmp(&first(a)).then_with(|| a.0.cmp(b.0)));
     let columns = |name: &str| name.chars().count();
+    let widest = ROW_WIDTH - numbers.len() * (1 + COUNT_WIDTH);
     let width = rows
         .iter()
         .map(|(name, _)| columns(name))
-        .filter(|w| *w <= FUNC_MAX_WIDTH)
+        .filter(|w| *w <= widest)
         .max()
         .unwrap_or(0)
         .max(FUNC_WIDTH);
-    let mut row = |name: &str, count: &str| {
+    let mut row = |name: &str, cells: &[String]| {
         out.extend_from_slice(name.as_bytes());
-        out.resize(out.len() + width.saturating_sub(columns(name)) + 1, b' ');
-        out.resize(out.len() + COUNT_WIDTH.saturating_sub(count.len()), b' ');
-        out.extend_from_slice(count.as_bytes());
+        out.resize(out.len() + width.saturating_sub(columns(name)), b' ');
+        for cell in cells {
+            out.resize(out.len() + 1 + COUNT_WIDTH.saturating_sub(cell.len()), b' ');
+            out.extend_from_slice(cell.as_bytes());
+        }
         out.push(b'\n');
     };
-    row("FUNC", "COUNT");
-    for (name, count) in rows {
-        row(name, &count.to_string());
+    let header: Vec<String> = numbers.iter().map(|h| h.to_string()).collect();
+    row("FUNC", &header);
+    for (name, counts) in rows {
+        let cells: Vec<String> = counts.iter().map(u64::to_string).collect();
+        row(name, &cells);
     }
 }
 
@@ -542,5 +562,30 @@ main.work                                  10
             assert!(l.len() <= 80);
         }
         assert!(lines[1].starts_with(mid) && lines[1].ends_with("      12"));
+    }
+
+    #[test]
+    fn the_inlined_column_keeps_rows_within_80_columns_too() {
+        let generic = "main.Fold[go.shape.string,go.shape.struct { Name string; Size int; \
+                       Tags []string; Location struct { Shelf int; Row int } }]";
+        let mut out = Vec::new();
+        write_func_counts_inlined(
+            &mut out,
+            &[
+                (generic, 300, 0),
+                ("main.leaf", 3000, 1000),
+                ("main.idle", 0, 0),
+            ],
+        );
+        let text = text(out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "FUNC                                    COUNT  INLINED",
+                "main.leaf                                3000     1000",
+                &format!("{generic}      300        0"),
+            ]
+        );
     }
 }
