@@ -75,7 +75,7 @@ pub fn crashes(target: &Target) -> Vec<(PathBuf, String)> {
 }
 
 /// A corpus file's bytes, inflated if it is a `.z` file.
-fn read(path: &Path) -> Vec<u8> {
+pub fn read(path: &Path) -> Vec<u8> {
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if path.extension().is_none_or(|x| x != "z") {
         return raw;

@@ -2,7 +2,7 @@
 //! a seeded mutation driver ([`mutate`]) over a committed corpus ([`corpus`]), run
 //! under a supervisor ([`run`]) that bounds each input's time and memory, and the
 //! targets ([`targets`]) that feed the inputs through the readers a user's trace
-//! goes through.
+//! goes through, and the script front end ([`script`]).
 //!
 //! An input is a corpus seed and a short list of edits (bytes written, a cut), made
 //! from the run's seed and the input's number alone, so input 48,213 of a run can be
@@ -26,6 +26,7 @@
 pub mod corpus;
 pub mod mutate;
 pub mod run;
+pub mod script;
 pub mod targets;
 
 pub use targets::{TARGETS, Target};

@@ -60,6 +60,13 @@ pub const TARGETS: &[Target] = &[
         spots: stream_spots,
         run: inflate_stream,
     },
+    Target {
+        name: "script",
+        corpus: "stp",
+        seeds: crate::script::seeds,
+        spots: crate::script::spots,
+        run: crate::script::run,
+    },
 ];
 
 /// The target called `name`.

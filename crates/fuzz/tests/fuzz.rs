@@ -96,3 +96,24 @@ fn the_driver_catches_each_kind_of_failure_and_goes_on() {
         assert_eq!(again, fuzz::mutate::Input::make(&seeds, opts.seed, at));
     }
 }
+
+#[test]
+fn the_script_target_reaches_the_checker_and_the_lowering() {
+    use fuzz::script::{Stage, stage};
+    let t = fuzz::targets::by_name("script").unwrap();
+    let seeds = fuzz::corpus::seeds(t);
+    let mut reached = std::collections::BTreeMap::new();
+    for s in &seeds {
+        *reached.entry(stage(&s.bytes)).or_insert(0) += 1;
+    }
+    // The repository's scripts name functions of other programs, so many stop at
+    // the checker; the hostile shapes stop at the parser. Enough must go all the way.
+    let lowered = reached.get(&Some(Stage::Lowered)).copied().unwrap_or(0);
+    let refused = reached.get(&None).copied().unwrap_or(0);
+    assert!(lowered >= 20, "{} seeds: {reached:?}", seeds.len());
+    assert!(
+        refused >= seeds.len() / 5,
+        "{} seeds: {reached:?}",
+        seeds.len()
+    );
+}
