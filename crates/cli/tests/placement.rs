@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -43,24 +43,35 @@ struct Held {
     _input: std::io::PipeWriter,
 }
 
+/// Fills the pipe until a write would block, through a second, non-blocking open of
+/// its write end (`/proc/self/fd/N` with O_NONBLOCK): full however loaded the machine
+/// is, where writing from a thread until it seems stuck is not.
+fn fill(writer: &std::io::PipeWriter) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", writer.as_raw_fd()))
+        .expect("reopen the pipe's write end");
+    loop {
+        match out.write(&[b'.'; 512]) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A pipe takes a partial page's worth past the 512-byte writes.
+                while out.write(b".").is_ok() {}
+                return;
+            }
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+}
+
 impl Held {
     fn start(prog: &Path) -> Held {
         let (reader, writer) = std::io::pipe().expect("pipe");
-        let mut out = writer.try_clone().expect("pipe");
-        // Filled from a thread until a write blocks: the pipe's size is the
-        // kernel's to choose.
-        let written = Arc::new(AtomicUsize::new(0));
-        let w = written.clone();
-        std::thread::spawn(move || {
-            while out.write_all(&[b'.'; 512]).is_ok() {
-                w.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let mut last = usize::MAX;
-        while written.load(Ordering::Relaxed) != last {
-            last = written.load(Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        fill(&writer);
         let (input, input_writer) = std::io::pipe().expect("pipe");
         let child = Command::new(prog)
             .stdin(input)
