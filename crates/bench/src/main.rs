@@ -19,6 +19,7 @@ mod overhead;
 mod progsize;
 mod report;
 mod setup;
+mod sites;
 mod stackgrow;
 mod startup;
 mod stats;
@@ -98,11 +99,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let all: [(&str, &str, Comparison); 9] = [
+    let all: [(&str, &str, Comparison); 10] = [
         (
             "1",
             "1. Per-hit overhead on a tight loop",
             overhead::tight_loops,
+        ),
+        (
+            "1e",
+            "1e. Per-hit overhead of leaf, return and inlined-site probes",
+            sites::sites,
         ),
         ("2", "2. Per-growth overhead", overhead::growth),
         ("3", "3. Command to armed probes", startup::startup),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(900);
 
-fn ns_per_call(cmd: &mut Command) -> Result<Sample> {
+pub(crate) fn ns_per_call(cmd: &mut Command) -> Result<Sample> {
     let f = exec::run(cmd, LIMIT)?;
     ns_sample(&f, cmd)
 }
@@ -29,12 +29,31 @@ fn ns_sample(f: &Finished, cmd: &Command) -> Result<Sample> {
         .number_after("ns/call")
         .ok_or_else(|| crate::error::Error::Failed {
             command: exec::describe(cmd),
-            detail: "no `ns/call` line".into(),
+            detail: match crashed(f) {
+                Some(how) => format!("the traced program crashed ({how})"),
+                None => "no `ns/call` line".into(),
+            },
         })?;
     let mut s = Sample::new();
     s.insert("ns", ns);
     s.insert("lost", exec::lost_events(&f.stderr));
     Ok(s)
+}
+
+/// The signal a Go program reports when it dies of one (`SIGILL: illegal
+/// instruction`), from the command's output.
+fn crashed(f: &Finished) -> Option<&str> {
+    let all = f
+        .lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .chain(f.stderr.lines());
+    all.filter_map(|l| l.split_once(": ").map(|(sig, _)| sig))
+        .find(|sig| {
+            sig.starts_with("SIG")
+                && sig.len() <= 8
+                && sig[3..].chars().all(|c| c.is_ascii_uppercase())
+        })
 }
 
 /// Case `i`'s time over case 0's (the untraced run) in µs per one of `count` events

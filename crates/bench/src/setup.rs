@@ -112,37 +112,44 @@ impl Env {
     /// A copy of `exe` whose symbol `func` starts at the function's first `push rbp`
     /// (Go's frame set-up after the stack check), and the offset of that instruction.
     pub fn pushrbp_copy(&self, exe: &Path, func: &str) -> Result<(PathBuf, u64)> {
-        let lines = self.objdump(exe, func)?;
-        let entry = lines
-            .first()
-            .map(|(a, _, _)| *a)
-            .ok_or_else(|| Error::Setup(format!("{func}: no code")))?;
-        let push = lines
-            .iter()
-            .find(|(_, _, text)| text.starts_with("PUSHQ BP"))
-            .map(|(a, _, _)| *a)
-            .ok_or_else(|| Error::Setup(format!("{func}: no PUSHQ BP")))?;
-        let out = self.copy_path(exe, "pushrbp");
-        elf::moved_symbol_copy(exe, &out, func, push - entry)?;
-        Ok((out, push - entry))
+        self.copy_at(exe, func, "pushrbp", |_, text| text.starts_with("PUSHQ BP"))
     }
 
     /// A copy of `exe` whose symbol `func` starts at the first instruction of `line`
     /// (in the function's file), and that offset.
     pub fn statement_copy(&self, exe: &Path, func: &str, line: u32) -> Result<(PathBuf, u64)> {
+        self.copy_at(exe, func, &format!("line{line}"), |l, _| l == line)
+    }
+
+    /// A copy of `exe` whose symbol `func` starts at the function's first `RET`, and
+    /// that offset.
+    pub fn ret_copy(&self, exe: &Path, func: &str) -> Result<(PathBuf, u64)> {
+        self.copy_at(exe, func, "ret", |_, text| text.starts_with("RET"))
+    }
+
+    /// A copy of `exe` whose symbol `func` starts at its first instruction for which
+    /// `at(line, text)` holds (as `go tool objdump` prints it), and that offset: how
+    /// bpftrace, which takes no offsets, is put on the instruction gotap probes.
+    fn copy_at(
+        &self,
+        exe: &Path,
+        func: &str,
+        what: &str,
+        at: impl Fn(u32, &str) -> bool,
+    ) -> Result<(PathBuf, u64)> {
         let lines = self.objdump(exe, func)?;
         let entry = lines
             .first()
             .map(|(a, _, _)| *a)
             .ok_or_else(|| Error::Setup(format!("{func}: no code")))?;
-        let at = lines
+        let addr = lines
             .iter()
-            .find(|(_, l, _)| *l == line)
+            .find(|(a, l, text)| *a >= entry && at(*l, text))
             .map(|(a, _, _)| *a)
-            .ok_or_else(|| Error::Setup(format!("{func}: no code at line {line}")))?;
-        let out = self.copy_path(exe, &format!("line{line}"));
-        elf::moved_symbol_copy(exe, &out, func, at - entry)?;
-        Ok((out, at - entry))
+            .ok_or_else(|| Error::Setup(format!("{func}: no instruction for {what}")))?;
+        let out = self.copy_path(exe, what);
+        elf::moved_symbol_copy(exe, &out, func, addr - entry)?;
+        Ok((out, addr - entry))
     }
 
     fn copy_path(&self, exe: &Path, what: &str) -> PathBuf {
