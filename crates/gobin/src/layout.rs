@@ -327,3 +327,127 @@ const GO_1_27: RuntimeLayout = RuntimeLayout {
 
 /// See the module documentation: 1.20 is 1.19 by reading of its source.
 const GO_1_20: RuntimeLayout = GO_1_19;
+
+/// How a release lays out a map. A map value is a pointer to its header.
+///
+/// Up to Go 1.23 (and with `GOEXPERIMENT=noswissmap` in 1.24 and 1.25) the header
+/// is `runtime.hmap`: the entry count at 0, `B` (log2 of the bucket count) at 9,
+/// `buckets` at 16; a bucket is 8 `tophash` bytes, 8 keys, 8 values and an overflow
+/// pointer, a slot full when its `tophash` is at least 5. From Go 1.24 it is
+/// `internal/runtime/maps.Map`: `used` at 0, `dirPtr` at 16, `dirLen` at 24; with
+/// `dirLen` 0, `dirPtr` is one group (a control word, then 8 key/value slots, a
+/// slot full when its control byte has the high bit clear), else a directory of
+/// tables, each with its groups' array at 16 and the groups' count less one at 24.
+/// Keys and values over 128 bytes are stored behind a pointer in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapImpl {
+    Classic,
+    Swiss,
+}
+
+/// Bytes of a map header, classic or Swiss (both are 48).
+pub const MAP_HEADER: u64 = 48;
+/// Keys or values larger than this are stored behind a pointer.
+pub const MAP_MAX_INLINE: u64 = 128;
+
+/// Where a slot's key and value are in a bucket or group, and how large one is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSlots {
+    /// Bytes of one bucket or group.
+    pub group: u64,
+    /// Offset of slot `i`'s control or tophash byte: `ctrl + i`.
+    pub ctrl: u64,
+    /// Offset of slot `i`'s key: `key + i * key_stride`.
+    pub key: u64,
+    pub key_stride: u64,
+    /// Offset of slot `i`'s value: `value + i * value_stride`.
+    pub value: u64,
+    pub value_stride: u64,
+    /// Keys and values behind pointers.
+    pub indirect_key: bool,
+    pub indirect_value: bool,
+}
+
+fn align_up(n: u64, a: u64) -> u64 {
+    n.div_ceil(a.max(1)) * a.max(1)
+}
+
+impl MapImpl {
+    /// The map implementation of a Go `major.minor` binary built with these
+    /// experiments (the build setting `GOEXPERIMENT`).
+    pub fn of(major: u32, minor: u32, experiments: Option<&str>) -> MapImpl {
+        let off = experiments.is_some_and(|e| e.split(',').any(|x| x == "noswissmap"));
+        if major == 1 && (minor < 24 || (minor <= 25 && off)) {
+            MapImpl::Classic
+        } else {
+            MapImpl::Swiss
+        }
+    }
+
+    /// The slots of a map with keys and values of these sizes and alignments, as
+    /// the compiler lays out its buckets (`reflectdata.MapBucketType`) or groups
+    /// (`reflectdata.SwissMapGroupType`).
+    pub fn slots(self, key: (u64, u64), value: (u64, u64)) -> MapSlots {
+        let indirect_key = key.0 > MAP_MAX_INLINE;
+        let indirect_value = value.0 > MAP_MAX_INLINE;
+        let (ks, ka) = if indirect_key { (8, 8) } else { key };
+        let (vs, va) = if indirect_value { (8, 8) } else { value };
+        match self {
+            MapImpl::Classic => {
+                let keys = align_up(8, ka);
+                let values = align_up(keys + 8 * ks, va);
+                let overflow = align_up(values + 8 * vs, 8);
+                MapSlots {
+                    group: overflow + 8,
+                    ctrl: 0,
+                    key: keys,
+                    key_stride: ks,
+                    value: values,
+                    value_stride: vs,
+                    indirect_key,
+                    indirect_value,
+                }
+            }
+            MapImpl::Swiss => {
+                let slot_align = ka.max(va).max(1);
+                let elem_off = align_up(ks, va);
+                let slot = align_up(elem_off + vs, slot_align);
+                let slots = align_up(8, slot_align);
+                MapSlots {
+                    group: align_up(slots + 8 * slot, 8.max(slot_align)),
+                    ctrl: 0,
+                    key: slots,
+                    key_stride: slot,
+                    value: slots + elem_off,
+                    value_stride: slot,
+                    indirect_key,
+                    indirect_value,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_groups_of_common_maps() {
+        // map[string]int: a classic bucket is 8 + 8*16 + 8*8 + 8 = 208 bytes.
+        let c = MapImpl::Classic.slots((16, 8), (8, 8));
+        assert_eq!((c.group, c.key, c.value), (208, 8, 136));
+        // A Swiss group: the control word, then 8 slots of {key string; elem int}.
+        let s = MapImpl::Swiss.slots((16, 8), (8, 8));
+        assert_eq!(
+            (s.group, s.key, s.key_stride, s.value),
+            (8 + 8 * 24, 8, 24, 24)
+        );
+        // map[int32]int8: slots of 5 bytes padded to 8.
+        let s = MapImpl::Swiss.slots((4, 4), (1, 1));
+        assert_eq!((s.key_stride, s.value, s.group), (8, 12, 72));
+        assert_eq!(MapImpl::of(1, 23, None), MapImpl::Classic);
+        assert_eq!(MapImpl::of(1, 24, Some("noswissmap")), MapImpl::Classic);
+        assert_eq!(MapImpl::of(1, 25, None), MapImpl::Swiss);
+    }
+}

@@ -24,7 +24,7 @@
 //! Modules: [`elf`] (sections, symbols, segments), [`buildinfo`] (Go version and
 //! build settings), [`pclntab`] (the runtime's function and pc-value tables),
 //! [`funcs`] (what queries return, and globs), [`x86`] (probe sites, returns),
-//! [`dwarf`] and [`layout`].
+//! [`dwarf`], [`layout`] and [`rtype`] (the runtime's own type records).
 #![forbid(unsafe_code)]
 
 pub mod addr;
@@ -35,6 +35,7 @@ pub mod error;
 pub mod funcs;
 pub mod layout;
 pub mod pclntab;
+pub mod rtype;
 pub mod x86;
 
 pub use addr::{FileOffset, VirtAddr};

@@ -897,6 +897,44 @@ impl<'data> Dwarf<'data> {
         Ok(None)
     }
 
+    /// A type DIE by its Go name, looked for only where Go's linker writes every
+    /// type (the `runtime` unit): for speculative lookups, which must not index every
+    /// other unit when the name is not there.
+    pub fn type_in_types_unit(&self, name: &str) -> Result<Option<TypeRef>> {
+        self.types_unit_names(|n, t| (n == name).then_some(t))
+            .map(|v| v.into_iter().next())
+    }
+
+    /// The types of the `runtime` unit (every type Go writes) whose names start
+    /// with `prefix`, sorted by name.
+    pub fn types_with_prefix(&self, prefix: &str) -> Result<Vec<(String, TypeRef)>> {
+        let mut v =
+            self.types_unit_names(|n, t| n.starts_with(prefix).then(|| (n.to_string(), t)))?;
+        v.sort();
+        Ok(v)
+    }
+
+    fn types_unit_names<T>(
+        &self,
+        mut pick: impl FnMut(&str, TypeRef) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots()?.iter().enumerate() {
+            if s.name != "runtime" {
+                continue;
+            }
+            let unit = self.unit(i)?;
+            for (name, off) in self.types_of(i)? {
+                if let Some(global) = off.to_debug_info_offset(&unit.header)
+                    && let Some(t) = pick(name, TypeRef(global.0 as u64))
+                {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The names of the compile units (Go package paths), in section order.
     pub fn unit_names(&self) -> Result<Vec<String>> {
         self.blamed(

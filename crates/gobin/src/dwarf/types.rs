@@ -97,6 +97,9 @@ const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
 const DW_AT_GO_KEY: gimli::DwAt = gimli::DwAt(0x2901);
 const DW_AT_GO_ELEM: gimli::DwAt = gimli::DwAt(0x2902);
 const DW_AT_GO_EMBEDDED_FIELD: gimli::DwAt = gimli::DwAt(0x2903);
+/// The offset of the type's runtime record from the module's type data
+/// (`moduledata.types`).
+const DW_AT_GO_RUNTIME_TYPE: gimli::DwAt = gimli::DwAt(0x2904);
 
 // reflect.Kind values that decide a shape.
 const KIND_CHAN: u64 = 18;
@@ -328,6 +331,25 @@ impl<'data> Dwarf<'data> {
             .into_iter()
             .find(|m| m.name == name)
             .map(|m| (m.offset, m.type_id)))
+    }
+
+    /// Where the runtime record of `t` is, as an offset from the module's type data
+    /// (`DW_AT_go_runtime_type`), for types that have one.
+    pub fn runtime_type_offset(&self, t: TypeRef) -> Result<Option<u64>> {
+        let (index, local) = self.unit_of(gimli::DebugInfoOffset(t.0 as usize))?;
+        let unit = self.unit(index)?;
+        let entry = unit.entry(local).ctx("reading a type DIE")?;
+        // Written as an address form, but it holds the offset.
+        Ok(
+            match entry
+                .attr_value(DW_AT_GO_RUNTIME_TYPE)
+                .ctx("reading a runtime type")?
+            {
+                Some(AttributeValue::Addr(a)) => Some(a),
+                Some(v) => v.udata_value(),
+                None => None,
+            },
+        )
     }
 
     /// The type `name` (see [`Dwarf::type_by_name`]), or an error naming it.
