@@ -7,6 +7,7 @@ pub mod asm;
 pub mod btf;
 pub mod ctx;
 pub mod disasm;
+pub mod govalue;
 pub mod helper;
 pub mod insn;
 pub mod script;

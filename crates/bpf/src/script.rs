@@ -88,6 +88,8 @@ pub struct ScriptSpec {
     /// frame count and [`MAX_FRAMES`] return addresses (innermost first; the first
     /// is the probe's own pc).
     pub stacks: Option<MapId>,
+    /// The shapes of the Go values records carry ([`FieldKind::Value`]).
+    pub values: Vec<crate::govalue::Shape>,
 }
 
 /// The one-entry array map that holds every scalar global (their offsets are in
@@ -176,6 +178,9 @@ pub enum FieldKind {
     Long,
     /// `len` bytes, NUL-terminated within them.
     Str { len: u32 },
+    /// A Go value to print as Go does: `len` bytes laid out by the shape at index
+    /// `shape` of [`ScriptSpec::values`] (see [`crate::govalue`]). Only in records.
+    Value { len: u32, shape: u32 },
 }
 
 /// A script global and the map that holds it.

@@ -676,6 +676,10 @@ fn call_text(b: &lang::builtins::Builtin, sig: &[lang::Type]) -> String {
     let args: Vec<String> = match b.params {
         Params::Format => vec!["\"%d\"".into(), "1".into()],
         Params::Printable { .. } => vec!["1".into()],
+        // A script string for `len`; a Go slice at the probed thread's stack
+        // pointer for `cap`.
+        Params::Length { strings: true } => vec!["\"abc\"".into()],
+        Params::Length { strings: false } => vec!["@cast(register(\"rsp\"), \"[]int\")".into()],
         Params::Fixed(_) => sig
             .iter()
             .enumerate()

@@ -13,7 +13,73 @@ use lang::ast::{Expr, PathElem, Pretty, TargetBase, TargetExpr};
 
 use crate::builtins::{sign_extend, zero_extend};
 use crate::lower::{Lower, Str};
+use crate::pretty::RootAt;
 use crate::target::{IndexAccess, VarPlace};
+
+fn root_at(at: At) -> RootAt {
+    match at {
+        At::User => RootAt::Memory,
+        At::Value => RootAt::Register,
+        At::Kern(o) => RootAt::Scratch(o),
+    }
+}
+
+/// R0 = the `float64` bits of the `float32` bits in R0 (IEEE 754: the exponent
+/// rebiased, the fraction widened; a subnormal `float32` is normalised, since every
+/// one is a normal `float64`). Clobbers R1–R3.
+fn f32_to_f64_bits(em: &mut crate::emit::Emitter<'_>) {
+    let done = em.a.label();
+    let normal = em.a.label();
+    let special = em.a.label();
+    // R1 = sign << 63, R2 = exponent, R0 = fraction.
+    em.e(Insn::mov64(Reg::R1, Reg::R0));
+    em.e(Insn::alu64(AluOp::Rsh, Reg::R1, 31));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 63));
+    em.e(Insn::mov64(Reg::R2, Reg::R0));
+    em.e(Insn::alu64(AluOp::Rsh, Reg::R2, 23));
+    em.e(Insn::alu64(AluOp::And, Reg::R2, 0xff));
+    em.e(Insn::alu64(AluOp::And, Reg::R0, 0x7f_ffff));
+    em.a.jmp(Cond::Eq, Reg::R2, 0xff, special);
+    em.a.jmp(Cond::Ne, Reg::R2, 0, normal);
+    // Zero, or subnormal: shift the fraction up to its leading one.
+    let zero = em.a.label();
+    em.a.jmp(Cond::Eq, Reg::R0, 0, zero);
+    em.e(Insn::mov64(Reg::R3, 0));
+    for step in [16, 8, 4, 2, 1] {
+        let next = em.a.label();
+        em.e(Insn::mov64(Reg::R2, Reg::R0));
+        em.e(Insn::alu64(AluOp::Rsh, Reg::R2, 24 - step));
+        em.a.jmp(Cond::Ne, Reg::R2, 0, next);
+        em.e(Insn::alu64(AluOp::Lsh, Reg::R0, step));
+        em.e(Insn::alu64(AluOp::Add, Reg::R3, step));
+        em.a.bind(next);
+    }
+    // The value is 1.f × 2^(-126 - shift): exponent 1023 - 126 - shift.
+    em.e(Insn::alu64(AluOp::And, Reg::R0, 0x7f_ffff));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R0, 29));
+    em.e(Insn::mov64(Reg::R2, 1023 - 126));
+    em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R3));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R2, 52));
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R2));
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+    em.a.ja(done);
+    em.a.bind(zero);
+    em.e(Insn::mov64(Reg::R0, Reg::R1));
+    em.a.ja(done);
+    // Infinities and NaNs keep their fraction's high bits.
+    let assemble = em.a.label();
+    em.a.bind(special);
+    em.e(Insn::mov64(Reg::R2, 0x7ff));
+    em.a.ja(assemble);
+    em.a.bind(normal);
+    em.e(Insn::alu64(AluOp::Add, Reg::R2, 1023 - 127));
+    em.a.bind(assemble);
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R0, 29));
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R2, 52));
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R2));
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+    em.a.bind(done);
+}
 
 /// Where the value being followed is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,12 +389,83 @@ impl Lower<'_, '_> {
         Some((at, ty))
     }
 
-    /// R0 = the value of a `long` context expression.
+    /// Where the value of a pretty-printed context expression is, for its root
+    /// region (see `pretty`): R7 holds its address or value.
+    pub(crate) fn pretty_root(&mut self, e: &Expr, t: &TargetExpr) -> Option<RootAt> {
+        let plain = TargetExpr {
+            base: t.base.clone(),
+            path: t.path.clone(),
+            pretty: Pretty::None,
+        };
+        let (at, _) = self.follow(e, &plain, false)?;
+        Some(root_at(at))
+    }
+
+    /// Where variable `name` of `$$vars` is at this probe, for its root region.
+    pub(crate) fn var_root(&mut self, e: &Expr, name: &str) -> Option<RootAt> {
+        let addr = self.site_addr(e)?;
+        let v = match self.env.target.variable(addr, name) {
+            Ok(v) => v,
+            Err(err) => {
+                self.em.error(e.span, err.to_string());
+                return None;
+            }
+        };
+        let at = self.place_var(e, &v.place, v.ty.size)?;
+        Some(root_at(at))
+    }
+
+    /// The Go type of a context expression at this probe's site, found without
+    /// emitting code.
+    pub(crate) fn target_type(&self, t: &TargetExpr) -> Option<GoType> {
+        let mut ty = match &t.base {
+            TargetBase::Var(id) => self.env.target.variable(self.site.addr?, &id.name).ok()?.ty,
+            TargetBase::Cast { ty, .. } => self.env.target.named_type(ty).ok()?,
+            TargetBase::Set(_) => return None,
+        };
+        for p in &t.path {
+            ty = match p {
+                PathElem::Field(f) => self.env.target.member_access(&ty, &f.name).ok()?.ty,
+                PathElem::Index(_) => match self.env.target.index_access(&ty).ok()? {
+                    IndexAccess::Pointer { elem }
+                    | IndexAccess::Slice { elem }
+                    | IndexAccess::Array { elem, .. } => elem,
+                },
+            };
+        }
+        Some(ty)
+    }
+
+    /// R0 = the word at `off` of a context expression's value (a string's or a
+    /// slice's length and capacity). False, with an error, when the value has no
+    /// place to read a word of.
+    pub(crate) fn target_word(&mut self, e: &Expr, t: &TargetExpr, off: u32) -> bool {
+        let Some((at, _)) = self.follow(e, t, false) else {
+            self.em.e(Insn::mov64(Reg::R0, 0));
+            return false;
+        };
+        match at {
+            At::User => self.em.read_user_u64(Reg::R0, Reg::R7, i64::from(off)),
+            At::Kern(o) => self.em.load(Reg::R0, o + off),
+            At::Value => {
+                self.em.error(
+                    e.span,
+                    "this value is held in one register and has no length",
+                );
+                self.em.e(Insn::mov64(Reg::R0, 0));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// R0 = the value of a `long` context expression (or a `float`'s bits, as a
+    /// `float64`).
     pub fn target_long(&mut self, e: &Expr, t: &TargetExpr) {
         if t.pretty != Pretty::None {
             self.em.error(
                 e.span,
-                "pretty-printing '$x$' is not supported in kernel probes yet",
+                "internal error: a pretty-printed value used as a number",
             );
             self.em.e(Insn::mov64(Reg::R0, 0));
             return;
@@ -363,6 +500,10 @@ impl Lower<'_, '_> {
             GoKind::Bool => {
                 zero_extend(&mut self.em, 1);
             }
+            GoKind::Float if size == 4 => {
+                zero_extend(&mut self.em, 4);
+                f32_to_f64_bits(&mut self.em);
+            }
             _ => zero_extend(&mut self.em, size),
         }
     }
@@ -384,7 +525,11 @@ impl Lower<'_, '_> {
     /// `MAX_STRING - 1`) read from the target, NUL-terminated.
     pub fn target_string(&mut self, e: &Expr, t: &TargetExpr) -> Str {
         if t.pretty != Pretty::None || matches!(t.base, TargetBase::Set(_)) {
-            return self.pretty(e, t);
+            self.em.error(
+                e.span,
+                "internal error: a pretty-printed value used as a string",
+            );
+            return self.empty_str();
         }
         let out = self.em.alloc(self.em.max_string());
         self.em.store_imm(out, Size::DW, 0);

@@ -6,8 +6,8 @@
 
 use bpf::script::EventSpec;
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
-use lang::ast::Expr;
-use lang::{BuiltinId, Type};
+use lang::ast::{Expr, ExprKind};
+use lang::{BuiltinId, GoKind, Type};
 
 use crate::lower::{Lower, Str};
 
@@ -57,6 +57,10 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
             register(l, e, args);
             Value::Long
         }
+        BuiltinId::Len | BuiltinId::Cap => {
+            length(l, id == BuiltinId::Cap, args);
+            Value::Long
+        }
         BuiltinId::Strlen => {
             if let Some(a) = args.first() {
                 let s = l.string(a);
@@ -74,7 +78,9 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
             for a in args {
                 format.extend_from_slice(
                     match l.env.info.expr_type(a) {
+                        _ if lang::check::is_pretty(a) => "%s",
                         Some(Type::String) => "%s",
+                        Some(Type::Float) => "%g",
                         _ => "%d",
                     }
                     .as_bytes(),
@@ -252,6 +258,46 @@ pub fn sign_extend(em: &mut crate::emit::Emitter<'_>, size: u32) {
         let bits = (64 - 8 * size) as i32;
         em.e(Insn::alu64(AluOp::Lsh, Reg::R0, bits));
         em.e(Insn::alu64(AluOp::Arsh, Reg::R0, bits));
+    }
+}
+
+/// `len(x)`, `cap(x)` of a Go value, as Go's built-ins; `len` of a script string
+/// is its length. A nil map or channel has length 0.
+fn length(l: &mut Lower<'_, '_>, cap: bool, args: &[Expr]) {
+    let Some(a) = args.first() else {
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        return;
+    };
+    let ExprKind::Target(t) = &a.kind else {
+        let s = l.string(a);
+        let at = l.in_scratch(s);
+        l.strlen_reg(at);
+        return;
+    };
+    let Some(ty) = l.target_type(t) else {
+        l.em.error(a.span, "the type of this value is unknown here");
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        return;
+    };
+    match ty.kind {
+        GoKind::Array { len } => l.em.imm(Reg::R0, len as i64),
+        GoKind::String | GoKind::Slice => {
+            l.target_word(a, t, if cap { 16 } else { 8 });
+        }
+        // A map's header and a channel's `hchan` start with the count; a channel's
+        // capacity (`dataqsiz`) follows.
+        GoKind::Map | GoKind::Chan => {
+            l.target_word(a, t, 0);
+            let nil = l.em.a.label();
+            l.em.a.jmp(Cond::Eq, Reg::R0, 0, nil);
+            l.em.e(Insn::mov64(Reg::R7, Reg::R0));
+            l.em.read_user_u64(Reg::R0, Reg::R7, if cap { 8 } else { 0 });
+            l.em.a.bind(nil);
+        }
+        _ => {
+            l.em.error(a.span, format!("'{}' has no length", ty.name));
+            l.em.e(Insn::mov64(Reg::R0, 0));
+        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! Strings built in the kernel: `sprintf`/`sprint`, and the pretty-printed context
-//! values `$x$`, `$$vars`, `$$parms`, `$$locals`, `$$return`. Most output is
-//! formatted in user space (`printf` sends the values), but these are string values
-//! a script may store, compare or join, so they are made here, from the pieces of the
+//! Strings built in the kernel: `sprintf`/`sprint`. Most output is formatted in user
+//! space (`printf` sends the values, and pretty-printed Go values travel whole, see
+//! `pretty`), but these are string values a script may store, compare or join, so
+//! they are made here, from the pieces of the
 //! format the checker parsed ([`lang::format::Format`]): literal text is copied, and
 //! numbers are turned into digits by a bounded loop. The conversions built here are
 //! those [`lang::format::Conversion::kernel_sprintf`] allows (the checker refused the
@@ -11,13 +11,12 @@
 //! length, found at run time.
 
 use bpf::{AluOp, Cond, Insn, Reg, Size};
-use lang::ast::{Expr, ExprKind, Pretty, TargetBase, TargetExpr, VarSet};
+use lang::Type;
+use lang::ast::Expr;
 use lang::format::{Conv, Conversion, Count, Flag, Piece};
-use lang::{GoKind, Type};
 
 use crate::emit::SCRATCH;
 use crate::lower::{Lower, Str};
-use crate::target::{ContextVar, in_set};
 
 /// A conversion of a number to digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,164 +409,4 @@ impl Lower<'_, '_> {
             }
         }
     }
-
-    /// `$x$`, `$x$$`, `$$vars` and friends as a string.
-    pub fn pretty(&mut self, e: &Expr, t: &TargetExpr) -> Str {
-        let out = self.builder();
-        let Some(addr) = self.site.addr else {
-            self.em
-                .error(e.span, "context variables need a process probe");
-            return Str::Scratch(out);
-        };
-        match &t.base {
-            TargetBase::Set(set) => {
-                let vars: Vec<ContextVar> = match self.env.target.variables(addr) {
-                    Ok(v) => v.into_iter().filter(|v| in_set(v, *set)).collect(),
-                    Err(err) => {
-                        self.em.error(e.span, err.to_string());
-                        return Str::Scratch(out);
-                    }
-                };
-                let deep = t.pretty != Pretty::None;
-                for (i, v) in vars.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { " " };
-                    self.append_text(out, &format!("{sep}{}=", v.name));
-                    let one = single(e, &v.name, *set);
-                    self.pretty_value(&one, &v.ty, out, deep, true);
-                }
-            }
-            _ => {
-                let ty = match self.env.info.go_types.get(&e.id) {
-                    Some(ty) => ty.clone(),
-                    None => {
-                        self.em.error(e.span, "unknown type");
-                        return Str::Scratch(out);
-                    }
-                };
-                let plain = Expr {
-                    kind: ExprKind::Target(Box::new(TargetExpr {
-                        base: t.base.clone(),
-                        path: t.path.clone(),
-                        pretty: Pretty::None,
-                    })),
-                    ..e.clone()
-                };
-                self.pretty_value(&plain, &ty, out, t.pretty == Pretty::Deep, false);
-            }
-        }
-        Str::Scratch(out)
-    }
-
-    /// Appends one value: numbers (in hex when `hex`, as stap's `$$vars`), strings
-    /// quoted, structs as `{.f=v, …}` one level deep (nested with `deep`).
-    fn pretty_value(&mut self, x: &Expr, ty: &lang::GoType, out: u32, deep: bool, hex: bool) {
-        match ty.kind {
-            GoKind::String => {
-                self.append_text(out, "\"");
-                let s = self.string_of_target(x);
-                self.append(out, s);
-                self.append_text(out, "\"");
-            }
-            GoKind::Pointer if !hex && self.pointee_fields(ty).is_some() => {
-                let fields = self.pointee_fields(ty).unwrap_or_default();
-                self.fields(x, ty, &fields, out, deep, hex);
-            }
-            GoKind::Struct | GoKind::Slice | GoKind::Interface | GoKind::Array { .. } => {
-                let fields = match self.env.target.dwarf() {
-                    Some(d) => d
-                        .members(gobin::dwarf::TypeRef(ty.handle))
-                        .map(|m| m.into_iter().map(|m| m.name).collect::<Vec<_>>())
-                        .unwrap_or_default(),
-                    None => Vec::new(),
-                };
-                if fields.is_empty() || matches!(ty.kind, GoKind::Array { .. }) {
-                    self.append_text(out, "{...}");
-                    return;
-                }
-                self.fields(x, ty, &fields, out, deep, hex);
-            }
-            GoKind::Float | GoKind::Complex => self.append_text(out, "?"),
-            _ => {
-                self.long(x);
-                self.append_num(out, if hex { HEX } else { DEC });
-            }
-        }
-    }
-
-    /// The field names of the struct a pointer points to, if it does.
-    fn pointee_fields(&self, ty: &lang::GoType) -> Option<Vec<String>> {
-        let d = self.env.target.dwarf()?;
-        let info = d.type_info(gobin::dwarf::TypeRef(ty.handle)).ok()?;
-        let gobin::dwarf::TypeKind::Pointer { target: Some(t) } = info.kind else {
-            return None;
-        };
-        let members = d.members(t).ok()?;
-        (!members.is_empty()).then(|| members.into_iter().map(|m| m.name).collect())
-    }
-
-    /// Appends `{.f=v, …}` for the fields of `x`.
-    fn fields(
-        &mut self,
-        x: &Expr,
-        ty: &lang::GoType,
-        fields: &[String],
-        out: u32,
-        deep: bool,
-        hex: bool,
-    ) {
-        self.append_text(out, "{");
-        for (i, f) in fields.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            self.append_text(out, &format!("{sep}.{f}="));
-            let Ok(m) = self.env.target.member_access(ty, f) else {
-                self.append_text(out, "?");
-                continue;
-            };
-            let inner = member_expr(x, f);
-            match m.ty.kind {
-                GoKind::Struct | GoKind::Slice | GoKind::Interface | GoKind::Array { .. }
-                    if !deep =>
-                {
-                    self.append_text(out, "{...}")
-                }
-                GoKind::Float | GoKind::Complex => self.append_text(out, "?"),
-                _ => self.pretty_value(&inner, &m.ty, out, deep, hex),
-            }
-        }
-        self.append_text(out, "}");
-    }
-
-    fn string_of_target(&mut self, x: &Expr) -> Str {
-        match &x.kind {
-            ExprKind::Target(t) => self.target_string(x, t),
-            _ => self.empty_str(),
-        }
-    }
-}
-
-/// `$name` (or `$return`) as an expression, for one variable of a set.
-fn single(e: &Expr, name: &str, _set: VarSet) -> Expr {
-    Expr {
-        kind: ExprKind::Target(Box::new(TargetExpr {
-            base: TargetBase::Var(lang::ast::Ident {
-                name: name.to_string(),
-                span: e.span,
-            }),
-            path: Vec::new(),
-            pretty: Pretty::None,
-        })),
-        ..e.clone()
-    }
-}
-
-/// `x->field`.
-fn member_expr(x: &Expr, field: &str) -> Expr {
-    let mut out = x.clone();
-    if let ExprKind::Target(t) = &mut out.kind {
-        t.path.push(lang::ast::PathElem::Field(lang::ast::Ident {
-            name: field.to_string(),
-            span: x.span,
-        }));
-    }
-    out
 }

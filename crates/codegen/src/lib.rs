@@ -31,8 +31,10 @@
 //!   `counters[LOST_EVENTS]`.
 //! - `printf`/`print`/`println` send the values, formatted in user space with the
 //!   format the checker parsed (`%m`/`%M` send the bytes they dump).
-//!   `sprintf`/`sprint`, `$x$` and `$$vars` are built in the kernel (the conversions
+//!   `sprintf`/`sprint` are built in the kernel (the conversions
 //!   `lang::format::Conversion::kernel_sprintf` allows; the checker refuses the rest).
+//!   `$x$`, `$x$$` and `$$vars` travel whole, as the bytes their plan reads
+//!   (`pretty.rs`), and are printed in user space as Go's `%+v` prints them.
 //! - Loops are real loops with a hidden counter on the BPF stack, which is how the
 //!   verifier sees them end; past [`Options::max_loop_iterations`] the probe stops
 //!   with an error record. The verifier walks every turn, so the bound is kept low.
@@ -67,8 +69,10 @@ mod entry;
 mod format;
 pub mod funccount;
 mod lower;
+mod pretty;
 pub mod storage;
 pub mod target;
+pub mod types;
 mod user;
 mod window;
 
@@ -420,6 +424,8 @@ struct Build {
     /// Maps added while lowering (the stack map, the `@entry` stores), after the
     /// storage's.
     object_maps: Vec<bpf::MapSpec>,
+    /// The shapes of the Go values records carry.
+    values: Vec<bpf::govalue::Shape>,
 }
 
 impl Build {
@@ -434,6 +440,7 @@ impl Build {
             high: 0,
             cookie: 0,
             object_maps: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -600,6 +607,7 @@ impl Build {
     ) -> Option<(bpf::Program, Vec<(usize, Span)>)> {
         let probe = p.probe;
         let mut l = lower::Lower::new(env, &mut self.events, site);
+        l.value_base = self.values.len();
         l.entry = p.entry.clone();
         l.stacks = p.stacks;
         prologue_code(&mut l.em);
@@ -631,6 +639,7 @@ impl Build {
             ));
         }
         self.high = self.high.max(l.em.high);
+        self.values.append(&mut l.values);
         let prog_spans = std::mem::take(&mut l.em.spans);
         let asm = std::mem::take(&mut l.em.a);
         match asm.finish() {
@@ -734,6 +743,7 @@ impl Build {
                 target_offset: storage.target_offset,
             }),
             stacks,
+            values: self.values,
         };
         Compiled {
             spec,

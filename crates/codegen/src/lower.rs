@@ -60,6 +60,10 @@ pub struct Lower<'a, 'd> {
     pub stacks: Option<bpf::MapId>,
     /// Struct reads coalesced into one (see `window`).
     pub windows: Vec<crate::window::Window>,
+    /// The shapes of the Go values this program's records carry, numbered from
+    /// `value_base` in the script's list (`ScriptSpec::values`).
+    pub values: Vec<bpf::govalue::Shape>,
+    pub value_base: usize,
 }
 
 impl<'a, 'd> Lower<'a, 'd> {
@@ -79,6 +83,8 @@ impl<'a, 'd> Lower<'a, 'd> {
             entry: None,
             stacks: None,
             windows: Vec::new(),
+            values: Vec::new(),
+            value_base: 0,
         }
     }
 
@@ -1795,12 +1801,17 @@ impl<'a, 'd> Lower<'a, 'd> {
             Long,
             Str,
             Memory(u32),
+            Value(Box<crate::pretty::Planned>),
         }
         let kinds: Vec<Arg> = args
             .iter()
             .enumerate()
             .map(|(i, a)| match dumps.get(i).copied().flatten() {
                 Some(n) => Arg::Memory(n as u32),
+                None if lang::check::is_pretty(a) => match self.plan_value(a) {
+                    Some(p) => Arg::Value(Box::new(p)),
+                    None => Arg::Long,
+                },
                 None => match self.env.info.expr_type(a) {
                     Some(Type::String) => Arg::Str,
                     _ => Arg::Long,
@@ -1819,6 +1830,12 @@ impl<'a, 'd> Lower<'a, 'd> {
                 ),
                 Arg::Memory(n) => (FieldKind::Str { len: *n }, n.div_ceil(8) * 8),
                 Arg::Long => (FieldKind::Long, 8),
+                Arg::Value(p) => {
+                    let shape = (self.value_base + self.values.len()) as u32;
+                    self.values.push(p.shape.clone());
+                    let len = p.shape.len;
+                    (FieldKind::Value { len, shape }, len)
+                }
             };
             fields.push(Field { offset: size, kind });
             size += bytes;
@@ -1847,10 +1864,13 @@ impl<'a, 'd> Lower<'a, 'd> {
                     self.em.e(Insn::mov64(Reg::R7, Reg::R0));
                     self.em.read_user(at, *n as i32, Reg::R7);
                 }
+                Arg::Value(p) => self.emit_value(a, p, at),
             }
         }
         self.em.header(rec, id);
         self.em.output(rec, EVENT_HEADER + size);
+        // The record is sent: its scratch (and what evaluating it took) is free.
+        self.em.release(rec);
     }
 }
 

@@ -196,6 +196,8 @@ pub struct GoTarget<'data> {
     inline_sites: std::sync::Mutex<std::collections::HashMap<u64, InlineSite>>,
     /// Inlined calls that probe points named but left out (`.call`), as sentences.
     left_out: std::sync::Mutex<Vec<String>>,
+    /// Types described for the pretty-printer (see `types`).
+    types: crate::types::TypeCache,
 }
 
 /// A probe site at an inlined call.
@@ -227,6 +229,7 @@ impl<'data> GoTarget<'data> {
             refused: std::sync::Mutex::new(Vec::new()),
             inline_sites: std::sync::Mutex::new(std::collections::HashMap::new()),
             left_out: std::sync::Mutex::new(Vec::new()),
+            types: crate::types::TypeCache::default(),
         }
     }
 
@@ -457,6 +460,10 @@ impl<'data> GoTarget<'data> {
         if let Ok(mut all) = self.refused.lock() {
             all.push(r);
         }
+    }
+
+    pub(crate) fn types_cache(&self) -> &crate::types::TypeCache {
+        &self.types
     }
 
     /// Has DWARF hand the stored bytes of each compressed section to `release` after
@@ -1013,6 +1020,12 @@ impl<'data> GoTarget<'data> {
             && self.layout().is_some()
         {
             return Ok(s.go_type());
+        }
+        // The standard types whose layout Go fixes, for a stripped executable.
+        if self.dwarf().is_none()
+            && let Some(t) = self.model_type(name)
+        {
+            return Ok(t);
         }
         Err(TargetError::NoSuchType {
             name: name.to_string(),

@@ -73,6 +73,7 @@ pub fn compile_user(
         user_probes,
         scalars,
         stacks: None,
+        values: Vec::new(),
     })
 }
 

@@ -127,9 +127,11 @@ impl Lower<'_, '_> {
                     ExprKind::AddrOf(x) => addr_of.push(x.id),
                     _ => {}
                 });
+                // A pretty-printed value is read whole by its own plan.
                 walk_stmt(s, &mut |e: &Expr| {
                     if let ExprKind::Target(t) = &e.kind
                         && !skip.contains(&e.id)
+                        && t.pretty == lang::ast::Pretty::None
                     {
                         targets.push((t, !addr_of.contains(&e.id)));
                     }

@@ -401,7 +401,7 @@ probe process("BIN").function("main.greet") {
         assert!(u64::from_str_radix(addr, 16).unwrap() > 0);
         assert_eq!(
             rest,
-            format!("dx={:#x}|{{.X={x}, .Y=2, .Name=\"pt\"}}\n", dx as u64)
+            format!("dx={:#x}|&{{X:{x} Y:2 Name:pt}}\n", dx as u64)
         );
     }
     for (line, name) in out[..3].iter().zip(["ada", "bob", "cy"]) {

@@ -50,6 +50,8 @@ pub enum BuiltinId {
     Strlen,
     Substr,
     Isinstr,
+    Len,
+    Cap,
 }
 
 /// What a built-in accepts.
@@ -61,6 +63,9 @@ pub enum Params {
     Format,
     /// Any number (at least `min`) of printable values, including histograms.
     Printable { min: usize, max: Option<usize> },
+    /// One Go value that has a length (a context expression of a slice, array or
+    /// channel, and with `strings` of a string or map, or a script string).
+    Length { strings: bool },
 }
 
 /// What a built-in returns; `None` means it is a statement-like call with no value.
@@ -440,6 +445,24 @@ pub const BUILTINS: &[Builtin] = &[
         Runs::USER,
         N,
         "1 if the second string occurs in the first",
+    ),
+    b(
+        B::Len,
+        "len",
+        Params::Length { strings: true },
+        Some(L),
+        Runs::BOTH,
+        N,
+        "the length of a string, or of a Go string, slice, array, map or channel (its number of elements, entries or queued values), as Go's len",
+    ),
+    b(
+        B::Cap,
+        "cap",
+        Params::Length { strings: false },
+        Some(L),
+        Runs::KERNEL,
+        Needs::TARGET_MEMORY,
+        "the capacity of a Go slice, array or channel, as Go's cap",
     ),
 ];
 

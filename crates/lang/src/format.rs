@@ -15,6 +15,9 @@
 //!   is 64-bit); `%lld`, `%hd`, `%zd` are errors, as in stap;
 //! - conversions `d i u o x X p c s m M b`; `%p` is `%#x`; `%m`/`%M` dump memory at
 //!   an address (a long), `%b` writes a value's raw bytes;
+//! - and, beyond stap (which has no floating-point values), `f F e E g G` for a Go
+//!   `float32`/`float64` read from the traced program, as C prints a `double`
+//!   (precision 6 unless written);
 //! - `%%` and a lone `%` at the very end are a literal `%`.
 //!
 //! One deviation: stap silently drops a format ending in `%l` or `%.`; here that is an
@@ -41,6 +44,8 @@ pub enum ArgKind {
     /// An address (a long in the script) whose bytes `%m`/`%M` dump; the kernel side
     /// reads them and the printer gets them as bytes.
     Memory,
+    /// A floating-point value, for `%f`, `%e`, `%g` (the bits of a `float64`).
+    Float,
 }
 
 impl ArgKind {
@@ -48,6 +53,7 @@ impl ArgKind {
     pub fn script_type(self) -> crate::Type {
         match self {
             ArgKind::Str => crate::Type::String,
+            ArgKind::Float => crate::Type::Float,
             ArgKind::Long | ArgKind::Memory => crate::Type::Long,
         }
     }
@@ -104,6 +110,19 @@ pub enum Conv {
     MemoryHex,
     /// `%b`: the value's raw bytes
     Binary,
+    /// `%f`/`%F`, `%e`/`%E`, `%g`/`%G`: a floating-point value as C prints a double.
+    Float { style: FloatStyle, upper: bool },
+}
+
+/// How `%f`, `%e` and `%g` write a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatStyle {
+    /// `%f`: fixed point.
+    Fixed,
+    /// `%e`: one digit, a fraction and an exponent.
+    Exp,
+    /// `%g`: `%e` or `%f`, whichever is shorter for the precision, trailing zeros cut.
+    General,
 }
 
 /// One `%...` directive.
@@ -123,6 +142,7 @@ impl Conversion {
         match self.conv {
             Conv::Str => ArgKind::Str,
             Conv::Memory | Conv::MemoryHex => ArgKind::Memory,
+            Conv::Float { .. } => ArgKind::Float,
             _ => ArgKind::Long,
         }
     }
@@ -166,7 +186,9 @@ impl Conversion {
             return Err("a width that does not fit a string");
         }
         match (self.conv, self.flag) {
-            (Conv::Binary | Conv::Memory | Conv::MemoryHex, _) => Err("this conversion"),
+            (Conv::Binary | Conv::Memory | Conv::MemoryHex | Conv::Float { .. }, _) => {
+                Err("this conversion")
+            }
             (Conv::Char | Conv::Str, Flag::ZeroPad | Flag::Alt) => Err("this flag on text"),
             (Conv::Pointer, Flag::ZeroPad) => Err("the '0' flag on '%p'"),
             _ => Ok(()),
@@ -259,6 +281,10 @@ impl Format {
             let conv = match kind {
                 ArgKind::Str | ArgKind::Memory => Conv::Str,
                 ArgKind::Long => Conv::Signed,
+                ArgKind::Float => Conv::Float {
+                    style: FloatStyle::General,
+                    upper: false,
+                },
             };
             f.push_conversion(Conversion {
                 conv,
@@ -365,6 +391,17 @@ fn parse_conversion(fmt: &[u8], start: usize) -> Result<Conversion, FormatError>
         b'x' => Conv::Hex,
         b'X' => Conv::HexUpper,
         b'p' => Conv::Pointer,
+        b'f' | b'F' | b'e' | b'E' | b'g' | b'G' => {
+            let c = fmt[i];
+            Conv::Float {
+                style: match c.to_ascii_lowercase() {
+                    b'f' => FloatStyle::Fixed,
+                    b'e' => FloatStyle::Exp,
+                    _ => FloatStyle::General,
+                },
+                upper: c.is_ascii_uppercase(),
+            }
+        }
         _ => {
             let end = (i + 1..=fmt.len())
                 .find(|&e| std::str::from_utf8(&fmt[start..e]).is_ok())
@@ -417,6 +454,7 @@ mod tests {
         assert_eq!(kinds("newstack: %d -> %-8s %% %*x\n"), [L, S, L, L]);
         assert_eq!(kinds("[%*.*s|%*d]"), [L, L, S, L, L]);
         assert_eq!(kinds("%.4M %m %ld %p %c %b"), [M, M, L, L, L, L]);
+        assert_eq!(kinds("%f %.2e %G"), [ArgKind::Float; 3]);
         assert!(Format::parse(b"plain 50%").expect("parses").is_literal());
     }
 
@@ -477,7 +515,7 @@ mod tests {
             assert_eq!(k(ok), Ok(()), "{ok}");
         }
         for no in [
-            "%.3d", "%*d", "%.2s", "%b", "%m", "%M", "%05s", "%#c", "%0p", "%200d",
+            "%.3d", "%*d", "%.2s", "%b", "%m", "%M", "%05s", "%#c", "%0p", "%200d", "%f",
         ] {
             assert!(k(no).is_err(), "{no}");
         }

@@ -9,6 +9,14 @@
 //! printed with [`CUT_MARK`] after it and counted, and the count is reported at exit.
 //! One `printf` prints at most `max_printf` bytes; a longer line is cut, marked, and
 //! keeps its newline, and is counted too.
+//!
+//! A pretty-printed Go value (`$x$`, `$x$$`, `$$vars`) is bounded three ways, so that
+//! neither the compile nor the probe grows with the type (a recursive or huge type
+//! costs no more than these): composite values nested deeper than `pretty_depth`,
+//! elements of a slice, array or map past `pretty_items`, and target bytes past
+//! `pretty_bytes` for the whole value (a struct's fields are read with it, so the
+//! budget bounds them too) are left out, and printed as [`CUT_MARK`]
+//! (`-D MAXPRETTYDEPTH=N`, `-D MAXPRETTYITEMS=N`, `-D MAXPRETTYBYTES=N`).
 
 /// Appended to a printed string that reached the string limit, and to a cut line.
 pub const CUT_MARK: &str = "…";
@@ -21,6 +29,13 @@ pub struct Limits {
     pub max_string: u32,
     /// Bytes one `printf` (or `print`) prints at most.
     pub max_printf: u32,
+    /// Composite values (structs, arrays, slices, maps, interfaces, followed
+    /// pointers) nested at most this deep in a pretty-printed value.
+    pub pretty_depth: u32,
+    /// Elements of one slice, array or map printed at most.
+    pub pretty_items: u32,
+    /// Bytes of the traced program one pretty-printed value copies at most.
+    pub pretty_bytes: u32,
 }
 
 impl Default for Limits {
@@ -28,12 +43,31 @@ impl Default for Limits {
         Limits {
             max_string: 128,
             max_printf: 8192,
+            pretty_depth: 6,
+            pretty_items: 16,
+            pretty_bytes: 8192,
         }
     }
 }
 
 /// The largest string slot: strings live in a 30 KiB scratch area, a few at a time.
 pub const MAX_STRING_SLOT: u32 = 2048;
+
+/// The most target bytes one pretty-printed value may copy: its record is built in
+/// the same scratch area.
+pub const MAX_PRETTY_BYTES: u32 = 16384;
+
+/// `n` if it is in `lo..=hi`, else the error that says so.
+fn within(def: &str, name: &str, n: u32, lo: u32, hi: u32) -> Result<u32, String> {
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "-D {def}: {} is between {lo} and {hi}",
+            name.trim()
+        ))
+    }
+}
 
 impl Limits {
     /// Applies one `-D NAME=VALUE`. `MAXSTRINGLEN` is rounded up to a power of two
@@ -61,9 +95,14 @@ impl Limits {
                 }
                 self.max_printf = n;
             }
+            "MAXPRETTYDEPTH" => self.pretty_depth = within(def, name, n, 1, 64)?,
+            "MAXPRETTYITEMS" => self.pretty_items = within(def, name, n, 1, 1024)?,
+            "MAXPRETTYBYTES" => {
+                self.pretty_bytes = within(def, name, n, 64, MAX_PRETTY_BYTES)?;
+            }
             other => {
                 return Err(format!(
-                    "-D {def}: gotap knows MAXSTRINGLEN and MAXPRINTFLEN, not {other}"
+                    "-D {def}: gotap knows MAXSTRINGLEN, MAXPRINTFLEN, MAXPRETTYDEPTH, MAXPRETTYITEMS and MAXPRETTYBYTES, not {other}"
                 ));
             }
         }
@@ -89,6 +128,15 @@ mod tests {
         assert_eq!(l.max_printf, 100);
         assert!(l.define("MAXSTRINGLEN=1000000").is_err());
         assert!(l.define("MAXACTION=5").is_err());
+        l.define("MAXPRETTYDEPTH=3").expect("valid");
+        l.define("MAXPRETTYITEMS=4").expect("valid");
+        l.define("MAXPRETTYBYTES=512").expect("valid");
+        assert_eq!(
+            (l.pretty_depth, l.pretty_items, l.pretty_bytes),
+            (3, 4, 512)
+        );
+        assert!(l.define("MAXPRETTYBYTES=100000").is_err());
+        assert!(l.define("MAXPRETTYDEPTH=0").is_err());
         assert!(l.define("MAXSTRINGLEN").is_err());
     }
 }

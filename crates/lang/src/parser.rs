@@ -1089,10 +1089,12 @@ impl<'a> Parser<'a> {
             }
         }
         let mut pretty = Pretty::None;
-        // `$a->b$`: the lexer leaves a bare `$`/`$$` right after the field name.
+        // `$a->b$`, `@cast(p, "T")$`: the lexer leaves a bare `$`/`$$` right after
+        // the field name or the `)`.
+        let cast = matches!(base, TargetBase::Cast { .. });
         if let Tok::Op(o @ ("$" | "$$")) = *self.peek()
             && self.span().start == self.prev_span().end
-            && !path.is_empty()
+            && (!path.is_empty() || cast)
         {
             pretty = pretty_of(o.len());
             self.bump();

@@ -160,7 +160,8 @@ pub trait Target {
 }
 
 /// The script type of a Go value read as a whole: integers, bools and pointers are
-/// `long`, strings are `string`; composite values need `->field`, `[i]` or `$x$`.
+/// `long`, strings are `string`, floating-point numbers `float` (the bits of a
+/// `float64`); composite values need `->field`, `[i]` or `$x$`.
 pub fn script_type(ty: &GoType) -> Result<crate::check::Type, String> {
     use crate::check::Type;
     match ty.kind {
@@ -173,8 +174,9 @@ pub fn script_type(ty: &GoType) -> Result<crate::check::Type, String> {
         | GoKind::Map
         | GoKind::Func => Ok(Type::Long),
         GoKind::String => Ok(Type::String),
-        GoKind::Float | GoKind::Complex => Err(format!(
-            "floating-point value of type '{}' is not supported",
+        GoKind::Float => Ok(Type::Float),
+        GoKind::Complex => Err(format!(
+            "a complex value of type '{}' cannot be used whole; print it with '$x$'",
             ty.name
         )),
         GoKind::Struct | GoKind::Slice | GoKind::Array { .. } | GoKind::Interface => Err(format!(

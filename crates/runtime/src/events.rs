@@ -9,7 +9,12 @@
 //! [`ScriptSpec::events`]), 4 bytes of padding, then the fields at their offsets
 //! counted from the end of that header. A record too short for its event, or with
 //! an unknown id, is an error, never a panic: the bytes come from the kernel.
+//!
+//! A Go value sent whole (`$x$`, [`FieldKind::Value`]) is printed as Go's `%+v`
+//! prints it ([`crate::govalue`]) into a buffer kept from record to record, and
+//! handed to the format as the string its `%s` prints.
 
+use bpf::govalue::Shape;
 use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, ScriptSpec};
 use thiserror::Error;
 
@@ -67,6 +72,13 @@ pub enum EventError {
     },
     #[error("event {event}: {source}")]
     Args { event: usize, source: ArgError },
+    #[error("event {event}: field {index} names value shape {shape}, the script has {count}")]
+    UnknownShape {
+        event: usize,
+        index: usize,
+        shape: u32,
+        count: usize,
+    },
 }
 
 /// More arguments than this in one `printf` are gathered on the heap.
@@ -95,6 +107,12 @@ pub struct Decoder {
     max_line: usize,
     /// What printing cut so far.
     cuts: Cuts,
+    /// The shapes of the Go values records carry.
+    values: Vec<Shape>,
+    /// Go values of the record being handled, printed (reused from record to record).
+    printed: Vec<u8>,
+    /// The range of `printed` of each value field of the record being handled.
+    ranges: Vec<std::ops::Range<usize>>,
 }
 
 impl Decoder {
@@ -107,6 +125,18 @@ impl Decoder {
                     let format = Format::parse(format)
                         .map_err(|source| EventError::Format { event, source })?;
                     check_fields(event, &format, args)?;
+                    for (index, f) in args.iter().enumerate() {
+                        if let FieldKind::Value { shape, .. } = f.kind
+                            && shape as usize >= spec.values.len()
+                        {
+                            return Err(EventError::UnknownShape {
+                                event,
+                                index,
+                                shape,
+                                count: spec.values.len(),
+                            });
+                        }
+                    }
                     Decoded::Printf {
                         format,
                         fields: args.clone(),
@@ -132,6 +162,9 @@ impl Decoder {
             frames: Vec::new(),
             max_line: MAX_PRINTF_LEN,
             cuts: Cuts::default(),
+            values: spec.values.clone(),
+            printed: Vec::new(),
+            ranges: Vec::new(),
         })
     }
 
@@ -158,10 +191,19 @@ impl Decoder {
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let body = &record[header..];
         let event = id as usize;
-        let Some(decoded) = self.events.get(event) else {
+        let Decoder {
+            events,
+            frames,
+            max_line,
+            cuts: total_cuts,
+            values,
+            printed,
+            ranges,
+        } = self;
+        let Some(decoded) = events.get(event) else {
             return Err(EventError::UnknownEvent {
                 id,
-                count: self.events.len(),
+                count: events.len(),
             });
         };
         let short = |need: usize| EventError::Short {
@@ -175,6 +217,23 @@ impl Decoder {
                 if body.len() < need {
                     return Err(short(need));
                 }
+                // Go values first, into one buffer the arguments then borrow.
+                printed.clear();
+                ranges.clear();
+                let mut value_cuts = 0;
+                for f in fields {
+                    if let FieldKind::Value { len, shape } = f.kind {
+                        let at = f.offset as usize;
+                        let start = printed.len();
+                        value_cuts += crate::govalue::write(
+                            &values[shape as usize],
+                            &body[at..at + len as usize],
+                            printed,
+                        );
+                        ranges.push(start..printed.len());
+                    }
+                }
+                let mut value_ranges = ranges.iter();
                 let mut stack = [Arg::Long(0); STACK_ARGS];
                 let mut heap;
                 let args: &mut [Arg<'_>] = if fields.len() <= STACK_ARGS {
@@ -195,18 +254,22 @@ impl Decoder {
                         (FieldKind::Str { len }, _) => {
                             string_arg(cstr(&body[at..at + len as usize]), len as usize - 1)
                         }
+                        (FieldKind::Value { .. }, _) => {
+                            Arg::Str(&printed[value_ranges.next().cloned().unwrap_or(0..0)])
+                        }
                     };
                 }
-                let cuts = write_line(format, out, args, self.max_line)
+                let mut cuts = write_line(format, out, args, *max_line)
                     .map_err(|source| EventError::Args { event, source })?;
-                self.cuts.add(cuts);
+                cuts.values = value_cuts;
+                total_cuts.add(cuts);
                 Ok(Action::Continue)
             }
             Decoded::Exit => Ok(Action::Exit),
             Decoded::Error(m) => Ok(Action::Error(m)),
             &Decoded::Backtrace {
                 count,
-                frames,
+                frames: at_frames,
                 max,
                 fileline,
             } => {
@@ -217,15 +280,14 @@ impl Decoder {
                 let n = usize::try_from(word & bpf::script::STACK_COUNT_MASK)
                     .unwrap_or(usize::MAX)
                     .min(max);
-                let need = frames + 8 * n;
+                let need = at_frames + 8 * n;
                 if body.len() < need {
                     return Err(short(need));
                 }
-                self.frames.clear();
-                self.frames
-                    .extend((0..n).map(|i| long_at(body, frames + 8 * i) as u64));
+                frames.clear();
+                frames.extend((0..n).map(|i| long_at(body, at_frames + 8 * i) as u64));
                 Ok(Action::Backtrace {
-                    frames: &self.frames,
+                    frames,
                     fileline,
                     first_is_return: word & bpf::script::FIRST_IS_RETURN != 0,
                     bias: word & bpf::script::STACK_BIAS_MASK,
@@ -239,7 +301,7 @@ fn field_end(f: &Field) -> usize {
     f.offset as usize
         + match f.kind {
             FieldKind::Long => 8,
-            FieldKind::Str { len } => len as usize,
+            FieldKind::Str { len } | FieldKind::Value { len, .. } => len as usize,
         }
 }
 
@@ -256,8 +318,9 @@ fn check_fields(event: usize, format: &Format, fields: &[Field]) -> Result<(), E
     for (index, (k, f)) in kinds.iter().zip(fields).enumerate() {
         let ok = matches!(
             (k, f.kind),
-            (ArgKind::Long, FieldKind::Long)
+            (ArgKind::Long | ArgKind::Float, FieldKind::Long)
                 | (ArgKind::Str | ArgKind::Memory, FieldKind::Str { .. })
+                | (ArgKind::Str, FieldKind::Value { .. })
         );
         if !ok {
             return Err(EventError::FieldKind {

@@ -20,7 +20,7 @@
 //! bytes ([`Conversion::memory_len`] says how many) and passes them as an
 //! [`Arg::Str`].
 
-use lang::format::{ArgKind, Conv, Conversion, Count, Flag, Format, MAX_FIELD, Piece};
+use lang::format::{ArgKind, Conv, Conversion, Count, Flag, FloatStyle, Format, MAX_FIELD, Piece};
 use lang::limits::CUT_MARK;
 use thiserror::Error;
 
@@ -49,12 +49,15 @@ pub enum Arg<'a> {
 pub struct Cuts {
     pub strings: u64,
     pub lines: u64,
+    /// Parts of pretty-printed Go values a limit left out.
+    pub values: u64,
 }
 
 impl Cuts {
     pub fn add(&mut self, other: Cuts) {
         self.strings += other.strings;
         self.lines += other.lines;
+        self.values += other.values;
     }
 }
 
@@ -133,7 +136,11 @@ pub fn write_line(
 ) -> Result<Cuts, ArgError> {
     let start = out.len();
     let strings = write(format, out, args)?;
-    let mut cuts = Cuts { strings, lines: 0 };
+    let mut cuts = Cuts {
+        strings,
+        lines: 0,
+        values: 0,
+    };
     if out.len() > start.saturating_add(max) {
         let newline = out.last() == Some(&b'\n');
         out.truncate(start + max);
@@ -239,6 +246,15 @@ fn write_long(out: &mut Vec<u8>, v: i64, width: isize, precision: isize, c: &Con
         ),
         Conv::Char => write_char(out, v as u8, width, c.flag),
         Conv::Binary => write_binary(out, v, width, precision, c.flag),
+        Conv::Float { style, upper } => write_float(
+            out,
+            f64::from_bits(v as u64),
+            width,
+            precision,
+            c.flag,
+            style,
+            upper,
+        ),
         Conv::Str | Conv::Memory | Conv::MemoryHex => {}
     }
 }
@@ -323,6 +339,109 @@ fn number(
     pad(out, b'0', precision - n as isize);
     out.extend(tmp[..n].iter().rev());
     pad(out, b' ', size);
+}
+
+/// `%f`, `%e`, `%g` as C's `printf` writes a double (precision 6 unless given),
+/// for the floating-point values gotap reads from Go programs.
+fn write_float(
+    out: &mut Vec<u8>,
+    v: f64,
+    width: isize,
+    precision: isize,
+    flag: Flag,
+    style: FloatStyle,
+    upper: bool,
+) {
+    let prec = if precision < 0 { 6 } else { precision as usize };
+    let alt = flag == Flag::Alt;
+    let sign: &[u8] = if v.is_sign_negative() {
+        b"-"
+    } else if flag == Flag::Plus {
+        b"+"
+    } else if flag == Flag::Space {
+        b" "
+    } else {
+        b""
+    };
+    let a = v.abs();
+    let body = if !a.is_finite() {
+        if a.is_nan() { "nan" } else { "inf" }.to_string()
+    } else {
+        match style {
+            FloatStyle::Fixed => fixed(a, prec, alt),
+            FloatStyle::Exp => exponent(a, prec, alt),
+            FloatStyle::General => general(a, prec, alt),
+        }
+    };
+    let body = if upper {
+        body.to_ascii_uppercase()
+    } else {
+        body
+    };
+    let n = (sign.len() + body.len()) as isize;
+    let zero = flag == Flag::ZeroPad && a.is_finite();
+    if flag != Flag::Left && !zero {
+        pad(out, b' ', width - n);
+    }
+    out.extend_from_slice(sign);
+    if zero {
+        pad(out, b'0', width - n);
+    }
+    out.extend_from_slice(body.as_bytes());
+    if flag == Flag::Left {
+        pad(out, b' ', width - n);
+    }
+}
+
+/// `%f` of a non-negative finite value.
+fn fixed(a: f64, prec: usize, alt: bool) -> String {
+    let mut s = format!("{a:.prec$}");
+    if alt && prec == 0 {
+        s.push('.');
+    }
+    s
+}
+
+/// `%e` of a non-negative finite value: `1.500000e+02`.
+fn exponent(a: f64, prec: usize, alt: bool) -> String {
+    let s = format!("{a:.prec$e}");
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let dot = if alt && prec == 0 { "." } else { "" };
+    format!(
+        "{mant}{dot}e{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.unsigned_abs()
+    )
+}
+
+/// `%g` of a non-negative finite value: `%e` if the exponent is below -4 or at
+/// least the precision, else `%f`, trailing zeros removed unless `#`.
+fn general(a: f64, prec: usize, alt: bool) -> String {
+    let p = prec.max(1);
+    let e = exponent(a, p - 1, false);
+    let x: i32 = e
+        .split_once('e')
+        .and_then(|(_, x)| x.parse().ok())
+        .unwrap_or(0);
+    let s = if x < -4 || x >= p as i32 {
+        exponent(a, p - 1, alt)
+    } else {
+        fixed(a, (p as i32 - 1 - x) as usize, alt)
+    };
+    if alt {
+        return s;
+    }
+    let (mant, tail) = match s.find('e') {
+        Some(i) => s.split_at(i),
+        None => (s.as_str(), ""),
+    };
+    let mant = if mant.contains('.') {
+        mant.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        mant
+    };
+    format!("{mant}{tail}")
 }
 
 /// Stap's `_stp_vsprint_char`: one byte, C-escaped under `#`.
@@ -782,7 +901,8 @@ mod tests {
             cuts,
             Cuts {
                 strings: 0,
-                lines: 1
+                lines: 1,
+                values: 0
             }
         );
         let mark = CUT_MARK.as_bytes();

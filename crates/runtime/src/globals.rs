@@ -155,7 +155,7 @@ pub fn hist(spec: &HistSpec) -> Result<Hist, StatsError> {
 pub fn field_size(kind: FieldKind) -> usize {
     match kind {
         FieldKind::Long => 8,
-        FieldKind::Str { len } => len as usize,
+        FieldKind::Str { len } | FieldKind::Value { len, .. } => len as usize,
     }
 }
 
@@ -191,6 +191,8 @@ pub fn encode_key(
             (FieldKind::Str { len }, Value::Str(s)) => put_str(out, s, *len as usize),
             (FieldKind::Long, Value::Str(_)) => return Err(kind_error("long", "string")),
             (FieldKind::Str { .. }, Value::Long(_)) => return Err(kind_error("string", "long")),
+            // Go values travel in records only, never in keys.
+            (FieldKind::Value { .. }, _) => return Err(kind_error("key", "Go value")),
         }
     }
     Ok(())
@@ -214,6 +216,7 @@ pub fn decode_key(kinds: &[FieldKind], bytes: &[u8]) -> Result<Vec<Value>, Globa
         out.push(match kind {
             FieldKind::Long => Value::Long(long_at(field)),
             FieldKind::Str { .. } => Value::Str(cstr(field).to_vec()),
+            FieldKind::Value { .. } => return Err(kind_error("key", "Go value")),
         });
         at += n;
     }

@@ -1116,7 +1116,9 @@ impl<'s> Interp<'s> {
                 cut_string(&mut s, self.max_bytes);
                 Ok(Value::Str(s))
             }
-            BuiltinId::Strlen => {
+            // In user space the only values with a length are strings: Go values
+            // are read in process probes.
+            BuiltinId::Strlen | BuiltinId::Len => {
                 let v = self.eval_all(run, args)?;
                 long(v.first().map_or(0, |s| s.as_bytes().len() as i64))
             }
@@ -1172,6 +1174,7 @@ impl<'s> Interp<'s> {
             | BuiltinId::SprintUbacktrace
             | BuiltinId::Goid
             | BuiltinId::GoWaitReason
+            | BuiltinId::Cap
             | BuiltinId::Register => Err(self.error(
                 run,
                 format!(

@@ -5,6 +5,7 @@ pub mod events;
 pub mod flame;
 pub mod format;
 pub mod globals;
+pub mod govalue;
 pub mod interp;
 pub mod regroup;
 pub mod stats;

@@ -144,6 +144,16 @@ fn decode(spec: &ScriptSpec, rec: &[u8]) -> Record {
                         let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                         values.push(Value::Str(String::from_utf8_lossy(&b[..n]).into_owned()));
                     }
+                    // A Go value, printed as the runtime prints it.
+                    FieldKind::Value { len, shape } => {
+                        let mut out = Vec::new();
+                        runtime::govalue::write(
+                            &spec.values[shape as usize],
+                            &body[o..o + len as usize],
+                            &mut out,
+                        );
+                        values.push(Value::Str(String::from_utf8_lossy(&out).into_owned()));
+                    }
                 }
             }
         }

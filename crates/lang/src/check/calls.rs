@@ -6,6 +6,16 @@
 use super::*;
 use crate::builtins::{Builtin, Params};
 use crate::diag::nearest;
+use crate::format::ArgKind;
+use crate::target::GoKind;
+
+/// Whether `e` is a pretty-printed context expression (`$x$`, `$x->f$$`, `$$vars`).
+pub fn is_pretty(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Target(t) => t.pretty != Pretty::None || matches!(t.base, TargetBase::Set(_)),
+        _ => false,
+    }
+}
 
 impl Checker<'_> {
     pub(super) fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Ty {
@@ -40,6 +50,7 @@ impl Checker<'_> {
             Params::Fixed(sigs) => self.fixed_args(e, b, sigs, args),
             Params::Format => self.format_call(e, b, args),
             Params::Printable { min, max } => self.printable_args(e, b, min, max, args),
+            Params::Length { strings } => self.length_arg(e, b, strings, args),
         }
         b.ret.map_or(Ty::Void, Ty::Known)
     }
@@ -69,6 +80,62 @@ impl Checker<'_> {
         };
         for (i, (a, t)) in args.iter().zip(sig.iter()).enumerate() {
             self.expect(a, *t, &format!("argument {} of '{}'", i + 1, b.name));
+        }
+    }
+
+    /// The one argument of `len` and `cap`: a Go value that has a length (a context
+    /// expression of a string, slice, array, map or channel), or for `len` a string.
+    pub(super) fn length_arg(&mut self, e: &Expr, b: &Builtin, strings: bool, args: &[Expr]) {
+        let [a] = args else {
+            self.error(
+                e.span,
+                format!("'{}' takes 1 argument, found {}", b.name, args.len()),
+            );
+            for a in args {
+                self.expr(a);
+            }
+            return;
+        };
+        let what = if strings {
+            "a string, slice, array, map or channel"
+        } else {
+            "a slice, array or channel"
+        };
+        let ExprKind::Target(t) = &a.kind else {
+            if strings {
+                self.expect(a, Type::String, &format!("the argument of '{}'", b.name));
+            } else {
+                self.value(a, None);
+                self.error(
+                    a.span,
+                    format!(
+                        "'{}' needs a Go value of the traced program: {what}",
+                        b.name
+                    ),
+                );
+            }
+            return;
+        };
+        if t.pretty != Pretty::None || matches!(t.base, TargetBase::Set(_)) {
+            self.expr(a);
+            self.err(super::types::pretty_only(a.span));
+            return;
+        }
+        self.target_expr(a, t, true);
+        let Some(ty) = self.go_types.get(&a.id) else {
+            return;
+        };
+        let ok = match ty.kind {
+            GoKind::String | GoKind::Map => strings,
+            GoKind::Slice | GoKind::Array { .. } | GoKind::Chan => true,
+            _ => false,
+        };
+        if !ok {
+            let name = ty.name.clone();
+            self.error(
+                a.span,
+                format!("'{}' needs {what}; this is a '{name}'", b.name),
+            );
         }
     }
 
@@ -103,6 +170,7 @@ impl Checker<'_> {
                     Diagnostic::error(a.span, "a histogram can only be printed")
                         .with_help("pass it to print() or println()"),
                 ),
+                Ty::Pretty if b.ret.is_some() => self.err(super::types::pretty_only(a.span)),
                 Ty::Known(Type::Stats) => self.err(
                     Diagnostic::error(a.span, "a statistics aggregate has no value to print")
                         .with_help("print @count(s), @sum(s), … or a histogram of it"),
@@ -137,7 +205,7 @@ impl Checker<'_> {
             Err(err) => {
                 let at = format_place(fmt, text, err.at()..err.at() + 1);
                 let d = Diagnostic::error(at, err.to_string()).with_help(
-                    "a directive is '%', at most one flag of '-+ #0', a width, a '.precision', an optional 'l', then one of d i u o x X p c s m M b",
+                    "a directive is '%', at most one flag of '-+ #0', a width, a '.precision', an optional 'l', then one of d i u o x X p c s m M b f e g",
                 );
                 self.err(d);
                 for a in rest {
@@ -171,6 +239,13 @@ impl Checker<'_> {
         }
         for (i, a) in rest.iter().enumerate() {
             match kinds.get(i) {
+                // A pretty-printed value travels whole to user space, for printf's
+                // `%s` only: sprintf builds its string in the kernel.
+                Some(ArgKind::Str) if is_pretty(a) => {
+                    if self.expr(a) == Ty::Pretty && b.ret.is_some() {
+                        self.err(super::types::pretty_only(a.span));
+                    }
+                }
                 Some(k) => self.expect(a, k.script_type(), &slots[i]),
                 None => {
                     self.value(a, None);

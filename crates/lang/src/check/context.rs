@@ -65,10 +65,10 @@ impl Checker<'_> {
             TargetBase::Set(set) => {
                 let what = format!("$${}", set.as_str());
                 let Some(locs) = self.locations(e.span, &what) else {
-                    return Ty::Known(Type::String);
+                    return Ty::Pretty;
                 };
                 if *set == VarSet::Return && !self.require_return(e.span, &what) {
-                    return Ty::Known(Type::String);
+                    return Ty::Pretty;
                 }
                 for l in &locs {
                     if let Err(err) = self.target.context_vars(l, *set) {
@@ -76,7 +76,7 @@ impl Checker<'_> {
                         break;
                     }
                 }
-                return Ty::Known(Type::String);
+                return Ty::Pretty;
             }
             TargetBase::Var(id) => {
                 let what = format!("${}", id.name);
@@ -117,6 +117,8 @@ impl Checker<'_> {
                 match self.target.cast_type(ty, module.as_deref()) {
                     Ok(g) => {
                         if t.path.is_empty() && t.pretty == Pretty::None {
+                            // The address itself; its type is kept for `len`/`cap`.
+                            self.go_types.insert(e.id, g);
                             return Ty::Known(Type::Long);
                         }
                         Some(g)
@@ -154,7 +156,7 @@ impl Checker<'_> {
         }
         self.go_types.insert(e.id, ty.clone());
         if t.pretty != Pretty::None {
-            return Ty::Known(Type::String);
+            return Ty::Pretty;
         }
         if raw {
             return Ty::Known(Type::Long);

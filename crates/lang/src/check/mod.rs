@@ -43,12 +43,17 @@ use crate::probe::ProbeKind;
 use crate::span::Span;
 use crate::target::{GoType, Location, Target, TargetError};
 
+pub use calls::is_pretty;
 pub use dump::dump_types;
 /// The type of a script value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Type {
     Long,
     String,
+    /// A Go `float32` or `float64` read from the traced program, held as the bits of
+    /// a `float64`: it can be kept in variables and printed (`%f`, `%e`, `%g`), not
+    /// computed with.
+    Float,
     /// A statistics aggregate, fed with `<<<` and read with `@count` and friends.
     Stats,
 }
@@ -58,6 +63,7 @@ impl std::fmt::Display for Type {
         f.write_str(match self {
             Type::Long => "long",
             Type::String => "string",
+            Type::Float => "float",
             Type::Stats => "stats",
         })
     }
@@ -297,6 +303,9 @@ enum VarRef {
 enum Ty {
     Known(Type),
     Hist,
+    /// A Go value pretty-printed (`$x$`, `$x$$`, `$$vars`): sent whole and formatted
+    /// in user space, so it can only be printed.
+    Pretty,
     Void,
     Unknown,
 }

@@ -606,6 +606,10 @@ impl Checker<'_> {
                 );
                 Ty::Unknown
             }
+            Ty::Pretty => {
+                self.err(pretty_only(e.span));
+                Ty::Unknown
+            }
             Ty::Known(Type::Stats) => Ty::Unknown,
             t => t,
         }
@@ -927,6 +931,12 @@ impl Checker<'_> {
                 let a = self.value(lhs, None);
                 let b = self.value(rhs, a.known());
                 match (a, b) {
+                    (Ty::Known(Type::Float), _) | (_, Ty::Known(Type::Float)) => {
+                        self.err(
+                            Diagnostic::error(e.span, "floating-point values cannot be compared")
+                                .with_help("print them with '%f', '%e' or '%g'"),
+                        );
+                    }
                     (Ty::Known(x), Ty::Known(y)) if x != y => {
                         self.error(e.span, format!("cannot compare {x} with {y}"));
                     }
@@ -1026,4 +1036,11 @@ impl Checker<'_> {
             Ty::Known(Type::Long)
         }
     }
+}
+
+/// The error for a pretty-printed value used as anything but an argument to print.
+pub(super) fn pretty_only(span: Span) -> Diagnostic {
+    Diagnostic::error(span, "a pretty-printed Go value can only be printed").with_help(
+        "pass it to printf (for a '%s'), print() or println(): it is formatted in user space, as Go's %+v prints it",
+    )
 }
