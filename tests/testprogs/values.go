@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 	"unsafe"
@@ -36,6 +37,9 @@ type Numbers struct {
 	Ptr  uintptr
 	F32  float32
 	F64  float64
+	Neg  float64
+	Big  float64
+	Inf  float64
 	C64  complex64
 	C128 complex128
 }
@@ -99,7 +103,8 @@ func build(seed int) Zoo {
 		Num: Numbers{
 			B: true, I8: -8, I16: -1600, I32: -320000, I64: -64000000000, I: seed,
 			U8: 200, U16: 60000, U32: 4000000000, U64: 18000000000000000000, U: 7,
-			Ptr: 0x1234, F32: 0.1, F64: 3.14159, C64: complex(1.5, -2), C128: complex(-0.25, 1e21),
+			Ptr: 0x1234, F32: 0.1, F64: 3.14159, Neg: -2.5e-7, Big: 1e300, Inf: math.Inf(1),
+			C64: complex(1.5, -2), C128: complex(-0.25, 1e21),
 		},
 		Comp: Composites{
 			S:     "hello, zoo",

@@ -259,8 +259,11 @@ pub struct IfaceNode {
     pub window: Option<u32>,
     /// When the dynamic type is a string: its bytes.
     pub string: Option<u32>,
-    /// Dynamic types planned in full, by the name the runtime gives them.
-    pub candidates: Vec<(String, u32)>,
+    /// Dynamic types planned in full: the linked address of their runtime type
+    /// record (the type word less the bias), and their node.
+    pub candidates: Vec<(u64, u32)>,
+    /// Where the type word is (the eface's first word, or the itab's second).
+    pub type_at: u32,
     /// Print an error's message where `fmt` would call `Error()`.
     pub methods: bool,
 }

@@ -584,6 +584,16 @@ fn report_cuts(
             lang::limits::CUT_MARK
         );
     }
+    if cuts.values > 0 {
+        eprintln!(
+            "WARNING: {} parts of pretty-printed values were left out (marked {}) by the limits of {} levels, {} elements and {} bytes a value; -D MAXPRETTYDEPTH=N, MAXPRETTYITEMS=N, MAXPRETTYBYTES=N raise them",
+            cuts.values,
+            lang::limits::CUT_MARK,
+            limits.pretty_depth,
+            limits.pretty_items,
+            limits.pretty_bytes
+        );
+    }
 }
 
 /// Lost events and failed reads are said, never silently dropped.

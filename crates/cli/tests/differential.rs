@@ -199,6 +199,7 @@ fn strings(out: &mut Vec<Case>) {
             "sprint",
             format!("printf(\"[%s]\\n\", sprint({}))", slit(s)),
         ));
+        out.push(case("len", format!("printf(\"%d\\n\", len({}))", slit(s))));
     }
     for start in [-1, 0, 3, 11, 12, 100] {
         for len in [-1, 0, 1, 5, 100] {
@@ -666,6 +667,77 @@ fn errors_stop_both_back_ends_with_the_same_words() {
         );
         assert!(errors[1].ends_with("in probe end"), "{}", errors[1]);
     }
+}
+
+/// Floats (read from a Go program, issue 13) print the same in a kernel probe and in
+/// an end probe: every float directive with every flag, width and precision, of a
+/// `float64`, a negative one, a huge one, an infinity and a `float32`, kept in
+/// globals by the kernel probe and printed by both.
+#[test]
+fn floats_print_the_same_bytes_in_both_back_ends() {
+    let bin = testprogs::build("values", &testprogs::newest(), Variant::Default);
+    let private = Private::copy(&bin, "differential-floats");
+    let fields = ["F64", "Neg", "Big", "Inf"];
+    let mut formats = Vec::new();
+    for conv in ["f", "e", "g", "E", "G", "F"] {
+        for flag in ["", "-", "+", " ", "0", "#"] {
+            for width in ["", "14"] {
+                for precision in ["", ".0", ".3"] {
+                    formats.push(format!("%{flag}{width}{precision}{conv}"));
+                }
+            }
+        }
+    }
+    let mut print = String::new();
+    for f in fields
+        .iter()
+        .map(|f| format!("g_{f}"))
+        .chain(["g_F32".into()])
+    {
+        for chunk in formats.chunks(12) {
+            let args = vec![f.as_str(); chunk.len()].join(", ");
+            writeln!(print, "  printf(\"[{}]\\n\", {args})", chunk.join("|")).unwrap();
+        }
+    }
+    writeln!(print, "  print(g_F64, g_F32)\n  println(\"\")").unwrap();
+    let mut set = String::new();
+    for f in fields.iter().chain(&["F32"]) {
+        writeln!(set, "  g_{f} = $z->Num->{f}").unwrap();
+    }
+    let globals: Vec<String> = fields
+        .iter()
+        .chain(&["F32"])
+        .map(|f| format!("g_{f}"))
+        .collect();
+    let src = format!(
+        "global {}\nprobe process.function(\"main.showZoo\") {{\n{set}{print}  printf(\"\\x1d\")\n}}\nprobe end {{\n{print}}}\n",
+        globals.join(", ")
+    );
+    let path = private.path.with_file_name("floats.stp");
+    std::fs::write(&path, &src).expect("write the script");
+    let out = run(gotap()
+        .arg(&path)
+        .arg("-c")
+        .arg(private.path.display().to_string()));
+    assert_eq!(out.status.code(), Some(0), "{src}\n{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (kernel, user) = stdout.split_once('\x1d').expect("the separator");
+    let pick = |part: &str| -> Vec<String> {
+        part.lines()
+            .filter(|l| l.starts_with('[') || l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(String::from)
+            .collect()
+    };
+    let (k, u) = (pick(kernel), pick(user));
+    assert!(k.len() > 50, "{stdout}");
+    assert_eq!(k, u, "kernel and user space print floats differently");
+    // And as C prints them, for a few: %f %.0f %.3f %14f of 3.14159, and infinity.
+    assert!(
+        k[0].starts_with("[3.141590|3|3.142|      3.141590|"),
+        "{}",
+        k[0]
+    );
+    assert!(stdout.contains("[inf|inf|inf|           inf|"), "{stdout}");
 }
 
 /// A call of built-in `b` with arguments of its first signature (or `sig`), as script

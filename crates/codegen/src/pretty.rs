@@ -704,6 +704,7 @@ impl Planner<'_, '_> {
             window,
             string: None,
             candidates: Vec::new(),
+            type_at,
             methods: ctx.methods,
         };
         let Some(window) = window else {
@@ -732,7 +733,7 @@ impl Planner<'_, '_> {
                     },
                 );
                 let n = self.node(w.at, w.status, NodeKind::String { data });
-                node.candidates.push((name.to_string(), n));
+                node.candidates.push((addr, n));
             }
         }
         // The named types of the program's own package, for an `any` holding one.
@@ -761,7 +762,7 @@ impl Planner<'_, '_> {
                     avail: u64::from(w.max),
                 };
                 let n = self.value(h, place, &c);
-                node.candidates.push((name, n));
+                node.candidates.push((addr, n));
             }
         }
         NodeKind::Interface(Box::new(node))

@@ -12,8 +12,8 @@
 //! is the interface type at 0 and the dynamic type at 8.
 //!
 //! `moduledata` is found through the symbol `runtime.firstmoduledata`, or, when the
-//! symbol table is gone, as the one word of `.noptrdata` that points at the start of
-//! `.gopclntab` (its first field is the pclntab header). Its fields move between
+//! symbol table is gone, as the one word of `.go.module` (Go 1.27) or `.noptrdata`
+//! that points at the start of `.gopclntab` (its first field is the pclntab header). Its fields move between
 //! releases ([`ModuleLayout`]); a position-independent executable holds its
 //! pointers as relocations, not in the file, so there only the symbol table finds
 //! the type data.
@@ -129,17 +129,20 @@ impl<'data> GoBinary<'data> {
         })
     }
 
-    /// The `moduledata` of a binary without symbols: the word of `.noptrdata` that
-    /// holds the address of `.gopclntab`.
+    /// The `moduledata` of a binary without symbols: the word that holds the
+    /// address of `.gopclntab`, in `.go.module` (Go 1.27 gives it a section) or
+    /// `.noptrdata`.
     fn find_moduledata(&self) -> Option<u64> {
         let pcln = self.elf().section(".gopclntab")?.addr;
-        let data = self.elf().section(".noptrdata")?;
-        let bytes = self.elf().loaded_bytes(VirtAddr(data.addr), data.size)?;
         let want = pcln.to_le_bytes();
-        (0..bytes.len().saturating_sub(8))
-            .step_by(8)
-            .find(|&i| bytes[i..i + 8] == want)
-            .map(|i| data.addr + i as u64)
+        [".go.module", ".noptrdata"].iter().find_map(|name| {
+            let data = self.elf().section(name)?;
+            let bytes = self.elf().loaded_bytes(VirtAddr(data.addr), data.size)?;
+            (0..bytes.len().saturating_sub(7))
+                .step_by(8)
+                .find(|&i| bytes[i..i + 8] == want)
+                .map(|i| data.addr + i as u64)
+        })
     }
 
     fn word(&self, addr: u64) -> Option<u64> {

@@ -437,9 +437,10 @@ impl Printer<'_> {
             .name
             .and_then(|r| self.region(r, usize::MAX))
             .map(|b| type_name(b, rtype.as_deref()));
-        if let Some(name) = &name
-            && let Some((_, node)) = i.candidates.iter().find(|(c, _)| c == name)
-        {
+        // The type word's linked address: the type word less the load bias.
+        let linked = self.word(i.type_at).wrapping_sub(self.word(0));
+        let typed = i.itab.is_none() || i.itab.is_some_and(|r| self.region(r, 16).is_some());
+        if typed && let Some((_, node)) = i.candidates.iter().find(|(a, _)| *a == linked) {
             self.node(*node, out);
             return;
         }

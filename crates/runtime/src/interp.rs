@@ -1244,13 +1244,22 @@ impl<'s> Interp<'s> {
         newline: bool,
     ) -> R<()> {
         let mut values = Vec::new();
-        let flush = |this: &mut Self, run: &mut Run<'_, 's>, values: &mut Vec<Value>, nl: bool| {
+        let mut floats = Vec::new();
+        let flush = |this: &mut Self,
+                     run: &mut Run<'_, 's>,
+                     values: &mut Vec<Value>,
+                     floats: &mut Vec<bool>,
+                     nl: bool| {
             if values.is_empty() && !nl {
                 return Ok(());
             }
+            // A float (read by a process probe, kept in a global) prints as `%g`, as
+            // the kernel side prints it.
             let kinds: Vec<lang::format::ArgKind> = values
                 .iter()
-                .map(|v| match v {
+                .zip(floats.iter())
+                .map(|(v, float)| match v {
+                    Value::Long(_) if *float => lang::format::ArgKind::Float,
                     Value::Long(_) => lang::format::ArgKind::Long,
                     Value::Str(_) => lang::format::ArgKind::Str,
                 })
@@ -1258,19 +1267,21 @@ impl<'s> Interp<'s> {
             let format = lang::format::Format::for_print(&kinds, None, nl);
             let r = this.write_values(run, &format, values, true, &mut Vec::new(), name.span);
             values.clear();
+            floats.clear();
             r
         };
         for a in args {
             if let ExprKind::Stat { op, arg, .. } = &a.kind
                 && op.is_hist()
             {
-                flush(self, run, &mut values, false)?;
+                flush(self, run, &mut values, &mut floats, false)?;
                 self.print_hist(run, arg, a.span)?;
                 continue;
             }
             values.push(self.eval(run, a)?);
+            floats.push(self.info.expr_type(a) == Some(Type::Float));
         }
-        flush(self, run, &mut values, newline)
+        flush(self, run, &mut values, &mut floats, newline)
     }
 
     fn call_function(

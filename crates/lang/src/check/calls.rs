@@ -171,6 +171,10 @@ impl Checker<'_> {
                         .with_help("pass it to print() or println()"),
                 ),
                 Ty::Pretty if b.ret.is_some() => self.err(super::types::pretty_only(a.span)),
+                Ty::Known(Type::Float) if b.ret.is_some() => self.err(
+                    Diagnostic::error(a.span, "a float can only be printed")
+                        .with_help("print it with printf's '%f', '%e' or '%g', or print()"),
+                ),
                 Ty::Known(Type::Stats) => self.err(
                     Diagnostic::error(a.span, "a statistics aggregate has no value to print")
                         .with_help("print @count(s), @sum(s), … or a histogram of it"),
