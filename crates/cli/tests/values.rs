@@ -363,3 +363,24 @@ fn recursive_types_are_bounded_by_the_budget() {
         "{shallow} and {deep} instructions"
     );
 }
+
+/// A probe whose pretty-printed values make a program too long to load is refused
+/// with what to change, at the probe, before anything is loaded.
+#[test]
+fn too_long_a_program_is_refused_with_its_remedy() {
+    let tc = testprogs::newest();
+    let bin = testprogs::build("httpsvc", &tc, Variant::Default);
+    let private = Private::copy(&bin, "too-long");
+    let out = run(gotap()
+        .args(["-D", "MAXPRETTYBYTES=16384", "-e"])
+        .arg(r#"probe process.function("main.itemHandler") { printf("%s %s %s\n", $r$, $r$$, $w$$) }"#)
+        .arg("-c")
+        .arg(format!("{} 1 1", private.path.display())));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("<input>:1:1: error: this probe compiles to")
+            && stderr.contains("-D MAXPRETTYBYTES=N"),
+        "{stderr}"
+    );
+}

@@ -86,6 +86,10 @@ pub use user::compile_user;
 
 use crate::emit::{CTX, KEY_SLOT, SCRATCH, SCRATCH_LIMIT};
 
+/// The most instructions a probe's program may have: the kernel grows a program
+/// as it loads it, and its jumps must stay within 32,767 instructions.
+const MAX_PROGRAM: usize = 24 * 1024;
+
 /// How to compile.
 #[derive(Clone, Debug)]
 pub struct Options<'a> {
@@ -643,6 +647,24 @@ impl Build {
         let prog_spans = std::mem::take(&mut l.em.spans);
         let asm = std::mem::take(&mut l.em.a);
         match asm.finish() {
+            // The kernel patches a program as it loads it (inlined helpers, loop
+            // bounds), so a jump across a program this long may no longer fit its
+            // 16-bit offset: say so here, with what makes programs long.
+            Ok(p) if p.insns.len() > MAX_PROGRAM => {
+                self.diags.push(
+                    Diagnostic::error(
+                        probe.span,
+                        format!(
+                            "this probe compiles to {} eBPF instructions, more than {MAX_PROGRAM}",
+                            p.insns.len()
+                        ),
+                    )
+                    .with_help(
+                        "each pretty-printed value ($x$, $x$$) reads up to -D MAXPRETTYBYTES=N bytes: lower it, or print fewer values in one probe",
+                    ),
+                );
+                None
+            }
             Ok(p) => Some((p, prog_spans)),
             Err(e) => {
                 self.diags.push(Diagnostic::error(
