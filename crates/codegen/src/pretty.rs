@@ -38,6 +38,8 @@ pub enum Mode {
     Deep,
     /// `$$vars`: each variable as stap prints it (numbers and pointers in hex).
     Vars,
+    /// `$$vars$`, `$$vars$$`: each variable as `$v$$` prints it.
+    DeepVars,
 }
 
 /// The most nodes one value plans: a bound on the compile for types with many
@@ -154,7 +156,7 @@ pub fn plan(target: &GoTarget<'_>, limits: &Limits, mode: Mode, roots: &[(String
     }
     p.run();
     p.shape.root = match mode {
-        Mode::Vars => p.node(0, 0, NodeKind::Vars(vars)),
+        Mode::Vars | Mode::DeepVars => p.node(0, 0, NodeKind::Vars(vars)),
         _ => vars.first().map_or(0, |(_, n)| *n),
     };
     // The heap is followed by one string's worth of slack, so no read can pass
@@ -421,7 +423,8 @@ impl Planner<'_, '_> {
             td.kind,
             DKind::Struct(_) | DKind::Array { .. } | DKind::Slice(_) | DKind::Map { .. }
         );
-        if !shows || !(ctx.top || self.mode == Mode::Deep) {
+        let follow = matches!(self.mode, Mode::Deep | Mode::DeepVars);
+        if !shows || !(ctx.top || follow) {
             return NodeKind::Pointer {
                 target: None,
                 cut: false,
@@ -866,7 +869,13 @@ impl crate::lower::Lower<'_, '_> {
                     .filter(|v| crate::target::in_set(v, *set))
                     .map(|v| (v.name, v.ty.handle))
                     .collect();
-                (Mode::Vars, roots)
+                // `$$parms` as stap prints it; `$$parms$` (and `$$`) each as `$v$$`.
+                let mode = if t.pretty == Pretty::Deep {
+                    Mode::DeepVars
+                } else {
+                    Mode::Vars
+                };
+                (mode, roots)
             }
             _ => {
                 let Some(ty) = self.target_type(t) else {
@@ -884,7 +893,7 @@ impl crate::lower::Lower<'_, '_> {
         };
         let shape = plan(self.env.target, &limits, mode, &roots);
         let roots = match mode {
-            Mode::Vars => roots.into_iter().map(|(n, _)| Some(n)).collect(),
+            Mode::Vars | Mode::DeepVars => roots.into_iter().map(|(n, _)| Some(n)).collect(),
             _ => vec![None],
         };
         Some(Planned { shape, roots })
