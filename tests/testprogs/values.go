@@ -206,6 +206,14 @@ func walk(n *Node, t *Tree) int {
 	return n.Val + len(t.Key)
 }
 
+// showErr is called with an error whose message is not a field (fmt calls its
+// Error method).
+//
+//go:noinline
+func showErr(err error) {
+	fmt.Printf("showErr %+v\n", err)
+}
+
 func list(n int) *Node {
 	var head *Node
 	for i := n; i > 0; i-- {
@@ -231,4 +239,5 @@ func main() {
 	showParts(z.Num, z.Comp, z.Dyn)
 	locals(seed)
 	walk(list(100), tree(12, "t"))
+	showErr(&os.PathError{Op: "open", Path: "/nowhere", Err: os.ErrNotExist})
 }

@@ -266,6 +266,9 @@ pub struct IfaceNode {
     pub type_at: u32,
     /// Print an error's message where `fmt` would call `Error()`.
     pub methods: bool,
+    /// The interface is `error`: a dynamic type whose message is not a field prints
+    /// as `(type)(value)`, since its `Error()` cannot be called.
+    pub error: bool,
 }
 
 /// A `time.Time` (wall, ext, loc) and its location's cached zone.

@@ -124,6 +124,8 @@ probe process("BIN").statement("main.locals@values.go:{}") {{ printf("gotap loca
 
 /// `$v$$` follows pointers below the top: the struct a field points to prints as
 /// `&{…}`, where `%+v` prints its address; the program prints the pointee too.
+/// `$$parms$$` prints each parameter so. An error whose message is not a field
+/// prints as its type and data word, never as if it were its message.
 #[test]
 fn deep_printing_follows_pointers_below_the_top() {
     let tc = testprogs::newest();
@@ -131,7 +133,9 @@ fn deep_printing_follows_pointers_below_the_top() {
     let src = r#"probe process("BIN").function("main.showZoo") {
   printf("gotap showZoo %s\n", $z$$)
   printf("gotap deep showZoo P %s\n", $z->Comp->P$$)
+  printf("gotap parms %s\n", $$parms$$)
 }
+probe process("BIN").function("main.showErr") { printf("gotap showErr %s\n", $err$) }
 "#;
     let (stdout, _) = run_script(&bin, "deep", src, &[]);
     let line = |prefix: &str| {
@@ -152,6 +156,17 @@ fn deep_printing_follows_pointers_below_the_top() {
     let end = at + theirs[at..].find(' ').expect("after P");
     let want = format!("{}&{pointee}{}", &theirs[..at], &theirs[end..]);
     assert_eq!(line("gotap showZoo "), format!("gotap {want}"));
+    assert_eq!(
+        line("gotap parms "),
+        format!("gotap parms z={}", &want["showZoo ".len()..])
+    );
+    let err = line("gotap showErr ");
+    let re = regex::Regex::new(r"^gotap showErr \(\*fs\.PathError\)\(0x[0-9a-f]+\)$").unwrap();
+    assert!(re.is_match(&err), "{err}");
+    assert_eq!(
+        line("showErr "),
+        "showErr open /nowhere: file does not exist"
+    );
 }
 
 /// A binary without DWARF or symbols: the standard types (maps — classic before Go

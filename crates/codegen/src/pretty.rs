@@ -323,7 +323,13 @@ impl Planner<'_, '_> {
             }
             &DKind::Slice(elem) => self.slice(elem, p, ctx),
             &DKind::Map { key, value } => self.map(key, value, p, ctx),
-            &DKind::Interface { empty } => self.iface(empty, p, ctx),
+            &DKind::Interface { empty } => {
+                let mut k = self.iface(empty, p, ctx);
+                if let NodeKind::Interface(i) = &mut k {
+                    i.error = d.name == "error";
+                }
+                k
+            }
             DKind::Func => {
                 let code = (self.bytes_left >= 8).then(|| {
                     self.region(
@@ -709,6 +715,7 @@ impl Planner<'_, '_> {
             candidates: Vec::new(),
             type_at,
             methods: ctx.methods,
+            error: false,
         };
         let Some(window) = window else {
             return NodeKind::Interface(Box::new(node));

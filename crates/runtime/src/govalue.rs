@@ -448,6 +448,16 @@ impl Printer<'_> {
             out.push(b'?');
             return;
         };
+        // An error whose message is not a field: `fmt` would call its `Error()`,
+        // which a tracer cannot; its type and data word say what it is.
+        if i.error && i.methods {
+            out.push(b'(');
+            out.extend_from_slice(name.as_deref().unwrap_or("?").as_bytes());
+            out.extend_from_slice(b")(");
+            address(out, data);
+            out.push(b')');
+            return;
+        }
         let size = u64::from_le_bytes(rtype[0..8].try_into().unwrap_or_default());
         let ptrdata = u64::from_le_bytes(rtype[8..16].try_into().unwrap_or_default());
         let kind = rtype[23] & 0x1f;
