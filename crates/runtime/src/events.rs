@@ -18,7 +18,7 @@ use bpf::govalue::Shape;
 use bpf::script::{EVENT_HEADER, EventSpec, Field, FieldKind, ScriptSpec};
 use thiserror::Error;
 
-use lang::format::{ArgKind, Format, FormatError};
+use lang::format::{ArgKind, Format, FormatError, MAX_FIELD};
 
 use crate::format::{Arg, ArgError, Cuts, MAX_PRINTF_LEN, string_arg, write_line};
 use crate::globals::cstr;
@@ -230,6 +230,14 @@ impl Decoder {
                             &body[at..at + len as usize],
                             printed,
                         );
+                        // `%s` prints at most MAX_FIELD bytes of a string: a longer
+                        // value is cut here, where the cut can be marked.
+                        let mark = lang::limits::CUT_MARK.as_bytes();
+                        if printed.len() - start > MAX_FIELD {
+                            printed.truncate(start + MAX_FIELD - mark.len());
+                            printed.extend_from_slice(mark);
+                            value_cuts += 1;
+                        }
                         ranges.push(start..printed.len());
                     }
                 }
@@ -497,6 +505,79 @@ mod tests {
         d.handle(&record(0, b"ab\0d"), &mut out).unwrap();
         assert_eq!(out, "[abcd…][][ab]".as_bytes());
         assert_eq!(d.cuts().strings, 1);
+    }
+
+    /// A Go value field is printed through its shape, and what its plan cut is
+    /// marked and counted.
+    #[test]
+    fn go_values_print_through_their_shape() {
+        use bpf::govalue::{Addr, Len, Node, NodeKind, Region, Shape};
+        // The field: the bias, one 8-byte region, then two status bytes.
+        let shape = Shape {
+            regions: vec![Region {
+                at: 8,
+                max: 8,
+                status: 1,
+                count_at: None,
+                addr: Addr::Root { index: 0 },
+                len: Len::Max,
+                after: None,
+                guards: Vec::new(),
+                heap: false,
+            }],
+            nodes: vec![
+                Node {
+                    at: 8,
+                    status: 1,
+                    kind: NodeKind::Int {
+                        size: 8,
+                        signed: true,
+                    },
+                },
+                Node {
+                    at: 0,
+                    status: 0,
+                    kind: NodeKind::Cut,
+                },
+                Node {
+                    at: 8,
+                    status: 1,
+                    kind: NodeKind::Struct {
+                        fields: vec![("A".into(), 0), ("B".into(), 1)],
+                        more: false,
+                    },
+                },
+            ],
+            root: 2,
+            len: 24,
+            status_at: 16,
+            statuses: 2,
+            ..Shape::default()
+        };
+        let mut d = Decoder::new(&ScriptSpec {
+            events: vec![EventSpec::Printf {
+                format: b"<%s>".to_vec(),
+                args: vec![Field {
+                    offset: 0,
+                    kind: FieldKind::Value { len: 24, shape: 0 },
+                }],
+            }],
+            values: vec![shape],
+            ..ScriptSpec::default()
+        })
+        .unwrap();
+        let mut body = 0u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&(-5i64).to_le_bytes());
+        body.extend_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        d.handle(&record(0, &body), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "<{A:-5 B:…}>");
+        assert_eq!(d.cuts().values, 1);
+        // A value whose region's read faulted prints `?`.
+        body[17] = 2;
+        let mut out = Vec::new();
+        d.handle(&record(0, &body), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "<?>");
     }
 
     #[test]
