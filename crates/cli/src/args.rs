@@ -137,7 +137,9 @@ struct ScriptOpts {
           value_parser = crate::script::DUMP_STAGES)]
     dump: Vec<String>,
     /// Set a limit: MAXSTRINGLEN (bytes of a string, 128), MAXPRINTFLEN (bytes one
-    /// printf prints, 8192) (repeatable)
+    /// printf prints, 8192), and of a pretty-printed Go value MAXPRETTYDEPTH (levels,
+    /// 6), MAXPRETTYITEMS (elements, 16), MAXPRETTYBYTES (bytes read, 8192)
+    /// (repeatable)
     #[arg(short = 'D', value_name = "NAME=N")]
     defines: Vec<String>,
     /// At the end, write the stacks counted by ubacktrace() keys as collapsed stacks
@@ -323,7 +325,8 @@ pub struct ScriptArgs {
     pub output: Option<PathBuf>,
     pub verbose: u8,
     pub dump: Vec<String>,
-    /// `-D NAME=VALUE`: a limit, as stap's (`MAXSTRINGLEN`, `MAXPRINTFLEN`).
+    /// `-D NAME=VALUE`: a limit, as stap's (`MAXSTRINGLEN`, `MAXPRINTFLEN`, the
+    /// `MAXPRETTY…` of pretty-printed values).
     pub defines: Vec<String>,
     /// `--folded FILE`: collapsed stacks of `ubacktrace()`-keyed globals at the end.
     pub folded: Option<PathBuf>,
