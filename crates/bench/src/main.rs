@@ -11,6 +11,7 @@
 //! produced no numbers at all.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod elf;
 mod error;
 mod exec;
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let all: [(&str, &str, Comparison); 10] = [
+    let all: [(&str, &str, Comparison); 12] = [
         (
             "1",
             "1. Per-hit overhead on a tight loop",
@@ -122,6 +123,8 @@ fn main() -> ExitCode {
         ("6", "6. Peak memory", startup::memory),
         ("7", "7. gotap's eBPF programs", progsize::sizes),
         ("8", "8. `gotap stackgrow` per growth", stackgrow::stackgrow),
+        ("9", "9. The agent under churn and at rest", agent::churn),
+        ("9e", "9e. Exporting 10,000 series", agent::export),
     ];
     let mut rows = Vec::new();
     let mut empty = Vec::new();
