@@ -455,11 +455,9 @@ impl Build {
         let script = env.script;
         let mut groups: Vec<Group> = Vec::new();
         for (pi, point) in pinfo.points.iter().enumerate() {
-            let when = match point.kind {
-                ProbeKind::Begin => UserProbeKind::Begin,
-                ProbeKind::End => UserProbeKind::End,
-                ProbeKind::Timer { period_ns } => UserProbeKind::Timer { period_ns },
-                ProbeKind::Process(_) => {
+            let when = match user_probe_kind(&point.kind) {
+                Some(when) => when,
+                None => {
                     let prologue_body = point.prologue.and_then(|a| match script.items.get(a) {
                         Some(Item::Alias(al)) => Some(&al.body),
                         _ => None,
@@ -744,33 +742,80 @@ impl Build {
         if let Some(m) = object.maps.get_mut(storage.scratch.0 as usize) {
             m.value_size = (self.high + storage.max_string).div_ceil(8) * 8;
         }
-        let spec = ScriptSpec {
-            object,
+        let kernel = Kernel {
             attachments: self.attachments,
             events: self.events,
-            globals: storage.globals.clone(),
-            ringbuf: Some(storage.ringbuf),
-            counters: Some(storage.counters),
-            user_probes: self.user_probes,
-            scalars: Some(ScalarsSpec {
-                map: storage.scalars,
-                initial: {
-                    let mut init = storage.scalars_initial.clone();
-                    let o = storage.target_offset as usize;
-                    let pid = i64::from(opts.target_pid.unwrap_or(0));
-                    init[o..o + 8].copy_from_slice(&pid.to_le_bytes());
-                    init
-                },
-                realtime_offset: storage.realtime_offset,
-                target_offset: storage.target_offset,
-            }),
             stacks,
             values: self.values,
         };
         Compiled {
-            spec,
+            spec: script_spec(storage, opts, object, self.user_probes, Some(kernel)),
             spans: self.spans,
         }
+    }
+}
+
+/// When a probe point runs in user space: `begin`, `end`, `timer.*`; `None` for a
+/// process probe, which runs in the kernel.
+fn user_probe_kind(kind: &ProbeKind) -> Option<UserProbeKind> {
+    match *kind {
+        ProbeKind::Begin => Some(UserProbeKind::Begin),
+        ProbeKind::End => Some(UserProbeKind::End),
+        ProbeKind::Timer { period_ns } => Some(UserProbeKind::Timer { period_ns }),
+        ProbeKind::Process(_) => None,
+    }
+}
+
+/// What the programs of a script tell user space besides the storage.
+struct Kernel {
+    attachments: Vec<AttachSpec>,
+    events: Vec<bpf::script::EventSpec>,
+    stacks: Option<bpf::MapId>,
+    /// The shapes of the Go values its records carry.
+    values: Vec<bpf::govalue::Shape>,
+}
+
+/// The contract with user space around `object`: the globals' layout, the scalars'
+/// first values (with `target()`'s pid when it is known) if their map is in the
+/// object, the user-space probes, and what the programs send, if there are any
+/// (without, no ring buffer or counters either).
+fn script_spec(
+    storage: &storage::Storage,
+    opts: &Options<'_>,
+    object: bpf::ObjectSpec,
+    user_probes: Vec<UserProbe>,
+    kernel: Option<Kernel>,
+) -> ScriptSpec {
+    let scalars = (object.maps.len() > storage.scalars.0 as usize).then(|| {
+        let mut initial = storage.scalars_initial.clone();
+        let o = storage.target_offset as usize;
+        let pid = i64::from(opts.target_pid.unwrap_or(0));
+        initial[o..o + 8].copy_from_slice(&pid.to_le_bytes());
+        ScalarsSpec {
+            map: storage.scalars,
+            initial,
+            realtime_offset: storage.realtime_offset,
+            target_offset: storage.target_offset,
+        }
+    });
+    let programs = kernel.is_some();
+    let kernel = kernel.unwrap_or(Kernel {
+        attachments: Vec::new(),
+        events: Vec::new(),
+        stacks: None,
+        values: Vec::new(),
+    });
+    ScriptSpec {
+        object,
+        attachments: kernel.attachments,
+        events: kernel.events,
+        globals: storage.globals.clone(),
+        ringbuf: programs.then_some(storage.ringbuf),
+        counters: programs.then_some(storage.counters),
+        user_probes,
+        scalars,
+        stacks: kernel.stacks,
+        values: kernel.values,
     }
 }
 

@@ -5,9 +5,9 @@
 //! its user-space probes. With no global there is no map either, and nothing at all
 //! is loaded in the kernel.
 
-use bpf::script::{ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind};
+use bpf::script::{ScriptSpec, UserProbe};
 use lang::ast::Script;
-use lang::{Diagnostic, ProbeKind, TypeInfo};
+use lang::{Diagnostic, TypeInfo};
 
 use crate::{Options, storage};
 
@@ -22,17 +22,12 @@ pub fn compile_user(
     let mut user_probes = Vec::new();
     for p in &info.probes {
         for point in &p.points {
-            let when = match point.kind {
-                ProbeKind::Begin => UserProbeKind::Begin,
-                ProbeKind::End => UserProbeKind::End,
-                ProbeKind::Timer { period_ns } => UserProbeKind::Timer { period_ns },
-                ProbeKind::Process(_) => {
-                    diags.push(Diagnostic::error(
-                        point.span,
-                        "internal error: a process probe compiled without a binary",
-                    ));
-                    continue;
-                }
+            let Some(when) = crate::user_probe_kind(&point.kind) else {
+                diags.push(Diagnostic::error(
+                    point.span,
+                    "internal error: a process probe compiled without a binary",
+                ));
+                continue;
             };
             user_probes.push(UserProbe { item: p.item, when });
         }
@@ -41,7 +36,7 @@ pub fn compile_user(
     if lang::has_errors(&diags) {
         return Err(diags);
     }
-    let mut object = storage.object;
+    let mut object = storage.object.clone();
     // Only the maps the globals live in: the ring buffer, counters and scratch area
     // serve programs, and there are none.
     let kept = storage
@@ -51,35 +46,19 @@ pub fn compile_user(
         .max()
         .unwrap_or(0);
     object.maps.truncate(kept);
-    let scalars = (kept > storage.scalars.0 as usize).then(|| {
-        let mut initial = storage.scalars_initial;
-        let o = storage.target_offset as usize;
-        let pid = i64::from(opts.target_pid.unwrap_or(0));
-        initial[o..o + 8].copy_from_slice(&pid.to_le_bytes());
-        ScalarsSpec {
-            map: storage.scalars,
-            initial,
-            realtime_offset: storage.realtime_offset,
-            target_offset: storage.target_offset,
-        }
-    });
-    Ok(ScriptSpec {
+    Ok(crate::script_spec(
+        &storage,
+        opts,
         object,
-        attachments: Vec::new(),
-        events: Vec::new(),
-        globals: storage.globals,
-        ringbuf: None,
-        counters: None,
         user_probes,
-        scalars,
-        stacks: None,
-        values: Vec::new(),
-    })
+        None,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bpf::script::UserProbeKind;
 
     fn compiled(src: &str) -> ScriptSpec {
         let mut sm = lang::SourceMap::new();
