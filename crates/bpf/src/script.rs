@@ -3,8 +3,9 @@
 //! buffer, and where each global lives. Codegen writes a [`ScriptSpec`]; the CLI loads
 //! and attaches it, and the runtime decodes its records and reads its globals.
 //!
-//! Every value a script handles is a `long` (8 bytes, little endian, signed) or a
-//! string of at most [`MAX_STRING`] bytes, NUL-padded when stored in a fixed slot.
+//! Every value a script handles is a `long` (8 bytes, little endian, signed), a
+//! string of at most [`MAX_STRING`] bytes, NUL-padded when stored in a fixed slot, or
+//! a stack (8 bytes, see [`STACK_ID_MASK`]).
 
 use crate::spec::{MapId, ObjectSpec};
 
@@ -23,15 +24,16 @@ pub const EVENT_HEADER: u32 = 8;
 /// The most frames a user backtrace holds (a record, or an entry of the stack map).
 pub const MAX_FRAMES: u32 = 128;
 
-/// What `ubacktrace()` is as a script value: this prefix and the stack's id as 16
-/// lower-case hex digits (`ustack:00c0ffee…`), a string that fits any array key. The
-/// frames are in [`ScriptSpec::stacks`] under that id; user space turns the string
-/// back into a stack (`print_usyms()`, `--folded`, `--svg`).
-pub const STACK_KEY_PREFIX: &str = "ustack:";
+/// What `ubacktrace()` is as a script value: 8 bytes, the stack's id in the low 63
+/// bits (a hash of its frames, the key of [`ScriptSpec::stacks`]) and [`STACK_SYMS`].
+/// It travels as that word everywhere (keys, values, records: [`FieldKind::Stack`],
+/// [`ValueKind::Stack`]) and only the printer turns it into text: the addresses in hex
+/// as stap prints `ubacktrace()`, or the symbolised frames.
+pub const STACK_ID_MASK: u64 = !STACK_SYMS;
 
-/// What `print_usyms(s)` prints and `sprint_ubacktrace()` returns: this prefix then
-/// a `ubacktrace()` string; user space expands it to the symbolised frames.
-pub const SYMS_PREFIX: &str = "usyms:";
+/// In a stack value: print the stack's symbolised frames, not its addresses
+/// (`sprint_ubacktrace()`, `print_usyms()`).
+pub const STACK_SYMS: u64 = 1 << 63;
 
 /// In a stack's count word: the first frame is a return address (the `(pc, sp,
 /// lr)` form), not the probe's own pc. The word holds the number of frames in its
@@ -84,9 +86,9 @@ pub struct ScriptSpec {
     /// The array map holding the scalar globals, which user space fills before
     /// attaching (added by codegen; see [`ScalarsSpec`]).
     pub scalars: Option<ScalarsSpec>,
-    /// The stacks `ubacktrace()` has named: a hash map from the id (`u64`) to a `u64`
-    /// frame count and [`MAX_FRAMES`] return addresses (innermost first; the first
-    /// is the probe's own pc).
+    /// The stacks `ubacktrace()` has named: a hash map from the id (`u64`, a stack
+    /// value without [`STACK_SYMS`]) to a `u64` count word and [`MAX_FRAMES`] return
+    /// addresses (innermost first; the first is the probe's own pc).
     pub stacks: Option<MapId>,
     /// The shapes of the Go values records carry ([`FieldKind::Value`]).
     pub values: Vec<crate::govalue::Shape>,
@@ -181,6 +183,8 @@ pub enum FieldKind {
     /// A Go value to print as Go does: `len` bytes laid out by the shape at index
     /// `shape` of [`ScriptSpec::values`] (see [`crate::govalue`]). Only in records.
     Value { len: u32, shape: u32 },
+    /// 8 bytes: a stack value (see [`STACK_ID_MASK`]).
+    Stack,
 }
 
 /// A script global and the map that holds it.
@@ -220,6 +224,8 @@ pub enum ValueKind {
     Str {
         len: u32,
     },
+    /// 8 bytes: a stack value (see [`STACK_ID_MASK`]).
+    Stack,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,9 @@
 //! default is 2), see `main.rs`.
 
 use clap::error::ErrorKind;
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
+use clap::{
+    ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum, ValueHint,
+};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -133,9 +135,17 @@ struct ScriptOpts {
     target: TargetOpts,
     /// Print a stage of the compilation and stop after it (repeatable: the run stops
     /// after the last), as stap's -p
-    #[arg(short = 'd', value_name = "STAGE",
-          value_parser = crate::script::DUMP_STAGES)]
-    dump: Vec<String>,
+    #[arg(short = 'd', value_name = "STAGE")]
+    dump: Vec<Stage>,
+    /// The output's format: text, or json (one JSON object a line, as bpftrace's -f
+    /// json: printed lines, and at the end the globals, histograms and counts)
+    #[arg(
+        short = 'f',
+        long = "format",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    format: Format,
     /// Set a limit: MAXSTRINGLEN (bytes of a string, 128), MAXPRINTFLEN (bytes one
     /// printf prints, 8192), and of a pretty-printed Go value MAXPRETTYDEPTH (levels,
     /// 6), MAXPRETTYITEMS (elements, 16), MAXPRETTYBYTES (bytes read, 8192)
@@ -324,7 +334,10 @@ pub struct ScriptArgs {
     pub target: Target,
     pub output: Option<PathBuf>,
     pub verbose: u8,
-    pub dump: Vec<String>,
+    /// `-d STAGE`: the stages to print; the run stops after the last.
+    pub dump: Vec<Stage>,
+    /// `-f FORMAT`: what is written to the output.
+    pub format: Format,
     /// `-D NAME=VALUE`: a limit, as stap's (`MAXSTRINGLEN`, `MAXPRINTFLEN`, the
     /// `MAXPRETTY…` of pretty-printed values).
     pub defines: Vec<String>,
@@ -332,6 +345,29 @@ pub struct ScriptArgs {
     pub folded: Option<PathBuf>,
     /// `--svg FILE`: the same as a flame graph.
     pub svg: Option<PathBuf>,
+}
+
+/// A stage of the compilation `-d` prints, in the order they come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Stage {
+    /// The parsed script
+    Ast,
+    /// The type of every name and expression
+    Types,
+    /// The eBPF programs, with the script's lines
+    Bpf,
+    /// The kernel verifier's log
+    Verifier,
+}
+
+/// What a script run writes to its output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// As stap prints it
+    #[default]
+    Text,
+    /// Newline-delimited JSON objects, as bpftrace's -f json
+    Json,
 }
 
 #[derive(Debug)]
@@ -489,6 +525,7 @@ fn script(s: ScriptOpts, cmd: &mut clap::Command) -> Result<Command, clap::Error
         output: s.target.output,
         verbose: s.target.verbose,
         dump: s.dump,
+        format: s.format,
         defines: s.defines,
         folded: s.folded,
         svg: s.svg,

@@ -10,9 +10,10 @@ mod funccount;
 mod list;
 mod maps;
 mod nobinary;
+mod pipeline;
 mod script;
 mod session;
-mod stacks;
+mod symbols;
 mod tapset;
 mod tools;
 

@@ -1,13 +1,22 @@
 //! Script globals in the kernel's maps, for the user-space side of a script (`begin`,
 //! `end` and timer probes, and the display of globals at exit). The byte layout is the
-//! runtime's (`runtime::globals`); this file only moves bytes in and out of maps.
+//! runtime's (`runtime::globals`); this file only moves bytes in and out of maps. The
+//! stacks values name are printed by the trace's symbols, lent for the while.
 
 use bpf::script::{GlobalShape, GlobalSpec};
 use runtime::globals::{self, Globals, GlobalsError, Value};
+use runtime::stacks::StackText;
 use runtime::stats::{Hist, Stat};
 
 pub struct KernelGlobals<'a> {
     pub maps: &'a [sys::Map],
+    pub stacks: &'a mut dyn StackText,
+}
+
+impl StackText for KernelGlobals<'_> {
+    fn write_stack(&mut self, stack: u64, out: &mut Vec<u8>) {
+        self.stacks.write_stack(stack, out);
+    }
 }
 
 fn storage(g: &GlobalSpec, e: sys::Error) -> GlobalsError {

@@ -165,11 +165,34 @@ pub fn output(path: Option<&Path>) -> Result<Box<dyn std::io::Write>> {
     })
 }
 
+/// Writes `folded` where asked: as collapsed stacks to `--folded`, as a flame graph
+/// (its title and what it counts) to `--svg`.
+pub fn write_flame_graph(
+    folded: &runtime::flame::Folded,
+    folded_file: Option<&Path>,
+    svg: Option<&Path>,
+    (title, counts): (&str, &str),
+) -> Result<()> {
+    if let Some(p) = folded_file {
+        let what = || format!("--folded {}", p.display());
+        let mut f = std::fs::File::create(p).with_context(what)?;
+        folded.write_folded(&mut f).with_context(what)?;
+    }
+    if let Some(p) = svg {
+        let what = || format!("--svg {}", p.display());
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(what)?);
+        folded.write_svg(title, counts, &mut f).with_context(what)?;
+        std::io::Write::flush(&mut f).with_context(what)?;
+    }
+    Ok(())
+}
+
 /// Programs in the kernel, with their maps and the probes that run them.
 pub struct Armed {
     pub maps: Vec<sys::Map>,
     pub programs: Vec<sys::LoadedProgram>,
-    links: Vec<Link>,
+    /// Released by [`Armed::detach`] while the maps are still read.
+    links: std::cell::RefCell<Vec<Link>>,
     multi: bool,
     /// Where a script's programs go, as `codegen::dispatch` planned it.
     planned: Vec<bpf::script::AttachSpec>,
@@ -217,7 +240,7 @@ impl Armed {
         Ok(Armed {
             maps,
             programs,
-            links: Vec::new(),
+            links: std::cell::RefCell::new(Vec::new()),
             multi,
             planned: Vec::new(),
         })
@@ -274,12 +297,12 @@ impl Armed {
         if self.multi {
             let link = sys::UprobeMulti::attach(prog, p.binary, p.offsets, p.cookies, scope)
                 .with_context(|| format!("attaching {} probes", p.offsets.len()))?;
-            self.links.push(Link::Multi(link));
+            self.links.get_mut().push(Link::Multi(link));
         } else {
             for (i, off) in p.offsets.iter().enumerate() {
                 let cookie = p.cookies.get(i).copied().unwrap_or(0);
                 let probe = sys::Uprobe::attach(prog, p.binary, *off, scope, cookie)?;
-                self.links.push(Link::Single(probe));
+                self.links.get_mut().push(Link::Single(probe));
             }
         }
         // The trace begins with its probes: from here the first signal ends it in
@@ -331,6 +354,7 @@ impl Armed {
     /// How many probes are placed.
     pub fn probe_count(&self) -> usize {
         self.links
+            .borrow()
             .iter()
             .map(|l| match l {
                 Link::Multi(m) => m.len(),
@@ -341,13 +365,13 @@ impl Armed {
 
     /// How many links hold the probes.
     pub fn link_count(&self) -> usize {
-        self.links.len()
+        self.links.borrow().len()
     }
 
     /// Removes every probe now (the maps stay readable), releasing the links from
     /// several threads at once so that their grace periods overlap.
-    pub fn detach(&mut self) {
-        release(std::mem::take(&mut self.links));
+    pub fn detach(&self) {
+        release(self.links.take());
     }
 }
 
@@ -485,42 +509,6 @@ fn wait(
             return Ok(End::Requested);
         }
     }
-}
-
-/// Compiles a checked script for the process `traced` follows, sized for this
-/// machine's CPUs; errors come back rendered against the script's sources.
-pub fn compile(
-    script: &lang::ast::Script,
-    info: &lang::TypeInfo,
-    target: &codegen::GoTarget<'_>,
-    sm: &lang::SourceMap,
-    traced: &Traced,
-) -> Result<codegen::Compiled> {
-    let opts = codegen::Options {
-        sources: Some(sm),
-        target_pid: traced.pid(),
-        possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
-        ..codegen::Options::default()
-    };
-    codegen::compile_full(script, info, target, &opts)
-        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))
-}
-
-/// Compiles a checked script that has no process probe: its globals' storage and its
-/// user-space probes, for the process `traced` follows.
-pub fn compile_user(
-    script: &lang::ast::Script,
-    info: &lang::TypeInfo,
-    sm: &lang::SourceMap,
-    traced: &Traced,
-) -> Result<bpf::script::ScriptSpec> {
-    let opts = codegen::Options {
-        sources: Some(sm),
-        target_pid: traced.pid(),
-        ..codegen::Options::default()
-    };
-    codegen::compile_user(script, info, &opts)
-        .map_err(|d| anyhow::anyhow!("{}", sm.render_all(&d).trim_end()))
 }
 
 /// The sum over CPUs of the `u64` at `key` of a per-CPU array (counters, funccount).

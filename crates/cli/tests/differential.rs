@@ -757,7 +757,8 @@ fn call_text(b: &lang::builtins::Builtin, sig: &[lang::Type]) -> String {
             .enumerate()
             .map(|(i, t)| match (b.id, i, t) {
                 (B::Register, _, _) => "\"rsp\"".into(),
-                (B::PrintUsyms, _, _) => "\"\"".into(),
+                // A stack the kernel probe stored (see `exercise`).
+                (_, _, lang::Type::Stack) => "g_stack".into(),
                 (B::UserString | B::UserStringN | B::UserLong | B::UserInt, 0, _)
                 | (B::UserShort | B::UserChar, 0, _) => "register(\"rsp\")".into(),
                 (_, _, lang::Type::String) => "\"abc\"".into(),
@@ -785,6 +786,10 @@ fn exercise(b: &lang::builtins::Builtin) -> String {
                 b.name
             )
             .unwrap(),
+            // A stack is kept for the calls that take one.
+            Some(lang::Type::Stack) => {
+                writeln!(s, "  g_stack = {call}; printf(\"\\x1e{} ok\\n\")", b.name).unwrap()
+            }
             Some(_) => writeln!(s, "  printf(\"\\x1e{} %d\\n\", ({call}) || 1)", b.name).unwrap(),
             None => writeln!(s, "  {call}; printf(\"\\x1e{} ok\\n\")", b.name).unwrap(),
         }
@@ -811,7 +816,7 @@ fn every_builtin_runs_where_its_row_says_and_is_refused_elsewhere() {
         rows.iter().map(|r| exercise(r)).collect::<String>()
     };
     let src = format!(
-        "probe process.function(\"main.add\") {{ if ($a == 0) {{\n{}}} }}\nprobe end {{ printf(\"\\x1d\") }}\nprobe end {{\n{}}}\n",
+        "global g_stack\nprobe process.function(\"main.add\") {{ if ($a == 0) {{\n{}}} }}\nprobe end {{ printf(\"\\x1d\") }}\nprobe end {{\n{}}}\n",
         body(Backend::Kernel),
         body(Backend::User)
     );

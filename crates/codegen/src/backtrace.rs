@@ -36,21 +36,21 @@
 //!   not done, so a probe in such code whose R14 is not g gets the plain walk.
 //!
 //! `ubacktrace()` is an id, not the addresses: the walk is hashed (64-bit FNV-1a
-//! over the count word and frames) and stored in the script's stack map under that
-//! id, and the value is the string `ustack:` and 16 hex digits
-//! (`bpf::script::STACK_KEY_PREFIX`), which fits any array key whatever the depth.
-//! User space expands such strings in the output: `ustack:…` to the addresses in
-//! hex as stap prints `ubacktrace()`, `usyms:ustack:…` (what `print_usyms()` and
-//! `sprint_ubacktrace()` produce) to symbolised frames.
+//! over the count word and frames, its top bit cleared) and stored in the script's
+//! stack map under that id, and the value is the id itself, a `stack`
+//! (`bpf::script::STACK_ID_MASK`): 8 bytes in keys, values and records, like a long.
+//! Only user space turns it into text, from the stack map: the addresses in hex as
+//! stap prints `ubacktrace()`, or the symbolised frames for a value with
+//! `STACK_SYMS` set (`sprint_ubacktrace()`, and what `print_usyms()` sends).
 
 use bpf::script::{
-    EVENT_HEADER, EventSpec, FIRST_IS_RETURN, MAX_FRAMES, STACK_KEY_PREFIX, SYMS_PREFIX, TENTATIVE,
+    EVENT_HEADER, EventSpec, FIRST_IS_RETURN, Field, FieldKind, MAX_FRAMES, STACK_SYMS, TENTATIVE,
 };
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use lang::ast::Expr;
 
 use crate::emit::{SCRATCH, add_event};
-use crate::lower::{Lower, Str};
+use crate::lower::Lower;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -112,12 +112,12 @@ pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
 }
 
 /// `ubacktrace()` (`syms` false) or `sprint_ubacktrace()`: the walk, stored in the
-/// stack map, named by a string.
-pub fn stack_string(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) -> Str {
-    let out = l.em.alloc(l.em.max_string());
+/// stack map under its id; the stack value in R0.
+pub fn stack_value(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) {
     let Some(stacks) = l.stacks else {
         l.em.error(e.span, "internal error: no stack map for ubacktrace()");
-        return Str::Scratch(out);
+        l.em.e(Insn::mov64(Reg::R0, 0));
+        return;
     };
     let buf = l.em.alloc(STACK_BYTES);
     walk(l, &[], buf);
@@ -152,44 +152,45 @@ pub fn stack_string(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) -> Str {
     em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
     em.a.ja(top);
     em.a.bind(done);
+    // The id leaves the top bit to STACK_SYMS.
+    em.e(Insn::alu64(AluOp::Lsh, Reg::R7, 1));
+    em.e(Insn::alu64(AluOp::Rsh, Reg::R7, 1));
     em.store(key, Reg::R7);
     // The stack under its id; one already there is the same stack.
     em.map_key_args(stacks, key);
     em.addr(Reg::R3, buf);
     em.e(Insn::mov64(Reg::R4, 1)); // BPF_NOEXIST
     em.a.call(Helper::MapUpdateElem);
-    // The name: prefixes, then 16 hex digits of R7.
-    let prefix = if syms {
-        format!("{SYMS_PREFIX}{STACK_KEY_PREFIX}")
-    } else {
-        STACK_KEY_PREFIX.to_string()
-    };
-    em.const_str(out, prefix.as_bytes());
-    em.load(Reg::R7, key);
-    let digits = out + prefix.len() as u32;
-    for i in 0..16u32 {
-        em.e(Insn::mov64(Reg::R0, Reg::R7));
-        em.e(Insn::alu64(AluOp::Rsh, Reg::R0, (60 - 4 * i) as i32));
-        em.e(Insn::alu64(AluOp::And, Reg::R0, 0xf));
-        let letter = em.a.label();
-        let put = em.a.label();
-        em.a.jmp(Cond::Ge, Reg::R0, 10, letter);
-        em.e(Insn::alu64(AluOp::Add, Reg::R0, i32::from(b'0')));
-        em.a.ja(put);
-        em.a.bind(letter);
-        em.e(Insn::alu64(AluOp::Add, Reg::R0, i32::from(b'a') - 10));
-        em.a.bind(put);
-        let o = em.off(digits + i);
-        em.e(Insn::stx(Size::B, SCRATCH, o, Reg::R0));
+    em.load(Reg::R0, key);
+    if syms {
+        em.a.ld_imm64(Reg::R1, STACK_SYMS);
+        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
     }
-    em.store_imm(digits + 16, Size::B, 0);
     em.release(buf);
-    Str::Scratch(out)
 }
 
-/// `print_usyms(s)`: `s` after [`SYMS_PREFIX`], which user space expands.
+/// `print_usyms(s)`: a record of the stack value `s` with [`STACK_SYMS`] set, which
+/// user space prints as the stack's symbolised frames.
 pub fn print_usyms(l: &mut Lower<'_, '_>, arg: &Expr) {
-    l.printf(format!("{SYMS_PREFIX}%s").into_bytes(), &[arg]);
+    let id = add_event(
+        l.events,
+        EventSpec::Printf {
+            format: b"%s".to_vec(),
+            args: vec![Field {
+                offset: 0,
+                kind: FieldKind::Stack,
+            }],
+        },
+    );
+    let rec = l.em.alloc(EVENT_HEADER + 8);
+    l.long(arg);
+    let em = &mut l.em;
+    em.a.ld_imm64(Reg::R1, STACK_SYMS);
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+    em.store(rec + EVENT_HEADER, Reg::R0);
+    em.header(rec, id);
+    em.output(rec, EVENT_HEADER + 8);
+    em.release(rec);
 }
 
 /// Fills the stack buffer at `scratch[buf]` (count word, then frames). With

@@ -79,7 +79,7 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
                 format.extend_from_slice(
                     match l.env.info.expr_type(a) {
                         _ if lang::check::is_pretty(a) => "%s",
-                        Some(Type::String) => "%s",
+                        Some(Type::String | Type::Stack) => "%s",
                         Some(Type::Float) => "%g",
                         _ => "%d",
                     }
@@ -128,9 +128,10 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
             _ => l.empty_str(),
         }),
         BuiltinId::Sprintf => Value::Str(l.sprintf(e, args.get(1..).unwrap_or(&[]))),
-        BuiltinId::Ubacktrace | BuiltinId::SprintUbacktrace => Value::Str(
-            crate::backtrace::stack_string(l, e, id == BuiltinId::SprintUbacktrace),
-        ),
+        BuiltinId::Ubacktrace | BuiltinId::SprintUbacktrace => {
+            crate::backtrace::stack_value(l, e, id == BuiltinId::SprintUbacktrace);
+            Value::Long
+        }
         BuiltinId::Sprint => Value::Str(match args.first() {
             Some(a) => l.sprint(a),
             None => l.empty_str(),

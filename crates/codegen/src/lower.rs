@@ -1802,6 +1802,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             Str,
             Memory(u32),
             Value(Box<crate::pretty::Planned>),
+            Stack,
         }
         let kinds: Vec<Arg> = args
             .iter()
@@ -1814,6 +1815,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                 },
                 None => match self.env.info.expr_type(a) {
                     Some(Type::String) => Arg::Str,
+                    Some(Type::Stack) => Arg::Stack,
                     _ => Arg::Long,
                 },
             })
@@ -1836,6 +1838,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     let len = p.shape.len;
                     (FieldKind::Value { len, shape }, len)
                 }
+                Arg::Stack => (FieldKind::Stack, 8),
             };
             fields.push(Field { offset: size, kind });
             size += bytes;
@@ -1855,7 +1858,7 @@ impl<'a, 'd> Lower<'a, 'd> {
                     let s = self.string(a);
                     self.copy_str(Str::Scratch(at), s);
                 }
-                Arg::Long => {
+                Arg::Long | Arg::Stack => {
                     self.long(a);
                     self.em.store(at, Reg::R0);
                 }

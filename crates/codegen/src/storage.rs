@@ -84,6 +84,7 @@ fn width(t: Type, slot: u32) -> u32 {
 fn field_kind(t: Type, slot: u32) -> FieldKind {
     match t {
         Type::String => FieldKind::Str { len: slot },
+        Type::Stack => FieldKind::Stack,
         _ => FieldKind::Long,
     }
 }
@@ -91,6 +92,7 @@ fn field_kind(t: Type, slot: u32) -> FieldKind {
 fn value_kind(t: Type, slot: u32) -> ValueKind {
     match t {
         Type::String => ValueKind::Str { len: slot },
+        Type::Stack => ValueKind::Stack,
         _ => ValueKind::Long,
     }
 }

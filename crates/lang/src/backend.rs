@@ -105,6 +105,9 @@ pub enum Construct {
     DeepCalls,
     /// `%m`/`%M` in a format: a dump of the traced program's memory.
     MemoryDump,
+    /// A stack made into a string (`sprintf("%s", s)`, `sprint(s)`): its text needs
+    /// its frames and the binary's symbols.
+    StackText,
 }
 
 /// One row of [`CONSTRUCTS`].
@@ -167,6 +170,12 @@ pub const CONSTRUCTS: &[ConstructRow] = &[
         runs: Runs::KERNEL,
         help: "they read the traced program's memory, which only process probes see",
     },
+    ConstructRow {
+        construct: Construct::StackText,
+        what: "a stack made into a string",
+        runs: Runs::USER,
+        help: "a stack becomes text in user space: printf or print it here (its addresses; print_usyms() for its frames), or store it and sprintf it in an 'end' or timer probe",
+    },
 ];
 
 impl Construct {
@@ -193,6 +202,7 @@ mod tests {
             Construct::Recursion,
             Construct::DeepCalls,
             Construct::MemoryDump,
+            Construct::StackText,
         ];
         for c in all {
             let rows = CONSTRUCTS.iter().filter(|r| r.construct == c).count();

@@ -111,7 +111,7 @@ pub struct Builtin {
 }
 
 use BuiltinId as B;
-use Type::{Long as L, String as S};
+use Type::{Long as L, Stack as K, String as S};
 
 const NONE: Params = Params::Fixed(&[&[]]);
 const ONE_LONG: Params = Params::Fixed(&[&[L]]);
@@ -360,28 +360,28 @@ pub const BUILTINS: &[Builtin] = &[
         B::Ubacktrace,
         "ubacktrace",
         NONE,
-        Some(S),
+        Some(K),
         Runs::KERNEL,
         BACKTRACE.and(Needs::STACK_MAP),
-        "the user stack as hex addresses",
+        "the user stack (printed as its addresses in hex)",
     ),
     b(
         B::SprintUbacktrace,
         "sprint_ubacktrace",
         NONE,
-        Some(S),
+        Some(K),
         Runs::KERNEL,
         BACKTRACE.and(Needs::STACK_MAP),
-        "the user stack, symbolised",
+        "the user stack (printed as its symbolised frames)",
     ),
     b(
         B::PrintUsyms,
         "print_usyms",
-        Params::Fixed(&[&[S]]),
+        Params::Fixed(&[&[K]]),
         None,
         Runs::BOTH,
         Needs::SYMBOLS,
-        "prints the symbols of a ubacktrace() string",
+        "prints the symbolised frames of a ubacktrace() stack",
     ),
     b(
         B::Usymname,

@@ -8,15 +8,20 @@
 //! [`encode_value`], [`decode_value`]), so the kernel-map implementation only moves
 //! bytes: a long is 8 bytes little endian, a string a fixed slot of `len` bytes
 //! (array keys and string values: the script's string slot) holding at most `len - 1` bytes and
-//! NUL-padded. Reading a missing element gives 0 or `""`, as in stap.
+//! NUL-padded. Reading a missing element gives 0 or `""`, as in stap. A stack
+//! (`FieldKind::Stack`, `ValueKind::Stack`) is its 8-byte value, read as a long: the
+//! layout says it is a stack, and its text is asked of [`StackText`], which every
+//! [`Globals`] also is (the stacks live beside the globals, in the script's stack map).
 
 use bpf::script::{FieldKind, GlobalShape, GlobalSpec, HistSpec, ValueKind};
 use thiserror::Error;
 
+use crate::stacks::StackText;
 use crate::stats::{Hist, Linear, Stat, StatsError};
 
 /// A script value: every value a script handles is a long or a string (bytes, not
-/// necessarily UTF-8, since they may come from the traced program).
+/// necessarily UTF-8, since they may come from the traced program); a stack is a long
+/// whose type (`lang::Type::Stack`, `FieldKind::Stack`) says what it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
     Long(i64),
@@ -27,7 +32,7 @@ impl Value {
     /// The zero value of a kind: what a missing element or fresh variable holds.
     pub fn zero(kind: ValueKind) -> Value {
         match kind {
-            ValueKind::Long => Value::Long(0),
+            ValueKind::Long | ValueKind::Stack => Value::Long(0),
             ValueKind::Str { .. } => Value::Str(Vec::new()),
         }
     }
@@ -99,10 +104,11 @@ pub enum GlobalsError {
     },
 }
 
-/// Reads and writes script globals, wherever they live. `keys` is empty for scalars
-/// and has one value per key for array elements; implementations check them against
-/// the global's [`GlobalShape`].
-pub trait Globals {
+/// Reads and writes script globals, wherever they live, and names the stacks their
+/// values refer to ([`StackText`]). `keys` is empty for scalars and has one value per
+/// key for array elements; implementations check them against the global's
+/// [`GlobalShape`].
+pub trait Globals: StackText {
     /// The value of a scalar or array element; 0 or `""` if the element is missing.
     fn get(&mut self, g: &GlobalSpec, keys: &[Value]) -> Result<Value, GlobalsError>;
 
@@ -154,7 +160,7 @@ pub fn hist(spec: &HistSpec) -> Result<Hist, StatsError> {
 /// Bytes one key field takes.
 pub fn field_size(kind: FieldKind) -> usize {
     match kind {
-        FieldKind::Long => 8,
+        FieldKind::Long | FieldKind::Stack => 8,
         FieldKind::Str { len } | FieldKind::Value { len, .. } => len as usize,
     }
 }
@@ -167,7 +173,7 @@ pub fn key_size(kinds: &[FieldKind]) -> usize {
 /// Bytes a stored value takes.
 pub fn value_size(kind: ValueKind) -> usize {
     match kind {
-        ValueKind::Long => 8,
+        ValueKind::Long | ValueKind::Stack => 8,
         ValueKind::Str { len } => len as usize,
     }
 }
@@ -187,9 +193,13 @@ pub fn encode_key(
     }
     for (kind, key) in kinds.iter().zip(keys) {
         match (kind, key) {
-            (FieldKind::Long, Value::Long(v)) => out.extend_from_slice(&v.to_le_bytes()),
+            (FieldKind::Long | FieldKind::Stack, Value::Long(v)) => {
+                out.extend_from_slice(&v.to_le_bytes())
+            }
             (FieldKind::Str { len }, Value::Str(s)) => put_str(out, s, *len as usize),
-            (FieldKind::Long, Value::Str(_)) => return Err(kind_error("long", "string")),
+            (FieldKind::Long | FieldKind::Stack, Value::Str(_)) => {
+                return Err(kind_error("long", "string"));
+            }
             (FieldKind::Str { .. }, Value::Long(_)) => return Err(kind_error("string", "long")),
             // Go values travel in records only, never in keys.
             (FieldKind::Value { .. }, _) => return Err(kind_error("key", "Go value")),
@@ -214,7 +224,7 @@ pub fn decode_key(kinds: &[FieldKind], bytes: &[u8]) -> Result<Vec<Value>, Globa
         let n = field_size(*kind);
         let field = &bytes[at..at + n];
         out.push(match kind {
-            FieldKind::Long => Value::Long(long_at(field)),
+            FieldKind::Long | FieldKind::Stack => Value::Long(long_at(field)),
             FieldKind::Str { .. } => Value::Str(cstr(field).to_vec()),
             FieldKind::Value { .. } => return Err(kind_error("key", "Go value")),
         });
@@ -226,9 +236,13 @@ pub fn decode_key(kinds: &[FieldKind], bytes: &[u8]) -> Result<Vec<Value>, Globa
 /// Appends a value in its stored layout (8 bytes, or a string slot).
 pub fn encode_value(kind: ValueKind, value: &Value, out: &mut Vec<u8>) -> Result<(), GlobalsError> {
     match (kind, value) {
-        (ValueKind::Long, Value::Long(v)) => out.extend_from_slice(&v.to_le_bytes()),
+        (ValueKind::Long | ValueKind::Stack, Value::Long(v)) => {
+            out.extend_from_slice(&v.to_le_bytes())
+        }
         (ValueKind::Str { len }, Value::Str(s)) => put_str(out, s, len as usize),
-        (ValueKind::Long, Value::Str(_)) => return Err(kind_error("long", "string")),
+        (ValueKind::Long | ValueKind::Stack, Value::Str(_)) => {
+            return Err(kind_error("long", "string"));
+        }
         (ValueKind::Str { .. }, Value::Long(_)) => return Err(kind_error("string", "long")),
     }
     Ok(())
@@ -246,7 +260,7 @@ pub fn decode_value(kind: ValueKind, bytes: &[u8]) -> Result<Value, GlobalsError
         });
     };
     Ok(match kind {
-        ValueKind::Long => Value::Long(long_at(field)),
+        ValueKind::Long | ValueKind::Stack => Value::Long(long_at(field)),
         ValueKind::Str { .. } => Value::Str(cstr(field).to_vec()),
     })
 }
@@ -330,6 +344,8 @@ pub struct MemGlobals {
     scalars: std::collections::HashMap<String, Value>,
     arrays: std::collections::HashMap<String, Vec<(Vec<u8>, Value)>>,
     stats: std::collections::HashMap<String, Vec<(Vec<u8>, Stat)>>,
+    /// The frames of the stacks values may name, by id.
+    pub stacks: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl MemGlobals {
@@ -352,6 +368,23 @@ impl MemGlobals {
                 max: None,
             }),
             _ => Ok(()),
+        }
+    }
+}
+
+/// The fake's stacks print their frames in hex (symbolised ones a line each), with
+/// no binary to name them.
+impl StackText for MemGlobals {
+    fn write_stack(&mut self, stack: u64, out: &mut Vec<u8>) {
+        let id = stack & bpf::script::STACK_ID_MASK;
+        match self.stacks.get(&id) {
+            Some(frames) if stack & bpf::script::STACK_SYMS != 0 => {
+                for pc in frames {
+                    out.extend_from_slice(format!(" 0x{pc:x}\n").as_bytes());
+                }
+            }
+            Some(frames) => crate::stacks::write_hex(frames, out),
+            None => crate::stacks::write_unknown(stack, out),
         }
     }
 }

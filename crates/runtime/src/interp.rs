@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 
-use bpf::script::{GlobalShape, GlobalSpec, UserProbe, UserProbeKind};
+use bpf::script::{FieldKind, GlobalShape, GlobalSpec, UserProbe, UserProbeKind, ValueKind};
 use lang::ast::*;
 use lang::{FunctionInfo, ProbeKind, SourceMap, Span, Type, TypeInfo};
 
@@ -198,6 +198,9 @@ struct Run<'r, 's> {
     exit: bool,
     pp: String,
 }
+
+/// A value to print, and whether it is a stack's text.
+type Printed = (Value, bool);
 
 /// Results inside the interpreter: the error boxed, so that the frame each nested
 /// expression adds to the stack stays small.
@@ -1110,8 +1113,8 @@ impl<'s> Interp<'s> {
             BuiltinId::Sprint => {
                 let mut s = Vec::new();
                 for a in args {
-                    let v = self.eval(run, a)?;
-                    write_value(&mut s, &v);
+                    let v = self.eval_printed(run, a)?;
+                    write_value(&mut s, &v.0);
                 }
                 cut_string(&mut s, self.max_bytes);
                 Ok(Value::Str(s))
@@ -1131,12 +1134,10 @@ impl<'s> Interp<'s> {
                 Ok(Value::Str(substr(s, start, len).to_vec()))
             }
             BuiltinId::PrintUsyms => {
-                // The stack's frames are in the kernel: the CLI expands this on output.
                 let v = self.eval_all(run, args)?;
-                run.out
-                    .extend_from_slice(bpf::script::SYMS_PREFIX.as_bytes());
-                run.out
-                    .extend_from_slice(v.first().map_or(&[][..], Value::as_bytes));
+                let stack = v.first().map_or(0, Value::as_long) as u64;
+                run.globals
+                    .write_stack(stack | bpf::script::STACK_SYMS, run.out);
                 long(0)
             }
             BuiltinId::Isinstr => {
@@ -1200,10 +1201,27 @@ impl<'s> Interp<'s> {
         let Some(format) = info.format(e) else {
             return Err(self.error(run, "internal error: an unchecked format", name.span));
         };
-        let values = self.eval_all(run, args.get(1..).unwrap_or(&[]))?;
+        let values = args
+            .get(1..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|a| self.eval_printed(run, a))
+            .collect::<R<Vec<Printed>>>()?;
         let mut buf = Vec::new();
         self.write_values(run, format, &values, line, &mut buf, name.span)?;
         Ok(buf)
+    }
+
+    /// A value to print: a stack as its text (asked of the host, which has its
+    /// frames), which is not a script string: no string limit, no cut mark.
+    fn eval_printed(&mut self, run: &mut Run<'_, 's>, e: &'s Expr) -> R<Printed> {
+        let v = self.eval(run, e)?;
+        if self.info.expr_type(e) != Some(Type::Stack) {
+            return Ok((v, false));
+        }
+        let mut text = Vec::new();
+        run.globals.write_stack(v.as_long() as u64, &mut text);
+        Ok((Value::Str(text), true))
     }
 
     /// Writes `values` with `format`: as a printed line to the output, or as a value
@@ -1212,7 +1230,7 @@ impl<'s> Interp<'s> {
         &mut self,
         run: &mut Run<'_, 's>,
         format: &lang::format::Format,
-        values: &[Value],
+        values: &[Printed],
         line: bool,
         buf: &mut Vec<u8>,
         at: Span,
@@ -1220,14 +1238,22 @@ impl<'s> Interp<'s> {
         let max = self.max_bytes;
         let args: Vec<Arg<'_>> = values
             .iter()
-            .map(|v| match v {
+            .map(|(v, stack)| match v {
                 Value::Long(n) => Arg::Long(*n),
-                Value::Str(s) if line => string_arg(s, max),
+                Value::Str(s) if line && !stack => string_arg(s, max),
                 Value::Str(s) => Arg::Str(s),
             })
             .collect();
+        // A stack's text does not count towards the printf limit (as in the kernel's
+        // records: its frames are not what the probe printed).
+        let stacks: usize = values
+            .iter()
+            .filter(|(_, stack)| *stack)
+            .map(|(v, _)| v.as_bytes().len())
+            .sum();
         let written = if line {
-            write_line(format, run.out, &args, self.max_line).map(|c| self.cuts.add(c))
+            write_line(format, run.out, &args, self.max_line.saturating_add(stacks))
+                .map(|c| self.cuts.add(c))
         } else {
             crate::format::write_value(format, buf, &args, MAX_SPRINTF_LEN)
         };
@@ -1247,7 +1273,7 @@ impl<'s> Interp<'s> {
         let mut floats = Vec::new();
         let flush = |this: &mut Self,
                      run: &mut Run<'_, 's>,
-                     values: &mut Vec<Value>,
+                     values: &mut Vec<Printed>,
                      floats: &mut Vec<bool>,
                      nl: bool| {
             if values.is_empty() && !nl {
@@ -1258,7 +1284,7 @@ impl<'s> Interp<'s> {
             let kinds: Vec<lang::format::ArgKind> = values
                 .iter()
                 .zip(floats.iter())
-                .map(|(v, float)| match v {
+                .map(|((v, _), float)| match v {
                     Value::Long(_) if *float => lang::format::ArgKind::Float,
                     Value::Long(_) => lang::format::ArgKind::Long,
                     Value::Str(_) => lang::format::ArgKind::Str,
@@ -1278,7 +1304,7 @@ impl<'s> Interp<'s> {
                 self.print_hist(run, arg, a.span)?;
                 continue;
             }
-            values.push(self.eval(run, a)?);
+            values.push(self.eval_printed(run, a)?);
             floats.push(self.info.expr_type(a) == Some(Type::Float));
         }
         flush(self, run, &mut values, &mut floats, newline)
@@ -1358,7 +1384,7 @@ fn global_error(e: GlobalsError, span: Span, pp: &str) -> RuntimeError {
 /// Prints, the way stap does at the end of a run, the globals the script writes but
 /// never reads (`GlobalSpec::read == false`), in declaration order: `x=5`,
 /// `s="text"`, a statistic's `@count=…` summary, or an array's elements by value
-/// descending (see [`table::write_global_array`]).
+/// descending (see [`table::write_global_array`]). A stack prints as its addresses.
 pub fn write_unread_globals(
     specs: &[GlobalSpec],
     globals: &mut dyn Globals,
@@ -1366,37 +1392,32 @@ pub fn write_unread_globals(
 ) -> Result<(), GlobalsError> {
     for g in specs.iter().filter(|g| !g.read) {
         match &g.shape {
-            GlobalShape::Scalar { .. } => {
-                let v = match globals.get(g, &[])? {
-                    Value::Long(n) => table::Value::Long(n),
-                    Value::Str(s) => table::Value::Str(s),
-                };
+            GlobalShape::Scalar { value, .. } => {
+                let v = globals.get(g, &[])?;
+                let v = shown_value(*value, v, globals);
                 table::write_global(out, &g.name, &v);
             }
             GlobalShape::Stats { keys, .. } if keys.is_empty() => {
                 let s = globals.stat(g, &[])?;
                 table::write_global(out, &g.name, &table::Value::Stats(s));
             }
-            GlobalShape::Array { .. } => {
+            GlobalShape::Array { keys, value } => {
                 let mut entries: Vec<table::Entry> = globals
                     .entries(g)?
                     .into_iter()
                     .map(|(k, v)| table::Entry {
-                        keys: k.iter().map(Value::to_key).collect(),
-                        value: match v {
-                            Value::Long(n) => table::Value::Long(n),
-                            Value::Str(s) => table::Value::Str(s),
-                        },
+                        keys: shown_keys(keys, &k, globals),
+                        value: shown_value(*value, v, globals),
                     })
                     .collect();
                 table::write_global_array(out, &g.name, &mut entries);
             }
-            GlobalShape::Stats { .. } => {
+            GlobalShape::Stats { keys, .. } => {
                 let mut entries: Vec<table::Entry> = globals
                     .stat_entries(g)?
                     .into_iter()
                     .map(|(k, s)| table::Entry {
-                        keys: k.iter().map(Value::to_key).collect(),
+                        keys: shown_keys(keys, &k, globals),
                         value: table::Value::Stats(s),
                     })
                     .collect();
@@ -1405,6 +1426,33 @@ pub fn write_unread_globals(
         }
     }
     Ok(())
+}
+
+/// A stored value as the table shows it: a stack as its text.
+fn shown_value(kind: ValueKind, v: Value, globals: &mut dyn Globals) -> table::Value {
+    match (kind, v) {
+        (ValueKind::Stack, v) => table::Value::Str(stack_text(v, globals)),
+        (_, Value::Long(n)) => table::Value::Long(n),
+        (_, Value::Str(s)) => table::Value::Str(s),
+    }
+}
+
+/// Keys as the table shows them: stacks as their text.
+fn shown_keys(kinds: &[FieldKind], keys: &[Value], globals: &mut dyn Globals) -> Vec<table::Key> {
+    kinds
+        .iter()
+        .zip(keys)
+        .map(|(kind, k)| match kind {
+            FieldKind::Stack => table::Key::Str(stack_text(k.clone(), globals)),
+            _ => k.to_key(),
+        })
+        .collect()
+}
+
+fn stack_text(v: Value, globals: &mut dyn Globals) -> Vec<u8> {
+    let mut text = Vec::new();
+    globals.write_stack(v.as_long() as u64, &mut text);
+    text
 }
 
 #[cfg(test)]

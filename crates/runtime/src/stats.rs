@@ -148,6 +148,38 @@ impl Hist {
         }
     }
 
+    /// The values bucket `i` holds, both ends included: a log bucket holds the
+    /// numbers of as many bits as its distance from 0's bucket (on its side of 0),
+    /// a linear one `interval` values from its start, the first and last all below
+    /// and above.
+    pub fn range(&self, i: usize) -> (i64, i64) {
+        let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        match self {
+            Hist::None => (i64::MIN, i64::MAX),
+            Hist::Log => {
+                let bits = i.abs_diff(LOG_BUCKET_ZERO) as u32;
+                let (lo, hi) = match bits {
+                    0 => (0, 0),
+                    _ => (1i128 << (bits - 1), (1i128 << bits) - 1),
+                };
+                if i >= LOG_BUCKET_ZERO {
+                    (clamp(lo), clamp(hi))
+                } else {
+                    (clamp(-hi), clamp(-lo))
+                }
+            }
+            Hist::Linear(l) => {
+                let at = |n: usize| i128::from(l.start) + n as i128 * i128::from(l.interval);
+                let last = l.buckets - 1;
+                match i {
+                    0 => (i64::MIN, clamp(at(0) - 1)),
+                    _ if i >= last => (clamp(at(last - 1)), i64::MAX),
+                    _ => (clamp(at(i - 1)), clamp(at(i) - 1)),
+                }
+            }
+        }
+    }
+
     /// 64-bit words in one CPU's slot.
     pub fn slot_words(&self) -> usize {
         WORD_BUCKETS + self.buckets()
@@ -871,5 +903,35 @@ mod tests {
             Err(StatsError::NoHistogram)
         );
         assert!(out.is_empty());
+    }
+
+    /// Every value falls in the bucket whose range holds it.
+    #[test]
+    fn bucket_ranges_hold_their_values() {
+        let linear = Hist::Linear(Linear::new(0, 100, 10).unwrap());
+        for h in [Hist::Log, linear] {
+            for v in [
+                i64::MIN,
+                -1000,
+                -3,
+                -2,
+                -1,
+                0,
+                1,
+                2,
+                3,
+                99,
+                100,
+                1 << 40,
+                i64::MAX,
+            ] {
+                let b = h.bucket(v).unwrap();
+                let (lo, hi) = h.range(b);
+                assert!(lo <= v && v <= hi, "{h:?} {v} in bucket {b} [{lo}, {hi}]");
+            }
+        }
+        assert_eq!(Hist::Log.range(LOG_BUCKET_ZERO + 3), (4, 7));
+        assert_eq!(Hist::Log.range(LOG_BUCKET_ZERO - 2), (-3, -2));
+        assert_eq!(linear.range(1), (0, 9));
     }
 }

@@ -8,13 +8,13 @@
 //! Stacks arrive raw from the kernel walk (see codegen's `backtrace` module): the
 //! first frame is the probe's own pc, and a frame read at a goroutine's saved SP
 //! after a switch from the system stack is marked `TENTATIVE`, kept only when the
-//! pclntab says it is a return address. `ubacktrace()` values are `ustack:<id>`
-//! strings ([`find_token`]); the CLI expands them in the output.
+//! pclntab says it is a return address. `ubacktrace()` values name stored stacks;
+//! `crate::stacks` prints them with this.
 
 use std::collections::HashMap;
 use std::io::Write;
 
-use bpf::script::{STACK_KEY_PREFIX, SYMS_PREFIX, TENTATIVE};
+use bpf::script::TENTATIVE;
 use gobin::{GoBinary, VirtAddr};
 
 /// One symbolised frame: an inlined call or the physical function.
@@ -206,54 +206,20 @@ fn write_frames(out: &mut Vec<u8>, path: &str, pc: u64, frames: &[FrameText], fi
     }
 }
 
-/// A stack named in script output: `ubacktrace()`'s `ustack:` and 16 hex digits,
-/// and whether `usyms:` came before it (symbolised frames wanted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackToken {
-    /// The bytes the token takes, prefixes included.
-    pub start: usize,
-    pub end: usize,
-    pub id: u64,
-    pub syms: bool,
-}
-
-/// The first stack token in `text` at or after `from`.
-pub fn find_token(text: &[u8], from: usize) -> Option<StackToken> {
-    let pre = STACK_KEY_PREFIX.as_bytes();
-    let mut at = from;
-    while let Some(i) = text.get(at..)?.windows(pre.len()).position(|w| w == pre) {
-        let start = at + i;
-        let digits = text.get(start + pre.len()..start + pre.len() + 16);
-        let id = digits
-            .filter(|d| d.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u64::from_str_radix(d, 16).ok());
-        if let Some(id) = id {
-            let syms_pre = SYMS_PREFIX.as_bytes();
-            let syms = start >= syms_pre.len() && &text[start - syms_pre.len()..start] == syms_pre;
-            return Some(StackToken {
-                start: if syms { start - syms_pre.len() } else { start },
-                end: start + pre.len() + 16,
-                id,
-                syms,
-            });
-        }
-        at = start + 1;
-    }
-    None
-}
-
 /// The load bias of `path` in process `pid`: where its first mapping starts, minus the
 /// address that mapping has in the file's program headers (zero for a fixed-address
-/// executable). Read from `/proc/PID/maps` text, which the caller supplies.
+/// executable). Read from `/proc/PID/maps` text, which the caller supplies. Only
+/// private mappings count: the program is loaded in those, while a shared one may be
+/// another's (a `-c` command held before its exec shares gotap's own read-only map of
+/// the binary).
 pub fn bias_from_maps(maps: &str, path: &str, first_vaddr: u64) -> Option<u64> {
     for line in maps.lines() {
         let mut parts = line.split_whitespace();
         let range = parts.next()?;
-        let _perms = parts.next();
+        let private = parts.next().is_some_and(|p| p.ends_with('p'));
         let offset = parts.next().and_then(|o| u64::from_str_radix(o, 16).ok());
         let name = parts.nth(2);
-        if name == Some(path) && offset == Some(0) {
+        if private && name == Some(path) && offset == Some(0) {
             let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
             return Some(start.wrapping_sub(first_vaddr & !0xfff));
         }
@@ -268,6 +234,7 @@ mod tests {
     #[test]
     fn bias_is_the_start_of_the_offset_zero_mapping() {
         let maps = "\
+7f0000000000-7f0000100000 r--s 00000000 08:01 42 /usr/bin/prog
 555555554000-555555556000 r--p 00000000 08:01 42 /usr/bin/prog
 555555556000-555555560000 r-xp 00002000 08:01 42 /usr/bin/prog
 7ffff7dd3000-7ffff7dfc000 r-xp 00000000 08:01 7 /lib/ld.so
@@ -277,20 +244,11 @@ mod tests {
             Some(0x5555_5555_4000)
         );
         assert_eq!(bias_from_maps(maps, "/usr/bin/other", 0), None);
+        // A shared mapping of the file is not where the program is loaded.
+        let shared = "7f0000000000-7f0000100000 r--s 00000000 08:01 42 /usr/bin/prog\n";
+        assert_eq!(bias_from_maps(shared, "/usr/bin/prog", 0), None);
         // A fixed-address executable mapped where it was linked has no bias.
         let fixed = "00400000-00401000 r--p 00000000 08:01 42 /usr/bin/prog\n";
         assert_eq!(bias_from_maps(fixed, "/usr/bin/prog", 0x400000), Some(0));
-    }
-
-    #[test]
-    fn stack_tokens_are_found_with_their_prefixes() {
-        let text = b"a ustack:00000000000000ff b usyms:ustack:0123456789abcdef\n ustack:12 x";
-        let t = find_token(text, 0).unwrap();
-        assert_eq!((t.start, t.end, t.id, t.syms), (2, 25, 0xff, false));
-        let u = find_token(text, t.end).unwrap();
-        assert_eq!(&text[u.start..u.end], b"usyms:ustack:0123456789abcdef");
-        assert_eq!((u.id, u.syms), (0x0123_4567_89ab_cdef, true));
-        // Too few digits: not a stack.
-        assert_eq!(find_token(text, u.end), None);
     }
 }

@@ -8,7 +8,10 @@
 use anyhow::Result;
 use std::fmt::Write as _;
 
-use super::{Consumer, Symbols, ToolArgs, histogram, num};
+use runtime::events::Record;
+
+use super::{ToolArgs, histogram};
+use crate::pipeline::{Consumer, Cx, Ending};
 
 const SCRIPT: &str = "\
 probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
@@ -44,9 +47,9 @@ struct GcStat {
     /// Cycles whose go.gc.done came without their go.gc.start (tracing began mid-cycle).
     partial: u64,
     other_pauses: Vec<i64>,
-    /// Lines whose fields cannot be right.
+    /// Records whose values cannot be right.
     damaged: u64,
-    /// The highest cycle number a go.gc.done line carried.
+    /// The highest cycle number a go.gc.done record carried.
     last_cycle: i64,
     first_ns: Option<i64>,
     last_ns: i64,
@@ -100,34 +103,35 @@ fn us(ns: i64) -> String {
 }
 
 impl Consumer for GcStat {
-    fn line(&mut self, f: &[&str], _sym: &mut Symbols, out: &mut Vec<u8>) {
-        let Some(kind) = f.first() else { return };
-        let t = num(
-            f,
-            if matches!(*kind, "start" | "done") {
-                2
-            } else {
-                1
-            },
-        );
-        // Every line carries a wall-clock time of the last minutes and the start and
-        // done lines a cycle number; a record that does not cannot be right: it is
-        // left out and counted, not trusted.
-        let cycle_ok = !matches!(*kind, "start" | "done") || (1..1 << 40).contains(&num(f, 1));
+    fn record(&mut self, rec: &Record<'_>, cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
+        let Record::Printf(p) = rec else {
+            return Ok(false);
+        };
+        let kind = p.tag();
+        let numbered = matches!(kind, b"start" | b"done");
+        // start and done carry the cycle, then the time; stop and world the time.
+        let (cycle, t) = if numbered {
+            (p.long(0), p.long(1))
+        } else {
+            (0, p.long(0))
+        };
+        // Every record carries a wall-clock time of the last minutes and the start
+        // and done records a cycle number; a record that does not cannot be right: it
+        // is left out and counted, not trusted.
+        let cycle_ok = !numbered || (1..1 << 40).contains(&cycle);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         if (t - now).abs() > 600_000_000_000 || !cycle_ok {
             self.damaged += 1;
-            return;
+            return Ok(false);
         }
         self.first_ns.get_or_insert(t);
         self.last_ns = t;
         // Cycles are matched by number: the next cycle may start (on another
         // thread) before the last one's gcMarkTermination has returned.
-        let cycle = num(f, 1);
-        match *kind {
-            "start" => {
+        match kind {
+            b"start" => {
                 self.open.insert(
                     cycle,
                     Cycle {
@@ -137,7 +141,7 @@ impl Consumer for GcStat {
                     },
                 );
             }
-            "done" => {
+            b"done" => {
                 self.last_cycle = self.last_cycle.max(cycle);
                 self.cur = match self.open.remove(&cycle) {
                     Some(c) => c,
@@ -147,16 +151,16 @@ impl Consumer for GcStat {
                     }
                 };
                 self.cur.done_ns = t;
-                self.close(out);
+                self.close(cx.out);
             }
-            "stop" => {
+            b"stop" => {
                 // The sweep-termination stop comes before go.gc.start, which runs
                 // inside it: the pause is the cycle's when the world starts again.
                 self.stopped_at = Some(t);
             }
-            "world" => {
+            b"world" => {
                 let Some(s) = self.stopped_at.take() else {
-                    return;
+                    return Ok(false);
                 };
                 let pause = t - s;
                 // The pause is the latest started cycle's.
@@ -167,9 +171,11 @@ impl Consumer for GcStat {
             }
             _ => {}
         }
+        Ok(false)
     }
 
-    fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
+    fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
+        let out = &mut *end.out;
         // The kernel numbers the cycles it sees end, so the count holds even when a
         // cycle's own line was damaged.
         let n = self.cycles.len().max(self.last_cycle as usize);

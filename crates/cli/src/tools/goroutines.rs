@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::{Consumer, Symbols, ToolArgs, json_str, num};
+use runtime::events::Record;
+use runtime::json::quoted;
+
+use super::ToolArgs;
+use crate::pipeline::{Consumer, Cx, Ending};
 
 const SCRIPT: &str = "\
 probe go.goroutine.create { printf(\"new %d %d %d %d\\n\", new_goid, creator_goid, create_pc, start_pc) }
@@ -74,28 +78,32 @@ impl Goroutines {
 }
 
 impl Consumer for Goroutines {
-    fn line(&mut self, f: &[&str], _sym: &mut Symbols, _out: &mut Vec<u8>) {
-        match f.first() {
-            Some(&"new") => {
+    fn record(&mut self, rec: &Record<'_>, _cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
+        let Record::Printf(p) = rec else {
+            return Ok(false);
+        };
+        match p.tag() {
+            b"new" => {
                 self.created += 1;
                 self.alive
-                    .insert(num(f, 1), (num(f, 3) as u64, num(f, 4) as u64));
+                    .insert(p.long(0), (p.long(2) as u64, p.long(3) as u64));
                 self.peak = self.peak.max(self.alive.len());
             }
-            Some(&"exit") => {
+            b"exit" => {
                 self.exited += 1;
-                if self.alive.remove(&num(f, 1)).is_none() {
+                if self.alive.remove(&p.long(0)).is_none() {
                     self.unknown_exits += 1;
                 }
             }
             _ => {}
         }
+        Ok(false)
     }
 
-    fn tick(&mut self, now: Instant, out: &mut Vec<u8>) {
+    fn tick(&mut self, now: Instant, cx: &mut Cx<'_, '_, '_>) {
         let next = *self.next.get_or_insert(self.started + self.every);
         if now >= next {
-            self.sample(now, out);
+            self.sample(now, cx.out);
             self.next = Some(next + self.every);
         }
     }
@@ -104,7 +112,8 @@ impl Consumer for Goroutines {
         Duration::from_millis(20)
     }
 
-    fn finish(&mut self, sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
+    fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
+        let (sym, out) = (&mut *end.symbols, &mut *end.out);
         self.sample(Instant::now(), out);
         // The live goroutines by where they were created and what they run.
         let mut sites: HashMap<(String, String), u64> = HashMap::new();
@@ -123,8 +132,8 @@ impl Consumer for Goroutines {
                 .map(|((at, runs), n)| {
                     format!(
                         "{{\"created_at\":{},\"runs\":{},\"live\":{n}}}",
-                        json_str(at),
-                        json_str(runs)
+                        quoted(at),
+                        quoted(runs)
                     )
                 })
                 .collect();

@@ -8,11 +8,18 @@
 //! call path, the size transitions and (`--time`) a histogram of the time spent
 //! copying.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::{Consumer, Symbols, ToolArgs, json_str, num};
+use runtime::events::{Printf, Record};
+use runtime::globals::Globals;
+use runtime::json::quoted;
+use runtime::stats::Hist;
+
+use super::{ToolArgs, global};
+use crate::pipeline::{Consumer, Cx, Ending};
+use crate::symbols::Symbols;
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let script = script(a.every, a.time);
@@ -23,30 +30,24 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         ..StackGrow::default()
     };
     let code = super::trace(a, "stackgrow", &script, &mut s)?;
-    let flame = s.flame();
-    if let Some(p) = &a.folded {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
-        flame
-            .write_folded(&mut f)
-            .with_context(|| format!("--folded {}", p.display()))?;
-    }
-    if let Some(p) = &a.svg {
-        let mut f = std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?;
-        flame
-            .write_svg("goroutine stack growths", "growths", &mut f)
-            .with_context(|| format!("--svg {}", p.display()))?;
-    }
+    crate::session::write_flame_graph(
+        &s.flame(),
+        a.folded.as_deref(),
+        a.svg.as_deref(),
+        ("goroutine stack growths", "growths"),
+    )?;
     Ok(code)
 }
 
 /// The tool's script: growths are counted in the kernel per (function, old size, new
 /// size) and the copies' times go to a kernel histogram, so a growth costs one probe
-/// and no record; only every `every`th growth sends a line and its backtrace. The
+/// and no record; only every `every`th growth sends a record and its backtrace. The
 /// counts are a statistic (`<<<`), kept per CPU: two CPUs growing stacks in the same
 /// function do not fight over one counter's cache line, as `++` on a shared element
-/// would. With `every` 1 there is nothing to count between samples. The `end` probe
-/// prints the tables as lines for the consumer.
+/// would. With `every` 1 there is nothing to count between samples. The consumer
+/// reads the statistics at the end. The function `__sg_copies` is never called: it
+/// says that the copies are read as a log histogram, so the kernel keeps its buckets
+/// (a statistic keeps the histogram it is read with).
 pub fn script(every: u64, timed: bool) -> String {
     let mut s = String::from("global __sg_by[16384]");
     if every > 1 {
@@ -68,21 +69,8 @@ pub fn script(every: u64, timed: bool) -> String {
     s.push_str("}\n");
     if timed {
         s.push_str("probe go.stack.copy {\n    if (new_size > old_size)\n        __sg_copy <<< duration_ns\n}\n");
+        s.push_str("function __sg_copies() { print(@hist_log(__sg_copy)) }\n");
     }
-    s.push_str(
-        "probe end {\n\
-         \x20   foreach ([pc, o, n] in __sg_by)\n\
-         \x20       printf(\"agg %d %d %d %d\\n\", pc, o, n, @count(__sg_by[pc, o, n]))\n",
-    );
-    if timed {
-        s.push_str(
-            "    if (@count(__sg_copy)) {\n\
-             \x20       printf(\"copies %d %d %d\\n\", @count(__sg_copy), @avg(__sg_copy), @max(__sg_copy))\n\
-             \x20       print(@hist_log(__sg_copy))\n\
-             \x20   }\n",
-        );
-    }
-    s.push_str("}\n");
     s
 }
 
@@ -99,44 +87,29 @@ struct StackGrow {
     sizes: HashMap<(i64, i64), u64>,
     /// Copies timed: count, average and longest (ns), and the histogram's text.
     copies: Option<(i64, i64, i64)>,
-    hist: String,
+    hist: Vec<u8>,
     /// Sampled growths waiting for their backtrace: (func pc, text).
     pending: Vec<(u64, String)>,
 }
 
-impl Consumer for StackGrow {
-    fn line(&mut self, f: &[&str], sym: &mut Symbols, _out: &mut Vec<u8>) {
-        match f.first() {
-            Some(&"grow") => {
-                let (old, new, goid) = (num(f, 1), num(f, 2), num(f, 3));
-                let func_pc = num(f, 4) as u64;
-                self.pending.push((
-                    func_pc,
-                    format!("runtime: newstack: {old} -> {new} goid={goid}\n"),
-                ));
-                if self.pending.len() > 1024 {
-                    self.pending.remove(0);
-                }
-            }
-            Some(&"agg") => {
-                let (pc, old, new, n) = (num(f, 1) as u64, num(f, 2), num(f, 3), num(f, 4) as u64);
-                self.growths += n;
-                *self.by_func.entry(sym.function(pc, false)).or_default() += n;
-                *self.sizes.entry((old, new)).or_default() += n;
-            }
-            Some(&"copies") => self.copies = Some((num(f, 1), num(f, 2), num(f, 3))),
-            _ if self.copies.is_some() => {
-                self.hist.push_str(&f.join(" "));
-                self.hist.push('\n');
-            }
-            _ => {}
+impl StackGrow {
+    /// A sampled growth: `grow old new goid func_pc`, its backtrace to come.
+    fn grow(&mut self, p: &Printf<'_>) {
+        let (old, new, goid, func_pc) = (p.long(0), p.long(1), p.long(2), p.long(3) as u64);
+        self.pending.push((
+            func_pc,
+            format!("runtime: newstack: {old} -> {new} goid={goid}\n"),
+        ));
+        if self.pending.len() > 1024 {
+            self.pending.remove(0);
         }
     }
 
+    /// The backtrace of a sampled growth. The walk starts on the system stack
+    /// (copystack, newstack, morestack) and goes on in the goroutine from where it
+    /// stopped, its growth's `func_pc`; records of two CPUs may interleave: that pc
+    /// also pairs the two.
     fn backtrace(&mut self, frames: &[u64], sym: &mut Symbols, out: &mut Vec<u8>) {
-        // The walk starts on the system stack (copystack, newstack, morestack) and
-        // goes on in the goroutine from where it stopped, its growth's `func_pc`.
-        // Records of two CPUs may interleave: that pc also pairs the two.
         let Some((i, at)) = self
             .pending
             .iter()
@@ -161,7 +134,47 @@ impl Consumer for StackGrow {
         *self.by_path.entry(path).or_default() += self.every;
     }
 
-    fn finish(&mut self, _sym: &mut Symbols, out: &mut Vec<u8>) -> Result<()> {
+    /// The kernel's counts: growths per (function, old size, new size), and the
+    /// copies' times.
+    fn read_counts(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
+        let specs = &end.spec.globals;
+        let by = global(specs, "__sg_by")?;
+        let counts = end.storage().stat_entries(by)?;
+        for (keys, stat) in counts {
+            let [pc, old, new] = [0, 1, 2].map(|i| keys.get(i).map_or(0, |k| k.as_long()));
+            let n = u64::try_from(stat.count).unwrap_or(0);
+            self.growths += n;
+            let f = end.symbols.function(pc as u64, false);
+            *self.by_func.entry(f).or_default() += n;
+            *self.sizes.entry((old, new)).or_default() += n;
+        }
+        if let Ok(copy) = global(specs, "__sg_copy") {
+            let stat = end.storage().stat(copy, &[])?;
+            if stat.count > 0 {
+                self.copies = Some((stat.count, stat.avg()?, stat.max()?));
+                runtime::stats::write_histogram(&mut self.hist, &Hist::Log, &stat)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for StackGrow {
+    fn record(&mut self, rec: &Record<'_>, cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
+        match rec {
+            Record::Printf(p) if p.tag() == b"grow" => self.grow(p),
+            Record::Backtrace(b) => {
+                let frames = cx.symbols.logical(b);
+                self.backtrace(&frames, cx.symbols, cx.out);
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
+        self.read_counts(end)?;
+        let out = &mut *end.out;
         if self.json {
             out.extend_from_slice(self.to_json(self.top).as_bytes());
             return Ok(());
@@ -202,9 +215,9 @@ impl Consumer for StackGrow {
                 s,
                 "\ntime spent copying a growing stack (ns): {count} copies, avg {avg}, max {max}"
             );
-            s.push_str(&self.hist);
         }
         out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(&self.hist);
         Ok(())
     }
 }
@@ -246,12 +259,12 @@ impl StackGrow {
     fn to_json(&self, k: usize) -> String {
         let funcs: Vec<String> = top(&self.by_func, k)
             .iter()
-            .map(|(f, n)| format!("{{\"function\":{},\"growths\":{n}}}", json_str(f)))
+            .map(|(f, n)| format!("{{\"function\":{},\"growths\":{n}}}", quoted(f)))
             .collect();
         let paths: Vec<String> = top(&self.by_path, k)
             .iter()
             .map(|(p, n)| {
-                let fs: Vec<String> = p.iter().map(|f| json_str(f)).collect();
+                let fs: Vec<String> = p.iter().map(|f| quoted(f)).collect();
                 format!("{{\"path\":[{}],\"growths\":{n}}}", fs.join(","))
             })
             .collect();

@@ -136,9 +136,9 @@ fn decode(spec: &ScriptSpec, rec: &[u8]) -> Record {
             for f in args {
                 let o = f.offset as usize;
                 match f.kind {
-                    FieldKind::Long => values.push(Value::Long(i64::from_le_bytes(
-                        body[o..o + 8].try_into().unwrap(),
-                    ))),
+                    FieldKind::Long | FieldKind::Stack => values.push(Value::Long(
+                        i64::from_le_bytes(body[o..o + 8].try_into().unwrap()),
+                    )),
                     FieldKind::Str { len } => {
                         let b = &body[o..o + len as usize];
                         let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());

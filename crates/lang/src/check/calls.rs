@@ -250,6 +250,7 @@ impl Checker<'_> {
                         self.err(super::types::pretty_only(a.span));
                     }
                 }
+                Some(ArgKind::Str) => self.expect_text(a, &slots[i]),
                 Some(k) => self.expect(a, k.script_type(), &slots[i]),
                 None => {
                     self.value(a, None);
@@ -257,6 +258,16 @@ impl Checker<'_> {
             }
         }
         self.formats.insert(e.id, format);
+    }
+
+    /// The argument of a `%s`: a string, or a stack, which prints as its text.
+    fn expect_text(&mut self, a: &Expr, what: &str) {
+        if let Ty::Known(t) = self.value(a, Some(Type::String))
+            && t != Type::String
+            && t != Type::Stack
+        {
+            self.error(a.span, format!("{what} must be string, found {t}"));
+        }
     }
 
     pub(super) fn call_function(&mut self, e: &Expr, fi: usize, name: &Ident, args: &[Expr]) -> Ty {

@@ -150,6 +150,14 @@ impl Checker<'_> {
                 if matches!(id, BuiltinId::Printf | BuiltinId::Sprintf) {
                     self.format_capabilities(e, id, args, reasons);
                 }
+                if matches!(id, BuiltinId::Sprintf | BuiltinId::Sprint) {
+                    let from = usize::from(id == BuiltinId::Sprintf);
+                    for a in args.iter().skip(from) {
+                        if self.exprs.get(&a.id) == Some(&Type::Stack) {
+                            self.refuse_construct(Construct::StackText, a.span, reasons);
+                        }
+                    }
+                }
             }
             Some(Callee::Function(fi)) if self.recursive(fi) => {
                 self.refuse_construct(Construct::Recursion, name.span, reasons);

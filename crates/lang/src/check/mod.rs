@@ -1,6 +1,6 @@
 //! The checker: name resolution, probe resolution and type checking with SystemTap's
 //! rules, and the refusal of what a probe's back end cannot run. Script values are
-//! `long`, `string` or statistics aggregates; globals are program-wide, every other
+//! `long`, `string`, `stack` (what `ubacktrace()` returns) or statistics aggregates; globals are program-wide, every other
 //! name is a local of its probe or function (parameters shadow globals; other locals
 //! never do); arrays (global only) have key tuple types and a value type.
 //!
@@ -56,6 +56,12 @@ pub enum Type {
     Float,
     /// A statistics aggregate, fed with `<<<` and read with `@count` and friends.
     Stats,
+    /// A user stack, as `ubacktrace()` names it: an id that travels as such to the
+    /// printer, which prints its addresses (`%s`, `print`) or its symbolised frames
+    /// (`print_usyms()`, and wherever `sprint_ubacktrace()`'s value goes). It is a key,
+    /// a value and an argument like any other, compares with `==` and `!=`, and is not
+    /// a string: text is made from it only in user space.
+    Stack,
 }
 
 impl std::fmt::Display for Type {
@@ -65,6 +71,7 @@ impl std::fmt::Display for Type {
             Type::String => "string",
             Type::Float => "float",
             Type::Stats => "stats",
+            Type::Stack => "stack",
         })
     }
 }

@@ -940,6 +940,12 @@ impl Checker<'_> {
                     (Ty::Known(x), Ty::Known(y)) if x != y => {
                         self.error(e.span, format!("cannot compare {x} with {y}"));
                     }
+                    (Ty::Known(Type::Stack), _) if !matches!(op, BinOp::Eq | BinOp::Ne) => {
+                        self.err(
+                            Diagnostic::error(e.span, "stacks have no order")
+                                .with_help("compare stacks with '==' or '!='"),
+                        );
+                    }
                     (Ty::Unknown, Ty::Known(y)) => self.hint(lhs, y),
                     _ => {}
                 }
