@@ -7,8 +7,8 @@
 //! the OpenTelemetry semantic conventions, or the agent), bounded by a series limit
 //! per family. [`stats`] turns the language's statistics aggregates (`@hist_log`,
 //! `@hist_linear`, `@count/@sum/@min/@max`) into exported histograms bucket for
-//! bucket. [`names`] is the table of every metric name gotap exports, which the
-//! README repeats:
+//! bucket; [`script`] exports every global of a script. [`names`] is the table of
+//! every metric name gotap exports, which the README repeats:
 //!
 //! | OpenTelemetry name | Prometheus name | kind | labels | from |
 //! |---|---|---|---|---|
@@ -21,7 +21,8 @@
 //! | `go.goroutines` | `go_goroutines` | gauge | | goroutines |
 //! | `go.goroutines.created` | `go_goroutines_created_total` | counter | | goroutines |
 //! | `go.offcpu` | `go_offcpu_seconds_total` | counter | `reason` | offcpu |
-//! | `gotap.script.NAME` | `gotap_script_NAME[_total]` | any | `key` or `key1…` | a script's global |
+//! | `gotap.script.NAME` | `gotap_script_NAME[_total]` | any | `key` or `key1…` | a script's global ([`script`]) |
+//! | `gotap.script.NAME.avg` | `gotap_script_NAME_avg` | gauge | as `NAME` | `@avg` of a statistic |
 //! | `gotap.process.up` | `gotap_process_up` | gauge | | agent |
 //! | `gotap.process.probes` | `gotap_process_probes` | gauge | | agent |
 //! | `gotap.agent.processes.found` | `gotap_agent_processes_found_total` | counter | `how` | agent |
@@ -31,6 +32,7 @@
 //! | `gotap.agent.counts.lost` | `gotap_agent_counts_lost_total` | counter | | agent |
 //! | `gotap.export.dropped.batches` | `gotap_export_dropped_batches_total` | counter | `signal` | agent |
 //! | `gotap.export.failed.requests` | `gotap_export_failed_requests_total` | counter | `signal` | agent |
+//! | `gotap.export.dropped.logs` | `gotap_export_dropped_logs_total` | counter | | agent, `--otlp` |
 //! | `gotap.export.series.overflow` | `gotap_export_series_overflow` | gauge | `metric` | agent |
 #![forbid(unsafe_code)]
 
@@ -40,6 +42,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod push;
 pub mod resource;
+pub mod script;
 pub mod stats;
 
 pub use model::{

@@ -188,6 +188,14 @@ pub const FAILED_REQUESTS: Name = row(
     "agent",
     "OTLP requests that failed and were retried.",
 );
+pub const DROPPED_LOGS: Name = row(
+    "gotap.export.dropped.logs",
+    "{log_record}",
+    Kind::Counter,
+    &[],
+    "agent, --otlp",
+    "Printed events not sent as OTLP logs because too many were waiting for a slow collector.",
+);
 pub const SERIES_OVERFLOW: Name = row(
     "gotap.export.series.overflow",
     "{series}",
@@ -217,6 +225,7 @@ pub const ALL: &[Name] = &[
     COUNTS_LOST,
     DROPPED_BATCHES,
     FAILED_REQUESTS,
+    DROPPED_LOGS,
     SERIES_OVERFLOW,
 ];
 

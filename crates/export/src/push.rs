@@ -9,6 +9,12 @@
 //! the collector learns of them when it is back. A 4xx other than 429 means the
 //! batch itself is refused: it is dropped (and counted) rather than retried forever.
 //!
+//! Printed events ([`Pusher::log`]) wait at most [`LOG_DELAY`] (OpenTelemetry's
+//! batch log processor's default delay) or until [`LOG_BATCH`] of them are waiting,
+//! then go as one logs batch; at most [`LOG_WAITING`] wait, and an event past that is
+//! dropped and counted in `gotap.export.dropped.logs`, so that a printing storm
+//! against a slow collector costs bounded memory.
+//!
 //! [`Pusher::shutdown`] encodes a last snapshot and sends what it can before a
 //! deadline, then gives up: SIGTERM ends the agent in bounded time. A request
 //! already hanging on a frozen collector cannot be interrupted, so past the deadline
@@ -27,6 +33,10 @@ use crate::otlp::{self, LogEvent, OtlpConfig};
 pub const QUEUE_BATCHES: usize = 32;
 /// Log records gathered into one batch at most; a burst past it is sent early.
 pub const LOG_BATCH: usize = 512;
+/// How long a log record waits for others to share its batch.
+pub const LOG_DELAY: Duration = Duration::from_secs(1);
+/// Log records waiting at most; past it they are dropped and counted.
+pub const LOG_WAITING: usize = 4 * LOG_BATCH;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -54,6 +64,10 @@ struct Batch {
 struct Shared {
     queue: VecDeque<Batch>,
     logs: Vec<LogEvent>,
+    /// When the oldest waiting log record came.
+    logs_since: Option<Instant>,
+    /// Log records dropped because [`LOG_WAITING`] were waiting.
+    logs_dropped: u64,
     /// Set by `shutdown`: the deadline for the last sends.
     stop: Option<Instant>,
     /// Asks for a metrics batch now (tests and SIGHUP).
@@ -71,6 +85,8 @@ pub struct Pusher {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     pub sent: u64,
+    /// Log records dropped because too many were waiting.
+    pub dropped_logs: u64,
     pub failed: u64,
     pub dropped: u64,
     /// Batches still queued when the deadline passed.
@@ -80,6 +96,7 @@ pub struct Report {
 struct Counters {
     dropped: FamilyId,
     failed: FamilyId,
+    dropped_logs: FamilyId,
 }
 
 impl Pusher {
@@ -91,6 +108,9 @@ impl Pusher {
                 .map_err(std::io::Error::other)?,
             failed: registry
                 .register(&names::FAILED_REQUESTS.desc())
+                .map_err(std::io::Error::other)?,
+            dropped_logs: registry
+                .register(&names::DROPPED_LOGS.desc())
                 .map_err(std::io::Error::other)?,
         };
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
@@ -117,9 +137,18 @@ impl Pusher {
         out
     }
 
-    /// Queues a printed event for the next logs batch.
+    /// Queues a printed event for the next logs batch, or drops it (counted) when
+    /// [`LOG_WAITING`] are waiting already.
     pub fn log(&self, event: LogEvent) {
-        self.with(|s| s.logs.push(event));
+        self.logger().log(event);
+    }
+
+    /// A handle that queues log records as [`Pusher::log`] does, for the code that
+    /// decodes the events; once the pusher is shut down, it queues nothing.
+    pub fn logger(&self) -> Logger {
+        Logger {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Sends a metrics batch now rather than at the next interval.
@@ -153,6 +182,34 @@ impl Pusher {
                     ..Report::default()
                 }
             }
+        }
+    }
+}
+
+/// Queues log records for a [`Pusher`].
+#[derive(Clone)]
+pub struct Logger {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+}
+
+impl Logger {
+    /// Queues a printed event for the next logs batch, or drops it (counted) when
+    /// [`LOG_WAITING`] are waiting already.
+    pub fn log(&self, event: LogEvent) {
+        let (m, cv) = &*self.shared;
+        let mut s = m.lock().unwrap_or_else(|p| p.into_inner());
+        if s.stop.is_some() {
+            return;
+        }
+        if s.logs.len() >= LOG_WAITING {
+            s.logs_dropped += 1;
+            return;
+        }
+        s.logs_since.get_or_insert_with(Instant::now);
+        s.logs.push(event);
+        // The sender is woken only when there is a batch to make.
+        if s.logs.len() >= LOG_BATCH {
+            cv.notify_one();
         }
     }
 }
@@ -205,7 +262,16 @@ fn run(
                     &mut report,
                 );
             }
-            if !s.logs.is_empty() && (due || s.logs.len() >= LOG_BATCH) {
+            if s.logs_dropped > 0 {
+                let n = std::mem::take(&mut s.logs_dropped);
+                report.dropped_logs += n;
+                let _ = registry.add(counters.dropped_logs, AGENT, Vec::new(), n as f64);
+            }
+            let logs_due = s.logs_since.is_some_and(|t| now >= t + LOG_DELAY);
+            if !s.logs.is_empty()
+                && (due || logs_due || stop.is_some() || s.logs.len() >= LOG_BATCH)
+            {
+                s.logs_since = None;
                 let events = std::mem::take(&mut s.logs);
                 let resources = registry.snapshot().resources;
                 let body = otlp::encode(&otlp::logs_request(&events, &resources));
@@ -223,11 +289,14 @@ fn run(
             let ready = stop.is_some() || now >= retry_at;
             let batch = if ready { s.queue.pop_front() } else { None };
             if batch.is_none() && stop.is_none() {
-                let wake = if s.queue.is_empty() {
+                let mut wake = if s.queue.is_empty() {
                     next_metrics
                 } else {
                     retry_at.min(next_metrics)
                 };
+                if let Some(t) = s.logs_since {
+                    wake = wake.min(t + LOG_DELAY);
+                }
                 let wait = wake.saturating_duration_since(now);
                 let _ = cv.wait_timeout(s, wait.max(Duration::from_millis(1)));
                 continue;

@@ -49,6 +49,7 @@ pub mod regex;
 pub mod span;
 pub mod stop;
 pub mod target;
+pub mod uses;
 
 pub use backend::Backend;
 pub use builtins::BuiltinId;
