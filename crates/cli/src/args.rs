@@ -123,6 +123,8 @@ struct TargetOpts {
     /// Say more about what is done (repeat for more)
     #[arg(short = 'v', action = ArgAction::Count)]
     verbose: u8,
+    #[command(flatten)]
+    export: crate::metrics::ExportFlags,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +347,8 @@ pub struct ScriptArgs {
     pub folded: Option<PathBuf>,
     /// `--svg FILE`: the same as a flame graph.
     pub svg: Option<PathBuf>,
+    /// `--prometheus`, `--otlp`: the globals exported while the script runs.
+    pub export: crate::metrics::ExportFlags,
 }
 
 /// A stage of the compilation `-d` prints, in the order they come.
@@ -384,6 +388,7 @@ pub struct FunccountArgs {
     pub patterns: Vec<String>,
     pub output: Option<PathBuf>,
     pub verbose: u8,
+    pub export: crate::metrics::ExportFlags,
 }
 
 #[derive(Debug)]
@@ -529,6 +534,7 @@ fn script(s: ScriptOpts, cmd: &mut clap::Command) -> Result<Command, clap::Error
         defines: s.defines,
         folded: s.folded,
         svg: s.svg,
+        export: s.target.export,
     }))
 }
 
@@ -547,6 +553,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         time: false,
         output: on.target.output,
         verbose: on.target.verbose,
+        export: on.target.export,
     };
     Ok(match sub {
         Sub::Funccount(f) => funccount(f)?,
@@ -602,6 +609,7 @@ fn funccount(f: FunccountOpts) -> Result<Command, clap::Error> {
         patterns,
         output: f.target.output,
         verbose: f.target.verbose,
+        export: f.target.export,
     }))
 }
 
@@ -740,6 +748,34 @@ mod tests {
     }
 
     #[test]
+    fn scripts_and_every_tool_take_the_export_flags() {
+        let flags = |prom: Option<&str>, otlp: Option<&str>| crate::metrics::ExportFlags {
+            prometheus: prom.map(str::to_string),
+            otlp: otlp.map(str::to_string),
+        };
+        let Command::Script(s) =
+            parse_str(&["s.stp", "--prometheus", ":9464", "--otlp", "http://c:4318"]).unwrap()
+        else {
+            panic!("not a script")
+        };
+        assert_eq!(s.export, flags(Some(":9464"), Some("http://c:4318")));
+        let Command::Funccount(f) =
+            parse_str(&["funccount", "--otlp", "http://c:4318", "./bin", "main.*"]).unwrap()
+        else {
+            panic!("not funccount")
+        };
+        assert_eq!(f.export, flags(None, Some("http://c:4318")));
+        for tool in ["stackgrow", "gcstat", "goroutines"] {
+            let Command::Tool(t) =
+                parse_str(&[tool, "./bin", "--prometheus", "127.0.0.1:1"]).unwrap()
+            else {
+                panic!("{tool}: not a tool")
+            };
+            assert_eq!(t.export, flags(Some("127.0.0.1:1"), None), "{tool}");
+        }
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
         for argv in [
             &["-x", "abc", "-e", "probe begin {}"][..],
@@ -751,6 +787,7 @@ mod tests {
             &["stackgrow", "-x", "1", "./bin"],
             &["gcstat", "./bin", "--time"],
             &["-d", "nosuch", "s.stp"],
+            &["s.stp", "--prometheus"],
             &["--bogus"],
             &[],
         ] {

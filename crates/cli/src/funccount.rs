@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::FunccountArgs;
 use crate::binary::Binary;
+use crate::metrics::ToolExport;
 use crate::session::{self, Armed, Handler, Placement, Traced};
 
 /// One probe: a function's out-of-line entry, or one of its inlined calls.
@@ -40,6 +41,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     let bin = Binary::open(&path)?;
     let funcs = resolve(&bin, &a.patterns)?;
     let mut traced = Traced::start(&a.target)?;
+    let mut export = ToolExport::start(&a.export, Some(&bin), traced.pid())?;
     let counter = codegen::funccount::funccount(funcs.len() as u32, traced.pid())?;
     let mut armed = Armed::load(&counter.object, false)?;
     let offsets: Vec<u64> = funcs.iter().map(|f| f.offset).collect();
@@ -96,15 +98,22 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         map: &armed.maps[map_index],
         funcs: &funcs,
         out: &mut out,
+        export: export.as_mut(),
+        cleared: vec![0; funcs.len()],
     };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
+    let cleared = std::mem::take(&mut h.cleared);
     let t1 = Instant::now();
     armed.detach();
     if a.verbose > 0 {
         eprintln!("detached in {:.1} ms", t1.elapsed().as_secs_f64() * 1e3);
     }
-    print_counts(&armed.maps[map_index], &funcs, false, &mut out)
+    let last = print_counts(&armed.maps[map_index], &funcs, false, &mut out)
         .with_context(|| output_name(a))?;
+    if let Some(mut x) = export {
+        export_calls(&x, &funcs, &last, &cleared);
+        x.exporter.finish(Some(end));
+    }
     Ok(match end {
         session::End::ChildExited(code) => code,
         _ => 0,
@@ -237,14 +246,21 @@ fn output_name(a: &FunccountArgs) -> String {
 
 /// Reads, sums over CPUs, prints to `w` and optionally clears the counters. A
 /// function's count is the sum of its probes'; with inlined calls probed, an INLINED
-/// column says how many of them were inlined calls.
-fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool, w: &mut dyn Write) -> Result<()> {
+/// column says how many of them were inlined calls. Returns the count of each probe.
+fn print_counts(
+    map: &sys::Map,
+    funcs: &[Probed],
+    clear: bool,
+    w: &mut dyn Write,
+) -> Result<Vec<u64>> {
+    let mut read = Vec::with_capacity(funcs.len());
     let mut counts: Vec<(&str, u64)> = Vec::new();
     let mut inlined: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
     let zero = vec![0u8; map.value_buf_size()];
     for (i, f) in funcs.iter().enumerate() {
         let key = (i as u32).to_le_bytes();
         let n = session::per_cpu_sum(map, i as u32)?;
+        read.push(n);
         match counts.iter_mut().find(|(name, _)| *name == f.name) {
             Some((_, c)) => *c += n,
             None => counts.push((&f.name, n)),
@@ -268,7 +284,19 @@ fn print_counts(map: &sys::Map, funcs: &[Probed], clear: bool, w: &mut dyn Write
     }
     w.write_all(&out)?;
     w.flush()?;
-    Ok(())
+    Ok(read)
+}
+
+/// `go.function.calls{function}`: each probe's count now, plus what `-i` cleared
+/// before, summed per function (an inlined call counts for the function inlined).
+fn export_calls(x: &ToolExport, funcs: &[Probed], now: &[u64], cleared: &[u64]) {
+    x.by_function(
+        &export::names::FUNCTION_CALLS,
+        funcs.iter().enumerate().map(|(i, f)| {
+            let n = now.get(i).copied().unwrap_or(0) + cleared.get(i).copied().unwrap_or(0);
+            (f.name.as_str(), n)
+        }),
+    );
 }
 
 struct Interval<'a> {
@@ -277,17 +305,32 @@ struct Interval<'a> {
     map: &'a sys::Map,
     funcs: &'a [Probed],
     out: &'a mut Box<dyn Write>,
+    /// `--prometheus`, `--otlp`: the counts, every interval.
+    export: Option<&'a mut ToolExport>,
+    /// Per probe, what `-i` printed and cleared so far (exported counts only grow).
+    cleared: Vec<u64>,
 }
 
 impl Handler for Interval<'_> {
     fn tick(&mut self, now: Instant) -> Result<bool> {
+        if let Some(x) = self.export.as_deref_mut()
+            && x.exporter.due(now)
+        {
+            let counts: Vec<u64> = (0..self.funcs.len() as u32)
+                .map(|i| session::per_cpu_sum(self.map, i))
+                .collect::<Result<_>>()?;
+            export_calls(x, self.funcs, &counts, &self.cleared);
+        }
         let Some(every) = self.every else {
             return Ok(false);
         };
         let next = *self.next.get_or_insert(now + every);
         if now >= next {
             writeln!(self.out, "\n{}", chrono_free_time())?;
-            print_counts(self.map, self.funcs, true, self.out)?;
+            let printed = print_counts(self.map, self.funcs, true, self.out)?;
+            for (c, n) in self.cleared.iter_mut().zip(printed) {
+                *c += n;
+            }
             self.next = Some(next + every);
         }
         Ok(false)

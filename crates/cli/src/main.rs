@@ -9,6 +9,7 @@ mod binary;
 mod funccount;
 mod list;
 mod maps;
+mod metrics;
 mod nobinary;
 mod pipeline;
 mod script;

@@ -42,6 +42,7 @@ pub fn run(a: &ScriptArgs) -> Result<i32> {
         verbose: a.verbose,
         files,
         output: a.output.clone(),
+        export: a.export.clone(),
     };
     let mut out = Output {
         format: a.format,

@@ -64,6 +64,7 @@ pub const STACK_BYTES: u32 = 8 + 8 * MAX_FRAMES;
 pub fn print(l: &mut Lower<'_, '_>, args: &[Expr], fileline: bool) {
     let id = add_event(
         l.events,
+        l.events_from,
         EventSpec::Backtrace {
             count: 0,
             frames: 8,
@@ -174,6 +175,7 @@ pub fn stack_value(l: &mut Lower<'_, '_>, e: &Expr, syms: bool) {
 pub fn print_usyms(l: &mut Lower<'_, '_>, arg: &Expr) {
     let id = add_event(
         l.events,
+        l.events_from,
         EventSpec::Printf {
             format: b"%s".to_vec(),
             args: vec![Field {

@@ -333,7 +333,7 @@ pub(crate) fn user_g(l: &mut Lower<'_, '_>) -> bool {
 }
 
 /// `goid()`: R0 = the current goroutine's id.
-fn goid(l: &mut Lower<'_, '_>) {
+pub(crate) fn goid(l: &mut Lower<'_, '_>) {
     if !user_g(l) {
         l.em.e(Insn::mov64(Reg::R0, 0));
         return;

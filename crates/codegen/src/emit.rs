@@ -309,7 +309,7 @@ impl<'s> Emitter<'s> {
 
     /// Sends a record with only a header.
     pub fn event_only(&mut self, events: &mut Vec<EventSpec>, ev: EventSpec) {
-        let id = add_event(events, ev);
+        let id = add_event(events, 0, ev);
         let at = self.alloc(EVENT_HEADER);
         self.header(at, id);
         self.output(at, EVENT_HEADER);
@@ -377,10 +377,13 @@ impl<'s> Emitter<'s> {
     }
 }
 
-/// Adds an event kind (or finds the same one) and returns its id.
-pub fn add_event(events: &mut Vec<EventSpec>, ev: EventSpec) -> usize {
-    if let Some(i) = events.iter().position(|e| *e == ev) {
-        return i;
+/// Adds an event kind (or finds the same one among the events from `from` on) and
+/// returns its id. Printing events are shared within one program only (`from` is
+/// where its events begin), so that every printed record names its probe
+/// ([`crate::Compiled::event_probes`]).
+pub fn add_event(events: &mut Vec<EventSpec>, from: usize, ev: EventSpec) -> usize {
+    if let Some(i) = events.iter().skip(from).position(|e| *e == ev) {
+        return from + i;
     }
     events.push(ev);
     events.len() - 1

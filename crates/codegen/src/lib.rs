@@ -105,6 +105,10 @@ pub struct Options<'a> {
     /// friends in a kernel probe merges this many per-CPU slots. The verifier
     /// follows each turn of that loop, so it should not be much larger than true.
     pub possible_cpus: u32,
+    /// Whether each printed record of a process probe also carries the goroutine
+    /// id of the probe (0 where it has none), for the records exported as logs
+    /// ([`Compiled::event_goids`]): a few reads of the `g` more per `printf`.
+    pub goids: bool,
 }
 
 impl Default for Options<'_> {
@@ -114,6 +118,7 @@ impl Default for Options<'_> {
             target_pid: None,
             max_loop_iterations: 100,
             possible_cpus: 128,
+            goids: false,
         }
     }
 }
@@ -169,6 +174,13 @@ pub struct Compiled {
     pub spec: ScriptSpec,
     /// For each program: (first instruction, span of the script code) in order.
     pub spans: Vec<Vec<(usize, Span)>>,
+    /// For each event of `spec.events`: the probe points of the program that sends
+    /// it, as written (`process.function("main.handle")`), what a printed record
+    /// names when it is exported as a log; empty for events of no one probe.
+    pub event_probes: Vec<String>,
+    /// For each event: where its records hold the goroutine id (a `u64` at this
+    /// offset from the record's start), with [`Options::goids`].
+    pub event_goids: Vec<Option<u32>>,
 }
 
 impl Compiled {
@@ -417,6 +429,10 @@ struct ThisProbe<'a> {
 struct Build {
     diags: Vec<Diagnostic>,
     events: Vec<bpf::script::EventSpec>,
+    /// The probe points (as written) each event is sent by.
+    event_probes: Vec<String>,
+    /// Where each event's records hold the goroutine id.
+    event_goids: Vec<Option<u32>>,
     programs: Vec<ProgramSpec>,
     spans: Vec<Vec<(usize, Span)>>,
     attachments: Vec<AttachSpec>,
@@ -437,6 +453,8 @@ impl Build {
         Build {
             diags,
             events: Vec::new(),
+            event_probes: Vec::new(),
+            event_goids: Vec::new(),
             programs: Vec::new(),
             spans: Vec::new(),
             attachments: Vec::new(),
@@ -561,7 +579,11 @@ impl Build {
             Some(Item::Alias(a)) => Some(&a.body),
             _ => None,
         };
-        let Some((program, prog_spans)) = self.lower_bodies(env, p, alias, &site) else {
+        self.event_probes.resize(self.events.len(), String::new());
+        let lowered = self.lower_bodies(env, p, alias, &site);
+        self.event_probes
+            .resize(self.events.len(), site.written.clone());
+        let Some((program, prog_spans)) = lowered else {
             return;
         };
         let index = self.programs.len();
@@ -642,6 +664,12 @@ impl Build {
         }
         self.high = self.high.max(l.em.high);
         self.values.append(&mut l.values);
+        for (id, at) in l.goids.drain(..) {
+            if self.event_goids.len() <= id {
+                self.event_goids.resize(id + 1, None);
+            }
+            self.event_goids[id] = Some(at);
+        }
         let prog_spans = std::mem::take(&mut l.em.spans);
         let asm = std::mem::take(&mut l.em.a);
         match asm.finish() {
@@ -748,9 +776,16 @@ impl Build {
             stacks,
             values: self.values,
         };
+        let spec = script_spec(storage, opts, object, self.user_probes, Some(kernel));
+        let mut event_probes = self.event_probes;
+        event_probes.resize(spec.events.len(), String::new());
+        let mut event_goids = self.event_goids;
+        event_goids.resize(spec.events.len(), None);
         Compiled {
-            spec: script_spec(storage, opts, object, self.user_probes, Some(kernel)),
+            spec,
             spans: self.spans,
+            event_probes,
+            event_goids,
         }
     }
 }

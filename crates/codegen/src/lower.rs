@@ -48,6 +48,8 @@ pub struct Lower<'a, 'd> {
     pub env: &'a Env<'a, 'd>,
     pub em: Emitter<'a>,
     pub events: &'a mut Vec<EventSpec>,
+    /// Where this program's events begin in `events`.
+    pub events_from: usize,
     pub site: &'a Site,
     /// Names of the body being lowered → scratch slot and type.
     scopes: Vec<HashMap<String, (u32, Type)>>,
@@ -60,6 +62,9 @@ pub struct Lower<'a, 'd> {
     pub stacks: Option<bpf::MapId>,
     /// Struct reads coalesced into one (see `window`).
     pub windows: Vec<crate::window::Window>,
+    /// With `Options::goids`: (event id, offset in the record) of the goroutine id
+    /// written after each printed record's fields.
+    pub goids: Vec<(usize, u32)>,
     /// The shapes of the Go values this program's records carry, numbered from
     /// `value_base` in the script's list (`ScriptSpec::values`).
     pub values: Vec<bpf::govalue::Shape>,
@@ -75,6 +80,7 @@ impl<'a, 'd> Lower<'a, 'd> {
         Lower {
             env,
             em: Emitter::new(env.storage),
+            events_from: events.len(),
             events,
             site,
             scopes: Vec::new(),
@@ -83,6 +89,7 @@ impl<'a, 'd> Lower<'a, 'd> {
             entry: None,
             stacks: None,
             windows: Vec::new(),
+            goids: Vec::new(),
             values: Vec::new(),
             value_base: 0,
         }
@@ -1845,11 +1852,18 @@ impl<'a, 'd> Lower<'a, 'd> {
         }
         let id = add_event(
             self.events,
+            self.events_from,
             EventSpec::Printf {
                 format,
                 args: fields.clone(),
             },
         );
+        // The goroutine that prints, after the fields, for the exported logs.
+        let goid_at = (self.env.opts.goids && self.env.target.layout().is_some()).then(|| {
+            let at = EVENT_HEADER + size.div_ceil(8) * 8;
+            size = size.div_ceil(8) * 8 + 8;
+            at
+        });
         let rec = self.em.alloc(EVENT_HEADER + size);
         for ((a, k), f) in args.iter().zip(&kinds).zip(&fields) {
             let at = rec + EVENT_HEADER + f.offset;
@@ -1869,6 +1883,11 @@ impl<'a, 'd> Lower<'a, 'd> {
                 }
                 Arg::Value(p) => self.emit_value(a, p, at),
             }
+        }
+        if let Some(at) = goid_at {
+            crate::builtins::goid(self);
+            self.em.store(rec + at, Reg::R0);
+            self.goids.push((id, at));
         }
         self.em.header(rec, id);
         self.em.output(rec, EVENT_HEADER + size);

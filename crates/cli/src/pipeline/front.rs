@@ -253,6 +253,8 @@ pub(super) fn compile(
         sources: Some(&parsed.sm),
         target_pid: traced.pid(),
         possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
+        // A script's printed records carry their goroutine for --otlp's logs.
+        goids: plan.export.otlp.is_some() && plan.tool.is_none(),
         ..codegen::Options::default()
     };
     let compiled = match target {
@@ -260,6 +262,8 @@ pub(super) fn compile(
         None => codegen::compile_user(&parsed.script, info, &opts).map(|spec| codegen::Compiled {
             spec,
             spans: Vec::new(),
+            event_probes: Vec::new(),
+            event_goids: Vec::new(),
         }),
     }
     .map_err(|d| anyhow::anyhow!("{}", parsed.sm.render_all(&d).trim_end()))?;

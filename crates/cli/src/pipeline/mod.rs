@@ -8,8 +8,12 @@
 //!   ─trace─▶ begin probes, the -c command released, records decoded and handed to
 //!            the Consumer, timer probes, until exit(), the command's end or a signal
 //!   ─detach─▶ ─drain─▶ the records left ─end probes─▶ ─finish─▶ the consumer's last
-//!   output ─report─▶ what was lost or cut, on stderr
+//!   output ─report─▶ what was lost or cut, on stderr ─export─▶ the last values pushed
 //! ```
+//!
+//! With `--prometheus` or `--otlp` (`metrics.rs`), every interval of the trace a
+//! script's globals, or a tool's counts ([`Consumer::export`]), are read into the
+//! exporters, and with `--otlp` each record's text is a log record.
 //!
 //! What differs between a script and a tool is the [`Plan`] (where the script and
 //! its binary come from, what `-d` prints) and the [`Consumer`]: the script's writes
@@ -38,6 +42,7 @@ use runtime::format::Cuts;
 use crate::args::{Stage, Target};
 use crate::binary::Binary;
 use crate::maps::KernelGlobals;
+use crate::metrics::{Export, ToolExport};
 use crate::session::{self, Armed, Traced};
 use crate::symbols::Symbols;
 use front::{Parsed, binary, check, compile, load, parse};
@@ -63,6 +68,8 @@ pub struct Plan {
     pub files: Vec<(&'static str, PathBuf)>,
     /// `-o FILE`.
     pub output: Option<PathBuf>,
+    /// `--prometheus`, `--otlp`: what the trace measures, exported while it runs.
+    pub export: crate::metrics::ExportFlags,
 }
 
 /// What a tool's plan adds.
@@ -96,6 +103,27 @@ pub trait Consumer {
     /// What its printing cut, for the report.
     fn cuts(&self) -> Cuts {
         Cuts::default()
+    }
+    /// With `--prometheus` or `--otlp`: a tool's counts so far, into `to` (every
+    /// interval while the trace runs, and once more after `finish`). A script's
+    /// globals are the pipeline's to export.
+    fn export(&mut self, _to: &ToolExport, _from: &mut Reading<'_, '_, '_>) {}
+}
+
+/// What a consumer reads its counts from while the trace runs.
+pub struct Reading<'x, 'a, 'd> {
+    pub symbols: &'x mut Symbols<'a, 'd>,
+    pub spec: &'x ScriptSpec,
+    pub maps: &'x [sys::Map],
+}
+
+impl Reading<'_, '_, '_> {
+    /// The script's globals, for reading.
+    pub fn storage(&mut self) -> KernelGlobals<'_> {
+        KernelGlobals {
+            maps: self.maps,
+            stacks: self.symbols,
+        }
     }
 }
 
@@ -170,6 +198,9 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
         return Ok(0);
     }
     passes.done("loaded the programs (the kernel's verifier)");
+    // Before anything is attached: a port in use or a bad URL ends the run here.
+    let script = plan.tool.is_none().then_some((&parsed.script, &info));
+    let mut export = Export::start(&plan.export, bin.as_ref(), traced.pid(), script, &compiled)?;
     attach(&mut armed, bin.as_ref(), &traced)?;
     passes.done(&format!(
         "{} probes attached through {} links",
@@ -195,6 +226,8 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
         failed: None,
         write_error: None,
         early_bias: plan.tool.is_some(),
+        spec,
+        export: export.as_mut(),
     };
     t.consumer.attached(armed.probe_count(), &mut t.out);
     let end = t.trace(spec, &signals, &mut traced)?;
@@ -205,6 +238,7 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
     let tally = Tally::read(spec, &armed, t.interp.cuts())?;
     t.finish(spec, &info, &parsed, tally)?;
     report(&tally, t.consumer.cuts(), &info.limits);
+    t.export_last(end);
     if let Some(e) = t.write_error.take() {
         return Err(e).context(match &plan.output {
             Some(p) => format!("-o {}", p.display()),

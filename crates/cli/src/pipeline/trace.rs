@@ -11,7 +11,7 @@ use bpf::script::{ScriptSpec, UserProbe, UserProbeKind};
 use runtime::events::{Decoder, Record};
 use runtime::interp::Interp;
 
-use super::{Consumer, Cx, Ending, Parsed, Tally};
+use super::{Consumer, Cx, Ending, Parsed, Reading, Tally};
 use crate::maps::KernelGlobals;
 use crate::session::{self, Armed, End, Handler, Traced};
 use crate::symbols::{self, Symbols};
@@ -70,6 +70,9 @@ pub(super) struct Trace<'r, 'a, 'd, 's> {
     pub(super) write_error: Option<std::io::Error>,
     /// Learn the PIE bias before the first record (a tool names bare addresses).
     pub(super) early_bias: bool,
+    pub(super) spec: &'r ScriptSpec,
+    /// `--prometheus`, `--otlp`: what is read every interval, and the logs.
+    pub(super) export: Option<&'r mut crate::metrics::Export>,
 }
 
 impl Trace<'_, '_, '_, '_> {
@@ -132,7 +135,10 @@ impl Trace<'_, '_, '_, '_> {
             stacks: &mut *self.symbols,
         };
         for p in spec.user_probes.iter().filter(|p| p.when == when) {
-            match self.interp.run(p, &mut globals, &mut self.printed) {
+            let from = self.printed.len();
+            let ran = self.interp.run(p, &mut globals, &mut self.printed);
+            log_user(self.export.as_deref(), p, &self.printed[from..]);
+            match ran {
                 Ok(o) => exit |= o.exit,
                 Err(e) => {
                     eprintln!("ERROR: {}", e.render(self.sm));
@@ -161,7 +167,10 @@ impl Trace<'_, '_, '_, '_> {
                 continue;
             }
             self.timers[i].2 = last + every;
-            match self.interp.run(&probe, &mut globals, &mut self.printed) {
+            let from = self.printed.len();
+            let ran = self.interp.run(&probe, &mut globals, &mut self.printed);
+            log_user(self.export.as_deref(), &probe, &self.printed[from..]);
+            match ran {
                 Ok(o) => exit |= o.exit,
                 Err(e) => {
                     self.failed.get_or_insert(e.render(self.sm));
@@ -211,6 +220,18 @@ impl Trace<'_, '_, '_, '_> {
                 true
             }
             r => {
+                // What the record prints, as a log record (--otlp), in text
+                // whatever the output's format.
+                if let Some(x) = self.export.as_deref_mut()
+                    && let Some(logs) = &x.logs
+                {
+                    x.line.clear();
+                    if x.text.write(&r, self.symbols.stacks(), &mut x.line).is_ok()
+                        && !x.line.is_empty()
+                    {
+                        logs.log_record(rec, &x.line);
+                    }
+                }
                 let mut cx = Cx {
                     symbols: self.symbols,
                     out: &mut self.out,
@@ -309,11 +330,51 @@ impl Handler for Trace<'_, '_, '_, '_> {
         };
         self.consumer.tick(now, &mut cx);
         self.flush();
+        if self.export.as_deref_mut().is_some_and(|x| x.due(now)) {
+            self.export_now();
+        }
         Ok(stop || self.write_error.is_some())
     }
 
     fn tick_every(&self) -> Duration {
         self.consumer.tick_every()
+    }
+}
+
+impl Trace<'_, '_, '_, '_> {
+    /// A script's globals or a tool's counts, into the exporters' registry.
+    fn export_now(&mut self) {
+        let Some(x) = self.export.as_deref_mut() else {
+            return;
+        };
+        x.collect_globals(&mut KernelGlobals {
+            maps: self.maps,
+            stacks: &mut *self.symbols,
+        });
+        let mut from = Reading {
+            symbols: self.symbols,
+            spec: self.spec,
+            maps: self.maps,
+        };
+        self.consumer.export(&x.tool, &mut from);
+    }
+
+    /// The values at the end (after the `end` probes), pushed within the bound for
+    /// how the trace ended.
+    pub(super) fn export_last(&mut self, end: End) {
+        self.export_now();
+        if let Some(x) = self.export.take() {
+            x.tool.exporter.finish(Some(end));
+        }
+    }
+}
+
+/// What a user-space probe printed in one run, as a log record (--otlp).
+fn log_user(export: Option<&crate::metrics::Export>, p: &UserProbe, text: &[u8]) {
+    if let Some(logs) = export.and_then(|x| x.logs.as_ref())
+        && !text.is_empty()
+    {
+        logs.log_user(p.item, text);
     }
 }
 

@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use runtime::events::Record;
 
 use super::{ToolArgs, histogram};
-use crate::pipeline::{Consumer, Cx, Ending};
+use crate::metrics::ToolExport;
+use crate::pipeline::{Consumer, Cx, Ending, Reading};
+use export::names;
 
 const SCRIPT: &str = "\
 probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
@@ -172,6 +174,23 @@ impl Consumer for GcStat {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// `go.gc.cycles` as the summary counts them, `go.gc.pause` from the cycles'
+    /// pauses, in seconds.
+    fn export(&mut self, to: &ToolExport, _from: &mut Reading<'_, '_, '_>) {
+        let n = self.cycles.len().max(self.last_cycle as usize);
+        to.number(&names::GC_CYCLES, n as f64);
+        let hist = runtime::stats::Hist::Log;
+        let mut stat = runtime::stats::Stat::new(&hist);
+        for p in self.cycles.iter().flat_map(|c| &c.pauses) {
+            stat.add(&hist, *p);
+        }
+        let h = export::stats::histogram(&stat, &hist, 1e-9);
+        to.set(
+            &names::GC_PAUSE,
+            [(Vec::new(), export::Value::Histogram(h))],
+        );
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {

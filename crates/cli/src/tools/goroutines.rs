@@ -14,7 +14,9 @@ use runtime::events::Record;
 use runtime::json::quoted;
 
 use super::ToolArgs;
-use crate::pipeline::{Consumer, Cx, Ending};
+use crate::metrics::ToolExport;
+use crate::pipeline::{Consumer, Cx, Ending, Reading};
+use export::names;
 
 const SCRIPT: &str = "\
 probe go.goroutine.create { printf(\"new %d %d %d %d\\n\", new_goid, creator_goid, create_pc, start_pc) }
@@ -110,6 +112,12 @@ impl Consumer for Goroutines {
 
     fn tick_every(&self) -> Duration {
         Duration::from_millis(20)
+    }
+
+    /// `go.goroutines` as the live count printed, `go.goroutines.created`.
+    fn export(&mut self, to: &ToolExport, _from: &mut Reading<'_, '_, '_>) {
+        to.number(&names::GOROUTINES, self.alive.len() as f64);
+        to.number(&names::GOROUTINES_CREATED, self.created as f64);
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {

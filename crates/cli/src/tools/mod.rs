@@ -46,6 +46,8 @@ pub struct ToolArgs {
     /// `-o FILE`: where the tool's output goes instead of stdout.
     pub output: Option<PathBuf>,
     pub verbose: u8,
+    /// `--prometheus`, `--otlp`: the tool's counts exported while it runs.
+    pub export: crate::metrics::ExportFlags,
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -82,6 +84,7 @@ pub fn trace(
         verbose: a.verbose,
         files,
         output: a.output.clone(),
+        export: a.export.clone(),
     };
     pipeline::run(&plan, consumer)
 }

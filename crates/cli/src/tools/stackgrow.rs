@@ -18,8 +18,10 @@ use runtime::json::quoted;
 use runtime::stats::Hist;
 
 use super::{ToolArgs, global};
-use crate::pipeline::{Consumer, Cx, Ending};
+use crate::metrics::ToolExport;
+use crate::pipeline::{Consumer, Cx, Ending, Reading};
 use crate::symbols::Symbols;
+use export::names;
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let script = script(a.every, a.time);
@@ -170,6 +172,40 @@ impl Consumer for StackGrow {
             _ => {}
         }
         Ok(false)
+    }
+
+    /// `go.stack.growths{function}` from the kernel's counts, read while the trace
+    /// runs (the table reads them only at the end), and with `--time`
+    /// `go.stack.copy.duration` from the kernel's histogram of the copies.
+    fn export(&mut self, to: &ToolExport, from: &mut Reading<'_, '_, '_>) {
+        let specs = &from.spec.globals;
+        let Ok(by) = global(specs, "__sg_by") else {
+            return;
+        };
+        let counts = from.storage().stat_entries(by).unwrap_or_default();
+        let named: Vec<(String, u64)> = counts
+            .iter()
+            .map(|(keys, stat)| {
+                let pc = keys.first().map_or(0, |k| k.as_long()) as u64;
+                (
+                    from.symbols.function(pc, false),
+                    u64::try_from(stat.count).unwrap_or(0),
+                )
+            })
+            .collect();
+        to.by_function(
+            &names::STACK_GROWTHS,
+            named.iter().map(|(f, n)| (f.as_str(), *n)),
+        );
+        if let Ok(copy) = global(specs, "__sg_copy")
+            && let Ok(stat) = from.storage().stat(copy, &[])
+        {
+            let h = export::stats::histogram(&stat, &Hist::Log, 1e-9);
+            to.set(
+                &names::STACK_COPY,
+                [(Vec::new(), export::Value::Histogram(h))],
+            );
+        }
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
