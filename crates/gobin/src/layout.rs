@@ -13,6 +13,10 @@
 //! `atomicstatus` and `parkingOnChan` wrapped in same-sized atomics), and the `m` and
 //! `gobuf` fields listed here sit at the same offsets in 1.19 and 1.21, so 1.20's
 //! table is 1.19's; it is the one table no test checks. All are for amd64.
+//! `g.waitreason` and `g.labels` came later: in every release's source from 1.19 to
+//! 1.27 `waitreason` follows `goid` after `schedlink` and `waitsince` (24 bytes on)
+//! and `labels` follows `startpc` after `racectx`, `waiting` and `cgoCtxt` (48 bytes
+//! on), which is how the tables of the releases not installed here were written.
 
 use crate::dwarf::{self, Dwarf, TypeRef};
 
@@ -36,6 +40,12 @@ pub struct RuntimeLayout {
     pub g_goid: u64,
     pub g_gopc: u64,
     pub g_startpc: u64,
+    /// `g.waitreason`: why a parked goroutine waits (a `uint8`, the runtime's
+    /// `waitReason` number), set by `gopark` before it switches away.
+    pub g_waitreason: u64,
+    /// `g.labels`: the goroutine's pprof label set (`runtime/pprof.Do`,
+    /// `SetGoroutineLabels`), an `unsafe.Pointer`, nil without labels.
+    pub g_labels: u64,
     /// `m.g0`: the M's scheduling goroutine, whose stack is the system stack.
     pub m_g0: u64,
     pub m_morebuf: u64,
@@ -89,6 +99,8 @@ impl RuntimeLayout {
             g_goid: g.get("goid")?,
             g_gopc: g.get("gopc")?,
             g_startpc: g.get("startpc")?,
+            g_waitreason: g.get("waitreason")?,
+            g_labels: g.get("labels")?,
             m_g0: m.get("g0")?,
             m_morebuf: m.get("morebuf")?,
             m_procid: m.get("procid")?,
@@ -174,6 +186,8 @@ const COMMON: RuntimeLayout = RuntimeLayout {
     g_goid: 0,
     g_gopc: 0,
     g_startpc: 0,
+    g_waitreason: 0,
+    g_labels: 0,
     m_g0: 0,
     m_morebuf: 8,
     m_procid: 0,
@@ -196,6 +210,8 @@ const GO_1_19: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 296,
     g_startpc: 312,
+    g_waitreason: 176,
+    g_labels: 360,
     m_procid: 72,
     m_gsignal: 80,
     m_curg: 192,
@@ -213,6 +229,8 @@ const GO_1_21: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 280,
     g_startpc: 296,
+    g_waitreason: 176,
+    g_labels: 344,
     m_procid: 72,
     m_gsignal: 80,
     m_curg: 192,
@@ -230,6 +248,8 @@ const GO_1_22: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 280,
     g_startpc: 296,
+    g_waitreason: 176,
+    g_labels: 344,
     m_procid: 72,
     m_gsignal: 80,
     m_curg: 192,
@@ -247,6 +267,8 @@ const GO_1_23: RuntimeLayout = RuntimeLayout {
     g_goid: 160,
     g_gopc: 288,
     g_startpc: 304,
+    g_waitreason: 184,
+    g_labels: 352,
     m_procid: 72,
     m_gsignal: 80,
     m_curg: 192,
@@ -264,6 +286,8 @@ const GO_1_24: RuntimeLayout = RuntimeLayout {
     g_goid: 160,
     g_gopc: 288,
     g_startpc: 304,
+    g_waitreason: 184,
+    g_labels: 352,
     m_procid: 72,
     m_gsignal: 80,
     m_curg: 192,
@@ -281,6 +305,8 @@ const GO_1_25: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 280,
     g_startpc: 296,
+    g_waitreason: 176,
+    g_labels: 344,
     m_procid: 64,
     m_gsignal: 72,
     m_curg: 184,
@@ -298,6 +324,8 @@ const GO_1_26: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 288,
     g_startpc: 304,
+    g_waitreason: 176,
+    g_labels: 352,
     m_procid: 64,
     m_gsignal: 72,
     m_curg: 184,
@@ -315,6 +343,8 @@ const GO_1_27: RuntimeLayout = RuntimeLayout {
     g_goid: 152,
     g_gopc: 288,
     g_startpc: 304,
+    g_waitreason: 176,
+    g_labels: 352,
     m_procid: 64,
     m_gsignal: 72,
     m_curg: 184,

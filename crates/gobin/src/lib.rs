@@ -36,6 +36,7 @@ pub mod funcs;
 pub mod layout;
 pub mod pclntab;
 pub mod rtype;
+pub mod vars;
 pub mod x86;
 
 pub use addr::{FileOffset, VirtAddr};

@@ -1,0 +1,77 @@
+//! Where the Go runtime keeps the variables a tracer reads from a live process
+//! (through `/proc/PID/mem`, read only): `runtime.allgs`, the slice of every goroutine
+//! ever made, and `runtime.runtimeInitTime`, the monotonic time at which
+//! `runtime.main` started (what `GODEBUG=gctrace=1` counts its `@…s` from).
+//!
+//! The symbol table names them; a stripped binary (`-ldflags=-s`) has none, so their
+//! addresses are read from the code that uses them, which `.gopclntab` still names:
+//! - `runtime.forEachG` loads `allgs`' pointer and length with two RIP-relative
+//!   `mov`s eight bytes apart (`for _, gp := range allgs`), in Go 1.19 to 1.27;
+//! - `runtime.main` stores the result of `nanotime()` to `runtimeInitTime` with a
+//!   RIP-relative `mov [rip+X], rax` and tests it against zero right after
+//!   (`if runtimeInitTime == 0 { throw(…) }`).
+//!
+//! Addresses are as linked: a position-independent executable's need its load bias.
+
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+
+use crate::GoBinary;
+
+impl GoBinary<'_> {
+    /// The address of `runtime.allgs` (a slice header: pointer, length, capacity).
+    pub fn allgs_address(&self) -> Option<u64> {
+        self.elf()
+            .symbol_address("runtime.allgs")
+            .or_else(|| self.allgs_from_code())
+    }
+
+    /// [`GoBinary::allgs_address`] as the code of `runtime.forEachG` says it.
+    pub fn allgs_from_code(&self) -> Option<u64> {
+        let code = self.code_of("runtime.forEachG")?;
+        let loads: Vec<u64> = code
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Mov && i.op0_kind() == OpKind::Register)
+            .filter_map(rip_operand)
+            .collect();
+        loads.windows(2).find(|w| w[1] == w[0] + 8).map(|w| w[0])
+    }
+
+    /// The address of `runtime.runtimeInitTime` (an `int64` of nanoseconds, Go's
+    /// `nanotime`, which is `CLOCK_MONOTONIC`).
+    pub fn runtime_init_time_address(&self) -> Option<u64> {
+        self.elf()
+            .symbol_address("runtime.runtimeInitTime")
+            .or_else(|| self.runtime_init_time_from_code())
+    }
+
+    /// [`GoBinary::runtime_init_time_address`] as the code of `runtime.main` says it.
+    pub fn runtime_init_time_from_code(&self) -> Option<u64> {
+        let code = self.code_of("runtime.main")?;
+        code.iter().enumerate().find_map(|(n, i)| {
+            let store = i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Memory
+                && i.op1_kind() == OpKind::Register
+                && i.op1_register() == Register::RAX;
+            let tested = code[n + 1..].iter().take(3).any(|t| {
+                t.mnemonic() == Mnemonic::Test
+                    && t.op0_register() == Register::RAX
+                    && t.op1_register() == Register::RAX
+            });
+            if store && tested {
+                rip_operand(i)
+            } else {
+                None
+            }
+        })
+    }
+
+    fn code_of(&self, name: &str) -> Option<Vec<Instruction>> {
+        let f = self.function_by_name(name)?;
+        crate::x86::instructions(self, &f).ok()
+    }
+}
+
+/// The address a RIP-relative memory operand names.
+fn rip_operand(i: &Instruction) -> Option<u64> {
+    (i.is_ip_rel_memory_operand()).then(|| i.ip_rel_memory_address())
+}
