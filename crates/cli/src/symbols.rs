@@ -60,6 +60,23 @@ impl<'a, 'd> Symbols<'a, 'd> {
         self.bias.clone()
     }
 
+    /// The traced process, if one is.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The traced binary, when the script probes one.
+    pub fn binary(&self) -> Option<(&'a Binary, &'a gobin::GoBinary<'d>)> {
+        self.bin
+    }
+
+    /// The binary's load bias in the traced process as far as it is known: 0 for a
+    /// fixed-address binary, or while the process has not mapped it yet.
+    pub fn load_bias(&mut self) -> u64 {
+        self.learn_bias();
+        self.bias.get().unwrap_or(0)
+    }
+
     /// Whether addresses can be named yet: the bias is known, or not needed.
     pub fn ready(&self) -> bool {
         match self.bin {

@@ -54,6 +54,11 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
         }
     }
 
+    /// The load bias: what is subtracted from a runtime address.
+    pub fn bias(&self) -> u64 {
+        self.bias
+    }
+
     /// Sets the load bias (learnt once the process has mapped the binary).
     pub fn set_bias(&mut self, bias: u64) {
         if bias != self.bias {

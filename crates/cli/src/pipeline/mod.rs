@@ -98,6 +98,10 @@ pub trait Consumer {
     }
     /// Once the probes are placed.
     fn attached(&mut self, _probes: usize, _out: &mut Vec<u8>) {}
+    /// Once the probes are placed and a `-c` command released, before the first
+    /// record: what the process already holds can be read now without missing a
+    /// change (a tool's trace only).
+    fn started(&mut self, _cx: &mut Cx<'_, '_, '_>) {}
     /// The last output, after the `end` probes; the globals are still readable.
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()>;
     /// What its printing cut, for the report.

@@ -110,6 +110,11 @@ impl Trace<'_, '_, '_, '_> {
         }
         if self.early_bias {
             self.wait_for_bias(traced);
+            let mut cx = Cx {
+                symbols: &mut *self.symbols,
+                out: &mut self.out,
+            };
+            self.consumer.started(&mut cx);
         }
         let mut ring = ring_buffer(spec, self.maps)?;
         session::run(signals, ring.as_mut(), traced, self)

@@ -2,8 +2,12 @@
 //! end where the goroutines still alive were created (the `go` statement, from
 //! `g.gopc`) and what they run (`g.startpc`). Built on the tapset's
 //! `go.goroutine.create` (the return of runtime.newproc1) and `go.goroutine.exit`
-//! (runtime.goexit0). Goroutines created before tracing began are not known until
-//! they exit; they are counted apart.
+//! (runtime.goexit0), and on the goroutines alive when tracing began, read once from
+//! `runtime.allgs` through `/proc/PID/mem` (read only) after the probes are
+//! attached, so that none falls between the two. The count is the one
+//! `runtime.NumGoroutine` gives: the runtime's own goroutines (those that run a
+//! function of package `runtime` but `runtime.main`) are left out, as there. The
+//! `created` and `exited` columns count what happened in each interval.
 
 use anyhow::Result;
 use std::collections::HashMap;
@@ -14,8 +18,10 @@ use runtime::events::Record;
 use runtime::json::quoted;
 
 use super::ToolArgs;
+use super::memory::{self, Memory};
 use crate::metrics::ToolExport;
 use crate::pipeline::{Consumer, Cx, Ending, Reading};
+use crate::symbols::Symbols;
 use export::names;
 
 const SCRIPT: &str = "\
@@ -31,11 +37,18 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         started: Instant::now(),
         next: None,
         alive: HashMap::new(),
+        system: std::collections::HashSet::new(),
         created: 0,
         exited: 0,
         unknown_exits: 0,
         peak: 0,
         samples: Vec::new(),
+        // A `-c` command is traced from its start: every goroutine's creation is
+        // seen. (Its memory is not even its own until it has run exec.)
+        scanned: !matches!(a.target, crate::args::Target::Pid(_)),
+        early_exits: std::collections::HashSet::new(),
+        at_attach: None,
+        last: (0, 0),
     };
     super::trace(a, "goroutines", SCRIPT, &mut g)
 }
@@ -46,60 +59,122 @@ struct Goroutines {
     json: bool,
     started: Instant,
     next: Option<Instant>,
-    /// goid → (creation pc, start pc).
+    /// goid → (creation pc, start pc) of the user goroutines alive.
     alive: HashMap<i64, (u64, u64)>,
+    /// The runtime's own goroutines alive (not counted, as NumGoroutine does not).
+    system: std::collections::HashSet<i64>,
     created: u64,
     exited: u64,
     unknown_exits: u64,
     peak: usize,
     /// (seconds since start, live goroutines).
     samples: Vec<(f64, usize)>,
+    /// Whether `runtime.allgs` has been read (or cannot be).
+    scanned: bool,
+    /// Goroutines whose exit was seen before `allgs` was read: the read may still
+    /// find them alive.
+    early_exits: std::collections::HashSet<i64>,
+    /// How many were alive when tracing began (None: not read).
+    at_attach: Option<usize>,
+    /// `created` and `exited` at the last sample, for the counts per interval.
+    last: (u64, u64),
 }
 
 impl Goroutines {
     fn sample(&mut self, now: Instant, out: &mut Vec<u8>) {
         let t = now.duration_since(self.started).as_secs_f64();
         self.samples.push((t, self.alive.len()));
+        let (created, exited) = (self.created - self.last.0, self.exited - self.last.1);
+        self.last = (self.created, self.exited);
         let line = if self.json {
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
             format!(
-                "{{\"t\":{t:.3},\"live\":{},\"created\":{},\"exited\":{}}}\n",
+                "{{\"t\":{t:.3},\"unix_ms\":{unix_ms},\"live\":{},\"created\":{created},\"exited\":{exited}}}\n",
                 self.alive.len(),
-                self.created,
-                self.exited
             )
         } else {
             format!(
-                "{t:>8.1}s  live {:>7}  created {:>9}  exited {:>9}\n",
+                "{t:>8.1}s  live {:>7}  created {created:>9}  exited {exited:>9}\n",
                 self.alive.len(),
-                self.created,
-                self.exited
             )
         };
         out.extend_from_slice(line.as_bytes());
     }
+
+    /// Adds the goroutines alive in the process now, from `runtime.allgs`.
+    fn scan(&mut self, sym: &mut Symbols<'_, '_>) {
+        self.scanned = true;
+        let (Some(pid), Some((bin, go))) = (sym.pid(), sym.binary()) else {
+            return;
+        };
+        let (Some(allgs), Some(layout)) = (go.allgs_address(), memory::runtime_layout(bin)) else {
+            return;
+        };
+        let Ok(mem) = Memory::open(pid, sym.load_bias()) else {
+            return;
+        };
+        let Some(gs) = memory::goroutines(&mem, allgs, &layout) else {
+            return;
+        };
+        let mut n = 0;
+        for g in gs {
+            if self.early_exits.contains(&g.goid) {
+                continue;
+            }
+            if memory::is_system_goroutine(&sym.function(g.startpc, true)) {
+                self.system.insert(g.goid);
+                continue;
+            }
+            self.alive.insert(g.goid, (g.gopc, g.startpc));
+            n += 1;
+        }
+        self.early_exits.clear();
+        self.at_attach = Some(n);
+        self.peak = self.peak.max(self.alive.len());
+    }
 }
 
 impl Consumer for Goroutines {
-    fn record(&mut self, rec: &Record<'_>, _cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
+    fn record(&mut self, rec: &Record<'_>, cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
         let Record::Printf(p) = rec else {
             return Ok(false);
         };
         match p.tag() {
             b"new" => {
+                let (goid, start) = (p.long(0), p.long(3) as u64);
+                if memory::is_system_goroutine(&cx.symbols.function(start, true)) {
+                    self.system.insert(goid);
+                    return Ok(false);
+                }
                 self.created += 1;
-                self.alive
-                    .insert(p.long(0), (p.long(2) as u64, p.long(3) as u64));
+                self.alive.insert(goid, (p.long(2) as u64, start));
                 self.peak = self.peak.max(self.alive.len());
             }
             b"exit" => {
-                self.exited += 1;
-                if self.alive.remove(&p.long(0)).is_none() {
+                let goid = p.long(0);
+                if self.system.remove(&goid) {
+                    return Ok(false);
+                }
+                if self.alive.remove(&goid).is_some() {
+                    self.exited += 1;
+                } else {
                     self.unknown_exits += 1;
+                    if !self.scanned {
+                        self.early_exits.insert(goid);
+                    }
                 }
             }
             _ => {}
         }
         Ok(false)
+    }
+
+    fn started(&mut self, cx: &mut Cx<'_, '_, '_>) {
+        if !self.scanned {
+            self.scan(cx.symbols);
+        }
     }
 
     fn tick(&mut self, now: Instant, cx: &mut Cx<'_, '_, '_>) {

@@ -9,6 +9,7 @@
 
 mod gcstat;
 mod goroutines;
+mod memory;
 mod stackgrow;
 
 use anyhow::Result;

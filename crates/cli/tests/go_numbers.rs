@@ -1,0 +1,145 @@
+//! The runtime tools' numbers held to Go's own: `goroutines` against
+//! `runtime.NumGoroutine()` printed by the program at the same moments, `gcstat`
+//! against `GODEBUG=gctrace=1` and `runtime/metrics`. Real programs built by every
+//! installed toolchain, stripped and not, traced from their start (`-c`) and attached
+//! mid-run (`-x`). Needs root.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+/// `(unix ms, NumGoroutine)` from the program's `n MS N` lines.
+fn program_counts(out: &str) -> Vec<(u64, i64)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("n ")?.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `(unix ms, live, created, exited)` from the tool's JSON lines.
+fn tool_samples(out: &str) -> Vec<(u64, i64, u64, u64)> {
+    out.lines()
+        .filter(|l| l.starts_with("{\"t\":"))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON sample");
+            let n = |k: &str| v[k].as_i64().unwrap_or_else(|| panic!("{k} in {l}"));
+            (
+                n("unix_ms") as u64,
+                n("live"),
+                n("created") as u64,
+                n("exited") as u64,
+            )
+        })
+        .collect()
+}
+
+/// Compares each sample of the tool with the program's count at the same moment,
+/// where the program's count held steady around it (the step did not change within
+/// 150 ms either side); returns how many were compared.
+fn compare(what: &str, program: &[(u64, i64)], tool: &[(u64, i64, u64, u64)]) -> usize {
+    let mut compared = 0;
+    for &(t, live, _, _) in tool {
+        let before = program.iter().rev().find(|p| p.0 <= t && t - p.0 <= 150);
+        let after = program.iter().find(|p| p.0 >= t && p.0 - t <= 150);
+        let (Some(b), Some(a)) = (before, after) else {
+            continue;
+        };
+        if a.1 != b.1 {
+            continue;
+        }
+        assert!(
+            (live - b.1).abs() <= 2,
+            "{what}: at {t} gotap says {live} live, the program's NumGoroutine {}\nprogram: {program:?}\ntool: {tool:?}",
+            b.1
+        );
+        compared += 1;
+    }
+    compared
+}
+
+#[test]
+fn goroutines_counts_what_num_goroutine_says_from_the_start_and_when_attached_mid_run() {
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Stripped] {
+            let bin = testprogs::build("goroutine_steps", &tc, v);
+            let what = format!("go{} {v}", tc.minor);
+            // From the start: the program's lines and the tool's share stdout.
+            let out = run(gotap()
+                .args(["goroutines", "--json", "-i", "1", "-c"])
+                .arg(format!("{} 1500", bin.display())));
+            let stdout = text(&out.stdout);
+            let ctx = format!("{what} -c\n{stdout}\n{}", text(&out.stderr));
+            assert!(out.status.success(), "{ctx}");
+            let tool = tool_samples(&stdout);
+            let n = compare(&ctx, &program_counts(&stdout), &tool);
+            assert!(n >= 4, "{ctx}: only {n} samples compared");
+            // The columns count each interval: they add up to what was created in all
+            // (the program's own goroutines, main's included).
+            let created: u64 = tool.iter().map(|s| s.2).sum();
+            let total: u64 = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("created "))
+                .and_then(|n| n.parse().ok())
+                .expect("the program's total");
+            assert!(
+                created.abs_diff(total) <= 2,
+                "{ctx}: created per interval add up to {created}, the program made {total}"
+            );
+            assert!(
+                tool.iter().any(|s| s.2 == 0),
+                "{ctx}: an interval without creations says 0, not a running total"
+            );
+
+            // Attached mid-run, with goroutines already alive.
+            let mut prog = std::process::Command::new(&bin)
+                .arg("1500")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start the program");
+            let pid = prog.id();
+            let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
+            let mut seen = String::new();
+            for l in lines.by_ref() {
+                let l = l.expect("a line");
+                seen.push_str(&l);
+                seen.push('\n');
+                if l == "ready" {
+                    break;
+                }
+            }
+            let reader = std::thread::spawn(move || {
+                let mut rest = String::new();
+                for l in lines.map_while(Result::ok) {
+                    rest.push_str(&l);
+                    rest.push('\n');
+                }
+                rest
+            });
+            let tracer = gotap()
+                .args(["goroutines", "--json", "-i", "1", "-x", &pid.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start gotap");
+            // Reaped here, so that gotap sees it gone.
+            let _ = prog.wait();
+            let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
+            assert!(!killed, "{what}: gotap -x did not end with its process");
+            let program = format!("{seen}{}", reader.join().expect("reader"));
+            let stdout = text(&out.stdout);
+            let ctx = format!("{what} -x\n{stdout}\n{}", text(&out.stderr));
+            assert!(out.status.success(), "{ctx}");
+            let tool = tool_samples(&stdout);
+            assert!(
+                tool.first().is_some_and(|s| s.1 >= 10),
+                "{ctx}: the goroutines alive at attach are counted"
+            );
+            let n = compare(&ctx, &program_counts(&program), &tool);
+            assert!(n >= 4, "{ctx}: only {n} samples compared\n{program}");
+        }
+    }
+}
