@@ -68,6 +68,7 @@ pub fn run(probe: &str, verbose: bool) -> Result<i32> {
                     loc.function
                 )
             }
+            Site::Address(a) => format!("process(\"{abs}\").statement({a:#x})"),
             Site::Statement { .. } => {
                 // A line listed once, however many blocks start it (the set dedupes).
                 let (file, l) = (loc.file.as_deref().unwrap_or("?"), loc.line.unwrap_or(0));

@@ -143,3 +143,121 @@ fn goroutines_counts_what_num_goroutine_says_from_the_start_and_when_attached_mi
         }
     }
 }
+
+/// `(cycle, @seconds)` of the program's `GODEBUG=gctrace=1` lines that were finished
+/// (`gc 3 @0.012s 2%: … P`).
+fn gctrace(stderr: &str) -> Vec<(u64, f64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("gc ") && l.ends_with(" P"))
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            w.next();
+            let n = w.next()?.parse().ok()?;
+            let at = w
+                .next()?
+                .strip_prefix('@')?
+                .strip_suffix('s')?
+                .parse()
+                .ok()?;
+            Some((n, at))
+        })
+        .collect()
+}
+
+#[test]
+fn gcstat_times_cycles_from_program_start_and_its_pauses_add_up_to_runtime_metrics() {
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Stripped] {
+            let bin = testprogs::build("gc_pauses", &tc, v);
+            let what = format!("go{} {v}", tc.minor);
+            let out = run(gotap()
+                .env("GODEBUG", "gctrace=1")
+                .args(["gcstat", "--json", "-c"])
+                .arg(format!("{} 192", bin.display())));
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert!(out.status.success(), "{what}: {stderr}");
+            check_gcstat(&what, &stdout, &stderr, &stdout);
+            if v != Variant::Default {
+                continue;
+            }
+            // Attached mid-run: the program's start is read from the process.
+            let mut prog = std::process::Command::new(&bin)
+                .args(["192", "1000"])
+                .env("GODEBUG", "gctrace=1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the program");
+            let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
+            assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+            let tracer = gotap()
+                .args(["gcstat", "--json", "-x", &prog.id().to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start gotap");
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            let (pout, _) = wait_output(prog, std::time::Duration::from_secs(60));
+            let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
+            assert!(!killed, "{what}: gcstat -x did not end with its process");
+            assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+            check_gcstat(
+                &format!("{what} -x"),
+                &text(&out.stdout),
+                &text(&pout.stderr),
+                &rest.join("\n"),
+            );
+        }
+    }
+}
+
+/// gcstat's JSON (`stdout`) against gctrace's lines (`stderr`) and the program's own
+/// `runtime/metrics` numbers (`program`).
+fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
+    {
+        {
+            let ctx = format!("{what}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            let json: Vec<serde_json::Value> = stdout
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str(l).expect("JSON"))
+                .collect();
+            let cycles: Vec<&serde_json::Value> =
+                json.iter().filter(|v| v.get("cycle").is_some()).collect();
+            let summary = json
+                .iter()
+                .find(|v| v.get("cycles").is_some())
+                .expect("a summary");
+            let trace = gctrace(stderr);
+            assert!(trace.len() >= 3, "{ctx}: a few cycles");
+            assert_eq!(
+                summary["cycles"].as_u64(),
+                Some(trace.len() as u64),
+                "{ctx}: the cycle count is gctrace's"
+            );
+            assert_eq!(cycles.len(), trace.len(), "{ctx}");
+            // gctrace prints milliseconds, cut (not rounded) to three decimals.
+            for (c, (n, at)) in cycles.iter().zip(&trace) {
+                let ours = c["at_s"].as_f64().expect("at_s");
+                assert!(
+                    ours - at >= -0.001 && ours - at < 0.003,
+                    "{ctx}: cycle {n} at {ours} s, gctrace @{at}s"
+                );
+            }
+            let field = |name: &str| -> f64 {
+                program
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{ctx}: the program's {name}"))
+            };
+            let metrics_ns = field("pauses_ns");
+            let ours_ns = summary["pause_total_us"].as_f64().expect("pause total") * 1e3;
+            assert!(
+                (ours_ns - metrics_ns).abs() <= 0.10 * metrics_ns,
+                "{ctx}: pauses {ours_ns} ns, /gc/pauses:seconds {metrics_ns} ns"
+            );
+        }
+    }
+}

@@ -346,6 +346,7 @@ fn point_text(path: &str, kind: &ProbeKind, loc: &lang::Location) -> String {
                 loc.file.as_deref().unwrap_or("?"),
                 loc.line.unwrap_or(0)
             ),
+            ProbeSite::Address(a) => format!("process(\"{path}\").statement({a:#x})"),
         },
         ProbeKind::Begin => "begin".into(),
         ProbeKind::End => "end".into(),

@@ -555,6 +555,15 @@ impl<'data> GoTarget<'data> {
             .as_ref()
     }
 
+    /// `.statement(ADDRESS)`: the instruction there, if one starts there and a
+    /// uprobe may take it.
+    fn resolve_address(&self, addr: u64) -> Result<Vec<Location>, TargetError> {
+        let f = self.function_at(addr)?;
+        gobin::x86::check(&self.bin, &f, VirtAddr(addr))
+            .map_err(|why| other(format!("no probe can go at {addr:#x} in {}: {why}", f.name)))?;
+        Ok(vec![self.location(&f, VirtAddr(addr))])
+    }
+
     fn function_at(&self, addr: u64) -> Result<Func<'data>, TargetError> {
         self.bin
             .function_at(VirtAddr(addr))
@@ -1145,6 +1154,7 @@ impl Target for GoTarget<'_> {
                 file,
                 lines,
             } => self.resolve_statement(function, file.as_deref(), *lines),
+            Site::Address(a) => self.resolve_address(*a),
         }
     }
 

@@ -11,6 +11,9 @@
 //!   RIP-relative `mov [rip+X], rax` and tests it against zero right after
 //!   (`if runtimeInitTime == 0 { throw(…) }`).
 //!
+//! And the places in its code where it takes the time a stop of the world ends at
+//! (calls of `nanotime`), where a probe can take the same time.
+//!
 //! Addresses are as linked: a position-independent executable's need its load bias.
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
@@ -63,6 +66,42 @@ impl GoBinary<'_> {
                 None
             }
         })
+    }
+
+    /// The calls of `nanotime` that take the time a stop of the world ends at, as
+    /// the runtime counts its pauses (`/gc/pauses:seconds`, `PauseTotalNs`):
+    /// - in `runtime.startTheWorldWithSema`, after the Ps are restarted and before
+    ///   the clean-up (`wakep`, which may start a thread): the end of the sweep
+    ///   termination and of other stops;
+    /// - in `runtime.gcMarkTermination`, its second (`now := nanotime()`, before it
+    ///   records the pause): the end of the mark termination, whose world is started
+    ///   again later (Go 1.22 on passes that time to `startTheWorldWithSema`, which
+    ///   then makes no call; before, its call comes after the pause was recorded).
+    ///
+    /// Go 1.19 to 1.27 call `runtime.nanotime1` at each. A `call` is emulated by the
+    /// kernel's uprobes, so a probe there costs little. Empty if either is not found.
+    pub fn pause_end_clocks(&self) -> Vec<u64> {
+        let calls = |name: &str| -> Vec<u64> {
+            let Some(code) = self.code_of(name) else {
+                return Vec::new();
+            };
+            code.iter()
+                .filter(|i| i.mnemonic() == Mnemonic::Call)
+                .filter(|i| {
+                    self.function_at(crate::VirtAddr(i.near_branch_target()))
+                        .is_some_and(|t| t.name.starts_with("runtime.nanotime1"))
+                })
+                .map(|i| i.ip())
+                .collect()
+        };
+        let (start, term) = (
+            calls("runtime.startTheWorldWithSema"),
+            calls("runtime.gcMarkTermination"),
+        );
+        match (start.first(), term.get(1)) {
+            (Some(a), Some(b)) => vec![*a, *b],
+            _ => Vec::new(),
+        }
     }
 
     fn code_of(&self, name: &str) -> Option<Vec<Instruction>> {

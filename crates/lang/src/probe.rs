@@ -38,6 +38,9 @@ pub enum Site {
         file: Option<String>,
         lines: Lines,
     },
+    /// `.statement(ADDRESS)`: the instruction at this address of the binary as
+    /// linked (stap's numeric form); it must start an instruction.
+    Address(u64),
 }
 
 /// Which copies of a function a `.function` probe covers, as in SystemTap.
@@ -198,7 +201,7 @@ pub const PROBE_KINDS: &[ProbeKindEntry] = &[
     },
     ProbeKindEntry {
         shape: "process.statement",
-        doc: "a source line: \"FUNC@FILE:LINE\", LINE may be '*' or 'N-M'",
+        doc: "a source line: \"FUNC@FILE:LINE\", LINE may be '*' or 'N-M'; or an address as linked: statement(0x4a1b2c)",
         build: |p| process(p, false),
     },
 ];
@@ -268,6 +271,14 @@ fn process(p: &ProbePoint, ret: bool) -> Result<ProbeKind, Diagnostic> {
         }
     };
     let c = &p.components[1];
+    if c.name == "statement"
+        && let Some(Literal::Num(a)) = c.arg
+    {
+        return Ok(ProbeKind::Process(ProcessProbe {
+            path,
+            site: Site::Address(a as u64),
+        }));
+    }
     let arg = string_arg(c)?;
     if let Some(last) = p.components.get(2)
         && last.arg.is_some()
@@ -414,6 +425,13 @@ mod tests {
             })
         ));
         assert!(statement("main.f@x.go:9-3").is_err());
+        assert!(matches!(
+            kind_of("process.statement(0x4a1b2c)"),
+            Ok(ProbeKind::Process(ProcessProbe {
+                site: Site::Address(0x4a1b2c),
+                ..
+            }))
+        ));
         assert!(statement("main.f").is_err());
     }
 }

@@ -21,11 +21,20 @@ pub fn monotonic_ns() -> i64 {
 }
 
 /// `CLOCK_REALTIME - CLOCK_MONOTONIC`: add it to `bpf_ktime_get_ns` for the wall clock.
+/// The wall clock is read between two reads of the monotonic one; a thread preempted
+/// between them would put the midpoint milliseconds off (seen on a loaded machine),
+/// so the tightest of a few tries is kept.
 pub fn realtime_offset_ns() -> i64 {
-    let a = now_ns(libc::CLOCK_MONOTONIC);
-    let r = now_ns(libc::CLOCK_REALTIME);
-    let b = now_ns(libc::CLOCK_MONOTONIC);
-    r - (a + (b - a) / 2)
+    let mut best = (i64::MAX, 0);
+    for _ in 0..8 {
+        let a = now_ns(libc::CLOCK_MONOTONIC);
+        let r = now_ns(libc::CLOCK_REALTIME);
+        let b = now_ns(libc::CLOCK_MONOTONIC);
+        if b - a < best.0 {
+            best = (b - a, r - (a + (b - a) / 2));
+        }
+    }
+    best.1
 }
 
 #[cfg(test)]

@@ -1,38 +1,82 @@
 //! `gotap gcstat`: each GC cycle of the traced program, with its duration (from
 //! `go.gc.start` to `go.gc.done`) and its stop-the-world pauses (`go.gc.stop_world`
-//! to `go.gc.start_world`: the sweep termination and the mark termination), then a
-//! summary. A cycle is counted at `go.gc.done` (the return of
+//! to where the runtime takes the time a pause ends, as it times them: the sweep
+//! termination and the mark termination), then a summary. A cycle is counted at `go.gc.done` (the return of
 //! runtime.gcMarkTermination), after `GODEBUG=gctrace=1` has printed its line, so
 //! the counts agree even when the program's exit cuts a cycle short.
+//!
+//! A cycle's `@…s` is counted from the program's start as gctrace counts it: from
+//! `runtime.runtimeInitTime` (set by `runtime.main`, read once through
+//! `/proc/PID/mem`) to the cycle's first stop of the world (gctrace's `tSweepTerm`,
+//! taken just before it). Both are `CLOCK_MONOTONIC`; the probes' wall-clock times
+//! are brought back to it with the offset they were given. The pauses' share is of
+//! the traced time, from the probes' attach to the end.
 
 use anyhow::Result;
 use std::fmt::Write as _;
 
 use runtime::events::Record;
 
+use super::memory::Memory;
 use super::{ToolArgs, histogram};
 use crate::metrics::ToolExport;
 use crate::pipeline::{Consumer, Cx, Ending, Reading};
+use crate::symbols::Symbols;
 use export::names;
 
 const SCRIPT: &str = "\
 probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
 probe go.gc.done { printf(\"done %d %d\\n\", cycle, gettimeofday_ns()) }
 probe go.gc.stop_world { printf(\"stop %d\\n\", gettimeofday_ns()) }
-probe go.gc.start_world { printf(\"world %d\\n\", gettimeofday_ns()) }
 ";
+
+/// The end of a pause, where the runtime takes the time it ends at (see
+/// `gobin::GoBinary::pause_end_clocks`); the tapset's `go.gc.start_world` (the entry of
+/// `startTheWorldWithSema`) where that call is not found.
+fn world_probe(a: &ToolArgs) -> String {
+    let body = "{ printf(\"world %d\\n\", gettimeofday_ns()) }";
+    let bin = match (&a.binary, crate::session::target_binary(&a.target)) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Ok(p)) => p,
+        _ => None,
+    };
+    let at = bin
+        .and_then(|p| crate::binary::Binary::open(&p).ok())
+        .map(|b| b.go().map(|g| g.pause_end_clocks()).unwrap_or_default())
+        .unwrap_or_default();
+    if at.is_empty() {
+        return format!("probe go.gc.start_world {body}\n");
+    }
+    let process = match &a.binary {
+        Some(p) => format!("process(\"{}\")", p.display()),
+        None => "process".to_string(),
+    };
+    let points: Vec<String> = at
+        .iter()
+        .map(|a| format!("{process}.statement({a:#x})"))
+        .collect();
+    format!("probe {} {body}\n", points.join(", "))
+}
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let mut g = GcStat {
         json: a.json,
+        // A `-c` command's memory is its own only once it has run exec: read at its
+        // first event.
+        read_at_start: matches!(a.target, crate::args::Target::Pid(_)),
+        realtime_offset: sys::clock::realtime_offset_ns(),
         ..GcStat::default()
     };
-    super::trace(a, "gcstat", SCRIPT, &mut g)
+    let script = format!("{SCRIPT}{}", world_probe(a));
+    super::trace(a, "gcstat", &script, &mut g)
 }
 
 #[derive(Default)]
 struct Cycle {
     start_ns: i64,
+    /// The cycle's first stop of the world (sweep termination), which gctrace's
+    /// `tSweepTerm` is taken just before; 0 if not seen.
+    stop_ns: i64,
     done_ns: i64,
     pauses: Vec<i64>,
 }
@@ -55,6 +99,14 @@ struct GcStat {
     last_cycle: i64,
     first_ns: Option<i64>,
     last_ns: i64,
+    /// Whether `runtimeInitTime` can be read when the probes are attached (`-x`).
+    read_at_start: bool,
+    /// `runtime.runtimeInitTime`, monotonic ns, once read (0: not yet).
+    init_ns: i64,
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`, as the probes' times carry it.
+    realtime_offset: i64,
+    /// When the probes were attached, and so the traced time began.
+    traced_from: Option<std::time::Instant>,
 }
 
 impl GcStat {
@@ -68,11 +120,21 @@ impl GcStat {
             0
         };
         let pauses: Vec<String> = c.pauses.iter().map(|p| us(*p)).collect();
-        let at = self.first_ns.map_or(0, |f| c.done_ns - f);
+        // From the program's start, as gctrace; from the first event seen when the
+        // start could not be read (the process gone before).
+        let began = [c.stop_ns, c.start_ns, c.done_ns]
+            .into_iter()
+            .find(|t| *t > 0)
+            .unwrap_or(0);
+        let at = if self.init_ns > 0 {
+            began - self.realtime_offset - self.init_ns
+        } else {
+            self.first_ns.map_or(0, |f| began - f)
+        };
         let line = if self.json {
             format!(
-                "{{\"cycle\":{n},\"at_ms\":{:.3},\"duration_us\":{:.1},\"pauses_us\":[{}],\"pause_total_us\":{:.1}}}\n",
-                at as f64 / 1e6,
+                "{{\"cycle\":{n},\"at_s\":{:.6},\"duration_us\":{:.1},\"pauses_us\":[{}],\"pause_total_us\":{:.1}}}\n",
+                at as f64 / 1e9,
                 dur as f64 / 1e3,
                 c.pauses
                     .iter()
@@ -104,8 +166,35 @@ fn us(ns: i64) -> String {
     }
 }
 
+impl GcStat {
+    /// Reads `runtime.runtimeInitTime` from the traced process, once it is set.
+    fn read_init_time(&mut self, sym: &mut Symbols<'_, '_>) {
+        let (Some(pid), Some((_, go))) = (sym.pid(), sym.binary()) else {
+            return;
+        };
+        let Some(addr) = go.runtime_init_time_address() else {
+            return;
+        };
+        if let Ok(mem) = Memory::open(pid, sym.load_bias())
+            && let Some(t) = mem.global_u64(addr)
+        {
+            self.init_ns = t as i64;
+        }
+    }
+}
+
 impl Consumer for GcStat {
+    fn started(&mut self, cx: &mut Cx<'_, '_, '_>) {
+        self.traced_from = Some(std::time::Instant::now());
+        if self.read_at_start {
+            self.read_init_time(cx.symbols);
+        }
+    }
+
     fn record(&mut self, rec: &Record<'_>, cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
+        if self.init_ns == 0 {
+            self.read_init_time(cx.symbols);
+        }
         let Record::Printf(p) = rec else {
             return Ok(false);
         };
@@ -138,6 +227,7 @@ impl Consumer for GcStat {
                     cycle,
                     Cycle {
                         start_ns: t,
+                        stop_ns: 0,
                         done_ns: 0,
                         pauses: Vec::new(),
                     },
@@ -156,9 +246,15 @@ impl Consumer for GcStat {
                 self.close(cx.out);
             }
             b"stop" => {
-                // The sweep-termination stop comes before go.gc.start, which runs
-                // inside it: the pause is the cycle's when the world starts again.
+                // go.gc.start (gcResetMarkState) runs just before the
+                // sweep-termination stop: the pause is the cycle's when the world
+                // starts again, and its first stop is where gctrace's cycle begins.
                 self.stopped_at = Some(t);
+                if let Some(c) = self.open.values_mut().next_back()
+                    && c.stop_ns == 0
+                {
+                    c.stop_ns = t;
+                }
             }
             b"world" => {
                 let Some(s) = self.stopped_at.take() else {
@@ -204,13 +300,19 @@ impl Consumer for GcStat {
             .filter(|c| c.start_ns > 0 && c.done_ns > c.start_ns)
             .map(|c| c.done_ns - c.start_ns)
             .collect();
+        // The pauses of a cycle the program's exit cut short were pauses too (the
+        // runtime counts them), though the cycle is not.
         let pauses: Vec<i64> = self
             .cycles
             .iter()
+            .chain(self.open.values())
             .flat_map(|c| c.pauses.iter().copied())
             .collect();
         let pause_total: i64 = pauses.iter().sum();
-        let span = (self.last_ns - self.first_ns.unwrap_or(self.last_ns)).max(1);
+        let span = self
+            .traced_from
+            .map_or(1, |t| t.elapsed().as_nanos() as i64)
+            .max(1);
         if self.json {
             out.extend_from_slice(
                 format!(

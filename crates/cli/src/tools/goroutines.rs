@@ -239,6 +239,13 @@ impl Consumer for Goroutines {
                 self.alive.len(),
                 self.peak
             );
+            if !self.system.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "({} goroutines of the runtime's own, not counted, as runtime.NumGoroutine does not count them)",
+                    self.system.len()
+                );
+            }
             if self.unknown_exits > 0 {
                 let _ = writeln!(
                     s,

@@ -233,6 +233,19 @@ impl Target for FakeTarget {
             });
         }
         match &probe.site {
+            Site::Address(a) => {
+                let f = self
+                    .funcs
+                    .iter()
+                    .find(|f| (f.entry..f.entry + 0x100).contains(a))
+                    .ok_or_else(|| self.no_function(&format!("{a:#x}")))?;
+                Ok(vec![Location {
+                    function: f.name.into(),
+                    file: Some(f.file.into()),
+                    line: f.lines.first().copied(),
+                    address: *a,
+                }])
+            }
             Site::Function { pattern, ret, .. } => {
                 let locs: Vec<Location> = self
                     .funcs
