@@ -190,6 +190,9 @@ enum Sub {
     /// Live goroutines over time, and where the live ones were created
     #[command(override_usage = "gotap goroutines [OPTIONS] [-x PID | -c CMD | BIN]")]
     Goroutines(GoroutinesOpts),
+    /// The time each call of Go functions takes, as a histogram per function
+    #[command(override_usage = "gotap funclatency [OPTIONS] [-x PID | -c CMD | BIN] PATTERN...")]
+    Funclatency(FunclatencyOpts),
     /// Trace every Go process on the host (or those selected) and export metrics
     Agent(crate::agent::AgentFlags),
     /// Print the completion script of a shell (see the README for where it goes)
@@ -205,8 +208,9 @@ enum Sub {
 }
 
 /// The subcommands, as they are named: each has a man page, `gotap-NAME(1)`.
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "funccount",
+    "funclatency",
     "stackgrow",
     "gcstat",
     "goroutines",
@@ -222,6 +226,27 @@ struct FunccountOpts {
     /// Print the counts every SECS seconds, and start them again from zero
     #[arg(short = 'i', value_name = "SECS", value_parser = positive)]
     interval: Option<u64>,
+    /// The binary (unless -x or -c), then the function patterns (globs: 'main.*')
+    #[arg(value_name = "BIN|PATTERN", required = true, value_hint = ValueHint::FilePath)]
+    words: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct FunclatencyOpts {
+    #[command(flatten)]
+    target: TargetOpts,
+    /// Histograms in microseconds
+    #[arg(long = "us", conflicts_with = "ms")]
+    us: bool,
+    /// Histograms in milliseconds
+    #[arg(long = "ms")]
+    ms: bool,
+    /// Print the histograms every SECS seconds, and start them again from zero
+    #[arg(short = 'i', value_name = "SECS", value_parser = positive)]
+    interval: Option<u64>,
+    /// Print one JSON object per function instead of the histograms
+    #[arg(long)]
+    json: bool,
     /// The binary (unless -x or -c), then the function patterns (globs: 'main.*')
     #[arg(value_name = "BIN|PATTERN", required = true, value_hint = ValueHint::FilePath)]
     words: Vec<String>,
@@ -554,6 +579,8 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         output: on.target.output,
         verbose: on.target.verbose,
         export: on.target.export,
+        patterns: Vec::new(),
+        unit: crate::tools::Unit::default(),
     };
     Ok(match sub {
         Sub::Funccount(f) => funccount(f)?,
@@ -576,10 +603,73 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
             json: o.json,
             ..tool(Tool::Goroutines, o.on)
         }),
+        Sub::Funclatency(f) => funclatency(f)?,
         Sub::Agent(a) => Command::Agent(a.into()),
         Sub::Completions { shell } => Command::Completions(shell),
         Sub::Man { tool } => Command::Man(tool),
     })
+}
+
+/// `--prometheus` and `--otlp` refused by a tool that has no metrics to export yet,
+/// rather than taken and left unused.
+fn not_exported(tool: &str, flags: &crate::metrics::ExportFlags) -> Result<(), clap::Error> {
+    if flags.prometheus.is_none() && flags.otlp.is_none() {
+        return Ok(());
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let sub = cmd
+        .find_subcommand_mut(tool)
+        .expect("the tool is a subcommand");
+    Err(sub.error(
+        ErrorKind::ArgumentConflict,
+        format!("{tool} exports no metrics yet: --prometheus and --otlp are for scripts, funccount, stackgrow, gcstat and goroutines"),
+    ))
+}
+
+/// As `funccount`: without `-x` or `-c`, the first word is the binary.
+fn funclatency(f: FunclatencyOpts) -> Result<Command, clap::Error> {
+    use crate::tools::{Tool, ToolArgs, Unit};
+    let target = Target::from(&f.target);
+    let mut words = f.words.into_iter();
+    let binary = match target {
+        Target::Any => words.next().map(PathBuf::from),
+        _ => None,
+    };
+    let patterns: Vec<String> = words.collect();
+    not_exported("funclatency", &f.target.export)?;
+    if patterns.is_empty() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let sub = cmd
+            .find_subcommand_mut("funclatency")
+            .expect("funclatency is a subcommand");
+        return Err(sub.error(
+            ErrorKind::MissingRequiredArgument,
+            "no function pattern given (after the binary, unless -x or -c names the target)",
+        ));
+    }
+    Ok(Command::Tool(ToolArgs {
+        tool: Tool::FuncLatency,
+        target,
+        binary,
+        every: 1,
+        top: 10,
+        folded: None,
+        svg: None,
+        json: f.json,
+        interval: f.interval.unwrap_or(0),
+        time: false,
+        output: f.target.output,
+        verbose: f.target.verbose,
+        export: crate::metrics::ExportFlags::default(),
+        patterns,
+        unit: match (f.us, f.ms) {
+            (true, _) => Unit::Us,
+            (_, true) => Unit::Ms,
+            _ => Unit::Ns,
+        },
+    }))
 }
 
 /// Without `-x` or `-c`, the first word is the binary and the others the patterns.
@@ -788,6 +878,7 @@ mod tests {
             &["gcstat", "./bin", "--time"],
             &["-d", "nosuch", "s.stp"],
             &["s.stp", "--prometheus"],
+            &["funclatency", "--otlp", "http://c:4318", "./bin", "main.*"],
             &["--bogus"],
             &[],
         ] {

@@ -466,7 +466,7 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
             .expect("bash");
         text(&out.stdout).lines().map(String::from).collect()
     };
-    assert_eq!(complete("gotap func"), ["funccount"]);
+    assert_eq!(complete("gotap func"), ["funccount", "funclatency"]);
     let opts = complete("gotap funccount -");
     for o in ["-x", "-c", "-o", "-i", "--help"] {
         assert!(opts.iter().any(|x| x == o), "{o} not in {opts:?}");

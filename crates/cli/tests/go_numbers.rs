@@ -261,3 +261,203 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
         }
     }
 }
+
+/// `name → (calls, total ns)` from the program's own `NAME CALLS NS` lines.
+fn program_latency(out: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.strip_prefix("main.")?;
+            Some((
+                format!("main.{name}"),
+                (w.next()?.parse().ok()?, w.next()?.parse().ok()?),
+            ))
+        })
+        .collect()
+}
+
+/// A number field of one of the tool's JSON lines.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `function → (calls, total ns, did not return)` from the tool's JSON lines, added
+/// up over its intervals.
+fn tool_latency(out: &str) -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut m = std::collections::BTreeMap::<String, (u64, u64, u64)>::new();
+    for l in out.lines().filter(|l| l.starts_with("{\"function\":")) {
+        let name = l["{\"function\":\"".len()..]
+            .split('"')
+            .next()
+            .unwrap_or("");
+        let e = m.entry(name.to_string()).or_default();
+        e.0 += field(l, "calls").unwrap_or(0);
+        e.1 += field(l, "total_ns").unwrap_or(0);
+        e.2 += field(l, "no_return").unwrap_or(0);
+    }
+    m
+}
+
+/// Every function's count equals the program's, its total is the program's own
+/// `time.Since` total within 5% (every call takes 20 µs or more), and the calls
+/// that panicked are the ones said not to return. Before Go 1.21 (`single_stepped`)
+/// the entry probe's instruction is single-stepped after the clock is read, which
+/// costs about 5 µs a call here: the bound is then 10 µs a call, and the tool says so.
+fn check_latency(what: &str, program: &str, tool: &str, single_stepped: bool) {
+    let want = program_latency(program);
+    let got = tool_latency(tool);
+    let panics: u64 = program
+        .lines()
+        .find_map(|l| l.strip_prefix("panics "))
+        .and_then(|n| n.parse().ok())
+        .expect("the program's panics");
+    assert_eq!(want.len(), 4, "{what}: the program's lines\n{program}");
+    for (name, (calls, ns)) in &want {
+        let (c, t, _) = got.get(name).copied().unwrap_or_default();
+        assert_eq!(c, *calls, "{what}: calls of {name}\n{tool}\n{program}");
+        let off = t.abs_diff(*ns) as f64 / *ns as f64;
+        let per_call = t.abs_diff(*ns) / calls.max(&1);
+        assert!(
+            if single_stepped {
+                per_call <= 10_000
+            } else {
+                off <= 0.05
+            },
+            "{what}: {name} took {t} ns by gotap, {ns} ns by its own time.Since ({:.1}% off)\n{tool}\n{program}",
+            off * 100.0
+        );
+    }
+    let no_return = got.get("main.doMayPanic").map_or(0, |r| r.2);
+    assert_eq!(no_return, panics, "{what}: calls that panicked\n{tool}");
+    assert!(panics > 0);
+}
+
+#[test]
+fn funclatency_sums_match_the_programs_own_time_since_within_5_percent_and_counts_equal() {
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Stripped] {
+            let bin = Private::copy(
+                &testprogs::build("latency", &tc, v),
+                &format!("lat-{}-{v}", tc.minor),
+            );
+            let what = format!("go{} {v}", tc.minor);
+            let out = run(gotap()
+                .args(["funclatency", "--json", "--us", "-c"])
+                .arg(format!("{} 50", bin.path.display()))
+                .arg("main.do*"));
+            let stdout = text(&out.stdout);
+            let ctx = format!("{what} -c\n{}", text(&out.stderr));
+            assert!(out.status.success(), "{ctx}\n{stdout}");
+            let old = tc.minor_number() < (1, 21);
+            assert_eq!(ctx.contains("single-steps"), old, "{ctx}");
+            check_latency(&ctx, &stdout, &stdout, old);
+        }
+    }
+    // As a user reads it: the histograms, and what was not timed said in words.
+    let bin = Private::copy(
+        &testprogs::build("latency", &testprogs::newest(), Variant::Default),
+        "lat-text",
+    );
+    let out = run(gotap()
+        .args(["funclatency", "--us", "-c"])
+        .arg(format!("{} 50", bin.path.display()))
+        .args(["main.doMayPanic", "main.doRecurse"]));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Function = main.doMayPanic: 40 calls"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Function = main.doRecurse: 90 calls"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("usecs"), "{stdout}");
+    assert!(
+        stdout.contains("10 calls did not return (panic or goexit)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn funclatency_attached_mid_run_with_intervals_adds_up_to_the_programs_own_totals() {
+    let push_rbp = |tc: &Toolchain| tc.minor_number() >= (1, 21);
+    let first = testprogs::toolchains()
+        .into_iter()
+        .find(push_rbp)
+        .expect("Go 1.21 or later");
+    for tc in [first, testprogs::newest()] {
+        let bin = Private::copy(
+            &testprogs::build("latency", &tc, Variant::Stripped),
+            &format!("latx-{}", tc.minor),
+        );
+        let what = format!("go{} stripped -x -i 1", tc.minor);
+        let mut prog = std::process::Command::new(&bin.path)
+            .args(["50", "wait"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the program");
+        let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
+        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+        let mut tracer = gotap()
+            .args([
+                "funclatency",
+                "--json",
+                "-i",
+                "1",
+                "-x",
+                &prog.id().to_string(),
+                "main.do*",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gotap");
+        // The program goes on once the probes are in place.
+        let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
+        let mut said = String::new();
+        while !said.contains("Hit Ctrl-C") {
+            assert!(
+                err.read_line(&mut said).expect("gotap's stderr") > 0,
+                "{what}: {said}"
+            );
+        }
+        let errs = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+            rest
+        });
+        use std::io::Write;
+        prog.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("start the program");
+        let program: String = lines.map_while(Result::ok).map(|l| l + "\n").collect();
+        let _ = prog.wait();
+        let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
+        let stdout = text(&out.stdout);
+        let ctx = format!("{what}\n{said}{}", errs.join().unwrap_or_default());
+        assert!(!killed, "{ctx}: gotap -x did not end with its process");
+        assert!(out.status.success(), "{ctx}\n{stdout}");
+        let intervals = stdout
+            .lines()
+            .filter(|l| l.contains("\"main.doWork\""))
+            .count()
+            + stdout
+                .lines()
+                .filter(|l| l.contains("\"main.doRecurse\""))
+                .count();
+        assert!(
+            intervals >= 2,
+            "{ctx}: the phases fall in different intervals\n{stdout}"
+        );
+        check_latency(&ctx, &program, &stdout, false);
+    }
+}

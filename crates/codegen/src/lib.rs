@@ -68,6 +68,7 @@ mod emit;
 mod entry;
 mod format;
 pub mod funccount;
+pub mod funclatency;
 mod lower;
 mod pretty;
 pub mod storage;

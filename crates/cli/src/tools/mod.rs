@@ -7,10 +7,13 @@
 //! prints them live and at the end. The scripts are printed by `-v`, so what a tool
 //! does can be copied into a script.
 
+mod funclatency;
 mod gcstat;
 mod goroutines;
 mod memory;
 mod stackgrow;
+
+pub use funclatency::Unit;
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ pub enum Tool {
     StackGrow,
     GcStat,
     Goroutines,
+    FuncLatency,
 }
 
 /// A tool's command line.
@@ -49,6 +53,9 @@ pub struct ToolArgs {
     pub verbose: u8,
     /// `--prometheus`, `--otlp`: the tool's counts exported while it runs.
     pub export: crate::metrics::ExportFlags,
+    /// `funclatency`: the function patterns, and the histograms' unit.
+    pub patterns: Vec<String>,
+    pub unit: Unit,
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -56,6 +63,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         Tool::StackGrow => stackgrow::run(a),
         Tool::GcStat => gcstat::run(a),
         Tool::Goroutines => goroutines::run(a),
+        Tool::FuncLatency => funclatency::run(a),
     }
 }
 

@@ -1,0 +1,464 @@
+//! `gotap funclatency PATTERN…`: BCC's funclatency for Go, without uretprobes. Each
+//! matching function gets a probe at its entry (its `push rbp`, after the stack
+//! check) and one at every `RET`; the kernel times each call by goroutine and stack
+//! depth (see `codegen::funclatency`) and keeps a log2 histogram per function, which
+//! is read at the end (and every `-i` seconds, after which it starts again).
+//!
+//! What cannot be timed is said, not hidden: calls the compiler inlined have no `RET`
+//! of their own, so their sites are left out and counted; a call that never returned
+//! (a panic unwound past it, `runtime.Goexit`) is an entry without return, counted
+//! per function ("N calls did not return (panic or goexit)"), apart from the calls
+//! still under way when tracing ends on a live process; a return whose entry came
+//! before tracing is counted apart too.
+
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use runtime::json;
+
+use super::ToolArgs;
+use crate::binary::Binary;
+use crate::session::{self, Armed, End, Handler, Placement, Traced};
+use codegen::funclatency::{COUNTERS, Counter, HIST};
+
+/// The unit of the histograms: `--us`, `--ms`, nanoseconds otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unit {
+    #[default]
+    Ns,
+    Us,
+    Ms,
+}
+
+impl Unit {
+    pub fn ns(self) -> u64 {
+        match self {
+            Unit::Ns => 1,
+            Unit::Us => 1_000,
+            Unit::Ms => 1_000_000,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Ns => "nsecs",
+            Unit::Us => "usecs",
+            Unit::Ms => "msecs",
+        }
+    }
+}
+
+/// The functions timed, with their probe sites.
+struct Timed {
+    names: Vec<String>,
+    /// (file offset, function index) of each entry and each `RET`.
+    entries: Vec<(u64, u64)>,
+    returns: Vec<(u64, u64)>,
+    /// Inlined calls of matching functions, left out (they have no `RET`).
+    inlined: usize,
+    /// Functions left out, with why.
+    skipped: Vec<String>,
+    /// Functions whose entry site the kernel single-steps rather than emulates.
+    stepped: usize,
+}
+
+/// One function's numbers, as data (the text, the JSON and the exporters read these).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
+    pub function: String,
+    pub calls: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// `(lowest value of the bucket in the unit, calls)` of the non-empty buckets.
+    pub buckets: Vec<(i64, u64)>,
+    /// Entries whose call never returned (a panic unwound past it, `Goexit`); once
+    /// the process is gone, the calls left pending are among them.
+    pub no_return: u64,
+    /// Calls under way when tracing ended, the process still running.
+    pub running: u64,
+    /// Returns whose entry came before tracing began.
+    pub no_entry: u64,
+    /// Entries not saved (too many calls under way at once).
+    pub unsaved: u64,
+}
+
+pub fn run(a: &ToolArgs) -> Result<i32> {
+    let signals = sys::Signals::new()?;
+    if let Some(p) = &a.output {
+        session::check_output("-o", p)?;
+    }
+    let path = match (&a.binary, session::target_binary(&a.target)?) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => bail!("funclatency: name a binary, -x PID or -c CMD"),
+    };
+    let bin = Binary::open(&path)?;
+    let timed = resolve(&bin, &a.patterns)?;
+    let layout = super::memory::runtime_layout(&bin)
+        .context("funclatency: no runtime layout for this Go release")?;
+    let mut traced = Traced::start(&a.target)?;
+    let prog = codegen::funclatency::funclatency(
+        timed.names.len() as u32,
+        a.unit.ns(),
+        traced.pid(),
+        &layout,
+    )?;
+    let mut armed = Armed::load(&prog.object, false)?;
+    for (program, sites) in [(prog.entry, &timed.entries), (prog.ret, &timed.returns)] {
+        let offsets: Vec<u64> = sites.iter().map(|s| s.0).collect();
+        let cookies: Vec<u64> = sites.iter().map(|s| s.1).collect();
+        armed.attach(
+            &Placement {
+                program,
+                binary: bin.attach_path(),
+                offsets: &offsets,
+                cookies: &cookies,
+            },
+            traced.scope(),
+        )?;
+    }
+    let mut notes = String::new();
+    if timed.inlined > 0 {
+        let _ = write!(
+            notes,
+            " ({} inlined call site{} left out: an inlined call has no RET to time)",
+            timed.inlined,
+            if timed.inlined == 1 { "" } else { "s" }
+        );
+    }
+    eprintln!(
+        "Tracing {} functions for {}{notes}... Hit Ctrl-C to end.",
+        timed.names.len(),
+        quoted(&a.patterns)
+    );
+    for s in &timed.skipped {
+        eprintln!("WARNING: {s}");
+    }
+    if a.verbose > 0 {
+        eprintln!(
+            "funclatency: {} entry and {} return probes",
+            timed.entries.len(),
+            timed.returns.len()
+        );
+    }
+    let mut out = session::output(a.output.as_deref())?;
+    if let Traced::Child(c) = &mut traced {
+        c.release()?;
+    }
+    // The maps outlive the probes: taken out, so that the probes can go first.
+    let taken = std::mem::take(&mut armed.maps);
+    let maps = Maps {
+        stats: &taken[prog.stats.0 as usize],
+        counts: &taken[prog.counts.0 as usize],
+        pending: &taken[prog.pending.0 as usize],
+    };
+    let mut h = Interval {
+        every: (a.interval > 0).then(|| Duration::from_secs(a.interval)),
+        next: None,
+        maps: &maps,
+        names: &timed.names,
+        a,
+        out: &mut out,
+    };
+    let end = session::run(&signals, None, &mut traced, &mut h)?;
+    let gone = matches!(end, End::ChildExited(_) | End::ProcessGone);
+    let code = traced.finish(end)?;
+    armed.detach();
+    let rows = read(&maps, &timed.names, Some(gone))?;
+    write_rows(&mut out, a, &rows)?;
+    Ok(code)
+}
+
+fn quoted(patterns: &[String]) -> String {
+    patterns
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every function matching a pattern that has a probe site after its stack check
+/// and at least one `RET`, each site checked with the decoder; what is left out
+/// is said.
+fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
+    let go = bin.go()?;
+    let mut t = Timed {
+        names: Vec::new(),
+        entries: Vec::new(),
+        returns: Vec::new(),
+        inlined: 0,
+        skipped: Vec::new(),
+        stepped: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut refused = Vec::new();
+    let mut no_ret = Vec::new();
+    for pat in patterns {
+        let found = go.functions_matching(pat);
+        t.inlined += go.inlined_calls_matching(pat).len();
+        if found.is_empty() && go.inlined_calls_matching(pat).is_empty() {
+            bail!("no function in {} matches {pat:?}", bin.path.display());
+        }
+        for f in found {
+            if f.end <= f.entry || go.line_at(&f, f.entry).is_none() || !seen.insert(f.entry) {
+                continue;
+            }
+            let site = gobin::x86::probe_site(&go, &f);
+            if let Some(r) = gobin::x86::Refused::of_entry(&f, &site) {
+                refused.push(r);
+                continue;
+            }
+            let Ok(site) = site else { continue };
+            if !site.emulated {
+                t.stepped += 1;
+            }
+            let rets = gobin::x86::returns(&go, &f).unwrap_or_default();
+            // The key is taken at an SP delta of 0 at both ends (the caller's
+            // frame plus the return address); a site elsewhere would not match.
+            let delta0 = |a: gobin::VirtAddr| go.sp_delta(&f, a).unwrap_or(0) == 0;
+            let rets: Vec<gobin::VirtAddr> = rets
+                .into_iter()
+                .filter(|r| match gobin::x86::check(&go, &f, *r) {
+                    Ok(()) => delta0(*r),
+                    Err(why) => {
+                        refused.push(gobin::x86::Refused::at(&f, *r, why));
+                        false
+                    }
+                })
+                .collect();
+            if rets.is_empty() || !delta0(site.addr) {
+                no_ret.push(f.name.to_string());
+                continue;
+            }
+            let i = t.names.len() as u64;
+            let off = |a: gobin::VirtAddr| {
+                go.file_offset(a)
+                    .map(|o| o.0)
+                    .with_context(|| format!("{} at {a} is not in a loaded segment", f.name))
+            };
+            t.entries.push((off(site.addr)?, i));
+            for r in rets {
+                t.returns.push((off(r)?, i));
+            }
+            t.names.push(f.name.to_string());
+        }
+    }
+    if let Some(w) = gobin::x86::skipped_sentence(&refused) {
+        t.skipped.push(w);
+    }
+    if t.stepped > 0 {
+        // Before Go 1.21 a frame opens with `sub rsp`, not `push rbp`; the kernel
+        // single-steps it after the entry probe has read the clock (measured here:
+        // 5 µs a call on a VM).
+        t.skipped.push(format!(
+            "{} function(s) open with an instruction the kernel single-steps (Go before 1.21: no `push rbp` after the stack check): each call's time includes some microseconds of probing",
+            t.stepped
+        ));
+    }
+    if !no_ret.is_empty() {
+        t.skipped.push(format!(
+            "{} function(s) left out: no RET a probe can time the call's end at ({})",
+            no_ret.len(),
+            no_ret.join(", ")
+        ));
+    }
+    if t.names.is_empty() {
+        bail!(
+            "no function to time in {}{}",
+            bin.path.display(),
+            if t.inlined > 0 {
+                format!(
+                    " ({} inlined call sites match, and an inlined call has no RET)",
+                    t.inlined
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    bin.release_all();
+    Ok(t)
+}
+
+struct Maps<'a> {
+    stats: &'a sys::Map,
+    counts: &'a sys::Map,
+    pending: &'a sys::Map,
+}
+
+/// The numbers of every function that was called (or left a count), read from the
+/// kernel's maps and summed over CPUs. At the end (`Some(gone)`: whether the process
+/// is gone), the calls left pending are counted; between intervals (`None`) they are
+/// left pending and the maps start again from zero.
+fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Latency>> {
+    let clear = end.is_none();
+    let hist = runtime::globals::hist(&HIST)?;
+    // Calls still under way (or that never returned), by function, from the keys
+    // left; their value's second word is the function.
+    let mut pending: HashMap<u64, u64> = HashMap::new();
+    if !clear {
+        for k in maps.pending.keys()? {
+            if let Some(v) = maps.pending.get(&k)?
+                && let Some(f) = v.get(8..16)
+            {
+                let f = u64::from_le_bytes(f.try_into().unwrap_or([0; 8]));
+                *pending.entry(f).or_default() += 1;
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let key = (i as u32).to_le_bytes();
+        let per_cpu = maps.stats.get_per_cpu(&key)?.unwrap_or_default();
+        let stat = runtime::stats::Stat::from_per_cpu(&hist, &per_cpu.concat())?;
+        let left = pending.get(&(i as u64)).copied().unwrap_or(0);
+        let counter =
+            |c: Counter| session::per_cpu_sum(maps.counts, COUNTERS * i as u32 + c as u32);
+        let row = Latency {
+            function: name.clone(),
+            calls: stat.count as u64,
+            total_ns: stat.sum as u64,
+            min_ns: stat.min.max(0) as u64,
+            max_ns: stat.max.max(0) as u64,
+            buckets: stat
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(b, n)| (runtime::stats::log_bucket_value(b), *n as u64))
+                .collect(),
+            no_return: counter(Counter::NoReturn)? + if end == Some(true) { left } else { 0 },
+            running: if end == Some(false) { left } else { 0 },
+            no_entry: counter(Counter::NoEntry)?,
+            unsaved: counter(Counter::Unsaved)?,
+        };
+        if clear {
+            let zero = vec![0u8; maps.stats.value_buf_size()];
+            maps.stats.update(&key, &zero, sys::UpdateFlags::Any)?;
+            let zero = vec![0u8; maps.counts.value_buf_size()];
+            for c in 0..COUNTERS {
+                let k = (COUNTERS * i as u32 + c).to_le_bytes();
+                maps.counts.update(&k, &zero, sys::UpdateFlags::Any)?;
+            }
+        }
+        if row.calls > 0 || row.no_return + row.running + row.no_entry + row.unsaved > 0 {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as text (a histogram per function, BCC's header line) or JSON.
+fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()> {
+    let hist = runtime::globals::hist(&HIST)?;
+    let mut s = Vec::new();
+    for r in rows {
+        if a.json {
+            let buckets: Vec<String> = r
+                .buckets
+                .iter()
+                .map(|(lo, n)| format!("{{\"from\":{lo},\"count\":{n}}}"))
+                .collect();
+            writeln!(
+                s,
+                "{{\"function\":{},\"unit\":\"{}\",\"calls\":{},\"total_ns\":{},\"min_ns\":{},\"max_ns\":{},\"buckets\":[{}],\"no_return\":{},\"running\":{},\"no_entry\":{},\"unsaved\":{}}}",
+                json::quoted(&r.function),
+                a.unit.name(),
+                r.calls,
+                r.total_ns,
+                r.min_ns,
+                r.max_ns,
+                buckets.join(","),
+                r.no_return,
+                r.running,
+                r.no_entry,
+                r.unsaved
+            )?;
+            continue;
+        }
+        let avg = r.total_ns.checked_div(r.calls).unwrap_or(0);
+        writeln!(
+            s,
+            "\nFunction = {}: {} calls, avg {} ns, total {} ns, min {} ns, max {} ns",
+            r.function, r.calls, avg, r.total_ns, r.min_ns, r.max_ns
+        )?;
+        if r.calls > 0 {
+            let mut stat = runtime::stats::Stat::new(&hist);
+            for (lo, n) in &r.buckets {
+                if let Some(b) = hist.bucket(*lo).and_then(|b| stat.buckets.get_mut(b)) {
+                    *b = *n as i64;
+                }
+            }
+            stat.count = r.calls as i64;
+            writeln!(s, "{}", a.unit.name())?;
+            runtime::stats::write_histogram(&mut s, &hist, &stat)?;
+        }
+        if r.no_return > 0 {
+            writeln!(
+                s,
+                "{} call{} did not return (panic or goexit): not timed",
+                r.no_return,
+                if r.no_return == 1 { "" } else { "s" }
+            )?;
+        }
+        if r.running > 0 {
+            writeln!(
+                s,
+                "{} call{} still running at the end: not timed",
+                r.running,
+                if r.running == 1 { "" } else { "s" }
+            )?;
+        }
+        if r.no_entry > 0 {
+            writeln!(
+                s,
+                "{} returns of calls that began before tracing: not timed",
+                r.no_entry
+            )?;
+        }
+        if r.unsaved > 0 {
+            writeln!(
+                s,
+                "{} calls not timed: more than {} were under way at once",
+                r.unsaved,
+                codegen::funclatency::MAX_PENDING
+            )?;
+        }
+    }
+    out.write_all(&s)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints (and clears) the histograms every `-i` seconds.
+struct Interval<'a, 'm> {
+    every: Option<Duration>,
+    next: Option<Instant>,
+    maps: &'a Maps<'m>,
+    names: &'a [String],
+    a: &'a ToolArgs,
+    out: &'a mut Box<dyn Write>,
+}
+
+impl Handler for Interval<'_, '_> {
+    fn tick(&mut self, now: Instant) -> Result<bool> {
+        let Some(every) = self.every else {
+            return Ok(false);
+        };
+        let next = *self.next.get_or_insert(now + every);
+        if now >= next {
+            let rows = read(self.maps, self.names, None)?;
+            write_rows(self.out, self.a, &rows)?;
+            self.next = Some(next + every);
+        }
+        Ok(false)
+    }
+
+    fn tick_every(&self) -> Duration {
+        Duration::from_millis(if self.every.is_some() { 20 } else { 100 })
+    }
+}
