@@ -135,10 +135,15 @@ impl<'data> GoBinary<'data> {
     /// `"sleep"`, …), indexed by the `waitReason` number `gopark` takes, as this
     /// binary's release numbers them: read from the runtime's own table
     /// (`runtime.waitReasonStrings`, an array of Go strings in the data the linker
-    /// initialised), so no release's list is written here. `None` when the symbol
-    /// table is gone (`-ldflags=-s`) or the table does not read as strings.
+    /// initialised), so no release's list is written here. A stripped binary
+    /// (`-ldflags=-s`) has no symbol table: the table is then found from the code of
+    /// `runtime.waitReason.String` ([`GoBinary::wait_reasons_from_code`]). `None` when
+    /// neither finds it or the table does not read as strings.
     pub fn wait_reasons(&self) -> Option<Vec<&'data str>> {
-        let (addr, size) = self.elf.symbol("runtime.waitReasonStrings")?;
+        let (addr, size) = match self.elf.symbol("runtime.waitReasonStrings") {
+            Some(s) => s,
+            None => self.wait_reasons_from_code()?,
+        };
         let n = size / 16;
         if n == 0 || n > 1024 {
             return None;

@@ -7,6 +7,8 @@
 //! addresses are read from the code that uses them, which `.gopclntab` still names:
 //! - `runtime.forEachG` loads `allgs`' pointer and length with two RIP-relative
 //!   `mov`s eight bytes apart (`for _, gp := range allgs`), in Go 1.19 to 1.27;
+//! - `runtime.waitReason.String` indexes `runtime.waitReasonStrings` (the names of
+//!   the reasons a goroutine waits) after checking the reason against its length;
 //! - `runtime.main` stores the result of `nanotime()` to `runtimeInitTime` with a
 //!   RIP-relative `mov [rip+X], rax` and tests it against zero right after
 //!   (`if runtimeInitTime == 0 { throw(…) }`).
@@ -102,6 +104,27 @@ impl GoBinary<'_> {
             (Some(a), Some(b)) => vec![*a, *b],
             _ => Vec::new(),
         }
+    }
+
+    /// The address and size in bytes of `runtime.waitReasonStrings` as the code of
+    /// `runtime.waitReason.String` says them, in Go 1.19 to 1.27: it compares the
+    /// reason with the table's length (`cmp al, N`), then loads an entry from the
+    /// table whose address a RIP-relative `lea` put in the load's base register.
+    pub fn wait_reasons_from_code(&self) -> Option<(u64, u64)> {
+        let code = self.code_of("runtime.waitReason.String")?;
+        let n = code
+            .iter()
+            .find(|i| i.mnemonic() == Mnemonic::Cmp && i.op1_kind() == OpKind::Immediate8)
+            .map(|i| u64::from(i.immediate8()))?;
+        let table = code.windows(2).find_map(|w| {
+            let loads = w[1].mnemonic() == Mnemonic::Mov
+                && w[1].op1_kind() == OpKind::Memory
+                && w[1].memory_base() == w[0].op0_register();
+            (w[0].mnemonic() == Mnemonic::Lea && loads)
+                .then(|| rip_operand(&w[0]))
+                .flatten()
+        })?;
+        Some((table, n * 16))
     }
 
     fn code_of(&self, name: &str) -> Option<Vec<Instruction>> {

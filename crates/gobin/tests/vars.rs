@@ -42,3 +42,25 @@ fn allgs_and_runtime_init_time_are_found_without_symbols_on_every_toolchain() {
         }
     }
 }
+
+#[test]
+fn the_wait_reason_names_are_found_without_symbols_on_every_toolchain() {
+    for tc in testprogs::toolchains() {
+        let with = parse(&testprogs::build("rt_gc", &tc, Variant::Default));
+        let without = parse(&testprogs::build("rt_gc", &tc, Variant::Stripped));
+        let with = gobin::GoBinary::parse(&with).expect("a Go binary");
+        let without = gobin::GoBinary::parse(&without).expect("a Go binary");
+        let symbol = with.elf().symbol("runtime.waitReasonStrings");
+        assert!(
+            symbol.is_some(),
+            "go{}: the table in the symbol table",
+            tc.minor
+        );
+        assert_eq!(with.wait_reasons_from_code(), symbol, "go{}", tc.minor);
+        let names = without.wait_reasons().expect("the names, stripped");
+        assert_eq!(Some(&names), with.wait_reasons().as_ref(), "go{}", tc.minor);
+        for n in ["chan receive", "sleep", "select", "semacquire"] {
+            assert!(names.contains(&n), "go{}: {n:?} in {names:?}", tc.minor);
+        }
+    }
+}
