@@ -862,12 +862,14 @@ impl<'a, 'd> Lower<'a, 'd> {
         at
     }
 
+    /// An element of an array of numbers, or of stacks: a stack is its id, 8 bytes
+    /// like a long, so that a stack kept per key can key another array.
     fn read_elem(&mut self, span: Span, array: &Ident, keys: &[Expr]) {
         match self.slot(array) {
             Some(Slot::Array {
                 map,
                 keys: kt,
-                value: Type::Long,
+                value: Type::Long | Type::Stack,
             }) => {
                 let key = self.key(keys, &kt);
                 self.em.map_key_args(map, key);
