@@ -193,6 +193,9 @@ enum Sub {
     /// The time each call of Go functions takes, as a histogram per function
     #[command(override_usage = "gotap funclatency [OPTIONS] [-x PID | -c CMD | BIN] PATTERN...")]
     Funclatency(FunclatencyOpts),
+    /// Where goroutines wait and for how long, by wait reason and backtrace
+    #[command(override_usage = "gotap offcpu [OPTIONS] [-x PID | -c CMD | BIN]")]
+    Offcpu(OffcpuOpts),
     /// Trace every Go process on the host (or those selected) and export metrics
     Agent(crate::agent::AgentFlags),
     /// Print the completion script of a shell (see the README for where it goes)
@@ -208,12 +211,13 @@ enum Sub {
 }
 
 /// The subcommands, as they are named: each has a man page, `gotap-NAME(1)`.
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "funccount",
-    "funclatency",
     "stackgrow",
     "gcstat",
     "goroutines",
+    "funclatency",
+    "offcpu",
     "agent",
     "completions",
     "man",
@@ -288,6 +292,29 @@ struct StackgrowOpts {
     /// Also time the copies of growing stacks (a return probe, which costs more)
     #[arg(long)]
     time: bool,
+}
+
+#[derive(Args, Debug)]
+struct OffcpuOpts {
+    #[command(flatten)]
+    on: ToolTarget,
+    /// Rows of the backtrace table at the end
+    #[arg(long, value_name = "K", default_value_t = 10,
+          value_parser = positive)]
+    top: u64,
+    /// At the end, write the waits' backtraces as collapsed stacks (weight: ns)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    folded: Option<PathBuf>,
+    /// At the end, write them as a flame graph
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    svg: Option<PathBuf>,
+    /// At the end, write them as a pprof profile (gzipped profile.proto, as a block
+    /// profile: `go tool pprof FILE` opens it)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pprof: Option<PathBuf>,
+    /// Print the summary as JSON instead of the tables
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -581,6 +608,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         export: on.target.export,
         patterns: Vec::new(),
         unit: crate::tools::Unit::default(),
+        pprof: None,
     };
     Ok(match sub {
         Sub::Funccount(f) => funccount(f)?,
@@ -604,6 +632,14 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
             ..tool(Tool::Goroutines, o.on)
         }),
         Sub::Funclatency(f) => funclatency(f)?,
+        Sub::Offcpu(o) => Command::Tool(ToolArgs {
+            top: usize::try_from(o.top).unwrap_or(usize::MAX),
+            folded: o.folded,
+            svg: o.svg,
+            pprof: o.pprof,
+            json: o.json,
+            ..tool(Tool::OffCpu, o.on)
+        }),
         Sub::Agent(a) => Command::Agent(a.into()),
         Sub::Completions { shell } => Command::Completions(shell),
         Sub::Man { tool } => Command::Man(tool),
@@ -669,6 +705,7 @@ fn funclatency(f: FunclatencyOpts) -> Result<Command, clap::Error> {
             (_, true) => Unit::Ms,
             _ => Unit::Ns,
         },
+        pprof: None,
     }))
 }
 

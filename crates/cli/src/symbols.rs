@@ -18,7 +18,7 @@ use runtime::events::Backtrace;
 use runtime::flame::Folded;
 use runtime::globals::Globals;
 use runtime::stacks::{StackSource, StackText, Stacks};
-use runtime::symbolize::Symbolizer;
+use runtime::symbolize::{FrameText, Symbolizer};
 
 use crate::binary::Binary;
 use crate::maps::KernelGlobals;
@@ -176,6 +176,22 @@ impl<'a, 'd> Symbols<'a, 'd> {
             .iter()
             .map(|p| p.0)
             .collect()
+    }
+
+    /// The frames of the stack value `stack` names, innermost first: each logical
+    /// pc with its functions (inlined calls first). `None` when the stack map has no
+    /// such stack or there is no binary to name it.
+    pub fn stack_frames(&mut self, stack: u64) -> Option<Vec<(u64, Vec<FrameText>)>> {
+        let s = self.stacks.get(stack)?.clone();
+        self.saw_bias(s.bias);
+        let sym = self.stacks.symbolizer()?;
+        sym.set_bias(s.bias);
+        let pcs = sym.logical(&s.frames, s.first_is_return).to_vec();
+        Some(
+            pcs.into_iter()
+                .map(|(pc, exact)| (pc, sym.frames(pc, exact).to_vec()))
+                .collect(),
+        )
     }
 
     pub fn stacks(&mut self) -> &mut Stacks<'a, 'd> {

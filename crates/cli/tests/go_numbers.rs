@@ -461,3 +461,153 @@ fn funclatency_attached_mid_run_with_intervals_adds_up_to_the_programs_own_total
         check_latency(&ctx, &program, &stdout, false);
     }
 }
+
+/// The NS of the program's own `recv CALLS NS` or `sleep CALLS NS`.
+fn program_blocking(out: &str, what: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(what).map(str::trim))
+        .and_then(|r| r.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("the program's {what} line in\n{out}"))
+}
+
+/// offcpu's waits (count, ns) in `reason` whose backtrace holds `function`.
+fn tool_waits(json: &serde_json::Value, reason: &str, function: &str) -> (u64, u64) {
+    let mut sum = (0, 0);
+    for s in json["stacks"].as_array().expect("stacks") {
+        let holds = s["stack"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == function));
+        if s["reason"] == reason && holds {
+            sum.0 += s["waits"].as_u64().unwrap_or(0);
+            sum.1 += s["total_ns"].as_u64().unwrap_or(0);
+        }
+    }
+    sum
+}
+
+/// offcpu's time in "chan receive" (in main.receive) and "sleep" (in main.nap)
+/// against the program's own time.Now around those calls, within 5%.
+fn check_offcpu(what: &str, program: &str, stdout: &str) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"reasons\""))
+        .unwrap_or_else(|| panic!("{what}: no JSON in\n{stdout}"));
+    let json: serde_json::Value = serde_json::from_str(line).expect("offcpu's JSON");
+    for (reason, function, mine) in [
+        ("chan receive", "main.receive", "recv "),
+        ("sleep", "main.nap", "sleep "),
+    ] {
+        let want = program_blocking(program, mine);
+        let (waits, got) = tool_waits(&json, reason, function);
+        assert!(
+            waits > 0,
+            "{what}: no {reason:?} waits in {function}\n{stdout}"
+        );
+        let off = got.abs_diff(want) as f64 / want as f64;
+        assert!(
+            off <= 0.05,
+            "{what}: {reason:?} in {function}: {got} ns by gotap, {want} ns by the program ({:.1}% off)\n{stdout}\n{program}",
+            off * 100.0
+        );
+    }
+}
+
+#[test]
+fn offcpu_time_in_chan_receive_and_sleep_matches_the_programs_own_within_5_percent() {
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-offcpu", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Stripped] {
+            let bin = Private::copy(
+                &testprogs::build("blocking", &tc, v),
+                &format!("oc-{}-{v}", tc.minor),
+            );
+            let what = format!("go{} {v} -c", tc.minor);
+            let profile = dir.join(format!("{}-{v}.pb.gz", tc.minor));
+            let out = run(gotap()
+                .args(["offcpu", "--json", "--pprof"])
+                .arg(&profile)
+                .arg("-c")
+                .arg(format!("{} 100", bin.path.display())));
+            let stdout = text(&out.stdout);
+            let ctx = format!("{what}\n{}", text(&out.stderr));
+            assert!(out.status.success(), "{ctx}\n{stdout}");
+            check_offcpu(&ctx, &stdout, &stdout);
+            // go tool pprof reads the profile as a block profile, with the names.
+            let top = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+                .args(["tool", "pprof", "-top", "-sample_index=delay"])
+                .arg(&profile)
+                .output()
+                .expect("go tool pprof");
+            let listing = text(&top.stdout);
+            assert!(top.status.success(), "{what}: {}", text(&top.stderr));
+            for f in ["main.receive", "main.nap", "runtime.gopark"] {
+                assert!(listing.contains(f), "{what}: {f} in\n{listing}");
+            }
+            assert!(listing.contains("Type: delay"), "{what}: {listing}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn offcpu_attached_mid_run_times_what_it_saw_and_writes_folded_stacks() {
+    let tc = testprogs::newest();
+    let bin = Private::copy(&testprogs::build("blocking", &tc, Variant::Stripped), "ocx");
+    let folded = bin.path.with_file_name("offcpu.folded");
+    let mut prog = std::process::Command::new(&bin.path)
+        .args(["100", "wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let mut tracer = gotap()
+        .args(["offcpu", "-v", "--json", "--folded"])
+        .arg(&folded)
+        .args(["-x", &prog.id().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gotap");
+    // The program blocks once the probes are in place (`-v` says so on stderr).
+    let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("probes attached") {
+        assert!(
+            err.read_line(&mut said).expect("gotap's stderr") > 0,
+            "{said}"
+        );
+    }
+    let errs = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        rest
+    });
+    use std::io::Write;
+    prog.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("start the program");
+    let program: String = lines.map_while(Result::ok).map(|l| l + "\n").collect();
+    let _ = prog.wait();
+    let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    let ctx = format!(
+        "go{} stripped -x\n{said}{}",
+        tc.minor,
+        errs.join().unwrap_or_default()
+    );
+    assert!(!killed, "{ctx}: gotap -x did not end with its process");
+    assert!(out.status.success(), "{ctx}\n{stdout}");
+    check_offcpu(&ctx, &program, &stdout);
+    let folded = std::fs::read_to_string(&folded).expect("--folded file");
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.contains("main.nap;time.Sleep;runtime.gopark;[sleep] ")),
+        "{ctx}\n{folded}"
+    );
+}

@@ -180,7 +180,7 @@ fn user_int(l: &mut Lower<'_, '_>, args: &[Expr], size: i32) -> Value {
 }
 
 /// `go_wait_reason(n)`: the binary's own table of reason names, or the numbers
-/// themselves when the symbol table is gone (a name per number either way).
+/// themselves when the table is not found (a name per number either way).
 fn go_wait_reason(l: &mut Lower<'_, '_>, args: &[Expr]) -> Str {
     let Some(a) = args.first() else {
         return l.empty_str();

@@ -8,6 +8,7 @@ pub mod globals;
 pub mod govalue;
 pub mod interp;
 pub mod json;
+pub mod pprof;
 pub mod regroup;
 pub mod stacks;
 pub mod stats;

@@ -11,6 +11,7 @@ mod funclatency;
 mod gcstat;
 mod goroutines;
 mod memory;
+mod offcpu;
 mod stackgrow;
 
 pub use funclatency::Unit;
@@ -27,6 +28,7 @@ pub enum Tool {
     GcStat,
     Goroutines,
     FuncLatency,
+    OffCpu,
 }
 
 /// A tool's command line.
@@ -56,6 +58,8 @@ pub struct ToolArgs {
     /// `funclatency`: the function patterns, and the histograms' unit.
     pub patterns: Vec<String>,
     pub unit: Unit,
+    /// `--pprof FILE`: a pprof profile written at the end.
+    pub pprof: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -64,6 +68,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         Tool::GcStat => gcstat::run(a),
         Tool::Goroutines => goroutines::run(a),
         Tool::FuncLatency => funclatency::run(a),
+        Tool::OffCpu => offcpu::run(a),
     }
 }
 
@@ -79,6 +84,7 @@ pub fn trace(
     let mut files = Vec::new();
     files.extend(a.folded.clone().map(|p| ("--folded", p)));
     files.extend(a.svg.clone().map(|p| ("--svg", p)));
+    files.extend(a.pprof.clone().map(|p| ("--pprof", p)));
     let plan = Plan {
         name: format!("<{name}>"),
         text: script.to_string(),
