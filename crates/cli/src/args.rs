@@ -196,6 +196,9 @@ enum Sub {
     /// Where goroutines wait and for how long, by wait reason and backtrace
     #[command(override_usage = "gotap offcpu [OPTIONS] [-x PID | -c CMD | BIN]")]
     Offcpu(OffcpuOpts),
+    /// On-CPU profile: where the CPU goes, sampled by goroutine
+    #[command(override_usage = "gotap profile [OPTIONS] (-x PID | -c CMD)")]
+    Profile(ProfileOpts),
     /// Trace every Go process on the host (or those selected) and export metrics
     Agent(crate::agent::AgentFlags),
     /// Print the completion script of a shell (see the README for where it goes)
@@ -211,13 +214,14 @@ enum Sub {
 }
 
 /// The subcommands, as they are named: each has a man page, `gotap-NAME(1)`.
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "funccount",
     "stackgrow",
     "gcstat",
     "goroutines",
     "funclatency",
     "offcpu",
+    "profile",
     "agent",
     "completions",
     "man",
@@ -315,6 +319,30 @@ struct OffcpuOpts {
     /// Print the summary as JSON instead of the tables
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ProfileOpts {
+    #[command(flatten)]
+    on: ToolTarget,
+    /// Samples a second on each CPU
+    #[arg(short = 'F', value_name = "HZ", default_value_t = 99,
+          value_parser = positive)]
+    hz: u64,
+    /// Rows of the function table at the end
+    #[arg(long, value_name = "K", default_value_t = 10,
+          value_parser = positive)]
+    top: u64,
+    /// At the end, write the stacks as collapsed stacks (weight: samples)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    folded: Option<PathBuf>,
+    /// At the end, write them as a flame graph
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    svg: Option<PathBuf>,
+    /// At the end, write them as a pprof CPU profile (gzipped profile.proto: `go tool
+    /// pprof FILE` opens it)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pprof: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -609,6 +637,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         patterns: Vec::new(),
         unit: crate::tools::Unit::default(),
         pprof: None,
+        hz: 99,
     };
     Ok(match sub {
         Sub::Funccount(f) => funccount(f)?,
@@ -639,6 +668,14 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
             pprof: o.pprof,
             json: o.json,
             ..tool(Tool::OffCpu, o.on)
+        }),
+        Sub::Profile(o) => Command::Tool(ToolArgs {
+            hz: o.hz,
+            top: usize::try_from(o.top).unwrap_or(usize::MAX),
+            folded: o.folded,
+            svg: o.svg,
+            pprof: o.pprof,
+            ..tool(Tool::Profile, o.on)
         }),
         Sub::Agent(a) => Command::Agent(a.into()),
         Sub::Completions { shell } => Command::Completions(shell),
@@ -706,6 +743,7 @@ fn funclatency(f: FunclatencyOpts) -> Result<Command, clap::Error> {
             _ => Unit::Ns,
         },
         pprof: None,
+        hz: 99,
     }))
 }
 

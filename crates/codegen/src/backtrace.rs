@@ -49,7 +49,9 @@ use bpf::script::{
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use lang::ast::Expr;
 
-use crate::emit::{SCRATCH, add_event};
+use gobin::layout::RuntimeLayout;
+
+use crate::emit::{Emitter, SCRATCH, add_event};
 use crate::lower::Lower;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -241,7 +243,8 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
         // of target memory a hit) is left out.
         let f = l.site.function.as_str();
         if f.starts_with("runtime.") || f.starts_with("internal/") || f.is_empty() {
-            system_stack(l, bounds, curg);
+            let layout = l.env.target.layout().copied();
+            system_stack(&mut l.em, layout, bounds, curg);
         }
         let em = &mut l.em;
         em.ctx_reg(Reg::R0, X86Reg::Rip);
@@ -270,39 +273,9 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
             em.a.bind(not_built);
         }
     }
-    chain(l, buf, bp_slot, bounds);
-    if let Some(layout) = l.env.target.layout().copied() {
-        // On g0: the user goroutine from where it was switched out.
-        let em = &mut l.em;
-        let done = em.a.label();
-        em.load(Reg::R7, curg);
-        em.a.jmp(Cond::Eq, Reg::R7, 0, done);
-        em.load(Reg::R8, buf);
-        em.e(Insn::alu64(AluOp::And, Reg::R8, 0xff));
-        em.a.jmp(Cond::Ge, Reg::R8, (MAX_FRAMES - 2) as i32, done);
-        let sched = layout.g_sched as i64;
-        em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_pc as i64);
-        em.a.jmp(Cond::Eq, Reg::R0, 0, done);
-        put_frame(em, frames, Reg::R8, Reg::R0);
-        em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
-        em.read_user_u64(Reg::R1, Reg::R7, sched + layout.gobuf_sp as i64);
-        em.read_user_u64(Reg::R0, Reg::R1, 0);
-        let none = em.a.label();
-        em.a.jmp(Cond::Eq, Reg::R0, 0, none);
-        em.a.ld_imm64(Reg::R1, TENTATIVE);
-        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
-        put_frame(em, frames, Reg::R8, Reg::R0);
-        em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
-        em.a.bind(none);
-        em.store(buf, Reg::R8);
-        em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
-        em.store(bp_slot, Reg::R0);
-        em.store_imm(bounds, Size::DW, 0);
-        em.imm(Reg::R0, -1);
-        em.store(bounds + 8, Reg::R0);
-        chain(l, buf, bp_slot, bounds);
-        l.em.a.bind(done);
-    }
+    chain(&mut l.em, buf, bp_slot, bounds);
+    let layout = l.env.target.layout().copied();
+    on_curg(&mut l.em, layout, buf, bp_slot, bounds, curg);
     let em = &mut l.em;
     em.load(Reg::R0, buf);
     if flags != 0 {
@@ -321,8 +294,80 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
     l.em.release(bp_slot);
 }
 
+/// After the first chain, on g0 (`scratch[curg]` not 0): the user goroutine from
+/// where it was switched out, then its chain.
+fn on_curg(
+    em: &mut Emitter<'_>,
+    layout: Option<RuntimeLayout>,
+    buf: u32,
+    bp_slot: u32,
+    bounds: u32,
+    curg: u32,
+) {
+    let Some(layout) = layout else {
+        return;
+    };
+    let frames = buf + 8;
+    // On g0: the user goroutine from where it was switched out.
+    let done = em.a.label();
+    em.load(Reg::R7, curg);
+    em.a.jmp(Cond::Eq, Reg::R7, 0, done);
+    em.load(Reg::R8, buf);
+    em.e(Insn::alu64(AluOp::And, Reg::R8, 0xff));
+    em.a.jmp(Cond::Ge, Reg::R8, (MAX_FRAMES - 2) as i32, done);
+    let sched = layout.g_sched as i64;
+    em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_pc as i64);
+    em.a.jmp(Cond::Eq, Reg::R0, 0, done);
+    put_frame(em, frames, Reg::R8, Reg::R0);
+    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+    em.read_user_u64(Reg::R1, Reg::R7, sched + layout.gobuf_sp as i64);
+    em.read_user_u64(Reg::R0, Reg::R1, 0);
+    let none = em.a.label();
+    em.a.jmp(Cond::Eq, Reg::R0, 0, none);
+    em.a.ld_imm64(Reg::R1, TENTATIVE);
+    em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+    put_frame(em, frames, Reg::R8, Reg::R0);
+    em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+    em.a.bind(none);
+    em.store(buf, Reg::R8);
+    em.read_user_u64(Reg::R0, Reg::R7, sched + layout.gobuf_bp as i64);
+    em.store(bp_slot, Reg::R0);
+    em.store_imm(bounds, Size::DW, 0);
+    em.imm(Reg::R0, -1);
+    em.store(bounds + 8, Reg::R0);
+    chain(em, buf, bp_slot, bounds);
+    em.a.bind(done);
+}
+
+/// The walk of a sample (a perf event's program, no probe site): fills the stack
+/// buffer at `scratch[buf]` from the interrupted registers as [`walk`] does for a
+/// probe in the runtime: the pc, the RBP chain (the caller of a function stopped
+/// before its frame is built is missed), and from g0 on into `m.curg`. The count
+/// word carries no load bias (no site to measure it from).
+pub fn sample_walk(em: &mut Emitter<'_>, layout: Option<RuntimeLayout>, buf: u32) {
+    let frames = buf + 8;
+    let bp_slot = em.alloc(8);
+    let bounds = em.alloc(16);
+    let curg = em.alloc(8);
+    em.store_imm(bounds, Size::DW, 0);
+    em.imm(Reg::R0, -1);
+    em.store(bounds + 8, Reg::R0);
+    em.store_imm(curg, Size::DW, 0);
+    system_stack(em, layout, bounds, curg);
+    em.ctx_reg(Reg::R0, X86Reg::Rip);
+    em.store(frames, Reg::R0);
+    em.ctx_reg(Reg::R0, X86Reg::Rbp);
+    em.store(bp_slot, Reg::R0);
+    em.store_imm(buf, Size::DW, 1);
+    chain(em, buf, bp_slot, bounds);
+    on_curg(em, layout, buf, bp_slot, bounds, curg);
+    em.release(curg);
+    em.release(bounds);
+    em.release(bp_slot);
+}
+
 /// `frames[R_idx] = R_val` (`idx` below `MAX_FRAMES`, checked by the caller).
-fn put_frame(em: &mut crate::emit::Emitter<'_>, frames: u32, idx: Reg, val: Reg) {
+fn put_frame(em: &mut Emitter<'_>, frames: u32, idx: Reg, val: Reg) {
     em.e(Insn::mov64(Reg::R1, idx));
     em.e(Insn::alu64(AluOp::Lsh, Reg::R1, 3));
     em.e(Insn::alu64(AluOp::Add, Reg::R1, SCRATCH));
@@ -330,13 +375,14 @@ fn put_frame(em: &mut crate::emit::Emitter<'_>, frames: u32, idx: Reg, val: Reg)
     em.e(Insn::stx(Size::DW, Reg::R1, fo, val));
 }
 
-/// On the system stack: g0's bounds at `scratch[bounds]` and the user goroutine
-/// at `scratch[curg]`; both left alone otherwise.
-fn system_stack(l: &mut Lower<'_, '_>, bounds: u32, curg: u32) {
-    let Some(layout) = l.env.target.layout().copied() else {
+/// On the system stack (g is `m.g0`): its bounds at `scratch[bounds]` and the user
+/// goroutine at `scratch[curg]`; both left alone otherwise. (On the signal stack,
+/// `m.gsignal`, the goroutine's place is in the signal's context, not in
+/// `curg.sched`, which is older: the walk stays on the signal stack.)
+fn system_stack(em: &mut Emitter<'_>, layout: Option<RuntimeLayout>, bounds: u32, curg: u32) {
+    let Some(layout) = layout else {
         return;
     };
-    let em = &mut l.em;
     let done = em.a.label();
     let t = em.alloc(8);
     em.ctx_reg(Reg::R7, X86Reg::R14);
@@ -364,7 +410,7 @@ fn system_stack(l: &mut Lower<'_, '_>, bounds: u32, curg: u32) {
 }
 
 /// `scratch[dst] = *(u64 *)(addr + off)`, or a jump to `fail` (not counted).
-fn read_quiet(em: &mut crate::emit::Emitter<'_>, dst: u32, addr: Reg, off: u64, fail: bpf::Label) {
+fn read_quiet(em: &mut Emitter<'_>, dst: u32, addr: Reg, off: u64, fail: bpf::Label) {
     em.e(Insn::mov64(Reg::R3, addr));
     em.imm(Reg::R4, off as i64);
     em.e(Insn::alu64(AluOp::Add, Reg::R3, Reg::R4));
@@ -376,8 +422,7 @@ fn read_quiet(em: &mut crate::emit::Emitter<'_>, dst: u32, addr: Reg, off: u64, 
 
 /// Follows the RBP chain from `scratch[bp_slot]`, appending return addresses to the
 /// buffer while BP stays within `scratch[bounds]` and grows.
-fn chain(l: &mut Lower<'_, '_>, buf: u32, bp_slot: u32, bounds: u32) {
-    let em = &mut l.em;
+fn chain(em: &mut Emitter<'_>, buf: u32, bp_slot: u32, bounds: u32) {
     let frames = buf + 8;
     let top = em.a.label();
     let done = em.a.label();

@@ -71,6 +71,7 @@ pub mod funccount;
 pub mod funclatency;
 mod lower;
 mod pretty;
+pub mod profile;
 pub mod storage;
 pub mod target;
 pub mod types;

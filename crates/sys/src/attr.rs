@@ -39,6 +39,9 @@ pub(crate) mod cmd {
 
 /// `BPF_PROG_TYPE_KPROBE`: uprobes run programs of this type.
 pub(crate) const PROG_TYPE_KPROBE: u32 = 2;
+/// `BPF_PROG_TYPE_PERF_EVENT`: programs run by a sampling perf event (their context
+/// is `struct bpf_perf_event_data`, whose first member is the interrupted `pt_regs`).
+pub(crate) const PROG_TYPE_PERF_EVENT: u32 = 7;
 /// `BPF_PROG_TYPE_RAW_TRACEPOINT`: programs on a tracepoint's raw arguments.
 pub(crate) const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 /// `enum bpf_attach_type`.
@@ -427,6 +430,10 @@ mod tests {
         assert_eq!(get("BPF_PROG_LOAD"), i64::from(cmd::PROG_LOAD));
         assert_eq!(get("BPF_LINK_CREATE"), i64::from(cmd::LINK_CREATE));
         assert_eq!(get("BPF_PROG_TYPE_KPROBE"), i64::from(PROG_TYPE_KPROBE));
+        assert_eq!(
+            get("BPF_PROG_TYPE_PERF_EVENT"),
+            i64::from(PROG_TYPE_PERF_EVENT)
+        );
         assert_eq!(get("BPF_PERF_EVENT"), i64::from(ATTACH_PERF_EVENT));
         assert_eq!(
             get("BPF_TRACE_UPROBE_MULTI"),

@@ -12,6 +12,7 @@ mod error;
 mod file;
 pub mod inventory;
 mod map;
+mod perf;
 pub mod process;
 mod prog;
 mod ringbuf;
@@ -24,6 +25,7 @@ pub use cpu::possible_cpus;
 pub use error::{Error, Result, SyscallError, VerifierError};
 pub use file::{Mmap, map_file, map_open, release_pages};
 pub use map::{Map, UpdateFlags};
+pub use perf::CpuClock;
 pub use process::{
     HeldChild, Signals, exit_code, spawn_held, trace_begins, trace_ends, wait_readable,
 };

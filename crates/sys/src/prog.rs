@@ -1,6 +1,6 @@
 //! Loading programs: map references are relocated to the maps' descriptors, the
-//! program is loaded as `BPF_PROG_TYPE_KPROBE` (what uprobes run), and a refusal
-//! comes back with the verifier's log. The first attempt asks for no log, which is
+//! program is loaded as `BPF_PROG_TYPE_KPROBE` (what uprobes run) or
+//! `BPF_PROG_TYPE_PERF_EVENT` (what sampling events run), and a refusal comes back with the verifier's log. The first attempt asks for no log, which is
 //! fastest; a failure is retried with log level 1 to explain it, and `-d verifier`
 //! asks for level 2 from the start. A log buffer that is too small (`ENOSPC`) is
 //! grown to the size the kernel says it needed (Linux 6.4 reports it) or doubled.
@@ -11,7 +11,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bpf::{Insn, MapId, ObjectSpec, ProgramSpec};
 
-use crate::attr::{ATTACH_TRACE_UPROBE_MULTI, BpfAttr, BtfLoad, PROG_TYPE_KPROBE, ProgLoad, cmd};
+use crate::attr::{
+    ATTACH_TRACE_UPROBE_MULTI, BpfAttr, BtfLoad, PROG_TYPE_KPROBE, PROG_TYPE_PERF_EVENT, ProgLoad,
+    cmd,
+};
 use crate::error::{Error, Result, VerifierError};
 use crate::map::{Map, object_name};
 use crate::syscall::{Call, owned_fd, syscall};
@@ -24,6 +27,9 @@ pub enum AttachKind {
     PerfEvent,
     /// Through a multi-uprobe link ([`crate::UprobeMulti`]); Linux 6.6.
     UprobeMulti,
+    /// Run by a sampling perf event ([`crate::CpuClock`]): a
+    /// `BPF_PROG_TYPE_PERF_EVENT` program.
+    PerfSample,
 }
 
 /// Options of [`LoadedProgram::load`].
@@ -137,7 +143,10 @@ pub(crate) fn load_insns(
             None => (0, 0),
         };
         let mut attr = BpfAttr::prog_load(ProgLoad {
-            prog_type: PROG_TYPE_KPROBE,
+            prog_type: match opts.attach {
+                AttachKind::PerfSample => PROG_TYPE_PERF_EVENT,
+                _ => PROG_TYPE_KPROBE,
+            },
             insn_cnt,
             insns: bytes.as_ptr() as u64,
             license: license.as_ptr() as u64,
@@ -146,7 +155,7 @@ pub(crate) fn load_insns(
             log_buf,
             prog_name: object_name(name),
             expected_attach_type: match opts.attach {
-                AttachKind::PerfEvent => 0,
+                AttachKind::PerfEvent | AttachKind::PerfSample => 0,
                 AttachKind::UprobeMulti => ATTACH_TRACE_UPROBE_MULTI,
             },
             prog_btf_fd: btf.as_ref().map_or(0, |f| f.as_raw_fd() as u32),

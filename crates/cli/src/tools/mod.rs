@@ -12,6 +12,7 @@ mod gcstat;
 mod goroutines;
 mod memory;
 mod offcpu;
+mod profile;
 mod stackgrow;
 
 pub use funclatency::Unit;
@@ -29,6 +30,7 @@ pub enum Tool {
     Goroutines,
     FuncLatency,
     OffCpu,
+    Profile,
 }
 
 /// A tool's command line.
@@ -60,6 +62,8 @@ pub struct ToolArgs {
     pub unit: Unit,
     /// `--pprof FILE`: a pprof profile written at the end.
     pub pprof: Option<std::path::PathBuf>,
+    /// `profile -F HZ`: samples a second on each CPU.
+    pub hz: u64,
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -69,6 +73,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         Tool::Goroutines => goroutines::run(a),
         Tool::FuncLatency => funclatency::run(a),
         Tool::OffCpu => offcpu::run(a),
+        Tool::Profile => profile::run(a),
     }
 }
 
