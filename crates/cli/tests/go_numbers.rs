@@ -667,8 +667,11 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
                 dir.join(format!("go-{tag}.pb.gz")),
                 dir.join(format!("gotap-{tag}.pb.gz")),
             );
+            let folded = dir.join(format!("gotap-{tag}.folded"));
             let out = run(gotap()
-                .args(["profile", "--pprof"])
+                .args(["profile", "--folded"])
+                .arg(&folded)
+                .arg("--pprof")
                 .arg(&ours)
                 .arg("-c")
                 .arg(format!("{} 6 {}", bin.path.display(), theirs.display())));
@@ -692,6 +695,26 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
                 );
             }
             assert!(us.get("main.mix").is_some_and(|s| *s > 20.0), "{ctx}");
+            // The work's goroutines run main.main.func1: the walk reaches it from
+            // every function, frameless leaves (main.mix) and the system stack
+            // included, as Go's own profile does (99% there).
+            let folded = std::fs::read_to_string(&folded).expect("--folded");
+            let weight = |l: &str| -> u64 {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            let all: u64 = folded.lines().map(weight).sum();
+            let under: u64 = folded
+                .lines()
+                .filter(|l| l.contains("main.main.func1;"))
+                .map(weight)
+                .sum();
+            assert!(
+                under * 100 >= all * 90,
+                "{ctx}\n{under} of {all} samples under main.main.func1\n{folded}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

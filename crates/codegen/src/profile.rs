@@ -20,9 +20,12 @@ use gobin::layout::RuntimeLayout;
 use crate::emit::{CTX, Emitter, SCRATCH};
 
 /// Frames a sample's key keeps, innermost first.
-pub const KEY_FRAMES: u32 = 62;
-/// Bytes of a key: the goroutine id, the walk's count word, the frames.
-pub const KEY_BYTES: u32 = 16 + 8 * KEY_FRAMES;
+pub const KEY_FRAMES: u32 = 58;
+/// Words of a key before the walk: the goroutine id, then the interrupted RSP and
+/// RBP and the two words at RSP (see [`profile`]).
+pub const KEY_HEAD: u32 = 5;
+/// Bytes of a key: the head, the walk's count word, the frames.
+pub const KEY_BYTES: u32 = 8 * KEY_HEAD + 8 + 8 * KEY_FRAMES;
 /// Distinct (goroutine, stack) pairs kept.
 pub const MAX_SAMPLES: u32 = 16384;
 
@@ -48,6 +51,12 @@ pub struct Profile {
 }
 
 /// Compiles the program for process `tgid`.
+///
+/// The walk cannot know where a function stopped before its frame was built (a
+/// frameless leaf, a prologue) keeps its return address: RBP is still its caller's,
+/// so the chain starts at the caller's caller. The key carries RSP, RBP and the two
+/// words at RSP, from which user space, which knows the SP delta at the sampled pc
+/// from the pclntab, takes the missing caller.
 pub fn profile(tgid: u32, layout: Option<&RuntimeLayout>) -> Result<Profile, bpf::AsmError> {
     let mut diags = Vec::new();
     let storage = crate::storage::layout(
@@ -96,12 +105,19 @@ pub fn profile(tgid: u32, layout: Option<&RuntimeLayout>) -> Result<Profile, bpf
     em.a.ja(out);
     em.a.bind(user);
     // The key, zeroed (the frames past the walk's are part of it), then filled.
-    let key = em.alloc(8 + 8 + 8 * bpf::script::MAX_FRAMES);
+    let key = em.alloc(8 * KEY_HEAD + 8 + 8 * bpf::script::MAX_FRAMES);
     for w in 0..KEY_BYTES / 8 {
         em.store_imm(key + 8 * w, Size::DW, 0);
     }
     goid(&mut em, layout, key);
-    crate::backtrace::sample_walk(&mut em, layout.copied(), key + 8);
+    em.ctx_reg(Reg::R3, X86Reg::Rsp);
+    em.store(key + 8, Reg::R3);
+    em.ctx_reg(Reg::R0, X86Reg::Rbp);
+    em.store(key + 16, Reg::R0);
+    em.addr(Reg::R1, key + 24);
+    em.e(Insn::mov64(Reg::R2, 16));
+    em.a.call(Helper::ProbeReadUser);
+    crate::backtrace::sample_walk(&mut em, layout.copied(), key + 8 * KEY_HEAD);
     // samples[key] += 1 on this CPU, or = 1.
     let (found, done) = (em.a.label(), em.a.label());
     em.a.ld_map(Reg::R1, samples);

@@ -15,7 +15,7 @@ use runtime::symbolize::Symbolizer;
 use super::ToolArgs;
 use crate::binary::Binary;
 use crate::session::{self, Handler, Traced};
-use codegen::profile::{Counter, KEY_FRAMES};
+use codegen::profile::{Counter, KEY_FRAMES, KEY_HEAD};
 
 /// Nothing to do between waits but wait.
 struct Idle;
@@ -26,6 +26,7 @@ impl Handler for Idle {}
 /// bare addresses).
 struct Symbols<'a, 'd> {
     sym: Symbolizer<'a, 'd>,
+    go: &'a gobin::GoBinary<'d>,
 }
 
 impl<'a, 'd> Symbols<'a, 'd> {
@@ -43,7 +44,15 @@ impl<'a, 'd> Symbols<'a, 'd> {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Symbols { sym }
+        Symbols { sym, go }
+    }
+
+    fn go(&self) -> &'a gobin::GoBinary<'d> {
+        self.go
+    }
+
+    fn bias(&self) -> u64 {
+        self.sym.bias()
     }
 }
 
@@ -153,8 +162,15 @@ fn read(
             .iter()
             .map(|v| word(v, 0))
             .sum();
-        let n = (word(&key, 1) & bpf::script::STACK_COUNT_MASK).min(u64::from(KEY_FRAMES));
-        let frames: Vec<u64> = (0..n as usize).map(|i| word(&key, 2 + i)).collect();
+        let head = KEY_HEAD as usize;
+        let n = (word(&key, head) & bpf::script::STACK_COUNT_MASK).min(u64::from(KEY_FRAMES));
+        let mut frames: Vec<u64> = (0..n as usize).map(|i| word(&key, head + 1 + i)).collect();
+        let regs = [word(&key, 1), word(&key, 2), word(&key, 3), word(&key, 4)];
+        if let Some(caller) = unbuilt_frame_caller(sym, &frames, regs)
+            && frames.get(1) != Some(&caller)
+        {
+            frames.insert(1, caller);
+        }
         let pcs: Vec<(u64, bool)> = sym.sym.logical(&frames, false).to_vec();
         let stack = pcs
             .iter()
@@ -189,6 +205,26 @@ fn read(
         });
     }
     Ok(out)
+}
+
+/// The return address of a sampled function whose frame was not built (a frameless
+/// leaf, a prologue), which the frame-pointer walk misses: with the SP delta `d` at
+/// the sampled pc (the pclntab's) at 0 or 8 and RBP not pointing at a saved BP just
+/// below the return address (`rsp + d - 8`), the return address is at `rsp + d`.
+/// `regs` are RSP, RBP and the words at RSP and RSP + 8.
+fn unbuilt_frame_caller(sym: &mut Symbols, frames: &[u64], regs: [u64; 4]) -> Option<u64> {
+    let [rsp, rbp, at0, at8] = regs;
+    let pc = *frames.first()?;
+    let bias = sym.bias();
+    let go = sym.go();
+    let f = go.function_at(gobin::VirtAddr(pc.checked_sub(bias)?))?;
+    let d = go.sp_delta(&f, gobin::VirtAddr(pc - bias))?;
+    let ret = match d {
+        0 => at0,
+        8 => at8,
+        _ => return None,
+    };
+    (rbp != rsp.wrapping_add(d as u64).wrapping_sub(8) && ret != 0).then_some(ret)
 }
 
 /// The `top` functions by flat samples (where the CPU was), with their cumulative
