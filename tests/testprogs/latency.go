@@ -6,7 +6,7 @@
 // With "wait", it prints "ready", waits for a line on stdin before it calls anything
 // (so that a tracer can attach first), and pauses 1.5 s between its phases (so that
 // they fall in different intervals of a tracer's -i 1).
-// Output, at the end, per function: "NAME CALLS TOTAL_NS", and "panics N".
+// Output, at the end, per function: "NAME CALLS TOTAL_NS MAX_NS", and "panics N".
 package main
 
 import (
@@ -22,12 +22,16 @@ type total struct {
 	sync.Mutex
 	calls int64
 	ns    int64
+	max   int64
 }
 
 func (t *total) add(d time.Duration) {
 	t.Lock()
 	t.calls++
 	t.ns += int64(d)
+	if int64(d) > t.max {
+		t.max = int64(d)
+	}
 	t.Unlock()
 }
 
@@ -142,7 +146,7 @@ func main() {
 		name string
 		t    *total
 	}{{"main.doWork", &work}, {"main.doRecurse", &recurse}, {"main.doGrow", &grow}, {"main.doMayPanic", &mayPanic}} {
-		fmt.Println(t.name, t.t.calls, t.t.ns)
+		fmt.Println(t.name, t.t.calls, t.t.ns, t.t.max)
 	}
 	fmt.Println("panics", panics)
 }
