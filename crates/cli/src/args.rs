@@ -662,6 +662,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         }),
         Sub::Funclatency(f) => funclatency(f)?,
         Sub::Offcpu(o) => Command::Tool(ToolArgs {
+            export: not_exported("offcpu", &o.on.target.export).map(|()| Default::default())?,
             top: usize::try_from(o.top).unwrap_or(usize::MAX),
             folded: o.folded,
             svg: o.svg,
@@ -670,6 +671,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
             ..tool(Tool::OffCpu, o.on)
         }),
         Sub::Profile(o) => Command::Tool(ToolArgs {
+            export: not_exported("profile", &o.on.target.export).map(|()| Default::default())?,
             hz: o.hz,
             top: usize::try_from(o.top).unwrap_or(usize::MAX),
             folded: o.folded,
@@ -954,6 +956,8 @@ mod tests {
             &["-d", "nosuch", "s.stp"],
             &["s.stp", "--prometheus"],
             &["funclatency", "--otlp", "http://c:4318", "./bin", "main.*"],
+            &["offcpu", "./bin", "--prometheus", ":9464"],
+            &["profile", "-x", "1", "--otlp", "http://c:4318"],
             &["--bogus"],
             &[],
         ] {
