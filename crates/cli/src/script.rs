@@ -1,5 +1,5 @@
 //! `gotap SCRIPT.stp` and `gotap -e 'SCRIPT'`: the script's plan for the pipeline
-//! (`pipeline.rs`, which parses, checks, compiles, loads, attaches and traces), and
+//! (`pipeline/`, which parses, checks, compiles, loads, attaches and traces), and
 //! what the script's output is. As text (stap's): each record as its format prints
 //! it, stacks as their addresses or frames, and at the end the globals the script
 //! wrote but never read. As JSON (`-f json`, bpftrace's shapes, see

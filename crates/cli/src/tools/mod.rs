@@ -1,11 +1,17 @@
-//! The ready tools built on the Go runtime tapset: `stackgrow`, `gcstat` and
-//! `goroutines`. Each one is a script in the probe language (the tapset's aliases plus
-//! probes that aggregate in the kernel or send a record of values per event and, for
-//! some, a backtrace), run through the same pipeline as any script
-//! (`pipeline.rs`), and a [`Consumer`] in Rust that reads those records' values and
-//! the script's globals as they are (numbers, frames), keeps the tool's tables, and
-//! prints them live and at the end. The scripts are printed by `-v`, so what a tool
-//! does can be copied into a script.
+//! The ready tools built on the Go runtime tapset: `stackgrow`, `gcstat`,
+//! `goroutines` and `offcpu`. Each one is a script in the probe language (the tapset's
+//! aliases plus probes that aggregate in the kernel or send a record of values per
+//! event and, for some, a backtrace), run through the same pipeline as any script
+//! (`pipeline/`), and a [`Consumer`] in Rust that reads those records' values and the
+//! script's globals as they are (numbers, frames), keeps the tool's tables, and prints
+//! them live and at the end. The scripts are printed by `-v`, so what a tool does can
+//! be copied into a script.
+//!
+//! Two tools are not scripts, as `funccount` is not: `funclatency` is one hand-built
+//! pair of programs (entry and every `RET`, matched by goroutine and stack depth,
+//! `codegen::funclatency`) and `profile` a perf `cpu-clock` program per CPU
+//! (`codegen::profile`), which the language has no probe point for yet; both load and
+//! attach through `session` as the pipeline does, and read what they need from it.
 
 mod funclatency;
 mod gcstat;
