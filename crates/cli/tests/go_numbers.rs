@@ -175,6 +175,20 @@ fn gctrace(stderr: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// The sum of gctrace's two stop-the-world phases per cycle (`gc N @… …%: A+B+C ms
+/// clock, …`: A and C), in nanoseconds.
+fn gctrace_stw_ns(stderr: &str) -> f64 {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("gc ") && l.ends_with(" P"))
+        .filter_map(|l| {
+            let clock = l.split(": ").nth(1)?.split(" ms clock").next()?;
+            let parts: Vec<f64> = clock.split('+').filter_map(|x| x.parse().ok()).collect();
+            (parts.len() == 3).then(|| (parts[0] + parts[2]) * 1e6)
+        })
+        .sum()
+}
+
 #[test]
 fn gcstat_times_cycles_from_program_start_and_its_pauses_add_up_to_runtime_metrics() {
     let _quiet = quiet();
@@ -265,8 +279,18 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
             };
             let metrics_ns = field("pauses_ns");
             let ours_ns = summary["pause_total_us"].as_f64().expect("pause total") * 1e3;
+            // gctrace's own stop-the-world phases (the first and last of its
+            // "A+B+C ms clock"), cut to the microsecond: the exact oracle, within 10%.
+            let stw_ns = gctrace_stw_ns(stderr);
             assert!(
-                (ours_ns - metrics_ns).abs() <= 0.10 * metrics_ns,
+                (ours_ns - stw_ns).abs() <= 0.10 * stw_ns + 2_000.0 * trace.len() as f64,
+                "{ctx}: pauses {ours_ns} ns, gctrace's stop-the-world phases {stw_ns} ns"
+            );
+            // /gc/pauses:seconds is a histogram: the program sums its buckets'
+            // midpoints, which moved it 10.7–12.4% from gctrace's sum on a loaded
+            // machine; it is held within 15%.
+            assert!(
+                (ours_ns - metrics_ns).abs() <= 0.15 * metrics_ns,
                 "{ctx}: pauses {ours_ns} ns, /gc/pauses:seconds {metrics_ns} ns"
             );
         }
