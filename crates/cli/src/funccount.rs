@@ -33,11 +33,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     if let Some(p) = &a.output {
         session::check_output("-o", p)?;
     }
-    let path = match (&a.binary, session::target_binary(&a.target)?) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
-        (None, None) => bail!("funccount: name a binary, -x PID or -c CMD"),
-    };
+    let path = session::tool_binary("funccount", &a.binary, &a.target)?;
     let bin = Binary::open(&path)?;
     let funcs = resolve(&bin, &a.patterns)?;
     let mut traced = Traced::start(&a.target)?;

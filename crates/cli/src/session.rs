@@ -94,6 +94,20 @@ impl Traced {
     }
 }
 
+/// The binary a tool traces: the `BIN` it was given, else the `-c`/`-x` target's;
+/// `tool` names it in the error when there is neither.
+pub fn tool_binary(
+    tool: &str,
+    binary: &Option<std::path::PathBuf>,
+    target: &Target,
+) -> Result<std::path::PathBuf> {
+    match (binary, target_binary(target)?) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(p)) => Ok(p),
+        (None, None) => anyhow::bail!("{tool}: name a binary, -x PID or -c CMD"),
+    }
+}
+
 /// The binary a trace is about when the command line names none: the `-c` command's
 /// program or the `-x` process's executable (`/proc/PID/exe`, which reaches it even
 /// when its path was replaced or is in another mount namespace).

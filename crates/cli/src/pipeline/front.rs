@@ -65,11 +65,7 @@ pub(super) type Alone = Option<(lang::TypeInfo, Vec<lang::Diagnostic>)>;
 pub(super) fn binary(plan: &Plan, parsed: &Parsed) -> Result<(Option<Binary>, Alone)> {
     session::phase("check");
     if let Some(t) = &plan.tool {
-        let path = match (&t.binary, session::target_binary(&plan.target)?) {
-            (Some(p), _) => p.clone(),
-            (None, Some(p)) => p,
-            (None, None) => bail!("{}: name a binary, -x PID or -c CMD", t.name),
-        };
+        let path = session::tool_binary(t.name, &t.binary, &plan.target)?;
         return Ok((Some(Binary::open(&path)?), None));
     }
     let nobin = NoBinary::default();

@@ -91,11 +91,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     if let Some(p) = &a.output {
         session::check_output("-o", p)?;
     }
-    let path = match (&a.binary, session::target_binary(&a.target)?) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
-        (None, None) => bail!("funclatency: name a binary, -x PID or -c CMD"),
-    };
+    let path = session::tool_binary("funclatency", &a.binary, &a.target)?;
     let bin = Binary::open(&path)?;
     let timed = resolve(&bin, &a.patterns)?;
     let layout = super::memory::runtime_layout(&bin)
