@@ -137,3 +137,29 @@ pub fn global<'g>(
         .find(|g| g.name == name)
         .ok_or_else(|| anyhow::anyhow!("internal error: the tool's script has no global {name}"))
 }
+
+/// A tool's stacks written as `--folded` and `--svg` ask, each file named in its
+/// error.
+fn write_flame(
+    folded: &runtime::flame::Folded,
+    folded_to: &Option<PathBuf>,
+    svg_to: &Option<PathBuf>,
+    title: &str,
+    unit: &str,
+) -> Result<()> {
+    use anyhow::Context;
+    if let Some(p) = folded_to {
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
+        folded
+            .write_folded(&mut f)
+            .with_context(|| format!("--folded {}", p.display()))?;
+    }
+    if let Some(p) = svg_to {
+        let mut f = std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?;
+        folded
+            .write_svg(title, unit, &mut f)
+            .with_context(|| format!("--svg {}", p.display()))?;
+    }
+    Ok(())
+}

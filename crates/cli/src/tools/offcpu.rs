@@ -57,19 +57,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     };
     let code = super::trace(a, "offcpu", SCRIPT, &mut o)?;
     let folded = o.folded();
-    if let Some(p) = &a.folded {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
-        folded
-            .write_folded(&mut f)
-            .with_context(|| format!("--folded {}", p.display()))?;
-    }
-    if let Some(p) = &a.svg {
-        let mut f = std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?;
-        folded
-            .write_svg("goroutines off CPU", "ns", &mut f)
-            .with_context(|| format!("--svg {}", p.display()))?;
-    }
+    super::write_flame(&folded, &a.folded, &a.svg, "goroutines off CPU", "ns")?;
     if let Some(p) = &a.pprof {
         let mut f = std::fs::File::create(p).with_context(|| format!("--pprof {}", p.display()))?;
         o.profile(started)

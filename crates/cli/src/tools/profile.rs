@@ -271,19 +271,7 @@ fn write_files(a: &ToolArgs, samples: &[Sample], started: std::time::SystemTime)
             .collect();
         folded.add(path.join(";"), s.count);
     }
-    if let Some(p) = &a.folded {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("--folded {}", p.display()))?;
-        folded
-            .write_folded(&mut f)
-            .with_context(|| format!("--folded {}", p.display()))?;
-    }
-    if let Some(p) = &a.svg {
-        let mut f = std::fs::File::create(p).with_context(|| format!("--svg {}", p.display()))?;
-        folded
-            .write_svg("on-CPU samples", "samples", &mut f)
-            .with_context(|| format!("--svg {}", p.display()))?;
-    }
+    super::write_flame(&folded, &a.folded, &a.svg, "on-CPU samples", "samples")?;
     if let Some(p) = &a.pprof {
         let unix = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH)
