@@ -95,19 +95,19 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         funcs: &funcs,
         out: &mut out,
         export: export.as_mut(),
-        cleared: vec![0; funcs.len()],
+        printed: vec![0; funcs.len()],
     };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
-    let cleared = std::mem::take(&mut h.cleared);
+    let printed = std::mem::take(&mut h.printed);
     let t1 = Instant::now();
     armed.detach();
     if a.verbose > 0 {
         eprintln!("detached in {:.1} ms", t1.elapsed().as_secs_f64() * 1e3);
     }
-    let last = print_counts(&armed.maps[map_index], &funcs, false, &mut out)
+    let last = print_counts(&armed.maps[map_index], &funcs, &printed, &mut out)
         .with_context(|| output_name(a))?;
     if let Some(mut x) = export {
-        export_calls(&x, &funcs, &last, &cleared);
+        export_calls(&x, &funcs, &last);
         x.exporter.finish(Some(end));
     }
     Ok(match end {
@@ -240,32 +240,31 @@ fn output_name(a: &FunccountArgs) -> String {
     }
 }
 
-/// Reads, sums over CPUs, prints to `w` and optionally clears the counters. A
-/// function's count is the sum of its probes'; with inlined calls probed, an INLINED
-/// column says how many of them were inlined calls. Returns the count of each probe.
+/// Reads the counters, sums them over CPUs and prints to `w` what each counted
+/// since `before` (an earlier return of this function). The counters are never
+/// cleared: a hit between a read and a clear would be lost, so an interval is the
+/// difference of two reads. A function's count is the sum of its probes'; with
+/// inlined calls probed, an INLINED column says how many of them were inlined
+/// calls. Returns the count of each probe since tracing began.
 fn print_counts(
     map: &sys::Map,
     funcs: &[Probed],
-    clear: bool,
+    before: &[u64],
     w: &mut dyn Write,
 ) -> Result<Vec<u64>> {
     let mut read = Vec::with_capacity(funcs.len());
     let mut counts: Vec<(&str, u64)> = Vec::new();
     let mut inlined: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    let zero = vec![0u8; map.value_buf_size()];
     for (i, f) in funcs.iter().enumerate() {
-        let key = (i as u32).to_le_bytes();
-        let n = session::per_cpu_sum(map, i as u32)?;
-        read.push(n);
+        let total = session::per_cpu_sum(map, i as u32)?;
+        read.push(total);
+        let n = total.saturating_sub(before.get(i).copied().unwrap_or(0));
         match counts.iter_mut().find(|(name, _)| *name == f.name) {
             Some((_, c)) => *c += n,
             None => counts.push((&f.name, n)),
         }
         if f.inlined {
             *inlined.entry(&f.name).or_default() += n;
-        }
-        if clear && n > 0 {
-            map.update(&key, &zero, sys::UpdateFlags::Any)?;
         }
     }
     let mut out = Vec::new();
@@ -283,15 +282,12 @@ fn print_counts(
     Ok(read)
 }
 
-/// `go.function.calls{function}`: each probe's count now, plus what `-i` cleared
-/// before, summed per function (an inlined call counts for the function inlined).
-fn export_calls(x: &ToolExport, funcs: &[Probed], now: &[u64], cleared: &[u64]) {
+/// `go.function.calls{function}`: each probe's count since tracing began, summed
+/// per function (an inlined call counts for the function inlined).
+fn export_calls(x: &ToolExport, funcs: &[Probed], now: &[u64]) {
     x.by_function(
         &export::names::FUNCTION_CALLS,
-        funcs.iter().enumerate().map(|(i, f)| {
-            let n = now.get(i).copied().unwrap_or(0) + cleared.get(i).copied().unwrap_or(0);
-            (f.name.as_str(), n)
-        }),
+        funcs.iter().zip(now).map(|(f, n)| (f.name.as_str(), *n)),
     );
 }
 
@@ -303,8 +299,8 @@ struct Interval<'a> {
     out: &'a mut Box<dyn Write>,
     /// `--prometheus`, `--otlp`: the counts, every interval.
     export: Option<&'a mut ToolExport>,
-    /// Per probe, what `-i` printed and cleared so far (exported counts only grow).
-    cleared: Vec<u64>,
+    /// Per probe, its count when `-i` last printed.
+    printed: Vec<u64>,
 }
 
 impl Handler for Interval<'_> {
@@ -315,7 +311,7 @@ impl Handler for Interval<'_> {
             let counts: Vec<u64> = (0..self.funcs.len() as u32)
                 .map(|i| session::per_cpu_sum(self.map, i))
                 .collect::<Result<_>>()?;
-            export_calls(x, self.funcs, &counts, &self.cleared);
+            export_calls(x, self.funcs, &counts);
         }
         let Some(every) = self.every else {
             return Ok(false);
@@ -323,10 +319,7 @@ impl Handler for Interval<'_> {
         let next = *self.next.get_or_insert(now + every);
         if now >= next {
             writeln!(self.out, "\n{}", chrono_free_time())?;
-            let printed = print_counts(self.map, self.funcs, true, self.out)?;
-            for (c, n) in self.cleared.iter_mut().zip(printed) {
-                *c += n;
-            }
+            self.printed = print_counts(self.map, self.funcs, &self.printed, self.out)?;
             self.next = Some(next + every);
         }
         Ok(false)

@@ -432,82 +432,116 @@ fn funclatency_totals_match_the_programs_own_time_since_and_counts_equal() {
     );
 }
 
+/// Starts the latency program (stripped) with "wait", runs gotap with `args`
+/// then `-x PID PATTERN` on it, lets the program go once the probes are in place
+/// (its phases 1.5 s apart), and returns the program's output, gotap's stdout and
+/// what to say on failure. gotap must end with the process, successfully.
+fn attached_mid_run(tc: &Toolchain, args: &[&str]) -> (String, String, String) {
+    let bin = Private::copy(
+        &testprogs::build("latency", tc, Variant::Stripped),
+        &format!("latx-{}-{}", tc.minor, args[0]),
+    );
+    let what = format!("go{} stripped {args:?} -x", tc.minor);
+    let mut prog = std::process::Command::new(&bin.path)
+        .args(["50", "wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let mut tracer = gotap()
+        .args(args)
+        .args(["-x", &prog.id().to_string(), "main.do*"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gotap");
+    // The program goes on once the probes are in place.
+    let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("Hit Ctrl-C") {
+        assert!(
+            err.read_line(&mut said).expect("gotap's stderr") > 0,
+            "{what}: {said}"
+        );
+    }
+    let errs = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        rest
+    });
+    use std::io::Write;
+    prog.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("start the program");
+    let program: String = lines.map_while(Result::ok).map(|l| l + "\n").collect();
+    let _ = prog.wait();
+    let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    let ctx = format!("{what}\n{said}{}", errs.join().unwrap_or_default());
+    assert!(!killed, "{ctx}: gotap -x did not end with its process");
+    assert!(out.status.success(), "{ctx}\n{stdout}");
+    (program, stdout, ctx)
+}
+
+/// The first Go toolchain whose frames open with `push rbp`, and the newest.
+fn push_rbp_toolchains() -> [Toolchain; 2] {
+    let first = testprogs::toolchains()
+        .into_iter()
+        .find(|tc| tc.minor_number() >= (1, 21))
+        .expect("Go 1.21 or later");
+    [first, testprogs::newest()]
+}
+
 #[test]
 fn funclatency_attached_mid_run_with_intervals_adds_up_to_the_programs_own_totals() {
     let _quiet = quiet();
-    let push_rbp = |tc: &Toolchain| tc.minor_number() >= (1, 21);
-    let first = testprogs::toolchains()
-        .into_iter()
-        .find(push_rbp)
-        .expect("Go 1.21 or later");
-    for tc in [first, testprogs::newest()] {
-        let bin = Private::copy(
-            &testprogs::build("latency", &tc, Variant::Stripped),
-            &format!("latx-{}", tc.minor),
-        );
-        let what = format!("go{} stripped -x -i 1", tc.minor);
-        let mut prog = std::process::Command::new(&bin.path)
-            .args(["50", "wait"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the program");
-        let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
-        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
-        let mut tracer = gotap()
-            .args([
-                "funclatency",
-                "--json",
-                "-i",
-                "1",
-                "-x",
-                &prog.id().to_string(),
-                "main.do*",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gotap");
-        // The program goes on once the probes are in place.
-        let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
-        let mut said = String::new();
-        while !said.contains("Hit Ctrl-C") {
-            assert!(
-                err.read_line(&mut said).expect("gotap's stderr") > 0,
-                "{what}: {said}"
-            );
-        }
-        let errs = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-            rest
-        });
-        use std::io::Write;
-        prog.stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"go\n")
-            .expect("start the program");
-        let program: String = lines.map_while(Result::ok).map(|l| l + "\n").collect();
-        let _ = prog.wait();
-        let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
-        let stdout = text(&out.stdout);
-        let ctx = format!("{what}\n{said}{}", errs.join().unwrap_or_default());
-        assert!(!killed, "{ctx}: gotap -x did not end with its process");
-        assert!(out.status.success(), "{ctx}\n{stdout}");
+    for tc in push_rbp_toolchains() {
+        let (program, stdout, ctx) = attached_mid_run(&tc, &["funclatency", "--json", "-i", "1"]);
         let intervals = stdout
             .lines()
-            .filter(|l| l.contains("\"main.doWork\""))
-            .count()
-            + stdout
-                .lines()
-                .filter(|l| l.contains("\"main.doRecurse\""))
-                .count();
+            .filter(|l| l.contains("\"main.doWork\"") || l.contains("\"main.doRecurse\""))
+            .count();
         assert!(
             intervals >= 2,
             "{ctx}: the phases fall in different intervals\n{stdout}"
         );
         check_latency(&ctx, &program, &stdout, false);
+    }
+}
+
+/// funccount's intervals: the counts of each, added up, are the program's calls
+/// (those that panicked included), none lost at an interval's edge.
+#[test]
+fn funccount_intervals_add_up_to_the_programs_calls() {
+    let _quiet = quiet();
+    for tc in push_rbp_toolchains() {
+        let (program, stdout, ctx) = attached_mid_run(&tc, &["funccount", "-i", "1"]);
+        let mut want = program_latency(&program);
+        let panics: u64 = program
+            .lines()
+            .find_map(|l| l.strip_prefix("panics "))
+            .and_then(|n| n.parse().ok())
+            .expect("the program's panics");
+        want.get_mut("main.doMayPanic").expect("doMayPanic").0 += panics;
+        let mut got = std::collections::BTreeMap::<String, u64>::new();
+        let mut tables = 0;
+        for l in stdout.lines() {
+            tables += usize::from(l.starts_with("FUNC"));
+            let mut w = l.split_whitespace();
+            if let (Some(f), Some(n), None) = (w.next(), w.next(), w.next())
+                && f.starts_with("main.do")
+            {
+                *got.entry(f.to_string()).or_default() += n.parse::<u64>().expect("a count");
+            }
+        }
+        assert!(tables >= 3, "{ctx}: intervals and the end\n{stdout}");
+        let want: std::collections::BTreeMap<String, u64> =
+            want.into_iter().map(|(f, (n, _, _))| (f, n)).collect();
+        assert_eq!(got, want, "{ctx}\n{stdout}\n{program}");
     }
 }
 

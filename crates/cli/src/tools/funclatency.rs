@@ -71,6 +71,7 @@ pub struct Latency {
     pub function: String,
     pub calls: u64,
     pub total_ns: u64,
+    /// The shortest and the longest call since tracing began (with `-i`, too).
     pub min_ns: u64,
     pub max_ns: u64,
     /// `(lowest value of the bucket in the unit, calls)` of the non-empty buckets.
@@ -157,15 +158,17 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         next: None,
         maps: &maps,
         names: &timed.names,
+        before: Vec::new(),
         a,
         out: &mut out,
     };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
+    let before = h.before;
     let gone = matches!(end, End::ChildExited(_) | End::ProcessGone);
     let code = traced.finish(end)?;
     armed.detach();
     let rows = read(&maps, &timed.names, Some(gone))?;
-    write_rows(&mut out, a, &rows)?;
+    write_rows(&mut out, a, &since(&rows, &before))?;
     Ok(code)
 }
 
@@ -286,17 +289,17 @@ struct Maps<'a> {
     pending: &'a sys::Map,
 }
 
-/// The numbers of every function that was called (or left a count), read from the
-/// kernel's maps and summed over CPUs. At the end (`Some(gone)`: whether the process
-/// is gone), the calls left pending are counted; between intervals (`None`) they are
-/// left pending and the maps start again from zero.
+/// Every function's numbers since tracing began, read from the kernel's maps and
+/// summed over CPUs (one row per name, in order). The maps are never cleared: a
+/// call that ends while they are read would be lost between a read and a clear, so
+/// an interval is the difference of two reads ([`since`]). At the end
+/// (`Some(gone)`: whether the process is gone), the calls left pending are counted.
 fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Latency>> {
-    let clear = end.is_none();
     let hist = runtime::globals::hist(&HIST)?;
     // Calls still under way (or that never returned), by function, from the keys
     // left; their value's second word is the function.
     let mut pending: HashMap<u64, u64> = HashMap::new();
-    if !clear {
+    if end.is_some() {
         for k in maps.pending.keys()? {
             if let Some(v) = maps.pending.get(&k)?
                 && let Some(f) = v.get(8..16)
@@ -314,7 +317,7 @@ fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Late
         let left = pending.get(&(i as u64)).copied().unwrap_or(0);
         let counter =
             |c: Counter| session::per_cpu_sum(maps.counts, COUNTERS * i as u32 + c as u32);
-        let row = Latency {
+        rows.push(Latency {
             function: name.clone(),
             calls: stat.count as u64,
             total_ns: stat.sum as u64,
@@ -331,21 +334,44 @@ fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Late
             running: if end == Some(false) { left } else { 0 },
             no_entry: counter(Counter::NoEntry)?,
             unsaved: counter(Counter::Unsaved)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// What happened between two reads (`before` empty: since tracing began), the
+/// functions with nothing to show left out. Counts, totals, buckets and the
+/// counters are differences, exact; the shortest and longest call are those since
+/// tracing began (the kernel keeps one of each).
+fn since(now: &[Latency], before: &[Latency]) -> Vec<Latency> {
+    let mut rows = Vec::new();
+    for (i, r) in now.iter().enumerate() {
+        let b = before.get(i).cloned().unwrap_or_default();
+        let buckets = r
+            .buckets
+            .iter()
+            .filter_map(|&(lo, n)| {
+                let was = b.buckets.iter().find(|(l, _)| *l == lo).map_or(0, |x| x.1);
+                (n > was).then_some((lo, n - was))
+            })
+            .collect();
+        let row = Latency {
+            function: r.function.clone(),
+            calls: r.calls.saturating_sub(b.calls),
+            total_ns: r.total_ns.saturating_sub(b.total_ns),
+            min_ns: r.min_ns,
+            max_ns: r.max_ns,
+            buckets,
+            no_return: r.no_return.saturating_sub(b.no_return),
+            running: r.running,
+            no_entry: r.no_entry.saturating_sub(b.no_entry),
+            unsaved: r.unsaved.saturating_sub(b.unsaved),
         };
-        if clear {
-            let zero = vec![0u8; maps.stats.value_buf_size()];
-            maps.stats.update(&key, &zero, sys::UpdateFlags::Any)?;
-            let zero = vec![0u8; maps.counts.value_buf_size()];
-            for c in 0..COUNTERS {
-                let k = (COUNTERS * i as u32 + c).to_le_bytes();
-                maps.counts.update(&k, &zero, sys::UpdateFlags::Any)?;
-            }
-        }
         if row.calls > 0 || row.no_return + row.running + row.no_entry + row.unsaved > 0 {
             rows.push(row);
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// The rows as text (a histogram per function, BCC's header line) or JSON.
@@ -430,12 +456,14 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
     Ok(())
 }
 
-/// Prints (and clears) the histograms every `-i` seconds.
+/// Prints the histograms of each `-i` seconds.
 struct Interval<'a, 'm> {
     every: Option<Duration>,
     next: Option<Instant>,
     maps: &'a Maps<'m>,
     names: &'a [String],
+    /// The numbers as the last interval left them.
+    before: Vec<Latency>,
     a: &'a ToolArgs,
     out: &'a mut Box<dyn Write>,
 }
@@ -447,8 +475,9 @@ impl Handler for Interval<'_, '_> {
         };
         let next = *self.next.get_or_insert(now + every);
         if now >= next {
-            let rows = read(self.maps, self.names, None)?;
-            write_rows(self.out, self.a, &rows)?;
+            let now = read(self.maps, self.names, None)?;
+            write_rows(self.out, self.a, &since(&now, &self.before))?;
+            self.before = now;
             self.next = Some(next + every);
         }
         Ok(false)
