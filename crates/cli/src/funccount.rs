@@ -100,7 +100,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     let end = session::run(&signals, None, &mut traced, &mut h)?;
     let printed = std::mem::take(&mut h.printed);
     let t1 = Instant::now();
-    armed.detach();
+    armed.detach_after(end);
     if a.verbose > 0 {
         eprintln!("detached in {:.1} ms", t1.elapsed().as_secs_f64() * 1e3);
     }

@@ -387,6 +387,48 @@ impl Armed {
     pub fn detach(&self) {
         release(self.links.take());
     }
+
+    /// Removes every probe at the end of a trace that ended as `end` said. After a
+    /// signal the user waits for gotap, which promises to end within 100 ms: the
+    /// links go to a child of ours (`sys::handoff`), which waits out the kernel's
+    /// grace period, and gotap waits for it only until [`SIGNAL_RELEASE`] after the
+    /// signal. If the kernel is slower than that, gotap says so and goes on: hits
+    /// from then on may still be counted, or printed records lost, without notice.
+    pub fn detach_after(&self, end: End) {
+        let seen = signal_seen().filter(|_| end == End::Signal);
+        let Some(deadline) = seen.map(|t| t + SIGNAL_RELEASE) else {
+            return self.detach();
+        };
+        let links = self.links.take();
+        if links.is_empty() {
+            return;
+        }
+        let mut child = match sys::handoff::hand_off(sys::handoff::When::Told) {
+            Ok(c) => c,
+            Err(_) => return release(links),
+        };
+        drop(links);
+        child.go();
+        if !child.wait_until(deadline) {
+            eprintln!(
+                "WARNING: the kernel was still removing the probes {} ms after the signal (process {} waits for it); what they counted after that may be in the numbers below, and records they printed may be missing",
+                SIGNAL_RELEASE.as_millis(),
+                child.pid()
+            );
+        }
+    }
+}
+
+/// How long after the signal that ended a trace gotap waits for the kernel to
+/// release its probes ([`Armed::detach_after`]): the grace period was measured at
+/// 25–86 ms, and the rest of gotap's end (the drain, end probes, printing) at a few.
+const SIGNAL_RELEASE: Duration = Duration::from_millis(80);
+
+/// When the main loop saw the signal that ended the trace.
+static SIGNAL_SEEN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn signal_seen() -> Option<Instant> {
+    SIGNAL_SEEN.get().copied()
 }
 
 impl Drop for Armed {
@@ -493,6 +535,7 @@ fn wait(
             }
         }
         if signals.pending().is_some() {
+            let _ = SIGNAL_SEEN.set(Instant::now());
             return Ok(End::Signal);
         }
         match traced {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cpu;
 mod error;
 mod file;
+pub mod handoff;
 pub mod inventory;
 mod map;
 mod perf;

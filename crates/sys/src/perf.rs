@@ -58,6 +58,7 @@ impl CpuClock {
         let perf =
             owned_fd(syscall(call).map_err(|e| Error::syscall("perf_event_open(cpu-clock)", e))?)
                 .map_err(|e| Error::syscall("perf_event_open(cpu-clock)", e))?;
+        crate::handoff::note_placed();
         let mut attr = BpfAttr::link_create(LinkCreate {
             prog_fd: prog.as_fd().as_raw_fd() as u32,
             target_fd: perf.as_raw_fd() as u32,

@@ -85,6 +85,7 @@ impl Uprobe {
             )));
         }
         let perf = open_uprobe_event(path, offset, scope)?;
+        crate::handoff::note_placed();
         let mut attr = BpfAttr::link_create(LinkCreate {
             prog_fd: prog.as_fd().as_raw_fd() as u32,
             target_fd: perf.as_raw_fd() as u32,
@@ -215,6 +216,7 @@ impl UprobeMulti {
         let cpath = c_path(path)?;
         let fd = multi_link(prog.as_fd(), &cpath, offsets, cookies, cnt, scope)
             .map_err(|e| Error::attach("bpf(BPF_LINK_CREATE uprobe_multi)", path, offsets[0], e))?;
+        crate::handoff::note_placed();
         Ok(UprobeMulti {
             link: fd,
             count: offsets.len(),

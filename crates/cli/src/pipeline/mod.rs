@@ -236,7 +236,7 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
     t.consumer.attached(armed.probe_count(), &mut t.out);
     let end = t.trace(spec, &signals, &mut traced)?;
     let code = traced.finish(end)?;
-    detach(&armed, plan.verbose);
+    detach(&armed, end, plan.verbose);
     t.drain(spec, &armed)?;
     t.end_probes(spec);
     let tally = Tally::read(spec, &armed, t.interp.cuts())?;
@@ -323,11 +323,12 @@ fn attach(armed: &mut Armed, bin: Option<&Binary>, traced: &Traced) -> Result<()
     Ok(())
 }
 
-/// Every probe removed (`-v` times it: releasing links waits for the kernel).
-fn detach(armed: &Armed, verbose: u8) {
+/// Every probe removed (`-v` times it: releasing links waits for the kernel), as
+/// [`Armed::detach_after`] does after the trace's `end`.
+fn detach(armed: &Armed, end: session::End, verbose: u8) {
     session::phase("detach");
     let detaching = Instant::now();
-    armed.detach();
+    armed.detach_after(end);
     if verbose > 0 {
         eprintln!(
             "gotap: detached in {:.1} ms",

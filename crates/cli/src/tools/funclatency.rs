@@ -166,7 +166,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let before = h.before;
     let gone = matches!(end, End::ChildExited(_) | End::ProcessGone);
     let code = traced.finish(end)?;
-    armed.detach();
+    armed.detach_after(end);
     let rows = read(&maps, &timed.names, Some(gone))?;
     write_rows(&mut out, a, &since(&rows, &before))?;
     Ok(code)
