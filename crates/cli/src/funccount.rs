@@ -100,7 +100,13 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
     let end = session::run(&signals, None, &mut traced, &mut h)?;
     let printed = std::mem::take(&mut h.printed);
     let t1 = Instant::now();
-    armed.detach_after(end);
+    let map = &armed.maps[map_index];
+    let hits = || {
+        (0..funcs.len() as u32)
+            .map(|i| session::per_cpu_sum(map, i).unwrap_or(0))
+            .sum()
+    };
+    let late = armed.detach_after(end, &traced, &hits);
     if a.verbose > 0 {
         eprintln!("detached in {:.1} ms", t1.elapsed().as_secs_f64() * 1e3);
     }
@@ -110,6 +116,7 @@ pub fn run(a: &FunccountArgs) -> Result<i32> {
         export_calls(&x, &funcs, &last);
         x.exporter.finish(Some(end));
     }
+    late.say(hits());
     Ok(match end {
         session::End::ChildExited(code) => code,
         _ => 0,

@@ -66,6 +66,16 @@ impl Traced {
         }
     }
 
+    /// Whether the traced process is gone (the `-c` command reaped, the `-x`
+    /// process ended), so that no probe scoped to it can fire any more.
+    pub fn gone(&self) -> bool {
+        match self {
+            Traced::Any => false,
+            Traced::Pid(p) => !Path::new(&format!("/proc/{p}")).exists(),
+            Traced::Child(c) => c.reaped(),
+        }
+    }
+
     pub fn scope(&self) -> sys::Scope {
         self.pid().map_or(sys::Scope::All, sys::Scope::Pid)
     }
@@ -388,32 +398,65 @@ impl Armed {
         release(self.links.take());
     }
 
-    /// Removes every probe at the end of a trace that ended as `end` said. After a
-    /// signal the user waits for gotap, which promises to end within 100 ms: the
-    /// links go to a child of ours (`sys::handoff`), which waits out the kernel's
-    /// grace period, and gotap waits for it only until [`SIGNAL_RELEASE`] after the
-    /// signal. If the kernel is slower than that, gotap says so and goes on: hits
-    /// from then on may still be counted, or printed records lost, without notice.
-    pub fn detach_after(&self, end: End) {
-        let seen = signal_seen().filter(|_| end == End::Signal);
-        let Some(deadline) = seen.map(|t| t + SIGNAL_RELEASE) else {
-            return self.detach();
+    /// Removes every probe at the end of a trace that ended as `end` said, for
+    /// `traced`. Where no process can hit the probes any more (the `-c` command
+    /// reaped, the `-x` process gone) nothing waits for the kernel: the links go to a
+    /// child of ours (`sys::handoff`), which waits out the grace period after gotap.
+    /// After a signal the user waits for gotap, which promises to end within 100 ms:
+    /// the links go to the child too, and gotap waits for it only until
+    /// [`SIGNAL_RELEASE`] after the signal. If the kernel is slower, the probes may
+    /// still fire while gotap drains and prints: the [`Late`] returned holds `hits()`
+    /// (the probes' hits so far) to tell at the end whether any did. Otherwise the
+    /// links are released here.
+    pub fn detach_after(&self, end: End, traced: &Traced, hits: &dyn Fn() -> u64) -> Late {
+        let deadline = if traced.gone() {
+            None
+        } else {
+            match signal_seen().filter(|_| end == End::Signal) {
+                Some(seen) => Some(seen + SIGNAL_RELEASE),
+                None => {
+                    self.detach();
+                    return Late(None);
+                }
+            }
         };
         let links = self.links.take();
         if links.is_empty() {
-            return;
+            return Late(None);
         }
         let mut child = match sys::handoff::hand_off(sys::handoff::When::Told) {
             Ok(c) => c,
-            Err(_) => return release(links),
+            Err(_) => {
+                release(links);
+                return Late(None);
+            }
         };
         drop(links);
         child.go();
-        if !child.wait_until(deadline) {
+        match deadline {
+            Some(d) if !child.wait_until(d) => Late(Some(hits())),
+            _ => Late(None),
+        }
+    }
+}
+
+/// The probes' hits when gotap stopped waiting for the kernel to remove them
+/// ([`Armed::detach_after`]), if it did before they were gone.
+#[must_use]
+pub struct Late(Option<u64>);
+
+impl Late {
+    /// Says, once everything is printed, how many hits came after gotap stopped
+    /// waiting (`hits`: the probes' hits now): their records may be missing and
+    /// their counts may be in what was printed. Nothing when none came.
+    pub fn say(self, hits: u64) {
+        if let Some(before) = self.0
+            && hits > before
+        {
             eprintln!(
-                "WARNING: the kernel was still removing the probes {} ms after the signal (process {} waits for it); what they counted after that may be in the numbers below, and records they printed may be missing",
-                SIGNAL_RELEASE.as_millis(),
-                child.pid()
+                "WARNING: {} probe hits came after the trace ended, while the kernel was still removing the probes ({} ms after the signal): what they printed is not in the output, and what they counted may be",
+                hits - before,
+                SIGNAL_RELEASE.as_millis()
             );
         }
     }

@@ -216,6 +216,11 @@ impl HeldChild {
         let _ = self.reap(0);
     }
 
+    /// Whether the child has ended and been reaped.
+    pub fn reaped(&self) -> bool {
+        self.status.is_some()
+    }
+
     /// Whether the child was released to run its program.
     pub fn released(&self) -> bool {
         self.gate.is_none()

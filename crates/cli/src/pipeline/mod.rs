@@ -236,12 +236,18 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
     t.consumer.attached(armed.probe_count(), &mut t.out);
     let end = t.trace(spec, &signals, &mut traced)?;
     let code = traced.finish(end)?;
-    detach(&armed, end, plan.verbose);
+    let hits = || {
+        spec.counters
+            .and_then(|id| armed.maps.get(id.0 as usize))
+            .map_or(0, |m| session::per_cpu_sum(m, counter::HITS).unwrap_or(0))
+    };
+    let late = detach(&armed, end, &traced, plan.verbose, &hits);
     t.drain(spec, &armed)?;
     t.end_probes(spec);
     let tally = Tally::read(spec, &armed, t.interp.cuts())?;
     t.finish(spec, &info, &parsed, tally)?;
     report(&tally, t.consumer.cuts(), &info.limits);
+    late.say(hits());
     t.export_last(end);
     if let Some(e) = t.write_error.take() {
         return Err(e).context(match &plan.output {
@@ -325,16 +331,23 @@ fn attach(armed: &mut Armed, bin: Option<&Binary>, traced: &Traced) -> Result<()
 
 /// Every probe removed (`-v` times it: releasing links waits for the kernel), as
 /// [`Armed::detach_after`] does after the trace's `end`.
-fn detach(armed: &Armed, end: session::End, verbose: u8) {
+fn detach(
+    armed: &Armed,
+    end: session::End,
+    traced: &Traced,
+    verbose: u8,
+    hits: &dyn Fn() -> u64,
+) -> session::Late {
     session::phase("detach");
     let detaching = Instant::now();
-    armed.detach_after(end);
+    let late = armed.detach_after(end, traced, hits);
     if verbose > 0 {
         eprintln!(
             "gotap: detached in {:.1} ms",
             detaching.elapsed().as_secs_f64() * 1e3
         );
     }
+    late
 }
 
 impl Tally {

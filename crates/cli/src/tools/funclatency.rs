@@ -166,9 +166,18 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let before = h.before;
     let gone = matches!(end, End::ChildExited(_) | End::ProcessGone);
     let code = traced.finish(end)?;
-    armed.detach_after(end);
+    // Every call seen, timed or not.
+    let hits = || {
+        read(&maps, &timed.names, None).map_or(0, |rows| {
+            rows.iter()
+                .map(|r| r.calls + r.no_return + r.no_entry + r.unsaved)
+                .sum()
+        })
+    };
+    let late = armed.detach_after(end, &traced, &hits);
     let rows = read(&maps, &timed.names, Some(gone))?;
     write_rows(&mut out, a, &since(&rows, &before))?;
+    late.say(hits());
     Ok(code)
 }
 
