@@ -15,6 +15,17 @@
 //! cgroup = "/kubepods*"
 //! container = "3f1c*"
 //! funccount = ["main.*"]             # default: main.*
+//!
+//! [[select]]                         # what a select runs: funccount (the default),
+//! exe = "/srv/*"                     # a tool, or a script (a file, relative to this
+//! tool = "stackgrow"                 # file's directory, or its text)
+//!
+//! [[select]]
+//! module = "example.com/*"
+//! script_text = """
+//! global calls
+//! probe process.function("main.*") { calls[probefunc()]++ }
+//! """
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -22,8 +33,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
+use toml::Spanned;
 
 use crate::procfs::ProcessInfo;
+use crate::work::Work;
 
 /// One selector. Every field that is given must match; globs are gotap's function
 /// globs (`*`, `?`, `[a-z]`).
@@ -40,12 +53,103 @@ pub struct Select {
     pub container: Option<String>,
     /// Function patterns counted in the kernel on the selected processes.
     pub funccount: Option<Vec<String>>,
+    /// The tool run on the selected processes ([`TOOLS`]; `funccount` by default).
+    pub tool: Option<Spanned<String>>,
+    /// A script file run on the selected processes.
+    pub script: Option<Spanned<String>>,
+    /// A script's text run on the selected processes.
+    pub script_text: Option<Spanned<String>>,
+    /// What the select runs besides funccount, once [`Config::resolve_work`] has read
+    /// its script and checked its tool.
+    #[serde(skip)]
+    pub work: Option<Work>,
 }
+
+/// The tools a select may name: `funccount` counts in the agent's own per-process
+/// program; the others are scripts run once per binary ([`Work::Tool`]).
+pub const TOOLS: [&str; 2] = ["funccount", "stackgrow"];
+
+/// The tools of the one-shot CLI whose metrics the agent does not export yet.
+pub const NOT_YET: [&str; 5] = ["gcstat", "goroutines", "funclatency", "offcpu", "profile"];
 
 /// The default of [`Select::funccount`].
 pub const DEFAULT_FUNCCOUNT: &str = "main.*";
 
 impl Select {
+    /// What the select runs besides funccount (`None`: funccount), its script read
+    /// and parsed; an error names the key's place and the script's.
+    fn work_of(
+        &self,
+        dir: &Path,
+        place: &dyn Fn(&str, std::ops::Range<usize>) -> String,
+    ) -> Result<Option<Work>, String> {
+        let at = |key: &str, v: &Spanned<String>| place(key, v.span());
+        let given: Vec<(&str, &Spanned<String>)> = [
+            ("tool", &self.tool),
+            ("script", &self.script),
+            ("script_text", &self.script_text),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+        .collect();
+        if let [(k1, _), (k2, v2), ..] = given[..] {
+            return Err(format!(
+                "{}: {k2} with {k1}: a select runs one tool or one script",
+                at(k2, v2)
+            ));
+        }
+        let Some((key, v)) = given.first().copied() else {
+            return Ok(None);
+        };
+        if self.funccount.is_some() && !(key == "tool" && v.get_ref() == "funccount") {
+            return Err(format!(
+                "{}: funccount patterns with {key} {:?}: patterns are for tool = \"funccount\"",
+                at(key, v),
+                v.get_ref()
+            ));
+        }
+        match key {
+            "tool" => {
+                let name = v.get_ref().as_str();
+                if name == "funccount" {
+                    Ok(None)
+                } else if TOOLS.contains(&name) {
+                    Ok(Some(Work::Tool(name.to_string())))
+                } else if NOT_YET.contains(&name) {
+                    Err(format!(
+                        "{}: tool {name:?} is not exported by the agent yet (it runs: {})",
+                        at(key, v),
+                        TOOLS.join(", ")
+                    ))
+                } else {
+                    Err(format!(
+                        "{}: unknown tool {name:?} (expected one of: {})",
+                        at(key, v),
+                        TOOLS.join(", ")
+                    ))
+                }
+            }
+            "script" => {
+                let path = dir.join(v.get_ref());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: script {}: {e}", at(key, v), path.display()))?;
+                let name = path.display().to_string();
+                crate::work::parse_error(&name, &text).map_or(Ok(()), |e| {
+                    Err(format!("{}: script has errors:\n{e}", at(key, v)))
+                })?;
+                Ok(Some(Work::Script { name, text }))
+            }
+            _ => {
+                let text = v.get_ref().clone();
+                let name = format!("{}: script_text", at(key, v));
+                crate::work::parse_error(&name, &text).map_or(Ok(()), |e| {
+                    Err(format!("{}: script_text has errors:\n{e}", at(key, v)))
+                })?;
+                Ok(Some(Work::Script { name, text }))
+            }
+        }
+    }
+
     /// Whether the process (with its Go main module) matches every given field.
     pub fn matches(&self, p: &ProcessInfo, module: Option<&str>) -> bool {
         let glob = |pat: &Option<String>, value: Option<&str>| match pat {
@@ -88,7 +192,10 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|e| e.at(path))
+        let mut c = Config::parse(&text).map_err(|e| e.at(path))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        c.resolve_work(dir, &Config::file_place(path, &text))?;
+        Ok(c)
     }
 
     /// Parses TOML text.
@@ -104,6 +211,33 @@ impl Config {
         })?;
         c.check()?;
         Ok(c)
+    }
+
+    /// Reads each select's script (a relative path from `dir`), checks its syntax and
+    /// its tool, and keeps what it runs in [`Select::work`]. `place` names where a key
+    /// was given: `FILE:LINE:COL` of its value in a file, or the flag.
+    pub fn resolve_work(
+        &mut self,
+        dir: &Path,
+        place: &dyn Fn(&str, std::ops::Range<usize>) -> String,
+    ) -> Result<(), ConfigError> {
+        for s in &mut self.select {
+            if s.work.is_some() {
+                continue;
+            }
+            s.work = s.work_of(dir, place).map_err(ConfigError::Placed)?;
+        }
+        Ok(())
+    }
+
+    /// Places in `text` (the file at `path`), for [`Config::resolve_work`].
+    pub fn file_place(path: &Path, text: &str) -> impl Fn(&str, std::ops::Range<usize>) -> String {
+        let path = path.display().to_string();
+        let text = text.to_string();
+        move |_key: &str, at: std::ops::Range<usize>| {
+            let (line, col) = line_col(&text, at.start);
+            format!("{path}:{line}:{col}")
+        }
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -201,6 +335,9 @@ pub enum ConfigError {
     Value(String),
     #[error("{}: {message}", path.display())]
     InFile { path: PathBuf, message: String },
+    /// A message that already names its place.
+    #[error("{0}")]
+    Placed(String),
 }
 
 impl ConfigError {
@@ -254,8 +391,67 @@ mod tests {
             .collect();
         let c = Config::parse(&example).unwrap();
         assert_eq!(c.prometheus.as_deref(), Some("127.0.0.1:9464"));
-        assert_eq!(c.select.len(), 1);
+        assert_eq!(c.select.len(), 3);
         assert_eq!(c.select[0].patterns(), ["main.*"]);
+        assert_eq!(
+            c.select[1].tool.as_ref().map(|t| t.get_ref().as_str()),
+            Some("stackgrow")
+        );
+        let mut c = c;
+        c.resolve_work(Path::new("."), &|k, _| k.to_string())
+            .unwrap();
+        assert_eq!(c.select[0].work, None);
+        assert_eq!(c.select[1].work, Some(Work::Tool("stackgrow".into())));
+        assert!(
+            matches!(&c.select[2].work, Some(Work::Script { text, .. }) if text.contains("calls[probefunc()]++"))
+        );
+    }
+
+    #[test]
+    fn the_readme_example_resolves() {
+        let readme = include_str!("../../../README.md");
+        let at = readme.find("### The agent's configuration").unwrap();
+        let block = &readme[at..];
+        let start = block.find("```toml\n").unwrap() + 8;
+        let text = &block[start..start + block[start..].find("```").unwrap()];
+        let dir = std::env::temp_dir().join(format!("gotap-agent-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("counts.stp"),
+            "global n\nprobe process.function(\"main.x\") { n++ }\n",
+        )
+        .unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let works: Vec<Option<&Work>> = c.select.iter().map(|s| s.work.as_ref()).collect();
+        assert!(
+            matches!(
+                works[..],
+                [Some(Work::Tool(_)), Some(Work::Script { .. }), None]
+            ),
+            "{works:?}"
+        );
+        assert_eq!(c.select[2].patterns(), ["main.*", "net/http.(*conn).serve"]);
+    }
+
+    #[test]
+    fn a_select_runs_one_thing_and_patterns_only_with_funccount() {
+        let bad = [
+            "[[select]]\ntool = \"stackgrow\"\nscript_text = \"x\"\n",
+            "[[select]]\ntool = \"stackgrow\"\nfunccount = [\"main.*\"]\n",
+        ];
+        for text in bad {
+            let mut c = Config::parse(text).unwrap();
+            let e = c
+                .resolve_work(
+                    Path::new("."),
+                    &Config::file_place(Path::new("a.toml"), text),
+                )
+                .unwrap_err();
+            assert!(e.to_string().starts_with("a.toml:"), "{e}");
+        }
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! - [`probes`]: one multi-uprobe link per distinct binary, counts keyed by process;
 //! - [`run`]: the loop that joins them, and its signals.
 //!
-//! Today the agent exports discovery metrics and `go_function_calls_total{function}`
-//! of the selected patterns (`main.*` by default); the tools' and scripts' metrics
-//! plug into the same [`export::Registry`] once the session pipeline is unified.
+//! - [`work`]: what a select runs besides funccount (a tool, a script), armed by the
+//!   CLI's pipeline through a [`Runner`].
+//!
+//! The agent exports discovery metrics, `go_function_calls_total{function}` of the
+//! selected patterns (`main.*` by default), and the metrics of each select's tool or
+//! script, all in one [`export::Registry`].
 #![forbid(unsafe_code)]
 
 pub mod binary;
@@ -22,6 +25,8 @@ pub mod probes;
 pub mod procfs;
 pub mod run;
 pub mod watch;
+pub mod work;
 
 pub use config::{Config, Select};
 pub use run::{AgentError, Options, resolve, run};
+pub use work::{Job, Runner, Work};

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::config::{Config, ConfigError, Select};
 use crate::probes::{ProbeError, ProbeSet};
 use crate::procfs::{self, FileId, ProcessInfo};
 use crate::watch::{ProcEvent, Watcher};
+use crate::work::{Job, Runner, Work};
 
 /// How the agent is started.
 #[derive(Clone, Debug, Default)]
@@ -62,7 +63,11 @@ pub fn resolve(opts: &Options) -> Result<Config, AgentError> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let c = file.overridden_by(&opts.flags);
+    let mut flags = opts.flags.clone();
+    flags.resolve_work(Path::new("."), &|key, _| {
+        format!("--{}", key.replace('_', "-"))
+    })?;
+    let c = file.overridden_by(&flags);
     if let Some(addr) = &c.prometheus {
         let full = if addr.starts_with(':') {
             format!("0.0.0.0{addr}")
@@ -108,13 +113,34 @@ struct Proc {
     key: BinaryKey,
     resource: ResourceId,
     patterns: Vec<String>,
+    works: Vec<Work>,
     exited: Option<Instant>,
     final_read: bool,
 }
 
 struct Binary {
-    set: ProbeSet,
+    /// funccount's probes, when a select of its processes counts functions.
+    set: Option<ProbeSet>,
+    /// The tools and scripts on the binary, each armed once for all its processes.
+    jobs: Vec<(Work, Box<dyn Job>)>,
+    /// The resource of the jobs' series: the binary's processes (`process.pid` while
+    /// one runs it).
+    resource: ResourceId,
+    facts: export::ProcessFacts,
     pids: BTreeSet<u32>,
+}
+
+impl Binary {
+    fn probes(&self) -> usize {
+        self.set.as_ref().map_or(0, ProbeSet::probes)
+            + self.jobs.iter().map(|(_, j)| j.probes()).sum::<usize>()
+    }
+}
+
+/// What the selects that match a process ask for.
+struct Wanted {
+    patterns: Vec<String>,
+    works: Vec<Work>,
 }
 
 /// The agent's state between two turns of the loop.
@@ -134,6 +160,7 @@ pub struct Agent {
     lost_gone: u64,
     next_resource: u64,
     verbose: bool,
+    runner: Option<Box<dyn Runner>>,
 }
 
 /// Verdicts kept on executables; past it the cache starts again.
@@ -164,9 +191,17 @@ impl Agent {
             lost_gone: 0,
             next_resource: 1,
             verbose,
+            runner: None,
         };
         agent.set_binaries_gauge();
         Ok(agent)
+    }
+
+    /// The agent with `runner` to arm the selects' tools and scripts (without one, a
+    /// select that names them is said and left alone).
+    pub fn with_runner(mut self, runner: Box<dyn Runner>) -> Agent {
+        self.runner = Some(runner);
+        self
     }
 
     /// Looks at `pid`, and traces it if it is a selected Go process. `exec_ns` is the
@@ -193,13 +228,20 @@ impl Agent {
             self.ignored.insert(pid, info.start_time);
             return;
         };
-        let Some(patterns) = patterns_for(&self.selects, &info, facts.main_module.as_deref())
-        else {
+        let Some(want) = wanted(&self.selects, &info, facts.main_module.as_deref()) else {
             self.ignored.insert(pid, info.start_time);
             return;
         };
         self.ignored.remove(&pid);
-        if let Err(e) = self.arm(pid, &facts.key, &patterns) {
+        let pfacts = export::ProcessFacts {
+            pid,
+            executable: info.exe.clone(),
+            main_module: facts.main_module.clone(),
+            go_version: Some(facts.go_version.clone()),
+            container_id: info.container_id.clone(),
+            pod_uid: info.pod_uid.clone(),
+        };
+        if let Err(e) = self.arm(pid, &facts.key, &want, &pfacts) {
             // A process that exited meanwhile is no error worth saying.
             if procfs::current_start_time(pid) == Some(info.start_time) || self.verbose {
                 eprintln!("gotap agent: pid {pid} ({}): {e}", info.exe);
@@ -217,18 +259,9 @@ impl Agent {
         }
         let resource = ResourceId(self.next_resource);
         self.next_resource += 1;
-        self.registry.set_resource(
-            resource,
-            self.env.process(&export::ProcessFacts {
-                pid,
-                executable: info.exe.clone(),
-                main_module: facts.main_module.clone(),
-                go_version: Some(facts.go_version.clone()),
-                container_id: info.container_id.clone(),
-                pod_uid: info.pod_uid.clone(),
-            }),
-        );
-        let probes = self.binaries.get(&facts.key).map_or(0, |b| b.set.probes());
+        self.registry
+            .set_resource(resource, self.env.process(&pfacts));
+        let probes = self.binaries.get(&facts.key).map_or(0, Binary::probes);
         let _ = self.registry.add(self.fam.up, resource, vec![], 1.0);
         let _ = self
             .registry
@@ -252,7 +285,8 @@ impl Agent {
                 info,
                 key: facts.key,
                 resource,
-                patterns,
+                patterns: want.patterns,
+                works: want.works,
                 exited: None,
                 final_read: false,
             },
@@ -272,25 +306,111 @@ impl Agent {
         v
     }
 
-    fn arm(&mut self, pid: u32, key: &BinaryKey, patterns: &[String]) -> Result<(), ProbeError> {
+    /// The binary of `pid` with every probe `want` asks for: funccount's patterns
+    /// and each tool or script, armed once per binary.
+    fn arm(
+        &mut self,
+        pid: u32,
+        key: &BinaryKey,
+        want: &Wanted,
+        facts: &export::ProcessFacts,
+    ) -> Result<(), String> {
         let path = procfs::exe_path(pid);
-        match self.binaries.get_mut(key) {
-            Some(b) => {
-                b.set.extend(&path, patterns)?;
-                b.pids.insert(pid);
-            }
-            None => {
-                let set = ProbeSet::arm(key.clone(), &path, patterns)?;
-                self.binaries.insert(
-                    key.clone(),
-                    Binary {
-                        set,
-                        pids: BTreeSet::from([pid]),
-                    },
-                );
+        let fresh = !self.binaries.contains_key(key);
+        if fresh {
+            let resource = ResourceId(self.next_resource);
+            self.next_resource += 1;
+            self.binaries.insert(
+                key.clone(),
+                Binary {
+                    set: None,
+                    jobs: Vec::new(),
+                    resource,
+                    facts: facts.clone(),
+                    pids: BTreeSet::new(),
+                },
+            );
+        }
+        let armed = self.arm_wanted(key, &path, want);
+        let Some(b) = self.binaries.get_mut(key) else {
+            return armed;
+        };
+        if armed.is_err() && fresh {
+            self.registry.remove_resource(b.resource);
+            self.binaries.remove(key);
+            return armed;
+        }
+        b.pids.insert(pid);
+        self.set_job_resource(key);
+        armed
+    }
+
+    /// Adds to the binary's probes what `want` asks for and it lacks.
+    fn arm_wanted(&mut self, key: &BinaryKey, path: &Path, want: &Wanted) -> Result<(), String> {
+        let Some(b) = self.binaries.get_mut(key) else {
+            return Ok(());
+        };
+        if !want.patterns.is_empty() {
+            match &mut b.set {
+                Some(set) => {
+                    set.extend(path, &want.patterns)
+                        .map_err(|e| e.to_string())?;
+                }
+                None => {
+                    b.set = Some(
+                        ProbeSet::arm(key.clone(), path, &want.patterns)
+                            .map_err(|e: ProbeError| e.to_string())?,
+                    );
+                }
             }
         }
+        for w in &want.works {
+            if b.jobs.iter().any(|(have, _)| have == w) {
+                continue;
+            }
+            let Some(runner) = &self.runner else {
+                return Err(format!("{w}: the agent has no script runner"));
+            };
+            let job = runner
+                .arm(w, path, &self.registry, b.resource)
+                .map_err(|e| format!("{w}: {e}"))?;
+            if self.verbose {
+                eprintln!(
+                    "gotap agent: {w}: {} probes on {}",
+                    job.probes(),
+                    path.display()
+                );
+            }
+            b.jobs.push((w.clone(), job));
+        }
         Ok(())
+    }
+
+    /// The resource of the binary's tool and script series: its first process's
+    /// attributes, with `process.pid` while one process runs it (its series are the
+    /// sums over all its processes).
+    fn set_job_resource(&self, key: &BinaryKey) {
+        let Some(b) = self.binaries.get(key) else {
+            return;
+        };
+        if b.jobs.is_empty() {
+            return;
+        }
+        let mut facts = b.facts.clone();
+        let live: Vec<u32> = b
+            .pids
+            .iter()
+            .copied()
+            .filter(|p| self.procs.get(p).is_none_or(|p| p.exited.is_none()))
+            .collect();
+        if let [one] = live[..] {
+            facts.pid = one;
+        }
+        let mut r = self.env.process(&facts);
+        if live.len() != 1 && b.pids.len() != 1 {
+            r.attributes.retain(|(k, _)| k != "process.pid");
+        }
+        self.registry.set_resource(b.resource, r);
     }
 
     /// `pid` exited (its last counts are read at the next collection).
@@ -321,15 +441,20 @@ impl Agent {
         self.registry.remove_resource(p.resource);
         let mut drop_binary = false;
         if let Some(b) = self.binaries.get_mut(&p.key) {
-            let _ = b.set.forget(pid);
+            if let Some(set) = &b.set {
+                let _ = set.forget(pid);
+            }
             b.pids.remove(&pid);
             drop_binary = b.pids.is_empty();
         }
         if drop_binary {
             if let Some(b) = self.binaries.remove(&p.key) {
-                self.lost_gone += b.set.lost();
+                self.lost_gone += b.set.as_ref().map_or(0, ProbeSet::lost);
+                self.registry.remove_resource(b.resource);
             }
             self.verdicts.remove(&p.key.file);
+        } else {
+            self.set_job_resource(&p.key);
         }
         self.set_binaries_gauge();
     }
@@ -349,9 +474,31 @@ impl Agent {
         let linger = self.config.exit_linger();
         let mut lost = self.lost_gone;
         let mut done = Vec::new();
-        for b in self.binaries.values() {
-            lost += b.set.lost();
-            let counts = match b.set.read() {
+        for b in self.binaries.values_mut() {
+            // The tools' and scripts' values: their series stay with the binary,
+            // until its last process has gone.
+            let live = b
+                .pids
+                .iter()
+                .copied()
+                .find(|p| self.procs.get(p).is_some_and(|p| p.exited.is_none()));
+            if let Some(pid) = live {
+                for (_, job) in &mut b.jobs {
+                    job.collect(&self.registry, pid);
+                }
+            }
+            let Some(set) = &b.set else {
+                for pid in &b.pids {
+                    if let Some(p) = self.procs.get(pid)
+                        && p.exited.is_some_and(|t| t.elapsed() >= linger)
+                    {
+                        done.push(*pid);
+                    }
+                }
+                continue;
+            };
+            lost += set.lost();
+            let counts = match set.read() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("gotap agent: reading counts: {e}");
@@ -369,7 +516,7 @@ impl Agent {
                     continue;
                 }
                 let points = counts.get(pid).into_iter().flatten().filter_map(|(f, n)| {
-                    let name = b.set.function(*f)?;
+                    let name = set.function(*f)?;
                     p.patterns
                         .iter()
                         .any(|pat| gobin::glob_match(pat, name))
@@ -384,7 +531,7 @@ impl Agent {
                 if p.exited.is_some() {
                     // These were its last: the kernel's copy can go.
                     p.final_read = true;
-                    let _ = b.set.forget(*pid);
+                    let _ = set.forget(*pid);
                 }
             }
         }
@@ -442,19 +589,19 @@ impl Agent {
                 .cloned()
                 .flatten()
                 .and_then(|f| f.main_module);
-            let Some(patterns) = patterns_for(&self.selects, &p.info, module.as_deref()) else {
+            let Some(want) = wanted(&self.selects, &p.info, module.as_deref()) else {
                 self.finish_exit(pid);
                 continue;
             };
             let key = p.key.clone();
-            if let Some(b) = self.binaries.get_mut(&key)
-                && let Err(e) = b.set.extend(&procfs::exe_path(pid), &patterns)
-            {
+            if let Err(e) = self.arm_wanted(&key, &procfs::exe_path(pid), &want) {
                 eprintln!("gotap agent: pid {pid}: {e}");
             }
-            let probes = self.binaries.get(&key).map_or(0, |b| b.set.probes());
+            self.set_job_resource(&key);
+            let probes = self.binaries.get(&key).map_or(0, Binary::probes);
             if let Some(p) = self.procs.get_mut(&pid) {
-                p.patterns = patterns;
+                p.patterns = want.patterns;
+                p.works = want.works;
                 let _ = self
                     .registry
                     .add(self.fam.probes, p.resource, vec![], probes as f64);
@@ -469,19 +616,31 @@ impl Agent {
     }
 }
 
-/// The function patterns of every select that matches the process, or `None` when
-/// none does.
-fn patterns_for(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Option<Vec<String>> {
+/// The function patterns, tools and scripts of every select that matches the
+/// process, or `None` when none does.
+fn wanted(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Option<Wanted> {
     let matching: Vec<&Select> = selects.iter().filter(|s| s.matches(p, module)).collect();
     if matching.is_empty() {
         return None;
     }
-    let all: BTreeSet<String> = matching.iter().flat_map(|s| s.patterns()).collect();
-    Some(all.into_iter().collect())
+    let patterns: BTreeSet<String> = matching
+        .iter()
+        .filter(|s| s.work.is_none())
+        .flat_map(|s| s.patterns())
+        .collect();
+    let works: BTreeSet<Work> = matching.iter().filter_map(|s| s.work.clone()).collect();
+    Some(Wanted {
+        patterns: patterns.into_iter().collect(),
+        works: works.into_iter().collect(),
+    })
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub fn run(opts: &Options, signals: &sys::ServiceSignals) -> Result<(), AgentError> {
+pub fn run(
+    opts: &Options,
+    signals: &sys::ServiceSignals,
+    runner: Box<dyn Runner>,
+) -> Result<(), AgentError> {
     let config = resolve(opts)?;
     let registry = Arc::new(Registry::new(config.max_series()));
     // The watcher first, then the scan: a process that starts meanwhile is found by
@@ -501,7 +660,7 @@ pub fn run(opts: &Options, signals: &sys::ServiceSignals) -> Result<(), AgentErr
     };
     let prometheus = config.prometheus.clone();
     let otlp = export::OtlpConfig::resolve(config.otlp.as_deref(), |k| std::env::var(k).ok())?;
-    let mut agent = Agent::new(config, registry.clone(), opts.verbose)?;
+    let mut agent = Agent::new(config, registry.clone(), opts.verbose)?.with_runner(runner);
     agent.rescan();
     agent.collect();
     let server = match &prometheus {

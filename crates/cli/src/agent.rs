@@ -40,6 +40,15 @@ pub struct AgentFlags {
     /// main.* if none)
     #[arg(long, value_name = "PATTERN")]
     funccount: Vec<String>,
+    /// Run TOOL on the selected processes (funccount, stackgrow)
+    #[arg(long, value_name = "TOOL")]
+    tool: Option<String>,
+    /// Run the script in FILE on the selected processes (its globals exported)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    script: Option<String>,
+    /// Run the script TEXT on the selected processes (its globals exported)
+    #[arg(long, value_name = "TEXT")]
+    script_text: Option<String>,
     /// Series per metric, past which series are folded
     #[arg(long, value_name = "N", value_parser = crate::args::positive)]
     max_series: Option<u64>,
@@ -74,6 +83,10 @@ impl From<AgentFlags> for AgentArgs {
             cgroup: a.cgroup,
             container: a.container,
             funccount: (!a.funccount.is_empty()).then_some(a.funccount),
+            tool: a.tool.map(|t| toml::Spanned::new(0..0, t)),
+            script: a.script.map(|t| toml::Spanned::new(0..0, t)),
+            script_text: a.script_text.map(|t| toml::Spanned::new(0..0, t)),
+            work: None,
         };
         let mut flags = agent::Config {
             prometheus: a.prometheus,
@@ -109,7 +122,7 @@ pub fn run(a: &AgentArgs) -> Result<i32> {
     // Before any thread starts, so that every thread blocks the signals. A service's
     // signals, not the one-shot commands' (see sys::service).
     let signals = sys::ServiceSignals::new()?;
-    agent::run(&a.options, &signals)?;
+    agent::run(&a.options, &signals, Box::new(crate::jobs::Runner))?;
     Ok(0)
 }
 

@@ -7,6 +7,7 @@ mod agent;
 mod args;
 mod binary;
 mod funccount;
+mod jobs;
 mod list;
 mod maps;
 mod metrics;

@@ -370,21 +370,27 @@ impl ToolExport {
         name: &export::names::Name,
         counts: impl IntoIterator<Item = (&'f str, u64)>,
     ) {
-        let mut sums: Vec<(&str, u64)> = Vec::new();
-        for (f, n) in counts {
-            match sums.iter_mut().find(|(g, _)| *g == f) {
-                Some((_, c)) => *c += n,
-                None => sums.push((f, n)),
-            }
-        }
-        self.set(
-            name,
-            sums.into_iter().map(|(f, n)| {
-                (
-                    vec![("function".to_string(), f.to_string())],
-                    export::Value::Counter(n as f64),
-                )
-            }),
-        );
+        self.set(name, function_points(counts));
     }
+}
+
+/// Counters labelled `function`, the counts of each function summed.
+pub fn function_points<'f>(
+    counts: impl IntoIterator<Item = (&'f str, u64)>,
+) -> Vec<(export::Labels, export::Value)> {
+    let mut sums: Vec<(&str, u64)> = Vec::new();
+    for (f, n) in counts {
+        match sums.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, c)) => *c += n,
+            None => sums.push((f, n)),
+        }
+    }
+    sums.into_iter()
+        .map(|(f, n)| {
+            (
+                vec![("function".to_string(), f.to_string())],
+                export::Value::Counter(n as f64),
+            )
+        })
+        .collect()
 }

@@ -837,3 +837,283 @@ fn check_config_accepts_good_settings_and_names_bad_ones() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Go program (a file of tests/testprogs) built as the main package of module
+/// `module`, so that its build info names it (`go build file.go` records
+/// `command-line-arguments`), in a folder of its own.
+fn build_in_module(name: &str, module: &str, tag: &str) -> PathBuf {
+    let tc = testprogs::newest();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("go.mod"), format!("module {module}\n\ngo 1.19\n")).unwrap();
+    std::fs::copy(testprogs::source(name), dir.join("main.go")).unwrap();
+    let exe = dir.join(name);
+    let out = tc
+        .go_command()
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(".")
+        .current_dir(&dir)
+        .output()
+        .expect("run go build");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    exe
+}
+
+/// A program with stdin and stdout piped, its lines read one at a time.
+struct Piped {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Piped {
+    fn start(cmd: &mut Command) -> Piped {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the program");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Piped {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends "go" and returns the line the program answers with.
+    fn round(&mut self) -> String {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "go").expect("write");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        line
+    }
+
+    fn exit(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The `key=value` numbers of a line the programs print.
+fn fields(line: &str) -> std::collections::BTreeMap<String, i64> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The agent's configuration in README.md, as it is there.
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(testprogs::repo_root().join("README.md")).unwrap();
+    let block = &readme[readme
+        .find("### The agent's configuration")
+        .expect("the section")..];
+    let start = block.find("```toml\n").expect("its example") + 8;
+    block[start..start + block[start..].find("```").unwrap()].to_string()
+}
+
+/// The script the module's select runs (README.md shows it): `main.handle`'s calls by code, and its sizes.
+const COUNTS_SCRIPT: &str = r#"global calls, sizes
+probe process.function("main.handle") {
+    calls[$code]++
+    sizes <<< $size
+}
+"#;
+
+#[test]
+fn a_config_runs_stackgrow_by_exe_and_a_script_by_module_with_the_programs_own_counts() {
+    let readme = std::fs::read_to_string(testprogs::repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(COUNTS_SCRIPT),
+        "README shows the script the test runs"
+    );
+    let tc = testprogs::newest();
+    let grow = Private::copy(
+        &testprogs::build("agent_grow", &tc, Variant::Stripped),
+        "agent-tools-grow",
+    );
+    let module = format!("example.com/gotap-agent-{}", std::process::id());
+    let work = build_in_module("export_work", &module, "agent-tools-script");
+    let dir = grow.path.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("counts.stp"), COUNTS_SCRIPT).unwrap();
+    let config = dir.join("agent.toml");
+    // The README's example, with the test's own paths (its --prometheus flag wins
+    // over the file's address).
+    let example = readme_example();
+    let ours = example
+        .replace("/srv/grow/*", &glob_of(&grow.path))
+        .replace("example.com/shop/*", &module);
+    assert!(
+        ours.contains(&module) && ours.contains(&glob_of(&grow.path)),
+        "{example}"
+    );
+    std::fs::write(&config, ours).unwrap();
+    let agent = Agent::start(&["-v", "--config", config.to_str().unwrap()], &[]);
+    let (g, (depth, k)) = (
+        6u64,
+        depth_for(frame_size(&grow.path, "main.recurse"), 64 << 10),
+    );
+    let mut grower = Piped::start(
+        Command::new(&grow.path)
+            .env("GODEBUG", "adaptivestackstart=0")
+            .args([g.to_string(), depth.to_string()]),
+    );
+    let mut handler = Piped::start(&mut Command::new(&work));
+    for p in [&grower, &handler] {
+        agent.wait_sample(
+            "gotap_process_probes",
+            &[("process_pid", &p.child.id().to_string())],
+            Duration::from_secs(30),
+            |v| v >= 1.0,
+        );
+    }
+    let prom = Prometheus::start(&[agent.target()], Duration::from_millis(500));
+    let rounds = 3;
+    for _ in 0..rounds {
+        let own = fields(&grower.round());
+        assert_eq!((own["goroutines"], own["depth"]), (g as i64, depth as i64));
+    }
+    let mut totals = Default::default();
+    for _ in 0..rounds {
+        totals = fields(&handler.round());
+    }
+    // stackgrow: each goroutine's stack doubled k times in main.recurse.
+    let grow_pid = grower.child.id().to_string();
+    let want = (rounds * g * u64::from(k)) as f64;
+    let q =
+        format!("go_stack_growths_total{{function=\"main.recurse\",process_pid=\"{grow_pid}\"}}");
+    let labels = prom.wait_for(&q, Duration::from_secs(30), |res| {
+        (res.len() == 1 && res[0].1 == want).then(|| res[0].0.clone())
+    });
+    assert_eq!(labels["service_name"], "unknown_service:agent_grow");
+    // The script: its globals as the one-shot --prometheus exports them.
+    let work_pid = handler.child.id().to_string();
+    for code in ["200", "404", "500"] {
+        let want = totals[&format!("calls.{code}")] as f64;
+        let q = format!("gotap_script_calls_total{{key=\"{code}\",process_pid=\"{work_pid}\"}}");
+        let labels = prom.wait_for(&q, Duration::from_secs(30), |res| {
+            (res.len() == 1 && res[0].1 == want).then(|| res[0].0.clone())
+        });
+        assert_eq!(labels["service_name"], module.as_str());
+    }
+    let q = format!("gotap_script_sizes_count{{process_pid=\"{work_pid}\"}}");
+    prom.wait_for(&q, Duration::from_secs(30), |res| {
+        (res.len() == 1 && res[0].1 == totals["count"] as f64).then_some(())
+    });
+    let q = format!("gotap_script_sizes_sum{{process_pid=\"{work_pid}\"}}");
+    prom.wait_for(&q, Duration::from_secs(30), |res| {
+        (res.len() == 1 && res[0].1 == totals["sum"] as f64).then_some(())
+    });
+    // Neither select runs on the other's program.
+    assert!(
+        prom.query(&format!(
+            "gotap_script_calls_total{{process_pid=\"{grow_pid}\"}}"
+        ))
+        .is_empty()
+    );
+    assert!(
+        prom.query(&format!(
+            "go_stack_growths_total{{process_pid=\"{work_pid}\"}}"
+        ))
+        .is_empty()
+    );
+    grower.exit();
+    handler.exit();
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(work.parent().unwrap());
+}
+
+/// `gotap agent --check-config --config FILE` with `body` as the file: its exit
+/// status and stderr.
+fn check_config(dir: &Path, body: &str) -> (Option<i32>, String, PathBuf) {
+    let file = dir.join("agent.toml");
+    std::fs::write(&file, body).unwrap();
+    let out = run(gotap()
+        .args(["agent", "--check-config", "--config"])
+        .arg(&file));
+    (out.status.code(), text(&out.stderr), file)
+}
+
+#[test]
+fn bad_tools_and_scripts_in_the_config_are_errors_at_their_places() {
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-agent-bad", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An unknown tool: the place of its value.
+    let (code, err, file) = check_config(&dir, "[[select]]\nexe = \"/x\"\ntool = \"stakgrow\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3:8: unknown tool \"stakgrow\"",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // A tool whose metrics the agent does not export yet.
+    let (code, err, file) = check_config(&dir, "[[select]]\ntool = \"offcpu\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:8:", file.display()))
+            && err.contains("not exported by the agent yet"),
+        "{err}"
+    );
+    // A script file that is not there: the key's place and the path.
+    let (code, err, file) = check_config(&dir, "[[select]]\n  script = \"nowhere.stp\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    let missing = dir.join("nowhere.stp");
+    assert!(
+        err.contains(&format!(
+            "{}:2:12: script {}",
+            file.display(),
+            missing.display()
+        )),
+        "{err}"
+    );
+    // A script with a syntax error: the key's place, then the script's.
+    let script = dir.join("bad.stp");
+    std::fs::write(
+        &script,
+        "global n\nprobe process.function(\"main.x\") {\n    n++ +\n}\n",
+    )
+    .unwrap();
+    let (code, err, file) = check_config(&dir, "[[select]]\nscript = \"bad.stp\"\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{}:2:10:", file.display())), "{err}");
+    assert!(err.contains(&format!("{}:4:1", script.display())), "{err}");
+    // The same in script_text: its lines counted from the text's start.
+    let (code, err, file) = check_config(
+        &dir,
+        "[[select]]\nscript_text = \"\"\"\nprobe process.function(\"main.x\") { n = }\n\"\"\"\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:15: script_text", file.display())),
+        "{err}"
+    );
+    assert!(err.contains(":1:"), "{err}");
+    // The flags say which flag.
+    let out = run(gotap().args(["agent", "--check-config", "--tool", "nope"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--tool: unknown tool \"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

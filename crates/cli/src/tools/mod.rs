@@ -19,7 +19,7 @@ mod goroutines;
 mod memory;
 mod offcpu;
 mod profile;
-mod stackgrow;
+pub mod stackgrow;
 
 pub use funclatency::Unit;
 

@@ -76,6 +76,38 @@ pub fn script(every: u64, timed: bool) -> String {
     s
 }
 
+/// The agent's script: the growths counted in the kernel and nothing sent, its
+/// counts read by [`growths_by_function`].
+pub const AGENT_SCRIPT: &str = "global __sg_by[16384]\nprobe go.stack.grow {\n    __sg_by[func_pc, old_size, new_size] <<< 1\n}\n";
+
+/// The kernel's growths per function (one entry per (function, sizes): the caller
+/// sums them), from the script's `__sg_by`; none if it cannot be read.
+pub fn growths_by_function(
+    specs: &[bpf::script::GlobalSpec],
+    maps: &[sys::Map],
+    symbols: &mut Symbols<'_, '_>,
+) -> Vec<(String, u64)> {
+    let Ok(by) = global(specs, "__sg_by") else {
+        return Vec::new();
+    };
+    let counts = crate::maps::KernelGlobals {
+        maps,
+        stacks: &mut *symbols,
+    }
+    .stat_entries(by)
+    .unwrap_or_default();
+    counts
+        .iter()
+        .map(|(keys, stat)| {
+            let pc = keys.first().map_or(0, |k| k.as_long()) as u64;
+            (
+                symbols.function(pc, false),
+                u64::try_from(stat.count).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct StackGrow {
     every: u64,
@@ -179,20 +211,7 @@ impl Consumer for StackGrow {
     /// `go.stack.copy.duration` from the kernel's histogram of the copies.
     fn export(&mut self, to: &ToolExport, from: &mut Reading<'_, '_, '_>) {
         let specs = &from.spec.globals;
-        let Ok(by) = global(specs, "__sg_by") else {
-            return;
-        };
-        let counts = from.storage().stat_entries(by).unwrap_or_default();
-        let named: Vec<(String, u64)> = counts
-            .iter()
-            .map(|(keys, stat)| {
-                let pc = keys.first().map_or(0, |k| k.as_long()) as u64;
-                (
-                    from.symbols.function(pc, false),
-                    u64::try_from(stat.count).unwrap_or(0),
-                )
-            })
-            .collect();
+        let named = growths_by_function(specs, from.maps, from.symbols);
         to.by_function(
             &names::STACK_GROWTHS,
             named.iter().map(|(f, n)| (f.as_str(), *n)),

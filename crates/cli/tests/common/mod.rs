@@ -178,3 +178,44 @@ pub fn assert_gone(progs: &[u32], links: &[u32]) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The runtime's smallest goroutine stack on linux/amd64 (`_StackMin`, `stackMin`), and
+/// the guard newstack keeps below a frame (`_StackGuard`, 928 bytes since Go 1.17, more
+/// with -race), as the Go sources define them.
+pub const STACK_MIN: u64 = 2048;
+pub const STACK_GUARD: u64 = 928;
+
+/// The frame of `func` in `bin` (bytes below its entry SP at its deepest, plus the
+/// return address), read from the binary's pclntab by gobin, not by the tool.
+pub fn frame_size(bin: &std::path::Path, func: &str) -> u64 {
+    let data = std::fs::read(bin).expect("read test program");
+    let go = gobin::GoBinary::parse(&data).expect("a Go binary");
+    let f = go
+        .function_by_name(func)
+        .expect("the function is in the binary");
+    let max = gobin::x86::instructions(&go, &f)
+        .expect("decode")
+        .iter()
+        .filter_map(|i| go.sp_delta(&f, gobin::VirtAddr(i.ip())))
+        .max()
+        .unwrap_or(0);
+    max as u64 + 8
+}
+
+/// Depth and expected growths: `recurse` needs (depth + 1) frames plus a little for the
+/// goroutine's own function; the depth is chosen so that this sits in the middle of a
+/// power of two, where the stack must have doubled exactly `k` times from STACK_MIN.
+pub fn depth_for(frame: u64, target: u64) -> (u64, u32) {
+    let depth = target * 3 / 4 / frame;
+    let need = (depth + 1) * frame + STACK_GUARD;
+    let mut k = 0;
+    while STACK_MIN << k < need {
+        k += 1;
+    }
+    // The margins both ways are far larger than the goroutine's other frames.
+    assert!(
+        (STACK_MIN << k) - need > 2048 && need - (STACK_MIN << (k - 1)) > 2048,
+        "depth {depth}: too close to a boundary"
+    );
+    (depth, k)
+}
