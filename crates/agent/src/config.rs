@@ -67,10 +67,10 @@ pub struct Select {
 
 /// The tools a select may name: `funccount` counts in the agent's own per-process
 /// program; the others are scripts run once per binary ([`Work::Tool`]).
-pub const TOOLS: [&str; 2] = ["funccount", "stackgrow"];
+pub const TOOLS: [&str; 3] = ["funccount", "stackgrow", "gcstat"];
 
 /// The tools of the one-shot CLI whose metrics the agent does not export yet.
-pub const NOT_YET: [&str; 5] = ["gcstat", "goroutines", "funclatency", "offcpu", "profile"];
+pub const NOT_YET: [&str; 4] = ["goroutines", "funclatency", "offcpu", "profile"];
 
 /// The default of [`Select::funccount`].
 pub const DEFAULT_FUNCCOUNT: &str = "main.*";

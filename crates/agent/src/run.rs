@@ -477,11 +477,14 @@ impl Agent {
         for b in self.binaries.values_mut() {
             // The tools' and scripts' values: their series stay with the binary,
             // until its last process has gone.
+            // Read until the binary goes (so its last values, after its processes
+            // exited, are read too); the bias from a live process if one is left.
             let live = b
                 .pids
                 .iter()
                 .copied()
-                .find(|p| self.procs.get(p).is_some_and(|p| p.exited.is_none()));
+                .find(|p| self.procs.get(p).is_some_and(|p| p.exited.is_none()))
+                .or_else(|| b.pids.first().copied());
             if let Some(pid) = live {
                 for (_, job) in &mut b.jobs {
                     job.collect(&self.registry, pid);

@@ -40,7 +40,7 @@ pub struct AgentFlags {
     /// main.* if none)
     #[arg(long, value_name = "PATTERN")]
     funccount: Vec<String>,
-    /// Run TOOL on the selected processes (funccount, stackgrow)
+    /// Run TOOL on the selected processes (funccount, stackgrow, gcstat)
     #[arg(long, value_name = "TOOL")]
     tool: Option<String>,
     /// Run the script in FILE on the selected processes (its globals exported)

@@ -18,7 +18,7 @@ use crate::binary::Binary;
 use crate::maps::KernelGlobals;
 use crate::session::Armed;
 use crate::symbols::Symbols;
-use crate::tools::stackgrow;
+use crate::tools::{gcstat, stackgrow};
 
 /// The CLI's pipeline, lent to the agent.
 pub struct Runner;
@@ -43,6 +43,8 @@ enum Exports {
     Script(export::script::ScriptMetrics),
     /// `stackgrow`'s growths per function.
     StackGrow(FamilyId),
+    /// `gcstat`'s cycles and pauses.
+    GcStat,
 }
 
 /// A work's programs in the kernel, on one binary.
@@ -55,20 +57,21 @@ struct ArmedJob {
     warned: bool,
 }
 
-/// The script of `work`, named for messages.
-fn script_of(work: &Work) -> Result<(String, String)> {
+/// The script of `work` on `bin`, named for messages.
+fn script_of(work: &Work, bin: &Binary) -> Result<(String, String)> {
     match work {
         Work::Tool(t) if t == "stackgrow" => {
             Ok(("<stackgrow>".into(), stackgrow::AGENT_SCRIPT.to_string()))
         }
+        Work::Tool(t) if t == "gcstat" => Ok(("<gcstat>".into(), gcstat::agent_script(bin))),
         Work::Tool(t) => bail!("the agent does not run tool {t}"),
         Work::Script { name, text } => Ok((name.clone(), text.clone())),
     }
 }
 
 fn arm(work: &Work, exe: &Path, registry: &Registry, resource: ResourceId) -> Result<ArmedJob> {
-    let (name, text) = script_of(work)?;
     let bin = Binary::open(exe)?;
+    let (name, text) = script_of(work, &bin)?;
     let mut sm = lang::SourceMap::new();
     let file = sm.add(name, text.clone());
     let popts = lang::ParseOptions {
@@ -108,6 +111,12 @@ fn arm(work: &Work, exe: &Path, registry: &Registry, resource: ResourceId) -> Re
                 &uses,
                 resource,
             )?)
+        }
+        Work::Tool(t) if t == "gcstat" => {
+            for n in [&names::GC_CYCLES, &names::GC_PAUSE] {
+                registry.register(&n.desc())?;
+            }
+            Exports::GcStat
         }
         Work::Tool(_) => Exports::StackGrow(registry.register(&names::STACK_GROWTHS.desc())?),
     };
@@ -160,6 +169,23 @@ impl Job for ArmedJob {
                 registry
                     .replace(*f, self.resource, points)
                     .map_err(|e| e.to_string())
+            }
+            Exports::GcStat => {
+                let mut store = KernelGlobals {
+                    maps: &self.armed.maps,
+                    stacks: &mut symbols,
+                };
+                gcstat::agent_export(&self.spec.globals, &mut store)
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|values| {
+                        for (name, v) in values {
+                            let f = registry.register(&name.desc()).map_err(|e| e.to_string())?;
+                            registry
+                                .replace(f, self.resource, [(Vec::new(), v)])
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Ok(())
+                    })
             }
         };
         if let Err(e) = r

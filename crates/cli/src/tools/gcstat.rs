@@ -44,18 +44,11 @@ fn world_probe(a: &ToolArgs) -> String {
         .and_then(|p| crate::binary::Binary::open(&p).ok())
         .map(|b| b.go().map(|g| g.pause_end_clocks()).unwrap_or_default())
         .unwrap_or_default();
-    if at.is_empty() {
-        return format!("probe go.gc.start_world {body}\n");
-    }
     let process = match &a.binary {
         Some(p) => format!("process(\"{}\")", p.display()),
         None => "process".to_string(),
     };
-    let points: Vec<String> = at
-        .iter()
-        .map(|a| format!("{process}.statement({a:#x})"))
-        .collect();
-    format!("probe {} {body}\n", points.join(", "))
+    format!("probe {} {body}\n", world_points(&at, &process))
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -69,6 +62,70 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     };
     let script = format!("{SCRIPT}{}", world_probe(a));
     super::trace(a, "gcstat", &script, &mut g)
+}
+
+/// The agent's script for the binary `bin`: what the consumer works out from the
+/// records, kept in the kernel instead (nothing is sent), for every process of the
+/// binary at once: the cycles done (`__gc_cycles`), and the pauses of each process
+/// while one of its cycles is open (as the consumer keeps only the cycles' pauses)
+/// in a log-histogram statistic (`__gc_pause`, ns), read by [`agent_export`]. The
+/// pause ends where the one-shot tool ends it ([`world_points`]).
+pub fn agent_script(bin: &crate::binary::Binary) -> String {
+    let at = bin.go().map(|g| g.pause_end_clocks()).unwrap_or_default();
+    let world = world_points(&at, "process");
+    format!(
+        "global __gc_cycles, __gc_open[4096], __gc_stop[4096], __gc_pause
+probe go.gc.start {{ __gc_open[pid()]++ }}
+probe go.gc.done {{
+    __gc_cycles++
+    if (__gc_open[pid()] > 0) __gc_open[pid()]--
+}}
+probe go.gc.stop_world {{ __gc_stop[pid()] = gettimeofday_ns() }}
+probe {world} {{
+    if (pid() in __gc_stop) {{
+        if (__gc_open[pid()] > 0) __gc_pause <<< gettimeofday_ns() - __gc_stop[pid()]
+        delete __gc_stop[pid()]
+    }}
+}}
+function __gc_pauses() {{ print(@hist_log(__gc_pause)) }}
+"
+    )
+}
+
+/// `go.gc.cycles` and `go.gc.pause` (seconds) from [`agent_script`]'s globals, as
+/// (name, value) pairs for the caller's registry.
+pub fn agent_export(
+    specs: &[bpf::script::GlobalSpec],
+    store: &mut dyn runtime::globals::Globals,
+) -> Result<[(&'static names::Name, export::Value); 2]> {
+    let cycles = store
+        .get(super::global(specs, "__gc_cycles")?, &[])?
+        .as_long();
+    let hist = runtime::stats::Hist::Log;
+    let stat = store.stat(super::global(specs, "__gc_pause")?, &[])?;
+    Ok([
+        (
+            &names::GC_CYCLES,
+            export::Value::Counter(cycles.max(0) as f64),
+        ),
+        (
+            &names::GC_PAUSE,
+            export::Value::Histogram(export::stats::histogram(&stat, &hist, 1e-9)),
+        ),
+    ])
+}
+
+/// The probe points where a pause ends: the statements at `at` of `process` (see
+/// [`world_probe`]), or the tapset's `go.gc.start_world` where none are known.
+fn world_points(at: &[u64], process: &str) -> String {
+    if at.is_empty() {
+        return "go.gc.start_world".to_string();
+    }
+    let points: Vec<String> = at
+        .iter()
+        .map(|a| format!("{process}.statement({a:#x})"))
+        .collect();
+    points.join(", ")
 }
 
 #[derive(Default)]

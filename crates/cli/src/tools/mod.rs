@@ -14,7 +14,7 @@
 //! attach through `session` as the pipeline does, and read what they need from it.
 
 mod funclatency;
-mod gcstat;
+pub mod gcstat;
 mod goroutines;
 mod memory;
 mod offcpu;
