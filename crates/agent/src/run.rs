@@ -331,18 +331,18 @@ impl Agent {
                 },
             );
         }
-        let armed = self.arm_wanted(key, &path, want);
-        let Some(b) = self.binaries.get_mut(key) else {
-            return armed;
-        };
-        if armed.is_err() && fresh {
-            self.registry.remove_resource(b.resource);
-            self.binaries.remove(key);
-            return armed;
+        self.arm_wanted(key, &path, want).inspect_err(|_| {
+            // A process not traced is none of the binary's: the binary goes with its
+            // last process, and one with none goes now.
+            if fresh && let Some(b) = self.binaries.remove(key) {
+                self.registry.remove_resource(b.resource);
+            }
+        })?;
+        if let Some(b) = self.binaries.get_mut(key) {
+            b.pids.insert(pid);
         }
-        b.pids.insert(pid);
         self.set_job_resource(key);
-        armed
+        Ok(())
     }
 
     /// Adds to the binary's probes what `want` asks for and it lacks.
@@ -396,18 +396,24 @@ impl Agent {
         if b.jobs.is_empty() {
             return;
         }
-        let mut facts = b.facts.clone();
         let live: Vec<u32> = b
             .pids
             .iter()
             .copied()
             .filter(|p| self.procs.get(p).is_none_or(|p| p.exited.is_none()))
             .collect();
-        if let [one] = live[..] {
-            facts.pid = one;
-        }
+        // The one process running it; or, all gone, the last one that did.
+        let one = match (&live[..], b.pids.len()) {
+            ([one], _) => Some(*one),
+            ([], 1) => b.pids.first().copied(),
+            _ => None,
+        };
+        let facts = export::ProcessFacts {
+            pid: one.unwrap_or(0),
+            ..b.facts.clone()
+        };
         let mut r = self.env.process(&facts);
-        if live.len() != 1 && b.pids.len() != 1 {
+        if one.is_none() {
             r.attributes.retain(|(k, _)| k != "process.pid");
         }
         self.registry.set_resource(b.resource, r);
