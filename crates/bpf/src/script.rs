@@ -74,6 +74,9 @@ pub mod counter {
 pub struct ScriptSpec {
     pub object: ObjectSpec,
     pub attachments: Vec<AttachSpec>,
+    /// Programs run by a sampling perf event on every CPU (`timer.profile`,
+    /// `timer.hz(N)`), loaded as `BPF_PROG_TYPE_PERF_EVENT`.
+    pub samples: Vec<SampleSpec>,
     pub events: Vec<EventSpec>,
     pub globals: Vec<GlobalSpec>,
     /// The ring buffer events travel through, if any program sends one.
@@ -107,6 +110,20 @@ pub struct ScalarsSpec {
     pub initial: Vec<u8>,
     pub realtime_offset: u32,
     pub target_offset: u32,
+}
+
+/// One program run by a perf software `cpu-clock` event on every CPU, in frequency
+/// mode. It is given the interrupted registers (`bpf_perf_event_data` begins with
+/// `pt_regs`, as a uprobe's context is) and chooses the traced process's samples
+/// itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleSpec {
+    /// Index into `object.programs`.
+    pub program: usize,
+    /// Samples a second of CPU time, per CPU.
+    pub hz: u64,
+    /// The probe point as written, for messages (`timer.profile`).
+    pub probe: String,
 }
 
 /// One program attached at a set of addresses of one binary.

@@ -2,7 +2,7 @@
 //! probes are all `begin`, `end` and `timer.*` needs none (as in stap, it runs with no
 //! program to trace), and every error of a script's own (names, types, probe points
 //! that do not exist) is found here, before gotap opens or complains about a binary.
-//! Whatever needs a binary (a process probe point, `$var`, `@cast`) gets one error
+//! Whatever needs a binary (a process probe point, a sampling probe, `$var`, `@cast`) gets one error
 //! that says so, and the question is remembered: the caller then opens the binary and
 //! checks the script again against it (`codegen::GoTarget`).
 
@@ -58,6 +58,10 @@ impl Target for NoBinary {
     }
 
     fn cast_type(&self, _: &str, _: Option<&str>) -> Result<GoType, TargetError> {
+        self.refuse()
+    }
+
+    fn sampled_binary(&self) -> Result<(), TargetError> {
         self.refuse()
     }
 }

@@ -220,12 +220,16 @@ pub struct Armed {
     multi: bool,
     /// Where a script's programs go, as `codegen::dispatch` planned it.
     planned: Vec<bpf::script::AttachSpec>,
+    /// A script's sampling programs, by their index in `programs`.
+    sampled: Vec<bpf::script::SampleSpec>,
 }
 
 #[allow(dead_code)] // The links are held for their file descriptors.
 enum Link {
     Multi(sys::UprobeMulti),
     Single(sys::Uprobe),
+    /// One CPU's sampling event.
+    Clock(sys::CpuClock),
 }
 
 /// Where one program goes: file offsets in one binary, each with its cookie.
@@ -240,6 +244,16 @@ impl Armed {
     /// Creates the maps and loads the programs of `object`, for multi-uprobe links
     /// when the kernel has them.
     pub fn load(object: &bpf::ObjectSpec, verbose_log: bool) -> Result<Armed> {
+        Armed::load_sampling(object, verbose_log, &[])
+    }
+
+    /// [`Armed::load`], the programs at the indexes of `sampling` loaded for a
+    /// sampling perf event instead.
+    fn load_sampling(
+        object: &bpf::ObjectSpec,
+        verbose_log: bool,
+        sampling: &[usize],
+    ) -> Result<Armed> {
         let multi = multi_links(object);
         let attach = if multi {
             sys::AttachKind::UprobeMulti
@@ -251,9 +265,13 @@ impl Armed {
             maps.push(sys::Map::create(m).with_context(|| format!("creating map {}", m.name))?);
         }
         let mut programs = Vec::with_capacity(object.programs.len());
-        for p in &object.programs {
+        for (i, p) in object.programs.iter().enumerate() {
             let opts = sys::LoadOptions {
-                attach,
+                attach: if sampling.contains(&i) {
+                    sys::AttachKind::PerfSample
+                } else {
+                    attach
+                },
                 verbose_log,
             };
             programs.push(
@@ -267,6 +285,7 @@ impl Armed {
             links: std::cell::RefCell::new(Vec::new()),
             multi,
             planned: Vec::new(),
+            sampled: Vec::new(),
         })
     }
 
@@ -276,11 +295,21 @@ impl Armed {
     pub fn load_script(spec: &bpf::script::ScriptSpec, verbose_log: bool) -> Result<Armed> {
         let multi = multi_links(&spec.object);
         let plan = codegen::dispatch::plan(&spec.object, &spec.attachments, multi);
-        let mut armed = Armed::load(&plan.object, verbose_log)?;
+        let sampled: Vec<bpf::script::SampleSpec> = spec
+            .samples
+            .iter()
+            .map(|s| bpf::script::SampleSpec {
+                program: plan.loaded_as.get(s.program).copied().unwrap_or(s.program),
+                ..s.clone()
+            })
+            .collect();
+        let sampling: Vec<usize> = sampled.iter().map(|s| s.program).collect();
+        let mut armed = Armed::load_sampling(&plan.object, verbose_log, &sampling)?;
         if let Some(t) = &plan.table {
             armed.fill(t).context("filling the dispatcher's tables")?;
         }
         armed.planned = plan.attachments;
+        armed.sampled = sampled;
         Ok(armed)
     }
 
@@ -356,6 +385,39 @@ impl Armed {
             self.attach(&placement, scope)
                 .with_context(|| format!("{} in {}", at.probe, at.binary))?;
         }
+        self.attach_samples()
+    }
+
+    /// Starts the sampling events of a script's sampling programs, one per CPU
+    /// (an offline CPU has no clock and is skipped); the programs choose the
+    /// traced process's samples.
+    fn attach_samples(&mut self) -> Result<()> {
+        if self.sampled.is_empty() {
+            return Ok(());
+        }
+        let cpus = sys::possible_cpus()? as u32;
+        for s in std::mem::take(&mut self.sampled) {
+            let prog = self
+                .programs
+                .get(s.program)
+                .context("a sampling program that was not loaded")?;
+            let mut refused = None;
+            let mut started = 0;
+            for cpu in 0..cpus {
+                match sys::CpuClock::attach(prog, cpu, s.hz) {
+                    Ok(c) => {
+                        self.links.get_mut().push(Link::Clock(c));
+                        started += 1;
+                    }
+                    Err(e) => refused = Some(e),
+                }
+            }
+            if started == 0 {
+                return Err(refused.map_or_else(|| anyhow::anyhow!("no CPU"), Into::into))
+                    .with_context(|| format!("{}: opening the cpu-clock events", s.probe));
+            }
+        }
+        sys::trace_begins();
         Ok(())
     }
 
@@ -382,7 +444,7 @@ impl Armed {
             .iter()
             .map(|l| match l {
                 Link::Multi(m) => m.len(),
-                Link::Single(_) => 1,
+                Link::Single(_) | Link::Clock(_) => 1,
             })
             .sum()
     }

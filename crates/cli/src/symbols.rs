@@ -97,14 +97,17 @@ impl<'a, 'd> Symbols<'a, 'd> {
         };
         if let Some(b) = process_bias(bin, go, pid) {
             self.bias.set(Some(b));
+            self.stacks.set_unbiased(b);
         }
     }
 
     /// A backtrace's bias, which holds even when the process is gone before its maps
     /// were read.
     fn saw_bias(&mut self, bias: u64) {
-        if self.bias.get().is_none() && self.bin.is_some_and(|(_, go)| go.is_pie()) {
+        // A sample's stack carries none (0, where no PIE binary is loaded).
+        if bias != 0 && self.bias.get().is_none() && self.bin.is_some_and(|(_, go)| go.is_pie()) {
             self.bias.set(Some(bias));
+            self.stacks.set_unbiased(bias);
         }
     }
 
@@ -182,10 +185,12 @@ impl<'a, 'd> Symbols<'a, 'd> {
     /// pc with its functions (inlined calls first). `None` when the stack map has no
     /// such stack or there is no binary to name it.
     pub fn stack_frames(&mut self, stack: u64) -> Option<Vec<(u64, Vec<FrameText>)>> {
+        self.learn_bias();
         let s = self.stacks.get(stack)?.clone();
         self.saw_bias(s.bias);
+        let bias = self.stacks.bias_of(&s);
         let sym = self.stacks.symbolizer()?;
-        sym.set_bias(s.bias);
+        sym.set_bias(bias);
         let pcs = sym.logical(&s.frames, s.first_is_return).to_vec();
         Some(
             pcs.into_iter()

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
@@ -697,30 +698,6 @@ fn offcpu_attached_mid_run_times_what_it_saw_and_writes_folded_stacks() {
     );
 }
 
-/// `function → flat %` of the top 10 of `go tool pprof -top` on `profile`, with
-/// `extra` arguments.
-fn pprof_top(profile: &std::path::Path, extra: &[&str]) -> std::collections::BTreeMap<String, f64> {
-    let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
-        .args(["tool", "pprof", "-top", "-nodecount=10"])
-        .args(extra)
-        .arg(profile)
-        .output()
-        .expect("go tool pprof");
-    let text = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let share = w.get(1)?.strip_suffix('%')?.parse().ok()?;
-            Some((w.get(5..)?.join(" "), share))
-        })
-        .collect()
-}
-
 /// `profile`'s top 10 functions by flat samples against runtime/pprof's CPU profile
 /// of the same run (the program profiles itself while gotap samples it at the
 /// default 99 Hz): every function with 2% or more of the samples in either is in the
@@ -802,6 +779,118 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
                 "{ctx}\n{under} of {all} samples under main.main.func1\n{folded}"
             );
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The script of a sampling probe keyed by stacks and goroutines, which prints
+/// each stack's samples and each goroutine's at the end.
+const SAMPLING_SCRIPT: &str = r#"global s, g
+probe timer.profile {
+  if (pid() == target()) {
+    s[ubacktrace()] <<< 1
+    g[goid()] <<< 1
+  }
+}
+probe end {
+  foreach (k in s) {
+    printf("stack %d\n", @count(s[k]))
+    print_usyms(k)
+  }
+  foreach (id in g) printf("goroutine %d %d\n", id, @count(g[id]))
+}
+"#;
+
+/// Samples by the function of each stack's innermost frame (`stack N` followed by
+/// its frames, ` 0xPC : FUNC+OFF/SIZE [PATH]`), and by goroutine id.
+fn sampled_functions(out: &str) -> (BTreeMap<String, u64>, BTreeMap<u64, u64>) {
+    let mut functions = BTreeMap::new();
+    let mut goroutines = BTreeMap::new();
+    let mut lines = out.lines();
+    while let Some(l) = lines.next() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["stack", n] => {
+                let n: u64 = n.parse().expect("a count");
+                let frame = lines.next().unwrap_or("");
+                let f = frame
+                    .split(" : ")
+                    .nth(1)
+                    .and_then(|s| s.split('+').next())
+                    .unwrap_or(frame.trim());
+                *functions.entry(f.to_string()).or_default() += n;
+            }
+            ["goroutine", id, n] => {
+                goroutines.insert(id.parse().expect("an id"), n.parse().expect("a count"));
+            }
+            _ => {}
+        }
+    }
+    (functions, goroutines)
+}
+
+/// `probe timer.profile` with `ubacktrace()` and `goid()`: the functions the
+/// script's stacks end in, by samples, against runtime/pprof's CPU profile of the
+/// same run (read with `runtime.asyncPreempt` hidden, as in the test above): the
+/// top function is the same, and every function with 2% of either within 10 points
+/// (the bound above, for the same reason). The work's two goroutines have each a
+/// tenth of the samples or more, and samples with no goroutine (0) are at most 10%.
+/// Fixed-address and PIE builds (a sample carries no load bias: its stacks are named
+/// at the process's).
+#[test]
+fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-tprofile", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("sample.stp");
+    std::fs::write(&script, SAMPLING_SCRIPT).expect("script");
+    let tc = testprogs::newest();
+    for v in [Variant::Default, Variant::Pie] {
+        let bin = Private::copy(&testprogs::build("cpuwork", &tc, v), &format!("tp-{v}"));
+        let what = format!("go{} {v}", tc.minor);
+        let theirs = dir.join(format!("go-{v}.pb.gz"));
+        let out = run(gotap().arg(&script).arg("-c").arg(format!(
+            "{} 6 {}",
+            bin.path.display(),
+            theirs.display()
+        )));
+        let stdout = text(&out.stdout);
+        let ctx = format!("{what}\n{stdout}\n{}", text(&out.stderr));
+        assert!(out.status.success(), "{ctx}");
+        let (functions, goroutines) = sampled_functions(&stdout);
+        let total: u64 = functions.values().sum();
+        assert!(total > 200, "{ctx}\n{total} samples");
+        let us: BTreeMap<String, f64> = functions
+            .iter()
+            .map(|(f, n)| (f.clone(), 100.0 * *n as f64 / total as f64))
+            .collect();
+        let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
+        let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
+        let top = |m: &BTreeMap<String, f64>| {
+            m.iter()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(f, _)| f.clone())
+        };
+        assert_eq!(top(&go), top(&us), "{ctx}");
+        for (f, share) in go.iter().chain(us.iter()) {
+            if *share < 2.0 {
+                continue;
+            }
+            let (a, b) = (go.get(f).unwrap_or(&0.0), us.get(f).unwrap_or(&0.0));
+            assert!(
+                (a - b).abs() <= 10.0,
+                "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by the script"
+            );
+        }
+        let g_total: u64 = goroutines.values().sum();
+        assert_eq!(g_total, total, "{ctx}");
+        let busy = goroutines
+            .iter()
+            .filter(|(id, n)| **id != 0 && **n * 10 >= total)
+            .count();
+        assert!(busy >= 2, "{ctx}\n{goroutines:?}");
+        let none = goroutines.get(&0).copied().unwrap_or(0);
+        assert!(none * 10 <= total, "{ctx}\n{goroutines:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

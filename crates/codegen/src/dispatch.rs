@@ -35,6 +35,9 @@ pub struct Plan {
     /// For each program of `object`, the index in the compiled script of the program
     /// it is (its first copy), or `None` for the dispatcher.
     pub origin: Vec<Option<usize>>,
+    /// For each program of the compiled script, the index in [`Plan::object`] it is
+    /// loaded as (where a sampling program, which no attachment names, is).
+    pub loaded_as: Vec<usize>,
     /// Where the programs of `object` go: one attachment per binary, or, when a
     /// cookie is shared between programs and cannot choose one, one per program.
     pub attachments: Vec<AttachSpec>,
@@ -80,6 +83,7 @@ pub fn plan(object: &ObjectSpec, attachments: &[AttachSpec], dispatch: bool) -> 
         return Plan {
             object: out,
             origin,
+            loaded_as,
             attachments,
             table: None,
         };
@@ -101,6 +105,7 @@ pub fn plan(object: &ObjectSpec, attachments: &[AttachSpec], dispatch: bool) -> 
         return Plan {
             object: out,
             origin,
+            loaded_as,
             attachments: per_program,
             table: None,
         };
@@ -115,6 +120,7 @@ pub fn plan(object: &ObjectSpec, attachments: &[AttachSpec], dispatch: bool) -> 
     Plan {
         object: out,
         origin,
+        loaded_as,
         attachments,
         table: Some(table),
     }

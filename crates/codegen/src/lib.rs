@@ -14,7 +14,12 @@
 //! ```
 //!
 //! `begin`, `end` and timer probes are not compiled: they are listed in
-//! `user_probes` and run in user space against the same globals.
+//! `user_probes` and run in user space against the same globals. A sampling probe
+//! (`timer.profile`, `timer.hz(N)`) is one program per point, run by a perf
+//! `cpu-clock` event on every CPU ([`bpf::script::SampleSpec`]): it first drops the
+//! samples of other processes and of the traced one in the kernel (the interrupted
+//! registers are then the kernel's), so that its body sees what a process probe
+//! sees: the traced thread's registers, its `g`, its stack.
 //!
 //! How the kernel side works, and its limits:
 //! - Programs are `BPF_PROG_TYPE_KPROBE`, for perf-event or multi uprobes alike. A
@@ -78,7 +83,9 @@ pub mod types;
 mod user;
 mod window;
 
-use bpf::script::{AttachSite, AttachSpec, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind};
+use bpf::script::{
+    AttachSite, AttachSpec, SampleSpec, ScalarsSpec, ScriptSpec, UserProbe, UserProbeKind,
+};
 use bpf::{AluOp, Cond, Helper, Insn, ProgramSpec, Reg, Size};
 use lang::ast::{Expr, ExprKind, Item, Probe, Script, walk_stmt};
 use lang::{Diagnostic, ProbeInfo, ProbeKind, Site as ProbeSite, SourceMap, Span, TypeInfo};
@@ -353,6 +360,16 @@ fn point_text(path: &str, kind: &ProbeKind, loc: &lang::Location) -> String {
         ProbeKind::Begin => "begin".into(),
         ProbeKind::End => "end".into(),
         ProbeKind::Timer { .. } => "timer".into(),
+        ProbeKind::Sample { hz } => sample_text(*hz),
+    }
+}
+
+/// `pp()` of a sampling probe.
+fn sample_text(hz: u64) -> String {
+    if hz == lang::probe::PROFILE_HZ {
+        "timer.profile".into()
+    } else {
+        format!("timer.hz({hz})")
     }
 }
 
@@ -411,6 +428,11 @@ pub fn compile_full(
         for (prologue, sites) in groups {
             b.probe_program(&env, &p, prologue, &sites);
         }
+        for (pi, point) in pinfo.points.iter().enumerate() {
+            if let ProbeKind::Sample { hz } = point.kind {
+                b.sample_program(&env, &p, pi, hz);
+            }
+        }
     }
     if lang::has_errors(&b.diags) {
         return Err(b.diags);
@@ -439,6 +461,7 @@ struct Build {
     programs: Vec<ProgramSpec>,
     spans: Vec<Vec<(usize, Span)>>,
     attachments: Vec<AttachSpec>,
+    samples: Vec<SampleSpec>,
     user_probes: Vec<UserProbe>,
     /// The most scratch space a program uses.
     high: u32,
@@ -461,6 +484,7 @@ impl Build {
             programs: Vec::new(),
             spans: Vec::new(),
             attachments: Vec::new(),
+            samples: Vec::new(),
             user_probes: Vec::new(),
             high: 0,
             cookie: 0,
@@ -583,7 +607,7 @@ impl Build {
             _ => None,
         };
         self.event_probes.resize(self.events.len(), String::new());
-        let lowered = self.lower_bodies(env, p, alias, &site);
+        let lowered = self.lower_bodies(env, p, alias, &site, false);
         self.event_probes
             .resize(self.events.len(), site.written.clone());
         let Some((program, prog_spans)) = lowered else {
@@ -594,6 +618,42 @@ impl Build {
             .push(ProgramSpec::new(format!("gotap_p{index}"), program));
         self.spans.push(prog_spans);
         self.attach(env, p.pinfo, sites, &site, index);
+    }
+
+    /// The program of sampling point `pi` (after its alias prologue), run `hz`
+    /// times a second on every CPU. It has no site: `pp()` is the point, the walk
+    /// of `ubacktrace()` starts from the interrupted registers.
+    fn sample_program(&mut self, env: &Env<'_, '_>, p: &ThisProbe<'_>, pi: usize, hz: u64) {
+        let point = &p.pinfo.points[pi];
+        let pp = sample_text(hz);
+        let site = Site {
+            addr: None,
+            pp: pp.clone(),
+            function: String::new(),
+            each: vec![(pp, String::new())],
+            first_cookie: self.cookie,
+            written: lang::stop::written_point(env.script, point.span),
+        };
+        let alias = match point.prologue.and_then(|a| env.script.items.get(a)) {
+            Some(Item::Alias(a)) => Some(&a.body),
+            _ => None,
+        };
+        self.event_probes.resize(self.events.len(), String::new());
+        let lowered = self.lower_bodies(env, p, alias, &site, true);
+        self.event_probes
+            .resize(self.events.len(), site.written.clone());
+        let Some((program, prog_spans)) = lowered else {
+            return;
+        };
+        let index = self.programs.len();
+        self.programs
+            .push(ProgramSpec::new(format!("gotap_p{index}"), program));
+        self.spans.push(prog_spans);
+        self.samples.push(SampleSpec {
+            program: index,
+            hz,
+            probe: site.written.clone(),
+        });
     }
 
     /// What the program of these sites knows about where it runs.
@@ -623,20 +683,25 @@ impl Build {
         })
     }
 
-    /// The program: the prologue, the alias's body and the probe's, and the common
-    /// end; with where each instruction came from.
+    /// The program: the prologue (after the choice of samples, for a sampling
+    /// probe), the alias's body and the probe's, and the common end; with where
+    /// each instruction came from.
     fn lower_bodies(
         &mut self,
         env: &Env<'_, '_>,
         p: &ThisProbe<'_>,
         alias: Option<&lang::ast::Block>,
         site: &Site,
+        sample: bool,
     ) -> Option<(bpf::Program, Vec<(usize, Span)>)> {
         let probe = p.probe;
         let mut l = lower::Lower::new(env, &mut self.events, site);
         l.value_base = self.values.len();
         l.entry = p.entry.clone();
         l.stacks = p.stacks;
+        if sample {
+            traced_user_samples(&mut l.em);
+        }
         prologue_code(&mut l.em);
         l.enter_probe(&p.pinfo.locals);
         let bodies: Vec<&lang::ast::Block> = alias.into_iter().chain([&probe.body]).collect();
@@ -775,6 +840,7 @@ impl Build {
         }
         let kernel = Kernel {
             attachments: self.attachments,
+            samples: self.samples,
             events: self.events,
             stacks,
             values: self.values,
@@ -794,19 +860,20 @@ impl Build {
 }
 
 /// When a probe point runs in user space: `begin`, `end`, `timer.*`; `None` for a
-/// process probe, which runs in the kernel.
+/// process or sampling probe, which runs in the kernel.
 fn user_probe_kind(kind: &ProbeKind) -> Option<UserProbeKind> {
     match *kind {
         ProbeKind::Begin => Some(UserProbeKind::Begin),
         ProbeKind::End => Some(UserProbeKind::End),
         ProbeKind::Timer { period_ns } => Some(UserProbeKind::Timer { period_ns }),
-        ProbeKind::Process(_) => None,
+        ProbeKind::Process(_) | ProbeKind::Sample { .. } => None,
     }
 }
 
 /// What the programs of a script tell user space besides the storage.
 struct Kernel {
     attachments: Vec<AttachSpec>,
+    samples: Vec<SampleSpec>,
     events: Vec<bpf::script::EventSpec>,
     stacks: Option<bpf::MapId>,
     /// The shapes of the Go values its records carry.
@@ -839,6 +906,7 @@ fn script_spec(
     let programs = kernel.is_some();
     let kernel = kernel.unwrap_or(Kernel {
         attachments: Vec::new(),
+        samples: Vec::new(),
         events: Vec::new(),
         stacks: None,
         values: Vec::new(),
@@ -846,6 +914,7 @@ fn script_spec(
     ScriptSpec {
         object,
         attachments: kernel.attachments,
+        samples: kernel.samples,
         events: kernel.events,
         globals: storage.globals.clone(),
         ringbuf: programs.then_some(storage.ringbuf),
@@ -855,6 +924,24 @@ fn script_spec(
         stacks: kernel.stacks,
         values: kernel.values,
     }
+}
+
+/// The start of a sampling program: the samples of the traced process (`target()`,
+/// in the scalars map) that interrupted it in user mode (the interrupted CS at
+/// privilege level 3) go on; the others end here, before the hit is counted. R1 is
+/// the context again at the end.
+fn traced_user_samples(em: &mut emit::Emitter<'_>) {
+    let out = em.abort;
+    em.e(Insn::mov64(CTX, Reg::R1));
+    em.a.call(Helper::GetCurrentPidTgid);
+    em.e(Insn::alu64(AluOp::Rsh, Reg::R0, 32));
+    em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
+    em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
+    em.a.jmp(Cond::Ne, Reg::R0, Reg::R1, out);
+    em.ctx_reg(Reg::R0, bpf::X86Reg::Cs);
+    em.e(Insn::alu64(AluOp::And, Reg::R0, 3));
+    em.a.jmp(Cond::Ne, Reg::R0, 3, out);
+    em.e(Insn::mov64(Reg::R1, CTX));
 }
 
 /// The start of every program: keep the context, find the scratch area, count the hit.

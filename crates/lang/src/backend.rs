@@ -1,5 +1,6 @@
 //! The two back ends a probe body can run in, and what each can do. A process probe
-//! runs in the kernel (compiled to eBPF by `codegen`); `begin`, `end` and timer probes
+//! and a sampling probe (`timer.profile`, `timer.hz(N)`) run in the kernel (compiled
+//! to eBPF by `codegen`); `begin`, `end` and timer probes
 //! run in user space (walked by `runtime::interp`), against the same globals. A script
 //! function runs in the back ends of every probe that reaches it.
 //!
@@ -15,7 +16,7 @@ use crate::probe::ProbeKind;
 /// Where a probe body runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// An eBPF program in the traced process's context (process probes).
+    /// An eBPF program in the traced process's context (process and sampling probes).
     Kernel,
     /// gotap's own interpreter (`begin`, `end`, timer probes).
     User,
@@ -25,7 +26,7 @@ impl Backend {
     /// The back end that runs a probe point of this kind.
     pub fn of(kind: &ProbeKind) -> Backend {
         match kind {
-            ProbeKind::Process(_) => Backend::Kernel,
+            ProbeKind::Process(_) | ProbeKind::Sample { .. } => Backend::Kernel,
             ProbeKind::Begin | ProbeKind::End | ProbeKind::Timer { .. } => Backend::User,
         }
     }

@@ -88,6 +88,8 @@ impl Needs {
     pub const SYMBOLS: Needs = Needs(8);
     /// The traced process's memory.
     pub const TARGET_MEMORY: Needs = Needs(16);
+    /// A probed function (`probefunc()`): a sample (`timer.profile`) has none.
+    pub const PROBED_FUNCTION: Needs = Needs(32);
 
     pub const fn and(self, other: Needs) -> Needs {
         Needs(self.0 | other.0)
@@ -206,7 +208,7 @@ pub const BUILTINS: &[Builtin] = &[
         NONE,
         Some(S),
         Runs::KERNEL,
-        N,
+        Needs::PROBED_FUNCTION,
         "the probed function's name",
     ),
     b(
@@ -215,7 +217,7 @@ pub const BUILTINS: &[Builtin] = &[
         NONE,
         Some(S),
         Runs::KERNEL,
-        N,
+        Needs::PROBED_FUNCTION,
         "the probed function's name",
     ),
     b(

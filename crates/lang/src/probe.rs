@@ -11,9 +11,24 @@ use crate::diag::{Diagnostic, nearest};
 pub enum ProbeKind {
     Begin,
     End,
-    Timer { period_ns: u64 },
+    Timer {
+        period_ns: u64,
+    },
+    /// `timer.profile`, `timer.hz(N)`: a sample, `hz` times a second of CPU time on
+    /// every CPU, of the traced process's thread it interrupted in user mode (a perf
+    /// `cpu-clock` event per CPU runs the body in the kernel).
+    Sample {
+        hz: u64,
+    },
     Process(ProcessProbe),
 }
+
+/// The rate of `timer.profile`, samples a second per CPU: SystemTap's is the
+/// kernel's tick (`CONFIG_HZ`); gotap's is `gotap profile`'s default, off the
+/// round rates of the program's own timers, as perf and bpftrace choose.
+pub const PROFILE_HZ: u64 = 99;
+/// The fastest `timer.hz(N)`: a sample costs a walk of the stack in the kernel.
+pub const MAX_SAMPLE_HZ: u64 = 10_000;
 
 /// A probe in a user process.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +101,8 @@ impl Ctx {
     pub const USER: Ctx = Ctx(8);
     /// A user-space probe at function return.
     pub const RETURN: Ctx = Ctx(16);
+    /// A sample of the traced process (`timer.profile`, `timer.hz(N)`).
+    pub const SAMPLE: Ctx = Ctx(32);
     pub const ANY_USER: Ctx = Ctx(8 | 16);
     pub const ANY: Ctx = Ctx(0xff);
 
@@ -101,6 +118,7 @@ impl Ctx {
             8 => "a process function or statement probe",
             16 => "a '.return' probe",
             24 => "process probes",
+            32 => "a sampling probe ('timer.profile', 'timer.hz')",
             _ => "this probe",
         }
     }
@@ -112,6 +130,7 @@ impl ProbeKind {
             ProbeKind::Begin => Ctx::BEGIN,
             ProbeKind::End => Ctx::END,
             ProbeKind::Timer { .. } => Ctx::TIMER,
+            ProbeKind::Sample { .. } => Ctx::SAMPLE,
             ProbeKind::Process(p) => match p.site {
                 Site::Function { ret: true, .. } => Ctx::RETURN,
                 _ => Ctx::USER,
@@ -180,6 +199,16 @@ pub const PROBE_KINDS: &[ProbeKindEntry] = &[
         build: |p| timer(p, 1),
     },
     ProbeKindEntry {
+        shape: "timer.profile",
+        doc: "a sample of the traced process, 99 times a second of CPU time on every CPU, where it runs in user mode",
+        build: |p| no_args(p).map(|_| ProbeKind::Sample { hz: PROFILE_HZ }),
+    },
+    ProbeKindEntry {
+        shape: "timer.hz",
+        doc: "a sample of the traced process, N times a second of CPU time on every CPU, where it runs in user mode",
+        build: sample_hz,
+    },
+    ProbeKindEntry {
         shape: "process.function",
         doc: "entry of the functions matching a pattern",
         build: |p| process(p, false),
@@ -243,6 +272,21 @@ fn timer(p: &ProbePoint, unit_ns: u64) -> Result<ProbeKind, Diagnostic> {
             format!(
                 "'timer.{}' needs a positive number, as in 'timer.{}(100)'",
                 c.name, c.name
+            ),
+        )),
+    }
+}
+
+fn sample_hz(p: &ProbePoint) -> Result<ProbeKind, Diagnostic> {
+    let c = &p.components[1];
+    match c.arg {
+        Some(Literal::Num(n)) if n > 0 && n as u64 <= MAX_SAMPLE_HZ => {
+            Ok(ProbeKind::Sample { hz: n as u64 })
+        }
+        _ => Err(Diagnostic::error(
+            c.span,
+            format!(
+                "'timer.hz' needs a rate from 1 to {MAX_SAMPLE_HZ} samples a second, as in 'timer.hz(99)'"
             ),
         )),
     }
@@ -433,5 +477,24 @@ mod tests {
             }))
         ));
         assert!(statement("main.f").is_err());
+    }
+
+    #[test]
+    fn profile_and_hz_are_samples_at_their_rate() {
+        assert_eq!(
+            kind_of("timer.profile"),
+            Ok(ProbeKind::Sample { hz: PROFILE_HZ })
+        );
+        assert_eq!(kind_of("timer.hz(997)"), Ok(ProbeKind::Sample { hz: 997 }));
+        assert_eq!(kind_of("timer.hz(997)").unwrap().ctx(), Ctx::SAMPLE);
+        for bad in ["timer.hz(0)", "timer.hz(100000)", "timer.hz"] {
+            let err = kind_of(bad).unwrap_err();
+            assert!(
+                err.message.contains("'timer.hz' needs a rate"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        assert!(kind_of("timer.profile(3)").is_err());
     }
 }

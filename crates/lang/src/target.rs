@@ -157,6 +157,14 @@ pub trait Target {
     /// The type named in `@cast(addr, "name")`, optionally from another module (binary).
     /// `@cast` yields a pointer to this type.
     fn cast_type(&self, name: &str, module: Option<&str>) -> Result<GoType, TargetError>;
+
+    /// That the traced program's binary is there for a sampling probe
+    /// (`timer.profile`), whose samples are read with its runtime's layouts (the
+    /// `g` of `goid()`, the system stack of `ubacktrace()`) and named with its
+    /// symbols. A target that is a binary has one.
+    fn sampled_binary(&self) -> Result<(), TargetError> {
+        Ok(())
+    }
 }
 
 /// The script type of a Go value read as a whole: integers, bools and pointers are

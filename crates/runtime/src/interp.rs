@@ -1562,7 +1562,7 @@ mod tests {
                     ProbeKind::Begin => UserProbeKind::Begin,
                     ProbeKind::End => UserProbeKind::End,
                     ProbeKind::Timer { period_ns } => UserProbeKind::Timer { period_ns },
-                    ProbeKind::Process(_) => continue,
+                    ProbeKind::Process(_) | ProbeKind::Sample { .. } => continue,
                 };
                 probes.push(UserProbe { item: p.item, when });
             }

@@ -60,6 +60,14 @@ pub struct Stacks<'a, 'd> {
     sym: Option<Symbolizer<'a, 'd>>,
     /// id → its stack, or `None` when the source has none.
     cache: HashMap<u64, Option<Stack>>,
+    /// The bias of stacks whose count word carries none: a sample's (`timer.profile`
+    /// has no probe site to measure it from), named at the traced process's bias.
+    unbiased: u64,
+}
+
+/// The bias stack `s` is named at.
+fn bias_of(s: &Stack, unbiased: u64) -> u64 {
+    if s.bias == 0 { unbiased } else { s.bias }
 }
 
 impl<'a, 'd> Stacks<'a, 'd> {
@@ -68,7 +76,18 @@ impl<'a, 'd> Stacks<'a, 'd> {
             source,
             sym,
             cache: HashMap::new(),
+            unbiased: 0,
         }
+    }
+
+    /// Sets the bias of stacks that carry none (see [`Stacks::unbiased`]).
+    pub fn set_unbiased(&mut self, bias: u64) {
+        self.unbiased = bias;
+    }
+
+    /// The bias stack `s` is named at.
+    pub fn bias_of(&self, s: &Stack) -> u64 {
+        bias_of(s, self.unbiased)
     }
 
     /// The stack value `stack` names, read once.
@@ -105,10 +124,11 @@ impl<'a, 'd> Stacks<'a, 'd> {
     pub fn folded(&mut self, stack: u64) -> Option<String> {
         let id = stack & STACK_ID_MASK;
         self.get(id)?;
+        let unbiased = self.unbiased;
         let (Some(Some(s)), Some(sym)) = (self.cache.get(&id), self.sym.as_mut()) else {
             return None;
         };
-        sym.set_bias(s.bias);
+        sym.set_bias(bias_of(s, unbiased));
         let mut line = String::new();
         sym.folded(&mut line, &s.frames, s.first_is_return);
         Some(line)
@@ -119,9 +139,10 @@ impl StackText for Stacks<'_, '_> {
     fn write_stack(&mut self, stack: u64, out: &mut Vec<u8>) {
         let id = stack & STACK_ID_MASK;
         self.get(id);
+        let unbiased = self.unbiased;
         match (self.cache.get(&id), self.sym.as_mut()) {
             (Some(Some(s)), Some(sym)) => {
-                sym.set_bias(s.bias);
+                sym.set_bias(bias_of(s, unbiased));
                 if stack & STACK_SYMS != 0 {
                     sym.write_stack(out, &s.frames, s.first_is_return, false);
                 } else {

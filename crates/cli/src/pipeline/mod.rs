@@ -31,7 +31,7 @@
 mod front;
 mod trace;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -193,6 +193,14 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
     passes.done("parsed the script, resolved its probe points and checked its types");
     let mut traced = Traced::start(&plan.target)?;
     let compiled = compile(plan, &parsed, &info, target.as_ref(), &traced)?;
+    if let Some(s) = compiled.spec.samples.first()
+        && traced.pid().is_none()
+    {
+        bail!(
+            "{}: a sampling probe samples one process: name it with -x PID or -c CMD",
+            s.probe
+        );
+    }
     passes.done("compiled the probes to eBPF");
     if plan.stops_after(Stage::Bpf) {
         return Ok(0);

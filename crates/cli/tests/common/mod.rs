@@ -219,3 +219,30 @@ pub fn depth_for(frame: u64, target: u64) -> (u64, u32) {
     );
     (depth, k)
 }
+
+/// `function → flat %` of the top 10 of `go tool pprof -top` on `profile`, with
+/// `extra` arguments.
+pub fn pprof_top(
+    profile: &std::path::Path,
+    extra: &[&str],
+) -> std::collections::BTreeMap<String, f64> {
+    let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+        .args(["tool", "pprof", "-top", "-nodecount=10"])
+        .args(extra)
+        .arg(profile)
+        .output()
+        .expect("go tool pprof");
+    let text = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let share = w.get(1)?.strip_suffix('%')?.parse().ok()?;
+            Some((w.get(5..)?.join(" "), share))
+        })
+        .collect()
+}

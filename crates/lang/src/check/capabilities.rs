@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::backend::{Construct, Runs};
+use crate::builtins::Needs;
 use crate::format::Conv;
 
 /// A back end a body runs in, with a probe point that puts it there.
@@ -138,6 +139,9 @@ impl Checker<'_> {
                 let what = format!("'{}'", b.name);
                 let help = format!("'{}' needs {}", b.name, b.runs.describe());
                 self.refuse(b.runs, &what, &help, name.span, reasons);
+                if b.needs.has(Needs::PROBED_FUNCTION) {
+                    self.refuse_in_samples(&what, name.span);
+                }
                 if matches!(id, BuiltinId::Print | BuiltinId::Println) {
                     for a in args {
                         if let ExprKind::Stat { op, .. } = &a.kind
@@ -213,6 +217,31 @@ impl Checker<'_> {
                 self.refuse_with(d, r);
             }
         }
+    }
+
+    /// An error at `at` if the body runs in a sampling probe, which interrupts the
+    /// process anywhere and so has no probed function.
+    fn refuse_in_samples(&mut self, what: &str, at: Span) {
+        let sampled = self.probes_of_body().into_iter().find_map(|pi| {
+            let i = self.probes[pi]
+                .points
+                .iter()
+                .position(|p| matches!(p.kind, ProbeKind::Sample { .. }))?;
+            Some(Reason {
+                backend: Backend::Kernel,
+                probe: pi,
+                point: i,
+            })
+        });
+        let Some(r) = sampled else {
+            return;
+        };
+        let d = Diagnostic::error(
+            at,
+            format!("{what} cannot be used in {}", self.point_name(&r)),
+        )
+        .with_help("a sample interrupts the process anywhere, not in a probed function: its stack, ubacktrace(), says where");
+        self.refuse_with(d, &r);
     }
 
     fn refuse_construct(&mut self, c: Construct, at: Span, reasons: &[Reason]) {

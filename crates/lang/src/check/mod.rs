@@ -423,6 +423,7 @@ fn describe_point(k: &ProbeKind) -> &'static str {
         ProbeKind::Begin => "a 'begin' probe",
         ProbeKind::End => "an 'end' probe",
         ProbeKind::Timer { .. } => "a timer probe",
+        ProbeKind::Sample { .. } => "a sampling probe ('timer.profile', 'timer.hz')",
         ProbeKind::Process(_) => "a process probe",
     }
 }

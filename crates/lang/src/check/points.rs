@@ -121,6 +121,12 @@ impl Checker<'_> {
             }
         };
         let mut locations = Vec::new();
+        if let ProbeKind::Sample { .. } = kind
+            && let Err(e) = self.target.sampled_binary()
+        {
+            self.diags.push(target_err(pp.span, &e));
+            return;
+        }
         if let ProbeKind::Process(proc_probe) = &kind {
             match self.target.resolve_probe_point(proc_probe) {
                 Ok(l) if l.is_empty() && !pp.optional => {
