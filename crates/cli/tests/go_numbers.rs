@@ -894,3 +894,84 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tag → (value → %)` of `go tool pprof -tags` on `profile`: each tag's values'
+/// shares of its samples (` worker: Total …` then `   2.99s (75.32%): heavy`).
+fn pprof_tags(profile: &std::path::Path) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+        .args(["tool", "pprof", "-tags"])
+        .arg(profile)
+        .output()
+        .expect("go tool pprof");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tags: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut tag = String::new();
+    for l in text(&out.stdout).lines() {
+        if let Some((name, _)) = l.trim().split_once(": Total") {
+            tag = name.to_string();
+        } else if let Some((share, value)) = l.split_once("%): ") {
+            let share = share.rsplit('(').next().and_then(|s| s.trim().parse().ok());
+            if let Some(share) = share {
+                tags.entry(tag.clone())
+                    .or_default()
+                    .insert(value.trim().to_string(), share);
+            }
+        }
+    }
+    tags
+}
+
+/// `profile`'s pprof file carries the goroutines' pprof labels (`pprof.Do` and
+/// `SetGoroutineLabels`) as sample labels: `go tool pprof -tags` shows the same
+/// tags and values as on the program's own runtime/pprof profile of the same run,
+/// each value's share within 10 points of Go's (the bound of the test above), with
+/// the heavy worker ahead. Every installed Go: before 1.24 a label set is a
+/// `map[string]string`, from 1.24 a slice.
+#[test]
+fn profile_labels_are_pprof_tags_in_the_proportions_of_runtime_pprof() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-labels", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for tc in testprogs::toolchains() {
+        let bin = Private::copy(
+            &testprogs::build("labels", &tc, Variant::Default),
+            &format!("lb-{}", tc.minor),
+        );
+        let what = format!("go{}", tc.minor);
+        let theirs = dir.join(format!("go-{}.pb.gz", tc.minor));
+        let ours = dir.join(format!("gotap-{}.pb.gz", tc.minor));
+        let out = run(gotap()
+            .args(["profile", "--pprof"])
+            .arg(&ours)
+            .arg("-c")
+            .arg(format!("{} 5 {}", bin.path.display(), theirs.display())));
+        let ctx = format!("{what}\n{}\n{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{ctx}");
+        let (go, us) = (pprof_tags(&theirs), pprof_tags(&ours));
+        let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
+        for tag in ["worker", "weight"] {
+            let (Some(a), Some(b)) = (go.get(tag), us.get(tag)) else {
+                panic!("{ctx}\nno tag {tag}");
+            };
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{ctx}"
+            );
+            for (value, share) in a {
+                let ours = b[value];
+                assert!(
+                    (share - ours).abs() <= 10.0,
+                    "{ctx}\n{tag}={value}: {share}% by runtime/pprof, {ours}% by gotap"
+                );
+            }
+        }
+        let worker = &us["worker"];
+        assert!(worker["heavy"] > worker["light"] * 1.5, "{ctx}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

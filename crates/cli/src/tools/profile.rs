@@ -4,7 +4,8 @@
 //! into the goroutine. At the end: the functions by samples (flat, as `go tool pprof
 //! -top` ranks them, and cumulative), and with `--folded`, `--svg` or `--pprof` the
 //! stacks (the pprof file as `runtime/pprof` writes a CPU profile, the goroutine id
-//! as a label).
+//! and the goroutine's pprof labels as its labels, so `go tool pprof -tags` shows
+//! them).
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -15,7 +16,9 @@ use runtime::symbolize::Symbolizer;
 use super::ToolArgs;
 use crate::binary::Binary;
 use crate::session::{self, Handler, Traced};
-use codegen::profile::{Counter, KEY_FRAMES, KEY_HEAD};
+use codegen::profile::{
+    Counter, KEY_FRAMES, KEY_HEAD, KEY_LABELS, LABEL_BYTES, LABEL_TEXT, LabelSet, MAX_LABELS,
+};
 
 /// Nothing to do between waits but wait.
 struct Idle;
@@ -59,6 +62,8 @@ impl<'a, 'd> Symbols<'a, 'd> {
 /// One (goroutine, stack)'s samples, frames innermost first.
 struct Sample {
     goid: u64,
+    /// The goroutine's pprof labels, as (key, value).
+    labels: Vec<(String, String)>,
     stack: Vec<(u64, Vec<runtime::pprof::Frame>)>,
     count: u64,
 }
@@ -84,7 +89,9 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let Some(pid) = traced.pid() else {
         bail!("profile: name the process, -x PID or -c CMD");
     };
-    let prog = codegen::profile::profile(pid, layout.as_ref())?;
+    let v = go.go_version();
+    let set = LabelSet::of(v.major, v.minor);
+    let prog = codegen::profile::profile(pid, layout.as_ref(), set)?;
     let opts = sys::LoadOptions {
         attach: sys::AttachKind::PerfSample,
         verbose_log: false,
@@ -154,6 +161,7 @@ fn read(
             .and_then(|w| w.try_into().ok())
             .map_or(0, u64::from_le_bytes)
     };
+    let sets = label_sets(&loaded.maps[prog.labels.0 as usize])?;
     let mut out = Vec::new();
     for key in map.keys()? {
         let count: u64 = map
@@ -200,9 +208,45 @@ fn read(
             .collect();
         out.push(Sample {
             goid: word(&key, 0),
+            labels: sets
+                .get(&word(&key, KEY_LABELS as usize))
+                .cloned()
+                .unwrap_or_default(),
             stack,
             count,
         });
+    }
+    Ok(out)
+}
+
+/// The label sets the samples saw, by their `g.labels` pointer (see
+/// `codegen::profile`'s layout of them).
+fn label_sets(map: &sys::Map) -> Result<HashMap<u64, Vec<(String, String)>>> {
+    let word = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let mut out = HashMap::new();
+    for key in map.keys()? {
+        let Some(v) = map.get(&key)? else {
+            continue;
+        };
+        let text = |at: usize, len: u64| {
+            let n = (len as usize).min(LABEL_TEXT as usize);
+            String::from_utf8_lossy(v.get(at..at + n).unwrap_or_default()).into_owned()
+        };
+        let mut set = Vec::new();
+        for i in 0..MAX_LABELS as usize {
+            let e = i * LABEL_BYTES as usize;
+            if word(&v, e) != 1 {
+                continue;
+            }
+            let (k, val) = (word(&v, e + 8), word(&v, e + 16));
+            set.push((text(e + 24, k), text(e + 24 + LABEL_TEXT as usize, val)));
+        }
+        set.sort();
+        out.insert(word(&key, 0), set);
     }
     Ok(out)
 }
@@ -287,11 +331,13 @@ fn write_files(a: &ToolArgs, samples: &[Sample], started: std::time::SystemTime)
         );
         for s in samples {
             let n = s.count as i64;
-            prof.add(
-                &s.stack,
-                &[n, n * period],
-                &[("goroutine", runtime::pprof::LabelValue::Num(s.goid as i64))],
+            let mut labels = vec![("goroutine", runtime::pprof::LabelValue::Num(s.goid as i64))];
+            labels.extend(
+                s.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), runtime::pprof::LabelValue::Str(v.clone()))),
             );
+            prof.add(&s.stack, &[n, n * period], &labels);
         }
         let mut f = std::fs::File::create(p).with_context(|| format!("--pprof {}", p.display()))?;
         prof.write(&mut f)
