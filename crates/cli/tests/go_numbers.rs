@@ -708,18 +708,16 @@ fn offcpu_attached_mid_run_times_what_it_saw_and_writes_folded_stacks() {
 /// asyncPreempt hidden, its samples charged to the function it interrupted; that
 /// charge leans to the tight loop (`main.mix`), which Go's profile then gives 2.5 to
 /// 8.5 points more than gotap over five 6 s runs (the other functions within 3).
+/// The oldest and newest installed Go, each fixed-address, stripped and PIE.
 #[test]
 fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
     let _quiet = quiet();
     let dir = std::env::temp_dir().join(format!("gotap-test-{}-profile", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut toolchains: Vec<Toolchain> = testprogs::toolchains()
-        .into_iter()
-        .filter(|t| t.minor_number() >= (1, 21))
-        .collect();
+    let mut toolchains: Vec<Toolchain> = testprogs::toolchains();
     toolchains.drain(1..toolchains.len().saturating_sub(1));
     for tc in toolchains {
-        for v in [Variant::Default, Variant::Stripped] {
+        for v in [Variant::Default, Variant::Stripped, Variant::Pie] {
             let bin = Private::copy(
                 &testprogs::build("cpuwork", &tc, v),
                 &format!("pf-{}-{v}", tc.minor),
@@ -835,8 +833,8 @@ fn sampled_functions(out: &str) -> (BTreeMap<String, u64>, BTreeMap<u64, u64>) {
 /// top function is the same, and every function with 2% of either within 10 points
 /// (the bound above, for the same reason). The work's two goroutines have each a
 /// tenth of the samples or more, and samples with no goroutine (0) are at most 10%.
-/// Fixed-address and PIE builds (a sample carries no load bias: its stacks are named
-/// at the process's).
+/// The oldest Go installed and the newest, fixed-address and PIE (a sample carries
+/// no load bias: its stacks are named at the process's).
 #[test]
 fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() {
     let _quiet = quiet();
@@ -844,11 +842,18 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
     std::fs::create_dir_all(&dir).expect("dir");
     let script = dir.join("sample.stp");
     std::fs::write(&script, SAMPLING_SCRIPT).expect("script");
-    let tc = testprogs::newest();
-    for v in [Variant::Default, Variant::Pie] {
-        let bin = Private::copy(&testprogs::build("cpuwork", &tc, v), &format!("tp-{v}"));
+    let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
+    for (tc, v) in [
+        (&oldest, Variant::Default),
+        (&newest, Variant::Default),
+        (&newest, Variant::Pie),
+    ] {
+        let bin = Private::copy(
+            &testprogs::build("cpuwork", tc, v),
+            &format!("tp-{}-{v}", tc.minor),
+        );
         let what = format!("go{} {v}", tc.minor);
-        let theirs = dir.join(format!("go-{v}.pb.gz"));
+        let theirs = dir.join(format!("go-{}-{v}.pb.gz", tc.minor));
         let out = run(gotap().arg(&script).arg("-c").arg(format!(
             "{} 6 {}",
             bin.path.display(),
