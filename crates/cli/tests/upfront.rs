@@ -131,3 +131,63 @@ fn a_path_that_is_not_an_executable_says_what_it_is() {
         }
     }
 }
+
+/// A sampling probe samples one process: with no binary at all, and with a binary
+/// named by a process probe but no -x/-c process, it says so before anything is
+/// attached; with -c it runs, and pp(), goid() and execname() are the sample's.
+#[test]
+fn a_sampling_probe_needs_the_process_and_says_so_before_attaching() {
+    let bin = calls("sampling");
+    let out = run(gotap().args(["-e", "probe timer.profile { printf(\"%d\\n\", goid()) }"]));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("probes no Go binary"), "{err}");
+    let script = format!(
+        "probe process(\"{}\").function(\"main.deep\") {{ exit() }}\nprobe timer.hz(50) {{ printf(\"%d\\n\", goid()) }}",
+        bin.path.display()
+    );
+    let out = run(gotap().args(["-e", &script]));
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "timer.hz(50): a sampling probe samples one process: name it with -x PID or -c CMD"
+        ),
+        "{err}"
+    );
+    let built = testprogs::build("cpuwork", &testprogs::newest(), Variant::Default);
+    let work = Private::copy(&built, "sampling-work");
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-sampling", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = run(gotap()
+        .args([
+            "-e",
+            "probe timer.hz(20) { printf(\"%s %d %s\\n\", pp(), goid(), execname()); exit() }",
+            "-c",
+        ])
+        .arg(format!(
+            "{} 2 {}",
+            work.path.display(),
+            dir.join("p.pb.gz").display()
+        )));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let first = stdout.lines().next().unwrap_or("");
+    let w: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(w.first(), Some(&"timer.hz(20)"), "{stdout}");
+    assert!(
+        w.get(1).and_then(|g| g.parse::<u64>().ok()).is_some(),
+        "{stdout}"
+    );
+    // The comm of a copied program is its file name, cut to 15 bytes.
+    let comm: String = work
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .chars()
+        .take(15)
+        .collect();
+    assert_eq!(w.get(2), Some(&comm.as_str()), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
