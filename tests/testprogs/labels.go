@@ -1,15 +1,18 @@
 // Two workers of different CPU weights, each under its own pprof labels, while the
-// program profiles itself with runtime/pprof: "heavy" spins all the time (set with
-// pprof.Do), "light" spins a third of each 3 ms (set with SetGoroutineLabels), so a
-// profiler that reads the goroutines' labels sees about three heavy samples to one
-// light. Usage: labels SECONDS PROFILE. Output at the end: "done HEAVY LIGHT", the
-// rounds of each.
+// program profiles itself with runtime/pprof: three goroutines spin all the time,
+// on one P, two labelled "heavy" (with pprof.Do) and one "light" (with
+// SetGoroutineLabels), so the scheduler gives the heavy worker about two thirds of
+// the CPU, whatever else the machine runs (none of them sleeps, so none is woken at
+// a moment of its own).
+// Usage: labels SECONDS PROFILE. Output at the end: "done HEAVY LIGHT", the rounds
+// of each.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -28,7 +31,7 @@ func spin(n int) uint64 {
 }
 
 //go:noinline
-func heavy(end time.Time) (rounds int) {
+func work(end time.Time) (rounds int) {
 	for time.Now().Before(end) {
 		sink += spin(100000)
 		rounds++
@@ -36,21 +39,11 @@ func heavy(end time.Time) (rounds int) {
 	return rounds
 }
 
-//go:noinline
-func light(end time.Time) (rounds int) {
-	for time.Now().Before(end) {
-		busy := time.Now().Add(time.Millisecond)
-		for time.Now().Before(busy) {
-			sink += spin(10000)
-		}
-		time.Sleep(2 * time.Millisecond)
-		rounds++
-	}
-	return rounds
-}
-
 func main() {
 	secs, _ := strconv.ParseFloat(os.Args[1], 64)
+	// One P: the scheduler's round robin (a preemption every 10 ms) is what shares
+	// it, evenly among the three, however busy the machine's CPUs are.
+	runtime.GOMAXPROCS(1)
 	f, err := os.Create(os.Args[2])
 	if err != nil {
 		panic(err)
@@ -60,22 +53,30 @@ func main() {
 	}
 	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	var wg sync.WaitGroup
-	var h, l int
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		pprof.Do(context.Background(), pprof.Labels("worker", "heavy", "weight", "3"), func(context.Context) {
-			h = heavy(end)
-		})
-	}()
+	var mu sync.Mutex
+	rounds := map[string]int{}
+	add := func(worker string, n int) {
+		mu.Lock()
+		rounds[worker] += n
+		mu.Unlock()
+	}
+	wg.Add(3)
+	for i := 0; i < 2; i++ {
+		go func() {
+			defer wg.Done()
+			pprof.Do(context.Background(), pprof.Labels("worker", "heavy", "weight", "2"), func(context.Context) {
+				add("heavy", work(end))
+			})
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		ctx := pprof.WithLabels(context.Background(), pprof.Labels("worker", "light", "weight", "1"))
 		pprof.SetGoroutineLabels(ctx)
-		l = light(end)
+		add("light", work(end))
 	}()
 	wg.Wait()
 	pprof.StopCPUProfile()
 	f.Close()
-	fmt.Println("done", h, l)
+	fmt.Println("done", rounds["heavy"], rounds["light"])
 }
