@@ -662,7 +662,6 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
         }),
         Sub::Funclatency(f) => funclatency(f)?,
         Sub::Offcpu(o) => Command::Tool(ToolArgs {
-            export: not_exported("offcpu", &o.on.target.export).map(|()| Default::default())?,
             top: usize::try_from(o.top).unwrap_or(usize::MAX),
             folded: o.folded,
             svg: o.svg,
@@ -698,7 +697,7 @@ fn not_exported(tool: &str, flags: &crate::metrics::ExportFlags) -> Result<(), c
         .expect("the tool is a subcommand");
     Err(sub.error(
         ErrorKind::ArgumentConflict,
-        format!("{tool} exports no metrics yet: --prometheus and --otlp are for scripts, funccount, stackgrow, gcstat and goroutines"),
+        format!("{tool} exports no metrics yet: --prometheus and --otlp are for scripts, funccount, funclatency, stackgrow, gcstat, goroutines and offcpu"),
     ))
 }
 
@@ -712,7 +711,6 @@ fn funclatency(f: FunclatencyOpts) -> Result<Command, clap::Error> {
         _ => None,
     };
     let patterns: Vec<String> = words.collect();
-    not_exported("funclatency", &f.target.export)?;
     if patterns.is_empty() {
         let mut cmd = Cli::command();
         cmd.build();
@@ -737,7 +735,7 @@ fn funclatency(f: FunclatencyOpts) -> Result<Command, clap::Error> {
         time: false,
         output: f.target.output,
         verbose: f.target.verbose,
-        export: crate::metrics::ExportFlags::default(),
+        export: f.target.export,
         patterns,
         unit: match (f.us, f.ms) {
             (true, _) => Unit::Us,
@@ -932,7 +930,7 @@ mod tests {
             panic!("not funccount")
         };
         assert_eq!(f.export, flags(None, Some("http://c:4318")));
-        for tool in ["stackgrow", "gcstat", "goroutines"] {
+        for tool in ["stackgrow", "gcstat", "goroutines", "offcpu"] {
             let Command::Tool(t) =
                 parse_str(&[tool, "./bin", "--prometheus", "127.0.0.1:1"]).unwrap()
             else {
@@ -940,6 +938,13 @@ mod tests {
             };
             assert_eq!(t.export, flags(Some("127.0.0.1:1"), None), "{tool}");
         }
+        let Command::Tool(t) =
+            parse_str(&["funclatency", "--otlp", "http://c:4318", "./bin", "main.*"]).unwrap()
+        else {
+            panic!("funclatency: not a tool")
+        };
+        assert_eq!(t.export, flags(None, Some("http://c:4318")));
+        assert_eq!(t.patterns, ["main.*"]);
     }
 
     #[test]
@@ -955,8 +960,6 @@ mod tests {
             &["gcstat", "./bin", "--time"],
             &["-d", "nosuch", "s.stp"],
             &["s.stp", "--prometheus"],
-            &["funclatency", "--otlp", "http://c:4318", "./bin", "main.*"],
-            &["offcpu", "./bin", "--prometheus", ":9464"],
             &["profile", "-x", "1", "--otlp", "http://c:4318"],
             &["--bogus"],
             &[],

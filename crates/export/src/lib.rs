@@ -14,6 +14,7 @@
 //! |---|---|---|---|---|
 //! | `go.function.calls` | `go_function_calls_total` | counter | `function` | funccount |
 //! | `go.function.latency` | `go_function_latency_seconds` | histogram | `function` | funclatency |
+//! | `go.function.untimed_calls` | `go_function_untimed_calls_total` | counter | `function`, `cause` | funclatency |
 //! | `go.stack.growths` | `go_stack_growths_total` | counter | `function` | stackgrow |
 //! | `go.stack.copy.duration` | `go_stack_copy_duration_seconds` | histogram | | stackgrow --time |
 //! | `go.gc.cycles` | `go_gc_cycles_total` | counter | | gcstat |
@@ -21,6 +22,7 @@
 //! | `go.goroutines` | `go_goroutines` | gauge | | goroutines |
 //! | `go.goroutines.created` | `go_goroutines_created_total` | counter | | goroutines |
 //! | `go.offcpu` | `go_offcpu_seconds_total` | counter | `reason` | offcpu |
+//! | `go.offcpu.waits` | `go_offcpu_waits_total` | counter | `reason` | offcpu |
 //! | `gotap.script.NAME` | `gotap_script_NAME[_total]` | any | `key` or `key1…` | a script's global ([`script`]) |
 //! | `gotap.script.NAME.avg` | `gotap_script_NAME_avg` | gauge | as `NAME` | `@avg` of a statistic |
 //! | `gotap.process.up` | `gotap_process_up` | gauge | | agent |

@@ -60,6 +60,14 @@ pub const FUNCTION_LATENCY: Name = row(
     "funclatency",
     "Wall time per call of the Go function, per goroutine, from its entry to its RET.",
 );
+pub const FUNCTION_UNTIMED: Name = row(
+    "go.function.untimed_calls",
+    "{call}",
+    Kind::Counter,
+    &["function", "cause"],
+    "funclatency",
+    "Calls of the Go function that funclatency saw but could not time: cause=\"no_return\" (a panic unwound past it, or runtime.Goexit), \"no_entry\" (it began before tracing), \"unsaved\" (too many calls under way at once).",
+);
 pub const STACK_GROWTHS: Name = row(
     "go.stack.growths",
     "{growth}",
@@ -115,6 +123,14 @@ pub const OFFCPU: Name = row(
     &["reason"],
     "offcpu",
     "Time goroutines spent parked, by the runtime's wait reason.",
+);
+pub const OFFCPU_WAITS: Name = row(
+    "go.offcpu.waits",
+    "{wait}",
+    Kind::Counter,
+    &["reason"],
+    "offcpu",
+    "Waits of goroutines that ended (parked, then running again), by the runtime's wait reason.",
 );
 pub const PROCESS_UP: Name = row(
     "gotap.process.up",
@@ -209,6 +225,7 @@ pub const SERIES_OVERFLOW: Name = row(
 pub const ALL: &[Name] = &[
     FUNCTION_CALLS,
     FUNCTION_LATENCY,
+    FUNCTION_UNTIMED,
     STACK_GROWTHS,
     STACK_COPY,
     GC_CYCLES,
@@ -216,6 +233,7 @@ pub const ALL: &[Name] = &[
     GOROUTINES,
     GOROUTINES_CREATED,
     OFFCPU,
+    OFFCPU_WAITS,
     PROCESS_UP,
     PROCESS_PROBES,
     PROCESSES_FOUND,
@@ -268,6 +286,8 @@ mod tests {
         assert_eq!(prom(&GC_PAUSE), "go_gc_pause_seconds");
         assert_eq!(prom(&GOROUTINES), "go_goroutines");
         assert_eq!(prom(&OFFCPU), "go_offcpu_seconds_total");
+        assert_eq!(prom(&FUNCTION_UNTIMED), "go_function_untimed_calls_total");
+        assert_eq!(prom(&OFFCPU_WAITS), "go_offcpu_waits_total");
         assert_eq!(prom(&PROCESS_UP), "gotap_process_up");
     }
 

@@ -14,6 +14,13 @@
 //!
 //! `scale` converts the script's integers to the exported unit (1e-9 for
 //! nanoseconds exported as seconds).
+//!
+//! A statistic may bucket each value divided by a `bin` while its sum, min and max
+//! keep the values themselves (funclatency's `--us` and `--ms`: nanoseconds summed,
+//! microseconds bucketed). Division rounds toward zero, so a bucket whose bound is
+//! `u` in quotients holds the values up to `(u+1)*bin - 1` when `u >= 0` and up to
+//! `u*bin` when `u < 0`; [`binned_histogram`] exports those bounds, in the values'
+//! own unit, so that `le` still means "at most".
 
 use runtime::stats::{Hist, LOG_BUCKET_ZERO, LOG_BUCKETS, Stat, log_bucket_value};
 
@@ -32,17 +39,36 @@ fn log_upper(b: usize) -> i64 {
 
 /// `stat` (all CPUs merged) as a histogram in the exported unit.
 pub fn histogram(stat: &Stat, hist: &Hist, scale: f64) -> Histogram {
+    binned_histogram(stat, hist, 1, scale)
+}
+
+/// `stat`, whose buckets counted each value divided by `bin` (its sum, min and max
+/// the values themselves), as a histogram in the exported unit.
+pub fn binned_histogram(stat: &Stat, hist: &Hist, bin: i64, scale: f64) -> Histogram {
     let s = |v: i64| v as f64 * scale;
+    let bin = bin.max(1) as f64;
+    // A bucket's bound in quotients, as the bound of the values it holds.
+    let bound = |u: i64| {
+        let u = u as f64;
+        let v = if u >= 0.0 {
+            (u + 1.0) * bin - 1.0
+        } else {
+            u * bin
+        };
+        v * scale
+    };
     let (bounds, counts) = match hist {
         Hist::None => (Vec::new(), vec![clamp(stat.count)]),
-        Hist::Log => log_layout(&stat.buckets, &s),
+        Hist::Log => log_layout(&stat.buckets, &bound),
         Hist::Linear(l) => {
             let n = l.buckets();
             let bounds: Vec<f64> = (0..n - 1)
                 .map(|i| {
-                    s(l.start()
-                        .wrapping_add((i as i64).wrapping_mul(l.interval()))
-                        - 1)
+                    bound(
+                        l.start()
+                            .wrapping_add((i as i64).wrapping_mul(l.interval()))
+                            - 1,
+                    )
                 })
                 .collect();
             if bounds.windows(2).all(|w| w[0] < w[1]) && stat.buckets.len() == n {
@@ -153,6 +179,26 @@ mod tests {
         let h = histogram(&st, &Hist::Log, 1e-9);
         check_against_values(&h, &values, 1e-9);
         assert!((h.sum - 0.002001).abs() < 1e-12);
+    }
+
+    /// funclatency's `--us`: nanoseconds summed, microseconds bucketed. Each
+    /// nanosecond value is still at or below the bound of its bucket, and above the
+    /// one before.
+    #[test]
+    fn binned_buckets_bound_the_values_themselves() {
+        let values = [0, 999, 1_000, 1_999, 2_000, 3_999, 4_000, 5_000_000];
+        let mut st = stat_of(&Hist::Log, &values.map(|v| v / 1_000));
+        st.sum = values.iter().sum();
+        st.min = 0;
+        st.max = 5_000_000;
+        let h = binned_histogram(&st, &Hist::Log, 1_000, 1e-9);
+        check_against_values(&h, &values, 1e-9);
+        assert_eq!(
+            &h.bounds[..3],
+            &[999.0 * 1e-9, 1_999.0 * 1e-9, 3_999.0 * 1e-9]
+        );
+        assert!((h.sum - 5.013997e-3).abs() < 1e-12);
+        assert_eq!(h.max, Some(5e-3));
     }
 
     #[test]

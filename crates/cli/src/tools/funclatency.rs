@@ -10,6 +10,12 @@
 //! per function ("N calls did not return (panic or goexit)"), apart from the calls
 //! still under way when tracing ends on a live process; a return whose entry came
 //! before tracing is counted apart too.
+//!
+//! With `--prometheus` or `--otlp`, each function's histogram since tracing began is
+//! `go.function.latency{function}` in seconds (the kernel's log2 buckets as `le`
+//! bounds: the maps are never cleared, so the exported values only grow, whatever
+//! `-i` prints), and what could not be timed is
+//! `go.function.untimed_calls{function, cause}`.
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -21,6 +27,7 @@ use runtime::json;
 
 use super::ToolArgs;
 use crate::binary::Binary;
+use crate::metrics::ToolExport;
 use crate::session::{self, Armed, End, Handler, Placement, Traced};
 use codegen::funclatency::{COUNTERS, Counter, HIST};
 
@@ -87,6 +94,25 @@ pub struct Latency {
     pub unsaved: u64,
 }
 
+impl Latency {
+    /// The row as the kernel keeps it: the buckets in the tool's unit, the count,
+    /// and the sum, shortest and longest in nanoseconds.
+    fn stat(&self, hist: &runtime::stats::Hist) -> runtime::stats::Stat {
+        let mut stat = runtime::stats::Stat::new(hist);
+        for (lo, n) in &self.buckets {
+            if let Some(b) = hist.bucket(*lo).and_then(|b| stat.buckets.get_mut(b)) {
+                *b = *n as i64;
+            }
+        }
+        stat.count = self.calls as i64;
+        stat.sum = self.total_ns as i64;
+        if self.calls > 0 {
+            (stat.min, stat.max) = (self.min_ns as i64, self.max_ns as i64);
+        }
+        stat
+    }
+}
+
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let signals = sys::Signals::new()?;
     if let Some(p) = &a.output {
@@ -98,6 +124,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let layout = super::memory::runtime_layout(&bin)
         .context("funclatency: no runtime layout for this Go release")?;
     let mut traced = Traced::start(&a.target)?;
+    let mut export = ToolExport::start(&a.export, Some(&bin), traced.pid())?;
     let prog = codegen::funclatency::funclatency(
         timed.names.len() as u32,
         a.unit.ns(),
@@ -161,6 +188,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         before: Vec::new(),
         a,
         out: &mut out,
+        export: export.as_mut(),
     };
     let end = session::run(&signals, None, &mut traced, &mut h)?;
     let before = h.before;
@@ -176,6 +204,10 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     };
     let late = armed.detach_after(end, &traced, &hits);
     let rows = read(&maps, &timed.names, Some(gone))?;
+    if let Some(mut x) = export {
+        export_rows(&x, &rows, a.unit)?;
+        x.exporter.finish(Some(end));
+    }
     write_rows(&mut out, a, &since(&rows, &before))?;
     late.say(hits());
     Ok(code)
@@ -418,15 +450,8 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
             r.function, r.calls, avg, r.total_ns, r.min_ns, r.max_ns
         )?;
         if r.calls > 0 {
-            let mut stat = runtime::stats::Stat::new(&hist);
-            for (lo, n) in &r.buckets {
-                if let Some(b) = hist.bucket(*lo).and_then(|b| stat.buckets.get_mut(b)) {
-                    *b = *n as i64;
-                }
-            }
-            stat.count = r.calls as i64;
             writeln!(s, "{}", a.unit.name())?;
-            runtime::stats::write_histogram(&mut s, &hist, &stat)?;
+            runtime::stats::write_histogram(&mut s, &hist, &r.stat(&hist))?;
         }
         if r.no_return > 0 {
             writeln!(
@@ -465,7 +490,44 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
     Ok(())
 }
 
-/// Prints the histograms of each `-i` seconds.
+/// `go.function.latency{function}` and `go.function.untimed_calls{function, cause}`
+/// from the numbers since tracing began (`rows`, one per function, from [`read`]):
+/// each function's calls as a histogram in seconds whose bounds are the kernel's
+/// log2 buckets in the tool's unit, and the calls not timed by why, once there are
+/// some.
+fn export_rows(x: &ToolExport, rows: &[Latency], unit: Unit) -> Result<()> {
+    use export::{Value, names};
+    let hist = runtime::globals::hist(&HIST)?;
+    let function = |r: &Latency| ("function".to_string(), r.function.clone());
+    x.set(
+        &names::FUNCTION_LATENCY,
+        rows.iter().map(|r| {
+            let h = export::stats::binned_histogram(&r.stat(&hist), &hist, unit.ns() as i64, 1e-9);
+            (vec![function(r)], Value::Histogram(h))
+        }),
+    );
+    x.set(
+        &names::FUNCTION_UNTIMED,
+        rows.iter().flat_map(|r| {
+            [
+                ("no_return", r.no_return),
+                ("no_entry", r.no_entry),
+                ("unsaved", r.unsaved),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(move |(cause, n)| {
+                (
+                    vec![function(r), ("cause".to_string(), cause.to_string())],
+                    Value::Counter(n as f64),
+                )
+            })
+        }),
+    );
+    Ok(())
+}
+
+/// Prints the histograms of each `-i` seconds, and exports the numbers so far.
 struct Interval<'a, 'm> {
     every: Option<Duration>,
     next: Option<Instant>,
@@ -475,10 +537,17 @@ struct Interval<'a, 'm> {
     before: Vec<Latency>,
     a: &'a ToolArgs,
     out: &'a mut Box<dyn Write>,
+    /// `--prometheus`, `--otlp`: the numbers since tracing began, every interval.
+    export: Option<&'a mut ToolExport>,
 }
 
 impl Handler for Interval<'_, '_> {
     fn tick(&mut self, now: Instant) -> Result<bool> {
+        if let Some(x) = self.export.as_deref_mut()
+            && x.exporter.due(now)
+        {
+            export_rows(x, &read(self.maps, self.names, None)?, self.a.unit)?;
+        }
         let Some(every) = self.every else {
             return Ok(false);
         };

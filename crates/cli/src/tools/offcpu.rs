@@ -11,6 +11,11 @@
 //!
 //! Waits that began before tracing did are not seen (the park was missed); waits
 //! still under way at the end are counted and said, not timed.
+//!
+//! With `--prometheus` or `--otlp`, the kernel's statistic per reason is read while
+//! the trace runs: `go.offcpu{reason}`, the seconds of the waits that ended, and
+//! `go.offcpu.waits{reason}`, how many. The kernel never clears it, so both only
+//! grow.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -22,7 +27,8 @@ use runtime::json::quoted;
 use runtime::stats::Hist;
 
 use super::{ToolArgs, global};
-use crate::pipeline::{Consumer, Cx, Ending};
+use crate::metrics::ToolExport;
+use crate::pipeline::{Consumer, Cx, Ending, Reading};
 use crate::symbols::Symbols;
 
 /// The tool's script: the kernel keeps, per goroutine, when and why it parked and
@@ -309,6 +315,33 @@ impl OffCpu {
 impl Consumer for OffCpu {
     fn record(&mut self, _rec: &Record<'_>, _cx: &mut Cx<'_, '_, '_>) -> Result<bool> {
         Ok(false)
+    }
+
+    /// `go.offcpu{reason}` and `go.offcpu.waits{reason}` from the kernel's
+    /// statistic per reason (`__oc_hist`): its sum in seconds, and its count.
+    fn export(&mut self, to: &ToolExport, from: &mut Reading<'_, '_, '_>) {
+        let Ok(hist) = global(&from.spec.globals, "__oc_hist") else {
+            return;
+        };
+        let entries = from.storage().stat_entries(hist).unwrap_or_default();
+        let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (keys, stat) in entries {
+            let why = keys.first().map_or(0, |k| k.as_long());
+            let r = by.entry(self.reason(why, from.symbols)).or_default();
+            r.0 += u64::try_from(stat.count).unwrap_or(0);
+            r.1 += u64::try_from(stat.sum).unwrap_or(0);
+        }
+        let reason = |r: &String| vec![("reason".to_string(), r.clone())];
+        to.set(
+            &export::names::OFFCPU,
+            by.iter()
+                .map(|(r, (_, ns))| (reason(r), export::Value::Counter(*ns as f64 * 1e-9))),
+        );
+        to.set(
+            &export::names::OFFCPU_WAITS,
+            by.iter()
+                .map(|(r, (n, _))| (reason(r), export::Value::Counter(*n as f64))),
+        );
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
