@@ -13,7 +13,7 @@ use common::*;
 use live::*;
 use std::path::Path;
 use std::time::Duration;
-use testprogs::peers::{self, Collector, Json, Prometheus};
+use testprogs::peers::{self, Collector, Json, Prometheus, as_u64, points};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -162,22 +162,6 @@ fn script_globals_in_prometheus_equal_the_programs_own_counts() {
         "the end probe printed what was exported\n{}",
         g.transcript()
     );
-}
-
-/// Every point of metric `name` in the collector's requests: `(resource, point)`.
-fn points(reqs: &[Json], name: &str) -> Vec<(Json, Json)> {
-    peers::metric_points(reqs)
-        .into_iter()
-        .filter(|(_, m, _)| m["name"] == name)
-        .map(|(r, _, p)| (r, p))
-        .collect()
-}
-
-fn as_u64(v: &Json) -> u64 {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_u64())
-        .unwrap_or(u64::MAX)
 }
 
 /// Every log record in the collector's requests: `(resource, record)`.

@@ -246,6 +246,25 @@ pub fn metric_points(reqs: &[Json]) -> Vec<(Json, Json, Json)> {
     out
 }
 
+/// Every point of metric `name` in the collector's requests, in the order they
+/// came: `(resource attributes, point)`.
+pub fn points(reqs: &[Json], name: &str) -> Vec<(Json, Json)> {
+    metric_points(reqs)
+        .into_iter()
+        .filter(|(_, m, _)| m["name"] == name)
+        .map(|(r, _, p)| (r, p))
+        .collect()
+}
+
+/// An OTLP JSON `uint64` (protobuf's JSON mapping writes it as a string), or
+/// `u64::MAX` when it is not one.
+pub fn as_u64(v: &Json) -> u64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_u64())
+        .unwrap_or(u64::MAX)
+}
+
 /// The value of attribute `key` in an OTLP JSON attribute list, as a string.
 pub fn attribute(attrs: &Json, key: &str) -> Option<String> {
     attrs.as_array()?.iter().find(|a| a["key"] == key).map(|a| {

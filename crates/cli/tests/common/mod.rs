@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 pub use testprogs::{Toolchain, Variant};
 
+pub mod oracle;
+pub use oracle::*;
+
 pub fn gotap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gotap"));
     c.stdin(Stdio::null());
