@@ -45,17 +45,16 @@ pub fn histogram(stat: &Stat, hist: &Hist, scale: f64) -> Histogram {
 /// `stat`, whose buckets counted each value divided by `bin` (its sum, min and max
 /// the values themselves), as a histogram in the exported unit.
 pub fn binned_histogram(stat: &Stat, hist: &Hist, bin: i64, scale: f64) -> Histogram {
-    let s = |v: i64| v as f64 * scale;
+    let s = scaled(scale);
     let bin = bin.max(1) as f64;
     // A bucket's bound in quotients, as the bound of the values it holds.
     let bound = |u: i64| {
         let u = u as f64;
-        let v = if u >= 0.0 {
+        s(if u >= 0.0 {
             (u + 1.0) * bin - 1.0
         } else {
             u * bin
-        };
-        v * scale
+        })
     };
     let (bounds, counts) = match hist {
         Hist::None => (Vec::new(), vec![clamp(stat.count)]),
@@ -83,10 +82,19 @@ pub fn binned_histogram(stat: &Stat, hist: &Hist, bin: i64, scale: f64) -> Histo
         bounds,
         counts,
         count: clamp(stat.count),
-        sum: s(stat.sum),
-        min: seen.then(|| s(stat.min)),
-        max: seen.then(|| s(stat.max)),
+        sum: s(stat.sum as f64),
+        min: seen.then(|| s(stat.min as f64)),
+        max: seen.then(|| s(stat.max as f64)),
     }
+}
+
+/// Multiplies by `scale`, or divides by its inverse where that is a whole number
+/// (1e-9: nanoseconds to seconds), which rounds once: 1999 ns is `1.999e-06`, the
+/// number a reader of `le` expects, not `1.9990000000000003e-06`.
+fn scaled(scale: f64) -> impl Fn(f64) -> f64 {
+    let per = (1.0 / scale).round();
+    let divide = per > 1.0 && per * scale == 1.0;
+    move |v| if divide { v / per } else { v * scale }
 }
 
 fn log_layout(buckets: &[i64], s: &impl Fn(i64) -> f64) -> (Vec<f64>, Vec<u64>) {
@@ -131,7 +139,7 @@ mod tests {
     fn check_against_values(h: &Histogram, values: &[i64], scale: f64) {
         let mut want = vec![0u64; h.bounds.len() + 1];
         for v in values {
-            let x = *v as f64 * scale;
+            let x = scaled(scale)(*v as f64);
             want[h.bounds.partition_point(|b| *b < x)] += 1;
         }
         assert_eq!(h.counts, want, "bounds {:?}", h.bounds);
@@ -193,10 +201,7 @@ mod tests {
         st.max = 5_000_000;
         let h = binned_histogram(&st, &Hist::Log, 1_000, 1e-9);
         check_against_values(&h, &values, 1e-9);
-        assert_eq!(
-            &h.bounds[..3],
-            &[999.0 * 1e-9, 1_999.0 * 1e-9, 3_999.0 * 1e-9]
-        );
+        assert_eq!(&h.bounds[..3], &[999e-9, 1_999e-9, 3_999e-9]);
         assert!((h.sum - 5.013997e-3).abs() < 1e-12);
         assert_eq!(h.max, Some(5e-3));
     }

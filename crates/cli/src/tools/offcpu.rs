@@ -335,7 +335,7 @@ impl Consumer for OffCpu {
         to.set(
             &export::names::OFFCPU,
             by.iter()
-                .map(|(r, (_, ns))| (reason(r), export::Value::Counter(*ns as f64 * 1e-9))),
+                .map(|(r, (_, ns))| (reason(r), export::Value::Counter(*ns as f64 / 1e9))),
         );
         to.set(
             &export::names::OFFCPU_WAITS,
