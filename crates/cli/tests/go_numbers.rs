@@ -650,6 +650,11 @@ fn funclatency_scraped_by_prometheus_counts_the_programs_calls_and_sums_their_ti
             .arg("main.do*"),
     );
     g.wait_stderr("Hit Ctrl-C", LONG);
+    // Scraped before the program runs: every function's series is there from the
+    // start, at 0, and Prometheus has settled (it and the program share 2 CPUs).
+    prom.wait_for("go_function_latency_seconds_count", LONG, |r| {
+        (r.len() == 4 && r.iter().all(|(_, v)| *v == 0.0)).then_some(())
+    });
     let out = run(std::process::Command::new(&bin.path).arg("50"));
     let program = text(&out.stdout);
     assert!(out.status.success(), "{program}");

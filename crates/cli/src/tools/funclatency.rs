@@ -498,11 +498,12 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
 fn export_rows(x: &ToolExport, rows: &[Latency], unit: Unit) -> Result<()> {
     use export::{Value, names};
     let hist = runtime::globals::hist(&HIST)?;
+    let bin = unit.ns() as i64;
     let function = |r: &Latency| ("function".to_string(), r.function.clone());
     x.set(
         &names::FUNCTION_LATENCY,
         rows.iter().map(|r| {
-            let h = export::stats::binned_histogram(&r.stat(&hist), &hist, unit.ns() as i64, 1e-9);
+            let h = export::stats::binned_histogram(&r.stat(&hist), &hist, bin, 1e-9);
             (vec![function(r)], Value::Histogram(h))
         }),
     );
