@@ -205,15 +205,16 @@ pub struct GoTarget<'data> {
 struct InlineSite {
     /// The inlined function.
     callee: String,
-    /// Its DWARF, when there is some: the call's own parameters and locals.
-    die: Option<dwarf::InstanceRef>,
+    /// The function whose code holds the call: where DWARF has the call's own
+    /// parameters and locals, when a probe reads them.
+    holder: String,
 }
 
 /// An inlined call found for a pattern.
 struct InlinedCall {
     callee: String,
+    holder: String,
     addr: VirtAddr,
-    die: Option<dwarf::InstanceRef>,
 }
 
 impl<'data> GoTarget<'data> {
@@ -251,43 +252,21 @@ impl<'data> GoTarget<'data> {
         sites.get(&addr).map(|s| s.callee.clone())
     }
 
-    /// Every inlined call of a function matching `pattern`: from DWARF's inlined
-    /// subroutines when the executable has DWARF, else from `.gopclntab`'s inline
-    /// trees (the two agree: `tests/target.rs`).
-    fn inlined_calls(&self, pattern: &str) -> Result<Vec<InlinedCall>, TargetError> {
-        let globbed = gobin::funcs::is_glob(pattern);
-        let matches = |name: &str| {
-            if globbed {
-                gobin::glob_match(pattern, name)
-            } else {
-                name == pattern
-            }
-        };
-        if let Some(d) = self.dwarf() {
-            return Ok(d
-                .inlined_instances(&matches)
-                .map_err(dw)?
-                .into_iter()
-                .map(|i| InlinedCall {
-                    callee: i.name,
-                    addr: i.entry,
-                    die: Some(i.die),
-                })
-                .collect());
-        }
-        if self.dwarf_is_corrupt() {
-            self.dwarf_or_error()?;
-        }
-        Ok(self
-            .bin
+    /// Every inlined call of a function matching `pattern`, from `.gopclntab`'s
+    /// inline trees, with or without DWARF: DWARF's inlined subroutines name the
+    /// same calls at the same pcs (`gobin/tests/inlined.rs`), but finding them there
+    /// means walking every unit of `.debug_info`. DWARF is read for a call only when
+    /// a probe there reads its variables ([`GoTarget::variables`]).
+    fn inlined_calls(&self, pattern: &str) -> Vec<InlinedCall> {
+        self.bin
             .inlined_calls_matching(pattern)
             .into_iter()
             .map(|c| InlinedCall {
                 callee: c.callee.to_string(),
+                holder: c.holder.name.to_string(),
                 addr: c.addr,
-                die: None,
             })
-            .collect())
+            .collect()
     }
 
     /// Where `.function(pattern)` probes go: each matching function's entry site
@@ -303,7 +282,7 @@ impl<'data> GoTarget<'data> {
         let inlined = if ret {
             Vec::new()
         } else {
-            self.inlined_calls(pattern)?
+            self.inlined_calls(pattern)
         };
         if funcs.is_empty() && inlined.is_empty() {
             return Err(self.no_function(pattern));
@@ -380,7 +359,7 @@ impl<'data> GoTarget<'data> {
                 call.addr.0,
                 InlineSite {
                     callee: call.callee.clone(),
-                    die: call.die,
+                    holder: call.holder.clone(),
                 },
             );
         }
@@ -484,6 +463,12 @@ impl<'data> GoTarget<'data> {
     /// The DWARF, if the executable has some that reads.
     pub fn dwarf(&self) -> Option<&Dwarf<'data>> {
         self.dwarf_and(&[])
+    }
+
+    /// The DWARF if something has opened it already; never opens it. For tests
+    /// that hold what a query read ([`Dwarf::units_walked`], [`Dwarf::held`]).
+    pub fn opened_dwarf(&self) -> Option<&Dwarf<'data>> {
+        self.dwarf.get()?.as_ref().ok()
     }
 
     /// The DWARF, or why variables and types cannot be read: there is none, or it
@@ -915,14 +900,18 @@ impl<'data> GoTarget<'data> {
             .ok()
             .and_then(|s| s.get(&addr).cloned());
         let vars = match inlined {
-            Some(InlineSite {
-                callee,
-                die: Some(die),
-            }) => d
-                .inlined_function(die, &callee)
-                .map_err(dw)?
-                .variables_at(VirtAddr(addr)),
-            Some(_) => Vec::new(),
+            Some(InlineSite { callee, holder }) => {
+                match d
+                    .inlined_call(&holder, &callee, VirtAddr(addr))
+                    .map_err(dw)?
+                {
+                    Some(call) => d
+                        .inlined_function(call.die, &callee)
+                        .map_err(dw)?
+                        .variables_at(VirtAddr(addr)),
+                    None => Vec::new(),
+                }
+            }
             None => match d.variables_at(f.name, VirtAddr(addr)) {
                 Ok(v) => v,
                 Err(dwarf::Error::NoFunction(_)) => Vec::new(),

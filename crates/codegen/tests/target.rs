@@ -136,3 +136,45 @@ fn stripped_binaries_keep_the_runtime_types() {
         ));
     }
 }
+
+/// `.function` of an inlined function finds its inlined calls without reading
+/// DWARF (`.gopclntab`'s inline trees have them); a variable read at one of them
+/// walks the units of the function holding the call, not every unit.
+#[test]
+fn inlined_calls_read_dwarf_only_for_their_variables() {
+    for tc in testprogs::toolchains() {
+        let what = format!("go{}", tc.minor);
+        let bin = testprogs::build("inlined", &tc, Variant::Default);
+        let data = std::fs::read(&bin).unwrap();
+        let gb = GoBinary::parse(&data).unwrap();
+        let t = codegen::GoTarget::new(GoBinary::parse(&data).unwrap(), bin.to_string_lossy());
+        // The calls inlined into one function of main, of each pattern.
+        let inlined_into = |pattern: &str, holder: &str| -> Vec<u64> {
+            let f = gb.function_by_name(holder).unwrap();
+            t.resolve_probe_point(&function(pattern, false))
+                .unwrap()
+                .iter()
+                .map(|l| l.address)
+                .filter(|a| f.contains(VirtAddr(*a)) && t.inlined_at(*a).is_some())
+                .collect()
+        };
+        let lock = inlined_into("sync.(*Mutex).Lock", "main.(*Store).Get");
+        assert_eq!(lock.len(), 1, "{what}: Lock inlined into Store.Get");
+        let value = inlined_into("main.(*counter).Value", "main.loop");
+        assert_eq!(value.len(), 1, "{what}: Value inlined into loop");
+        assert!(
+            t.opened_dwarf().is_none(),
+            "{what}: resolving the probe points opened DWARF"
+        );
+        // The inlined call's receiver, from the call's own DIE: reading it indexes the
+        // functions of main's unit to find loop, whose DIEs hold the call.
+        let c = t.variable(value[0], "c").unwrap();
+        assert!(c.is_param, "{what}: {c:?}");
+        let d = t.opened_dwarf().unwrap();
+        let (walked, units) = (d.units_walked(), d.unit_count().unwrap());
+        assert!(
+            walked <= 2 && units > 10,
+            "{what}: walked {walked} of {units} units"
+        );
+    }
+}

@@ -79,6 +79,18 @@ fn inline_trees_and_dwarf_agree_on_every_toolchain() {
                 i.entry
             );
         }
+        // Each call of the inline trees finds its DWARF instance from its holder
+        // alone: the same DIE the scan of every unit finds.
+        let instances = d.inlined_instances(&wanted).unwrap();
+        for p in ["main.(*counter).Value", "sync.(*Mutex).Lock"] {
+            for c in bin.inlined_calls_matching(p) {
+                let found = d.inlined_call(c.holder.name, c.callee, c.addr).unwrap();
+                let expect = instances
+                    .iter()
+                    .find(|i| i.entry == c.addr && i.name == c.callee);
+                assert_eq!(found.as_ref(), expect, "go{} {c:?}", tc.minor);
+            }
+        }
         // Stripping keeps the inline trees: the same calls.
         let stripped = std::fs::read(testprogs::build("inlined", &tc, Variant::Stripped)).unwrap();
         let sbin = GoBinary::parse(&stripped).unwrap();

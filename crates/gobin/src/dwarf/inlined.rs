@@ -6,8 +6,14 @@
 //!
 //! Go puts the abstract copy of a function in the unit of its own package, so an
 //! inlined call of `sync.(*Mutex).Lock` in `main` names a DIE of unit `sync` (a
-//! section-relative reference). Every unit is scanned once for these DIEs, the first
-//! time inlined calls are asked for, keeping only where each is and what it names.
+//! section-relative reference).
+//!
+//! Where the calls are is `.gopclntab`'s to say (its inline trees give the same calls
+//! at the same pcs, `tests/inlined.rs`, and cost no DWARF), so a probe looks here only
+//! for what DWARF alone has, the variables of one call: [`Dwarf::inlined_call`] walks
+//! the DIEs of the function holding the call and nothing else. Listing every inlined
+//! call ([`Dwarf::inlined_instances`]) scans every unit once, and is kept for checking
+//! the two sources against each other.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -39,7 +45,8 @@ pub(crate) type UnitInlined = Vec<(gimli::UnitOffset, Option<gimli::DebugInfoOff
 
 impl<'data> Dwarf<'data> {
     /// Every inlined call of a function whose name `wanted` accepts, in address
-    /// order. Scans every unit's DIEs the first time.
+    /// order. Scans every unit's DIEs the first time: a probe asks
+    /// [`Dwarf::inlined_call`] for the one call it reads the variables of instead.
     pub fn inlined_instances(&self, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<InlinedInstance>> {
         self.blamed(self.find_inlined(wanted))
     }
@@ -51,7 +58,7 @@ impl<'data> Dwarf<'data> {
             let slot = self.slot(index)?;
             let found = slot
                 .inlined
-                .get_or_init(|| self.scan_inlined(index))
+                .get_or_init(|| self.inlined_dies(index, None))
                 .as_ref()
                 .map_err(Clone::clone)?;
             for (offset, origin) in found {
@@ -71,6 +78,114 @@ impl<'data> Dwarf<'data> {
             }
         }
         out.sort_by_key(|i| i.entry);
+        Ok(out)
+    }
+
+    /// The call of `callee` inlined into the function `holder` whose code starts at
+    /// `entry` (the call as `.gopclntab`'s inline tree gives it: its first pc), or
+    /// `None` when DWARF does not record it. Looked for in the DIEs of `holder` alone,
+    /// found through the index of the units of its package, as its own variables
+    /// are; when `holder` is not there (a generic instantiation, which DWARF names
+    /// with its type arguments), in the units whose address ranges hold `entry`.
+    pub fn inlined_call(
+        &self,
+        holder: &str,
+        callee: &str,
+        entry: VirtAddr,
+    ) -> Result<Option<InlinedInstance>> {
+        self.blamed(self.find_inlined_call(holder, callee, entry))
+    }
+
+    fn find_inlined_call(
+        &self,
+        holder: &str,
+        callee: &str,
+        entry: VirtAddr,
+    ) -> Result<Option<InlinedInstance>> {
+        let (own, _) = self.units_for_function(holder)?;
+        for index in own {
+            let Some(offsets) = self.funcs_of(index)?.get(holder).cloned() else {
+                continue;
+            };
+            for offset in offsets {
+                let dies = self.inlined_dies(index, Some(offset))?;
+                if let Some(found) = self.pick_call(index, &dies, callee, entry)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        for index in self.units_covering(entry)? {
+            let slot = self.slot(index)?;
+            let dies = slot
+                .inlined
+                .get_or_init(|| self.inlined_dies(index, None))
+                .as_ref()
+                .map_err(Clone::clone)?;
+            if let Some(found) = self.pick_call(index, dies, callee, entry)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Of the inlined-call DIEs `dies` of unit `index`, the call of `callee` whose
+    /// code starts at `entry`, else the innermost one of `callee` whose code holds
+    /// `entry`. Each DIE's pcs are read before the name it refers to, which lives in
+    /// another unit.
+    fn pick_call(
+        &self,
+        index: usize,
+        dies: &UnitInlined,
+        callee: &str,
+        entry: VirtAddr,
+    ) -> Result<Option<InlinedInstance>> {
+        let mut holding = None;
+        for (offset, origin) in dies {
+            let Some(origin) = origin else { continue };
+            let call = self.instance(index, *offset, String::new())?;
+            let starts = call.entry == entry;
+            if !starts
+                && !call
+                    .ranges
+                    .iter()
+                    .any(|r| r.start <= entry && entry < r.end)
+            {
+                continue;
+            }
+            if self.die_name(*origin)? != callee {
+                continue;
+            }
+            let call = InlinedInstance {
+                name: callee.to_string(),
+                ..call
+            };
+            if starts {
+                return Ok(Some(call));
+            }
+            // DIEs come in depth-first order, so a later one holding `entry` is
+            // inside an earlier one.
+            holding = Some(call);
+        }
+        Ok(holding)
+    }
+
+    /// The units whose address ranges hold `pc`. Reads the root DIE of every unit
+    /// the first time, so it is the fallback, not the way in.
+    fn units_covering(&self, pc: VirtAddr) -> Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for index in 0..self.slots()?.len() {
+            let unit = self.unit(index)?;
+            let mut ranges = self
+                .gimli
+                .unit_ranges(unit)
+                .ctx("reading a unit's ranges")?;
+            while let Some(r) = ranges.next().ctx("reading a unit's ranges")? {
+                if r.begin <= pc.0 && pc.0 < r.end {
+                    out.push(index);
+                    break;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -130,12 +245,26 @@ impl<'data> Dwarf<'data> {
         })
     }
 
-    /// The inlined-call DIEs of unit `index`, at any depth, with the DIE each names.
-    fn scan_inlined(&self, index: usize) -> Result<UnitInlined> {
+    /// The inlined-call DIEs, at any depth, with the DIE each names: of the subtree
+    /// of the DIE at `under` in unit `index` (a function's), or of the whole unit.
+    fn inlined_dies(&self, index: usize, under: Option<gimli::UnitOffset>) -> Result<UnitInlined> {
         let unit: &Unit<'data> = self.unit(index)?;
-        let mut entries = unit.entries_raw(None).ctx("reading DIEs")?;
+        let mut entries = unit.entries_raw(under).ctx("reading DIEs")?;
         let mut out = Vec::new();
-        while !entries.is_empty() {
+        if under.is_some() {
+            // The function's own DIE, at depth 0; its children follow at depth 1.
+            if let Some(abbrev) = entries.read_abbreviation().ctx("reading a DIE")? {
+                entries
+                    .skip_attributes(abbrev.attributes())
+                    .ctx("skipping a DIE's attributes")?;
+            }
+            if entries.next_depth() <= 0 {
+                return Ok(out);
+            }
+        } else {
+            self.note_unit_walked();
+        }
+        while !entries.is_empty() && (under.is_none() || entries.next_depth() > 0) {
             let offset = entries.next_offset();
             let Some(abbrev) = entries.read_abbreviation().ctx("reading a DIE")? else {
                 continue;

@@ -229,6 +229,8 @@ pub struct Dwarf<'data> {
     sections: Vec<(&'static str, R<'data>)>,
     /// Packages whose units queries will read ([`Dwarf::will_read_packages`]).
     wanted: std::sync::Mutex<Vec<String>>,
+    /// How many times a unit's DIEs were walked whole ([`Dwarf::units_walked`]).
+    walked: std::sync::atomic::AtomicUsize,
 }
 
 impl<'data> Dwarf<'data> {
@@ -286,6 +288,7 @@ impl<'data> Dwarf<'data> {
             units: OnceLock::new(),
             sections: readers,
             wanted: std::sync::Mutex::new(Vec::new()),
+            walked: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -509,6 +512,19 @@ impl<'data> Dwarf<'data> {
             .sum()
     }
 
+    /// How many times the DIEs of a whole unit have been walked: to index its
+    /// functions or types, or to list its inlined calls. Each unit's indexes are
+    /// built once, so this counts the units a query had to read through, what its
+    /// cost grows with; reading one function's DIEs is not counted.
+    pub fn units_walked(&self) -> usize {
+        self.walked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_unit_walked(&self) {
+        self.walked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The number of compile units.
     pub fn unit_count(&self) -> Result<usize> {
         self.blamed(self.slots().map(<[_]>::len))
@@ -678,7 +694,10 @@ impl<'data> Dwarf<'data> {
     /// its function through `DW_AT_abstract_origin` (a concrete copy of a function
     /// that was also inlined) is indexed under its origin's name. Abstract
     /// (`DW_AT_inline`) entries have no code and are left out.
-    fn funcs_of(&self, index: usize) -> Result<&HashMap<String, Vec<gimli::UnitOffset>>> {
+    pub(crate) fn funcs_of(
+        &self,
+        index: usize,
+    ) -> Result<&HashMap<String, Vec<gimli::UnitOffset>>> {
         let slot = self.slot(index)?;
         slot.funcs
             .get_or_init(|| self.index_funcs(index))
@@ -739,6 +758,7 @@ impl<'data> Dwarf<'data> {
         want: impl Fn(gimli::DwTag) -> bool,
         mut found: impl FnMut(gimli::UnitOffset, ScanAttrs),
     ) -> Result<()> {
+        self.note_unit_walked();
         let mut entries = unit.entries_raw(None).ctx("reading DIEs")?;
         while !entries.is_empty() {
             let depth = entries.next_depth();
@@ -814,7 +834,7 @@ impl<'data> Dwarf<'data> {
 
     /// Units to search for a function, most likely first: the units of the function's
     /// package (by name prefix), then the rest.
-    fn units_for_function(&self, name: &str) -> Result<(Vec<usize>, Vec<usize>)> {
+    pub(crate) fn units_for_function(&self, name: &str) -> Result<(Vec<usize>, Vec<usize>)> {
         let pkg = package_of(name);
         let (mut first, mut rest) = (Vec::new(), Vec::new());
         for (i, slot) in self.slots()?.iter().enumerate() {
