@@ -257,9 +257,18 @@ impl<'data> GoTarget<'data> {
     /// same calls at the same pcs (`gobin/tests/inlined.rs`), but finding them there
     /// means walking every unit of `.debug_info`. DWARF is read for a call only when
     /// a probe there reads its variables ([`GoTarget::variables`]).
+    ///
+    /// Finding them reads every function's inline tree; with a page releaser
+    /// ([`GoTarget::releasing`]) the pages read go as the pass goes, so that it does
+    /// not hold much of `.gopclntab` for the rest of the run.
     fn inlined_calls(&self, pattern: &str) -> Vec<InlinedCall> {
+        let release = || {
+            if let Some(release) = &self.release {
+                release(self.bin.elf().data());
+            }
+        };
         self.bin
-            .inlined_calls_matching(pattern)
+            .inlined_calls_matching_paged(pattern, release)
             .into_iter()
             .map(|c| InlinedCall {
                 callee: c.callee.to_string(),
@@ -446,7 +455,9 @@ impl<'data> GoTarget<'data> {
     }
 
     /// Has DWARF hand the stored bytes of each compressed section to `release` after
-    /// each pass over them, so the caller can drop their pages from memory.
+    /// each pass over them, so the caller can drop their pages from memory; passes
+    /// over every function's tables (finding inlined calls) hand it the whole
+    /// executable as they go.
     pub fn releasing(mut self, release: dwarf::Release<'data>) -> GoTarget<'data> {
         self.release = Some(release);
         self

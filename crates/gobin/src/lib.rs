@@ -45,13 +45,18 @@ pub use error::{Error, Result};
 pub use funcs::{Frame, Func, FuncFlags, InlinedCall, glob_match};
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use elf::Elf;
 
 /// Lookups of a function by name that scan the table before it is indexed by name.
 const SCANS_BEFORE_INDEX: u32 = 8;
+
+/// How many functions' tables a pass over all of them reads between two calls of
+/// its caller's page release ([`GoBinary::inlined_calls_matching_paged`]), as
+/// `funccount` and `-l` let pages go every 1,024 functions.
+pub const PAGED_FUNCTIONS: usize = 1024;
 use pclntab::{PcRange, Table};
 
 /// Everything known about one Go executable. Built once by [`GoBinary::parse`] (which
@@ -415,29 +420,72 @@ impl<'data> GoBinary<'data> {
     /// Entry `ix` of the inline tree at `tree`: the inlined function's name and the pc
     /// offset (from the outer function's entry) of an instruction at its call site.
     fn inlined_call(&self, tree: u64, ix: u64) -> Option<(&'data str, u32)> {
+        let (name_off, parent_pc) = self.inlined_call_raw(tree, ix)?;
+        Some((self.pcln.name(name_off)?, parent_pc))
+    }
+
+    /// Entry `ix` of the inline tree at `tree` as stored: the offset of the inlined
+    /// function's name in the name table, and the pc offset of its call site.
+    fn inlined_call_raw(&self, tree: u64, ix: u64) -> Option<(u32, u32)> {
         let size = self.pcln.layout.inlined_call_len();
         let addr = tree.checked_add(ix.checked_mul(size)?)?;
         let b = self.elf.bytes_at(VirtAddr(addr), size)?;
-        let (name_off, parent_pc) = match self.pcln.layout {
+        match self.pcln.layout {
             // parent int16, funcID u8, pad, file int32, line int32, func_ int32, parentPc int32
-            pclntab::Layout::Go118 => (pclntab::read_u32(b, 12)?, pclntab::read_u32(b, 16)?),
+            pclntab::Layout::Go118 => Some((pclntab::read_u32(b, 12)?, pclntab::read_u32(b, 16)?)),
             // funcID u8, pad [3], nameOff int32, parentPc int32, startLine int32
-            pclntab::Layout::Go120 => (pclntab::read_u32(b, 4)?, pclntab::read_u32(b, 8)?),
+            pclntab::Layout::Go120 => Some((pclntab::read_u32(b, 4)?, pclntab::read_u32(b, 8)?)),
+        }
+    }
+
+    /// The inline tree of function number `i` and the pcdata table of its entries,
+    /// if it has both.
+    fn inline_tree(&self, i: usize) -> Option<(u64, u32)> {
+        let raw = self.pcln.raw_func(i).ok()?;
+        let tree = raw
+            .funcdata(pclntab::FUNCDATA_INL_TREE)
+            .and_then(|off| self.gofunc()?.checked_add(u64::from(off)))?;
+        Some((tree, raw.pcdata(pclntab::PCDATA_INL_TREE_INDEX)?))
+    }
+
+    /// True if an entry of the inline tree of function number `i` has a name
+    /// offset `wanted` accepts: a quick test before [`GoBinary::inlined_calls`]
+    /// builds the calls, which reads no name of its own. Every call that function
+    /// finds is an entry no later than the largest index the function's table
+    /// holds, since the compiler appends a call's entry after its parent's.
+    fn inlines_any(&self, i: usize, wanted: &mut impl FnMut(u32) -> bool) -> bool {
+        let Some((tree, table)) = self.inline_tree(i) else {
+            return false;
         };
-        Some((self.pcln.name(name_off)?, parent_pc))
+        let (Some(entry), Some(end)) = (self.pcln.entry_off(i), self.pcln.entry_off(i + 1)) else {
+            return false;
+        };
+        let (Some(entry), Some(end)) = (
+            self.text_start.checked_add(u64::from(entry)),
+            self.text_start.checked_add(u64::from(end)),
+        ) else {
+            return false;
+        };
+        let last = self
+            .pcln
+            .pcvalues(table, entry)
+            .take_while(|r| r.start < end)
+            .take(1 << 16)
+            .map(|r| r.value)
+            .max();
+        let Some(last) = last.and_then(|l| u64::try_from(l).ok()) else {
+            return false;
+        };
+        (0..=last.min(1 << 16)).any(|ix| {
+            self.inlined_call_raw(tree, ix)
+                .is_some_and(|(name_off, _)| wanted(name_off))
+        })
     }
 
     /// Every call inlined into `f` (at any depth), in the order of its inline tree.
     /// Empty for a function without an inline tree or with one that does not read.
     pub fn inlined_calls(&self, f: &Func<'data>) -> Vec<InlinedCall<'data>> {
-        let Ok(raw) = self.pcln.raw_func(f.index) else {
-            return Vec::new();
-        };
-        let (Some(tree), Some(table)) = (
-            raw.funcdata(pclntab::FUNCDATA_INL_TREE)
-                .and_then(|off| self.gofunc()?.checked_add(u64::from(off))),
-            raw.pcdata(pclntab::PCDATA_INL_TREE_INDEX),
-        ) else {
+        let Some((tree, table)) = self.inline_tree(f.index) else {
             return Vec::new();
         };
         let runs: Vec<PcRange> = self
@@ -492,18 +540,51 @@ impl<'data> GoBinary<'data> {
     /// `pattern` (see [`glob_match`]; without glob characters, the exact name), in
     /// address order.
     pub fn inlined_calls_matching(&self, pattern: &str) -> Vec<InlinedCall<'data>> {
+        self.inlined_calls_matching_paged(pattern, || {})
+    }
+
+    /// As [`GoBinary::inlined_calls_matching`], calling `between` after every
+    /// [`PAGED_FUNCTIONS`] functions: finding the calls reads every function's
+    /// inline tree and index table, much of `.gopclntab`, once, and the caller may
+    /// let those pages go as it goes (the calls found borrow only names).
+    pub fn inlined_calls_matching_paged(
+        &self,
+        pattern: &str,
+        mut between: impl FnMut(),
+    ) -> Vec<InlinedCall<'data>> {
         let globbed = funcs::is_glob(pattern);
-        let mut out: Vec<InlinedCall<'data>> = self
-            .functions()
-            .flat_map(|f| self.inlined_calls(&f))
-            .filter(|c| {
-                if globbed {
-                    glob_match(pattern, c.callee)
-                } else {
-                    c.callee == pattern
-                }
-            })
-            .collect();
+        let matches = |name: &str| {
+            if globbed {
+                glob_match(pattern, name)
+            } else {
+                name == pattern
+            }
+        };
+        // Whether each name offset names a matching function: the same few
+        // thousand callees recur in every function's tree.
+        let mut named: HashMap<u32, bool, std::hash::BuildHasherDefault<OffsetHasher>> =
+            HashMap::default();
+        let mut wanted = |off: u32| {
+            *named
+                .entry(off)
+                .or_insert_with(|| self.pcln.name(off).is_some_and(matches))
+        };
+        let mut out: Vec<InlinedCall<'data>> = Vec::new();
+        for i in 0..self.function_count() {
+            if i > 0 && i % PAGED_FUNCTIONS == 0 {
+                between();
+            }
+            if !self.inlines_any(i, &mut wanted) {
+                continue;
+            }
+            let Some(f) = self.func(i) else { continue };
+            out.extend(
+                self.inlined_calls(&f)
+                    .into_iter()
+                    .filter(|c| matches(c.callee)),
+            );
+        }
+        between();
         out.sort_by_key(|c| c.addr);
         out
     }
@@ -667,6 +748,26 @@ fn find_pclntab<'data>(elf: &Elf<'data>) -> Result<Table<'data>> {
     Err(Error::NotGo {
         reason: "no .gopclntab",
     })
+}
+
+/// Hashes a name offset by one multiplication: a pass over every inline tree looks
+/// up hundreds of thousands of them, and SipHash's resistance to chosen keys buys
+/// nothing for offsets read from the executable.
+#[derive(Default)]
+struct OffsetHasher(u64);
+
+impl std::hash::Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 #[cfg(test)]

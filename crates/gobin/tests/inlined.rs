@@ -91,6 +91,42 @@ fn inline_trees_and_dwarf_agree_on_every_toolchain() {
                 assert_eq!(found.as_ref(), expect, "go{} {c:?}", tc.minor);
             }
         }
+        // The search by name passes over trees that name no match without building
+        // their calls: it finds every call that building every tree finds. Shown for
+        // the callees of calls that others were inlined into (a search that missed
+        // an outer call, one whose code is all inner calls, would miss those) and the
+        // program's own. (A name with type arguments in brackets reads as a glob.)
+        let mut every: Vec<_> = bin
+            .functions()
+            .flat_map(|f| bin.inlined_calls(&f))
+            .collect();
+        every.sort_by_key(|c| (c.addr, c.holder.entry, c.index));
+        assert!(every.len() > 100, "go{}: {} calls", tc.minor, every.len());
+        let outer = |c: &&gobin::InlinedCall| {
+            every
+                .iter()
+                .any(|d| d.holder.entry == c.holder.entry && d.parent == Some(c.index))
+        };
+        let callees: BTreeSet<&str> = every
+            .iter()
+            .filter(outer)
+            .map(|c| c.callee)
+            .chain(["main.(*counter).Value", "sync.(*Mutex).Lock"])
+            .filter(|c| !gobin::funcs::is_glob(c))
+            .collect();
+        assert!(callees.len() > 5, "go{}: {callees:?}", tc.minor);
+        for callee in callees {
+            let mut found = bin.inlined_calls_matching(callee);
+            found.sort_by_key(|c| (c.addr, c.holder.entry, c.index));
+            let expect: Vec<_> = every.iter().filter(|c| c.callee == callee).collect();
+            assert!(
+                found.iter().eq(expect.iter().copied()),
+                "go{}: the search for {callee} found {} of {} calls",
+                tc.minor,
+                found.len(),
+                expect.len()
+            );
+        }
         // Stripping keeps the inline trees: the same calls.
         let stripped = std::fs::read(testprogs::build("inlined", &tc, Variant::Stripped)).unwrap();
         let sbin = GoBinary::parse(&stripped).unwrap();
