@@ -103,16 +103,22 @@ impl<'data> Dwarf<'data> {
         entry: VirtAddr,
     ) -> Result<Option<InlinedInstance>> {
         let (own, _) = self.units_for_function(holder)?;
+        let mut holder_found = false;
         for index in own {
             let Some(offsets) = self.funcs_of(index)?.get(holder).cloned() else {
                 continue;
             };
+            holder_found = true;
             for offset in offsets {
                 let dies = self.inlined_dies(index, Some(offset))?;
                 if let Some(found) = self.pick_call(index, &dies, callee, entry)? {
                     return Ok(Some(found));
                 }
             }
+        }
+        // A holder found without the call: DWARF does not record it.
+        if holder_found {
+            return Ok(None);
         }
         for index in self.units_covering(entry)? {
             let slot = self.slot(index)?;
@@ -169,8 +175,8 @@ impl<'data> Dwarf<'data> {
         Ok(holding)
     }
 
-    /// The units whose address ranges hold `pc`. Reads the root DIE of every unit
-    /// the first time, so it is the fallback, not the way in.
+    /// The units whose address ranges hold `pc`. Reads the root DIE and the ranges
+    /// of every unit, so it is the fallback, not the way in.
     fn units_covering(&self, pc: VirtAddr) -> Result<Vec<usize>> {
         let mut out = Vec::new();
         for index in 0..self.slots()?.len() {
