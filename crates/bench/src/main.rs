@@ -15,8 +15,11 @@ mod agent;
 mod elf;
 mod error;
 mod exec;
+mod funclatency;
 mod listing;
+mod offcpu;
 mod overhead;
+mod profile;
 mod progsize;
 mod report;
 mod setup;
@@ -42,7 +45,8 @@ pub struct Config {
     pub out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: bench [--reps N] [--quick] [--only 1,2,3,3c,4,5,6,7,8] [--out FILE]";
+const USAGE: &str =
+    "usage: bench [--reps N] [--quick] [--only 1,1e,2,3,3c,4,5,6,7,8,9,9e,10,11,12] [--out FILE]";
 
 fn parse_args() -> std::result::Result<Config, String> {
     let mut cfg = Config {
@@ -100,7 +104,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let all: [(&str, &str, Comparison); 12] = [
+    let all: [(&str, &str, Comparison); 15] = [
         (
             "1",
             "1. Per-hit overhead on a tight loop",
@@ -125,6 +129,13 @@ fn main() -> ExitCode {
         ("8", "8. `gotap stackgrow` per growth", stackgrow::stackgrow),
         ("9", "9. The agent under churn and at rest", agent::churn),
         ("9e", "9e. Exporting 10,000 series", agent::export),
+        (
+            "10",
+            "10. `gotap funclatency` per call",
+            funclatency::funclatency,
+        ),
+        ("11", "11. `gotap profile -F 99`", profile::profile),
+        ("12", "12. `gotap offcpu` per wait", offcpu::offcpu),
     ];
     let mut rows = Vec::new();
     let mut empty = Vec::new();

@@ -42,7 +42,7 @@ fn ns_sample(f: &Finished, cmd: &Command) -> Result<Sample> {
 
 /// The signal a Go program reports when it dies of one (`SIGILL: illegal
 /// instruction`), from the command's output.
-fn crashed(f: &Finished) -> Option<&str> {
+pub(crate) fn crashed(f: &Finished) -> Option<&str> {
     let all = f
         .lines
         .iter()

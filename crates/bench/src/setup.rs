@@ -152,6 +152,46 @@ impl Env {
         Ok((out, addr - entry))
     }
 
+    /// A copy of `exe` in which each `(symbol, func, instruction)` makes `symbol`
+    /// start at the first instruction of `func` whose text starts with `instruction`
+    /// (`PUSHQ BP`, `RET`), and those offsets into each `func`, in order. A `func`
+    /// with more than one such `RET` is refused: bpftrace would miss the others.
+    pub fn aimed_copy(
+        &self,
+        exe: &Path,
+        what: &str,
+        aims: &[(&str, &str, &str)],
+    ) -> Result<(PathBuf, Vec<u64>)> {
+        let mut offsets = Vec::new();
+        for (_, func, insn) in aims {
+            let lines = self.objdump(exe, func)?;
+            let entry = lines
+                .first()
+                .map(|(a, _, _)| *a)
+                .ok_or_else(|| Error::Setup(format!("{func}: no code")))?;
+            let at: Vec<u64> = lines
+                .iter()
+                .filter(|(_, _, text)| text.starts_with(insn))
+                .map(|(a, _, _)| *a - entry)
+                .collect();
+            match (at.first(), at.len()) {
+                (None, _) => return Err(Error::Setup(format!("{func}: no {insn}"))),
+                (Some(_), n) if n > 1 && *insn == "RET" => {
+                    return Err(Error::Setup(format!("{func}: {n} RETs, one wanted")));
+                }
+                (Some(off), _) => offsets.push(*off),
+            }
+        }
+        let edits: Vec<(&str, &str, u64)> = aims
+            .iter()
+            .zip(&offsets)
+            .map(|((symbol, func, _), off)| (*symbol, *func, *off))
+            .collect();
+        let out = self.copy_path(exe, what);
+        elf::aimed_copy(exe, &out, &edits)?;
+        Ok((out, offsets))
+    }
+
     fn copy_path(&self, exe: &Path, what: &str) -> PathBuf {
         let name = exe
             .file_name()
