@@ -1,8 +1,9 @@
 // Goroutines parking and being made ready in a tight loop, for the cost `offcpu` adds
 // to each wait: main and one worker pass a token back and forth over two unbuffered
-// channels. Run with GOMAXPROCS=1, each round trip is exactly two waits (the worker
-// parks in its receive until main sends, main parks in its receive until the worker
-// answers), each a gopark and, later, an execute of the parked goroutine. Usage:
+// channels. Run with GOMAXPROCS=1, each round trip is exactly two waits, one per
+// goroutine, each a gopark and, later, an execute of the parked goroutine: a sender
+// finds the other goroutine runnable but not yet at its receive, and parks in the
+// send ("chan send") until that receive takes the token. Usage:
 // bench_park [ROUNDS]. Prints the loop's time per wait (a park/ready pair) as loop.go
 // prints its time per call.
 package main
