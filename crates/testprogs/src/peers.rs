@@ -3,7 +3,8 @@
 //! for the agent, queried through `/api/v1/query`, and the OpenTelemetry Collector
 //! of `scripts/install-peers` with an OTLP/HTTP receiver and a file exporter, whose
 //! file is read back as JSON. Both are found where `scripts/install-peers` puts them;
-//! a test that needs one fails with that command when it is missing.
+//! a test that needs one fails with that command when it is missing. So does gRPC-Go's
+//! route_guide example, a real server for the tools' workload test.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,20 @@ pub fn collector_path() -> PathBuf {
     assert!(
         p.exists(),
         "no OpenTelemetry Collector at {}: run scripts/install-peers",
+        p.display()
+    );
+    p
+}
+
+/// The folder of gRPC-Go's route_guide example built by `scripts/install-peers`
+/// (`server` and `client` in it), or `GOTAP_ROUTE_GUIDE`.
+pub fn route_guide_dir() -> PathBuf {
+    let p = std::env::var_os("GOTAP_ROUTE_GUIDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join("tools/route_guide"));
+    assert!(
+        p.join("server").exists() && p.join("client").exists(),
+        "no route_guide server and client in {}: run scripts/install-peers",
         p.display()
     );
     p
