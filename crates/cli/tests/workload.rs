@@ -292,7 +292,7 @@ fn symbols(bin: &Path) -> BTreeSet<String> {
 }
 
 /// The functions of every row of `go tool pprof -top -cum` on `profile`, without
-/// pprof's " (inline)" mark.
+/// pprof's " (inline)" and " (partial-inline)" marks.
 fn pprof_top(profile: &Path) -> BTreeSet<String> {
     let out = Command::new(testprogs::newest().goroot().join("bin/go"))
         .args(["tool", "pprof", "-top", "-cum", "-nodecount=1000"])
@@ -306,7 +306,9 @@ fn pprof_top(profile: &Path) -> BTreeSet<String> {
             let w: Vec<&str> = l.split_whitespace().collect();
             w.get(4)?.strip_suffix('%')?;
             let name = w.get(5..)?.join(" ");
-            (!name.is_empty()).then(|| name.trim_end_matches(" (inline)").to_string())
+            let name = name.trim_end_matches(" (inline)");
+            let name = name.trim_end_matches(" (partial-inline)");
+            (!name.is_empty()).then(|| name.to_string())
         })
         .collect()
 }
