@@ -11,8 +11,8 @@ mod common;
 mod live;
 
 use common::*;
-use std::collections::BTreeMap;
 use live::Live;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
