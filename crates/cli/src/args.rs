@@ -670,7 +670,7 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
             ..tool(Tool::OffCpu, o.on)
         }),
         Sub::Profile(o) => Command::Tool(ToolArgs {
-            export: not_exported("profile", &o.on.target.export).map(|()| Default::default())?,
+            export: profile_export(&o.on.target.export)?,
             hz: o.hz,
             top: usize::try_from(o.top).unwrap_or(usize::MAX),
             folded: o.folded,
@@ -698,6 +698,25 @@ fn not_exported(tool: &str, flags: &crate::metrics::ExportFlags) -> Result<(), c
     Err(sub.error(
         ErrorKind::ArgumentConflict,
         format!("{tool} exports no metrics yet: --prometheus and --otlp are for scripts, funccount, funclatency, stackgrow, gcstat, goroutines and offcpu"),
+    ))
+}
+
+/// `profile`'s flags: `--otlp` sends the profile (OTLP's profiles signal);
+/// `--prometheus` is refused, as there are no metrics to serve.
+fn profile_export(
+    flags: &crate::metrics::ExportFlags,
+) -> Result<crate::metrics::ExportFlags, clap::Error> {
+    if flags.prometheus.is_none() {
+        return Ok(flags.clone());
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let sub = cmd
+        .find_subcommand_mut("profile")
+        .expect("profile is a subcommand");
+    Err(sub.error(
+        ErrorKind::ArgumentConflict,
+        "profile exports no metrics: --otlp sends its profile, --prometheus has nothing to serve",
     ))
 }
 
@@ -945,6 +964,12 @@ mod tests {
         };
         assert_eq!(t.export, flags(None, Some("http://c:4318")));
         assert_eq!(t.patterns, ["main.*"]);
+        let Command::Tool(t) =
+            parse_str(&["profile", "-x", "1", "--otlp", "http://c:4318"]).unwrap()
+        else {
+            panic!("profile: not a tool")
+        };
+        assert_eq!(t.export, flags(None, Some("http://c:4318")));
     }
 
     #[test]
@@ -960,7 +985,7 @@ mod tests {
             &["gcstat", "./bin", "--time"],
             &["-d", "nosuch", "s.stp"],
             &["s.stp", "--prometheus"],
-            &["profile", "-x", "1", "--otlp", "http://c:4318"],
+            &["profile", "-x", "1", "--prometheus", ":9464"],
             &["--bogus"],
             &[],
         ] {

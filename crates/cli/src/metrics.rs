@@ -30,7 +30,7 @@ pub struct ExportFlags {
     #[arg(long, value_name = "ADDR")]
     pub prometheus: Option<String>,
     /// Push the trace's metrics (and a script's printed lines, as logs) by OTLP/HTTP
-    /// to URL while it runs and at its end
+    /// to URL while it runs and at its end; `profile` sends its profile at the end
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,
 }
@@ -393,4 +393,58 @@ pub fn function_points<'f>(
             )
         })
         .collect()
+}
+
+/// `--otlp` on a profiling tool: its profile sent as OTLP's profiles signal
+/// (`export::profiles`), once, at the end, within the bound of the final metrics
+/// push (30 ms after a signal, so that Ctrl-C still ends gotap at once). A
+/// collector that does not take it (the OpenTelemetry Collector takes profiles only
+/// with `--feature-gates=service.profilesSupport` and a `profiles` pipeline, and
+/// answers 404 without them) costs no samples: the profile is then a pprof file,
+/// `--pprof`'s if given (already written), else `gotap-profile-PID.pb.gz` here, and
+/// the collector's answer is said.
+pub fn send_profile(
+    flags: &ExportFlags,
+    profile: &runtime::pprof::Profile,
+    bin: &Binary,
+    pid: u32,
+    pprof: Option<&std::path::Path>,
+    end: End,
+) -> Result<()> {
+    let var = |k: &str| std::env::var(k).ok();
+    let Some(config) = OtlpConfig::resolve(flags.otlp.as_deref(), var)? else {
+        return Ok(());
+    };
+    let deadline = match end {
+        End::Signal => SIGNAL_DEADLINE,
+        _ => config.timeout.min(END_DEADLINE),
+    };
+    let req = export::profiles::request(profile, &traced_resource(Some(bin), Some(pid))?);
+    let Err(e) = export::profiles::send(&config, &req, deadline) else {
+        return Ok(());
+    };
+    let kept = match pprof {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = std::path::PathBuf::from(format!("gotap-profile-{pid}.pb.gz"));
+            let mut f = std::fs::File::create(&p).with_context(|| {
+                format!("the profile the collector did not take: {}", p.display())
+            })?;
+            profile.write(&mut f).with_context(|| {
+                format!("the profile the collector did not take: {}", p.display())
+            })?;
+            p
+        }
+    };
+    let hint = match &e {
+        export::profiles::SendError::Refused { status: 404, .. } => {
+            " (an OpenTelemetry Collector takes profiles only when started with --feature-gates=service.profilesSupport and a profiles pipeline)"
+        }
+        _ => "",
+    };
+    eprintln!(
+        "WARNING: --otlp: the profile was not sent: {e}{hint}; it is in {} (go tool pprof opens it)",
+        kept.display()
+    );
+    Ok(())
 }

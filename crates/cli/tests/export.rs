@@ -458,3 +458,202 @@ fn sigint_with_a_frozen_collector_ends_gotap_within_250ms_and_says_what_was_not_
         "the unsent batches are said\n{t}"
     );
 }
+
+/// `function → flat samples` of `go tool pprof -top` on a pprof file, every
+/// function listed (no node dropped for being small).
+fn pprof_flat_samples(profile: &Path) -> std::collections::BTreeMap<String, i64> {
+    let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+        .args([
+            "tool",
+            "pprof",
+            "-top",
+            "-sample_index=samples",
+            "-nodecount=100000",
+            "-nodefraction=0",
+        ])
+        .arg(profile)
+        .output()
+        .expect("go tool pprof");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.get(1)?.strip_suffix('%')?;
+            let flat: i64 = w.first()?.parse().ok()?;
+            Some((w.get(5..)?.join(" "), flat))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// The samples of the collector's profiles of sample type `samples`, by the
+/// function they were taken in (a stack's first location's first line: the
+/// innermost inlined frame, as pprof counts flat samples), read through each
+/// request's dictionary; and the resources' attributes (`key=value`).
+fn otlp_flat_samples(reqs: &[Json]) -> (std::collections::BTreeMap<String, i64>, Vec<String>) {
+    let mut flat = std::collections::BTreeMap::new();
+    let mut resource = Vec::new();
+    for r in reqs {
+        let d = &r["dictionary"];
+        let text = |i: &Json| {
+            d["stringTable"][i.as_u64().unwrap_or(0) as usize]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let at = |t: &str, i: &Json| d[t][i.as_u64().unwrap_or(0) as usize].clone();
+        for rp in r["resourceProfiles"].as_array().into_iter().flatten() {
+            // The Collector writes a profile's resource through the string table
+            // (`keyStrindex`, `stringValueStrindex`), though gotap sends it inline.
+            for a in rp["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let key = a["key"]
+                    .as_str()
+                    .map_or_else(|| text(&a["keyStrindex"]), str::to_string);
+                let v = &a["value"];
+                let value = v["stringValue"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| v["intValue"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| text(&v["stringValueStrindex"]));
+                resource.push(format!("{key}={value}"));
+            }
+            for sp in rp["scopeProfiles"].as_array().into_iter().flatten() {
+                for p in sp["profiles"].as_array().into_iter().flatten() {
+                    if text(&p["sampleType"]["typeStrindex"]) != "samples" {
+                        continue;
+                    }
+                    for s in p["samples"].as_array().into_iter().flatten() {
+                        let stack = at("stackTable", &s["stackIndex"]);
+                        let leaf = at("locationTable", &stack["locationIndices"][0]);
+                        let f = at("functionTable", &leaf["lines"][0]["functionIndex"]);
+                        let v = &s["values"][0];
+                        let v = v.as_i64().or_else(|| v.as_str()?.parse().ok()).unwrap_or(0);
+                        *flat.entry(text(&f["nameStrindex"])).or_insert(0) += v;
+                    }
+                }
+            }
+        }
+    }
+    (flat, resource)
+}
+
+/// gotap's own count of samples, from the first line of its table.
+fn samples_printed(stdout: &str) -> i64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_suffix(" samples")?.parse().ok())
+        .expect("the samples line")
+}
+
+/// `profile --otlp` to a collector that takes profiles (the feature gate and a
+/// profiles pipeline): the profile it receives holds, function by function, the
+/// samples of the `--pprof` file of the same run as `go tool pprof -top` reads them,
+/// and their sum is the count gotap prints; the resource names the process.
+#[test]
+fn profile_sends_the_collector_the_samples_its_pprof_file_holds() {
+    let col = Collector::start_with_profiles();
+    let bin = Private::copy(
+        &testprogs::build("cpuwork", &testprogs::newest(), Variant::Default),
+        "otlp-profile",
+    );
+    let ours = bin.path.with_file_name("gotap.pb.gz");
+    let theirs = bin.path.with_file_name("go.pb.gz");
+    let out = run(gotap()
+        .args(["profile", "--otlp", &col.endpoint(), "--pprof"])
+        .arg(&ours)
+        .arg("-c")
+        .arg(format!("{} 2 {}", bin.path.display(), theirs.display())));
+    let stdout = text(&out.stdout);
+    let ctx = format!("{stdout}\n{}", text(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    assert!(!text(&out.stderr).contains("not sent"), "{ctx}");
+    let file = pprof_flat_samples(&ours);
+    let (sent, resource) = col.wait_for(Duration::from_secs(10), |reqs| {
+        let got = otlp_flat_samples(reqs);
+        (!got.0.is_empty()).then_some(got)
+    });
+    assert_eq!(sent, file, "{ctx}");
+    assert_eq!(
+        sent.values().sum::<i64>(),
+        samples_printed(&stdout),
+        "{ctx}"
+    );
+    assert!(sent.get("main.mix").is_some_and(|n| *n > 0), "{ctx}");
+    let pid = text(&out.stderr)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Sampling process ")?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
+        .expect("the pid gotap samples");
+    for a in [
+        format!("process.pid={pid}"),
+        format!("process.executable.path={}", bin.path.display()),
+    ] {
+        assert!(resource.contains(&a), "{a} not in {resource:?}");
+    }
+}
+
+/// `profile --otlp` to a collector without profiles (the one the other tests start):
+/// its 404 is said with the reason, and the profile is kept as a pprof file in the
+/// working directory that holds every sample gotap printed.
+#[test]
+fn profile_to_a_collector_without_profiles_says_its_answer_and_keeps_a_pprof_file() {
+    let col = Collector::start();
+    let bin = Private::copy(
+        &testprogs::build("cpuwork", &testprogs::newest(), Variant::Default),
+        "otlp-profile-404",
+    );
+    let dir = bin.path.parent().expect("dir").to_path_buf();
+    let out = run(gotap()
+        .current_dir(&dir)
+        .args(["profile", "--otlp", &col.endpoint(), "-c"])
+        .arg(format!(
+            "{} 1 {}",
+            bin.path.display(),
+            dir.join("go.pb.gz").display()
+        )));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let ctx = format!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "{ctx}");
+    let said = stderr
+        .lines()
+        .find(|l| l.contains("the profile was not sent"))
+        .unwrap_or_else(|| panic!("no warning\n{ctx}"));
+    assert!(
+        said.contains("/v1development/profiles answered HTTP 404")
+            && said.contains("service.profilesSupport"),
+        "{said}"
+    );
+    let kept = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("gotap-profile-") && n.ends_with(".pb.gz"))
+        })
+        .unwrap_or_else(|| panic!("no pprof file kept\n{ctx}"));
+    assert!(
+        said.contains(&kept.file_name().unwrap().to_string_lossy().to_string()),
+        "{said}"
+    );
+    let file = pprof_flat_samples(&kept);
+    assert_eq!(
+        file.values().sum::<i64>(),
+        samples_printed(&stdout),
+        "{ctx}"
+    );
+}

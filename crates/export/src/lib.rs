@@ -1,6 +1,7 @@
 //! What gotap measures, exported to the engines that already exist: Prometheus
 //! scrapes `/metrics` ([`prometheus`]), an OpenTelemetry Collector takes OTLP/HTTP
-//! pushes ([`otlp`], [`push`]). No storage, query or dashboard of gotap's own.
+//! pushes ([`otlp`], [`push`]), and a profiling tool's profile as OTLP's profiles
+//! signal ([`profiles`]). No storage, query or dashboard of gotap's own.
 //!
 //! The [`model`] is the one place both read: families of counters, gauges and
 //! histograms with labelled series per [`resource`] (a traced process, described by
@@ -41,6 +42,7 @@
 pub mod model;
 pub mod names;
 pub mod otlp;
+pub mod profiles;
 pub mod prometheus;
 pub mod push;
 pub mod resource;

@@ -4,9 +4,9 @@
 //! and retrying are [`crate::push`]'s.
 //!
 //! Configuration: `--otlp URL` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is the base URL,
-//! to which `/v1/metrics` and `/v1/logs` are added; `OTEL_EXPORTER_OTLP_METRICS_
-//! ENDPOINT` and `…_LOGS_ENDPOINT` are full URLs used as they are (when no flag is
-//! given); `OTEL_EXPORTER_OTLP_HEADERS` adds request headers; `OTEL_METRIC_EXPORT_
+//! to which `/v1/metrics`, `/v1/logs` and `/v1development/profiles` are added;
+//! `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `…_LOGS_ENDPOINT` and `…_PROFILES_ENDPOINT`
+//! are full URLs used as they are (when no flag is given); `OTEL_EXPORTER_OTLP_HEADERS` adds request headers; `OTEL_METRIC_EXPORT_
 //! INTERVAL` (ms, default 60000) paces the metric pushes; `OTEL_EXPORTER_OTLP_TIMEOUT`
 //! (ms, default 10000) bounds a request. Only plain `http://` is spoken: TLS belongs
 //! to the collector the agent sends to, usually on the same node.
@@ -38,6 +38,8 @@ use crate::resource::{AttrValue, Resource, parse_key_values};
 pub struct OtlpConfig {
     pub metrics_url: String,
     pub logs_url: String,
+    /// Where a profiling tool's profile goes ([`crate::profiles`]).
+    pub profiles_url: String,
     pub headers: Vec<(String, String)>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -90,13 +92,17 @@ impl OtlpConfig {
                 )
             })
         };
-        let (Some(metrics), Some(logs)) = (
+        let (Some(metrics), Some(logs), Some(profiles)) = (
             signal("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "v1/metrics"),
             signal("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "v1/logs"),
+            signal(
+                "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT",
+                "v1development/profiles",
+            ),
         ) else {
             return Ok(None);
         };
-        for (setting, url) in [&metrics, &logs] {
+        for (setting, url) in [&metrics, &logs, &profiles] {
             if !url.starts_with("http://") {
                 return Err(ConfigError::Scheme {
                     setting: setting.clone(),
@@ -122,6 +128,7 @@ impl OtlpConfig {
         Ok(Some(OtlpConfig {
             metrics_url: metrics.1,
             logs_url: logs.1,
+            profiles_url: profiles.1,
             headers: var("OTEL_EXPORTER_OTLP_HEADERS")
                 .map(|h| parse_key_values(&h))
                 .unwrap_or_default(),
@@ -163,7 +170,7 @@ fn label_attributes(labels: &Labels) -> Vec<KeyValue> {
         .collect()
 }
 
-fn resource_message(r: Option<&Resource>) -> OtlpResource {
+pub(crate) fn resource_message(r: Option<&Resource>) -> OtlpResource {
     OtlpResource {
         attributes: r
             .map(|r| {
@@ -180,7 +187,7 @@ fn resource_message(r: Option<&Resource>) -> OtlpResource {
     }
 }
 
-fn scope() -> InstrumentationScope {
+pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: "gotap".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -349,6 +356,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.metrics_url, "http://c:4318/v1/metrics");
         assert_eq!(c.logs_url, "http://c:4318/v1/logs");
+        assert_eq!(c.profiles_url, "http://c:4318/v1development/profiles");
         assert_eq!(c.interval, Duration::from_secs(60));
         let c = OtlpConfig::resolve(
             Some("http://flag:4318"),
@@ -374,11 +382,13 @@ mod tests {
             vars(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                 ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env:1/m"),
+                ("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", "http://env:1/p"),
             ]),
         )
         .unwrap()
         .unwrap();
         assert_eq!(c.metrics_url, "http://env:1/m");
+        assert_eq!(c.profiles_url, "http://env:1/p");
         assert_eq!(OtlpConfig::resolve(None, vars(&[])).unwrap(), None);
     }
 

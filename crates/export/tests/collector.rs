@@ -17,6 +17,7 @@ fn config(endpoint: &str, interval_ms: u64, timeout_ms: u64) -> OtlpConfig {
     OtlpConfig {
         metrics_url: format!("{endpoint}/v1/metrics"),
         logs_url: format!("{endpoint}/v1/logs"),
+        profiles_url: format!("{endpoint}/v1development/profiles"),
         headers: vec![("x-gotap-test".into(), "1".into())],
         interval: Duration::from_millis(interval_ms),
         timeout: Duration::from_millis(timeout_ms),
@@ -276,4 +277,136 @@ fn shutdown_with_a_frozen_collector_ends_within_1s() {
     let took = t.elapsed();
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
     assert!(report.unsent_at_exit >= 1, "{report:?}");
+}
+
+/// A profile of two stacks (one with an inlined frame) and two sample types.
+fn two_stack_profile() -> runtime::pprof::Profile {
+    use runtime::pprof::{Frame, LabelValue, Profile};
+    let frame = |f: &str, line| Frame {
+        function: f.into(),
+        file: "/src/shop/main.go".into(),
+        line,
+    };
+    let mut p = Profile::new(
+        &[("samples", "count"), ("cpu", "nanoseconds")],
+        ("cpu", "nanoseconds"),
+        10_101_010,
+        1_700_000_000_000_000_000,
+        2_000_000_000,
+    );
+    let main = (0x4010, vec![frame("main.main", 30)]);
+    p.add(
+        &[
+            (0x4020, vec![frame("main.leaf", 3), frame("main.work", 12)]),
+            main.clone(),
+        ],
+        &[5, 50_505_050],
+        &[("goroutine", LabelValue::Num(1))],
+    );
+    p.add(
+        &[(0x4030, vec![frame("main.other", 20)]), main],
+        &[2, 20_202_020],
+        &[("goroutine", LabelValue::Num(9))],
+    );
+    p
+}
+
+/// `(sample type, leaf function, value)` of every sample in the collector's
+/// profile requests, read through each request's dictionary.
+fn profile_samples(reqs: &[Json]) -> Vec<(String, String, i64)> {
+    let mut out = Vec::new();
+    for r in reqs {
+        let d = &r["dictionary"];
+        let text = |i: &Json| {
+            d["stringTable"][i.as_u64().unwrap_or(0) as usize]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        };
+        let at = |t: &str, i: &Json| d[t][i.as_u64().unwrap_or(0) as usize].clone();
+        for rp in r["resourceProfiles"].as_array().into_iter().flatten() {
+            for sp in rp["scopeProfiles"].as_array().into_iter().flatten() {
+                for p in sp["profiles"].as_array().into_iter().flatten() {
+                    let ty = text(&p["sampleType"]["typeStrindex"]);
+                    for s in p["samples"].as_array().into_iter().flatten() {
+                        let stack = at("stackTable", &s["stackIndex"]);
+                        let leaf = at("locationTable", &stack["locationIndices"][0]);
+                        let f = at("functionTable", &leaf["lines"][0]["functionIndex"]);
+                        let v = &s["values"][0];
+                        let v = v
+                            .as_i64()
+                            .or_else(|| v.as_str()?.parse().ok())
+                            .unwrap_or(-1);
+                        out.push((ty.clone(), text(&f["nameStrindex"]), v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A resource attribute of a profile request. The Collector's file exporter writes
+/// the keys and string values of a profile's resource through the request's string
+/// table (`keyStrindex`, `stringValueStrindex`), though gotap sends them inline.
+fn profile_resource(req: &Json, key: &str) -> Option<String> {
+    let strings = &req["dictionary"]["stringTable"];
+    let text = |i: &Json| strings[i.as_u64()? as usize].as_str().map(str::to_string);
+    req["resourceProfiles"][0]["resource"]["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| {
+            a["key"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| text(&a["keyStrindex"]))
+                .as_deref()
+                == Some(key)
+        })
+        .and_then(|a| {
+            let v = &a["value"];
+            v["stringValue"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| text(&v["stringValueStrindex"]))
+        })
+}
+
+#[test]
+fn a_profile_reaches_a_collector_that_takes_profiles_and_a_404_from_one_that_does_not() {
+    let col = Collector::start_with_profiles();
+    let c = config(&col.endpoint(), 60_000, 5_000);
+    let req = export::profiles::request(&two_stack_profile(), &process_resource(4242));
+    export::profiles::send(&c, &req, Duration::from_secs(5)).expect("the collector takes it");
+    let got = col.wait_for(Duration::from_secs(10), |reqs| {
+        let s = profile_samples(reqs);
+        (!s.is_empty()).then_some((s, reqs.to_vec()))
+    });
+    let mut samples = got.0;
+    samples.sort();
+    assert_eq!(
+        samples,
+        [
+            ("cpu".into(), "main.leaf".into(), 50_505_050),
+            ("cpu".into(), "main.other".into(), 20_202_020),
+            ("samples".into(), "main.leaf".into(), 5),
+            ("samples".into(), "main.other".into(), 2),
+        ]
+    );
+    assert_eq!(
+        profile_resource(&got.1[0], "service.name").as_deref(),
+        Some("example.com/shop/api")
+    );
+    // The collector the other tests start has no profiles pipeline.
+    let plain = Collector::start();
+    let e = export::profiles::send(
+        &config(&plain.endpoint(), 60_000, 5_000),
+        &req,
+        Duration::from_secs(5),
+    )
+    .expect_err("no profiles pipeline");
+    assert!(
+        matches!(e, export::profiles::SendError::Refused { status: 404, .. }),
+        "{e}"
+    );
 }

@@ -28,6 +28,15 @@ pub enum LabelValue {
     Num(i64),
 }
 
+/// A sample of a [`Profile`], read back: its stack (innermost first, each program
+/// counter with its frames), its values (one per sample type) and its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Added<'a> {
+    pub stack: Vec<(u64, Vec<Frame>)>,
+    pub values: &'a [i64],
+    pub labels: Vec<(&'a str, LabelValue)>,
+}
+
 /// A profile being built: its sample types (`(type, unit)`, such as
 /// `("delay", "nanoseconds")`), the period, and the samples added.
 #[derive(Debug)]
@@ -117,6 +126,81 @@ impl Profile {
         let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         gz.write_all(&self.msg.encode_to_vec())?;
         gz.finish()?.flush()
+    }
+
+    /// The sample types, `(type, unit)`, in the order of each sample's values.
+    pub fn sample_types(&self) -> Vec<(&str, &str)> {
+        self.msg
+            .sample_type
+            .iter()
+            .map(|v| (self.text(v.r#type), self.text(v.unit)))
+            .collect()
+    }
+
+    /// The period's type and unit, and the period.
+    pub fn period(&self) -> ((&str, &str), i64) {
+        let t = self.msg.period_type.as_ref();
+        (
+            (
+                t.map_or("", |v| self.text(v.r#type)),
+                t.map_or("", |v| self.text(v.unit)),
+            ),
+            self.msg.period,
+        )
+    }
+
+    /// When the profile began (Unix nanoseconds) and how long it lasted.
+    pub fn time_nanos(&self) -> (i64, i64) {
+        (self.msg.time_nanos, self.msg.duration_nanos)
+    }
+
+    /// The samples as they were added, read back from the tables, for another
+    /// format to carry (OTLP's profiles signal, in `export::profiles`).
+    pub fn samples(&self) -> Vec<Added<'_>> {
+        let functions: HashMap<u64, &Function> =
+            self.msg.function.iter().map(|f| (f.id, f)).collect();
+        let locations: HashMap<u64, &Location> =
+            self.msg.location.iter().map(|l| (l.id, l)).collect();
+        let frame = |line: &Line| {
+            let f = functions.get(&line.function_id);
+            Frame {
+                function: f.map_or("", |f| self.text(f.name)).to_string(),
+                file: f.map_or("", |f| self.text(f.filename)).to_string(),
+                line: line.line,
+            }
+        };
+        self.msg
+            .sample
+            .iter()
+            .map(|s| Added {
+                stack: s
+                    .location_id
+                    .iter()
+                    .filter_map(|id| locations.get(id))
+                    .map(|l| (l.address, l.line.iter().map(frame).collect()))
+                    .collect(),
+                values: &s.value,
+                labels: s
+                    .label
+                    .iter()
+                    .map(|l| {
+                        let v = if l.str != 0 {
+                            LabelValue::Str(self.text(l.str).to_string())
+                        } else {
+                            LabelValue::Num(l.num)
+                        };
+                        (self.text(l.key), v)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn text(&self, i: i64) -> &str {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| self.msg.string_table.get(i))
+            .map_or("", String::as_str)
     }
 
     fn string(&mut self, s: &str) -> i64 {
@@ -284,4 +368,54 @@ struct Function {
     filename: i64,
     #[prost(int64, tag = "5")]
     start_line: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, line: i64) -> Frame {
+        Frame {
+            function: function.into(),
+            file: "/src/main.go".into(),
+            line,
+        }
+    }
+
+    #[test]
+    fn samples_read_back_as_they_were_added() {
+        let mut p = Profile::new(
+            &[("samples", "count"), ("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            10,
+            5,
+            7,
+        );
+        let inlined = (0x20, vec![frame("main.leaf", 3), frame("main.caller", 9)]);
+        let a = vec![inlined.clone(), (0x30, vec![frame("main.main", 20)])];
+        let b = vec![(0x40, vec![frame("main.other", 4)]), inlined];
+        p.add(&a, &[2, 20], &[("goroutine", LabelValue::Num(1))]);
+        p.add(&b, &[1, 10], &[("reason", LabelValue::Str("chan".into()))]);
+        assert_eq!(
+            p.samples(),
+            vec![
+                Added {
+                    stack: a,
+                    values: &[2, 20],
+                    labels: vec![("goroutine", LabelValue::Num(1))],
+                },
+                Added {
+                    stack: b,
+                    values: &[1, 10],
+                    labels: vec![("reason", LabelValue::Str("chan".into()))],
+                },
+            ]
+        );
+        assert_eq!(
+            p.sample_types(),
+            vec![("samples", "count"), ("cpu", "nanoseconds")]
+        );
+        assert_eq!(p.period(), (("cpu", "nanoseconds"), 10));
+        assert_eq!(p.time_nanos(), (5, 7));
+    }
 }

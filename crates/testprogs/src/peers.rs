@@ -120,6 +120,18 @@ impl Collector {
 
     /// Starts one on `port` (a test that first lets the agent find it down).
     pub fn start_on(port: u16) -> Collector {
+        Collector::start_with(port, false)
+    }
+
+    /// Starts one that also takes profiles: the profiles signal is alpha in the
+    /// Collector, behind the `service.profilesSupport` feature gate, and needs a
+    /// `profiles` pipeline (without them its receiver answers 404 at
+    /// `/v1development/profiles`).
+    pub fn start_with_profiles() -> Collector {
+        Collector::start_with(free_port(), true)
+    }
+
+    fn start_with(port: u16, profiles: bool) -> Collector {
         let dir = scratch("otelcol");
         let file = dir.join("out.json");
         let config = dir.join("config.yaml");
@@ -148,13 +160,22 @@ service:
     logs:
       receivers: [otlp]
       exporters: [file]
-",
-                file.display()
+{}",
+                file.display(),
+                if profiles {
+                    "    profiles:\n      receivers: [otlp]\n      exporters: [file]\n"
+                } else {
+                    ""
+                }
             ),
         )
         .expect("write the collector's configuration");
         let log = dir.join("collector.log");
-        let mut child = Command::new(collector_path())
+        let mut cmd = Command::new(collector_path());
+        if profiles {
+            cmd.arg("--feature-gates=service.profilesSupport");
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -186,7 +207,7 @@ service:
     }
 
     /// Every request the file exporter wrote so far, each a JSON object
-    /// (`resourceMetrics` or `resourceLogs`).
+    /// (`resourceMetrics`, `resourceLogs` or `resourceProfiles`).
     pub fn requests(&self) -> Vec<Json> {
         std::fs::read_to_string(&self.file)
             .unwrap_or_default()

@@ -5,7 +5,8 @@
 //! -top` ranks them, and cumulative), and with `--folded`, `--svg` or `--pprof` the
 //! stacks (the pprof file as `runtime/pprof` writes a CPU profile, the goroutine id
 //! and the goroutine's pprof labels as its labels, so `go tool pprof -tags` shows
-//! them).
+//! them); with `--otlp` the same profile goes to a collector
+//! (`metrics::send_profile`).
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -145,7 +146,11 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     }
     out.write_all(text.as_bytes())?;
     out.flush()?;
-    write_files(a, &samples, started)?;
+    let prof = (a.pprof.is_some() || a.export.otlp.is_some()).then(|| pprof(a, &samples, started));
+    write_files(a, &samples, prof.as_ref())?;
+    if let Some(prof) = &prof {
+        crate::metrics::send_profile(&a.export, prof, &bin, pid, a.pprof.as_deref(), end)?;
+    }
     Ok(code)
 }
 
@@ -303,7 +308,11 @@ fn write_top(out: &mut String, samples: &[Sample], top: usize) {
     }
 }
 
-fn write_files(a: &ToolArgs, samples: &[Sample], started: std::time::SystemTime) -> Result<()> {
+fn write_files(
+    a: &ToolArgs,
+    samples: &[Sample],
+    prof: Option<&runtime::pprof::Profile>,
+) -> Result<()> {
     let mut folded = runtime::flame::Folded::default();
     for s in samples {
         let path: Vec<&str> = s
@@ -316,32 +325,42 @@ fn write_files(a: &ToolArgs, samples: &[Sample], started: std::time::SystemTime)
         folded.add(path.join(";"), s.count);
     }
     super::write_flame(&folded, &a.folded, &a.svg, "on-CPU samples", "samples")?;
-    if let Some(p) = &a.pprof {
-        let unix = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i64)
-        };
-        let period = 1_000_000_000 / a.hz.max(1) as i64;
-        let mut prof = runtime::pprof::Profile::new(
-            &[("samples", "count"), ("cpu", "nanoseconds")],
-            ("cpu", "nanoseconds"),
-            period,
-            unix(started),
-            unix(std::time::SystemTime::now()) - unix(started),
-        );
-        for s in samples {
-            let n = s.count as i64;
-            let mut labels = vec![("goroutine", runtime::pprof::LabelValue::Num(s.goid as i64))];
-            labels.extend(
-                s.labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), runtime::pprof::LabelValue::Str(v.clone()))),
-            );
-            prof.add(&s.stack, &[n, n * period], &labels);
-        }
+    if let (Some(p), Some(prof)) = (&a.pprof, prof) {
         let mut f = std::fs::File::create(p).with_context(|| format!("--pprof {}", p.display()))?;
         prof.write(&mut f)
             .with_context(|| format!("--pprof {}", p.display()))?;
     }
     Ok(())
+}
+
+/// The samples as a pprof CPU profile (the goroutine id as a label), for `--pprof`
+/// and `--otlp`.
+fn pprof(
+    a: &ToolArgs,
+    samples: &[Sample],
+    started: std::time::SystemTime,
+) -> runtime::pprof::Profile {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    };
+    let period = 1_000_000_000 / a.hz.max(1) as i64;
+    let mut prof = runtime::pprof::Profile::new(
+        &[("samples", "count"), ("cpu", "nanoseconds")],
+        ("cpu", "nanoseconds"),
+        period,
+        unix(started),
+        unix(std::time::SystemTime::now()) - unix(started),
+    );
+    for s in samples {
+        let n = s.count as i64;
+        let mut labels = vec![("goroutine", runtime::pprof::LabelValue::Num(s.goid as i64))];
+        labels.extend(
+            s.labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), runtime::pprof::LabelValue::Str(v.clone()))),
+        );
+        prof.add(&s.stack, &[n, n * period], &labels);
+    }
+    prof
 }
