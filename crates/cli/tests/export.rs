@@ -557,7 +557,8 @@ fn samples_printed(stdout: &str) -> i64 {
 /// `profile --otlp` to a collector that takes profiles (the feature gate and a
 /// profiles pipeline): the profile it receives holds, function by function, the
 /// samples of the `--pprof` file of the same run as `go tool pprof -top` reads them,
-/// and their sum is the count gotap prints; the resource names the process.
+/// and their sum is the count gotap prints; the resource names the process and
+/// carries `OTEL_RESOURCE_ATTRIBUTES`.
 #[test]
 fn profile_sends_the_collector_the_samples_its_pprof_file_holds() {
     let col = Collector::start_with_profiles();
@@ -568,6 +569,10 @@ fn profile_sends_the_collector_the_samples_its_pprof_file_holds() {
     let ours = bin.path.with_file_name("gotap.pb.gz");
     let theirs = bin.path.with_file_name("go.pb.gz");
     let out = run(gotap()
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=profiling-test",
+        )
         .args(["profile", "--otlp", &col.endpoint(), "--pprof"])
         .arg(&ours)
         .arg("-c")
@@ -600,6 +605,7 @@ fn profile_sends_the_collector_the_samples_its_pprof_file_holds() {
     for a in [
         format!("process.pid={pid}"),
         format!("process.executable.path={}", bin.path.display()),
+        "deployment.environment.name=profiling-test".to_string(),
     ] {
         assert!(resource.contains(&a), "{a} not in {resource:?}");
     }
