@@ -485,7 +485,10 @@ fn pprof_flat_samples(profile: &Path) -> std::collections::BTreeMap<String, i64>
             let w: Vec<&str> = l.split_whitespace().collect();
             w.get(1)?.strip_suffix('%')?;
             let flat: i64 = w.first()?.parse().ok()?;
-            Some((w.get(5..)?.join(" "), flat))
+            // pprof marks a function met only inlined `NAME (inline)`.
+            let name = w.get(5..)?.join(" ");
+            let name = name.strip_suffix(" (inline)").unwrap_or(&name).to_string();
+            Some((name, flat))
         })
         .filter(|(_, n)| *n > 0)
         .collect()
