@@ -684,23 +684,6 @@ fn subcommand(sub: Sub) -> Result<Command, clap::Error> {
     })
 }
 
-/// `--prometheus` and `--otlp` refused by a tool that has no metrics to export yet,
-/// rather than taken and left unused.
-fn not_exported(tool: &str, flags: &crate::metrics::ExportFlags) -> Result<(), clap::Error> {
-    if flags.prometheus.is_none() && flags.otlp.is_none() {
-        return Ok(());
-    }
-    let mut cmd = Cli::command();
-    cmd.build();
-    let sub = cmd
-        .find_subcommand_mut(tool)
-        .expect("the tool is a subcommand");
-    Err(sub.error(
-        ErrorKind::ArgumentConflict,
-        format!("{tool} exports no metrics yet: --prometheus and --otlp are for scripts, funccount, funclatency, stackgrow, gcstat, goroutines and offcpu"),
-    ))
-}
-
 /// `profile`'s flags: `--otlp` sends the profile (OTLP's profiles signal);
 /// `--prometheus` is refused, as there are no metrics to serve.
 fn profile_export(
