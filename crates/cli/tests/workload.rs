@@ -389,11 +389,15 @@ fn gcstat_on_route_guide_counts_the_cycles_gctrace_prints_while_attached() {
             "{ctx}: cycle {n} at {ours} s, gctrace @{at}s"
         );
     }
-    // gctrace's two stop-the-world phases a cycle, cut to the microsecond.
+    // gctrace's two stop-the-world phases a cycle, cut to the microsecond. Its
+    // phases are the wall time of sweep and mark termination, which begin before the
+    // world is stopped; the route_guide server's pauses are tens of µs, where that
+    // difference shows: gotap's pauses were 5 µs and 15 µs short of gctrace's in one
+    // CI run (41.6 µs against 47, 61.4 against 76). So 10% plus 20 µs a cycle.
     let stw: f64 = seen.iter().map(|c| c.2).sum();
     let ours = summary["pause_total_us"].as_f64().expect("pause total") * 1e3;
     assert!(
-        (ours - stw).abs() <= 0.10 * stw + 2_000.0 * seen.len() as f64,
+        (ours - stw).abs() <= 0.10 * stw + 20_000.0 * seen.len() as f64,
         "{ctx}: pauses {ours} ns, gctrace's {stw} ns"
     );
 }
