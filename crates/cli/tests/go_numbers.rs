@@ -377,18 +377,30 @@ fn funclatency_totals_match_the_programs_own_time_since_and_counts_equal() {
     );
 }
 
-/// Starts the latency program (stripped) with "wait", runs gotap with `args`
-/// then `-x PID PATTERN` on it, lets the program go once the probes are in place
-/// (its phases 1.5 s apart), and returns the program's output, gotap's stdout and
-/// what to say on failure. gotap must end with the process, successfully.
+/// Starts the latency program (stripped) with "wait" and runs gotap with `args`
+/// then `-x PID main.do*` on it ([`run_mid_run`]; its phases 1.5 s apart).
 fn attached_mid_run(tc: &Toolchain, args: &[&str]) -> (String, String, String) {
     let bin = Private::copy(
         &testprogs::build("latency", tc, Variant::Stripped),
         &format!("latx-{}-{}", tc.minor, args[0]),
     );
     let what = format!("go{} stripped {args:?} -x", tc.minor);
-    let mut prog = std::process::Command::new(&bin.path)
-        .args(["50", "wait"])
+    run_mid_run(&bin.path, "50", (args, &["main.do*"]), "Hit Ctrl-C", &what)
+}
+
+/// Starts `bin ROUNDS wait`, runs gotap with `args.0`, then `-x PID`, then `args.1`
+/// on it, lets the program go once gotap's stderr says `ready` (the probes are in
+/// place), and returns the program's output, gotap's stdout and what to say on
+/// failure. gotap must end with the process, successfully.
+fn run_mid_run(
+    bin: &std::path::Path,
+    rounds: &str,
+    args: (&[&str], &[&str]),
+    ready: &str,
+    what: &str,
+) -> (String, String, String) {
+    let mut prog = std::process::Command::new(bin)
+        .args([rounds, "wait"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -396,8 +408,9 @@ fn attached_mid_run(tc: &Toolchain, args: &[&str]) -> (String, String, String) {
     let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
     assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
     let mut tracer = gotap()
-        .args(args)
-        .args(["-x", &prog.id().to_string(), "main.do*"])
+        .args(args.0)
+        .args(["-x", &prog.id().to_string()])
+        .args(args.1)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -405,7 +418,7 @@ fn attached_mid_run(tc: &Toolchain, args: &[&str]) -> (String, String, String) {
     // The program goes on once the probes are in place.
     let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
     let mut said = String::new();
-    while !said.contains("Hit Ctrl-C") {
+    while !said.contains(ready) {
         assert!(
             err.read_line(&mut said).expect("gotap's stderr") > 0,
             "{what}: {said}"
@@ -569,53 +582,15 @@ fn offcpu_attached_mid_run_times_what_it_saw_and_writes_folded_stacks() {
     let tc = testprogs::newest();
     let bin = Private::copy(&testprogs::build("blocking", &tc, Variant::Stripped), "ocx");
     let folded = bin.path.with_file_name("offcpu.folded");
-    let mut prog = std::process::Command::new(&bin.path)
-        .args(["100", "wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the program");
-    let mut lines = BufReader::new(prog.stdout.take().expect("stdout")).lines();
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
-    let mut tracer = gotap()
-        .args(["offcpu", "-v", "--json", "--folded"])
-        .arg(&folded)
-        .args(["-x", &prog.id().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gotap");
+    let folded_arg = folded.to_str().expect("a UTF-8 path");
     // The program blocks once the probes are in place (`-v` says so on stderr).
-    let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
-    let mut said = String::new();
-    while !said.contains("probes attached") {
-        assert!(
-            err.read_line(&mut said).expect("gotap's stderr") > 0,
-            "{said}"
-        );
-    }
-    let errs = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        rest
-    });
-    use std::io::Write;
-    prog.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("start the program");
-    let program: String = lines.map_while(Result::ok).map(|l| l + "\n").collect();
-    let _ = prog.wait();
-    let (out, killed) = wait_output(tracer, std::time::Duration::from_secs(30));
-    let stdout = text(&out.stdout);
-    let ctx = format!(
-        "go{} stripped -x\n{said}{}",
-        tc.minor,
-        errs.join().unwrap_or_default()
+    let (program, stdout, ctx) = run_mid_run(
+        &bin.path,
+        "100",
+        (&["offcpu", "-v", "--json", "--folded", folded_arg], &[]),
+        "probes attached",
+        &format!("go{} stripped -x", tc.minor),
     );
-    assert!(!killed, "{ctx}: gotap -x did not end with its process");
-    assert!(out.status.success(), "{ctx}\n{stdout}");
     check_offcpu(&ctx, &program, &stdout);
     let folded = std::fs::read_to_string(&folded).expect("--folded file");
     assert!(
