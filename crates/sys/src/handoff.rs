@@ -58,7 +58,7 @@ pub enum When {
 
 /// Starts the child (see the module's documentation).
 pub fn hand_off(when: When) -> Result<HandOff> {
-    let (read, write) = pipe()?;
+    let (read, write) = crate::process::pipe(libc::O_CLOEXEC)?;
     // The fd the child waits on: the gate's read end, or this process's pidfd, which
     // becomes readable only once the whole process has exited.
     let own = if when == When::Exited {
@@ -136,16 +136,6 @@ impl HandOff {
     pub fn pid(&self) -> libc::pid_t {
         self.pid
     }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Error::syscall("pipe2", io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd> {

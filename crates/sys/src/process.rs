@@ -373,7 +373,8 @@ fn blocked_signals() -> Result<OwnedFd> {
     }
 }
 
-fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd)> {
+/// A new pipe with `flags` (`pipe2`): its read end and its write end.
+pub(crate) fn pipe(flags: i32) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } < 0 {
