@@ -6,13 +6,17 @@
 // Usage: gc_pauses [MB [WAIT_MS]]: with WAIT_MS, prints "ready" and waits that long
 // before it allocates (for a tracer to attach).
 // Output: "cycles N" (/gc/cycles/total:gc-cycles), "pauses_ns N" (the sum of the
-// /gc/pauses:seconds histogram, each bucket's count at its midpoint), "pause_count N".
+// /gc/pauses:seconds histogram, each bucket's count at its midpoint), "pause_count N",
+// "pause_total_ns N" (runtime.MemStats.PauseTotalNs: the exact sum, read last, as
+// reading it stops the world once more), then "pause_ns CYCLE NS" for each cycle
+// (MemStats.PauseNs: the sum of the cycle's pauses).
 package main
 
 import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"sync/atomic"
@@ -72,4 +76,12 @@ func main() {
 	fmt.Println("cycles", s[0].Value.Uint64())
 	fmt.Println("pauses_ns", int64(sum*1e9))
 	fmt.Println("pause_count", n)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Println("pause_total_ns", ms.PauseTotalNs)
+	for n := uint32(1); n <= ms.NumGC; n++ {
+		if ms.NumGC-n < uint32(len(ms.PauseNs)) {
+			fmt.Println("pause_ns", n, ms.PauseNs[(n+uint32(len(ms.PauseNs))-1)%uint32(len(ms.PauseNs))])
+		}
+	}
 }

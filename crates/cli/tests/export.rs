@@ -462,12 +462,18 @@ fn sigint_with_a_frozen_collector_ends_gotap_within_250ms_and_says_what_was_not_
 /// `function → flat samples` of `go tool pprof -top` on a pprof file, every
 /// function listed (no node dropped for being small).
 fn pprof_flat_samples(profile: &Path) -> std::collections::BTreeMap<String, i64> {
+    pprof_flat(profile, "samples")
+}
+
+/// `function → flat value` of sample type `index` (a count) as `go tool pprof -top`
+/// lists them.
+fn pprof_flat(profile: &Path, index: &str) -> std::collections::BTreeMap<String, i64> {
     let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
         .args([
             "tool",
             "pprof",
             "-top",
-            "-sample_index=samples",
+            &format!("-sample_index={index}"),
             "-nodecount=100000",
             "-nodefraction=0",
         ])
@@ -499,6 +505,11 @@ fn pprof_flat_samples(profile: &Path) -> std::collections::BTreeMap<String, i64>
 /// innermost inlined frame, as pprof counts flat samples), read through each
 /// request's dictionary; and the resources' attributes (`key=value`).
 fn otlp_flat_samples(reqs: &[Json]) -> (std::collections::BTreeMap<String, i64>, Vec<String>) {
+    otlp_flat(reqs, "samples")
+}
+
+/// [`otlp_flat_samples`] of the sample type `kind`.
+fn otlp_flat(reqs: &[Json], kind: &str) -> (std::collections::BTreeMap<String, i64>, Vec<String>) {
     let mut flat = std::collections::BTreeMap::new();
     let mut resource = Vec::new();
     for r in reqs {
@@ -531,7 +542,7 @@ fn otlp_flat_samples(reqs: &[Json]) -> (std::collections::BTreeMap<String, i64>,
             }
             for sp in rp["scopeProfiles"].as_array().into_iter().flatten() {
                 for p in sp["profiles"].as_array().into_iter().flatten() {
-                    if text(&p["sampleType"]["typeStrindex"]) != "samples" {
+                    if text(&p["sampleType"]["typeStrindex"]) != kind {
                         continue;
                     }
                     for s in p["samples"].as_array().into_iter().flatten() {
@@ -612,6 +623,40 @@ fn profile_sends_the_collector_the_samples_its_pprof_file_holds() {
     ] {
         assert!(resource.contains(&a), "{a} not in {resource:?}");
     }
+}
+
+/// `offcpu --otlp` to a collector that takes profiles: the block profile it
+/// receives holds, function by function, the waits (`contentions`) of the
+/// `--pprof` file of the same run as `go tool pprof -top` reads them, and the
+/// program's own waits are among them.
+#[test]
+fn offcpu_sends_the_collector_the_waits_its_pprof_file_holds() {
+    let col = Collector::start_with_profiles();
+    let bin = Private::copy(
+        &testprogs::build("blocking", &testprogs::newest(), Variant::Default),
+        "otlp-offcpu",
+    );
+    let ours = bin.path.with_file_name("offcpu.pb.gz");
+    let out = run(gotap()
+        .args(["offcpu", "--otlp", &col.endpoint(), "--pprof"])
+        .arg(&ours)
+        .arg("-c")
+        .arg(format!("{} 20", bin.path.display())));
+    let stdout = text(&out.stdout);
+    let ctx = format!("{stdout}\n{}", text(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    assert!(!text(&out.stderr).contains("not sent"), "{ctx}");
+    let file = pprof_flat(&ours, "contentions");
+    assert!(file.values().sum::<i64>() > 0, "{ctx}: waits in the file");
+    let (sent, resource) = col.wait_for(Duration::from_secs(10), |reqs| {
+        let got = otlp_flat(reqs, "contentions");
+        (!got.0.is_empty()).then_some(got)
+    });
+    assert_eq!(sent, file, "{ctx}");
+    assert!(
+        resource.contains(&format!("process.executable.path={}", bin.path.display())),
+        "{resource:?}"
+    );
 }
 
 /// `profile --otlp` to a collector without profiles (the one the other tests start):

@@ -186,20 +186,6 @@ fn gctrace(stderr: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// The sum of gctrace's two stop-the-world phases per cycle (`gc N @… …%: A+B+C ms
-/// clock, …`: A and C), in nanoseconds.
-fn gctrace_stw_ns(stderr: &str) -> f64 {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("gc ") && l.ends_with(" P"))
-        .filter_map(|l| {
-            let clock = l.split(": ").nth(1)?.split(" ms clock").next()?;
-            let parts: Vec<f64> = clock.split('+').filter_map(|x| x.parse().ok()).collect();
-            (parts.len() == 3).then(|| (parts[0] + parts[2]) * 1e6)
-        })
-        .sum()
-}
-
 #[test]
 fn gcstat_times_cycles_from_program_start_and_its_pauses_add_up_to_runtime_metrics() {
     let _quiet = quiet();
@@ -290,19 +276,69 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
             };
             let metrics_ns = field("pauses_ns");
             let ours_ns = summary["pause_total_us"].as_f64().expect("pause total") * 1e3;
-            // gctrace's own stop-the-world phases (the first and last of its
-            // "A+B+C ms clock"), cut to the microsecond: the exact oracle, within 10%.
-            let stw_ns = gctrace_stw_ns(stderr);
+            // MemStats.PauseNs: the runtime's own sum of each cycle's pauses, timed
+            // from the clocks gcstat's probes sit at. A probe's trap is a point where
+            // the kernel may give the CPU to another thread, between the probe's clock
+            // and the runtime's (measured here: 190 µs once in 90 runs on a loaded
+            // machine): at most one cycle in ten may be off by more than 10% and 3 µs
+            // a pause; the others are what the runtime says.
+            let exact: std::collections::HashMap<u64, f64> = program
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.strip_prefix("pause_ns ")?.split(' ');
+                    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+                })
+                .collect();
+            // A cycle may finish after the program read its numbers, before it exits.
+            let read = field("cycles") as u64;
+            let number = |c: &serde_json::Value| c["cycle"].as_u64().expect("a cycle number");
+            let pauses_ns = |c: &serde_json::Value| {
+                c["pause_total_us"].as_f64().expect("a cycle's pauses") * 1e3
+            };
+            let known: Vec<&serde_json::Value> = cycles
+                .iter()
+                .copied()
+                .filter(|c| number(c) <= read)
+                .collect();
             assert!(
-                (ours_ns - stw_ns).abs() <= 0.10 * stw_ns + 2_000.0 * trace.len() as f64,
-                "{ctx}: pauses {ours_ns} ns, gctrace's stop-the-world phases {stw_ns} ns"
+                cycles.len() - known.len() <= 1,
+                "{ctx}: the program read {read} cycles"
             );
-            // /gc/pauses:seconds is a histogram: the program sums its buckets'
-            // midpoints, which moved it 10.7–12.4% from gctrace's sum on a loaded
-            // machine; it is held within 15%.
+            let mut off = Vec::new();
+            for c in &known {
+                let n = number(c);
+                let ours = pauses_ns(c);
+                let pauses = c["pauses_us"].as_array().map_or(0, Vec::len);
+                assert!(pauses >= 2, "{ctx}: cycle {n} has two pauses or more");
+                let want = *exact
+                    .get(&n)
+                    .unwrap_or_else(|| panic!("{ctx}: the program's pause of cycle {n}"));
+                if (ours - want).abs() > 0.10 * want + 3_000.0 * pauses as f64 {
+                    off.push(format!("cycle {n}: {ours} ns, MemStats.PauseNs {want} ns"));
+                }
+            }
             assert!(
-                (ours_ns - metrics_ns).abs() <= 0.15 * metrics_ns,
-                "{ctx}: pauses {ours_ns} ns, /gc/pauses:seconds {metrics_ns} ns"
+                off.len() <= (known.len() / 10).max(1),
+                "{ctx}: {} of {} cycles off: {off:?}",
+                off.len(),
+                known.len()
+            );
+            let cycles_ns: f64 = cycles.iter().map(|c| pauses_ns(c)).sum();
+            // The summary adds the pauses of a cycle the exit cut short (each total is
+            // rounded to 0.1 µs).
+            assert!(
+                ours_ns + 50.0 * cycles.len() as f64 >= cycles_ns,
+                "{ctx}: the summary's pauses {ours_ns} ns, the cycles' {cycles_ns} ns"
+            );
+            // /gc/pauses:seconds, a histogram that the program sums at its buckets'
+            // midpoints (10.7–12.4% from gctrace's sum on a loaded machine), read
+            // with the cycles it counts, may hold the first pause of the next.
+            let known_ns: f64 = known.iter().map(|c| pauses_ns(c)).sum();
+            let later = (ours_ns - known_ns).max(0.0);
+            assert!(
+                known_ns - metrics_ns <= 0.15 * metrics_ns
+                    && metrics_ns - known_ns <= 0.15 * metrics_ns + later,
+                "{ctx}: the pauses of the {read} cycles read {known_ns} ns, /gc/pauses:seconds {metrics_ns} ns"
             );
         }
     }

@@ -391,9 +391,11 @@ fn gcstat_on_route_guide_counts_the_cycles_gctrace_prints_while_attached() {
     }
     // gctrace's two stop-the-world phases a cycle, cut to the microsecond. Its
     // phases are the wall time of sweep and mark termination, which begin before the
-    // world is stopped; the route_guide server's pauses are tens of µs, where that
-    // difference shows: gotap's pauses were 5 µs and 15 µs short of gctrace's in one
-    // CI run (41.6 µs against 47, 61.4 against 76). So 10% plus 20 µs a cycle.
+    // world is stopped; the runtime's pauses (and gotap's, from Go 1.22 on) begin
+    // once the scheduler's lock is held. The route_guide server's pauses are tens of
+    // µs, where that difference shows: gotap's pauses were 5 µs and 15 µs short of
+    // gctrace's in one CI run (41.6 µs against 47, 61.4 against 76). So 10% plus 20
+    // µs a cycle. (go_numbers holds gcstat to MemStats.PauseNs, the runtime's own.)
     let stw: f64 = seen.iter().map(|c| c.2).sum();
     let ours = summary["pause_total_us"].as_f64().expect("pause total") * 1e3;
     assert!(

@@ -83,19 +83,7 @@ impl GoBinary<'_> {
     /// Go 1.19 to 1.27 call `runtime.nanotime1` at each. A `call` is emulated by the
     /// kernel's uprobes, so a probe there costs little. Empty if either is not found.
     pub fn pause_end_clocks(&self) -> Vec<u64> {
-        let calls = |name: &str| -> Vec<u64> {
-            let Some(code) = self.code_of(name) else {
-                return Vec::new();
-            };
-            code.iter()
-                .filter(|i| i.mnemonic() == Mnemonic::Call)
-                .filter(|i| {
-                    self.function_at(crate::VirtAddr(i.near_branch_target()))
-                        .is_some_and(|t| t.name.starts_with("runtime.nanotime1"))
-                })
-                .map(|i| i.ip())
-                .collect()
-        };
+        let calls = |name: &str| self.nanotime_calls(name);
         let (start, term) = (
             calls("runtime.startTheWorldWithSema"),
             calls("runtime.gcMarkTermination"),
@@ -104,6 +92,53 @@ impl GoBinary<'_> {
             (Some(a), Some(b)) => vec![*a, *b],
             _ => Vec::new(),
         }
+    }
+
+    /// The calls of `nanotime` that take the time a GC's stop of the world starts
+    /// at, as the runtime counts its pauses:
+    /// - Go 1.22 on: the first in `runtime.stopTheWorldWithSema` (its
+    ///   `worldStop.startedStopping`, taken once `sched.lock` is held), for every
+    ///   stop;
+    /// - before: the first in `runtime.gcStart` (`work.pauseStart` of the sweep
+    ///   termination) and in `runtime.gcMarkDone` (of the mark termination), taken
+    ///   before the call that stops the world; other stops are timed by the
+    ///   runtime from nowhere, and a tracer from `stopTheWorldWithSema`'s entry.
+    ///
+    /// A thread the kernel takes off its CPU between that clock and the stop's entry
+    /// makes a pause that the runtime counts and an entry probe misses. Empty if one
+    /// is not found.
+    pub fn pause_start_clocks(&self) -> Vec<u64> {
+        let v = self.go_version();
+        if (v.major, v.minor) >= (1, 22) {
+            return self
+                .nanotime_calls("runtime.stopTheWorldWithSema")
+                .first()
+                .map(|a| vec![*a])
+                .unwrap_or_default();
+        }
+        let (start, done) = (
+            self.nanotime_calls("runtime.gcStart"),
+            self.nanotime_calls("runtime.gcMarkDone"),
+        );
+        match (start.first(), done.first()) {
+            (Some(a), Some(b)) => vec![*a, *b],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The addresses of the calls to `runtime.nanotime1` in the function `name`.
+    fn nanotime_calls(&self, name: &str) -> Vec<u64> {
+        let Some(code) = self.code_of(name) else {
+            return Vec::new();
+        };
+        code.iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Call)
+            .filter(|i| {
+                self.function_at(crate::VirtAddr(i.near_branch_target()))
+                    .is_some_and(|t| t.name.starts_with("runtime.nanotime1"))
+            })
+            .map(|i| i.ip())
+            .collect()
     }
 
     /// The address and size in bytes of `runtime.waitReasonStrings` as the code of

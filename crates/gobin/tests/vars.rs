@@ -64,3 +64,80 @@ fn the_wait_reason_names_are_found_without_symbols_on_every_toolchain() {
         }
     }
 }
+
+/// The calls of `runtime.nanotime1` in the runtime's functions `names`, as `go tool
+/// objdump` lists them: (function, address), in address order within each.
+fn nanotime_calls_by_objdump(
+    go: &std::path::Path,
+    exe: &std::path::Path,
+    names: &[&str],
+) -> Vec<(String, u64)> {
+    let pattern = format!("^({})$", names.join("|"));
+    let out = std::process::Command::new(go)
+        .args(["tool", "objdump", "-s", &pattern])
+        .arg(exe)
+        .output()
+        .expect("go tool objdump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut func = String::new();
+    let mut calls = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(rest) = line.strip_prefix("TEXT ") {
+            func = rest.split('(').next().unwrap_or_default().to_string();
+        } else if line.contains("CALL runtime.nanotime1") {
+            let addr = line.split_whitespace().nth(1).expect("an address");
+            let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).expect("hex");
+            calls.push((func.clone(), addr));
+        }
+    }
+    calls
+}
+
+#[test]
+fn the_clocks_that_time_gc_pauses_are_the_runtimes_nanotime_calls_on_every_toolchain() {
+    for tc in testprogs::toolchains() {
+        for v in [Variant::Default, Variant::Stripped] {
+            let exe = testprogs::build("rt_gc", &tc, v);
+            let data = parse(&exe);
+            let bin = gobin::GoBinary::parse(&data).expect("a Go binary");
+            let what = format!("go{} {v}", tc.minor);
+            let names = [
+                "runtime.gcStart",
+                "runtime.gcMarkDone",
+                "runtime.stopTheWorldWithSema",
+                "runtime.startTheWorldWithSema",
+                "runtime.gcMarkTermination",
+            ];
+            // objdump needs the symbol table: the stripped build's code is laid out
+            // as the other's.
+            let listed = testprogs::build("rt_gc", &tc, Variant::Default);
+            let calls = nanotime_calls_by_objdump(&tc.go, &listed, &names);
+            let nth = |f: &str, n: usize| {
+                calls
+                    .iter()
+                    .filter(|(g, _)| g == f)
+                    .nth(n)
+                    .map(|(_, a)| *a)
+                    .unwrap_or_else(|| panic!("{what}: call {n} of nanotime1 in {f}: {calls:x?}"))
+            };
+            let starts = if tc.minor_number() >= (1, 22) {
+                vec![nth("runtime.stopTheWorldWithSema", 0)]
+            } else {
+                vec![nth("runtime.gcStart", 0), nth("runtime.gcMarkDone", 0)]
+            };
+            assert_eq!(bin.pause_start_clocks(), starts, "{what}: starts");
+            assert_eq!(
+                bin.pause_end_clocks(),
+                vec![
+                    nth("runtime.startTheWorldWithSema", 0),
+                    nth("runtime.gcMarkTermination", 1)
+                ],
+                "{what}: ends"
+            );
+        }
+    }
+}

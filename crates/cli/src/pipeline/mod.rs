@@ -146,6 +146,8 @@ pub struct Ending<'x, 'a, 'd> {
     pub globals: Vec<&'x GlobalSpec>,
     pub tally: Tally,
     pub out: &'x mut Vec<u8>,
+    /// How the trace ended.
+    pub end: session::End,
 }
 
 impl Ending<'_, '_, '_> {
@@ -253,7 +255,7 @@ pub fn run(plan: &Plan, consumer: &mut dyn Consumer) -> Result<i32> {
     t.drain(spec, &armed)?;
     t.end_probes(spec);
     let tally = Tally::read(spec, &armed, t.interp.cuts())?;
-    t.finish(spec, &info, &parsed, tally)?;
+    t.finish(spec, &info, &parsed, tally, end)?;
     report(&tally, t.consumer.cuts(), &info.limits);
     late.say(hits());
     t.export_last(end);

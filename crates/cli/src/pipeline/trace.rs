@@ -293,6 +293,7 @@ impl Trace<'_, '_, '_, '_> {
         info: &lang::TypeInfo,
         parsed: &Parsed,
         tally: Tally,
+        ended: End,
     ) -> Result<()> {
         let globals = spec
             .globals
@@ -309,6 +310,7 @@ impl Trace<'_, '_, '_, '_> {
             globals,
             tally,
             out: &mut self.out,
+            end: ended,
         };
         let r = self.consumer.finish(&mut end);
         self.flush();

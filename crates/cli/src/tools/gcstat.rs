@@ -1,7 +1,8 @@
 //! `gotap gcstat`: each GC cycle of the traced program, with its duration (from
-//! `go.gc.start` to `go.gc.done`) and its stop-the-world pauses (`go.gc.stop_world`
-//! to where the runtime takes the time a pause ends, as it times them: the sweep
-//! termination and the mark termination), then a summary. A cycle is counted at `go.gc.done` (the return of
+//! `go.gc.start` to `go.gc.done`) and its stop-the-world pauses (from where the
+//! runtime takes the time a pause starts to where it takes the time it ends, as it
+//! times them: the sweep termination and the mark termination; `go.gc.stop_world`
+//! starts the pauses the runtime does not time), then a summary. A cycle is counted at `go.gc.done` (the return of
 //! runtime.gcMarkTermination), after `GODEBUG=gctrace=1` has printed its line, so
 //! the counts agree even when the program's exit cuts a cycle short.
 //!
@@ -27,28 +28,71 @@ use export::names;
 const SCRIPT: &str = "\
 probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
 probe go.gc.done { printf(\"done %d %d\\n\", cycle, gettimeofday_ns()) }
-probe go.gc.stop_world { printf(\"stop %d\\n\", gettimeofday_ns()) }
 ";
 
-/// The end of a pause, where the runtime takes the time it ends at (see
-/// `gobin::GoBinary::pause_end_clocks`); the tapset's `go.gc.start_world` (the entry of
-/// `startTheWorldWithSema`) where that call is not found.
-fn world_probe(a: &ToolArgs) -> String {
-    let body = "{ printf(\"world %d\\n\", gettimeofday_ns()) }";
-    let bin = match (&a.binary, crate::session::target_binary(&a.target)) {
+/// Where a pause starts and ends, as the runtime takes the times (see
+/// `gobin::GoBinary::pause_start_clocks` and `pause_end_clocks`), as probe points of
+/// `process`.
+struct Clocks {
+    /// The calls that take a pause's start; none if not found.
+    starts: Option<String>,
+    /// The entry of `stopTheWorldWithSema` (`go.gc.stop_world`) starts the pauses
+    /// that the start clocks do not (before Go 1.22, the stops that are not a GC's,
+    /// whose start the runtime does not time); none where the clocks are in it.
+    stop_entry: bool,
+    /// The calls that take a pause's end; the tapset's `go.gc.start_world` (the entry
+    /// of `startTheWorldWithSema`) where they are not found.
+    ends: String,
+}
+
+impl Clocks {
+    fn of(bin: Option<&crate::binary::Binary>, process: &str) -> Clocks {
+        let go = bin.and_then(|b| b.go().ok());
+        let (starts, ends) = go
+            .as_ref()
+            .map(|g| (g.pause_start_clocks(), g.pause_end_clocks()))
+            .unwrap_or_default();
+        let in_stop = |a: &u64| {
+            go.as_ref()
+                .and_then(|g| g.function_at(gobin::VirtAddr(*a)))
+                .is_some_and(|f| f.name == "runtime.stopTheWorldWithSema")
+        };
+        Clocks {
+            stop_entry: starts.is_empty() || !starts.iter().all(in_stop),
+            starts: (!starts.is_empty()).then(|| statements(&starts, process)),
+            ends: if ends.is_empty() {
+                "go.gc.start_world".to_string()
+            } else {
+                statements(&ends, process)
+            },
+        }
+    }
+}
+
+/// The probes that time the pauses, printing `stop`, `clock` and `world` records.
+fn clock_probes(a: &ToolArgs) -> String {
+    let path = match (&a.binary, crate::session::target_binary(&a.target)) {
         (Some(p), _) => Some(p.clone()),
         (None, Ok(p)) => p,
         _ => None,
     };
-    let at = bin
-        .and_then(|p| crate::binary::Binary::open(&p).ok())
-        .map(|b| b.go().map(|g| g.pause_end_clocks()).unwrap_or_default())
-        .unwrap_or_default();
+    let bin = path.and_then(|p| crate::binary::Binary::open(&p).ok());
     let process = match &a.binary {
         Some(p) => format!("process(\"{}\")", p.display()),
         None => "process".to_string(),
     };
-    format!("probe {} {body}\n", world_points(&at, &process))
+    let clocks = Clocks::of(bin.as_ref(), &process);
+    let mut probes = format!(
+        "probe {} {{ printf(\"world %d\\n\", gettimeofday_ns()) }}\n",
+        clocks.ends
+    );
+    if let Some(starts) = &clocks.starts {
+        probes += &format!("probe {starts} {{ printf(\"clock %d\\n\", gettimeofday_ns()) }}\n");
+    }
+    if clocks.stop_entry {
+        probes += "probe go.gc.stop_world { printf(\"stop %d\\n\", gettimeofday_ns()) }\n";
+    }
+    probes
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -60,7 +104,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         realtime_offset: sys::clock::realtime_offset_ns(),
         ..GcStat::default()
     };
-    let script = format!("{SCRIPT}{}", world_probe(a));
+    let script = format!("{SCRIPT}{}", clock_probes(a));
     super::trace(a, "gcstat", &script, &mut g)
 }
 
@@ -69,23 +113,39 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
 /// binary at once: the cycles done (`__gc_cycles`), and the pauses of each process
 /// while one of its cycles is open (as the consumer keeps only the cycles' pauses)
 /// in a log-histogram statistic (`__gc_pause`, ns), read by [`agent_export`]. The
-/// pause ends where the one-shot tool ends it ([`world_points`]).
+/// pauses start and end where the one-shot tool starts and ends them
+/// ([`clock_probes`]).
 pub fn agent_script(bin: &crate::binary::Binary) -> String {
-    let at = bin.go().map(|g| g.pause_end_clocks()).unwrap_or_default();
-    let world = world_points(&at, "process");
+    let clocks = Clocks::of(Some(bin), "process");
+    let world = &clocks.ends;
+    let clock = match &clocks.starts {
+        Some(starts) => format!(
+            "probe {starts} {{\n    __gc_stop[pid()] = gettimeofday_ns()\n    __gc_clocked[pid()] = 1\n}}\n"
+        ),
+        None => String::new(),
+    };
+    let stop = if clocks.stop_entry {
+        "probe go.gc.stop_world {
+    if (pid() in __gc_clocked) delete __gc_clocked[pid()]
+    else __gc_stop[pid()] = gettimeofday_ns()
+}
+"
+    } else {
+        ""
+    };
     format!(
-        "global __gc_cycles, __gc_open[4096], __gc_stop[4096], __gc_pause
+        "global __gc_cycles, __gc_open[4096], __gc_stop[4096], __gc_clocked[4096], __gc_pause
 probe go.gc.start {{ __gc_open[pid()]++ }}
 probe go.gc.done {{
     __gc_cycles++
     if (__gc_open[pid()] > 0) __gc_open[pid()]--
 }}
-probe go.gc.stop_world {{ __gc_stop[pid()] = gettimeofday_ns() }}
-probe {world} {{
+{stop}{clock}probe {world} {{
     if (pid() in __gc_stop) {{
         if (__gc_open[pid()] > 0) __gc_pause <<< gettimeofday_ns() - __gc_stop[pid()]
         delete __gc_stop[pid()]
     }}
+    delete __gc_clocked[pid()]
 }}
 function __gc_pauses() {{ print(@hist_log(__gc_pause)) }}
 "
@@ -115,12 +175,8 @@ pub fn agent_export(
     ])
 }
 
-/// The probe points where a pause ends: the statements at `at` of `process` (see
-/// [`world_probe`]), or the tapset's `go.gc.start_world` where none are known.
-fn world_points(at: &[u64], process: &str) -> String {
-    if at.is_empty() {
-        return "go.gc.start_world".to_string();
-    }
+/// The statements at `at` of `process`, as one probe's points.
+fn statements(at: &[u64], process: &str) -> String {
     let points: Vec<String> = at
         .iter()
         .map(|a| format!("{process}.statement({a:#x})"))
@@ -146,6 +202,9 @@ struct GcStat {
     cur: Cycle,
     /// When the world was stopped, if it is.
     stopped_at: Option<i64>,
+    /// The runtime's clock started the pause: a `stop` (the entry of
+    /// `stopTheWorldWithSema`) after it is the same pause, not a later start.
+    clocked: bool,
     cycles: Vec<Cycle>,
     /// Cycles whose go.gc.done came without their go.gc.start (tracing began mid-cycle).
     partial: u64,
@@ -302,11 +361,20 @@ impl Consumer for GcStat {
                 self.cur.done_ns = t;
                 self.close(cx.out);
             }
-            b"stop" => {
+            b"stop" | b"clock" => {
                 // go.gc.start (gcResetMarkState) runs just before the
                 // sweep-termination stop: the pause is the cycle's when the world
                 // starts again, and its first stop is where gctrace's cycle begins.
-                self.stopped_at = Some(t);
+                // Before Go 1.22 the runtime's clock comes before the stop's entry,
+                // from 1.22 after it.
+                if kind == b"clock" {
+                    self.stopped_at = Some(t);
+                    self.clocked = true;
+                } else if std::mem::take(&mut self.clocked) {
+                    return Ok(false);
+                } else {
+                    self.stopped_at = Some(t);
+                }
                 if let Some(c) = self.open.values_mut().next_back()
                     && c.stop_ns == 0
                 {
@@ -314,6 +382,7 @@ impl Consumer for GcStat {
                 }
             }
             b"world" => {
+                self.clocked = false;
                 let Some(s) = self.stopped_at.take() else {
                     return Ok(false);
                 };

@@ -15,7 +15,8 @@
 //! With `--prometheus` or `--otlp`, the kernel's statistic per reason is read while
 //! the trace runs: `go.offcpu{reason}`, the seconds of the waits that ended, and
 //! `go.offcpu.waits{reason}`, how many. The kernel never clears it, so both only
-//! grow.
+//! grow. With `--otlp` the profile is sent at the end as OTLP's profiles signal
+//! (`metrics::send_profile`, a pprof file where the collector does not take it).
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -64,11 +65,16 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let code = super::trace(a, "offcpu", SCRIPT, &mut o)?;
     let folded = o.folded();
     super::write_flame(&folded, &a.folded, &a.svg, "goroutines off CPU", "ns")?;
-    if let Some(p) = &a.pprof {
+    let prof = (a.pprof.is_some() || a.export.otlp.is_some()).then(|| o.profile(started));
+    if let (Some(p), Some(prof)) = (&a.pprof, &prof) {
         let mut f = std::fs::File::create(p).with_context(|| format!("--pprof {}", p.display()))?;
-        o.profile(started)
-            .write(&mut f)
+        prof.write(&mut f)
             .with_context(|| format!("--pprof {}", p.display()))?;
+    }
+    if let (Some(prof), Some((end, Some(pid)))) = (&prof, o.ended) {
+        let path = crate::session::tool_binary("offcpu", &a.binary, &a.target)?;
+        let bin = crate::binary::Binary::open(&path)?;
+        crate::metrics::send_profile(&a.export, prof, &bin, pid, a.pprof.as_deref(), end)?;
     }
     Ok(code)
 }
@@ -107,6 +113,8 @@ struct OffCpu {
     parked: u64,
     /// For `--pprof`.
     samples: Vec<Sample>,
+    /// How the trace ended and the process traced, for `--otlp`'s profile.
+    ended: Option<(crate::session::End, Option<u32>)>,
 }
 
 impl OffCpu {
@@ -345,6 +353,7 @@ impl Consumer for OffCpu {
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
+        self.ended = Some((end.end, end.symbols.pid()));
         self.read_tables(end)?;
         let mut s = String::new();
         if self.json {
