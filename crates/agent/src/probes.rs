@@ -4,8 +4,9 @@
 //! `/proc/PID/exe`, so the file is found in whatever mount namespace it lives), and
 //! its map of counts keyed by (process, function). Extending the set (a new pattern
 //! after SIGHUP, or a process selected with more) appends functions, so their
-//! cookies and the counts already in the map stay; the new link is made before the
-//! old one is closed, so no hit falls between them.
+//! cookies and the counts already in the map stay; narrowing it (SIGHUP with fewer
+//! patterns) links only the functions left, keeping the table. Each new link is made
+//! before the old one is closed, so no hit falls between them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -88,7 +89,6 @@ impl ProbeSet {
             return Ok(false);
         }
         let known: std::collections::HashSet<u64> = self.offsets.iter().copied().collect();
-        let before = self.offsets.len();
         for site in binary::sites(path, &new)? {
             if !known.contains(&site.offset) {
                 self.functions.push(site.function);
@@ -96,14 +96,43 @@ impl ProbeSet {
             }
         }
         self.patterns.extend(new);
-        if self.offsets.len() == before {
+        self.relink(path)
+    }
+
+    /// Keeps only the functions of `patterns` probed (SIGHUP took the others away);
+    /// true if the probes changed. The functions stay in the table, so their
+    /// cookies, and the counts in the map, are the same if a pattern comes back.
+    pub fn narrow(&mut self, path: &Path, patterns: &BTreeSet<String>) -> Result<bool, ProbeError> {
+        if self.patterns.is_subset(patterns) {
             return Ok(false);
         }
-        let cookies: Vec<u64> = (0..self.offsets.len() as u64).collect();
+        self.patterns.retain(|p| patterns.contains(p));
+        self.relink(path)
+    }
+
+    /// Places one link on the functions of the patterns (each with its index in the
+    /// table as its cookie) in place of the old one: the new link first, then the
+    /// old one goes, so no hit falls between them. True if the probes changed.
+    fn relink(&mut self, path: &Path) -> Result<bool, ProbeError> {
+        let (offsets, cookies): (Vec<u64>, Vec<u64>) = self
+            .functions
+            .iter()
+            .zip(&self.offsets)
+            .enumerate()
+            .filter(|(_, (f, _))| self.patterns.iter().any(|p| gobin::glob_match(p, f)))
+            .map(|(i, (_, o))| (*o, i as u64))
+            .unzip();
+        if offsets.len() == self.probes() {
+            return Ok(false);
+        }
+        if offsets.is_empty() {
+            self.link = None;
+            return Ok(true);
+        }
         let link = sys::UprobeMulti::attach(
             &self.object.programs[0],
             path,
-            &self.offsets,
+            &offsets,
             &cookies,
             sys::Scope::All,
         )
@@ -111,7 +140,6 @@ impl ProbeSet {
             path: path.display().to_string(),
             source,
         })?;
-        // The new link first, then the old one goes: no gap.
         self.link = Some(link);
         Ok(true)
     }

@@ -10,7 +10,8 @@
 //! descriptors and memory return to where they were.
 //!
 //! Signals: SIGHUP reloads the configuration (counts stay: the registry and the
-//! probe sets are kept, only selects and patterns change); SIGTERM or SIGINT
+//! probe sets are kept, only selects and patterns change; what no select asks for
+//! any more loses its probes and series); SIGTERM or SIGINT
 //! collects once more, pushes the last batch and exits within a second.
 
 use std::collections::{BTreeSet, HashMap};
@@ -616,7 +617,62 @@ impl Agent {
                     .add(self.fam.probes, p.resource, vec![], probes as f64);
             }
         }
+        self.drop_unwanted();
         self.rescan();
+    }
+
+    /// After a reload: each binary keeps only the functions, tools and scripts that a
+    /// select of one of its live processes still asks for. The counts of a function
+    /// left out stay in the kernel (it may come back); a job left out goes with its
+    /// probes, and the series of the binary's jobs are read again at once, so those
+    /// that stay are not missing from a scrape.
+    fn drop_unwanted(&mut self) {
+        let keys: Vec<BinaryKey> = self.binaries.keys().cloned().collect();
+        for key in keys {
+            let live: Vec<&Proc> = self
+                .procs
+                .values()
+                .filter(|p| p.key == key && p.exited.is_none())
+                .collect();
+            let Some(first) = live.first().map(|p| p.info.pid) else {
+                continue;
+            };
+            let patterns: BTreeSet<String> = live
+                .iter()
+                .flat_map(|p| p.patterns.iter().cloned())
+                .collect();
+            let works: BTreeSet<Work> = live.iter().flat_map(|p| p.works.iter().cloned()).collect();
+            let Some(b) = self.binaries.get_mut(&key) else {
+                continue;
+            };
+            let narrowed = match &mut b.set {
+                Some(set) => set
+                    .narrow(&procfs::exe_path(first), &patterns)
+                    .unwrap_or_else(|e| {
+                        eprintln!("gotap agent: pid {first}: {e}");
+                        false
+                    }),
+                None => false,
+            };
+            let before = b.jobs.len();
+            b.jobs.retain(|(w, _)| works.contains(w));
+            let dropped = b.jobs.len() != before;
+            if dropped {
+                self.registry.remove_resource(b.resource);
+                for (_, job) in &mut b.jobs {
+                    job.collect(&self.registry, first);
+                }
+                self.set_job_resource(&key);
+            }
+            if narrowed || dropped {
+                let probes = self.binaries.get(&key).map_or(0, Binary::probes);
+                for p in self.procs.values().filter(|p| p.key == key) {
+                    let _ = self
+                        .registry
+                        .add(self.fam.probes, p.resource, vec![], probes as f64);
+                }
+            }
+        }
     }
 
     /// Processes traced now (exited ones in their linger included).

@@ -593,6 +593,71 @@ fn sighup_adds_functions_without_losing_counts() {
     );
 }
 
+/// SIGHUP with a configuration that asks for less: the functions and the tool no
+/// select asks for any more lose their probes and their series; what stays keeps
+/// counting from where it was.
+#[test]
+fn sighup_takes_away_the_functions_and_tools_no_select_asks_for() {
+    let bin = program("agent-hup-less");
+    let dir = bin.path.parent().unwrap().to_path_buf();
+    let config = dir.join("agent.toml");
+    let exe = glob_of(&bin.path);
+    std::fs::write(
+        &config,
+        format!(
+            "[[select]]\nexe = \"{exe}\"\nfunccount = [\"main.work\", \"main.(*Acc).Add\"]\n\
+             [[select]]\nexe = \"{exe}\"\ntool = \"gcstat\"\n"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    let all = agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v > 2.0,
+    );
+    let r1 = w.round();
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.work")],
+        Duration::from_secs(10),
+        |v| v == r1.work as f64,
+    );
+    agent.wait_sample("go_gc_cycles_total", &[], Duration::from_secs(10), |_| true);
+    std::fs::write(
+        &config,
+        format!("[[select]]\nexe = \"{exe}\"\nfunccount = [\"main.(*Acc).Add\"]\n"),
+    )
+    .unwrap();
+    agent.signal("-HUP");
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v == 1.0,
+    );
+    let r2 = w.round();
+    agent.wait_sample(
+        "go_function_calls_total",
+        &[("process_pid", &pid), ("function", "main.(*Acc).Add")],
+        Duration::from_secs(10),
+        |v| v == r2.add as f64,
+    );
+    let metrics = agent.metrics();
+    for gone in ["function=\"main.work\"", "go_gc_cycles_total"] {
+        assert!(
+            !metrics.contains(gone),
+            "{gone} after the reload (probes before: {all})\n{metrics}"
+        );
+    }
+    w.exit();
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
     let a = program("agent-mod-a");
