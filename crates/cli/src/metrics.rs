@@ -39,8 +39,28 @@ pub struct ExportFlags {
 const SERIES_LIMIT: usize = 2000;
 /// How often values are read when `OTEL_METRIC_EXPORT_INTERVAL` asks no more often.
 const READ_EVERY: Duration = Duration::from_secs(1);
-/// The final push's bound after a signal.
+/// The final push's bound after a signal, at most; it ends by [`SIGNAL_END`] after
+/// the signal in any case.
 const SIGNAL_DEADLINE: Duration = Duration::from_millis(30);
+/// When, after the signal that ended a trace, the final push (a profile's too) has
+/// given up and its sender has answered: gotap ends within 100 ms of the signal.
+const SIGNAL_END: Duration = Duration::from_millis(88);
+
+/// The final push's bound for a trace that ended as `end` said, `timeout` the
+/// exporter's own. After a signal, what is left of the window until [`SIGNAL_END`]
+/// (less the sender's time to answer, `export::push::answer_time`), at most
+/// [`SIGNAL_DEADLINE`]: the probes' release may have used most of it.
+fn final_deadline(end: Option<End>, timeout: Duration) -> Duration {
+    match end {
+        Some(End::Signal) => {
+            let left = crate::session::since_signal()
+                .map_or(SIGNAL_END, |t| SIGNAL_END.saturating_sub(t));
+            let answer = export::push::answer_time(SIGNAL_DEADLINE);
+            SIGNAL_DEADLINE.min(left.saturating_sub(answer))
+        }
+        _ => timeout.min(END_DEADLINE),
+    }
+}
 /// The final push's bound otherwise, at most.
 const END_DEADLINE: Duration = Duration::from_secs(1);
 
@@ -144,10 +164,7 @@ impl Exporter {
     /// how the trace ended, says what was not sent, and stops the server.
     pub fn finish(&mut self, end: Option<End>) {
         if let Some((p, c)) = self.pusher.take() {
-            let deadline = match end {
-                Some(End::Signal) => SIGNAL_DEADLINE,
-                _ => c.timeout.min(END_DEADLINE),
-            };
+            let deadline = final_deadline(end, c.timeout);
             let r = p.shutdown(deadline);
             if r.unsent_at_exit > 0 || r.dropped > 0 || r.dropped_logs > 0 {
                 eprintln!(
@@ -415,10 +432,7 @@ pub fn send_profile(
     let Some(config) = OtlpConfig::resolve(flags.otlp.as_deref(), var)? else {
         return Ok(());
     };
-    let deadline = match end {
-        End::Signal => SIGNAL_DEADLINE,
-        _ => config.timeout.min(END_DEADLINE),
-    };
+    let deadline = final_deadline(Some(end), config.timeout);
     let req = export::profiles::request(profile, &traced_resource(Some(bin), Some(pid))?);
     let Err(e) = export::profiles::send(&config, &req, deadline) else {
         return Ok(());

@@ -536,6 +536,11 @@ fn signal_seen() -> Option<Instant> {
     SIGNAL_SEEN.get().copied()
 }
 
+/// The time since the main loop saw the signal that ended the trace, if one did.
+pub fn since_signal() -> Option<Duration> {
+    signal_seen().map(|t| t.elapsed())
+}
+
 impl Drop for Armed {
     /// On an error path too, links go as [`Armed::detach`] releases them.
     fn drop(&mut self) {

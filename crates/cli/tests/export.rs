@@ -434,7 +434,7 @@ fn funccount_pushes_the_calls_the_program_counts_itself() {
 }
 
 #[test]
-fn sigint_with_a_frozen_collector_ends_gotap_within_250ms_and_says_what_was_not_sent() {
+fn sigint_with_a_frozen_collector_ends_gotap_within_100ms_and_says_what_was_not_sent() {
     let bin = program("export-frozen");
     let col = Collector::start();
     let mut g = traced(
@@ -449,10 +449,10 @@ fn sigint_with_a_frozen_collector_ends_gotap_within_250ms_and_says_what_was_not_
     let (took, _) = g.time_to_exit("INT", LONG);
     let t = g.transcript();
     col.resume();
-    // The trace's own end (releasing the probes' link, an RCU grace period) is
-    // allowed 250 ms, as signals.rs allows it; the last push adds at most 80 ms
-    // (30 ms to send, 50 ms for the sender to answer).
-    assert!(took < Duration::from_millis(250), "{took:?}\n{t}");
+    // The trace's end (the probes' release, an RCU grace period, waited for until
+    // 80 ms after the signal) and the last push share the 100 ms that signals.rs
+    // holds every phase to: the push gives up 88 ms after the signal.
+    assert!(took < Duration::from_millis(100), "{took:?}\n{t}");
     assert!(
         g.stderr.iter().any(|l| l.contains("not sent")),
         "the unsent batches are said\n{t}"

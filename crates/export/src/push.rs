@@ -168,7 +168,7 @@ impl Pusher {
             return Report::default();
         };
         // A little past the deadline, for the thread to see it and answer.
-        match self.done.recv_timeout(deadline + Duration::from_millis(50)) {
+        match self.done.recv_timeout(deadline + answer_time(deadline)) {
             Ok(report) => {
                 let _ = thread.join();
                 report
@@ -184,6 +184,13 @@ impl Pusher {
             }
         }
     }
+}
+
+/// How long past a final push's `deadline` its sender is waited for, to see the
+/// deadline and answer, before it is left behind (its batches counted as unsent): a
+/// fifth of the deadline, from 5 to 50 ms.
+pub fn answer_time(deadline: Duration) -> Duration {
+    (deadline / 5).clamp(Duration::from_millis(5), Duration::from_millis(50))
 }
 
 /// Queues log records for a [`Pusher`].
