@@ -128,7 +128,22 @@ fn measure(
         s.insert("whole", whole);
         s.insert("samples", all + extra(&f));
     }
+    if let Some((per_run, share)) = bpf_cost(&f.stderr) {
+        s.insert("bpf_ns", per_run);
+        s.insert("bpf_share", share);
+    }
     Ok(s)
+}
+
+/// gotap `profile -v`'s line on the kernel's timing of its sampling program: (ns a
+/// run, % of the CPUs' time).
+fn bpf_cost(stderr: &str) -> Option<(f64, f64)> {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("profile: the sampling program ran "))?;
+    let after =
+        |k: &str| -> Option<f64> { line.split(k).nth(1)?.split([' ', '%']).next()?.parse().ok() };
+    Some((after(" ms, ")?, after(" a run: ")?))
 }
 
 /// gotap's line "N samples found the process in the kernel".
@@ -185,7 +200,7 @@ pub fn profile(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         Case::new("gotap profile -F 99", || {
             measure(
                 Command::new(&env.gotap)
-                    .args(["profile", "-F", "99", "--folded"])
+                    .args(["profile", "-v", "-F", "99", "--folded"])
                     .arg(&ours)
                     .args(["-c", &run]),
                 Some((&ours, &parse_ours)),
@@ -237,6 +252,14 @@ pub fn profile(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             .map(|n| format!("{n:.0}"))
             .unwrap_or_else(|| "—".into())
     };
+    let kernel_stat = |k: &str| {
+        let v: Vec<f64> = r[1]
+            .samples
+            .iter()
+            .filter_map(|s| s.get(k).copied())
+            .collect();
+        Cell::of(&v, r[1].errors.first())
+    };
     Ok(vec![
         Row::new(GROUP, "untraced wall time", "ms", r[0].stat("ms"), Cell::None)
             .note(format!("`bench_cpu {rounds}`")),
@@ -272,6 +295,23 @@ pub fn profile(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             counts(1),
             counts(2)
         )),
+        Row::new(
+            GROUP,
+            "11d the sampling program's own time a run, as the kernel times it (BPF run-time statistics, `profile -v`)",
+            "ns/run",
+            kernel_stat("bpf_ns"),
+            Cell::None,
+        )
+        .note("every CPU's 99 runs a second, the program's samples and the others' (which the program leaves at once)"),
+        Row::new(
+            GROUP,
+            "11e that time as a share of the CPUs' time",
+            "%",
+            kernel_stat("bpf_share"),
+            Cell::None,
+        )
+        .goal(Goal::AtMost(1.0), "#14")
+        .note("without the timer interrupt that runs it, which 11a's wall time includes"),
     ])
 }
 

@@ -53,8 +53,8 @@ const SIGNAL_END: Duration = Duration::from_millis(88);
 fn final_deadline(end: Option<End>, timeout: Duration) -> Duration {
     match end {
         Some(End::Signal) => {
-            let left = crate::session::since_signal()
-                .map_or(SIGNAL_END, |t| SIGNAL_END.saturating_sub(t));
+            let left =
+                crate::session::since_signal().map_or(SIGNAL_END, |t| SIGNAL_END.saturating_sub(t));
             let answer = export::push::answer_time(SIGNAL_DEADLINE);
             SIGNAL_DEADLINE.min(left.saturating_sub(answer))
         }

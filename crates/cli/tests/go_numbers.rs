@@ -323,6 +323,13 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
                 off.len(),
                 known.len()
             );
+            // And the total, preemptions included, within 10% of the runtime's.
+            let known_ns: f64 = known.iter().map(|c| pauses_ns(c)).sum();
+            let exact_ns: f64 = known.iter().map(|c| exact[&number(c)]).sum();
+            assert!(
+                (known_ns - exact_ns).abs() <= 0.10 * exact_ns,
+                "{ctx}: the pauses of the {read} cycles read {known_ns} ns, their PauseNs {exact_ns} ns"
+            );
             let cycles_ns: f64 = cycles.iter().map(|c| pauses_ns(c)).sum();
             // The summary adds the pauses of a cycle the exit cut short (each total is
             // rounded to 0.1 µs).
@@ -333,7 +340,6 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
             // /gc/pauses:seconds, a histogram that the program sums at its buckets'
             // midpoints (10.7–12.4% from gctrace's sum on a loaded machine), read
             // with the cycles it counts, may hold the first pause of the next.
-            let known_ns: f64 = known.iter().map(|c| pauses_ns(c)).sum();
             let later = (ours_ns - known_ns).max(0.0);
             assert!(
                 known_ns - metrics_ns <= 0.15 * metrics_ns
@@ -806,7 +812,7 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
             );
             let folded = dir.join(format!("gotap-{tag}.folded"));
             let out = run(gotap()
-                .args(["profile", "--folded"])
+                .args(["profile", "-v", "--folded"])
                 .arg(&folded)
                 .arg("--pprof")
                 .arg(&ours)
@@ -815,6 +821,7 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
             let stdout = text(&out.stdout);
             let ctx = format!("{what}\n{stdout}\n{}", text(&out.stderr));
             assert!(out.status.success(), "{ctx}");
+            check_sampling_cost(&ctx, &text(&out.stderr), 6.0);
             let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
             let us = pprof_top(&ours, &[]);
             let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
@@ -855,6 +862,36 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `profile -v`'s cost line, from the kernel's run-time statistics of the sampling
+/// program: it ran 99 times a second on each CPU over the program's `seconds` (its
+/// own length; gotap's window is a little longer), a few µs a run, well under the 1%
+/// of the CPUs' time that issue 14 allows.
+fn check_sampling_cost(ctx: &str, stderr: &str, seconds: f64) {
+    let cpus: f64 = stderr
+        .lines()
+        .find_map(|l| l.split(" on ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{ctx}: the CPUs sampled"));
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("profile: the sampling program ran "))
+        .unwrap_or_else(|| panic!("{ctx}: the cost line"));
+    let word = |after: &str| -> f64 {
+        line.split(after)
+            .nth(1)
+            .and_then(|r| r.split([' ', '%']).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{ctx}: {after:?} in {line}"))
+    };
+    let (runs, per_run, share) = (word(" ran "), word(" ms, "), word(" a run: "));
+    let want = 99.0 * cpus * seconds;
+    assert!(
+        runs >= 0.9 * want && runs <= 1.3 * want,
+        "{ctx}: {runs} runs, 99 Hz on {cpus} CPUs over {seconds} s is {want}"
+    );
+    assert!(per_run > 0.0 && per_run < 100_000.0, "{ctx}: {line}");
+    assert!(share < 1.0, "{ctx}: {line}");
 }
 
 /// The script of a sampling probe keyed by stacks and goroutines, which prints

@@ -20,6 +20,7 @@ pub(crate) mod cmd {
     pub const LINK_CREATE: u32 = 28;
     pub const LINK_GET_FD_BY_ID: u32 = 30;
     pub const LINK_GET_NEXT_ID: u32 = 31;
+    pub const ENABLE_STATS: u32 = 32;
 
     pub fn name(cmd: u32) -> &'static str {
         match cmd {
@@ -32,6 +33,7 @@ pub(crate) mod cmd {
             BTF_LOAD => "bpf(BPF_BTF_LOAD)",
             RAW_TRACEPOINT_OPEN => "bpf(BPF_RAW_TRACEPOINT_OPEN)",
             LINK_CREATE => "bpf(BPF_LINK_CREATE)",
+            ENABLE_STATS => "bpf(BPF_ENABLE_STATS)",
             _ => "bpf",
         }
     }
@@ -172,6 +174,13 @@ pub(crate) struct BtfLoad {
     pub btf_log_level: u32,
 }
 
+/// `BPF_ENABLE_STATS`: `enable_stats.type`, `BPF_STATS_RUN_TIME` (0).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct EnableStats {
+    pub stats_type: u32,
+}
+
 /// The part of `union bpf_attr` gotap fills, zeroed around it: the kernel refuses
 /// nonzero bytes past the fields it knows.
 #[repr(C)]
@@ -185,6 +194,7 @@ pub(crate) union BpfAttr {
     pub obj_info: ObjInfo,
     pub btf_load: BtfLoad,
     pub raw_tracepoint: RawTracepointOpen,
+    pub enable_stats: EnableStats,
     raw: [u64; 18],
 }
 
@@ -229,6 +239,11 @@ impl BpfAttr {
     pub fn btf_load(a: BtfLoad) -> BpfAttr {
         let mut attr = BpfAttr::default();
         attr.btf_load = a;
+        attr
+    }
+    pub fn enable_stats(a: EnableStats) -> BpfAttr {
+        let mut attr = BpfAttr::default();
+        attr.enable_stats = a;
         attr
     }
     pub fn obj_info(a: ObjInfo) -> BpfAttr {

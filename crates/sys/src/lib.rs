@@ -18,6 +18,7 @@ pub mod process;
 mod prog;
 mod ringbuf;
 pub mod service;
+pub mod stats;
 mod syscall;
 mod tracepoint;
 mod uprobe;

@@ -100,6 +100,15 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let loaded = sys::LoadedObject::load(&prog.object, opts).context("loading the profiler")?;
     let program = loaded.programs.first().context("the profiler's program")?;
     let cpus = sys::possible_cpus()?;
+    // -v says what the sampling cost, from the kernel's own timing of the program.
+    let timing = match (a.verbose > 0).then(sys::stats::RunTimeStats::enable) {
+        Some(Err(e)) => {
+            eprintln!("WARNING: -v: the BPF run-time statistics are not available: {e}");
+            None
+        }
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     let mut clocks = Vec::new();
     let mut refused = None;
     for cpu in 0..cpus as u32 {
@@ -126,7 +135,16 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let mut sym = Symbols::new(&go, &bin, pid);
     let end = session::run(&signals, None, &mut traced, &mut Idle)?;
     let code = traced.finish(end)?;
+    let cpu_count = clocks.len();
     drop(clocks);
+    if timing.is_some() {
+        let runs = sys::stats::runs(program)?;
+        eprintln!(
+            "{}",
+            cost_line(runs, started.elapsed().unwrap_or_default(), cpu_count)
+        );
+    }
+    drop(timing);
     let samples = read(&loaded, &prog, &mut sym)?;
     let count = |c: Counter| session::per_cpu_sum(&loaded.maps[prog.counts.0 as usize], c as u32);
     let (kernel, dropped) = (count(Counter::Kernel)?, count(Counter::Dropped)?);
@@ -152,6 +170,19 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         crate::metrics::send_profile(&a.export, prof, &bin, pid, a.pprof.as_deref(), end)?;
     }
     Ok(code)
+}
+
+/// What the sampling program cost (`-v`): its runs, their time, and that time's
+/// share of the `cpus` CPUs' time over `wall`.
+fn cost_line(runs: sys::stats::Runs, wall: std::time::Duration, cpus: usize) -> String {
+    let per_run = runs.ns.checked_div(runs.count).unwrap_or(0);
+    let share = runs.ns as f64 * 100.0 / (wall.as_nanos() as f64 * cpus.max(1) as f64).max(1.0);
+    format!(
+        "profile: the sampling program ran {} times for {:.3} ms, {per_run} ns a run: {share:.4}% of {cpus} CPUs over {:.3} s (the kernel's BPF run-time statistics)",
+        runs.count,
+        runs.ns as f64 / 1e6,
+        wall.as_secs_f64()
+    )
 }
 
 /// The samples the kernel counted, summed over CPUs and symbolised.
