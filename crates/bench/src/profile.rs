@@ -105,7 +105,7 @@ type Stacks<'a> = &'a dyn Fn(&str) -> Vec<(String, f64)>;
 
 /// The program's wall time and, when a tracer wrote `stacks` (as `parse` reads
 /// them), the samples and where they stop; `extra` adds samples the tracer counted
-/// apart (gotap's samples in the kernel, which it does not unwind).
+/// apart.
 fn measure(
     cmd: &mut Command,
     stacks: Option<(&Path, Stacks<'_>)>,
@@ -144,17 +144,6 @@ fn bpf_cost(stderr: &str) -> Option<(f64, f64)> {
     let after =
         |k: &str| -> Option<f64> { line.split(k).nth(1)?.split([' ', '%']).next()?.parse().ok() };
     Some((after(" ms, ")?, after(" a run: ")?))
-}
-
-/// gotap's line "N samples found the process in the kernel".
-fn kernel_samples(f: &Finished) -> f64 {
-    f.lines
-        .iter()
-        .map(|(_, l)| l.as_str())
-        .chain(f.stderr.lines())
-        .find(|l| l.contains("samples found the process in the kernel"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Per repetition, `f(traced, untraced)`, summarised.
@@ -204,7 +193,7 @@ pub fn profile(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
                     .arg(&ours)
                     .args(["-c", &run]),
                 Some((&ours, &parse_ours)),
-                kernel_samples,
+                |_| 0.0,
             )
         }),
         Case::new("bpftrace profile:hz:99 @[ustack]", || {
@@ -279,7 +268,7 @@ pub fn profile(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             per_sample(2),
         )
         .note(format!(
-            "samples (median): gotap {}, bpftrace {}; gotap's count includes the samples it found in the kernel and left out",
+            "samples (median): gotap {}, bpftrace {}; both unwind a sample that found the program in the kernel from its user registers",
             samples(1),
             samples(2)
         )),

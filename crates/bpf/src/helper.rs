@@ -88,6 +88,9 @@ helpers! {
     /// `callback(map, key, value, ctx)` for each element until it returns 1.
     /// Linux 5.13.
     ForEachMapElem = 164, "for_each_map_elem";
+    /// `struct task_struct *get_current_task_btf(void)`: the current task as a
+    /// pointer the verifier knows the type of. Linux 5.11.
+    GetCurrentTaskBtf = 158, "get_current_task_btf";
     /// `long snprintf(buf, size, fmt, data, data_len)`. Linux 5.13.
     Snprintf = 165, "snprintf";
     /// `u64 get_func_ip(ctx)`: the probed address (uprobes: Linux 6.6 for multi links,
@@ -96,6 +99,9 @@ helpers! {
     /// `u64 get_attach_cookie(ctx)`: the cookie given at attach time. Linux 5.15
     /// (perf-event links), Linux 6.6 (uprobe-multi links).
     GetAttachCookie = 174, "get_attach_cookie";
+    /// `struct pt_regs *task_pt_regs(task)`: the user registers the kernel saved
+    /// when `task` entered it (a system call, a fault, an interrupt). Linux 5.15.
+    TaskPtRegs = 175, "task_pt_regs";
     /// `long loop(nr_loops, callback, ctx, flags)`. Linux 5.17.
     Loop = 181, "loop";
 }

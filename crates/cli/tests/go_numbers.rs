@@ -864,6 +864,69 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Time in system calls, as runtime/pprof counts it (SIGPROF charges a thread's
+/// system time to the user code that made the call): a sample that finds the
+/// process in the kernel is unwound from the user registers the kernel saved at its
+/// entry, so the function that made the call has the share Go's profile gives it,
+/// within 10 points, as every other function of both top 10s. Oldest and newest Go.
+#[test]
+fn profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-syscalls", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let all = testprogs::toolchains();
+    for tc in [
+        all.first().expect("a toolchain"),
+        all.last().expect("a toolchain"),
+    ] {
+        let bin = Private::copy(
+            &testprogs::build("syscalls", tc, Variant::Default),
+            &format!("sc-{}", tc.minor),
+        );
+        let (theirs, ours) = (
+            dir.join(format!("go-{}.pb.gz", tc.minor)),
+            dir.join(format!("gotap-{}.pb.gz", tc.minor)),
+        );
+        let out = run(gotap()
+            .args(["profile", "--pprof"])
+            .arg(&ours)
+            .arg("-c")
+            .arg(format!("{} 4 {}", bin.path.display(), theirs.display())));
+        let stdout = text(&out.stdout);
+        let ctx = format!("go{}\n{stdout}\n{}", tc.minor, text(&out.stderr));
+        assert!(out.status.success(), "{ctx}");
+        let in_kernel: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_suffix(" of them found the process in the kernel (system calls, faults), unwound from where it entered")?.parse().ok())
+            .unwrap_or_else(|| panic!("{ctx}: the samples in the kernel"));
+        let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
+        let us = pprof_top(&ours, &[]);
+        let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
+        for (f, share) in go.iter().chain(us.iter()) {
+            if *share < 3.0 {
+                continue;
+            }
+            let (Some(a), Some(b)) = (go.get(f), us.get(f)) else {
+                panic!("{ctx}\n{f} ({share}%) is in one top 10 only");
+            };
+            assert!(
+                (a - b).abs() <= 10.0,
+                "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by gotap"
+            );
+        }
+        // The writes' goroutine spends most of its time in the kernel.
+        let samples: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_suffix(" samples")?.parse().ok())
+            .expect("the samples line");
+        assert!(
+            in_kernel as f64 >= 0.2 * samples,
+            "{ctx}: {in_kernel} of {samples} in the kernel"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `profile -v`'s cost line, from the kernel's run-time statistics of the sampling
 /// program: it ran 99 times a second on each CPU over the program's `seconds` (its
 /// own length; gotap's window is a little longer), a few µs a run, well under the 1%

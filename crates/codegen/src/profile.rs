@@ -8,9 +8,9 @@
 //!
 //! A map key holds at most 512 bytes (the kernel's limit, a BPF stack), so a stack
 //! is kept to its innermost [`KEY_FRAMES`] frames; samples that interrupted the
-//! process in the kernel (a system call, a page fault) are counted, not unwound (the
-//! user registers are not in the event's context); samples the full map had no room
-//! for are counted.
+//! process in the kernel (a system call, a page fault) are unwound from the user
+//! registers the kernel saved at its entry (`task_pt_regs`), and counted apart;
+//! samples the full map had no room for are counted.
 
 use bpf::{
     AluOp, Cond, Helper, Insn, MapId, MapKind, MapSpec, ObjectSpec, ProgramSpec, Reg, Size, X86Reg,
@@ -56,6 +56,8 @@ impl LabelSet {
         }
     }
 }
+/// Bytes of x86-64's `struct pt_regs` (21 registers).
+const PT_REGS_BYTES: u32 = 21 * 8;
 /// Bytes of a key: the head, the walk's count word, the frames.
 pub const KEY_BYTES: u32 = 8 * KEY_HEAD + 8 + 8 * KEY_FRAMES;
 /// Distinct (goroutine, stack) pairs kept.
@@ -66,9 +68,10 @@ pub const MAX_SAMPLES: u32 = 16384;
 pub enum Counter {
     /// Samples of the process unwound and counted.
     User = 0,
-    /// Samples that found the process in the kernel.
+    /// Of the samples, those that found the process in the kernel, unwound from its
+    /// user registers.
     Kernel = 1,
-    /// Samples the full map had no room for.
+    /// Samples the full map had no room for (or whose user registers did not read).
     Dropped = 2,
 }
 
@@ -142,14 +145,38 @@ pub fn profile(
     em.a.call(Helper::MapLookupElem);
     em.a.jmp(Cond::Eq, Reg::R0, 0, out);
     em.e(Insn::mov64(SCRATCH, Reg::R0));
-    // In the kernel (the interrupted CS has privilege level 0): counted only.
-    let user = em.a.label();
+    // The registers are read from a copy in scratch from here on: the
+    // interrupted ones in user mode; in the kernel (the interrupted CS has
+    // privilege level 0: a system call, a fault) the user registers the kernel
+    // saved at its entry, so that the sample is the user code's that entered the
+    // kernel, as Go's own SIGPROF profile counts it. (One instruction may not read
+    // both the context and a map value.)
+    let (user, copied) = (em.a.label(), em.a.label());
+    let regs = em.alloc(PT_REGS_BYTES);
     em.ctx_reg(Reg::R0, X86Reg::Cs);
     em.e(Insn::alu64(AluOp::And, Reg::R0, 3));
     em.a.jmp(Cond::Eq, Reg::R0, 3, user);
-    bump(&mut em, counts, Counter::Kernel);
+    em.a.call(Helper::GetCurrentTaskBtf);
+    em.e(Insn::mov64(Reg::R1, Reg::R0));
+    em.a.call(Helper::TaskPtRegs);
+    em.e(Insn::mov64(Reg::R3, Reg::R0));
+    em.addr(Reg::R1, regs);
+    em.e(Insn::mov64(Reg::R2, PT_REGS_BYTES as i32));
+    em.a.call(Helper::ProbeReadKernel);
+    let read = em.a.label();
+    em.a.jmp(Cond::Eq, Reg::R0, 0, read);
+    bump(&mut em, counts, Counter::Dropped);
     em.a.ja(out);
+    em.a.bind(read);
+    bump(&mut em, counts, Counter::Kernel);
+    em.a.ja(copied);
     em.a.bind(user);
+    for w in 0..PT_REGS_BYTES / 8 {
+        em.e(Insn::ldx(Size::DW, Reg::R0, CTX, (8 * w) as i16));
+        em.store(regs + 8 * w, Reg::R0);
+    }
+    em.a.bind(copied);
+    em.addr(CTX, regs);
     // The key, zeroed (the frames past the walk's are part of it), then filled.
     let key = em.alloc(8 * KEY_HEAD + 8 + 8 * bpf::script::MAX_FRAMES);
     for w in 0..KEY_BYTES / 8 {

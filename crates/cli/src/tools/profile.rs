@@ -153,7 +153,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     if kernel > 0 {
         let _ = writeln!(
             text,
-            "{kernel} samples found the process in the kernel (system calls, faults): not unwound, left out"
+            "{kernel} of them found the process in the kernel (system calls, faults), unwound from where it entered"
         );
     }
     if dropped > 0 {
