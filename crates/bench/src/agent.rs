@@ -4,7 +4,10 @@
 //!
 //! Churn: copies of `agent_work` (distinct inodes, so distinct binaries to the agent)
 //! are started one after another, at most 20 alive, each run for one round and then
-//! told to exit. "Armed" is when the agent, run with `-v`, says it traces the pid,
+//! told to exit, under an agent that runs funccount `main.*`, stackgrow and gcstat
+//! on each (a configuration file of three selects, as issue 15 names the churn; a
+//! binary's tools are compiled and armed with its first process). "Armed" is when
+//! the agent, run with `-v`, says it traces the pid,
 //! measured from the moment the bench spawned it; counts are read back from a real
 //! Prometheus scraping the agent and compared with what the programs count
 //! themselves. The agent's descriptors and links are counted from `/proc`, its peak
@@ -100,11 +103,26 @@ struct Agent {
 impl Agent {
     fn start(env: &Env, dir: &Path) -> Result<Agent> {
         let port = free_port();
+        // Issue 15's churn: funccount 'main.*', stackgrow and gcstat on every
+        // process of the directory.
+        let exe = format!("{}/*", dir.display());
+        let config = dir.join("agent.toml");
+        let text = format!(
+            "[[select]]\nexe = \"{exe}\"\nfunccount = [\"main.*\"]\n\n\
+             [[select]]\nexe = \"{exe}\"\ntool = \"stackgrow\"\n\n\
+             [[select]]\nexe = \"{exe}\"\ntool = \"gcstat\"\n"
+        );
+        std::fs::write(&config, text).map_err(|source| Error::File {
+            path: config.clone(),
+            source,
+        })?;
         let mut child = Command::new(&env.gotap)
             .arg("agent")
             .args(["--prometheus", &format!("127.0.0.1:{port}")])
             .args(["--collect-ms", "500", "--exit-linger-ms", "5000"])
-            .args(["--exe", &format!("{}/*", dir.display()), "-v"])
+            .arg("--config")
+            .arg(&config)
+            .arg("-v")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -358,7 +376,8 @@ pub fn churn(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
             Cell::None,
         )
         .note(format!(
-            "one multi-uprobe link per binary: {binaries} binaries"
+            "{binaries} binaries, {:.1} links each (funccount's one multi-uprobe link, stackgrow's and gcstat's), however many processes run them",
+            links_full as f64 / binaries as f64
         )),
         Row::new(
             GROUP,
