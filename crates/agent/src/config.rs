@@ -20,6 +20,10 @@
 //! exe = "/srv/*"                     # a tool, or a script (a file, relative to this
 //! tool = "stackgrow"                 # file's directory, or its text)
 //!
+//! [[select]]                         # funclatency with its patterns (as funccount's:
+//! exe = "/srv/api"                   # main.* if none); tool = "funclatency" may be
+//! funclatency = ["main.(*Server).*"] # said too
+//!
 //! [[select]]
 //! module = "example.com/*"
 //! script_text = """
@@ -27,6 +31,21 @@
 //! probe process.function("main.*") { calls[probefunc()]++ }
 //! """
 //! ```
+//!
+//! The tools and what the agent exports of them (the names are `export::names`'s,
+//! as the one-shot `--prometheus` exports them):
+//!
+//! - `funccount`: `go_function_calls_total{function}`, per process;
+//! - `funclatency`: `go_function_latency_seconds{function}` (a histogram) and
+//!   `go_function_untimed_calls_total{function,cause}`, the sums over the binary's
+//!   processes;
+//! - `stackgrow`: `go_stack_growths_total{function}`, the binary's;
+//! - `gcstat`: `go_gc_cycles_total`, `go_gc_pause_seconds`, the binary's;
+//! - `goroutines`: `go_goroutines`, per process (`runtime.NumGoroutine()`'s count);
+//! - `offcpu`: `go_offcpu_seconds_total{reason}`, `go_offcpu_waits_total{reason}`,
+//!   per process.
+//!
+//! `profile` is not run by the agent ([`NOT_IN_AGENT`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,6 +72,8 @@ pub struct Select {
     pub container: Option<String>,
     /// Function patterns counted in the kernel on the selected processes.
     pub funccount: Option<Vec<String>>,
+    /// Function patterns timed on the selected processes (funclatency).
+    pub funclatency: Option<Vec<String>>,
     /// The tool run on the selected processes ([`TOOLS`]; `funccount` by default).
     pub tool: Option<Spanned<String>>,
     /// A script file run on the selected processes.
@@ -66,13 +87,30 @@ pub struct Select {
 }
 
 /// The tools a select may name: `funccount` counts in the agent's own per-process
-/// program; the others are scripts run once per binary ([`Work::Tool`]).
-pub const TOOLS: [&str; 3] = ["funccount", "stackgrow", "gcstat"];
+/// program, `funclatency` is its own pair of programs ([`Work::FuncLatency`]),
+/// `goroutines` reads each process's memory, and the others are scripts run once per
+/// binary ([`Work::Tool`]).
+pub const TOOLS: [&str; 6] = [
+    "funccount",
+    "funclatency",
+    "stackgrow",
+    "gcstat",
+    "goroutines",
+    "offcpu",
+];
 
-/// The tools of the one-shot CLI whose metrics the agent does not export yet.
-pub const NOT_YET: [&str; 4] = ["goroutines", "funclatency", "offcpu", "profile"];
+/// The tools that take function patterns, each under the key of its own name.
+pub const PATTERN_TOOLS: [&str; 2] = ["funccount", "funclatency"];
 
-/// The default of [`Select::funccount`].
+/// The tools of the one-shot CLI the agent does not run, with why.
+pub const NOT_IN_AGENT: [(&str, &str); 1] = [(
+    "profile",
+    "it samples each CPU at a rate for the processes it was started on, a perf \
+     event per CPU rather than probes on a binary shared by its processes: a \
+     different shape of job",
+)];
+
+/// The patterns of a pattern tool given none.
 pub const DEFAULT_FUNCCOUNT: &str = "main.*";
 
 impl Select {
@@ -98,12 +136,17 @@ impl Select {
                 at(k2, v2)
             ));
         }
+        // The tool whose patterns are given (`check` made sure there is one at most).
+        let patterns_of = self.patterns_key();
         let Some((key, v)) = given.first().copied() else {
-            return Ok(None);
+            // Patterns alone name their tool.
+            return Ok(Self::tool_work(patterns_of.unwrap_or("funccount"), self));
         };
-        if self.funccount.is_some() && !(key == "tool" && v.get_ref() == "funccount") {
+        if let Some(tool) = patterns_of
+            && !(key == "tool" && v.get_ref() == tool)
+        {
             return Err(format!(
-                "{}: funccount patterns with {key} {:?}: patterns are for tool = \"funccount\"",
+                "{}: {tool} patterns with {key} {:?}: patterns are for tool = \"{tool}\"",
                 at(key, v),
                 v.get_ref()
             ));
@@ -111,13 +154,11 @@ impl Select {
         match key {
             "tool" => {
                 let name = v.get_ref().as_str();
-                if name == "funccount" {
-                    Ok(None)
-                } else if TOOLS.contains(&name) {
-                    Ok(Some(Work::Tool(name.to_string())))
-                } else if NOT_YET.contains(&name) {
+                if TOOLS.contains(&name) {
+                    Ok(Self::tool_work(name, self))
+                } else if let Some((_, why)) = NOT_IN_AGENT.iter().find(|(t, _)| *t == name) {
                     Err(format!(
-                        "{}: tool {name:?} is not exported by the agent yet (it runs: {})",
+                        "{}: tool {name:?} is not run by the agent: {why} (it runs: {})",
                         at(key, v),
                         TOOLS.join(", ")
                     ))
@@ -162,10 +203,37 @@ impl Select {
             && glob(&self.container, p.container_id.as_deref())
     }
 
+    /// The function patterns of the select's tool (funccount's or funclatency's,
+    /// whichever key gives them), or the default, [`DEFAULT_FUNCCOUNT`].
     pub fn patterns(&self) -> Vec<String> {
         self.funccount
             .clone()
+            .or_else(|| self.funclatency.clone())
             .unwrap_or_else(|| vec![DEFAULT_FUNCCOUNT.to_string()])
+    }
+
+    /// The pattern tool whose key gives patterns, if one does.
+    fn patterns_key(&self) -> Option<&'static str> {
+        let given = [self.funccount.is_some(), self.funclatency.is_some()];
+        PATTERN_TOOLS
+            .into_iter()
+            .zip(given)
+            .find_map(|(t, g)| g.then_some(t))
+    }
+
+    /// What tool `name` (one of [`TOOLS`]) runs besides funccount, with the
+    /// select's patterns.
+    fn tool_work(name: &str, s: &Select) -> Option<Work> {
+        match name {
+            "funccount" => None,
+            "funclatency" => {
+                let mut p = s.patterns();
+                p.sort();
+                p.dedup();
+                Some(Work::FuncLatency(p))
+            }
+            _ => Some(Work::Tool(name.to_string())),
+        }
     }
 }
 
@@ -253,14 +321,25 @@ impl Config {
             return Err(ConfigError::Value("max_series must be above 0".into()));
         }
         for (i, s) in self.select.iter().enumerate() {
-            if s.funccount
-                .as_ref()
-                .is_some_and(|f| f.iter().any(String::is_empty))
-            {
+            if s.funccount.is_some() && s.funclatency.is_some() {
                 return Err(ConfigError::Value(format!(
-                    "select {}: an empty funccount pattern",
+                    "select {}: funccount with funclatency: a select runs one tool",
                     i + 1
                 )));
+            }
+            for (tool, list) in PATTERN_TOOLS
+                .into_iter()
+                .zip([&s.funccount, &s.funclatency])
+            {
+                if list
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(String::is_empty))
+                {
+                    return Err(ConfigError::Value(format!(
+                        "select {}: an empty {tool} pattern",
+                        i + 1
+                    )));
+                }
             }
         }
         Ok(())
@@ -391,7 +470,7 @@ mod tests {
             .collect();
         let c = Config::parse(&example).unwrap();
         assert_eq!(c.prometheus.as_deref(), Some("127.0.0.1:9464"));
-        assert_eq!(c.select.len(), 3);
+        assert_eq!(c.select.len(), 4);
         assert_eq!(c.select[0].patterns(), ["main.*"]);
         assert_eq!(
             c.select[1].tool.as_ref().map(|t| t.get_ref().as_str()),
@@ -402,8 +481,12 @@ mod tests {
             .unwrap();
         assert_eq!(c.select[0].work, None);
         assert_eq!(c.select[1].work, Some(Work::Tool("stackgrow".into())));
+        assert_eq!(
+            c.select[2].work,
+            Some(Work::FuncLatency(vec!["main.(*Server).*".into()]))
+        );
         assert!(
-            matches!(&c.select[2].work, Some(Work::Script { text, .. }) if text.contains("calls[probefunc()]++"))
+            matches!(&c.select[3].work, Some(Work::Script { text, .. }) if text.contains("calls[probefunc()]++"))
         );
     }
 
@@ -452,6 +535,40 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().starts_with("a.toml:"), "{e}");
         }
+    }
+
+    #[test]
+    fn funclatency_takes_its_patterns_as_funccount_does_and_profile_is_refused_with_why() {
+        let work = |text: &str| {
+            let mut c = Config::parse(text)?;
+            c.resolve_work(Path::new("."), &|k, _| k.to_string())?;
+            Ok::<_, ConfigError>(c.select[0].work.clone())
+        };
+        let timed = |p: &[&str]| Some(Work::FuncLatency(p.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(
+            work("[[select]]\nfunclatency = [\"main.b\", \"main.a\", \"main.b\"]\n").unwrap(),
+            timed(&["main.a", "main.b"])
+        );
+        assert_eq!(
+            work("[[select]]\ntool = \"funclatency\"\n").unwrap(),
+            timed(&[DEFAULT_FUNCCOUNT])
+        );
+        assert_eq!(
+            work("[[select]]\ntool = \"goroutines\"\n").unwrap(),
+            Some(Work::Tool("goroutines".into()))
+        );
+        for bad in [
+            "[[select]]\ntool = \"funclatency\"\nfunccount = [\"main.*\"]\n",
+            "[[select]]\nfunccount = [\"main.*\"]\nfunclatency = [\"main.*\"]\n",
+            "[[select]]\nfunclatency = [\"\"]\n",
+        ] {
+            assert!(work(bad).is_err(), "{bad}");
+        }
+        let e = work("[[select]]\ntool = \"profile\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("not run by the agent: it samples"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -29,4 +29,4 @@ pub mod work;
 
 pub use config::{Config, Select};
 pub use run::{AgentError, Options, resolve, run};
-pub use work::{Job, Runner, Work};
+pub use work::{Job, Member, Runner, Work, bias_member};

@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Select};
 use crate::probes::{ProbeError, ProbeSet};
 use crate::procfs::{self, FileId, ProcessInfo};
 use crate::watch::{ProcEvent, Watcher};
-use crate::work::{Job, Runner, Work};
+use crate::work::{Job, Member, Runner, Work};
 
 /// How the agent is started.
 #[derive(Clone, Debug, Default)]
@@ -366,14 +366,19 @@ impl Agent {
             }
         }
         for w in &want.works {
-            if b.jobs.iter().any(|(have, _)| have == w) {
-                continue;
-            }
+            // A job that does it already, or one that does part of it (funclatency
+            // on fewer functions), which a job on both's functions replaces: its
+            // counts start again, as a restarted process's would.
+            let (w, replaces) = match b.jobs.iter().position(|(have, _)| have.same_job(w)) {
+                Some(i) if b.jobs[i].0.joined(w) == b.jobs[i].0 => continue,
+                Some(i) => (b.jobs[i].0.joined(w), Some(i)),
+                None => (w.clone(), None),
+            };
             let Some(runner) = &self.runner else {
                 return Err(format!("{w}: the agent has no script runner"));
             };
             let job = runner
-                .arm(w, path, &self.registry, b.resource)
+                .arm(&w, path, &self.registry, b.resource)
                 .map_err(|e| format!("{w}: {e}"))?;
             if self.verbose {
                 eprintln!(
@@ -382,7 +387,10 @@ impl Agent {
                     path.display()
                 );
             }
-            b.jobs.push((w.clone(), job));
+            match replaces {
+                Some(i) => b.jobs[i] = (w, job),
+                None => b.jobs.push((w, job)),
+            }
         }
         Ok(())
     }
@@ -451,6 +459,9 @@ impl Agent {
             if let Some(set) = &b.set {
                 let _ = set.forget(pid);
             }
+            for (_, job) in &mut b.jobs {
+                job.forget(pid);
+            }
             b.pids.remove(&pid);
             drop_binary = b.pids.is_empty();
         }
@@ -482,66 +493,81 @@ impl Agent {
         let mut lost = self.lost_gone;
         let mut done = Vec::new();
         for b in self.binaries.values_mut() {
-            // The tools' and scripts' values: their series stay with the binary,
-            // until its last process has gone.
-            // Read until the binary goes (so its last values, after its processes
-            // exited, are read too); the bias from a live process if one is left.
-            let live = b
+            // The tools' and scripts' values: the binary's series stay with it until
+            // its last process has gone (so its last values, after its processes
+            // exited, are read too), a process's until its linger ends.
+            let members: Vec<Member> = b
                 .pids
                 .iter()
-                .copied()
-                .find(|p| self.procs.get(p).is_some_and(|p| p.exited.is_none()))
-                .or_else(|| b.pids.first().copied());
-            if let Some(pid) = live {
+                .filter_map(|pid| {
+                    let p = self.procs.get(pid)?;
+                    Some(Member {
+                        pid: *pid,
+                        resource: p.resource,
+                        alive: p.exited.is_none(),
+                        read: !p.final_read,
+                    })
+                })
+                .collect();
+            if !members.is_empty() {
                 for (_, job) in &mut b.jobs {
-                    job.collect(&self.registry, pid);
+                    job.collect(&self.registry, &members);
                 }
             }
-            let Some(set) = &b.set else {
-                for pid in &b.pids {
-                    if let Some(p) = self.procs.get(pid)
-                        && p.exited.is_some_and(|t| t.elapsed() >= linger)
-                    {
-                        done.push(*pid);
+            if let Some(set) = &b.set {
+                lost += set.lost();
+                match set.read() {
+                    Ok(counts) => {
+                        for m in members.iter().filter(|m| m.read) {
+                            let Some(p) = self.procs.get(&m.pid) else {
+                                continue;
+                            };
+                            let points =
+                                counts
+                                    .get(&m.pid)
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(|(f, n)| {
+                                        let name = set.function(*f)?;
+                                        p.patterns
+                                            .iter()
+                                            .any(|pat| gobin::glob_match(pat, name))
+                                            .then(|| {
+                                                (
+                                                    vec![(
+                                                        "function".to_string(),
+                                                        name.to_string(),
+                                                    )],
+                                                    Value::Counter(*n as f64),
+                                                )
+                                            })
+                                    });
+                            let _ = self.registry.replace(self.fam.calls, p.resource, points);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("gotap agent: reading counts: {e}");
+                        continue;
                     }
                 }
-                continue;
-            };
-            lost += set.lost();
-            let counts = match set.read() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gotap agent: reading counts: {e}");
-                    continue;
-                }
-            };
-            for pid in &b.pids {
-                let Some(p) = self.procs.get_mut(pid) else {
+            }
+            for m in &members {
+                let Some(p) = self.procs.get_mut(&m.pid) else {
                     continue;
                 };
                 if p.final_read {
                     if p.exited.is_some_and(|t| t.elapsed() >= linger) {
-                        done.push(*pid);
+                        done.push(m.pid);
                     }
-                    continue;
-                }
-                let points = counts.get(pid).into_iter().flatten().filter_map(|(f, n)| {
-                    let name = set.function(*f)?;
-                    p.patterns
-                        .iter()
-                        .any(|pat| gobin::glob_match(pat, name))
-                        .then(|| {
-                            (
-                                vec![("function".to_string(), name.to_string())],
-                                Value::Counter(*n as f64),
-                            )
-                        })
-                });
-                let _ = self.registry.replace(self.fam.calls, p.resource, points);
-                if p.exited.is_some() {
+                } else if p.exited.is_some() {
                     // These were its last: the kernel's copy can go.
                     p.final_read = true;
-                    let _ = set.forget(*pid);
+                    if let Some(set) = &b.set {
+                        let _ = set.forget(m.pid);
+                    }
+                    for (_, job) in &mut b.jobs {
+                        job.forget(m.pid);
+                    }
                 }
             }
         }
@@ -693,7 +719,19 @@ fn wanted(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Option<W
         .filter(|s| s.work.is_none())
         .flat_map(|s| s.patterns())
         .collect();
-    let works: BTreeSet<Work> = matching.iter().filter_map(|s| s.work.clone()).collect();
+    // One funclatency per binary, on every select's functions.
+    let mut works: BTreeSet<Work> = BTreeSet::new();
+    let mut timed: Option<Work> = None;
+    for w in matching.iter().filter_map(|s| s.work.as_ref()) {
+        match (w, &timed) {
+            (Work::FuncLatency(_), Some(t)) => timed = Some(t.joined(w)),
+            (Work::FuncLatency(_), None) => timed = Some(w.clone()),
+            _ => {
+                works.insert(w.clone());
+            }
+        }
+    }
+    works.extend(timed);
     Some(Wanted {
         patterns: patterns.into_iter().collect(),
         works: works.into_iter().collect(),

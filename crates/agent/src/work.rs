@@ -2,8 +2,11 @@
 //! the probes of one binary shared by its processes. The agent does not compile
 //! scripts itself (the pipeline that does lives in the CLI): the CLI hands it a
 //! [`Runner`], which arms a [`Work`] on a binary and returns a [`Job`] whose values
-//! the agent collects into its registry every `collect_ms`.
+//! the agent collects into its registry every `collect_ms`: a job's series are the
+//! binary's (the sums over its processes) or each process's (under the resource of
+//! each [`Member`]), as the tool's metrics are.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use export::{Registry, ResourceId};
@@ -13,6 +16,8 @@ use export::{Registry, ResourceId};
 pub enum Work {
     /// A tool by its command's name (`stackgrow`).
     Tool(String),
+    /// `funclatency` on the functions that match these patterns (sorted, each once).
+    FuncLatency(Vec<String>),
     /// A script: its name in messages (its file, or where its text is in the
     /// configuration) and its text.
     Script { name: String, text: String },
@@ -22,18 +27,64 @@ impl std::fmt::Display for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Work::Tool(t) => write!(f, "tool {t}"),
+            Work::FuncLatency(p) => write!(f, "tool funclatency ({})", p.join(", ")),
             Work::Script { name, .. } => write!(f, "script {name}"),
         }
     }
+}
+
+impl Work {
+    /// Whether one job on a binary does both `self` and `other`'s work, once joined
+    /// ([`Work::joined`]): funclatency's patterns are one program's functions.
+    pub fn same_job(&self, other: &Work) -> bool {
+        match (self, other) {
+            (Work::FuncLatency(_), Work::FuncLatency(_)) => true,
+            _ => self == other,
+        }
+    }
+
+    /// The work of one job that does `self`'s and `other`'s (of the [`same_job`]):
+    /// funclatency on both's patterns.
+    ///
+    /// [`same_job`]: Work::same_job
+    pub fn joined(&self, other: &Work) -> Work {
+        match (self, other) {
+            (Work::FuncLatency(a), Work::FuncLatency(b)) => {
+                let all: BTreeSet<&String> = a.iter().chain(b).collect();
+                Work::FuncLatency(all.into_iter().cloned().collect())
+            }
+            _ => self.clone(),
+        }
+    }
+}
+
+/// A process of a job's binary, as a collection sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub pid: u32,
+    /// The resource of the process's own series.
+    pub resource: ResourceId,
+    pub alive: bool,
+    /// Whether its own values are read at this collection: not once an exited
+    /// process's last values have been (its series stay until its linger ends).
+    pub read: bool,
 }
 
 /// One work's probes on one binary, and the metrics they feed.
 pub trait Job {
     /// Probes in place.
     fn probes(&self) -> usize;
-    /// Reads the kernel's values into `registry` (under the resource the job was
-    /// armed with); `pid` is a live process of the binary, for its load bias.
-    fn collect(&mut self, registry: &Registry, pid: u32);
+    /// Reads the kernel's values into `registry`: the binary's series under the
+    /// resource the job was armed with, a process's under its member's. `members`
+    /// are the binary's processes (never none); a live one gives the load bias.
+    fn collect(&mut self, registry: &Registry, members: &[Member]);
+    /// Drops what the kernel keeps for process `pid`, exited and read a last time.
+    fn forget(&mut self, _pid: u32) {}
+}
+
+/// The member whose maps give a binary's load bias: a live one if any is left.
+pub fn bias_member(members: &[Member]) -> Option<&Member> {
+    members.iter().find(|m| m.alive).or(members.first())
 }
 
 /// Arms works on binaries: the CLI's script pipeline.

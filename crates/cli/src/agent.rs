@@ -40,7 +40,12 @@ pub struct AgentFlags {
     /// main.* if none)
     #[arg(long, value_name = "PATTERN")]
     funccount: Vec<String>,
-    /// Run TOOL on the selected processes (funccount, stackgrow, gcstat)
+    /// Time the calls of the functions that match PATTERN (funclatency; repeatable;
+    /// main.* with --tool funclatency and none)
+    #[arg(long, value_name = "PATTERN")]
+    funclatency: Vec<String>,
+    /// Run TOOL on the selected processes (funccount, funclatency, stackgrow, gcstat,
+    /// goroutines, offcpu)
     #[arg(long, value_name = "TOOL")]
     tool: Option<String>,
     /// Run the script in FILE on the selected processes (its globals exported)
@@ -83,6 +88,7 @@ impl From<AgentFlags> for AgentArgs {
             cgroup: a.cgroup,
             container: a.container,
             funccount: (!a.funccount.is_empty()).then_some(a.funccount),
+            funclatency: (!a.funclatency.is_empty()).then_some(a.funclatency),
             tool: a.tool.map(|t| toml::Spanned::new(0..0, t)),
             script: a.script.map(|t| toml::Spanned::new(0..0, t)),
             script_text: a.script_text.map(|t| toml::Spanned::new(0..0, t)),

@@ -30,6 +30,11 @@ use crate::binary::Binary;
 use crate::metrics::ToolExport;
 use crate::session::{self, Armed, End, Handler, Placement, Traced};
 use codegen::funclatency::{COUNTERS, Counter, HIST};
+use export::names::{self, Name};
+use export::{Labels, Value};
+
+/// A metric's series: labels and value.
+pub(crate) type Points = Vec<(Labels, Value)>;
 
 /// The unit of the histograms: `--us`, `--ms`, nanoseconds otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,17 +64,19 @@ impl Unit {
 }
 
 /// The functions timed, with their probe sites.
-struct Timed {
-    names: Vec<String>,
+pub(crate) struct Timed {
+    pub names: Vec<String>,
     /// (file offset, function index) of each entry and each `RET`.
     entries: Vec<(u64, u64)>,
     returns: Vec<(u64, u64)>,
     /// Inlined calls of matching functions, left out (they have no `RET`).
     inlined: usize,
     /// Functions left out, with why.
-    skipped: Vec<String>,
+    pub skipped: Vec<String>,
     /// Functions whose entry site the kernel single-steps rather than emulates.
     stepped: usize,
+    /// Patterns that match no function of the binary.
+    pub unmatched: Vec<String>,
 }
 
 /// One function's numbers, as data (the text, the JSON and the exporters read these).
@@ -121,30 +128,12 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     let path = session::tool_binary("funclatency", &a.binary, &a.target)?;
     let bin = Binary::open(&path)?;
     let timed = resolve(&bin, &a.patterns)?;
-    let layout = super::memory::runtime_layout(&bin)
-        .context("funclatency: no runtime layout for this Go release")?;
+    if let Some(pat) = timed.unmatched.first() {
+        bail!("no function in {} matches {pat:?}", bin.path.display());
+    }
     let mut traced = Traced::start(&a.target)?;
     let mut export = ToolExport::start(&a.export, Some(&bin), traced.pid())?;
-    let prog = codegen::funclatency::funclatency(
-        timed.names.len() as u32,
-        a.unit.ns(),
-        traced.pid(),
-        &layout,
-    )?;
-    let mut armed = Armed::load(&prog.object, false)?;
-    for (program, sites) in [(prog.entry, &timed.entries), (prog.ret, &timed.returns)] {
-        let offsets: Vec<u64> = sites.iter().map(|s| s.0).collect();
-        let cookies: Vec<u64> = sites.iter().map(|s| s.1).collect();
-        armed.attach(
-            &Placement {
-                program,
-                binary: bin.attach_path(),
-                offsets: &offsets,
-                cookies: &cookies,
-            },
-            traced.scope(),
-        )?;
-    }
+    let (mut armed, prog) = arm(&bin, &timed, a.unit, traced.pid(), traced.scope())?;
     let mut notes = String::new();
     if timed.inlined > 0 {
         let _ = write!(
@@ -175,11 +164,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     }
     // The maps outlive the probes: taken out, so that the probes can go first.
     let taken = std::mem::take(&mut armed.maps);
-    let maps = Maps {
-        stats: &taken[prog.stats.0 as usize],
-        counts: &taken[prog.counts.0 as usize],
-        pending: &taken[prog.pending.0 as usize],
-    };
+    let maps = Maps::of(&prog, &taken);
     let mut h = Interval {
         every: (a.interval > 0).then(|| Duration::from_secs(a.interval)),
         next: None,
@@ -221,10 +206,41 @@ fn quoted(patterns: &[String]) -> String {
         .join(", ")
 }
 
+/// funclatency's programs, loaded and placed on `timed`'s sites in `bin` for
+/// `scope`'s processes (`tgid`: the one process whose calls are timed, if one is).
+pub(crate) fn arm(
+    bin: &Binary,
+    timed: &Timed,
+    unit: Unit,
+    tgid: Option<u32>,
+    scope: sys::Scope,
+) -> Result<(Armed, codegen::funclatency::Funclatency)> {
+    let layout = super::memory::runtime_layout(bin)
+        .context("funclatency: no runtime layout for this Go release")?;
+    let prog =
+        codegen::funclatency::funclatency(timed.names.len() as u32, unit.ns(), tgid, &layout)?;
+    let mut armed = Armed::load(&prog.object, false)?;
+    for (program, sites) in [(prog.entry, &timed.entries), (prog.ret, &timed.returns)] {
+        let offsets: Vec<u64> = sites.iter().map(|s| s.0).collect();
+        let cookies: Vec<u64> = sites.iter().map(|s| s.1).collect();
+        armed.attach(
+            &Placement {
+                program,
+                binary: bin.attach_path(),
+                offsets: &offsets,
+                cookies: &cookies,
+            },
+            scope,
+        )?;
+    }
+    Ok((armed, prog))
+}
+
 /// Every function matching a pattern that has a probe site after its stack check
 /// and at least one `RET`, each site checked with the decoder; what is left out
-/// is said.
-fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
+/// is said, and the patterns that match nothing are kept apart (an error for the
+/// one-shot tool, a note for the agent, whose selects' patterns span binaries).
+pub(crate) fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
     let go = bin.go()?;
     let mut t = Timed {
         names: Vec::new(),
@@ -233,6 +249,7 @@ fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
         inlined: 0,
         skipped: Vec::new(),
         stepped: 0,
+        unmatched: Vec::new(),
     };
     let mut seen = std::collections::HashSet::new();
     let mut refused = Vec::new();
@@ -241,7 +258,8 @@ fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
         let found = go.functions_matching(pat);
         t.inlined += go.inlined_calls_matching(pat).len();
         if found.is_empty() && go.inlined_calls_matching(pat).is_empty() {
-            bail!("no function in {} matches {pat:?}", bin.path.display());
+            t.unmatched.push(pat.clone());
+            continue;
         }
         for f in found {
             if f.end <= f.entry || go.line_at(&f, f.entry).is_none() || !seen.insert(f.entry) {
@@ -307,6 +325,9 @@ fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
         ));
     }
     if t.names.is_empty() {
+        if let Some(pat) = t.unmatched.first() {
+            bail!("no function in {} matches {pat:?}", bin.path.display());
+        }
         bail!(
             "no function to time in {}{}",
             bin.path.display(),
@@ -324,10 +345,21 @@ fn resolve(bin: &Binary, patterns: &[String]) -> Result<Timed> {
     Ok(t)
 }
 
-struct Maps<'a> {
+pub(crate) struct Maps<'a> {
     stats: &'a sys::Map,
     counts: &'a sys::Map,
     pending: &'a sys::Map,
+}
+
+impl<'a> Maps<'a> {
+    /// `prog`'s maps among the loaded `maps`.
+    pub fn of(prog: &codegen::funclatency::Funclatency, maps: &'a [sys::Map]) -> Maps<'a> {
+        Maps {
+            stats: &maps[prog.stats.0 as usize],
+            counts: &maps[prog.counts.0 as usize],
+            pending: &maps[prog.pending.0 as usize],
+        }
+    }
 }
 
 /// Every function's numbers since tracing began, read from the kernel's maps and
@@ -335,7 +367,7 @@ struct Maps<'a> {
 /// call that ends while they are read would be lost between a read and a clear, so
 /// an interval is the difference of two reads ([`since`]). At the end
 /// (`Some(gone)`: whether the process is gone), the calls left pending are counted.
-fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Latency>> {
+pub(crate) fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Latency>> {
     let hist = runtime::globals::hist(&HIST)?;
     // Calls still under way (or that never returned), by function, from the keys
     // left; their value's second word is the function.
@@ -378,6 +410,27 @@ fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Late
         });
     }
     Ok(rows)
+}
+
+/// The calls process `pid` left under way (it exited during them, or they never
+/// returned), by function index, their keys deleted: for the agent, whose map
+/// outlives a binary's processes. A call still under way at a process's end is
+/// one that did not return, as [`read`] counts them at the end of a trace.
+pub(crate) fn forget_process(maps: &Maps<'_>, pid: u32) -> Result<Vec<u64>> {
+    let mut left = Vec::new();
+    for k in maps.pending.keys()? {
+        // The key's first word is the process (`codegen::funclatency::KEY_BYTES`).
+        if k.get(..4) != Some(&pid.to_le_bytes()[..]) {
+            continue;
+        }
+        if let Some(v) = maps.pending.get(&k)?
+            && let Some(f) = v.get(8..16)
+        {
+            left.push(u64::from_le_bytes(f.try_into().unwrap_or([0; 8])));
+        }
+        maps.pending.delete(&k)?;
+    }
+    Ok(left)
 }
 
 /// What happened between two reads (`before` empty: since tracing began), the
@@ -494,22 +547,21 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
 /// from the numbers since tracing began (`rows`, one per function, from [`read`]):
 /// each function's calls as a histogram in seconds whose bounds are the kernel's
 /// log2 buckets in the tool's unit, and the calls not timed by why, once there are
-/// some.
-fn export_rows(x: &ToolExport, rows: &[Latency], unit: Unit) -> Result<()> {
-    use export::{Value, names};
+/// some. The one-shot tool and the agent export these.
+pub(crate) fn export_points(rows: &[Latency], unit: Unit) -> Result<[(Name, Points); 2]> {
     let hist = runtime::globals::hist(&HIST)?;
     let bin = unit.ns() as i64;
     let function = |r: &Latency| ("function".to_string(), r.function.clone());
-    x.set(
-        &names::FUNCTION_LATENCY,
-        rows.iter().map(|r| {
+    let latency = rows
+        .iter()
+        .map(|r| {
             let h = export::stats::binned_histogram(&r.stat(&hist), &hist, bin, 1e-9);
             (vec![function(r)], Value::Histogram(h))
-        }),
-    );
-    x.set(
-        &names::FUNCTION_UNTIMED,
-        rows.iter().flat_map(|r| {
+        })
+        .collect();
+    let untimed = rows
+        .iter()
+        .flat_map(|r| {
             [
                 ("no_return", r.no_return),
                 ("no_entry", r.no_entry),
@@ -523,8 +575,19 @@ fn export_rows(x: &ToolExport, rows: &[Latency], unit: Unit) -> Result<()> {
                     Value::Counter(n as f64),
                 )
             })
-        }),
-    );
+        })
+        .collect();
+    Ok([
+        (names::FUNCTION_LATENCY, latency),
+        (names::FUNCTION_UNTIMED, untimed),
+    ])
+}
+
+/// The series of [`export_points`], in the one-shot tool's registry.
+fn export_rows(x: &ToolExport, rows: &[Latency], unit: Unit) -> Result<()> {
+    for (name, points) in export_points(rows, unit)? {
+        x.set(&name, points);
+    }
     Ok(())
 }
 

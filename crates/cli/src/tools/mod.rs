@@ -13,11 +13,11 @@
 //! (`codegen::profile`), which the language has no probe point for yet; both load and
 //! attach through `session` as the pipeline does, and read what they need from it.
 
-mod funclatency;
+pub mod funclatency;
 pub mod gcstat;
 mod goroutines;
-mod memory;
-mod offcpu;
+pub mod memory;
+pub mod offcpu;
 mod profile;
 pub mod stackgrow;
 

@@ -55,6 +55,67 @@ probe go.sched.run {
 function __oc_hists() { print(@hist_log(__oc_hist[0])) }
 ";
 
+/// The agent's script: the waits of every process of a binary, per (process,
+/// reason), as the tool's `__oc_hist` keeps them per reason, without backtraces
+/// (the agent exports the times, not the profile). The process is in every key, as
+/// two processes of one binary have goroutines of the same ids; a wait's entries go
+/// when it ends, so the maps hold the goroutines parked now, not every one that
+/// ever was. The agent reads `__oc_waits`, and deletes an exited process's keys.
+pub const AGENT_SCRIPT: &str = "\
+global __oc_t[65536], __oc_why[65536], __oc_waits[16384]
+probe go.sched.park {
+    __oc_t[pid(), goid] = gettimeofday_ns()
+    __oc_why[pid(), goid] = reason
+}
+probe go.sched.run {
+    if ([pid(), goid] in __oc_t) {
+        __oc_waits[pid(), __oc_why[pid(), goid]] <<< gettimeofday_ns() - __oc_t[pid(), goid]
+        delete __oc_t[pid(), goid]
+        delete __oc_why[pid(), goid]
+    }
+}
+";
+
+/// The runtime's wait reasons in `go`, by number: its own `waitReasonStrings`.
+pub fn wait_reasons(go: &gobin::GoBinary<'_>) -> Vec<String> {
+    go.wait_reasons()
+        .map(|t| t.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The name of reason `n` in `names` ([`wait_reasons`]), or its number.
+pub fn reason_name(names: &[String], n: i64) -> String {
+    match usize::try_from(n).ok().and_then(|i| names.get(i)) {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => format!("reason {n}"),
+    }
+}
+
+/// The waits that ended, by reason name: `(count, ns)`.
+pub type ByReason = BTreeMap<String, (u64, u64)>;
+
+/// `go.offcpu{reason}` and `go.offcpu.waits{reason}` of the waits that ended, by
+/// reason. The one-shot tool and the agent export these.
+pub fn export_points(
+    by: &ByReason,
+) -> [(export::names::Name, Vec<(export::Labels, export::Value)>); 2] {
+    let reason = |r: &String| vec![("reason".to_string(), r.clone())];
+    [
+        (
+            export::names::OFFCPU,
+            by.iter()
+                .map(|(r, (_, ns))| (reason(r), export::Value::Counter(*ns as f64 / 1e9)))
+                .collect(),
+        ),
+        (
+            export::names::OFFCPU_WAITS,
+            by.iter()
+                .map(|(r, (n, _))| (reason(r), export::Value::Counter(*n as f64)))
+                .collect(),
+        ),
+    ]
+}
+
 pub fn run(a: &ToolArgs) -> Result<i32> {
     let started = std::time::SystemTime::now();
     let mut o = OffCpu {
@@ -122,14 +183,10 @@ impl OffCpu {
     fn reason(&mut self, n: i64, sym: &Symbols<'_, '_>) -> String {
         let names = self.names.get_or_insert_with(|| {
             sym.binary()
-                .and_then(|(_, go)| go.wait_reasons())
-                .map(|t| t.iter().map(|s| s.to_string()).collect())
+                .map(|(_, go)| wait_reasons(go))
                 .unwrap_or_default()
         });
-        match usize::try_from(n).ok().and_then(|i| names.get(i)) {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => format!("reason {n}"),
-        }
+        reason_name(names, n)
     }
 
     /// The backtraces weighted by nanoseconds, outermost first, the reason as the
@@ -332,24 +389,16 @@ impl Consumer for OffCpu {
             return;
         };
         let entries = from.storage().stat_entries(hist).unwrap_or_default();
-        let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut by = ByReason::new();
         for (keys, stat) in entries {
             let why = keys.first().map_or(0, |k| k.as_long());
             let r = by.entry(self.reason(why, from.symbols)).or_default();
             r.0 += u64::try_from(stat.count).unwrap_or(0);
             r.1 += u64::try_from(stat.sum).unwrap_or(0);
         }
-        let reason = |r: &String| vec![("reason".to_string(), r.clone())];
-        to.set(
-            &export::names::OFFCPU,
-            by.iter()
-                .map(|(r, (_, ns))| (reason(r), export::Value::Counter(*ns as f64 / 1e9))),
-        );
-        to.set(
-            &export::names::OFFCPU_WAITS,
-            by.iter()
-                .map(|(r, (n, _))| (reason(r), export::Value::Counter(*n as f64))),
-        );
+        for (name, points) in export_points(&by) {
+            to.set(&name, points);
+        }
     }
 
     fn finish(&mut self, end: &mut Ending<'_, '_, '_>) -> Result<()> {
