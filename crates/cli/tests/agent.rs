@@ -1130,12 +1130,25 @@ fn bad_tools_and_scripts_in_the_config_are_errors_at_their_places() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
-    // A tool whose metrics the agent does not export yet.
-    let (code, err, file) = check_config(&dir, "[[select]]\ntool = \"offcpu\"\n");
+    // The one tool the agent does not run, with why.
+    let (code, err, file) = check_config(&dir, "[[select]]\ntool = \"profile\"\n");
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!("{}:2:8:", file.display()))
-            && err.contains("not exported by the agent yet"),
+            && err.contains("not run by the agent: it samples"),
+        "{err}"
+    );
+    // Patterns are for the tool they are named for.
+    let (code, err, file) = check_config(
+        &dir,
+        "[[select]]\ntool = \"offcpu\"\nfunclatency = [\"main.*\"]\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:2:8: funclatency patterns with tool \"offcpu\"",
+            file.display()
+        )),
         "{err}"
     );
     // A script file that is not there: the key's place and the path.
@@ -1246,4 +1259,325 @@ fn gcstat_by_flags_counts_the_cycles_and_pauses_the_runtime_reports_after_the_pr
         let (_, err) = agent.terminate();
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// A program's stdout, read line by line on a thread as it comes (so that its pipe
+/// never fills), all of it once it has exited.
+struct Lines {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lines {
+    fn start(cmd: &mut Command) -> Lines {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the program");
+        let stdin = child.stdin.take();
+        let pipe = child.stdout.take().expect("stdout");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Lines {
+            child,
+            stdin,
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits at most 30 s for the line `line`.
+    fn wait_line(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.text().lines().any(|l| l == line) {
+            assert!(Instant::now() < deadline, "no {line:?} in\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends the line the programs wait for before they work.
+    fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin).expect("write");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits for the program to exit successfully; all it printed.
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        assert!(status.success(), "{}", self.text());
+        self.text()
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The lower bound, in seconds, of the highest bucket that holds a call in
+/// Prometheus's `le` buckets of one histogram (`(le, cumulative count)`): the
+/// longest call took at least that long.
+fn longest_at_least(buckets: &[(f64, f64)]) -> f64 {
+    let mut b = buckets.to_vec();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let total = b.last().map_or(0.0, |x| x.1);
+    let first_full = b.iter().position(|x| x.1 >= total).unwrap_or(0);
+    if first_full == 0 {
+        0.0
+    } else {
+        b[first_full - 1].0
+    }
+}
+
+/// funclatency in the agent (`--funclatency`, a stripped binary), scraped by a real
+/// Prometheus: each function's `go_function_latency_seconds_count` is the latency
+/// program's own count of its calls, its `_sum` agrees with the program's own
+/// time as the one-shot tool's must (`oracle::latency_agrees`, gotap's longest call
+/// taken as the lower bound of its highest bucket), and the calls that panicked are
+/// `go_function_untimed_calls_total{cause="no_return"}`.
+#[test]
+fn funclatency_counts_each_functions_calls_and_sums_the_time_the_program_measures() {
+    let bin = Private::copy(
+        &testprogs::build("latency", &testprogs::newest(), Variant::Stripped),
+        "agent-lat",
+    );
+    let agent = Agent::start(
+        &["--exe", &glob_of(&bin.path), "--funclatency", "main.do*"],
+        &[],
+    );
+    let mut prog = Lines::start(Command::new(&bin.path).args(["50", "wait"]));
+    prog.wait_line("ready");
+    let pid = prog.pid();
+    // Armed: every function's series is there, at 0, before the program calls any.
+    for f in [
+        "main.doWork",
+        "main.doRecurse",
+        "main.doGrow",
+        "main.doMayPanic",
+    ] {
+        agent.wait_sample(
+            "go_function_latency_seconds_count",
+            &[("process_pid", &pid), ("function", f)],
+            Duration::from_secs(30),
+            |v| v == 0.0,
+        );
+    }
+    let prom = Prometheus::start(&[agent.target()], Duration::from_millis(200));
+    prog.go();
+    let program = prog.finish();
+    let want = program_latency(&program);
+    assert_eq!(want.len(), 4, "the program's lines\n{program}");
+    let series =
+        |metric: &str, f: &str| format!("{metric}{{function=\"{f}\",process_pid=\"{pid}\"}}");
+    for (f, (calls, ns, longest)) in &want {
+        prom.wait_for(
+            &series("go_function_latency_seconds_count", f),
+            Duration::from_secs(30),
+            |r| (r.len() == 1 && r[0].1 == *calls as f64).then_some(()),
+        );
+        // Read with the final count: no call is left to add to it.
+        let sum = prom.query(&series("go_function_latency_seconds_sum", f));
+        assert_eq!(sum.len(), 1, "{f}: {sum:?}");
+        let buckets: Vec<(f64, f64)> = prom
+            .query(&series("go_function_latency_seconds_bucket", f))
+            .iter()
+            .filter_map(|(labels, v)| Some((labels["le"].as_str()?.parse().ok()?, *v)))
+            .collect();
+        let got = (
+            (sum[0].1 * 1e9).round() as u64,
+            (longest_at_least(&buckets) * 1e9) as u64,
+        );
+        if let Err(e) = latency_agrees(*calls, got, (*ns, *longest), false) {
+            panic!(
+                "{f}: Prometheus's _sum: {e}\n{program}\n{}",
+                agent.metrics()
+            );
+        }
+    }
+    let panics = program_panics(&program);
+    assert!(panics > 0);
+    prom.wait_for(
+        &format!(
+            "go_function_untimed_calls_total{{function=\"main.doMayPanic\",cause=\"no_return\",process_pid=\"{pid}\"}}"
+        ),
+        Duration::from_secs(30),
+        |r| (r.len() == 1 && r[0].1 == panics as f64).then_some(()),
+    );
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// offcpu in the agent on two processes of one binary at once, scraped by a real
+/// Prometheus: each process's `go_offcpu_waits_total{reason="sleep"}` is its own
+/// count of its sleeps, and its `go_offcpu_seconds_total` in "sleep" and "chan
+/// receive" agree with its own time in those calls within 5%
+/// (`oracle::offcpu_agrees`), as the one-shot tool's exported values are held. The
+/// two run different numbers of rounds: goroutine ids of one process counted for
+/// the other would show.
+#[test]
+fn offcpu_of_two_processes_of_one_binary_is_each_ones_own_time_in_sleep_and_chan_receive() {
+    let bin = Private::copy(
+        &testprogs::build("blocking", &testprogs::newest(), Variant::Default),
+        "agent-offcpu",
+    );
+    let agent = Agent::start(&["--exe", &glob_of(&bin.path), "--tool", "offcpu"], &[]);
+    let mut progs: Vec<Lines> = ["120", "60"]
+        .iter()
+        .map(|rounds| Lines::start(Command::new(&bin.path).args([rounds, "wait"])))
+        .collect();
+    for p in &progs {
+        p.wait_line("ready");
+        agent.wait_sample(
+            "gotap_process_probes",
+            &[("process_pid", &p.pid())],
+            Duration::from_secs(30),
+            |v| v >= 2.0,
+        );
+    }
+    let prom = Prometheus::start(&[agent.target()], Duration::from_millis(200));
+    for p in &mut progs {
+        p.go();
+    }
+    let done: Vec<(String, String)> = progs.into_iter().map(|p| (p.pid(), p.finish())).collect();
+    for (pid, program) in &done {
+        let (sleeps, _) = program_blocking(program, "sleep ");
+        let q = format!("go_offcpu_waits_total{{reason=\"sleep\",process_pid=\"{pid}\"}}");
+        prom.wait_for(&q, Duration::from_secs(30), |r| {
+            (r.len() == 1 && r[0].1 == sleeps as f64).then_some(())
+        });
+        for (reason, mine) in [("sleep", "sleep "), ("chan receive", "recv ")] {
+            let (_, own) = program_blocking(program, mine);
+            let q = format!("go_offcpu_seconds_total{{reason=\"{reason}\",process_pid=\"{pid}\"}}");
+            let got = prom.wait_for(&q, Duration::from_secs(30), |r| {
+                (r.len() == 1).then(|| (r[0].1 * 1e9).round() as u64)
+            });
+            if let Err(e) = offcpu_agrees(got, own) {
+                panic!("pid {pid} {reason:?}: {e}\n{program}\n{}", agent.metrics());
+            }
+        }
+    }
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `(unix ms, NumGoroutine)` of goroutine_steps's `n UNIX_MS N` lines.
+fn num_goroutine_lines(out: &str) -> Vec<(u64, i64)> {
+    out.lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("n ")?.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// goroutines in the agent on two processes of one binary at once, each holding its
+/// own steps of goroutines at its own pace: every `go_goroutines` sample of each
+/// process, taken where the program's `runtime.NumGoroutine()` held steady from
+/// 300 ms before the scrape (the agent collects every 100 ms) to after it, is
+/// within 2 of it, as the one-shot tool's count is held (go_numbers.rs), and each
+/// process is seen through at least three of its steps.
+#[test]
+fn go_goroutines_of_two_processes_of_one_binary_is_each_ones_num_goroutine() {
+    let bin = Private::copy(
+        &testprogs::build("goroutine_steps", &testprogs::newest(), Variant::Stripped),
+        "agent-goroutines",
+    );
+    let agent = Agent::start(&["--exe", &glob_of(&bin.path), "--tool", "goroutines"], &[]);
+    let progs: Vec<Lines> = ["1500", "2100"]
+        .iter()
+        .map(|ms| Lines::start(Command::new(&bin.path).arg(ms)))
+        .collect();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    // (scrape time, value) per process, until both have exited.
+    let mut samples: Vec<Vec<(u64, i64)>> = vec![Vec::new(); progs.len()];
+    let pids: Vec<String> = progs.iter().map(Lines::pid).collect();
+    let mut progs: Vec<Option<Lines>> = progs.into_iter().map(Some).collect();
+    let mut outputs = vec![String::new(); pids.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progs.iter().any(Option::is_some) {
+        assert!(Instant::now() < deadline, "the programs did not end");
+        let text = agent.metrics();
+        let t = now_ms();
+        for (i, pid) in pids.iter().enumerate() {
+            if let Some(v) = sample_in(&text, "go_goroutines", &[("process_pid", pid)]) {
+                samples[i].push((t, v as i64));
+            }
+            if let Some(p) = &mut progs[i]
+                && p.child.try_wait().expect("try_wait").is_some()
+            {
+                outputs[i] = progs[i].take().expect("a program").finish();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, pid) in pids.iter().enumerate() {
+        let program = num_goroutine_lines(&outputs[i]);
+        let mut compared = 0;
+        let mut steps = std::collections::BTreeSet::new();
+        for &(t, live) in &samples[i] {
+            let before = program
+                .iter()
+                .rev()
+                .find(|p| p.0 + 300 <= t && t - p.0 <= 450);
+            let after = program.iter().find(|p| p.0 >= t && p.0 - t <= 150);
+            let (Some(b), Some(a)) = (before, after) else {
+                continue;
+            };
+            // Steady: every line from `before` to `after` says the same.
+            if program
+                .iter()
+                .filter(|p| p.0 >= b.0 && p.0 <= a.0)
+                .any(|p| p.1 != b.1)
+            {
+                continue;
+            }
+            assert!(
+                (live - b.1).abs() <= 2,
+                "pid {pid}: at {t} the agent says {live}, the program's NumGoroutine {}\nprogram: {program:?}\nagent: {:?}",
+                b.1,
+                samples[i]
+            );
+            compared += 1;
+            steps.insert(b.1);
+        }
+        assert!(
+            compared >= 6 && steps.len() >= 3,
+            "pid {pid}: {compared} samples compared over steps {steps:?}\nprogram: {program:?}\nagent: {:?}",
+            samples[i]
+        );
+    }
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
 }
