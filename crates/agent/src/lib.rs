@@ -14,8 +14,9 @@
 //!   CLI's pipeline through a [`Runner`].
 //!
 //! The agent exports discovery metrics, `go_function_calls_total{function}` of the
-//! selected patterns (`main.*` by default), and the metrics of each select's tool or
-//! script, all in one [`export::Registry`].
+//! selected patterns (`main.*` by default), and the metrics of each select's tool
+//! (`funclatency`, `stackgrow`, `gcstat`, `goroutines`, `offcpu`: their names are in
+//! [`config`]'s documentation) or script, all in one [`export::Registry`].
 #![forbid(unsafe_code)]
 
 pub mod binary;

@@ -862,3 +862,54 @@ pub fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procfs::FileId;
+
+    #[test]
+    fn one_funclatency_times_every_matching_selects_functions() {
+        let p = ProcessInfo {
+            pid: 1,
+            exe: "/srv/api".into(),
+            file: FileId { dev: 1, ino: 2 },
+            cgroup: "/".into(),
+            container_id: None,
+            pod_uid: None,
+            mnt_ns: 0,
+            pid_ns: 0,
+            start_time: 0,
+        };
+        let timed = |exe: &str, pats: &[&str]| Select {
+            exe: Some(exe.into()),
+            work: Some(Work::FuncLatency(
+                pats.iter().map(|s| s.to_string()).collect(),
+            )),
+            ..Select::default()
+        };
+        let selects = [
+            timed("/srv/*", &["main.a", "main.b"]),
+            timed("/srv/api", &["main.b", "net/http.*"]),
+            timed("/other", &["main.c"]),
+            Select {
+                work: Some(Work::Tool("offcpu".into())),
+                ..Select::default()
+            },
+        ];
+        let want = wanted(&selects, &p, None).unwrap();
+        assert!(want.patterns.is_empty(), "{:?}", want.patterns);
+        assert_eq!(
+            want.works,
+            [
+                Work::Tool("offcpu".into()),
+                Work::FuncLatency(vec!["main.a".into(), "main.b".into(), "net/http.*".into()]),
+            ]
+        );
+        // A job on fewer functions is the same job, joined; another tool is not.
+        let fewer = Work::FuncLatency(vec!["main.a".into()]);
+        assert!(fewer.same_job(&want.works[1]));
+        assert_eq!(fewer.joined(&want.works[1]), want.works[1]);
+        assert!(!fewer.same_job(&want.works[0]));
+    }
+}
