@@ -496,19 +496,7 @@ impl Agent {
             // The tools' and scripts' values: the binary's series stay with it until
             // its last process has gone (so its last values, after its processes
             // exited, are read too), a process's until its linger ends.
-            let members: Vec<Member> = b
-                .pids
-                .iter()
-                .filter_map(|pid| {
-                    let p = self.procs.get(pid)?;
-                    Some(Member {
-                        pid: *pid,
-                        resource: p.resource,
-                        alive: p.exited.is_none(),
-                        read: !p.final_read,
-                    })
-                })
-                .collect();
+            let members = members_of(&b.pids, &self.procs);
             if !members.is_empty() {
                 for (_, job) in &mut b.jobs {
                     job.collect(&self.registry, &members);
@@ -667,7 +655,14 @@ impl Agent {
                 .iter()
                 .flat_map(|p| p.patterns.iter().cloned())
                 .collect();
-            let works: BTreeSet<Work> = live.iter().flat_map(|p| p.works.iter().cloned()).collect();
+            // One funclatency on every live process's functions, as `wanted` joins
+            // them for one process.
+            let works = joined_works(live.iter().flat_map(|p| p.works.iter()));
+            let members = self
+                .binaries
+                .get(&key)
+                .map(|b| members_of(&b.pids, &self.procs))
+                .unwrap_or_default();
             let Some(b) = self.binaries.get_mut(&key) else {
                 continue;
             };
@@ -680,13 +675,36 @@ impl Agent {
                     }),
                 None => false,
             };
-            let before = b.jobs.len();
-            b.jobs.retain(|(w, _)| works.contains(w));
-            let dropped = b.jobs.len() != before;
-            if dropped {
+            let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut b.jobs)
+                .into_iter()
+                .partition(|(w, _)| works.contains(w));
+            b.jobs = kept;
+            let dropped = !gone.is_empty();
+            for (_, mut job) in gone {
+                // Its series of each process go with it; the binary's, below.
+                job.withdraw(&self.registry, &members);
+            }
+            // A funclatency that timed more functions than are asked for now: one on
+            // those alone (its counts start again).
+            let fewer: Vec<Work> = works
+                .iter()
+                .filter(|w| matches!(w, Work::FuncLatency(_)))
+                .filter(|w| !b.jobs.iter().any(|(have, _)| have == *w))
+                .cloned()
+                .collect();
+            if !fewer.is_empty() {
+                let want = Wanted {
+                    patterns: Vec::new(),
+                    works: fewer,
+                };
+                if let Err(e) = self.arm_wanted(&key, &procfs::exe_path(first), &want) {
+                    eprintln!("gotap agent: pid {first}: {e}");
+                }
+            }
+            if dropped && let Some(b) = self.binaries.get_mut(&key) {
                 self.registry.remove_resource(b.resource);
                 for (_, job) in &mut b.jobs {
-                    job.collect(&self.registry, first);
+                    job.collect(&self.registry, &members);
                 }
                 self.set_job_resource(&key);
             }
@@ -719,23 +737,44 @@ fn wanted(selects: &[Select], p: &ProcessInfo, module: Option<&str>) -> Option<W
         .filter(|s| s.work.is_none())
         .flat_map(|s| s.patterns())
         .collect();
-    // One funclatency per binary, on every select's functions.
-    let mut works: BTreeSet<Work> = BTreeSet::new();
-    let mut timed: Option<Work> = None;
-    for w in matching.iter().filter_map(|s| s.work.as_ref()) {
-        match (w, &timed) {
-            (Work::FuncLatency(_), Some(t)) => timed = Some(t.joined(w)),
-            (Work::FuncLatency(_), None) => timed = Some(w.clone()),
-            _ => {
-                works.insert(w.clone());
-            }
-        }
-    }
-    works.extend(timed);
+    let works = joined_works(matching.iter().filter_map(|s| s.work.as_ref()));
     Some(Wanted {
         patterns: patterns.into_iter().collect(),
         works: works.into_iter().collect(),
     })
+}
+
+/// `works`, each once, funclatency's joined into one on all their functions (one
+/// funclatency per binary).
+fn joined_works<'w>(works: impl Iterator<Item = &'w Work>) -> BTreeSet<Work> {
+    let mut out: BTreeSet<Work> = BTreeSet::new();
+    let mut timed: Option<Work> = None;
+    for w in works {
+        match (w, &timed) {
+            (Work::FuncLatency(_), Some(t)) => timed = Some(t.joined(w)),
+            (Work::FuncLatency(_), None) => timed = Some(w.clone()),
+            _ => {
+                out.insert(w.clone());
+            }
+        }
+    }
+    out.extend(timed);
+    out
+}
+
+/// The processes `pids` of a binary, as its jobs collect them.
+fn members_of(pids: &BTreeSet<u32>, procs: &HashMap<u32, Proc>) -> Vec<Member> {
+    pids.iter()
+        .filter_map(|pid| {
+            let p = procs.get(pid)?;
+            Some(Member {
+                pid: *pid,
+                resource: p.resource,
+                alive: p.exited.is_none(),
+                read: !p.final_read,
+            })
+        })
+        .collect()
 }
 
 /// Runs the agent until SIGTERM or SIGINT.

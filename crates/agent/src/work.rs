@@ -80,6 +80,10 @@ pub trait Job {
     fn collect(&mut self, registry: &Registry, members: &[Member]);
     /// Drops what the kernel keeps for process `pid`, exited and read a last time.
     fn forget(&mut self, _pid: u32) {}
+    /// Takes the job's series of each process away from `members`' resources: the
+    /// job goes while they live (a reload no longer asks for it). Its series of the
+    /// binary are the caller's to take away, with the binary's resource.
+    fn withdraw(&mut self, _registry: &Registry, _members: &[Member]) {}
 }
 
 /// The member whose maps give a binary's load bias: a live one if any is left.

@@ -249,6 +249,17 @@ impl Job for ArmedJob {
         }
     }
 
+    fn withdraw(&mut self, registry: &Registry, members: &[Member]) {
+        if let Exports::OffCpu(fams, _) = &self.exports {
+            for (f, m) in fams
+                .iter()
+                .flat_map(|f| members.iter().map(move |m| (f, m)))
+            {
+                let _ = registry.replace(*f, m.resource, []);
+            }
+        }
+    }
+
     /// offcpu's keys of the process: its waits, and its goroutines parked when it
     /// exited (whose ids a later process of the same pid would reuse).
     fn forget(&mut self, pid: u32) {
@@ -483,6 +494,12 @@ impl Job for LiveGoroutines {
                 let v = export::Value::Gauge(n as f64);
                 let _ = registry.replace(self.family, m.resource, [(Vec::new(), v)]);
             }
+        }
+    }
+
+    fn withdraw(&mut self, registry: &Registry, members: &[Member]) {
+        for m in members {
+            let _ = registry.replace(self.family, m.resource, []);
         }
     }
 }

@@ -658,6 +658,75 @@ fn sighup_takes_away_the_functions_and_tools_no_select_asks_for() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// SIGHUP with less asked of the tools whose series are each process's or whose
+/// program times every select's functions: goroutines goes with its series, and
+/// funclatency on fewer functions is armed again on those alone (its
+/// counts start again, and equal the program's from then on).
+#[test]
+fn sighup_takes_away_per_process_tools_and_times_fewer_functions() {
+    let bin = program("agent-hup-tools");
+    let dir = bin.path.parent().unwrap().to_path_buf();
+    let config = dir.join("agent.toml");
+    let exe = glob_of(&bin.path);
+    let tool = |t: &str| format!("[[select]]\nexe = \"{exe}\"\ntool = \"{t}\"\n");
+    let timed = |fs: &str| format!("[[select]]\nexe = \"{exe}\"\nfunclatency = [{fs}]\n");
+    std::fs::write(
+        &config,
+        tool("goroutines") + &timed("\"main.work\", \"main.(*Acc).Add\""),
+    )
+    .unwrap();
+    let agent = Agent::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    let count = |f: &str| vec![("process_pid", pid.clone()), ("function", f.to_string())];
+    let wait = |name: &str, l: &[(&str, String)], ok: &dyn Fn(f64) -> bool| {
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        agent.wait_sample(name, &l, Duration::from_secs(20), ok)
+    };
+    for f in ["main.work", "main.(*Acc).Add"] {
+        wait("go_function_latency_seconds_count", &count(f), &|v| {
+            v == 0.0
+        });
+    }
+    let r1 = w.round();
+    wait(
+        "go_function_latency_seconds_count",
+        &count("main.work"),
+        &|v| v == r1.work as f64,
+    );
+    wait("go_goroutines", &[("process_pid", pid.clone())], &|v| {
+        v >= 1.0
+    });
+    std::fs::write(&config, timed("\"main.work\"")).unwrap();
+    agent.signal("-HUP");
+    // Armed again: main.work counts from 0.
+    wait(
+        "go_function_latency_seconds_count",
+        &count("main.work"),
+        &|v| v == 0.0,
+    );
+    let r2 = w.round();
+    wait(
+        "go_function_latency_seconds_count",
+        &count("main.work"),
+        &|v| v == (r2.work - r1.work) as f64,
+    );
+    let metrics = agent.metrics();
+    for gone in [
+        "main.(*Acc).Add",
+        "go_goroutines{",
+        "go_offcpu_waits_total{",
+    ] {
+        assert!(
+            !metrics.contains(gone),
+            "{gone} after the reload\n{metrics}"
+        );
+    }
+    w.exit();
+    let (_, err) = agent.terminate();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
     let a = program("agent-mod-a");
