@@ -507,30 +507,10 @@ impl Agent {
                 match set.read() {
                     Ok(counts) => {
                         for m in members.iter().filter(|m| m.read) {
-                            let Some(p) = self.procs.get(&m.pid) else {
-                                continue;
-                            };
-                            let points =
-                                counts
-                                    .get(&m.pid)
-                                    .into_iter()
-                                    .flatten()
-                                    .filter_map(|(f, n)| {
-                                        let name = set.function(*f)?;
-                                        p.patterns
-                                            .iter()
-                                            .any(|pat| gobin::glob_match(pat, name))
-                                            .then(|| {
-                                                (
-                                                    vec![(
-                                                        "function".to_string(),
-                                                        name.to_string(),
-                                                    )],
-                                                    Value::Counter(*n as f64),
-                                                )
-                                            })
-                                    });
-                            let _ = self.registry.replace(self.fam.calls, p.resource, points);
+                            if let Some(p) = self.procs.get(&m.pid) {
+                                let points = call_points(set, counts.get(&m.pid), &p.patterns);
+                                let _ = self.registry.replace(self.fam.calls, p.resource, points);
+                            }
                         }
                     }
                     Err(e) => {
@@ -760,6 +740,31 @@ fn joined_works<'w>(works: impl Iterator<Item = &'w Work>) -> BTreeSet<Work> {
     }
     out.extend(timed);
     out
+}
+
+/// funccount's series of one process: its `counts` of the functions of `set` that
+/// its `patterns` match.
+fn call_points(
+    set: &ProbeSet,
+    counts: Option<&Vec<(u32, u64)>>,
+    patterns: &[String],
+) -> Vec<(export::Labels, Value)> {
+    counts
+        .into_iter()
+        .flatten()
+        .filter_map(|(f, n)| {
+            let name = set.function(*f)?;
+            patterns
+                .iter()
+                .any(|pat| gobin::glob_match(pat, name))
+                .then(|| {
+                    (
+                        vec![("function".to_string(), name.to_string())],
+                        Value::Counter(*n as f64),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// The processes `pids` of a binary, as its jobs collect them.
