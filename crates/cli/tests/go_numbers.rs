@@ -730,12 +730,20 @@ fn offcpu_pushes_the_programs_own_time_in_sleep_and_chan_receive_within_5_percen
         "oc-otlp",
     );
     let col = Collector::start();
+    // This collector takes no profiles: the block profile is kept as a pprof file in
+    // the working directory, said so.
+    let dir = bin.path.parent().expect("dir").to_path_buf();
     let out = run(gotap()
+        .current_dir(&dir)
         .args(["offcpu", "--json", "--otlp", &col.endpoint(), "-c"])
         .arg(format!("{} 100", bin.path.display())));
     let stdout = text(&out.stdout);
     let ctx = format!("{}\n{stdout}", text(&out.stderr));
     assert!(out.status.success(), "{ctx}");
+    assert!(
+        text(&out.stderr).contains("the profile was not sent"),
+        "{ctx}"
+    );
     let json: serde_json::Value = stdout
         .lines()
         .find(|l| l.starts_with("{\"reasons\""))
