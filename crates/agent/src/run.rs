@@ -162,6 +162,8 @@ pub struct Agent {
     next_resource: u64,
     verbose: bool,
     runner: Option<Box<dyn Runner>>,
+    /// Where the scripts' printed lines go (with `--otlp`).
+    logs: Option<export::push::Logger>,
 }
 
 /// Verdicts kept on executables; past it the cache starts again.
@@ -193,6 +195,7 @@ impl Agent {
             next_resource: 1,
             verbose,
             runner: None,
+            logs: None,
         };
         agent.set_binaries_gauge();
         Ok(agent)
@@ -202,6 +205,12 @@ impl Agent {
     /// select that names them is said and left alone).
     pub fn with_runner(mut self, runner: Box<dyn Runner>) -> Agent {
         self.runner = Some(runner);
+        self
+    }
+
+    /// The agent with the scripts' printed lines sent through `logs`.
+    pub fn with_logs(mut self, logs: Option<export::push::Logger>) -> Agent {
+        self.logs = logs;
         self
     }
 
@@ -378,7 +387,7 @@ impl Agent {
                 return Err(format!("{w}: the agent has no script runner"));
             };
             let job = runner
-                .arm(&w, path, &self.registry, b.resource)
+                .arm(&w, path, &self.registry, b.resource, self.logs.as_ref())
                 .map_err(|e| format!("{w}: {e}"))?;
             if self.verbose {
                 eprintln!(
@@ -807,16 +816,7 @@ pub fn run(
     };
     let prometheus = config.prometheus.clone();
     let otlp = export::OtlpConfig::resolve(config.otlp.as_deref(), |k| std::env::var(k).ok())?;
-    let mut agent = Agent::new(config, registry.clone(), opts.verbose)?.with_runner(runner);
-    agent.rescan();
-    agent.collect();
-    let server = match &prometheus {
-        Some(addr) => Some(export::prometheus::Server::start(addr, registry.clone())?),
-        None => None,
-    };
-    if let Some(s) = &server {
-        eprintln!("gotap agent: metrics at http://{}/metrics", s.local_addr());
-    }
+    // The sender first: the scripts armed at the first scan send it their lines.
     let pusher = match otlp {
         Some(c) => {
             eprintln!(
@@ -827,6 +827,18 @@ pub fn run(
         }
         None => None,
     };
+    let mut agent = Agent::new(config, registry.clone(), opts.verbose)?
+        .with_runner(runner)
+        .with_logs(pusher.as_ref().map(export::push::Pusher::logger));
+    agent.rescan();
+    agent.collect();
+    let server = match &prometheus {
+        Some(addr) => Some(export::prometheus::Server::start(addr, registry.clone())?),
+        None => None,
+    };
+    if let Some(s) = &server {
+        eprintln!("gotap agent: metrics at http://{}/metrics", s.local_addr());
+    }
     eprintln!("gotap agent: tracing {} Go processes", agent.traced());
     let mut next_collect = Instant::now() + collect_every;
     let mut next_rescan = Instant::now() + rescan_every;

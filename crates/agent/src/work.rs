@@ -95,13 +95,15 @@ pub fn bias_member(members: &[Member]) -> Option<&Member> {
 pub trait Runner {
     /// Compiles `work` for the executable at `exe` (a `/proc/PID/exe`), places its
     /// probes for every process of that file, and registers its metrics under
-    /// `resource`; the error is said as the script's diagnostics are.
+    /// `resource`; what a script prints goes to `logs` (OTLP log records, with
+    /// `--otlp`). The error is said as the script's diagnostics are.
     fn arm(
         &self,
         work: &Work,
         exe: &Path,
         registry: &Registry,
         resource: ResourceId,
+        logs: Option<&export::push::Logger>,
     ) -> Result<Box<dyn Job>, String>;
 }
 

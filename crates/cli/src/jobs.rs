@@ -2,11 +2,13 @@
 //! tool's script or a user's, through the same front as the one-shot pipeline
 //! (parsed with the Go tapset, checked and compiled against the binary, loaded),
 //! its probes placed once for every process of the file (`sys::Scope::All`, through
-//! `/proc/PID/exe`). Nothing is sent through the ring buffer that the agent reads:
-//! a job's values are its globals, read from the kernel's maps at each collection —
-//! a script's every global as `export::script` shapes them (as the one-shot
-//! `--prometheus` does), a tool's counts under the documented names
-//! (`export::names`). Bare `process` probe points mean the binary the select found.
+//! `/proc/PID/exe`). A job's values are its globals, read from the kernel's maps at
+//! each collection — a script's every global as `export::script` shapes them (as
+//! the one-shot `--prometheus` does), a tool's counts under the documented names
+//! (`export::names`). What a script prints is read from its ring buffer at each
+//! collection and sent as OTLP log records (with `--otlp`; dropped, said once,
+//! without), each named for its probe and goroutine, as the one-shot `--otlp` sends
+//! them. Bare `process` probe points mean the binary the select found.
 //!
 //! Three tools are not a script here, as in the one-shot CLI:
 //! - `funclatency` is its own pair of programs (`tools::funclatency::arm`, without a
@@ -48,18 +50,77 @@ impl agent::Runner for Runner {
         exe: &Path,
         registry: &Registry,
         resource: ResourceId,
+        logs: Option<&export::push::Logger>,
     ) -> Result<Box<dyn Job>, String> {
-        arm(work, exe, registry, resource).map_err(|e| format!("{e:#}"))
+        arm(work, exe, registry, resource, logs).map_err(|e| format!("{e:#}"))
     }
 }
 
-fn arm(work: &Work, exe: &Path, registry: &Registry, resource: ResourceId) -> Result<Box<dyn Job>> {
+fn arm(
+    work: &Work,
+    exe: &Path,
+    registry: &Registry,
+    resource: ResourceId,
+    logs: Option<&export::push::Logger>,
+) -> Result<Box<dyn Job>> {
     let bin = Binary::open(exe)?;
     Ok(match work {
         Work::FuncLatency(patterns) => Box::new(TimedJob::arm(bin, patterns, registry, resource)?),
         Work::Tool(t) if t == "goroutines" => Box::new(LiveGoroutines::new(bin, registry)?),
-        _ => Box::new(ArmedJob::arm(work, bin, registry, resource)?),
+        _ => Box::new(ArmedJob::arm(work, bin, registry, resource, logs)?),
     })
+}
+
+/// A script's printed lines: its ring buffer, read at each collection, and where
+/// the lines go.
+struct Printed {
+    ring: sys::RingBuf,
+    decoder: runtime::events::Decoder,
+    text: runtime::events::Text,
+    line: Vec<u8>,
+    /// `None` without `--otlp`: the lines are read and dropped.
+    logs: Option<crate::metrics::Logs>,
+    /// A record that did not decode, said once.
+    warned: bool,
+}
+
+impl Printed {
+    /// Reads every record in the ring buffer and sends its line.
+    fn read(&mut self, symbols: &mut Symbols<'_, '_>, what: &Path) {
+        let Printed {
+            ring,
+            decoder,
+            text,
+            line,
+            logs,
+            warned,
+        } = self;
+        let r = ring.drain(|rec| {
+            let Some(logs) = logs else { return };
+            match decoder.decode(rec) {
+                Ok(r) => {
+                    line.clear();
+                    if text.write(&r, symbols.stacks(), line).is_ok() && !line.is_empty() {
+                        logs.log_record(rec, line);
+                    }
+                }
+                Err(e) if !*warned => {
+                    *warned = true;
+                    eprintln!("gotap agent: {}: bad event record: {e}", what.display());
+                }
+                Err(_) => {}
+            }
+        });
+        if let Err(e) = r
+            && !*warned
+        {
+            *warned = true;
+            eprintln!(
+                "gotap agent: {}: reading printed lines: {e}",
+                what.display()
+            );
+        }
+    }
 }
 
 /// What a job exports.
@@ -83,6 +144,8 @@ struct ArmedJob {
     exports: Exports,
     resource: ResourceId,
     warned: bool,
+    /// A script that prints: its lines.
+    printed: Option<Printed>,
 }
 
 /// The script of `work` on `bin`, named for messages.
@@ -115,10 +178,11 @@ impl ArmedJob {
         bin: Binary,
         registry: &Registry,
         resource: ResourceId,
+        logs: Option<&export::push::Logger>,
     ) -> Result<ArmedJob> {
         let (name, text) = script_of(work, &bin)?;
         let mut sm = lang::SourceMap::new();
-        let file = sm.add(name, text.clone());
+        let file = sm.add(name.clone(), text.clone());
         let popts = lang::ParseOptions {
             args: Some(Vec::new()),
         };
@@ -141,6 +205,8 @@ impl ArmedJob {
             sources: Some(&sm),
             target_pid: None,
             possible_cpus: sys::possible_cpus().map_or(128, |n| n as u32),
+            // A printed line sent as a log record names its goroutine.
+            goids: logs.is_some() && matches!(work, Work::Script { .. }),
             ..codegen::Options::default()
         };
         let compiled = codegen::compile_full(&script, &info, &target, &opts)
@@ -167,6 +233,27 @@ impl ArmedJob {
             ),
             _ => Exports::StackGrow(registry.register(&names::STACK_GROWTHS.desc())?),
         };
+        let printed = match compiled.spec.ringbuf {
+            Some(id) => {
+                let map = armed.maps.get(id.0 as usize).context("ring buffer map")?;
+                if logs.is_none() {
+                    eprintln!(
+                        "gotap agent: {name}: what the script prints is sent as OTLP log records with --otlp; without, it is dropped"
+                    );
+                }
+                Some(Printed {
+                    ring: sys::RingBuf::new(map)?,
+                    decoder: runtime::events::Decoder::new(&compiled.spec)?,
+                    text: runtime::events::Text::new(info.limits.max_printf as usize),
+                    line: Vec::new(),
+                    logs: logs.map(|l| {
+                        crate::metrics::Logs::new(l.clone(), resource, &compiled, &script)
+                    }),
+                    warned: false,
+                })
+            }
+            None => None,
+        };
         armed.attach_script(&bin, sys::Scope::All)?;
         drop(target);
         Ok(ArmedJob {
@@ -176,6 +263,7 @@ impl ArmedJob {
             exports,
             resource,
             warned: false,
+            printed,
         })
     }
 }
@@ -196,6 +284,9 @@ impl Job for ArmedJob {
             agent::bias_member(members).map(|m| m.pid),
         );
         symbols.learn_bias();
+        if let Some(p) = &mut self.printed {
+            p.read(&mut symbols, &self.bin.path);
+        }
         let mut store = KernelGlobals {
             maps: &self.armed.maps,
             stacks: &mut symbols,

@@ -136,28 +136,9 @@ impl Exporter {
     /// probe of each event and where its records hold their goroutine id, `script`
     /// the points of its user-space probes.
     pub fn logs(&self, compiled: &codegen::Compiled, script: &lang::ast::Script) -> Option<Logs> {
-        self.pusher.as_ref().map(|(p, _)| Logs {
-            logger: p.logger(),
-            resource: self.resource,
-            events: Arc::new(
-                (0..compiled.spec.events.len())
-                    .map(|i| {
-                        (
-                            compiled.event_probes.get(i).cloned().unwrap_or_default(),
-                            compiled.event_goids.get(i).copied().flatten(),
-                        )
-                    })
-                    .collect(),
-            ),
-            user: Arc::new(
-                compiled
-                    .spec
-                    .user_probes
-                    .iter()
-                    .map(|p| (p.item, user_probe_name(script, p.item)))
-                    .collect(),
-            ),
-        })
+        self.pusher
+            .as_ref()
+            .map(|(p, _)| Logs::new(p.logger(), self.resource, compiled, script))
     }
 
     /// Pushes the last values (read by the caller just before) within the bound for
@@ -210,6 +191,38 @@ pub struct Logs {
 }
 
 impl Logs {
+    /// The log records of `compiled`'s printed lines (`script`'s user-space probes
+    /// named as written), sent through `logger` under `resource`.
+    pub fn new(
+        logger: export::push::Logger,
+        resource: ResourceId,
+        compiled: &codegen::Compiled,
+        script: &lang::ast::Script,
+    ) -> Logs {
+        Logs {
+            logger,
+            resource,
+            events: Arc::new(
+                (0..compiled.spec.events.len())
+                    .map(|i| {
+                        (
+                            compiled.event_probes.get(i).cloned().unwrap_or_default(),
+                            compiled.event_goids.get(i).copied().flatten(),
+                        )
+                    })
+                    .collect(),
+            ),
+            user: Arc::new(
+                compiled
+                    .spec
+                    .user_probes
+                    .iter()
+                    .map(|p| (p.item, user_probe_name(script, p.item)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// What the ring buffer record `rec` printed (`text`), named for the probe of its
     /// event (the record's first 4 bytes, `bpf::script::EVENT_HEADER`) and, where the
     /// record carries one, the goroutine that printed it (0: none).
