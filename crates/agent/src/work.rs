@@ -71,7 +71,7 @@ pub struct Member {
 }
 
 /// One work's probes on one binary, and the metrics they feed.
-pub trait Job {
+pub trait Job: Send {
     /// Probes in place.
     fn probes(&self) -> usize;
     /// Reads the kernel's values into `registry`: the binary's series under the

@@ -333,8 +333,14 @@ pub fn churn(env: &Env, cfg: &Config) -> Result<Vec<Row>> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    // Past the linger of the last exit, the last binary's probes are gone too.
+    // Past the linger of the last exit, the last binary's probes are gone too (their
+    // links released on the agent's reaper thread, an RCU grace period each): up to
+    // 10 s more for that.
     std::thread::sleep(Duration::from_secs(7));
+    let settle = Instant::now() + Duration::from_secs(10);
+    while agent.fds() != (fds0, links0) && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let (fds1, links1) = agent.fds();
     let peak = agent.peak_mib();
     let found = latencies.len();
