@@ -1007,6 +1007,12 @@ fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The links and the maps go on the agent's reaper thread, an RCU grace
+        // period each, shortly after the binaries leave the gauge.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fd_kinds(agent.pid()) != before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     assert_eq!(fd_kinds(agent.pid()), before);
     // The listener alone, once the test's last scrape is closed.
