@@ -164,8 +164,8 @@ pub struct Agent {
     runner: Option<Box<dyn Runner>>,
     /// Where the scripts' printed lines go (with `--otlp`).
     logs: Option<export::push::Logger>,
-    /// Drops the probes of binaries whose processes are gone ([`Agent::reap`]).
-    reaper: Option<std::sync::mpsc::Sender<Binary>>,
+    /// Drops the probes it is sent ([`Agent::reap`]).
+    reaper: Option<std::sync::mpsc::Sender<Box<dyn Send>>>,
 }
 
 /// Verdicts kept on executables; past it the cache starts again.
@@ -481,7 +481,7 @@ impl Agent {
             if let Some(b) = self.binaries.remove(&p.key) {
                 self.lost_gone += b.set.as_ref().map_or(0, ProbeSet::lost);
                 self.registry.remove_resource(b.resource);
-                self.reap(b);
+                self.reap(Box::new(b));
             }
             self.verdicts.remove(&p.key.file);
         } else {
@@ -490,16 +490,16 @@ impl Agent {
         self.set_binaries_gauge();
     }
 
-    /// Lets a binary's probes go on the reaper's thread: each link costs the kernel
-    /// an RCU grace period (40-100 ms) to release, and a binary with funccount and
-    /// two tools has three, which the loop would otherwise wait out one by one (20
-    /// binaries whose last processes exited together held it 3 s). Inline if the
-    /// thread is gone.
-    fn reap(&self, b: Binary) {
+    /// Lets probes go on the reaper's thread (a binary's, or a job's that a reload
+    /// took away): each link costs the kernel an RCU grace period (40-100 ms) to
+    /// release, and a binary with funccount and two tools has three, which the loop
+    /// would otherwise wait out one by one (20 binaries whose last processes exited
+    /// together held it 3 s). Inline if the thread is gone.
+    fn reap(&self, probes: Box<dyn Send>) {
         if let Some(tx) = &self.reaper
-            && let Err(std::sync::mpsc::SendError(b)) = tx.send(b)
+            && let Err(std::sync::mpsc::SendError(probes)) = tx.send(probes)
         {
-            drop(b);
+            drop(probes);
         }
     }
 
@@ -681,12 +681,12 @@ impl Agent {
                     }),
                 None => false,
             };
-            let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut b.jobs)
+            let (kept, mut gone): (Vec<_>, Vec<_>) = std::mem::take(&mut b.jobs)
                 .into_iter()
                 .partition(|(w, _)| works.contains(w));
             b.jobs = kept;
             let dropped = !gone.is_empty();
-            for (_, mut job) in gone {
+            for (_, job) in &mut gone {
                 // Its series of each process go with it; the binary's, below.
                 job.withdraw(&self.registry, &members);
             }
@@ -698,6 +698,9 @@ impl Agent {
                 .filter(|w| !b.jobs.iter().any(|(have, _)| have == *w))
                 .cloned()
                 .collect();
+            if dropped {
+                self.reap(Box::new(gone));
+            }
             if !fewer.is_empty() {
                 let want = Wanted {
                     patterns: Vec::new(),
@@ -731,9 +734,9 @@ impl Agent {
     }
 }
 
-/// A thread that drops the binaries it is sent, or `None` if none could start.
-fn reaper() -> Option<std::sync::mpsc::Sender<Binary>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Binary>();
+/// A thread that drops what it is sent, or `None` if none could start.
+fn reaper() -> Option<std::sync::mpsc::Sender<Box<dyn Send>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Send>>();
     std::thread::Builder::new()
         .name("gotap-reaper".into())
         .spawn(move || rx.into_iter().for_each(drop))

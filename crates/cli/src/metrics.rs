@@ -42,6 +42,8 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 /// The final push's bound after a signal, at most; it ends by [`SIGNAL_END`] after
 /// the signal in any case.
 const SIGNAL_DEADLINE: Duration = Duration::from_millis(30);
+/// The final push's bound otherwise, at most.
+const END_DEADLINE: Duration = Duration::from_secs(1);
 /// When, after the signal that ended a trace, the final push (a profile's too) has
 /// given up and its sender has answered: gotap ends within 100 ms of the signal.
 const SIGNAL_END: Duration = Duration::from_millis(88);
@@ -61,8 +63,6 @@ fn final_deadline(end: Option<End>, timeout: Duration) -> Duration {
         _ => timeout.min(END_DEADLINE),
     }
 }
-/// The final push's bound otherwise, at most.
-const END_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The exporters of one trace.
 pub struct Exporter {
