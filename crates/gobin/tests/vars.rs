@@ -2,7 +2,9 @@
 //! binary from the code that uses them: the same addresses as the symbol table of the
 //! program's symbol table says, read from the code of the build that keeps one.
 
-use testprogs::Variant;
+mod common;
+
+use testprogs::{Toolchain, Variant};
 
 fn parse(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).expect("read test program")
@@ -66,35 +68,22 @@ fn the_wait_reason_names_are_found_without_symbols_on_every_toolchain() {
 }
 
 /// The calls of `runtime.nanotime1` in the runtime's functions `names`, as `go tool
-/// objdump` lists them: (function, address), in address order within each.
+/// objdump` of `tc` lists them: (function, address), in address order within each.
 fn nanotime_calls_by_objdump(
-    go: &std::path::Path,
+    tc: &Toolchain,
     exe: &std::path::Path,
     names: &[&str],
 ) -> Vec<(String, u64)> {
-    let pattern = format!("^({})$", names.join("|"));
-    let out = std::process::Command::new(go)
-        .args(["tool", "objdump", "-s", &pattern])
-        .arg(exe)
-        .output()
-        .expect("go tool objdump");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut func = String::new();
-    let mut calls = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(rest) = line.strip_prefix("TEXT ") {
-            func = rest.split('(').next().unwrap_or_default().to_string();
-        } else if line.contains("CALL runtime.nanotime1") {
-            let addr = line.split_whitespace().nth(1).expect("an address");
-            let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).expect("hex");
-            calls.push((func.clone(), addr));
-        }
-    }
-    calls
+    common::objdump(tc, exe)
+        .into_values()
+        .filter(|(name, _)| names.contains(&name.as_str()))
+        .flat_map(|(name, l)| {
+            l.insns
+                .into_iter()
+                .filter(|(_, asm)| asm.starts_with("CALL runtime.nanotime1"))
+                .map(move |(addr, _)| (name.clone(), addr))
+        })
+        .collect()
 }
 
 #[test]
@@ -115,7 +104,7 @@ fn the_clocks_that_time_gc_pauses_are_the_runtimes_nanotime_calls_on_every_toolc
             // objdump needs the symbol table: the stripped build's code is laid out
             // as the other's.
             let listed = testprogs::build("rt_gc", &tc, Variant::Default);
-            let calls = nanotime_calls_by_objdump(&tc.go, &listed, &names);
+            let calls = nanotime_calls_by_objdump(&tc, &listed, &names);
             let nth = |f: &str, n: usize| {
                 calls
                     .iter()

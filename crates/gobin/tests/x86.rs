@@ -3,71 +3,12 @@
 //! decodes independently of iced-x86) for every function of the test programs built
 //! by every toolchain.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{Listing, objdump};
 use gobin::x86::{self, ProbeSite};
 use gobin::{GoBinary, VirtAddr};
 use testprogs::{Toolchain, Variant};
-
-/// One function as objdump shows it: its instructions' addresses and Go-syntax text.
-#[derive(Debug, Default)]
-struct Listing {
-    insns: Vec<(u64, String)>,
-    /// objdump printed `?` for an instruction it cannot decode, or decoded a VEX
-    /// (AVX) instruction, which its decoder gets wrong (`vzeroupper` as five bytes in
-    /// memeqbody): its addresses after that are not to be trusted.
-    undecoded: bool,
-}
-
-/// `go tool objdump` of the whole program, by function entry.
-fn objdump(tc: &Toolchain, exe: &Path) -> BTreeMap<u64, (String, Listing)> {
-    let mut cmd: Command = tc.go_command();
-    let out = cmd
-        .args(["tool", "objdump"])
-        .arg(exe)
-        .output()
-        .expect("run objdump");
-    assert!(
-        out.status.success(),
-        "objdump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
-    let mut all = BTreeMap::new();
-    let mut current: Option<(String, Listing)> = None;
-    let flush = |cur: Option<(String, Listing)>, all: &mut BTreeMap<u64, (String, Listing)>| {
-        if let Some((name, l)) = cur
-            && let Some(&(entry, _)) = l.insns.first()
-        {
-            all.insert(entry, (name, l));
-        }
-    };
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("TEXT ") {
-            flush(current.take(), &mut all);
-            let name = rest.split("(SB)").next().unwrap_or(rest).to_string();
-            current = Some((name, Listing::default()));
-            continue;
-        }
-        let fields: Vec<&str> = line
-            .split('\t')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .collect();
-        let (Some(cur), [_pos, addr, _hex, asm, ..]) = (current.as_mut(), fields.as_slice()) else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr.trim_start_matches("0x"), 16) else {
-            continue;
-        };
-        cur.1.undecoded |= *asm == "?" || asm.starts_with('V');
-        cur.1.insns.push((addr, asm.to_string()));
-    }
-    flush(current.take(), &mut all);
-    all
-}
 
 /// Where the probe goes according to objdump's text: after the `JBE` that follows
 /// the stack-guard compare (`CMPQ reg, 0x10(reg)`) in the first instructions, when
