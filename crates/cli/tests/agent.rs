@@ -3,7 +3,9 @@
 //! The traced program (tests/testprogs/agent_work.go) counts its own calls and
 //! prints them; every number is compared with those. Each agent selects only the
 //! test's private copy of the program (`--exe`), so tests running beside it, and
-//! other work on the machine, are not probed. Needs root.
+//! other work on the machine, are not probed. The tests take turns (`quiet`): the
+//! funclatency and offcpu ones compare times with the programs' own, which another
+//! test's programs on the 2 CPUs put off by more than their bounds. Needs root.
 
 mod common;
 
@@ -246,6 +248,7 @@ fn pid_label(w: &Work) -> String {
 
 #[test]
 fn counts_in_prometheus_equal_the_programs_own_for_processes_found_by_scan_and_by_exec() {
+    let _quiet = quiet();
     let bin = program("agent-prom");
     // One process before the agent (found by the /proc scan), one after (by exec).
     let mut early = Work::start(&mut Command::new(&bin.path));
@@ -314,6 +317,7 @@ fn counts_in_prometheus_equal_the_programs_own_for_processes_found_by_scan_and_b
 /// goroutine that printed it, under the binary's resource.
 #[test]
 fn a_scripts_printed_lines_reach_the_collector_as_log_records() {
+    let _quiet = quiet();
     let col = Collector::start();
     // With DWARF, for `$v`.
     let bin = Private::copy(
@@ -394,6 +398,7 @@ fn a_scripts_printed_lines_reach_the_collector_as_log_records() {
 
 #[test]
 fn otlp_reaches_the_collector_with_resources_and_counts_and_sigterm_flushes_within_1s() {
+    let _quiet = quiet();
     let col = Collector::start();
     let bin = program("agent-otlp");
     // A long interval: only the SIGTERM flush can deliver the second round.
@@ -504,6 +509,7 @@ impl Drop for Cgroup {
 
 #[test]
 fn a_process_in_its_own_mount_and_pid_namespace_and_cgroup_is_traced_and_labelled() {
+    let _quiet = quiet();
     let bin = program("agent-ns");
     // A private root holding only the program (Go builds it static).
     let root = bin.path.parent().unwrap().join("root");
@@ -606,6 +612,7 @@ fn a_process_in_its_own_mount_and_pid_namespace_and_cgroup_is_traced_and_labelle
 
 #[test]
 fn sighup_adds_functions_without_losing_counts() {
+    let _quiet = quiet();
     let bin = program("agent-hup");
     let dir = bin.path.parent().unwrap().to_path_buf();
     let config = dir.join("agent.toml");
@@ -681,6 +688,7 @@ fn sighup_adds_functions_without_losing_counts() {
 /// counting from where it was.
 #[test]
 fn sighup_takes_away_the_functions_and_tools_no_select_asks_for() {
+    let _quiet = quiet();
     let bin = program("agent-hup-less");
     let dir = bin.path.parent().unwrap().to_path_buf();
     let config = dir.join("agent.toml");
@@ -747,6 +755,7 @@ fn sighup_takes_away_the_functions_and_tools_no_select_asks_for() {
 /// counts start again, and equal the program's from then on).
 #[test]
 fn sighup_takes_away_per_process_tools_and_times_fewer_functions() {
+    let _quiet = quiet();
     let bin = program("agent-hup-tools");
     let dir = bin.path.parent().unwrap().to_path_buf();
     let config = dir.join("agent.toml");
@@ -812,6 +821,7 @@ fn sighup_takes_away_per_process_tools_and_times_fewer_functions() {
 
 #[test]
 fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
+    let _quiet = quiet();
     let a = program("agent-mod-a");
     let b = program("agent-mod-b");
     let dir = a.path.parent().unwrap().to_path_buf();
@@ -858,6 +868,7 @@ fn a_select_on_the_main_module_picks_processes_by_their_build_info() {
 
 #[test]
 fn past_the_series_limit_counts_are_summed_into_the_overflow_series_and_counted() {
+    let _quiet = quiet();
     let bin = program("agent-limit");
     let agent = Agent::start(
         &[
@@ -946,6 +957,7 @@ fn sockets(pid: u32) -> usize {
 
 #[test]
 fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
+    let _quiet = quiet();
     let a = program("agent-fd-a");
     // A second, distinct binary: another toolchain's build of the same program.
     let tcs = testprogs::toolchains();
@@ -1026,6 +1038,7 @@ fn descriptors_and_bpf_objects_return_to_the_baseline_after_processes_exit() {
 
 #[test]
 fn check_config_accepts_good_settings_and_names_bad_ones() {
+    let _quiet = quiet();
     let out = run(gotap().args([
         "agent",
         "--check-config",
@@ -1160,6 +1173,7 @@ probe process.function("main.handle") {
 
 #[test]
 fn a_config_runs_stackgrow_by_exe_and_a_script_by_module_with_the_programs_own_counts() {
+    let _quiet = quiet();
     let readme = std::fs::read_to_string(testprogs::repo_root().join("README.md")).unwrap();
     assert!(
         readme.contains(COUNTS_SCRIPT),
@@ -1275,6 +1289,7 @@ fn check_config(dir: &Path, body: &str) -> (Option<i32>, String, PathBuf) {
 
 #[test]
 fn bad_tools_and_scripts_in_the_config_are_errors_at_their_places() {
+    let _quiet = quiet();
     let dir = std::env::temp_dir().join(format!("gotap-test-{}-agent-bad", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // An unknown tool: the place of its value.
@@ -1356,6 +1371,7 @@ fn bad_tools_and_scripts_in_the_config_are_errors_at_their_places() {
 
 #[test]
 fn gcstat_by_flags_counts_the_cycles_and_pauses_the_runtime_reports_after_the_process_exits() {
+    let _quiet = quiet();
     // The oldest and the newest Go: their pauses start at different clocks
     // (gobin's `pause_start_clocks`), and the agent's script differs with them.
     let all = testprogs::toolchains();
@@ -1512,6 +1528,7 @@ impl Drop for Lines {
 /// longest is no shorter, and the bound is the one-shot test's or tighter above.
 #[test]
 fn funclatency_counts_each_functions_calls_and_sums_the_time_the_program_measures() {
+    let _quiet = quiet();
     let bin = Private::copy(
         &testprogs::build("latency", &testprogs::newest(), Variant::Stripped),
         "agent-lat",
@@ -1583,6 +1600,7 @@ fn funclatency_counts_each_functions_calls_and_sums_the_time_the_program_measure
 /// the other would show.
 #[test]
 fn offcpu_of_two_processes_of_one_binary_is_each_ones_own_time_in_sleep_and_chan_receive() {
+    let _quiet = quiet();
     let bin = Private::copy(
         &testprogs::build("blocking", &testprogs::newest(), Variant::Default),
         "agent-offcpu",
@@ -1645,6 +1663,7 @@ fn num_goroutine_lines(out: &str) -> Vec<(u64, i64)> {
 /// process is seen through at least three of its steps.
 #[test]
 fn go_goroutines_of_two_processes_of_one_binary_is_each_ones_num_goroutine() {
+    let _quiet = quiet();
     let bin = Private::copy(
         &testprogs::build("goroutine_steps", &testprogs::newest(), Variant::Stripped),
         "agent-goroutines",

@@ -21,15 +21,6 @@ use testprogs::peers::{self, Collector, Prometheus, as_u64, points};
 /// How long a test waits for a line, a scrape or a push.
 const LONG: Duration = Duration::from_secs(60);
 
-/// Held by every test here: their numbers are times and counts at moments, and two
-/// at once make each other's programs wait for the 2 CPUs; a wait that falls where
-/// only one side measures (right after a probe) is not the program's.
-static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn quiet() -> std::sync::MutexGuard<'static, ()> {
-    QUIET.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// `(unix ms, NumGoroutine)` from the program's `n MS N` lines.
 fn program_counts(out: &str) -> Vec<(u64, i64)> {
     out.lines()

@@ -22,14 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Held by every test here: one server's CPU is what profile samples, and the
-/// tracers' and clients' processes share the machine's 2 CPUs.
-static QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn quiet() -> std::sync::MutexGuard<'static, ()> {
-    QUIET.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A route_guide server on a free port of 127.0.0.1, a private copy (a uprobe belongs
 /// to the file), with `GODEBUG=gctrace=1` into a file and `GOGC=1` so that the few
 /// kilobytes a client's RPCs allocate start GC cycles; killed and reaped on drop.
