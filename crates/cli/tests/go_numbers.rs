@@ -918,13 +918,18 @@ fn profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
                 "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by gotap"
             );
         }
-        // The writes' goroutine spends most of its time in the kernel.
+        // The writes' goroutine spends most of its time in system calls, so many
+        // samples find it in the kernel; not all of them, as a timer interrupt that
+        // comes while the kernel has interrupts off is taken on the way back to user
+        // mode, just after the SYSCALL (in CI: 152 of the 293 samples in Syscall6,
+        // 19.5% of all). Without the kernel's samples, Syscall6's share is ~20
+        // points short of runtime/pprof's, which the loop above does not allow.
         let samples: f64 = stdout
             .lines()
             .find_map(|l| l.strip_suffix(" samples")?.parse().ok())
             .expect("the samples line");
         assert!(
-            in_kernel as f64 >= 0.2 * samples,
+            in_kernel as f64 >= 0.1 * samples,
             "{ctx}: {in_kernel} of {samples} in the kernel"
         );
     }
