@@ -146,6 +146,22 @@ pub fn insn_text(insns: &[Insn], i: usize) -> String {
                 reg(wide, src)
             )
         }
+        Decoded::AtomicCmpxchg {
+            size,
+            dst,
+            off,
+            src,
+        } => {
+            let wide = size == crate::insn::Size::DW;
+            let bits = if wide { "64" } else { "" };
+            format!(
+                "{} = atomic{bits}_cmpxchg(({} *)({dst} {off:+}), {}, {})",
+                reg(wide, Reg::R0),
+                size.c_type(false),
+                reg(wide, Reg::R0),
+                reg(wide, src)
+            )
+        }
         Decoded::LdImm64 { dst, pseudo } => {
             let Some(hi) = insns.get(i + 1) else {
                 return format!("{dst} = <truncated ld_imm64>");

@@ -46,6 +46,8 @@ pub const PSEUDO_FUNC: u8 = 4;
 
 /// Atomic operations' `imm` field.
 pub const ATOMIC_FETCH: i32 = 0x01;
+/// `imm` of a compare-and-exchange (`BPF_CMPXCHG`, which always fetches). Linux 5.12.
+pub const ATOMIC_CMPXCHG: i32 = 0xf0 | ATOMIC_FETCH;
 
 /// A register. R0 holds return values, R1–R5 arguments (clobbered by calls), R6–R9
 /// survive calls, R10 is the read-only frame pointer.
@@ -571,6 +573,18 @@ impl Insn {
         })
     }
 
+    /// `r0 = cmpxchg((u64 *)(dst + off), r0, src)`: stores `src` where the word
+    /// holds R0, and leaves in R0 what it held.
+    pub fn atomic_cmpxchg64(dst: Reg, off: i16, src: Reg) -> Insn {
+        Insn::new(
+            class::STX | mode::ATOMIC | Size::DW as u8,
+            dst,
+            src,
+            off,
+            ATOMIC_CMPXCHG,
+        )
+    }
+
     /// `dst = imm` for a full 64-bit constant: two slots.
     pub fn ld_imm64(dst: Reg, imm: u64) -> [Insn; 2] {
         Insn::ld_dw(dst, 0, imm as u32 as i32, (imm >> 32) as u32 as i32)
@@ -748,6 +762,12 @@ impl Insn {
                         src,
                         fetch: false,
                     },
+                    mode::ATOMIC if self.imm == ATOMIC_CMPXCHG => Decoded::AtomicCmpxchg {
+                        size,
+                        dst,
+                        off: self.off,
+                        src,
+                    },
                     mode::ATOMIC if self.imm == AluOp::Add as i32 | ATOMIC_FETCH => {
                         Decoded::AtomicAdd {
                             size,
@@ -849,6 +869,12 @@ pub enum Decoded {
         src: Reg,
         fetch: bool,
     },
+    AtomicCmpxchg {
+        size: Size,
+        dst: Reg,
+        off: i16,
+        src: Reg,
+    },
     LdImm64 {
         dst: Reg,
         pseudo: u8,
@@ -881,6 +907,9 @@ mod tests {
         // lock *(u64 *)(r1 +0) += r2: STX|ATOMIC|DW = 0xdb.
         let a = Insn::atomic_add(Size::DW, Reg::R1, 0, Reg::R2).unwrap();
         assert_eq!(a.to_bytes(), [0xdb, 0x21, 0, 0, 0, 0, 0, 0]);
+        // r0 = cmpxchg_64(r3 + 8, r0, r4): imm BPF_CMPXCHG = 0xf1.
+        let c = Insn::atomic_cmpxchg64(Reg::R3, 8, Reg::R4);
+        assert_eq!(c.to_bytes(), [0xdb, 0x43, 8, 0, 0xf1, 0, 0, 0]);
     }
 
     #[test]
@@ -920,6 +949,7 @@ mod tests {
         all.push(Insn::endian(Endian::Be, Reg::R1, 32).unwrap());
         all.push(Insn::movsx64(Reg::R1, Reg::R2, 8).unwrap());
         all.push(Insn::ldx_sx(Size::H, Reg::R1, Reg::R2, 4).unwrap());
+        all.push(Insn::atomic_cmpxchg64(Reg::R1, 4, Reg::R2));
         for i in all {
             assert_eq!(Insn::from_bytes(i.to_bytes()), i);
             assert_ne!(i.decode(), Decoded::Unknown, "{i:?}");

@@ -20,5 +20,6 @@ pub use disasm::{disassemble, disassemble_with, insn_text};
 pub use helper::Helper;
 pub use insn::{AluOp, Cond, Decoded, Endian, Insn, Operand, Reg, Size};
 pub use spec::{
-    MapId, MapKind, MapRefKind, MapReloc, MapSpec, ObjectSpec, ProgramSpec, RelocError,
+    MAP_F_MMAPABLE, MAP_F_NO_PREALLOC, MapId, MapKind, MapRefKind, MapReloc, MapSpec, ObjectSpec,
+    ProgramSpec, RelocError,
 };

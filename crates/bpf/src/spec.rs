@@ -55,6 +55,11 @@ impl MapKind {
 /// update; lookups from the program are unaffected).
 pub const MAP_F_NO_PREALLOC: u32 = 1 << 0;
 
+/// `map_flags` of an array map that user space maps into its memory
+/// (`BPF_F_MMAPABLE`, Linux 5.5): it reads and writes the values without a system
+/// call, as the program does.
+pub const MAP_F_MMAPABLE: u32 = 1 << 10;
+
 /// A map the program needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapSpec {

@@ -4,12 +4,22 @@
 //! An entry program at each function's probe site (its `push rbp`, after the stack
 //! check, so a call that grows its stack is timed once) saves the time under the
 //! call's key; a return program at each of the function's `RET`s (never uretprobes:
-//! Go moves stacks) looks the key up, adds the time taken to the function's
-//! statistic and forgets the key. The key names one call and survives the stack
-//! moving, as `@entry`'s does (see the `entry` module): the process, the running
-//! `g` (R14 under Go's register ABI; unique among live goroutines) and the distance
-//! from the top of its stack (`g.stack.hi`) to the frame's CFA, which copying a
-//! stack keeps. A recursive call is deeper, so it has its own key.
+//! Go moves stacks) finds the key, adds the time taken to the function's statistic
+//! and frees its place. The key names one call and survives the stack moving, as
+//! `@entry`'s does (see the `entry` module): the process, the running `g` (R14
+//! under Go's register ABI; unique among live goroutines) and the distance from the
+//! top of its stack (`g.stack.hi`) to the frame's CFA, which copying a stack keeps.
+//! A recursive call is deeper, so it has its own key.
+//!
+//! The calls under way are a table in an array map, not a hash map: a hash map's
+//! update and delete cost about 250 ns a call here, against a few ns for the array's
+//! lookups, which the verifier inlines. A key hashes to a place and is kept at the
+//! first free one of the [`PROBES`] places from there; a place is taken with a
+//! compare-and-exchange of its tag word (two goroutines on two CPUs may want it at
+//! once), filled in by the one goroutine that owns the key, and freed by a store of
+//! 0 when the call returns. Lookups look at all [`PROBES`] places, as a freed place
+//! may sit before a key's. A call with no free place among them is not timed and is
+//! counted ([`Counter::Unsaved`]).
 //!
 //! A call that never returns (a panic unwound past it, `runtime.Goexit`) leaves its
 //! key behind: the next call at the same depth of the same goroutine finds it and
@@ -32,12 +42,21 @@ use gobin::layout::RuntimeLayout;
 
 use crate::emit::Emitter;
 
-/// Calls that may be under way at once (beyond that, entries are not saved and are
-/// counted as [`Counter::Unsaved`]).
-pub const MAX_PENDING: u32 = 65536;
+/// Places in the table of calls under way (a power of two).
+pub const SLOTS: u32 = 65536;
 
-/// Bytes of a pending call's key: tgid (`u32`), 0 (`u32`), g, depth.
-pub const KEY_BYTES: u32 = 24;
+/// Places a key may be kept at, from the one it hashes to.
+pub const PROBES: u32 = 8;
+
+/// The words of a place in the table: its tag (0 when free, else the key's hash with
+/// its low bit set), the key's `g` and depth, the entry time, and the process in
+/// the low half of the last word with the function index in the high half.
+pub const SLOT_WORDS: usize = 5;
+pub const WORD_TAG: usize = 0;
+pub const WORD_G: usize = 1;
+pub const WORD_DEPTH: usize = 2;
+pub const WORD_TIME: usize = 3;
+pub const WORD_WHO: usize = 4;
 
 /// The per-function counters besides the statistic, at `4 * function + counter` of
 /// [`Funclatency::counts`].
@@ -61,7 +80,8 @@ pub struct Funclatency {
     /// Program indexes: at the functions' probe sites, and at their `RET`s.
     pub entry: usize,
     pub ret: usize,
-    /// Pending calls: key ([`KEY_BYTES`]) → entry time and function index.
+    /// The calls under way: a mappable array of [`SLOTS`] places of
+    /// [`SLOT_WORDS`] words.
     pub pending: MapId,
     /// Per-CPU array: function index → its `bpf::stats` slot ([`HIST`]).
     pub stats: MapId,
@@ -88,11 +108,11 @@ pub fn funclatency(
     let mut object = ObjectSpec::default();
     let pending = object.add_map(MapSpec {
         name: "lat_pending".into(),
-        kind: MapKind::Hash,
-        key_size: KEY_BYTES,
-        value_size: 16,
-        max_entries: MAX_PENDING,
-        flags: 0,
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: (SLOT_WORDS * 8) as u32,
+        max_entries: SLOTS,
+        flags: bpf::MAP_F_MMAPABLE,
     });
     let stats = object.add_map(MapSpec {
         name: "lat_stats".into(),
@@ -193,6 +213,65 @@ fn bump(em: &mut Emitter<'_>, counts: MapId, which: Counter) {
     a.bind(skip);
 }
 
+/// With the key at [`KEY`]: R8 = its tag (its hash, low bit set, never 0), R6 =
+/// the place it hashes to. Clobbers R1–R3.
+fn tag(a: &mut bpf::Asm) {
+    // g, the depth and the process, spread over the word, then mixed (two rounds of
+    // multiply and fold) so that the high bits pick the place.
+    a.emit(Insn::ldx(Size::DW, Reg::R8, Reg::R10, KEY + 8));
+    a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R10, KEY + 16));
+    a.emit(Insn::alu64(AluOp::Lsh, Reg::R1, 20));
+    a.emit(Insn::alu64(AluOp::Xor, Reg::R8, Reg::R1));
+    a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R10, KEY));
+    a.emit(Insn::alu64(AluOp::Lsh, Reg::R1, 42));
+    a.emit(Insn::alu64(AluOp::Xor, Reg::R8, Reg::R1));
+    for k in [0x9e37_79b9_7f4a_7c15_u64, 0xd6e8_feb8_6659_fd93] {
+        for i in Insn::ld_imm64(Reg::R2, k) {
+            a.emit(i);
+        }
+        a.emit(Insn::alu64(AluOp::Mul, Reg::R8, Reg::R2));
+        a.emit(Insn::mov64(Reg::R3, Reg::R8));
+        a.emit(Insn::alu64(AluOp::Rsh, Reg::R3, 32));
+        a.emit(Insn::alu64(AluOp::Xor, Reg::R8, Reg::R3));
+    }
+    a.emit(Insn::mov64(Reg::R6, Reg::R8));
+    a.emit(Insn::alu64(
+        AluOp::Rsh,
+        Reg::R6,
+        64 - SLOTS.trailing_zeros() as i32,
+    ));
+    a.emit(Insn::alu64(AluOp::Or, Reg::R8, 1));
+}
+
+/// R0 = place `probe` from the one in R6 (null only if the map refuses).
+/// Clobbers R1–R5.
+fn place(a: &mut bpf::Asm, pending: MapId, probe: u32) {
+    a.emit(Insn::mov64(Reg::R1, Reg::R6));
+    a.emit(Insn::alu64(AluOp::Add, Reg::R1, probe as i32));
+    a.emit(Insn::alu64(AluOp::And, Reg::R1, (SLOTS - 1) as i32));
+    a.emit(Insn::stx(Size::W, Reg::R10, INDEX, Reg::R1));
+    a.ld_map(Reg::R1, pending);
+    a.emit(Insn::mov64(Reg::R2, Reg::R10));
+    a.emit(Insn::alu64(AluOp::Add, Reg::R2, i32::from(INDEX)));
+    a.call(Helper::MapLookupElem);
+}
+
+/// Jumps to `other` unless the place in R0 (not null) holds the key at [`KEY`]
+/// with tag R8. Clobbers R1, R2.
+fn unless_ours(a: &mut bpf::Asm, other: bpf::Label) {
+    let word = |w: usize| (w * 8) as i16;
+    a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(WORD_TAG)));
+    a.jmp(Cond::Ne, Reg::R1, Reg::R8, other);
+    for (w, k) in [(WORD_G, KEY + 8), (WORD_DEPTH, KEY + 16)] {
+        a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(w)));
+        a.emit(Insn::ldx(Size::DW, Reg::R2, Reg::R10, k));
+        a.jmp(Cond::Ne, Reg::R1, Reg::R2, other);
+    }
+    a.emit(Insn::ldx(Size::W, Reg::R1, Reg::R0, word(WORD_WHO)));
+    a.emit(Insn::ldx(Size::W, Reg::R2, Reg::R10, KEY));
+    a.jmp(Cond::Ne, Reg::R1, Reg::R2, other);
+}
+
 fn entry_program(
     storage: &crate::storage::Storage,
     maps: &Maps,
@@ -207,51 +286,72 @@ fn entry_program(
     a.emit(Insn::mov64(Reg::R1, Reg::R6));
     a.call(Helper::GetAttachCookie);
     a.emit(Insn::mov64(Reg::R7, Reg::R0));
-    a.emit(Insn::stx(Size::DW, Reg::R10, VALUE + 8, Reg::R7));
     a.call(Helper::KtimeGetNs);
     a.emit(Insn::stx(Size::DW, Reg::R10, VALUE, Reg::R0));
-    // A key already there is a call at this depth that never returned.
-    let saved = a.label();
-    let full = a.label();
-    update(a, maps.pending, bpf::helper::NOEXIST);
-    a.jmp(Cond::Eq, Reg::R0, 0, saved);
-    a.jmp(Cond::Ne, Reg::R0, -libc_eexist(), full);
-    // Counted against the function of the call that never returned, which may be
-    // another one at the same depth.
-    let a = &mut em.a;
-    a.ld_map(Reg::R1, maps.pending);
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY)));
-    a.call(Helper::MapLookupElem);
-    let stale = a.label();
-    a.jmp(Cond::Eq, Reg::R0, 0, stale);
-    a.emit(Insn::ldx(Size::DW, Reg::R7, Reg::R0, 8));
+    tag(a);
+    // R9 = the first free place. A place holding this key is a call at this depth
+    // that never returned: it is counted (against its own function, which may be
+    // another one at the same depth) and the place reused.
+    let word = |w: usize| (w * 8) as i16;
+    let (stale, fill, full) = (a.label(), a.label(), a.label());
+    a.emit(Insn::mov64(Reg::R9, 0));
+    for probe in 0..PROBES {
+        let next = a.label();
+        let not_ours = a.label();
+        place(a, maps.pending, probe);
+        a.jmp(Cond::Eq, Reg::R0, 0, next);
+        unless_ours(a, not_ours);
+        a.ja(stale);
+        a.bind(not_ours);
+        a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(WORD_TAG)));
+        a.jmp(Cond::Ne, Reg::R1, 0, next);
+        a.jmp(Cond::Ne, Reg::R9, 0, next);
+        a.emit(Insn::mov64(Reg::R9, Reg::R0));
+        a.bind(next);
+    }
+    // Taken if still free; another CPU may have taken it since, for another key,
+    // and then the first free place is looked for again.
+    a.jmp(Cond::Eq, Reg::R9, 0, full);
+    a.emit(Insn::mov64(Reg::R0, 0));
+    a.emit(Insn::atomic_cmpxchg64(Reg::R9, word(WORD_TAG), Reg::R8));
+    a.jmp(Cond::Eq, Reg::R0, 0, fill);
+    for probe in 0..PROBES {
+        let next = a.label();
+        place(a, maps.pending, probe);
+        a.jmp(Cond::Eq, Reg::R0, 0, next);
+        a.emit(Insn::mov64(Reg::R9, Reg::R0));
+        a.emit(Insn::mov64(Reg::R0, 0));
+        a.emit(Insn::atomic_cmpxchg64(Reg::R9, word(WORD_TAG), Reg::R8));
+        a.jmp(Cond::Eq, Reg::R0, 0, fill);
+        a.bind(next);
+    }
+    a.ja(full);
     a.bind(stale);
+    a.emit(Insn::mov64(Reg::R9, Reg::R0));
+    a.emit(Insn::stx(Size::DW, Reg::R10, VALUE + 8, Reg::R7));
+    a.emit(Insn::ldx(Size::W, Reg::R7, Reg::R9, word(WORD_WHO) + 4));
     bump(&mut em, maps.counts, Counter::NoReturn);
-    update(&mut em.a, maps.pending, bpf::helper::ANY);
-    em.a.ja(saved);
-    em.a.bind(full);
+    let a = &mut em.a;
+    a.emit(Insn::ldx(Size::DW, Reg::R7, Reg::R10, VALUE + 8));
+    // The place is this goroutine's: no other writer.
+    a.bind(fill);
+    for (w, k) in [
+        (WORD_G, KEY + 8),
+        (WORD_DEPTH, KEY + 16),
+        (WORD_TIME, VALUE),
+    ] {
+        a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R10, k));
+        a.emit(Insn::stx(Size::DW, Reg::R9, word(w), Reg::R1));
+    }
+    a.emit(Insn::ldx(Size::W, Reg::R1, Reg::R10, KEY));
+    a.emit(Insn::stx(Size::W, Reg::R9, word(WORD_WHO), Reg::R1));
+    a.emit(Insn::stx(Size::W, Reg::R9, word(WORD_WHO) + 4, Reg::R7));
+    a.ja(out);
+    a.bind(full);
     bump(&mut em, maps.counts, Counter::Unsaved);
-    em.a.bind(saved);
     em.a.bind(out);
     em.a.emit(Insn::mov64(Reg::R0, 0)).exit();
     em.a.finish()
-}
-
-/// `EEXIST`, which `map_update_elem` returns negated for a key `BPF_NOEXIST` finds.
-const fn libc_eexist() -> i32 {
-    17
-}
-
-/// `pending[KEY] = VALUE` with `flags`; R0 = the result.
-fn update(a: &mut bpf::Asm, map: MapId, flags: i32) {
-    a.ld_map(Reg::R1, map);
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY)));
-    a.emit(Insn::mov64(Reg::R3, Reg::R10));
-    a.emit(Insn::alu64(AluOp::Add, Reg::R3, i32::from(VALUE)));
-    a.emit(Insn::mov64(Reg::R4, flags));
-    a.call(Helper::MapUpdateElem);
 }
 
 fn return_program(
@@ -267,29 +367,34 @@ fn return_program(
     let a = &mut em.a;
     a.emit(Insn::mov64(Reg::R6, Reg::R1));
     a.call(Helper::KtimeGetNs);
-    a.emit(Insn::mov64(Reg::R8, Reg::R0));
+    a.emit(Insn::stx(Size::DW, Reg::R10, VALUE, Reg::R0));
     key(&mut em, tgid, layout, out);
     let a = &mut em.a;
     a.emit(Insn::mov64(Reg::R1, Reg::R6));
     a.call(Helper::GetAttachCookie);
     a.emit(Insn::mov64(Reg::R7, Reg::R0));
-    a.ld_map(Reg::R1, maps.pending);
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY)));
-    a.call(Helper::MapLookupElem);
+    // R6 (the context) is not needed any more: it becomes the key's place.
+    let a = &mut em.a;
+    let word = |w: usize| (w * 8) as i16;
+    tag(a);
     let found = a.label();
-    a.jmp(Cond::Ne, Reg::R0, 0, found);
+    for probe in 0..PROBES {
+        let next = a.label();
+        place(a, maps.pending, probe);
+        a.jmp(Cond::Eq, Reg::R0, 0, next);
+        unless_ours(a, next);
+        a.ja(found);
+        a.bind(next);
+    }
     bump(&mut em, maps.counts, Counter::NoEntry);
     em.a.ja(out);
     let a = &mut em.a;
     a.bind(found);
-    // R8 = the call's time.
-    a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, 0));
+    // R8 = the call's time; the place is free again.
+    a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(WORD_TIME)));
+    a.emit(Insn::st(Size::DW, Reg::R0, word(WORD_TAG), 0));
+    a.emit(Insn::ldx(Size::DW, Reg::R8, Reg::R10, VALUE));
     a.emit(Insn::alu64(AluOp::Sub, Reg::R8, Reg::R1));
-    a.ld_map(Reg::R1, maps.pending);
-    a.emit(Insn::mov64(Reg::R2, Reg::R10));
-    a.emit(Insn::alu64(AluOp::Add, Reg::R2, i32::from(KEY)));
-    a.call(Helper::MapDeleteElem);
     // R9 = the function's slot on this CPU.
     a.emit(Insn::stx(Size::W, Reg::R10, INDEX, Reg::R7));
     a.ld_map(Reg::R1, maps.stats);

@@ -18,6 +18,7 @@ pub mod process;
 mod prog;
 mod ringbuf;
 pub mod service;
+mod shared;
 pub mod stats;
 mod syscall;
 mod tracepoint;
@@ -34,5 +35,6 @@ pub use process::{
 pub use prog::{AttachKind, LoadOptions, LoadedObject, LoadedProgram};
 pub use ringbuf::RingBuf;
 pub use service::{ServiceSignal, ServiceSignals};
+pub use shared::Shared;
 pub use tracepoint::RawTracepoint;
 pub use uprobe::{Scope, Uprobe, UprobeMulti, uprobe_multi_supported, uprobe_pmu_type};

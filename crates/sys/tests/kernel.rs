@@ -461,6 +461,34 @@ fn the_verifier_log_explains_a_rejected_program() {
     assert!(log.contains("processed 2 insns"), "{log}");
 }
 
+/// A mappable array: what a program (here, the kernel's own update path) stores is
+/// read in place, and a compare-and-exchange in user space takes effect only where
+/// the word holds what it expects, as the map's lookups then show.
+#[test]
+fn a_mapped_array_reads_and_exchanges_the_maps_own_words() {
+    let spec = MapSpec {
+        name: "shared".into(),
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 16,
+        max_entries: 300,
+        flags: bpf::MAP_F_MMAPABLE,
+    };
+    let m = Map::create(&spec).unwrap();
+    let value = |a: u64, b: u64| [a.to_ne_bytes(), b.to_ne_bytes()].concat();
+    m.update(&299u32.to_ne_bytes(), &value(7, 8), UpdateFlags::Any)
+        .unwrap();
+    let shared = sys::Shared::of(&m).unwrap();
+    assert_eq!(shared.len(), 300);
+    assert_eq!((shared.load(299, 0), shared.load(299, 1)), (7, 8));
+    assert_eq!(shared.load(300, 0), 0);
+    assert!(!shared.compare_exchange(299, 0, 6, 1));
+    assert!(shared.compare_exchange(299, 0, 7, 1));
+    assert_eq!(m.get(&299u32.to_ne_bytes()).unwrap(), Some(value(1, 8)));
+    let plain = Map::create(&MapSpec { flags: 0, ..spec }).unwrap();
+    assert!(sys::Shared::of(&plain).is_err());
+}
+
 #[test]
 fn hash_and_per_cpu_maps_store_look_up_iterate_and_delete() {
     let spec = MapSpec {

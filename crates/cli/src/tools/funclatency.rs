@@ -369,17 +369,12 @@ impl<'a> Maps<'a> {
 /// (`Some(gone)`: whether the process is gone), the calls left pending are counted.
 pub(crate) fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Result<Vec<Latency>> {
     let hist = runtime::globals::hist(&HIST)?;
-    // Calls still under way (or that never returned), by function, from the keys
-    // left; their value's second word is the function.
+    // Calls still under way (or that never returned), by function, from the places
+    // taken in the kernel's table.
     let mut pending: HashMap<u64, u64> = HashMap::new();
     if end.is_some() {
-        for k in maps.pending.keys()? {
-            if let Some(v) = maps.pending.get(&k)?
-                && let Some(f) = v.get(8..16)
-            {
-                let f = u64::from_le_bytes(f.try_into().unwrap_or([0; 8]));
-                *pending.entry(f).or_default() += 1;
-            }
+        for (_, f) in under_way(maps.pending, |_| false)? {
+            *pending.entry(f).or_default() += 1;
         }
     }
     let mut rows = Vec::new();
@@ -413,24 +408,38 @@ pub(crate) fn read(maps: &Maps<'_>, names: &[String], end: Option<bool>) -> Resu
 }
 
 /// The calls process `pid` left under way (it exited during them, or they never
-/// returned), by function index, their keys deleted: for the agent, whose map
+/// returned), by function index, their places freed: for the agent, whose table
 /// outlives a binary's processes. A call still under way at a process's end is
 /// one that did not return, as [`read`] counts them at the end of a trace.
 pub(crate) fn forget_process(maps: &Maps<'_>, pid: u32) -> Result<Vec<u64>> {
-    let mut left = Vec::new();
-    for k in maps.pending.keys()? {
-        // The key's first word is the process (`codegen::funclatency::KEY_BYTES`).
-        if k.get(..4) != Some(&pid.to_le_bytes()[..]) {
+    Ok(under_way(maps.pending, |p| p == pid)?
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect())
+}
+
+/// The calls under way in the kernel's table (`codegen::funclatency`'s places), as
+/// (process, function index); those of a process `free` picks are freed. The table
+/// is mapped for the walk only, so that its pages are not kept in our memory.
+fn under_way(pending: &sys::Map, free: impl Fn(u32) -> bool) -> Result<Vec<(u32, u64)>> {
+    use codegen::funclatency::{WORD_TAG, WORD_WHO};
+    let table = sys::Shared::of(pending)?;
+    let mut out = Vec::new();
+    for i in 0..table.len() {
+        let tag = table.load(i, WORD_TAG);
+        if tag == 0 {
             continue;
         }
-        if let Some(v) = maps.pending.get(&k)?
-            && let Some(f) = v.get(8..16)
-        {
-            left.push(u64::from_le_bytes(f.try_into().unwrap_or([0; 8])));
+        let who = table.load(i, WORD_WHO);
+        let (pid, f) = (who as u32, who >> 32);
+        // A place is freed only if it still holds the call seen (its tag): the
+        // process is gone, so nothing else writes it but a claim of a free place.
+        if free(pid) && !table.compare_exchange(i, WORD_TAG, tag, 0) {
+            continue;
         }
-        maps.pending.delete(&k)?;
+        out.push((pid, f));
     }
-    Ok(left)
+    Ok(out)
 }
 
 /// What happened between two reads (`before` empty: since tracing began), the
@@ -532,9 +541,9 @@ fn write_rows(out: &mut dyn Write, a: &ToolArgs, rows: &[Latency]) -> Result<()>
         if r.unsaved > 0 {
             writeln!(
                 s,
-                "{} calls not timed: more than {} were under way at once",
+                "{} calls not timed: no room for them among the {} calls under way the kernel keeps",
                 r.unsaved,
-                codegen::funclatency::MAX_PENDING
+                codegen::funclatency::SLOTS
             )?;
         }
     }
