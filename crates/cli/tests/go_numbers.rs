@@ -225,6 +225,91 @@ fn gcstat_times_cycles_from_program_start_and_its_pauses_add_up_to_runtime_metri
     }
 }
 
+/// Attached to a program that has run GC cycles for a while, gcstat numbers each
+/// cycle as gctrace does (the runtime's count, from the program's start, not from
+/// the attach) at the time gctrace gives it; on the oldest and newest Go, one of
+/// them a stripped position-independent build, as the count is read at a distance
+/// from the probe's own address.
+#[test]
+fn gcstat_attached_mid_run_numbers_the_cycles_as_gctrace_does() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-gcloop", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let all = testprogs::toolchains();
+    for (tc, v) in [
+        (all.first().expect("a toolchain"), Variant::Default),
+        (all.last().expect("a toolchain"), Variant::Pie),
+    ] {
+        let bin = testprogs::build("gc_loop", tc, v);
+        let what = format!("go{} {v}", tc.minor);
+        let trace_file = dir.join(format!("gctrace-{}-{v}", tc.minor));
+        let prog = std::process::Command::new(&bin)
+            .arg("4")
+            .env("GODEBUG", "gctrace=1")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&trace_file).expect("gctrace file"))
+            .spawn()
+            .expect("start the program");
+        let cycles_so_far =
+            || gctrace(&std::fs::read_to_string(&trace_file).unwrap_or_default()).len();
+        let t0 = std::time::Instant::now();
+        while cycles_so_far() < 20 && t0.elapsed() < LONG {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let before = cycles_so_far();
+        assert!(before >= 20, "{what}: the program's first cycles");
+        let tracer = gotap()
+            .args(["gcstat", "--json", "-x", &prog.id().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gotap");
+        let (pout, _) = wait_output(prog, Duration::from_secs(60));
+        let (out, killed) = wait_output(tracer, Duration::from_secs(30));
+        let trace = gctrace(&std::fs::read_to_string(&trace_file).unwrap_or_default());
+        let stdout = text(&out.stdout);
+        let ctx = format!(
+            "{what}\n{stdout}\n{}\n{}",
+            text(&out.stderr),
+            text(&pout.stdout)
+        );
+        assert!(!killed && out.status.success(), "{ctx}");
+        let at: BTreeMap<u64, f64> = trace.iter().copied().collect();
+        // A cycle under way when the probes were attached has no start time.
+        let ours: Vec<(u64, Option<f64>)> = stdout
+            .lines()
+            .filter(|l| l.starts_with("{\"cycle\""))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                (v["cycle"].as_u64().expect("cycle"), v["at_s"].as_f64())
+            })
+            .collect();
+        let timed = ours.iter().filter(|(_, t)| t.is_some()).count();
+        assert!(timed + 8 >= ours.len(), "{ctx}: {timed} timed");
+        assert!(ours.len() >= 20, "{ctx}: the cycles after the attach");
+        assert!(
+            ours[0].0 >= before as u64,
+            "{ctx}: numbered from the program's start"
+        );
+        let numbers: Vec<u64> = ours.iter().map(|c| c.0).collect();
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "{ctx}: one after the other"
+        );
+        for (n, t) in &ours {
+            let Some(theirs) = at.get(n) else {
+                panic!("{ctx}: cycle {n} is not in gctrace");
+            };
+            let Some(t) = t else { continue };
+            assert!(
+                t - theirs >= -0.001 && t - theirs < 0.003,
+                "{ctx}: cycle {n} at {t} s, gctrace's @{theirs}s"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// gcstat's JSON (`stdout`) against gctrace's lines (`stderr`) and the program's own
 /// `runtime/metrics` numbers (`program`).
 fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
@@ -252,6 +337,7 @@ fn check_gcstat(what: &str, stdout: &str, stderr: &str, program: &str) {
             assert_eq!(cycles.len(), trace.len(), "{ctx}");
             // gctrace prints milliseconds, cut (not rounded) to three decimals.
             for (c, (n, at)) in cycles.iter().zip(&trace) {
+                assert_eq!(c["cycle"].as_u64(), Some(*n), "{ctx}: gctrace's number");
                 let ours = c["at_s"].as_f64().expect("at_s");
                 assert!(
                     ours - at >= -0.001 && ours - at < 0.003,

@@ -375,6 +375,7 @@ fn gcstat_on_route_guide_counts_the_cycles_gctrace_prints_while_attached() {
     assert_eq!(cycles.len(), seen.len(), "{ctx}");
     // Times from the server's start, as gctrace's (cut to the millisecond).
     for (c, (n, at, _)) in cycles.iter().zip(seen) {
+        assert_eq!(c["cycle"].as_u64(), Some(*n), "{ctx}: gctrace's number");
         let ours = c["at_s"].as_f64().expect("at_s");
         assert!(
             ours - at >= -0.001 && ours - at < 0.003,

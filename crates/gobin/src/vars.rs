@@ -13,8 +13,10 @@
 //!   RIP-relative `mov [rip+X], rax` and tests it against zero right after
 //!   (`if runtimeInitTime == 0 { throw(…) }`).
 //!
-//! And the places in its code where it takes the time a stop of the world ends at
-//! (calls of `nanotime`), where a probe can take the same time.
+//! And `runtime.memstats.numgc`, the cycles completed (see
+//! [`GoBinary::gc_count_address`]), and the places in its code where it takes the
+//! time a stop of the world ends at (calls of `nanotime`), where a probe can take
+//! the same time.
 //!
 //! Addresses are as linked: a position-independent executable's need its load bias.
 
@@ -68,6 +70,35 @@ impl GoBinary<'_> {
                 None
             }
         })
+    }
+
+    /// The address of `runtime.memstats.numgc` (a `uint32`: the GC cycles
+    /// completed, the number `GODEBUG=gctrace=1` prints as `gc N`).
+    ///
+    /// Read from the code of `runtime.gcMarkTermination` even when the symbol table
+    /// names `runtime.memstats`, as the field's offset changes with the release:
+    /// Go 1.19 to 1.27 increment `memstats.numforcedgc` (if the cycle was forced) and
+    /// then `memstats.numgc`, the field just before it, each with an
+    /// `inc dword [rip+X]`, the only two there.
+    pub fn gc_count_address(&self) -> Option<u64> {
+        self.gc_count_increment().map(|(_, field)| field)
+    }
+
+    /// Where `runtime.gcMarkTermination` increments `memstats.numgc`: the
+    /// instruction's address and the field's (see [`GoBinary::gc_count_address`]).
+    /// A probe there reads the cycle's number before it is counted, at a distance
+    /// from its own address that a load bias does not change.
+    pub fn gc_count_increment(&self) -> Option<(u64, u64)> {
+        let code = self.code_of("runtime.gcMarkTermination")?;
+        let incs: Vec<(u64, u64)> = code
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Inc && i.op0_kind() == OpKind::Memory)
+            .filter(|i| i.memory_size() == iced_x86::MemorySize::UInt32)
+            .filter_map(|i| Some((i.ip(), rip_operand(i)?)))
+            .collect();
+        incs.windows(2)
+            .find(|w| w[1].1.checked_add(4) == Some(w[0].1))
+            .map(|w| w[1])
     }
 
     /// The calls of `nanotime` that take the time a stop of the world ends at, as

@@ -882,3 +882,32 @@ fn a_damaged_stream_names_its_section() {
         "{err}"
     );
 }
+
+/// `runtime.memstats.numgc`, found from the code of `gcMarkTermination`, is where
+/// the symbol table puts `runtime.memstats` plus where DWARF puts the field, in every
+/// release; a stripped build finds it the same way.
+#[test]
+fn the_gc_count_found_in_the_code_is_memstats_numgc() {
+    for tc in testprogs::toolchains() {
+        let exe = testprogs::build("rt_gc", &tc, testprogs::Variant::Default);
+        let bytes = std::fs::read(&exe).expect("read test program");
+        let bin = gobin::GoBinary::parse(&bytes).expect("a Go executable");
+        let base = bin.elf().symbol_address("runtime.memstats");
+        let field = with_dwarf(&exe, |d| {
+            let t = d.type_named("runtime.mstats").expect("runtime.mstats");
+            d.member(t, "numgc").expect("members").map(|m| m.0)
+        });
+        let (Some(base), Some(field)) = (base, field) else {
+            panic!("go{}: memstats {base:?}, numgc at {field:?}", tc.minor);
+        };
+        assert_eq!(bin.gc_count_address(), Some(base + field), "go{}", tc.minor);
+        let stripped = std::fs::read(testprogs::build("rt_gc", &tc, testprogs::Variant::Stripped))
+            .expect("read test program");
+        let stripped = gobin::GoBinary::parse(&stripped).expect("a Go executable");
+        assert!(
+            stripped.gc_count_address().is_some(),
+            "go{} stripped",
+            tc.minor
+        );
+    }
+}

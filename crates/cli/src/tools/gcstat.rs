@@ -26,9 +26,12 @@ use crate::symbols::Symbols;
 use export::names;
 
 const SCRIPT: &str = "\
-probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }
 probe go.gc.done { printf(\"done %d %d\\n\", cycle, gettimeofday_ns()) }
 ";
+
+/// The cycles' starts where the runtime's numbers for them cannot be read: numbered
+/// from the first seen.
+const START: &str = "probe go.gc.start { printf(\"start %d %d\\n\", cycle, gettimeofday_ns()) }\n";
 
 /// Where a pause starts and ends, as the runtime takes the times (see
 /// `gobin::GoBinary::pause_start_clocks` and `pause_end_clocks`), as probe points of
@@ -43,6 +46,15 @@ struct Clocks {
     /// The calls that take a pause's end; the tapset's `go.gc.start_world` (the entry
     /// of `startTheWorldWithSema`) where they are not found.
     ends: String,
+    /// The runtime's numbers for the cycles: where `gcMarkTermination` counts one
+    /// (`memstats.numgc++`) and where `gcResetMarkState` (go.gc.start) begins, as
+    /// probe points, each with the distance from there to the count.
+    numbers: Option<Numbers>,
+}
+
+struct Numbers {
+    counted: (String, i64),
+    started: (String, i64),
 }
 
 impl Clocks {
@@ -65,12 +77,23 @@ impl Clocks {
             } else {
                 statements(&ends, process)
             },
+            numbers: go.as_ref().and_then(|g| {
+                let (at, field) = g.gc_count_increment()?;
+                let start = g.function_by_name("runtime.gcResetMarkState")?.entry.0;
+                let point = |a: u64| (statements(&[a], process), field as i64 - a as i64);
+                Some(Numbers {
+                    counted: point(at),
+                    started: point(start),
+                })
+            }),
         }
     }
 }
 
-/// The probes that time the pauses, printing `stop`, `clock` and `world` records.
-fn clock_probes(a: &ToolArgs) -> String {
+/// The probes that time the pauses, printing `stop`, `clock` and `world` records,
+/// and those that start the cycles and number them (`start`, `count`); whether the
+/// numbers are the runtime's.
+fn clock_probes(a: &ToolArgs) -> (String, bool) {
     let path = match (&a.binary, crate::session::target_binary(&a.target)) {
         (Some(p), _) => Some(p.clone()),
         (None, Ok(p)) => p,
@@ -92,7 +115,22 @@ fn clock_probes(a: &ToolArgs) -> String {
     if clocks.stop_entry {
         probes += "probe go.gc.stop_world { printf(\"stop %d\\n\", gettimeofday_ns()) }\n";
     }
-    probes
+    // The cycles' numbers, read at a distance from the probes' own addresses, where
+    // the runtime is (load bias included): the count before this cycle is counted,
+    // and, as a cycle starts, the count of those done before it.
+    match &clocks.numbers {
+        Some(Numbers {
+            counted: (done, to_done),
+            started: (start, to_start),
+        }) => {
+            probes += &format!(
+                "probe {done} {{ printf(\"count %d\\n\", user_int(register(\"ip\") + {to_done})) }}\n\
+                 probe {start} {{ printf(\"start %d %d\\n\", user_int(register(\"ip\") + {to_start}) + 1, gettimeofday_ns()) }}\n"
+            );
+        }
+        None => probes += START,
+    }
+    (probes, clocks.numbers.is_some())
 }
 
 pub fn run(a: &ToolArgs) -> Result<i32> {
@@ -104,7 +142,9 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
         realtime_offset: sys::clock::realtime_offset_ns(),
         ..GcStat::default()
     };
-    let script = format!("{SCRIPT}{}", clock_probes(a));
+    let (probes, numbered) = clock_probes(a);
+    g.numbered = numbered;
+    let script = format!("{SCRIPT}{probes}");
     super::trace(a, "gcstat", &script, &mut g)
 }
 
@@ -219,6 +259,17 @@ struct GcStat {
     read_at_start: bool,
     /// `runtime.runtimeInitTime`, monotonic ns, once read (0: not yet).
     init_ns: i64,
+    /// `runtime.memstats.numgc` just after the probes were attached (`-x`): the
+    /// number of a cycle that was counted before they were, and so has no `count`
+    /// record.
+    gc_count: Option<u32>,
+    /// The runtime's number for the cycle under way, from its `count` record (the
+    /// probe where `gcMarkTermination` counts it).
+    number: Option<i64>,
+    /// The last cycle's number.
+    last_number: Option<i64>,
+    /// Whether the starts carry the runtime's numbers (see [`Numbers`]).
+    numbered: bool,
     /// `CLOCK_REALTIME - CLOCK_MONOTONIC`, as the probes' times carry it.
     realtime_offset: i64,
     /// When the probes were attached, and so the traced time began.
@@ -226,9 +277,28 @@ struct GcStat {
 }
 
 impl GcStat {
-    fn close(&mut self, out: &mut Vec<u8>) {
+    /// The runtime's number for the cycle that is done, as gctrace prints it: from
+    /// its count record; for a cycle counted before the probes were attached, what
+    /// the runtime's count was just after; else the next after the last.
+    fn done_number(&mut self) -> i64 {
+        let n = match (self.number.take(), self.last_number, self.gc_count) {
+            (Some(n), _, _) => n,
+            (None, Some(last), _) => last + 1,
+            (None, None, Some(count)) => i64::from(count),
+            (None, None, None) => self.cycles.len() as i64 + 1,
+        };
+        self.last_number = Some(n);
+        n
+    }
+
+    fn close(&mut self, n: i64, out: &mut Vec<u8>) {
         let c = std::mem::take(&mut self.cur);
-        let n = self.cycles.len() + 1;
+        let dur = if c.start_ns > 0 && c.done_ns > c.start_ns {
+            c.done_ns - c.start_ns
+        } else {
+            0
+        };
+        let pauses: Vec<String> = c.pauses.iter().map(|p| us(*p)).collect();
         let total: i64 = c.pauses.iter().sum();
         let dur = if c.start_ns > 0 && c.done_ns > c.start_ns {
             c.done_ns - c.start_ns
@@ -237,21 +307,22 @@ impl GcStat {
         };
         let pauses: Vec<String> = c.pauses.iter().map(|p| us(*p)).collect();
         // From the program's start, as gctrace; from the first event seen when the
-        // start could not be read (the process gone before).
-        let began = [c.stop_ns, c.start_ns, c.done_ns]
-            .into_iter()
-            .find(|t| *t > 0)
-            .unwrap_or(0);
-        let at = if self.init_ns > 0 {
-            began - self.realtime_offset - self.init_ns
-        } else {
-            self.first_ns.map_or(0, |f| began - f)
-        };
+        // start could not be read (the process gone before). A cycle that began
+        // before tracing did has no known start: not the time it ended instead.
+        let began = [c.stop_ns, c.start_ns].into_iter().find(|t| *t > 0);
+        let at = began.map(|b| {
+            if self.init_ns > 0 {
+                b - self.realtime_offset - self.init_ns
+            } else {
+                self.first_ns.map_or(0, |f| b - f)
+            }
+        });
         let line = if self.json {
+            let known = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.6}"));
             format!(
-                "{{\"cycle\":{n},\"at_s\":{:.6},\"duration_us\":{:.1},\"pauses_us\":[{}],\"pause_total_us\":{:.1}}}\n",
-                at as f64 / 1e9,
-                dur as f64 / 1e3,
+                "{{\"cycle\":{n},\"at_s\":{},\"duration_us\":{},\"pauses_us\":[{}],\"pause_total_us\":{:.1}}}\n",
+                known(at.map(|a| a as f64 / 1e9)),
+                known((dur > 0).then(|| dur as f64 / 1e3)),
                 c.pauses
                     .iter()
                     .map(|p| format!("{:.1}", *p as f64 / 1e3))
@@ -261,8 +332,8 @@ impl GcStat {
             )
         } else {
             format!(
-                "gc {n:<4} @{:.3}s  {}  pauses {} (total {})\n",
-                at as f64 / 1e9,
+                "gc {n:<4} @{}  {}  pauses {} (total {})\n",
+                at.map_or("?".to_string(), |a| format!("{:.3}s", a as f64 / 1e9)),
                 if dur > 0 { us(dur) } else { "?".into() },
                 pauses.join(" + "),
                 us(total)
@@ -299,11 +370,29 @@ impl GcStat {
     }
 }
 
+impl GcStat {
+    /// Reads `runtime.memstats.numgc` from the traced process.
+    fn read_gc_count(&mut self, sym: &mut Symbols<'_, '_>) {
+        let (Some(pid), Some((_, go))) = (sym.pid(), sym.binary()) else {
+            return;
+        };
+        let Some(addr) = go.gc_count_address() else {
+            return;
+        };
+        if let Ok(mem) = Memory::open(pid, sym.load_bias())
+            && let Some(w) = mem.global_u64(addr)
+        {
+            self.gc_count = Some(w as u32);
+        }
+    }
+}
+
 impl Consumer for GcStat {
     fn started(&mut self, cx: &mut Cx<'_, '_, '_>) {
         self.traced_from = Some(std::time::Instant::now());
         if self.read_at_start {
             self.read_init_time(cx.symbols);
+            self.read_gc_count(cx.symbols);
         }
     }
 
@@ -315,6 +404,17 @@ impl Consumer for GcStat {
             return Ok(false);
         };
         let kind = p.tag();
+        if kind == b"count" {
+            // The runtime's count before it counts this cycle; read at a distance
+            // from the probe's address, so a bad read is a number out of range.
+            let n = p.long(0) + 1;
+            if (1..1 << 31).contains(&n) {
+                self.number = Some(n);
+            } else {
+                self.damaged += 1;
+            }
+            return Ok(false);
+        }
         let numbered = matches!(kind, b"start" | b"done");
         // start and done carry the cycle, then the time; stop and world the time.
         let (cycle, t) = if numbered {
@@ -350,8 +450,12 @@ impl Consumer for GcStat {
                 );
             }
             b"done" => {
+                // The kernel's count of the cycles seen done; the runtime's number,
+                // which the starts carry too where it can be read.
                 self.last_cycle = self.last_cycle.max(cycle);
-                self.cur = match self.open.remove(&cycle) {
+                let n = self.done_number();
+                let key = if self.numbered { n } else { cycle };
+                self.cur = match self.open.remove(&key) {
                     Some(c) => c,
                     None => {
                         self.partial += 1;
@@ -359,7 +463,9 @@ impl Consumer for GcStat {
                     }
                 };
                 self.cur.done_ns = t;
-                self.close(cx.out);
+                // Starts that no done matched belong to cycles before this one.
+                self.open = self.open.split_off(&key);
+                self.close(n, cx.out);
             }
             b"stop" | b"clock" => {
                 // go.gc.start (gcResetMarkState) runs just before the
