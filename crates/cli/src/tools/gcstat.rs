@@ -293,12 +293,6 @@ impl GcStat {
 
     fn close(&mut self, n: i64, out: &mut Vec<u8>) {
         let c = std::mem::take(&mut self.cur);
-        let dur = if c.start_ns > 0 && c.done_ns > c.start_ns {
-            c.done_ns - c.start_ns
-        } else {
-            0
-        };
-        let pauses: Vec<String> = c.pauses.iter().map(|p| us(*p)).collect();
         let total: i64 = c.pauses.iter().sum();
         let dur = if c.start_ns > 0 && c.done_ns > c.start_ns {
             c.done_ns - c.start_ns
