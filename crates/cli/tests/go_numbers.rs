@@ -954,6 +954,131 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The flat shares of `profile` against bpftrace's own sampling of the same run
+/// (`profile:hz:999`, each sample's instruction pointer, named by `go tool nm`'s
+/// table): within 5 points, the bound issue 14 sets against runtime/pprof. Two
+/// samplers of the kernel's clock agree that closely, while Go's SIGPROF profile of
+/// the same run differs from both by up to 7 points on this VM (one run: bpftrace
+/// mix 45.1%, sieve 25.7%, fib 10.8%; gotap 45.0, 25.9, 9.3; runtime/pprof, its
+/// asyncPreempt samples given back, 46.2, 22.6, 14.0), which is why the test above
+/// allows 10. At 999 Hz over 8 s each side has ~15,000 samples, so chance alone
+/// moves a share by well under a point.
+#[test]
+fn profile_flat_shares_agree_with_bpftrace_sampling_the_same_run_within_5_points() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-vsbpftrace", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let all = testprogs::toolchains();
+    for tc in [
+        all.first().expect("a toolchain"),
+        all.last().expect("a toolchain"),
+    ] {
+        let bin = Private::copy(
+            &testprogs::build("cpuwork", tc, Variant::Default),
+            &format!("vsbt-{}", tc.minor),
+        );
+        let ours = dir.join(format!("gotap-{}.pb.gz", tc.minor));
+        let mut prog = Live::start(
+            std::process::Command::new(&bin.path).args([
+                "8",
+                dir.join(format!("go-{}.pb.gz", tc.minor))
+                    .to_str()
+                    .expect("path"),
+                "wait",
+            ]),
+        );
+        prog.wait_stdout("ready", LONG);
+        let pid = prog.pid().to_string();
+        let mut bt = Live::start(std::process::Command::new("bpftrace").args([
+            "-e",
+            &format!("profile:hz:999 /pid == {pid}/ {{ @[reg(\"ip\")] = count(); }}"),
+        ]));
+        bt.wait_stdout("Attaching", LONG);
+        let mut g = Live::start(
+            gotap()
+                .args(["profile", "-F", "999", "--pprof"])
+                .arg(&ours)
+                .args(["-x", &pid]),
+        );
+        g.wait_stderr("Hit Ctrl-C", LONG);
+        prog.send("go");
+        let (status, _) = prog.wait_exit(LONG);
+        assert!(status.success(), "{}", prog.transcript());
+        let (status, _) = g.wait_exit(LONG);
+        let ctx = format!("go{}\n{}", tc.minor, g.transcript());
+        assert!(status.success(), "{ctx}");
+        bt.signal("INT");
+        bt.wait_exit(LONG);
+        let theirs = bpftrace_flat(&bin.path, &bt.transcript());
+        let us = pprof_top(&ours, &[]);
+        let ctx = format!("{ctx}\nbpftrace: {theirs:?}\ngotap: {us:?}");
+        let mut checked = 0;
+        for (f, share) in theirs.iter().chain(us.iter()) {
+            if *share < 3.0 {
+                continue;
+            }
+            let (a, b) = (
+                theirs.get(f).copied().unwrap_or(0.0),
+                us.get(f).copied().unwrap_or(0.0),
+            );
+            assert!(
+                (a - b).abs() <= 5.0,
+                "{ctx}\n{f}: {a}% by bpftrace, {b}% by gotap"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 8, "{ctx}: the four work functions on both sides");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Function → share of samples (%) of bpftrace's `@[reg("ip")] = count()` map in
+/// `transcript`, each address named by the function `go tool nm -size` places it in.
+fn bpftrace_flat(bin: &std::path::Path, transcript: &str) -> BTreeMap<String, f64> {
+    let nm = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+        .args(["tool", "nm", "-n", "-size"])
+        .arg(bin)
+        .output()
+        .expect("go tool nm");
+    let mut funcs: Vec<(u64, u64, String)> = text(&nm.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (addr, size, kind) = (w.first()?, w.get(1)?, w.get(2)?);
+            matches!(*kind, "T" | "t").then_some(())?;
+            Some((
+                u64::from_str_radix(addr, 16).ok()?,
+                size.parse().ok()?,
+                w.get(3..)?.join(" "),
+            ))
+        })
+        .collect();
+    funcs.sort();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut total = 0;
+    for l in transcript.lines() {
+        let Some((ip, n)) = l
+            .strip_prefix("@[")
+            .and_then(|r| r.split_once("]: "))
+            .and_then(|(ip, n)| Some((ip.parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)))
+        else {
+            continue;
+        };
+        total += n;
+        let i = funcs.partition_point(|f| f.0 <= ip);
+        let name = match i.checked_sub(1).map(|i| &funcs[i]) {
+            Some((start, size, name)) if ip < start + size => name.clone(),
+            _ => "?".to_string(),
+        };
+        *counts.entry(name).or_default() += n;
+    }
+    assert!(total > 1000, "bpftrace's samples:\n{transcript}");
+    counts
+        .into_iter()
+        .map(|(f, n)| (f, 100.0 * n as f64 / total as f64))
+        .collect()
+}
+
 /// Time in system calls, as runtime/pprof counts it (SIGPROF charges a thread's
 /// system time to the user code that made the call): a sample that finds the
 /// process in the kernel is unwound from the user registers the kernel saved at its
