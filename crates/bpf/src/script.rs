@@ -49,10 +49,19 @@ pub const STACK_COUNT_MASK: u64 = 0xff;
 /// The load bias in a stack's count word.
 pub const STACK_BIAS_MASK: u64 = !0xfff;
 
-/// On a frame: a return address read at the goroutine's saved SP after a switch
-/// from the system stack, right only when the function at the frame before it has
-/// an SP delta of 0 there (checked in user space with the pclntab).
+/// On a frame: a word that is a return address only if the function of the last
+/// frame before it that is not tentative (its anchor) had not built its frame there:
+/// the word at the goroutine's saved SP after a switch from the system stack, or the
+/// words at a sample's SP. It is kept when the anchor's SP delta (the pclntab's, in
+/// user space) is the one the frame was read at: 0, or 8 with [`AT_SP_8`].
 pub const TENTATIVE: u64 = 1 << 63;
+
+/// On a [`TENTATIVE`] frame: it was read at SP + 8 (a function stopped between its
+/// `push rbp` and `mov rbp, rsp`), and is kept only when the anchor's SP delta is 8.
+pub const AT_SP_8: u64 = 1 << 62;
+
+/// The flags a frame may carry: its address is the frame without them.
+pub const FRAME_FLAGS: u64 = TENTATIVE | AT_SP_8;
 
 /// Index of the counters in [`ScriptSpec::counters`] (a per-CPU array of `u64`).
 pub mod counter {

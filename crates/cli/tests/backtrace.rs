@@ -329,3 +329,67 @@ fn symbolisation_throughput() {
         frames as f64 / fold.as_secs_f64() / 1e6
     );
 }
+
+/// The instructions of `function` as `go tool objdump` lists them: (address, text).
+fn objdump(tc: &Toolchain, exe: &std::path::Path, function: &str) -> Vec<(u64, String)> {
+    let out = std::process::Command::new(tc.goroot().join("bin/go"))
+        .args(["tool", "objdump", "-s"])
+        .arg(format!("^{}$", function.replace('.', "\\.")))
+        .arg(exe)
+        .output()
+        .expect("go tool objdump");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l
+                .split('\t')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect();
+            let addr = u64::from_str_radix(w.get(1)?.strip_prefix("0x")?, 16).ok()?;
+            Some((addr, w.get(3)?.to_string()))
+        })
+        .collect()
+}
+
+/// A sample's walk sends the words at SP and SP + 8 as tentative frames (the second
+/// marked `AT_SP_8`); user space keeps the one that is the return address of a
+/// function stopped before its frame was built. Held against `go tool objdump`:
+/// anywhere in a function with no `PUSHQ BP` (cpuwork's frameless `main.mix`) the
+/// word at SP is kept; at the instruction after a `PUSHQ BP` (`main.sieve`, Go 1.21
+/// on) the word at SP + 8; in the body of a function whose frame is built, neither.
+#[test]
+fn a_samples_tentative_callers_are_kept_by_where_the_frame_is_built() {
+    use bpf::script::{AT_SP_8, TENTATIVE};
+    let tc = testprogs::newest();
+    let path = testprogs::build("cpuwork", &tc, Variant::Default);
+    let data = std::fs::read(&path).expect("read the binary");
+    let bin = gobin::GoBinary::parse(&data).expect("a Go binary");
+    let mut sym = runtime::symbolize::Symbolizer::new(&bin, path.display().to_string(), 0);
+    let (at_sp, at_sp8, next) = (0x4000_0001u64, 0x4000_0002u64, 0x4000_0003u64);
+    let mut kept = |pc: u64| -> Vec<u64> {
+        let frames = [pc, at_sp | TENTATIVE, at_sp8 | TENTATIVE | AT_SP_8, next];
+        sym.logical(&frames, false).iter().map(|f| f.0).collect()
+    };
+    let mix = objdump(&tc, &path, "main.mix");
+    assert!(mix.len() > 3, "{mix:?}");
+    for (pc, insn) in &mix {
+        assert!(!insn.starts_with("PUSHQ BP"), "{insn}");
+        assert_eq!(kept(*pc), [*pc, at_sp, next], "main.mix at {pc:#x}: {insn}");
+    }
+    let sieve = objdump(&tc, &path, "main.sieve");
+    let push = sieve
+        .iter()
+        .position(|(_, i)| i.starts_with("PUSHQ BP"))
+        .unwrap_or_else(|| panic!("no PUSHQ BP in main.sieve: {sieve:?}"));
+    let (after_push, insn) = &sieve[push + 1];
+    assert!(insn.starts_with("MOVQ SP, BP"), "{insn}");
+    assert_eq!(kept(*after_push), [*after_push, at_sp8, next]);
+    // The first instruction past `SUBQ $N, SP` is in the body.
+    let body = sieve
+        .iter()
+        .position(|(_, i)| i.starts_with("SUBQ $") && i.ends_with(", SP"))
+        .map(|i| sieve[i + 1].0)
+        .unwrap_or_else(|| panic!("no SUBQ in main.sieve: {sieve:?}"));
+    assert_eq!(kept(body), [body, next]);
+}

@@ -1178,49 +1178,108 @@ fn check_sampling_cost(ctx: &str, stderr: &str, seconds: f64) {
 }
 
 /// The script of a sampling probe keyed by stacks and goroutines, which prints
-/// each stack's samples and each goroutine's at the end.
-const SAMPLING_SCRIPT: &str = r#"global s, g
+/// each stack's samples and each goroutine's at the end, and how many samples
+/// found the process in the kernel.
+const SAMPLING_SCRIPT: &str = r#"global s, g, k
 probe timer.profile {
   if (pid() == target()) {
     s[ubacktrace()] <<< 1
     g[goid()] <<< 1
+    if (user_mode() == 0) k <<< 1
   }
 }
 probe end {
-  foreach (k in s) {
-    printf("stack %d\n", @count(s[k]))
-    print_usyms(k)
+  foreach (st in s) {
+    printf("stack %d\n", @count(s[st]))
+    print_usyms(st)
   }
   foreach (id in g) printf("goroutine %d %d\n", id, @count(g[id]))
+  printf("in the kernel %d\n", @count(k))
 }
 "#;
 
-/// Samples by the function of each stack's innermost frame (`stack N` followed by
-/// its frames, ` 0xPC : FUNC+OFF/SIZE [PATH]`), and by goroutine id.
-fn sampled_functions(out: &str) -> (BTreeMap<String, u64>, BTreeMap<u64, u64>) {
-    let mut functions = BTreeMap::new();
-    let mut goroutines = BTreeMap::new();
-    let mut lines = out.lines();
-    while let Some(l) = lines.next() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        match w.as_slice() {
-            ["stack", n] => {
-                let n: u64 = n.parse().expect("a count");
-                let frame = lines.next().unwrap_or("");
-                let f = frame
-                    .split(" : ")
-                    .nth(1)
-                    .and_then(|s| s.split('+').next())
-                    .unwrap_or(frame.trim());
-                *functions.entry(f.to_string()).or_default() += n;
-            }
-            ["goroutine", id, n] => {
-                goroutines.insert(id.parse().expect("an id"), n.parse().expect("a count"));
-            }
-            _ => {}
+/// The stacks the script printed (`stack N` followed by its frames, ` 0xPC :
+/// FUNC+OFF/SIZE [PATH]` or ` 0xPC : FUNC (inlined) [PATH]`): each stack's samples
+/// and its functions, innermost first.
+fn sampled_stacks(out: &str) -> Vec<(u64, Vec<String>)> {
+    let mut stacks: Vec<(u64, Vec<String>)> = Vec::new();
+    for l in out.lines() {
+        if let Some(n) = l.strip_prefix("stack ") {
+            stacks.push((n.parse().expect("a count"), Vec::new()));
+        } else if let (Some((_, frames)), Some(f)) = (
+            stacks.last_mut(),
+            l.strip_prefix(" 0x").and_then(|r| r.split(" : ").nth(1)),
+        ) {
+            let f = f.split(['+', ' ']).next().unwrap_or(f);
+            frames.push(f.to_string());
         }
     }
+    stacks
+}
+
+/// Samples by the function of each stack's innermost frame, and by goroutine id.
+fn sampled_functions(out: &str) -> (BTreeMap<String, u64>, BTreeMap<u64, u64>) {
+    let mut functions = BTreeMap::new();
+    for (n, frames) in sampled_stacks(out) {
+        let f = frames.first().cloned().unwrap_or_default();
+        *functions.entry(f).or_default() += n;
+    }
+    let goroutines = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("goroutine ")?.split(' ');
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect();
     (functions, goroutines)
+}
+
+/// `caller → ms` of the samples whose innermost function is `leaf` in `go tool
+/// pprof -traces` of `profile` (blocks of `     10ms   LEAF` then a caller a line).
+fn pprof_callers(profile: &std::path::Path, leaf: &str) -> BTreeMap<String, f64> {
+    let out = std::process::Command::new(testprogs::newest().goroot().join("bin/go"))
+        .args(["tool", "pprof", "-traces"])
+        .arg(profile)
+        .output()
+        .expect("go tool pprof");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut callers = BTreeMap::new();
+    let mut lines = text(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter();
+    while let Some(l) = lines.next() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let [value, f] = w.as_slice() else { continue };
+        let ms = if let Some(v) = value.strip_suffix("ms") {
+            v.parse::<f64>().ok()
+        } else if let Some(v) = value.strip_suffix("us").or(value.strip_suffix("µs")) {
+            v.parse::<f64>().ok().map(|v| v / 1000.0)
+        } else {
+            value
+                .strip_suffix('s')
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v * 1000.0)
+        };
+        let (Some(ms), true) = (ms, *f == leaf) else {
+            continue;
+        };
+        let caller = lines
+            .next()
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default();
+        *callers.entry(caller).or_default() += ms;
+    }
+    callers
+}
+
+/// The function that calls `leaf` in most of its samples, with that share in %.
+fn main_caller<'a>(callers: impl Iterator<Item = (&'a str, f64)>) -> Option<(String, f64)> {
+    let all: Vec<(&str, f64)> = callers.collect();
+    let total: f64 = all.iter().map(|c| c.1).sum();
+    let (f, n) = all.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some((f.to_string(), 100.0 * n / total.max(1e-9)))
 }
 
 /// `probe timer.profile` with `ubacktrace()` and `goid()`: the functions the
@@ -1232,6 +1291,11 @@ fn sampled_functions(out: &str) -> (BTreeMap<String, u64>, BTreeMap<u64, u64>) {
 /// above holds `profile`'s shares, the same walk, on longer runs). The work's two
 /// goroutines have each a tenth of the samples or more, and samples with no
 /// goroutine (0) are at most 10%.
+/// `main.mix` and `main.collatz` are frameless leaves (`go tool objdump` shows no
+/// `PUSHQ BP` in them, checked here): in the script's stacks that end in one, the
+/// caller runtime/pprof names for most of its samples (`main.main.func1`) is the
+/// second frame as often as Go's profile has it there, within 10 points (the
+/// frame-pointer walk alone starts at the caller's caller and never has it).
 /// The oldest Go installed and the newest, fixed-address and PIE (a sample carries
 /// no load bias: its stacks are named at the process's).
 #[test]
@@ -1244,6 +1308,7 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
     let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
     for (tc, v) in [
         (&oldest, Variant::Default),
+        (&oldest, Variant::Pie),
         (&newest, Variant::Default),
         (&newest, Variant::Pie),
     ] {
@@ -1251,6 +1316,13 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
             &testprogs::build("cpuwork", tc, v),
             &format!("tp-{}-{v}", tc.minor),
         );
+        for leaf in LEAVES {
+            assert!(
+                !pushes_bp(tc, &bin.path, leaf),
+                "go{} {v}: {leaf} builds a frame",
+                tc.minor
+            );
+        }
         let what = format!("go{} {v}", tc.minor);
         let theirs = dir.join(format!("go-{}-{v}.pb.gz", tc.minor));
         let out = run(gotap().arg(&script).arg("-c").arg(format!(
@@ -1294,6 +1366,119 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
         assert!(busy >= 2, "{ctx}\n{goroutines:?}");
         let none = goroutines.get(&0).copied().unwrap_or(0);
         assert!(none * 10 <= total, "{ctx}\n{goroutines:?}");
+        let stacks = sampled_stacks(&stdout);
+        for leaf in LEAVES {
+            let theirs = pprof_callers(&theirs, leaf);
+            let Some((caller, go_share)) =
+                main_caller(theirs.iter().map(|(f, n)| (f.as_str(), *n)))
+            else {
+                continue;
+            };
+            let ours: Vec<(&str, f64)> = stacks
+                .iter()
+                .filter(|(_, f)| f.first().is_some_and(|f| f == leaf))
+                .map(|(n, f)| (f.get(1).map_or("", String::as_str), *n as f64))
+                .collect();
+            let n: f64 = ours.iter().map(|c| c.1).sum();
+            // A leaf with a handful of samples says little either way.
+            if n < 10.0 {
+                continue;
+            }
+            let with: f64 = ours.iter().filter(|c| c.0 == caller).map(|c| c.1).sum();
+            let share = 100.0 * with / n;
+            assert!(
+                (share - go_share).abs() <= 10.0,
+                "{ctx}\n{leaf}: called from {caller} in {go_share:.1}% of runtime/pprof's samples, in {share:.1}% of the script's {n}: {ours:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// cpuwork's frameless leaves.
+const LEAVES: [&str; 2] = ["main.mix", "main.collatz"];
+
+/// Whether `go tool objdump` shows `function` saving the frame pointer.
+fn pushes_bp(tc: &Toolchain, exe: &std::path::Path, function: &str) -> bool {
+    let out = std::process::Command::new(tc.goroot().join("bin/go"))
+        .args(["tool", "objdump", "-s"])
+        .arg(format!("^{}$", function.replace('.', "\\.")))
+        .arg(exe)
+        .output()
+        .expect("go tool objdump");
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("TEXT "),
+        "objdump of {function}: {listing}"
+    );
+    listing.contains("PUSHQ BP")
+}
+
+/// `probe timer.profile` on a program that spends about half its time in
+/// `write(2)` (syscalls.go): a sample that finds the process in the kernel is the
+/// user code's that made the call, so the script's stacks end in the functions
+/// runtime/pprof charges, each function of either top 10 with 3% or more within
+/// 10 points of Go's share (as `gotap profile` is held above), and `user_mode()`
+/// says 0 for some samples. The oldest Go and the newest, fixed-address and PIE.
+#[test]
+fn timer_profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
+    let _quiet = quiet();
+    let dir = std::env::temp_dir().join(format!("gotap-test-{}-tpsyscalls", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("sample.stp");
+    std::fs::write(&script, SAMPLING_SCRIPT).expect("script");
+    let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
+    for (tc, v) in [
+        (&oldest, Variant::Default),
+        (&oldest, Variant::Pie),
+        (&newest, Variant::Default),
+        (&newest, Variant::Pie),
+    ] {
+        let bin = Private::copy(
+            &testprogs::build("syscalls", tc, v),
+            &format!("tsc-{}-{v}", tc.minor),
+        );
+        let theirs = dir.join(format!("go-{}-{v}.pb.gz", tc.minor));
+        let out = run(gotap().arg(&script).arg("-c").arg(format!(
+            "{} 4 {}",
+            bin.path.display(),
+            theirs.display()
+        )));
+        let stdout = text(&out.stdout);
+        let ctx = format!("go{} {v}\n{stdout}\n{}", tc.minor, text(&out.stderr));
+        assert!(out.status.success(), "{ctx}");
+        let (functions, _) = sampled_functions(&stdout);
+        let total: u64 = functions.values().sum();
+        assert!(total > 30, "{ctx}\n{total} samples");
+        let mut ranked: Vec<(&String, &u64)> = functions.iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(a.1));
+        let us: BTreeMap<String, f64> = ranked
+            .iter()
+            .take(10)
+            .map(|(f, n)| ((*f).clone(), 100.0 * **n as f64 / total as f64))
+            .collect();
+        let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
+        let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
+        for (f, share) in go.iter().chain(us.iter()) {
+            if *share < 3.0 {
+                continue;
+            }
+            let (Some(a), Some(b)) = (go.get(f), us.get(f)) else {
+                panic!("{ctx}\n{f} ({share}%) is in one top 10 only");
+            };
+            assert!(
+                (a - b).abs() <= 10.0,
+                "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by the script"
+            );
+        }
+        let in_kernel: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("in the kernel ")?.parse().ok())
+            .unwrap_or_else(|| panic!("{ctx}: the samples in the kernel"));
+        assert!(
+            in_kernel > 0 && in_kernel <= total,
+            "{ctx}: {in_kernel} in the kernel"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,6 +30,11 @@
 //!   prologue's call of `morestack`: a probe in `runtime.morestack` itself misses
 //!   that function's caller (probe `runtime.newstack` instead, which is walked
 //!   from `g.sched`).
+//! - A sample (`timer.profile`, `gotap profile`) has no site whose SP delta is
+//!   known when the program is compiled: [`sample_walk`] sends the words at RSP
+//!   and RSP + 8 that may be the return address of a function sampled before its
+//!   frame was built, marked `TENTATIVE`, and user space keeps the one the pclntab's
+//!   SP delta at the sampled pc names.
 //! - In ABI0 assembly R14 need not hold g. The runtime keeps g in a TLS slot
 //!   (`-8(FS)` on linux/amd64 with internal linking, `runtime.tlsg`), but reading
 //!   it needs the task's `thread.fsbase`, which needs BTF offsets of `task_struct`:
@@ -44,7 +49,8 @@
 //! `STACK_SYMS` set (`sprint_ubacktrace()`, and what `print_usyms()` sends).
 
 use bpf::script::{
-    EVENT_HEADER, EventSpec, FIRST_IS_RETURN, Field, FieldKind, MAX_FRAMES, STACK_SYMS, TENTATIVE,
+    AT_SP_8, EVENT_HEADER, EventSpec, FIRST_IS_RETURN, Field, FieldKind, MAX_FRAMES, STACK_SYMS,
+    TENTATIVE,
 };
 use bpf::{AluOp, Cond, Helper, Insn, Reg, Size, X86Reg};
 use lang::ast::Expr;
@@ -214,6 +220,13 @@ fn walk(l: &mut Lower<'_, '_>, args: &[Expr], buf: u32) {
     l.em.store(bounds + 8, Reg::R0);
     l.em.store_imm(curg, Size::DW, 0);
     let mut flags = 0u64;
+    if args.is_empty() && l.site.sample {
+        let layout = l.env.target.layout().copied();
+        let text_len = l.env.target.binary().text_len();
+        l.em.release(bp_slot);
+        sample_walk(&mut l.em, layout, text_len, buf);
+        return;
+    }
     if let [pc, sp, _lr] = args {
         flags = FIRST_IS_RETURN;
         l.long(pc);
@@ -339,12 +352,13 @@ fn on_curg(
     em.a.bind(done);
 }
 
-/// The walk of a sample (a perf event's program, no probe site): fills the stack
-/// buffer at `scratch[buf]` from the interrupted registers as [`walk`] does for a
-/// probe in the runtime: the pc, the RBP chain (the caller of a function stopped
-/// before its frame is built is missed), and from g0 on into `m.curg`. The count
-/// word carries no load bias (no site to measure it from).
-pub fn sample_walk(em: &mut Emitter<'_>, layout: Option<RuntimeLayout>, buf: u32) {
+/// The walk of a sample (a perf event's program, no probe site; `gotap profile`'s
+/// and a script's `ubacktrace()` in `timer.profile`): fills the stack buffer at
+/// `scratch[buf]` from the interrupted registers as [`walk`] does for a probe in the
+/// runtime: the pc, the words that may be its caller ([`unbuilt_callers`]), the RBP
+/// chain, and from g0 on into `m.curg`. The count word carries no load bias (no site
+/// to measure it from). `text_len` is the span of the binary's functions.
+pub fn sample_walk(em: &mut Emitter<'_>, layout: Option<RuntimeLayout>, text_len: u64, buf: u32) {
     let frames = buf + 8;
     let bp_slot = em.alloc(8);
     let bounds = em.alloc(16);
@@ -359,11 +373,96 @@ pub fn sample_walk(em: &mut Emitter<'_>, layout: Option<RuntimeLayout>, buf: u32
     em.ctx_reg(Reg::R0, X86Reg::Rbp);
     em.store(bp_slot, Reg::R0);
     em.store_imm(buf, Size::DW, 1);
+    unbuilt_callers(em, text_len, buf);
     chain(em, buf, bp_slot, bounds);
     on_curg(em, layout, buf, bp_slot, bounds, curg);
-    em.release(curg);
-    em.release(bounds);
     em.release(bp_slot);
+}
+
+/// After the sampled pc (the buffer holds one frame): the words that are its
+/// function's return address if it was sampled before its frame was built, which
+/// the RBP chain misses (RBP is still the caller's, so the chain starts at the
+/// caller's caller): a frameless leaf, a prologue, an epilogue after `pop rbp`. The
+/// word at RSP is it when the SP delta at the pc is 0, the word at RSP + 8 when it
+/// is 8 (after `push rbp`); only the pclntab says which, so both are sent
+/// [`TENTATIVE`] (the second with [`AT_SP_8`]) and user space keeps the one the SP
+/// delta names, if any (`runtime::symbolize::Symbolizer::logical`). A word is sent
+/// only when RBP does not point just below it (that frame is built, and the chain
+/// has its caller), when it is within `text_len` of the pc and follows a call
+/// instruction (a return address into the binary), and the one at RSP + 8 only when the word at RSP is RBP (as `push
+/// rbp` left it): other words, a function's locals or stale return addresses below
+/// its frame, would only make stacks that print alike differ (`ubacktrace()` is a
+/// hash of the words sent).
+fn unbuilt_callers(em: &mut Emitter<'_>, text_len: u64, buf: u32) {
+    let frames = buf + 8;
+    let span = text_len.min(i32::MAX as u64 / 2) as i32;
+    let pair = em.alloc(16);
+    let done = em.a.label();
+    em.ctx_reg(Reg::R3, X86Reg::Rsp);
+    em.addr(Reg::R1, pair);
+    em.e(Insn::mov64(Reg::R2, 16));
+    em.a.call(Helper::ProbeReadUser);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, done);
+    for (k, flags) in [(0u32, TENTATIVE), (1, TENTATIVE | AT_SP_8)] {
+        let skip = em.a.label();
+        // Built: RBP == RSP + 8k - 8.
+        em.ctx_reg(Reg::R1, X86Reg::Rsp);
+        em.e(Insn::alu64(AluOp::Add, Reg::R1, 8 * k as i32 - 8));
+        em.ctx_reg(Reg::R2, X86Reg::Rbp);
+        em.a.jmp(Cond::Eq, Reg::R1, Reg::R2, skip);
+        if k == 1 {
+            // Between `push rbp` and `mov rbp, rsp` the word at RSP is RBP itself.
+            em.load(Reg::R1, pair);
+            em.a.jmp(Cond::Ne, Reg::R1, Reg::R2, skip);
+        }
+        // |word - pc| < span, as (word - pc + span) < 2 span unsigned.
+        em.load(Reg::R0, pair + 8 * k);
+        em.a.jmp(Cond::Eq, Reg::R0, 0, skip);
+        em.ctx_reg(Reg::R1, X86Reg::Rip);
+        em.e(Insn::mov64(Reg::R2, Reg::R0));
+        em.e(Insn::alu64(AluOp::Sub, Reg::R2, Reg::R1));
+        em.e(Insn::alu64(AluOp::Add, Reg::R2, span));
+        em.a.jmp(Cond::Ge, Reg::R2, 2 * span, skip);
+        follows_call(em, pair + 8 * k, skip);
+        em.load(Reg::R0, pair + 8 * k);
+        em.a.ld_imm64(Reg::R1, flags);
+        em.e(Insn::alu64(AluOp::Or, Reg::R0, Reg::R1));
+        em.load(Reg::R8, buf);
+        em.e(Insn::alu64(AluOp::And, Reg::R8, 0xff));
+        em.a.jmp(Cond::Ge, Reg::R8, MAX_FRAMES as i32, skip);
+        put_frame(em, frames, Reg::R8, Reg::R0);
+        em.e(Insn::alu64(AluOp::Add, Reg::R8, 1));
+        em.store(buf, Reg::R8);
+        em.a.bind(skip);
+    }
+    em.a.bind(done);
+    em.release(pair);
+}
+
+/// Jumps to `not` unless the address at `scratch[at]` follows a call instruction as
+/// Go emits them: `CALL rel32` (`e8` five bytes before), `CALL reg` or `CALL
+/// (reg)` (`ff` two bytes before, after a REX prefix or not), `CALL disp8(reg)`
+/// (`ff` three bytes before). Another word that passes is only sent for nothing.
+fn follows_call(em: &mut Emitter<'_>, at: u32, not: bpf::Label) {
+    let code = em.alloc(8);
+    let yes = em.a.label();
+    em.load(Reg::R3, at);
+    em.e(Insn::alu64(AluOp::Sub, Reg::R3, 8));
+    em.addr(Reg::R1, code);
+    em.e(Insn::mov64(Reg::R2, 8));
+    em.a.call(Helper::ProbeReadUser);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, not);
+    // The 8 bytes before the address, little-endian: the byte `n` before it is
+    // bits 64 - 8n to 71 - 8n.
+    for (before, byte) in [(5, 0xe8), (2, 0xff), (3, 0xff)] {
+        em.load(Reg::R1, code);
+        em.e(Insn::alu64(AluOp::Rsh, Reg::R1, 64 - 8 * before));
+        em.e(Insn::alu64(AluOp::And, Reg::R1, 0xff));
+        em.a.jmp(Cond::Eq, Reg::R1, byte, yes);
+    }
+    em.a.ja(not);
+    em.a.bind(yes);
+    em.release(code);
 }
 
 /// `frames[R_idx] = R_val` (`idx` below `MAX_FRAMES`, checked by the caller).

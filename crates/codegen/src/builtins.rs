@@ -57,6 +57,15 @@ pub fn call(l: &mut Lower<'_, '_>, e: &Expr, id: BuiltinId, args: &[Expr]) -> Va
             register(l, e, args);
             Value::Long
         }
+        BuiltinId::UserMode => {
+            // A process probe is a uprobe: always in user mode.
+            if l.site.sample {
+                crate::sample::user_mode(&mut l.em, Reg::R0);
+            } else {
+                l.em.e(Insn::mov64(Reg::R0, 1));
+            }
+            Value::Long
+        }
         BuiltinId::Len | BuiltinId::Cap => {
             length(l, id == BuiltinId::Cap, args);
             Value::Long

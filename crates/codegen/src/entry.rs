@@ -190,6 +190,7 @@ pub fn entry_program(
         each: Vec::new(),
         first_cookie: 0,
         written: at.pp.clone(),
+        sample: false,
     };
     let mut l = Lower::new(env, out.events, &site);
     crate::prologue_code(&mut l.em);

@@ -17,9 +17,11 @@
 //! `user_probes` and run in user space against the same globals. A sampling probe
 //! (`timer.profile`, `timer.hz(N)`) is one program per point, run by a perf
 //! `cpu-clock` event on every CPU ([`bpf::script::SampleSpec`]): it first drops the
-//! samples of other processes and of the traced one in the kernel (the interrupted
-//! registers are then the kernel's), so that its body sees what a process probe
-//! sees: the traced thread's registers, its `g`, its stack.
+//! samples of other processes, then reads the traced thread's user registers (those
+//! the kernel saved at its entry when the sample found it in a system call or a
+//! fault: `sample.rs`, shared with `gotap profile`), so that its body sees what a
+//! process probe sees: the traced thread's registers, its `g`, its stack; and
+//! `user_mode()` says which it was.
 //!
 //! How the kernel side works, and its limits:
 //! - Programs are `BPF_PROG_TYPE_KPROBE`, for perf-event or multi uprobes alike. A
@@ -77,6 +79,7 @@ pub mod funclatency;
 mod lower;
 mod pretty;
 pub mod profile;
+mod sample;
 pub mod storage;
 pub mod target;
 pub mod types;
@@ -175,6 +178,9 @@ pub struct Site {
     pub first_cookie: u64,
     /// The probe points it serves, as written in the script, for error messages.
     pub written: String,
+    /// A sampling point's program (`timer.profile`): its context is the copy of the
+    /// user registers `sample::user_registers` made, not a probe's.
+    pub sample: bool,
 }
 
 /// A compiled script and, per program, where its instructions came from.
@@ -633,6 +639,7 @@ impl Build {
             each: vec![(pp, String::new())],
             first_cookie: self.cookie,
             written: lang::stop::written_point(env.script, point.span),
+            sample: true,
         };
         let alias = match point.prologue.and_then(|a| env.script.items.get(a)) {
             Some(Item::Alias(a)) => Some(&a.body),
@@ -680,6 +687,7 @@ impl Build {
                 .collect(),
             first_cookie: self.cookie,
             written: written_points(env.script, pinfo, sites),
+            sample: false,
         })
     }
 
@@ -700,9 +708,21 @@ impl Build {
         l.entry = p.entry.clone();
         l.stacks = p.stacks;
         if sample {
-            traced_user_samples(&mut l.em);
+            traced_samples(&mut l.em);
         }
         prologue_code(&mut l.em);
+        if sample {
+            // A sample is read from the user registers, in the kernel too; a copy
+            // the kernel did not give is a read that faulted, and ends the sample.
+            let (unread, user) = (l.em.a.label(), l.em.a.label());
+            sample::user_registers(&mut l.em, unread);
+            l.em.a.ja(user);
+            l.em.a.bind(unread);
+            l.em.count(bpf::script::counter::READ_FAULTS);
+            let abort = l.em.abort;
+            l.em.a.ja(abort);
+            l.em.a.bind(user);
+        }
         l.enter_probe(&p.pinfo.locals);
         let bodies: Vec<&lang::ast::Block> = alias.into_iter().chain([&probe.body]).collect();
         l.plan_windows(&bodies);
@@ -927,10 +947,9 @@ fn script_spec(
 }
 
 /// The start of a sampling program: the samples of the traced process (`target()`,
-/// in the scalars map) that interrupted it in user mode (the interrupted CS at
-/// privilege level 3) go on; the others end here, before the hit is counted. R1 is
-/// the context again at the end.
-fn traced_user_samples(em: &mut emit::Emitter<'_>) {
+/// in the scalars map) go on, in user mode or in the kernel; the others end here,
+/// before the hit is counted. R1 is the context again at the end.
+fn traced_samples(em: &mut emit::Emitter<'_>) {
     let out = em.abort;
     em.e(Insn::mov64(CTX, Reg::R1));
     em.a.call(Helper::GetCurrentPidTgid);
@@ -938,9 +957,6 @@ fn traced_user_samples(em: &mut emit::Emitter<'_>) {
     em.a.ld_map_value(Reg::R1, em.storage.scalars, em.storage.target_offset);
     em.e(Insn::ldx(Size::DW, Reg::R1, Reg::R1, 0));
     em.a.jmp(Cond::Ne, Reg::R0, Reg::R1, out);
-    em.ctx_reg(Reg::R0, bpf::X86Reg::Cs);
-    em.e(Insn::alu64(AluOp::And, Reg::R0, 3));
-    em.a.jmp(Cond::Ne, Reg::R0, 3, out);
     em.e(Insn::mov64(Reg::R1, CTX));
 }
 

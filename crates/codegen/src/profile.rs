@@ -1,15 +1,17 @@
 //! The program behind `gotap profile`: run by a perf `cpu-clock` event on every CPU
 //! (see `sys::CpuClock`), it takes a sample of the traced process when the event
-//! interrupted one of its threads in user mode: the goroutine's id and the stack,
+//! interrupted one of its threads: the goroutine's id and the stack,
 //! unwound by frame pointers in the kernel and continued from the system stack into
-//! the goroutine (`backtrace::sample_walk`), counted per (goroutine, stack) in a
+//! the goroutine (`backtrace::sample_walk`, which also keeps the caller of a
+//! function sampled before its frame was built), counted per (goroutine, stack) in a
 //! per-CPU hash map that user space reads at the end. Nothing crosses to user space
 //! per sample.
 //!
 //! A map key holds at most 512 bytes (the kernel's limit, a BPF stack), so a stack
 //! is kept to its innermost [`KEY_FRAMES`] frames; samples that interrupted the
 //! process in the kernel (a system call, a page fault) are unwound from the user
-//! registers the kernel saved at its entry (`task_pt_regs`), and counted apart;
+//! registers the kernel saved at its entry (`crate::sample`, as a script's sampling
+//! probe is), and counted apart;
 //! samples the full map had no room for are counted.
 
 use bpf::{
@@ -20,12 +22,11 @@ use gobin::layout::RuntimeLayout;
 use crate::emit::{CTX, Emitter, SCRATCH};
 
 /// Frames a sample's key keeps, innermost first.
-pub const KEY_FRAMES: u32 = 57;
-/// Words of a key before the walk: the goroutine id, then the interrupted RSP and
-/// RBP and the two words at RSP (see [`profile`]), then the goroutine's `g.labels`.
-pub const KEY_HEAD: u32 = 6;
+pub const KEY_FRAMES: u32 = 61;
+/// Words of a key before the walk: the goroutine id, then the goroutine's `g.labels`.
+pub const KEY_HEAD: u32 = 2;
 /// The word of a key that holds `g.labels`.
-pub const KEY_LABELS: u32 = 5;
+pub const KEY_LABELS: u32 = 1;
 /// Labels of a set kept (a set with more keeps the first it holds).
 pub const MAX_LABELS: u32 = 8;
 /// Bytes of a label's key, and of its value, kept.
@@ -56,8 +57,6 @@ impl LabelSet {
         }
     }
 }
-/// Bytes of x86-64's `struct pt_regs` (21 registers).
-const PT_REGS_BYTES: u32 = 21 * 8;
 /// Bytes of a key: the head, the walk's count word, the frames.
 pub const KEY_BYTES: u32 = 8 * KEY_HEAD + 8 + 8 * KEY_FRAMES;
 /// Distinct (goroutine, stack) pairs kept.
@@ -87,17 +86,13 @@ pub struct Profile {
     pub labels: MapId,
 }
 
-/// Compiles the program for process `tgid`.
-///
-/// The walk cannot know where a function stopped before its frame was built (a
-/// frameless leaf, a prologue) keeps its return address: RBP is still its caller's,
-/// so the chain starts at the caller's caller. The key carries RSP, RBP and the two
-/// words at RSP, from which user space, which knows the SP delta at the sampled pc
-/// from the pclntab, takes the missing caller.
+/// Compiles the program for process `tgid`, whose binary's functions span
+/// `text_len` bytes (see `backtrace::sample_walk`).
 pub fn profile(
     tgid: u32,
     layout: Option<&RuntimeLayout>,
     set: LabelSet,
+    text_len: u64,
 ) -> Result<Profile, bpf::AsmError> {
     let mut diags = Vec::new();
     let storage = crate::storage::layout(
@@ -145,38 +140,18 @@ pub fn profile(
     em.a.call(Helper::MapLookupElem);
     em.a.jmp(Cond::Eq, Reg::R0, 0, out);
     em.e(Insn::mov64(SCRATCH, Reg::R0));
-    // The registers are read from a copy in scratch from here on: the
-    // interrupted ones in user mode; in the kernel (the interrupted CS has
-    // privilege level 0: a system call, a fault) the user registers the kernel
-    // saved at its entry, so that the sample is the user code's that entered the
-    // kernel, as Go's own SIGPROF profile counts it. (One instruction may not read
-    // both the context and a map value.)
-    let (user, copied) = (em.a.label(), em.a.label());
-    let regs = em.alloc(PT_REGS_BYTES);
-    em.ctx_reg(Reg::R0, X86Reg::Cs);
-    em.e(Insn::alu64(AluOp::And, Reg::R0, 3));
-    em.a.jmp(Cond::Eq, Reg::R0, 3, user);
-    em.a.call(Helper::GetCurrentTaskBtf);
-    em.e(Insn::mov64(Reg::R1, Reg::R0));
-    em.a.call(Helper::TaskPtRegs);
-    em.e(Insn::mov64(Reg::R3, Reg::R0));
-    em.addr(Reg::R1, regs);
-    em.e(Insn::mov64(Reg::R2, PT_REGS_BYTES as i32));
-    em.a.call(Helper::ProbeReadKernel);
-    let read = em.a.label();
-    em.a.jmp(Cond::Eq, Reg::R0, 0, read);
+    // The registers are read from a copy of the user ones from here on (see
+    // `crate::sample`): a sample in the kernel is the user code's that entered it.
+    let (unread, user) = (em.a.label(), em.a.label());
+    crate::sample::user_registers(&mut em, unread);
+    crate::sample::user_mode(&mut em, Reg::R0);
+    em.a.jmp(Cond::Ne, Reg::R0, 0, user);
+    bump(&mut em, counts, Counter::Kernel);
+    em.a.ja(user);
+    em.a.bind(unread);
     bump(&mut em, counts, Counter::Dropped);
     em.a.ja(out);
-    em.a.bind(read);
-    bump(&mut em, counts, Counter::Kernel);
-    em.a.ja(copied);
     em.a.bind(user);
-    for w in 0..PT_REGS_BYTES / 8 {
-        em.e(Insn::ldx(Size::DW, Reg::R0, CTX, (8 * w) as i16));
-        em.store(regs + 8 * w, Reg::R0);
-    }
-    em.a.bind(copied);
-    em.addr(CTX, regs);
     // The key, zeroed (the frames past the walk's are part of it), then filled.
     let key = em.alloc(8 * KEY_HEAD + 8 + 8 * bpf::script::MAX_FRAMES);
     for w in 0..KEY_BYTES / 8 {
@@ -186,14 +161,7 @@ pub fn profile(
     if let Some(l) = layout {
         label_set(&mut em, l, set, labels, key + 8 * KEY_LABELS);
     }
-    em.ctx_reg(Reg::R3, X86Reg::Rsp);
-    em.store(key + 8, Reg::R3);
-    em.ctx_reg(Reg::R0, X86Reg::Rbp);
-    em.store(key + 16, Reg::R0);
-    em.addr(Reg::R1, key + 24);
-    em.e(Insn::mov64(Reg::R2, 16));
-    em.a.call(Helper::ProbeReadUser);
-    crate::backtrace::sample_walk(&mut em, layout.copied(), key + 8 * KEY_HEAD);
+    crate::backtrace::sample_walk(&mut em, layout.copied(), text_len, key + 8 * KEY_HEAD);
     // samples[key] += 1 on this CPU, or = 1.
     let (found, done) = (em.a.label(), em.a.label());
     em.a.ld_map(Reg::R1, samples);

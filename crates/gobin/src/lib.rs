@@ -184,6 +184,15 @@ impl<'data> GoBinary<'data> {
         VirtAddr(self.text_start)
     }
 
+    /// Bytes from [`GoBinary::text_start`] to the end of the last function: the
+    /// span of every function's code.
+    pub fn text_len(&self) -> u64 {
+        self.function_count()
+            .checked_sub(1)
+            .and_then(|i| self.func(i))
+            .map_or(0, |f| f.end.0.saturating_sub(self.text_start))
+    }
+
     fn find_text_start(&self) -> Option<u64> {
         if self.pcln.header_text_start != 0 {
             return Some(self.pcln.header_text_start);

@@ -47,6 +47,7 @@ pub enum BuiltinId {
     Goid,
     GoWaitReason,
     Register,
+    UserMode,
     Strlen,
     Substr,
     Isinstr,
@@ -420,6 +421,15 @@ pub const BUILTINS: &[Builtin] = &[
         Runs::KERNEL,
         N,
         "a register at the probe (\"rax\", \"rbx\", …, \"r15\", \"rsp\", \"rip\"): Go's register ABI passes arguments in rax, rbx, rcx, rdi, rsi, r8-r11",
+    ),
+    b(
+        B::UserMode,
+        "user_mode",
+        NONE,
+        Some(L),
+        Runs::KERNEL,
+        N,
+        "1 if the probe point occurred in user mode; 0 for a sample that found the process in the kernel (a system call, a fault), whose registers and stack are then those of the user code that entered it",
     ),
     b(
         B::Strlen,

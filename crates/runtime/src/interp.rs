@@ -1176,7 +1176,8 @@ impl<'s> Interp<'s> {
             | BuiltinId::Goid
             | BuiltinId::GoWaitReason
             | BuiltinId::Cap
-            | BuiltinId::Register => Err(self.error(
+            | BuiltinId::Register
+            | BuiltinId::UserMode => Err(self.error(
                 run,
                 format!(
                     "internal error: '{}' runs only in process probes, and the checker lets it here",

@@ -160,7 +160,7 @@ impl StackText for Stacks<'_, '_> {
 pub fn write_hex(frames: &[u64], out: &mut Vec<u8>) {
     for (i, pc) in frames.iter().enumerate() {
         let sep = if i == 0 { "" } else { " " };
-        out.extend_from_slice(format!("{sep}0x{:x}", pc & !bpf::script::TENTATIVE).as_bytes());
+        out.extend_from_slice(format!("{sep}0x{:x}", pc & !bpf::script::FRAME_FLAGS).as_bytes());
     }
 }
 

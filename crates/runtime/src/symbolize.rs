@@ -6,15 +6,16 @@
 //! its frames from one event to the next.
 //!
 //! Stacks arrive raw from the kernel walk (see codegen's `backtrace` module): the
-//! first frame is the probe's own pc, and a frame read at a goroutine's saved SP
-//! after a switch from the system stack is marked `TENTATIVE`, kept only when the
-//! pclntab says it is a return address. `ubacktrace()` values name stored stacks;
+//! first frame is the probe's own pc, and a word that is a return address only if a
+//! function had not built its frame (read at a goroutine's saved SP after a switch
+//! from the system stack, or at a sample's SP) is marked `TENTATIVE`, kept only when
+//! the pclntab says it is one. `ubacktrace()` values name stored stacks;
 //! `crate::stacks` prints them with this.
 
 use std::collections::HashMap;
 use std::io::Write;
 
-use bpf::script::TENTATIVE;
+use bpf::script::{AT_SP_8, FRAME_FLAGS, TENTATIVE};
 use gobin::{GoBinary, VirtAddr};
 
 /// One symbolised frame: an inlined call or the physical function.
@@ -75,21 +76,25 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
     }
 
     /// The frames of a stack the probes sent (`frames[0]` the probe's pc unless
-    /// `first_is_return`), as (pc, exact) pairs: a frame marked
-    /// [`TENTATIVE`] is kept, unmarked, only when the function before it has an SP
-    /// delta of 0 at that frame's pc (it was stopped before building its frame, so
-    /// the word at its SP is its return address).
+    /// `first_is_return`), as (pc, exact) pairs: a frame marked [`TENTATIVE`] is kept,
+    /// unmarked, only when the function of its anchor (the last frame before it that
+    /// is not tentative) has the SP delta the frame was read at (0, or 8 with
+    /// [`AT_SP_8`]) at the anchor's pc: it was stopped before building its frame, so
+    /// the word at that distance from its SP is its return address.
     pub fn logical(&mut self, frames: &[u64], first_is_return: bool) -> &[(u64, bool)] {
         self.logical.clear();
+        let mut anchor = None;
         for (i, &raw) in frames.iter().enumerate() {
             let exact = i == 0 && !first_is_return;
             if raw & TENTATIVE == 0 {
                 self.logical.push((raw, exact));
+                anchor = Some((raw, exact));
                 continue;
             }
-            let keep = self.logical.last().is_some_and(|&(prev, prev_exact)| {
-                let linked = prev.wrapping_sub(self.bias);
-                let at = if prev_exact {
+            let want = if raw & AT_SP_8 != 0 { 8 } else { 0 };
+            let keep = anchor.is_some_and(|(pc, pc_exact)| {
+                let linked = pc.wrapping_sub(self.bias);
+                let at = if pc_exact {
                     linked
                 } else {
                     linked.saturating_sub(1)
@@ -97,10 +102,10 @@ impl<'a, 'data> Symbolizer<'a, 'data> {
                 self.bin
                     .function_at(VirtAddr(at))
                     .and_then(|f| self.bin.sp_delta(&f, VirtAddr(at)))
-                    == Some(0)
+                    == Some(want)
             });
             if keep {
-                self.logical.push((raw & !TENTATIVE, false));
+                self.logical.push((raw & !FRAME_FLAGS, false));
             }
         }
         &self.logical

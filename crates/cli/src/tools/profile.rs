@@ -30,7 +30,6 @@ impl Handler for Idle {}
 /// bare addresses).
 struct Symbols<'a, 'd> {
     sym: Symbolizer<'a, 'd>,
-    go: &'a gobin::GoBinary<'d>,
 }
 
 impl<'a, 'd> Symbols<'a, 'd> {
@@ -48,15 +47,7 @@ impl<'a, 'd> Symbols<'a, 'd> {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Symbols { sym, go }
-    }
-
-    fn go(&self) -> &'a gobin::GoBinary<'d> {
-        self.go
-    }
-
-    fn bias(&self) -> u64 {
-        self.sym.bias()
+        Symbols { sym }
     }
 }
 
@@ -92,7 +83,7 @@ pub fn run(a: &ToolArgs) -> Result<i32> {
     };
     let v = go.go_version();
     let set = LabelSet::of(v.major, v.minor);
-    let prog = codegen::profile::profile(pid, layout.as_ref(), set)?;
+    let prog = codegen::profile::profile(pid, layout.as_ref(), set, go.text_len())?;
     let opts = sys::LoadOptions {
         attach: sys::AttachKind::PerfSample,
         verbose_log: false,
@@ -208,13 +199,9 @@ fn read(
             .sum();
         let head = KEY_HEAD as usize;
         let n = (word(&key, head) & bpf::script::STACK_COUNT_MASK).min(u64::from(KEY_FRAMES));
-        let mut frames: Vec<u64> = (0..n as usize).map(|i| word(&key, head + 1 + i)).collect();
-        let regs = [word(&key, 1), word(&key, 2), word(&key, 3), word(&key, 4)];
-        if let Some(caller) = unbuilt_frame_caller(sym, &frames, regs)
-            && frames.get(1) != Some(&caller)
-        {
-            frames.insert(1, caller);
-        }
+        let frames: Vec<u64> = (0..n as usize).map(|i| word(&key, head + 1 + i)).collect();
+        // The caller of a function sampled before its frame was built is one of
+        // the walk's tentative frames, kept by the pclntab's SP delta.
         let pcs: Vec<(u64, bool)> = sym.sym.logical(&frames, false).to_vec();
         let stack = pcs
             .iter()
@@ -285,26 +272,6 @@ fn label_sets(map: &sys::Map) -> Result<HashMap<u64, Vec<(String, String)>>> {
         out.insert(word(&key, 0), set);
     }
     Ok(out)
-}
-
-/// The return address of a sampled function whose frame was not built (a frameless
-/// leaf, a prologue), which the frame-pointer walk misses: with the SP delta `d` at
-/// the sampled pc (the pclntab's) at 0 or 8 and RBP not pointing at a saved BP just
-/// below the return address (`rsp + d - 8`), the return address is at `rsp + d`.
-/// `regs` are RSP, RBP and the words at RSP and RSP + 8.
-fn unbuilt_frame_caller(sym: &mut Symbols, frames: &[u64], regs: [u64; 4]) -> Option<u64> {
-    let [rsp, rbp, at0, at8] = regs;
-    let pc = *frames.first()?;
-    let bias = sym.bias();
-    let go = sym.go();
-    let f = go.function_at(gobin::VirtAddr(pc.checked_sub(bias)?))?;
-    let d = go.sp_delta(&f, gobin::VirtAddr(pc - bias))?;
-    let ret = match d {
-        0 => at0,
-        8 => at8,
-        _ => return None,
-    };
-    (rbp != rsp.wrapping_add(d as u64).wrapping_sub(8) && ret != 0).then_some(ret)
 }
 
 /// The `top` functions by flat samples (where the CPU was), with their cumulative
