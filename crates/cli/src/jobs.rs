@@ -148,6 +148,38 @@ struct ArmedJob {
     printed: Option<Printed>,
 }
 
+impl ArmedJob {
+    /// What the script's probes could not keep, from its counters (summed over the
+    /// CPUs), as `gotap.agent.script.losses{cause}`: the one-shot CLI says these in
+    /// words at its end; an agent that never ends exports them.
+    fn export_losses(&self, registry: &Registry) -> Result<()> {
+        use bpf::script::counter;
+        let Some(map) = self
+            .spec
+            .counters
+            .and_then(|id| self.armed.maps.get(id.0 as usize))
+        else {
+            return Ok(());
+        };
+        let f = registry.register(&names::SCRIPT_LOSSES.desc())?;
+        let mut points = Vec::new();
+        for (cause, i) in [
+            ("lost_events", counter::LOST_EVENTS),
+            ("read_faults", counter::READ_FAULTS),
+            ("map_full", counter::MAP_FULL),
+            ("entry_missed", counter::ENTRY_MISSED),
+        ] {
+            let n = crate::session::per_cpu_sum(map, i)?;
+            points.push((
+                vec![("cause".to_string(), cause.to_string())],
+                export::Value::Counter(n as f64),
+            ));
+        }
+        registry.replace(f, self.resource, points)?;
+        Ok(())
+    }
+}
+
 /// The script of `work` on `bin`, named for messages.
 fn script_of(work: &Work, bin: &Binary) -> Result<(String, String)> {
     match work {
@@ -335,6 +367,7 @@ impl Job for ArmedJob {
                     })
             }
         };
+        let r = r.and_then(|()| self.export_losses(registry).map_err(|e| format!("{e:#}")));
         if let Err(e) = r
             && !self.warned
         {

@@ -396,6 +396,59 @@ fn a_scripts_printed_lines_reach_the_collector_as_log_records() {
     assert_eq!(values, want, "{err}");
 }
 
+/// What a script's probes could not keep reaches the metrics: an array of 4 keys
+/// that a probe writes 10 keys into (`main.work(i)`, `i % 10`, i = 0..999 a round)
+/// keeps the first four (0 to 3) and drops the updates of the other six, which
+/// `gotap_agent_script_losses_total{cause="map_full"}` counts: 6 calls in 10, by the
+/// program's own count of its calls.
+#[test]
+fn a_scripts_dropped_updates_are_counted_in_its_losses_metric() {
+    let _quiet = quiet();
+    let bin = program("agent-losses");
+    let config = bin.path.parent().unwrap().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[select]]\nexe = \"{}\"\nscript_text = \'\'\'\nglobal seen[4]\nprobe process.function(\"main.work\") {{ seen[register(\"rax\") % 10]++ }}\n\'\'\'\n",
+            glob_of(&bin.path)
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut w = Work::start(&mut Command::new(&bin.path));
+    let pid = pid_label(&w);
+    agent.wait_sample(
+        "gotap_process_probes",
+        &[("process_pid", &pid)],
+        Duration::from_secs(20),
+        |v| v >= 1.0,
+    );
+    w.round();
+    let calls = w.round().work;
+    agent.wait_sample(
+        "gotap_script_seen_total",
+        &[("key", "3")],
+        Duration::from_secs(10),
+        |v| v == (calls / 10) as f64,
+    );
+    agent.wait_sample(
+        "gotap_agent_script_losses_total",
+        &[("cause", "map_full")],
+        Duration::from_secs(10),
+        |v| v == (calls * 6 / 10) as f64,
+    );
+    for cause in ["lost_events", "read_faults", "entry_missed"] {
+        assert_eq!(
+            agent.sample("gotap_agent_script_losses_total", &[("cause", cause)]),
+            Some(0.0),
+            "{cause}\n{}",
+            agent.metrics()
+        );
+    }
+    w.exit();
+    agent.terminate();
+}
+
 #[test]
 fn otlp_reaches_the_collector_with_resources_and_counts_and_sigterm_flushes_within_1s() {
     let _quiet = quiet();

@@ -188,6 +188,14 @@ pub const COUNTS_LOST: Name = row(
     "agent",
     "Probe hits not counted because a binary's count map was full.",
 );
+pub const SCRIPT_LOSSES: Name = row(
+    "gotap.agent.script.losses",
+    "{event}",
+    Kind::Counter,
+    &["cause"],
+    "agent",
+    "What a script's probes could not keep, by cause: events the ring buffer had no room for (lost_events), reads of the target's memory that failed (read_faults), updates of a full array (map_full), returns with no entry values (entry_missed).",
+);
 pub const DROPPED_BATCHES: Name = row(
     "gotap.export.dropped.batches",
     "{batch}",
@@ -241,6 +249,7 @@ pub const ALL: &[Name] = &[
     BINARIES,
     ARM_DURATION,
     COUNTS_LOST,
+    SCRIPT_LOSSES,
     DROPPED_BATCHES,
     FAILED_REQUESTS,
     DROPPED_LOGS,
