@@ -347,35 +347,31 @@ fn us(ns: i64) -> String {
     }
 }
 
-impl GcStat {
-    /// Reads `runtime.runtimeInitTime` from the traced process, once it is set.
-    fn read_init_time(&mut self, sym: &mut Symbols<'_, '_>) {
-        let (Some(pid), Some((_, go))) = (sym.pid(), sym.binary()) else {
-            return;
-        };
-        let Some(addr) = go.runtime_init_time_address() else {
-            return;
-        };
-        if let Ok(mem) = Memory::open(pid, sym.load_bias())
-            && let Some(t) = mem.global_u64(addr)
-        {
-            self.init_ns = t as i64;
-        }
-    }
+/// The word of the traced process's memory (read through `/proc/PID/mem`) at the
+/// address `at` finds in its binary; `None` when either is unknown or the read
+/// fails.
+fn read_global(
+    sym: &mut Symbols<'_, '_>,
+    at: impl Fn(&gobin::GoBinary<'_>) -> Option<u64>,
+) -> Option<u64> {
+    let (Some(pid), Some((_, go))) = (sym.pid(), sym.binary()) else {
+        return None;
+    };
+    let addr = at(go)?;
+    Memory::open(pid, sym.load_bias()).ok()?.global_u64(addr)
 }
 
 impl GcStat {
-    /// Reads `runtime.memstats.numgc` from the traced process.
+    /// Reads `runtime.runtimeInitTime` from the traced process, once it is set.
+    fn read_init_time(&mut self, sym: &mut Symbols<'_, '_>) {
+        if let Some(t) = read_global(sym, |go| go.runtime_init_time_address()) {
+            self.init_ns = t as i64;
+        }
+    }
+
+    /// Reads `runtime.memstats.numgc` (a `uint32`, the low half of the word).
     fn read_gc_count(&mut self, sym: &mut Symbols<'_, '_>) {
-        let (Some(pid), Some((_, go))) = (sym.pid(), sym.binary()) else {
-            return;
-        };
-        let Some(addr) = go.gc_count_address() else {
-            return;
-        };
-        if let Ok(mem) = Memory::open(pid, sym.load_bias())
-            && let Some(w) = mem.global_u64(addr)
-        {
+        if let Some(w) = read_global(sym, |go| go.gc_count_address()) {
             self.gc_count = Some(w as u32);
         }
     }
