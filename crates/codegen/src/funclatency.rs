@@ -256,10 +256,35 @@ fn place(a: &mut bpf::Asm, pending: MapId, probe: u32) {
     a.call(Helper::MapLookupElem);
 }
 
+/// The offset of word `w` of a place (or of a statistic's slot).
+const fn word(w: usize) -> i16 {
+    (w * 8) as i16
+}
+
+/// Looks at the [`PROBES`] places from the one in R6 for the key at [`KEY`] with
+/// tag R8: jumps to `ours` with R0 = its place; at each other place (R0, not null),
+/// runs `other` with the label of the next. Clobbers R0–R5.
+fn find(
+    a: &mut bpf::Asm,
+    pending: MapId,
+    ours: bpf::Label,
+    mut other: impl FnMut(&mut bpf::Asm, bpf::Label),
+) {
+    for probe in 0..PROBES {
+        let (next, not_ours) = (a.label(), a.label());
+        place(a, pending, probe);
+        a.jmp(Cond::Eq, Reg::R0, 0, next);
+        unless_ours(a, not_ours);
+        a.ja(ours);
+        a.bind(not_ours);
+        other(a, next);
+        a.bind(next);
+    }
+}
+
 /// Jumps to `other` unless the place in R0 (not null) holds the key at [`KEY`]
 /// with tag R8. Clobbers R1, R2.
 fn unless_ours(a: &mut bpf::Asm, other: bpf::Label) {
-    let word = |w: usize| (w * 8) as i16;
     a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(WORD_TAG)));
     a.jmp(Cond::Ne, Reg::R1, Reg::R8, other);
     for (w, k) in [(WORD_G, KEY + 8), (WORD_DEPTH, KEY + 16)] {
@@ -292,23 +317,14 @@ fn entry_program(
     // R9 = the first free place. A place holding this key is a call at this depth
     // that never returned: it is counted (against its own function, which may be
     // another one at the same depth) and the place reused.
-    let word = |w: usize| (w * 8) as i16;
     let (stale, fill, full) = (a.label(), a.label(), a.label());
     a.emit(Insn::mov64(Reg::R9, 0));
-    for probe in 0..PROBES {
-        let next = a.label();
-        let not_ours = a.label();
-        place(a, maps.pending, probe);
-        a.jmp(Cond::Eq, Reg::R0, 0, next);
-        unless_ours(a, not_ours);
-        a.ja(stale);
-        a.bind(not_ours);
+    find(a, maps.pending, stale, |a, next| {
         a.emit(Insn::ldx(Size::DW, Reg::R1, Reg::R0, word(WORD_TAG)));
         a.jmp(Cond::Ne, Reg::R1, 0, next);
         a.jmp(Cond::Ne, Reg::R9, 0, next);
         a.emit(Insn::mov64(Reg::R9, Reg::R0));
-        a.bind(next);
-    }
+    });
     // Taken if still free; another CPU may have taken it since, for another key,
     // and then the first free place is looked for again.
     a.jmp(Cond::Eq, Reg::R9, 0, full);
@@ -375,17 +391,9 @@ fn return_program(
     a.emit(Insn::mov64(Reg::R7, Reg::R0));
     // R6 (the context) is not needed any more: it becomes the key's place.
     let a = &mut em.a;
-    let word = |w: usize| (w * 8) as i16;
     tag(a);
     let found = a.label();
-    for probe in 0..PROBES {
-        let next = a.label();
-        place(a, maps.pending, probe);
-        a.jmp(Cond::Eq, Reg::R0, 0, next);
-        unless_ours(a, next);
-        a.ja(found);
-        a.bind(next);
-    }
+    find(a, maps.pending, found, |_, _| {});
     bump(&mut em, maps.counts, Counter::NoEntry);
     em.a.ja(out);
     let a = &mut em.a;
@@ -403,7 +411,6 @@ fn return_program(
     a.call(Helper::MapLookupElem);
     a.jmp(Cond::Eq, Reg::R0, 0, out);
     a.emit(Insn::mov64(Reg::R9, Reg::R0));
-    let word = |w: usize| (w * 8) as i16;
     // Per-CPU: no other writer, no atomics. The first call sets min and max.
     let (first, counted, no_min, no_max) = (a.label(), a.label(), a.label(), a.label());
     a.emit(Insn::ldx(Size::DW, Reg::R2, Reg::R9, word(WORD_COUNT)));
