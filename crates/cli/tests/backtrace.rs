@@ -330,28 +330,6 @@ fn symbolisation_throughput() {
     );
 }
 
-/// The instructions of `function` as `go tool objdump` lists them: (address, text).
-fn objdump(tc: &Toolchain, exe: &std::path::Path, function: &str) -> Vec<(u64, String)> {
-    let out = std::process::Command::new(tc.goroot().join("bin/go"))
-        .args(["tool", "objdump", "-s"])
-        .arg(format!("^{}$", function.replace('.', "\\.")))
-        .arg(exe)
-        .output()
-        .expect("go tool objdump");
-    text(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l
-                .split('\t')
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .collect();
-            let addr = u64::from_str_radix(w.get(1)?.strip_prefix("0x")?, 16).ok()?;
-            Some((addr, w.get(3)?.to_string()))
-        })
-        .collect()
-}
-
 /// A sample's walk sends the words at SP and SP + 8 as tentative frames (the second
 /// marked `AT_SP_8`); user space keeps the one that is the return address of a
 /// function stopped before its frame was built. Held against `go tool objdump`:

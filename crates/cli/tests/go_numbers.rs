@@ -915,19 +915,7 @@ fn profile_top_functions_agree_with_runtime_pprof_within_10_points() {
             let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
             let us = pprof_top(&ours, &[]);
             let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
-            for (f, share) in go.iter().chain(us.iter()) {
-                let (a, b) = (go.get(f), us.get(f));
-                if *share < 3.0 {
-                    continue;
-                }
-                let (Some(a), Some(b)) = (a, b) else {
-                    panic!("{ctx}\n{f} ({share}%) is in one top 10 only");
-                };
-                assert!(
-                    (a - b).abs() <= 10.0,
-                    "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by gotap"
-                );
-            }
+            shares_agree(&ctx, ("runtime/pprof", &go), ("gotap", &us), 10.0);
             assert!(us.get("main.mix").is_some_and(|s| *s > 20.0), "{ctx}");
             // The work's goroutines run main.main.func1: the walk reaches it from
             // every function, frameless leaves (main.mix) and the system stack
@@ -1012,24 +1000,36 @@ fn profile_flat_shares_agree_with_bpftrace_sampling_the_same_run_within_5_points
         let theirs = bpftrace_flat(&bin.path, &bt.transcript());
         let us = pprof_top(&ours, &[]);
         let ctx = format!("{ctx}\nbpftrace: {theirs:?}\ngotap: {us:?}");
-        let mut checked = 0;
-        for (f, share) in theirs.iter().chain(us.iter()) {
-            if *share < 3.0 {
-                continue;
-            }
-            let (a, b) = (
-                theirs.get(f).copied().unwrap_or(0.0),
-                us.get(f).copied().unwrap_or(0.0),
-            );
-            assert!(
-                (a - b).abs() <= 5.0,
-                "{ctx}\n{f}: {a}% by bpftrace, {b}% by gotap"
-            );
-            checked += 1;
-        }
+        let checked = shares_agree(&ctx, ("bpftrace", &theirs), ("gotap", &us), 5.0);
         assert!(checked >= 8, "{ctx}: the four work functions on both sides");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Holds two profiles' flat shares (function → % of samples) to each other: every
+/// function with 3% or more in either is in both, its shares within `points`. The
+/// names say whose each profile is in messages; returns how many were compared.
+fn shares_agree(
+    ctx: &str,
+    (a_name, a): (&str, &BTreeMap<String, f64>),
+    (b_name, b): (&str, &BTreeMap<String, f64>),
+    points: f64,
+) -> usize {
+    let mut compared = 0;
+    for (f, share) in a.iter().chain(b.iter()) {
+        if *share < 3.0 {
+            continue;
+        }
+        let (Some(x), Some(y)) = (a.get(f), b.get(f)) else {
+            panic!("{ctx}\n{f} ({share}%) is in one of the two only");
+        };
+        assert!(
+            (x - y).abs() <= points,
+            "{ctx}\n{f}: {x}% by {a_name}, {y}% by {b_name}"
+        );
+        compared += 1;
+    }
+    compared
 }
 
 /// Function → share of samples (%) of bpftrace's `@[reg("ip")] = count()` map in
@@ -1117,18 +1117,7 @@ fn profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
         let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
         let us = pprof_top(&ours, &[]);
         let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
-        for (f, share) in go.iter().chain(us.iter()) {
-            if *share < 3.0 {
-                continue;
-            }
-            let (Some(a), Some(b)) = (go.get(f), us.get(f)) else {
-                panic!("{ctx}\n{f} ({share}%) is in one top 10 only");
-            };
-            assert!(
-                (a - b).abs() <= 10.0,
-                "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by gotap"
-            );
-        }
+        shares_agree(&ctx, ("runtime/pprof", &go), ("gotap", &us), 10.0);
         // The writes' goroutine spends most of its time in system calls, so many
         // samples find it in the kernel; not all of them, as a timer interrupt that
         // comes while the kernel has interrupts off is taken on the way back to user
@@ -1305,13 +1294,7 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
     std::fs::create_dir_all(&dir).expect("dir");
     let script = dir.join("sample.stp");
     std::fs::write(&script, SAMPLING_SCRIPT).expect("script");
-    let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
-    for (tc, v) in [
-        (&oldest, Variant::Default),
-        (&oldest, Variant::Pie),
-        (&newest, Variant::Default),
-        (&newest, Variant::Pie),
-    ] {
+    for &(ref tc, v) in &sampled_builds() {
         let bin = Private::copy(
             &testprogs::build("cpuwork", tc, v),
             &format!("tp-{}-{v}", tc.minor),
@@ -1323,16 +1306,8 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
                 tc.minor
             );
         }
-        let what = format!("go{} {v}", tc.minor);
         let theirs = dir.join(format!("go-{}-{v}.pb.gz", tc.minor));
-        let out = run(gotap().arg(&script).arg("-c").arg(format!(
-            "{} 6 {}",
-            bin.path.display(),
-            theirs.display()
-        )));
-        let stdout = text(&out.stdout);
-        let ctx = format!("{what}\n{stdout}\n{}", text(&out.stderr));
-        assert!(out.status.success(), "{ctx}");
+        let (stdout, ctx) = sampled_by_script(&script, &bin.path, 6, &theirs, tc, v);
         let (functions, goroutines) = sampled_functions(&stdout);
         let total: u64 = functions.values().sum();
         // 6 s on 2 CPUs is up to 1,200 samples; at load average 20 the work got 90.
@@ -1395,23 +1370,48 @@ fn timer_profile_stacks_agree_with_runtime_pprof_and_name_the_work_goroutines() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The builds the sampling scripts' tests run: the oldest Go installed and the
+/// newest, fixed-address and PIE.
+fn sampled_builds() -> [(Toolchain, Variant); 4] {
+    let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
+    [
+        (oldest.clone(), Variant::Default),
+        (oldest, Variant::Pie),
+        (newest.clone(), Variant::Default),
+        (newest, Variant::Pie),
+    ]
+}
+
+/// `script` run with `-c` on `bin` (`tc`'s `v` build) for `seconds`, the program
+/// writing its own CPU profile to `theirs`: the script's output, and the context
+/// for messages. The run must succeed.
+fn sampled_by_script(
+    script: &std::path::Path,
+    bin: &std::path::Path,
+    seconds: u32,
+    theirs: &std::path::Path,
+    tc: &Toolchain,
+    v: Variant,
+) -> (String, String) {
+    let out = run(gotap().arg(script).arg("-c").arg(format!(
+        "{} {seconds} {}",
+        bin.display(),
+        theirs.display()
+    )));
+    let stdout = text(&out.stdout);
+    let ctx = format!("go{} {v}\n{stdout}\n{}", tc.minor, text(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    (stdout, ctx)
+}
+
 /// cpuwork's frameless leaves.
 const LEAVES: [&str; 2] = ["main.mix", "main.collatz"];
 
 /// Whether `go tool objdump` shows `function` saving the frame pointer.
 fn pushes_bp(tc: &Toolchain, exe: &std::path::Path, function: &str) -> bool {
-    let out = std::process::Command::new(tc.goroot().join("bin/go"))
-        .args(["tool", "objdump", "-s"])
-        .arg(format!("^{}$", function.replace('.', "\\.")))
-        .arg(exe)
-        .output()
-        .expect("go tool objdump");
-    let listing = text(&out.stdout);
-    assert!(
-        listing.contains("TEXT "),
-        "objdump of {function}: {listing}"
-    );
-    listing.contains("PUSHQ BP")
+    let code = objdump(tc, exe, function);
+    assert!(!code.is_empty(), "objdump of {function}: no instructions");
+    code.iter().any(|(_, i)| i.contains("PUSHQ BP"))
 }
 
 /// `probe timer.profile` on a program that spends about half its time in
@@ -1427,26 +1427,13 @@ fn timer_profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
     std::fs::create_dir_all(&dir).expect("dir");
     let script = dir.join("sample.stp");
     std::fs::write(&script, SAMPLING_SCRIPT).expect("script");
-    let (oldest, newest) = (testprogs::toolchains()[0].clone(), testprogs::newest());
-    for (tc, v) in [
-        (&oldest, Variant::Default),
-        (&oldest, Variant::Pie),
-        (&newest, Variant::Default),
-        (&newest, Variant::Pie),
-    ] {
+    for &(ref tc, v) in &sampled_builds() {
         let bin = Private::copy(
             &testprogs::build("syscalls", tc, v),
             &format!("tsc-{}-{v}", tc.minor),
         );
         let theirs = dir.join(format!("go-{}-{v}.pb.gz", tc.minor));
-        let out = run(gotap().arg(&script).arg("-c").arg(format!(
-            "{} 4 {}",
-            bin.path.display(),
-            theirs.display()
-        )));
-        let stdout = text(&out.stdout);
-        let ctx = format!("go{} {v}\n{stdout}\n{}", tc.minor, text(&out.stderr));
-        assert!(out.status.success(), "{ctx}");
+        let (stdout, ctx) = sampled_by_script(&script, &bin.path, 4, &theirs, tc, v);
         let (functions, _) = sampled_functions(&stdout);
         let total: u64 = functions.values().sum();
         assert!(total > 30, "{ctx}\n{total} samples");
@@ -1459,18 +1446,7 @@ fn timer_profile_charges_system_calls_to_their_callers_as_runtime_pprof_does() {
             .collect();
         let go = pprof_top(&theirs, &["-hide=^runtime\\.asyncPreempt$"]);
         let ctx = format!("{ctx}\nruntime/pprof: {go:?}\ngotap: {us:?}");
-        for (f, share) in go.iter().chain(us.iter()) {
-            if *share < 3.0 {
-                continue;
-            }
-            let (Some(a), Some(b)) = (go.get(f), us.get(f)) else {
-                panic!("{ctx}\n{f} ({share}%) is in one top 10 only");
-            };
-            assert!(
-                (a - b).abs() <= 10.0,
-                "{ctx}\n{f}: {a}% by runtime/pprof, {b}% by the script"
-            );
-        }
+        shares_agree(&ctx, ("runtime/pprof", &go), ("the script", &us), 10.0);
         let in_kernel: u64 = stdout
             .lines()
             .find_map(|l| l.strip_prefix("in the kernel ")?.parse().ok())

@@ -259,3 +259,25 @@ pub fn pprof_top(
         })
         .collect()
 }
+
+/// The instructions of `function` as `go tool objdump` lists them: (address, text).
+pub fn objdump(tc: &Toolchain, exe: &std::path::Path, function: &str) -> Vec<(u64, String)> {
+    let out = std::process::Command::new(tc.goroot().join("bin/go"))
+        .args(["tool", "objdump", "-s"])
+        .arg(format!("^{}$", function.replace('.', "\\.")))
+        .arg(exe)
+        .output()
+        .expect("go tool objdump");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l
+                .split('\t')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect();
+            let addr = u64::from_str_radix(w.get(1)?.strip_prefix("0x")?, 16).ok()?;
+            Some((addr, w.get(3)?.to_string()))
+        })
+        .collect()
+}
